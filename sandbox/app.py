@@ -1,0 +1,71 @@
+"""The sandbox world as one ASGI app on one port: the org backend (``/scim/1``, ``/admin/v1``,
+``/ingest``), the IdP (``/idp/scim/v2``), Slack (``/slack/api``), Jira (``/jira/rest/api/2``)
+and the test-only controls (``/_sandbox``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from sandbox import control, jira, slack
+from sandbox.faults import FaultMiddleware
+from sandbox.idp import control_router as idp_control_router
+from sandbox.idp import make_idp_app
+from sandbox.org import admin, scim
+from sandbox.org.service import OrgError
+from sandbox.world import FaultSettings, World
+
+
+def create_app(
+    db_path: str | Path | None = None,
+    *,
+    seed: str | None = None,
+    faults: FaultSettings | None = None,
+    rng_seed: int | None = None,
+) -> FastAPI:
+    """Build a sandbox world.
+
+    Args:
+        db_path: SQLite file (kept across restarts); ``None`` for an in-memory world.
+        seed: ``demo``, ``empty`` or ``scale:N``; applied only when the database is new
+            (a restart on the same file keeps its state).
+        faults: initial fault settings (fault rate, rate limit, latency).
+        rng_seed: makes injected faults repeatable.
+    """
+    world = World.open(db_path)
+    if rng_seed is not None:
+        world.rng.seed(rng_seed)
+    world.db.create_all()
+    world.clock.load()
+    if faults is not None:
+        world.set_faults(faults)
+    if seed is not None and control.is_new(world):
+        control.apply_seed(world, seed)
+
+    app = FastAPI(title="Handover sandbox", version="1", docs_url="/_sandbox/docs",
+                  openapi_url="/_sandbox/openapi.json", redoc_url=None)
+    app.state.world = world
+    app.include_router(scim.router)
+    app.include_router(admin.router)
+    app.include_router(admin.ingest_router)
+    app.include_router(slack.router)
+    app.include_router(jira.router)
+    app.include_router(control.router)
+    app.include_router(slack.control_router)
+    app.include_router(jira.control_router)
+    app.include_router(idp_control_router)
+    app.mount("/idp", make_idp_app(world))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "now": world.clock.now().isoformat()}
+
+    # Errors of the org rules answer in the shape of the API that was called.
+    app.add_exception_handler(OrgError, scim.org_error_handler)  # type: ignore[arg-type]
+
+    # The middleware wraps everything, so faults and limits apply to every API alike.
+    app.add_middleware(FaultMiddleware, world=world)
+    return app

@@ -1,0 +1,91 @@
+"""Shared fixtures: sandbox worlds in-process (TestClient over httpx) and over loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from sandbox.app import create_app
+from sandbox.world import World
+
+ORG_SCIM = {"Authorization": "Bearer sandbox-scim-key"}
+ORG_ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
+IDP = {"Authorization": "Bearer sandbox-idp-token"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveSandbox:
+    """A sandbox served by uvicorn on a loopback port, in a thread of the test process."""
+
+    app: FastAPI
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def world(self) -> World:
+        return self.app.state.world  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(app: FastAPI) -> LiveSandbox:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return LiveSandbox(app=app, url=url, server=server, thread=thread)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("sandbox did not start")
+
+
+@pytest.fixture
+def empty_app() -> FastAPI:
+    """A fresh in-memory world with nothing in it."""
+    return create_app(None, seed="empty", rng_seed=1)
+
+
+@pytest.fixture
+def client(empty_app: FastAPI) -> Iterator[TestClient]:
+    """httpx (through Starlette's TestClient) against the in-process empty world."""
+    with TestClient(empty_app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def demo_app() -> FastAPI:
+    """One in-memory demo world per session; tests must not change it (read-only)."""
+    return create_app(None, seed="demo", rng_seed=1)
+
+
+@pytest.fixture
+def live() -> Iterator[LiveSandbox]:
+    """An empty sandbox over loopback (for clients that cannot speak ASGI: slack-sdk, jira)."""
+    sb = serve(create_app(None, seed="empty", rng_seed=1))
+    yield sb
+    sb.stop()
