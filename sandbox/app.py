@@ -45,8 +45,13 @@ def create_app(
     if seed is not None and control.is_new(world):
         control.apply_seed(world, seed)
 
-    app = FastAPI(title="Handover sandbox", version="1", docs_url="/_sandbox/docs",
-                  openapi_url="/_sandbox/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="Handover sandbox",
+        version="1",
+        docs_url="/_sandbox/docs",
+        openapi_url="/_sandbox/openapi.json",
+        redoc_url=None,
+    )
     app.state.world = world
     app.include_router(scim.router)
     app.include_router(admin.router)

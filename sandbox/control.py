@@ -154,8 +154,11 @@ def _person_action(request: Request, email: str, fn: str) -> dict[str, Any]:
             raise Forbidden(f"{email} is deactivated in the identity provider: sign-in refused")
         org = OrgService(s, world.clock.now())
         m = org.accept_invite(email) if fn == "accept" else org.record_login(email)
-        return {"email": m.email, "status": m.status,
-                "last_login_at": m.last_login_at.isoformat() if m.last_login_at else None}
+        return {
+            "email": m.email,
+            "status": m.status,
+            "last_login_at": m.last_login_at.isoformat() if m.last_login_at else None,
+        }
 
 
 @router.post("/members/{email}/accept")

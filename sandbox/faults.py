@@ -14,7 +14,9 @@ from sandbox.world import World
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Path prefix → API name; each API has its own rate-limit bucket, as each vendor limits its own.
 APIS: tuple[tuple[str, str], ...] = (
@@ -84,8 +86,12 @@ class FaultMiddleware:
             if wait > 0:
                 retry_after = max(1, math.ceil(wait))
                 world.record(status=429, injected="rate-limited", **rec)
-                await _send(send, 429, _error_body(api, 429, "rate limit exceeded"),
-                            [(b"retry-after", str(retry_after).encode())])
+                await _send(
+                    send,
+                    429,
+                    _error_body(api, 429, "rate limit exceeded"),
+                    [(b"retry-after", str(retry_after).encode())],
+                )
                 return
         fault = f.fault_rate > 0 and world.rng.random() < f.fault_rate
         after = fault and world.rng.random() < f.fault_after
@@ -116,9 +122,12 @@ class FaultMiddleware:
         )
 
 
-async def _send(send: Any, status: int, body: bytes,
-                extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())] + (extra or [])
+async def _send(
+    send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ] + (extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

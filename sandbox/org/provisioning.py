@@ -55,8 +55,14 @@ class PushResult:
 
 
 def push_identity(
-    session: Session, now: datetime, *, email: str, given_name: str = "",
-    family_name: str = "", active: bool, groups: list[str],
+    session: Session,
+    now: datetime,
+    *,
+    email: str,
+    given_name: str = "",
+    family_name: str = "",
+    active: bool,
+    groups: list[str],
 ) -> PushResult:
     """Make the org agree with the IdP about one person (idempotent)."""
     email = norm_email(email)
@@ -78,9 +84,13 @@ def push_identity(
     try:
         with session.begin_nested():
             if member is None:
-                member, _ = org.invite(email, given_name=given_name, family_name=family_name,
-                                       org_role=(org_role or Role.VIEWER).value,
-                                       idp_managed=True)
+                member, _ = org.invite(
+                    email,
+                    given_name=given_name,
+                    family_name=family_name,
+                    org_role=(org_role or Role.VIEWER).value,
+                    idp_managed=True,
+                )
                 res.action = "provisioned"
             elif not member.idp_managed:
                 member.idp_managed = True
@@ -100,18 +110,20 @@ def push_identity(
         except OrgError as e:
             res.errors.append(f"group {name}: {e.message}")
             continue
-        group = session.scalar(select(PermissionGroup).where(
-            PermissionGroup.display_name == name))
+        group = session.scalar(select(PermissionGroup).where(PermissionGroup.display_name == name))
         if group is None:
-            group = org.create_group(name, projects={project.name: mp.project_role.value},
-                                     idp_managed=True)  # type: ignore[union-attr]
+            group = org.create_group(
+                name, projects={project.name: mp.project_role.value}, idp_managed=True
+            )  # type: ignore[union-attr]
         wanted.add(group.id)
         if session.get(GroupMember, (group.id, email)) is None:
             org.add_group_members(group.id, [email])
             res.action = res.action if res.action != "noop" else "updated"
     pushed = session.scalars(
-        select(PermissionGroup.id).join(GroupMember, GroupMember.group_id == PermissionGroup.id)
-        .where(GroupMember.email == email, PermissionGroup.idp_managed.is_(True))).all()
+        select(PermissionGroup.id)
+        .join(GroupMember, GroupMember.group_id == PermissionGroup.id)
+        .where(GroupMember.email == email, PermissionGroup.idp_managed.is_(True))
+    ).all()
     for gid in set(pushed) - wanted:
         try:
             with session.begin_nested():

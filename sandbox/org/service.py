@@ -88,7 +88,8 @@ def parse_role(value: str) -> Role:
     try:
         return Role(value.lower())
     except ValueError:
-        raise Invalid(f"unknown role {value!r}: expected one of {[r.value for r in Role]}") from None
+        expected = [r.value for r in Role]
+        raise Invalid(f"unknown role {value!r}: expected one of {expected}") from None
 
 
 def parse_module(value: str) -> Module:
@@ -148,7 +149,11 @@ class OrgService:
         return g
 
     def list_members(
-        self, *, start: int = 1, count: int = 100, email: str | None = None,
+        self,
+        *,
+        start: int = 1,
+        count: int = 100,
+        email: str | None = None,
         status: str | None = None,
     ) -> tuple[int, Sequence[Member]]:
         q = select(Member)
@@ -224,33 +229,52 @@ class OrgService:
                 sources.append({"source": "individual", "role": ind.role})
             for g, pid, r in self.group_roles(email):
                 if pid == p.id:
-                    sources.append({"source": "group", "group_id": g.id,
-                                    "group": g.display_name, "role": r.value})
+                    sources.append(
+                        {
+                            "source": "group",
+                            "group_id": g.id,
+                            "group": g.display_name,
+                            "role": r.value,
+                        }
+                    )
             eff = self.effective_role(email, p.id)
             if eff is not None:
-                out.append({"project_id": p.id, "project": p.name, "role": eff.value,
-                            "sources": sources})
+                out.append(
+                    {"project_id": p.id, "project": p.name, "role": eff.value, "sources": sources}
+                )
         return out
 
     def project_admins(self, project_id: int) -> set[str]:
         """Joined members whose effective role in the project is Admin."""
         ind = self.s.scalars(
-            select(ProjectRole.email).join(Member, Member.email == ProjectRole.email)
-            .where(ProjectRole.project_id == project_id, ProjectRole.role == Role.ADMIN.value,
-                   Member.status == "joined")
+            select(ProjectRole.email)
+            .join(Member, Member.email == ProjectRole.email)
+            .where(
+                ProjectRole.project_id == project_id,
+                ProjectRole.role == Role.ADMIN.value,
+                Member.status == "joined",
+            )
         ).all()
         grp = self.s.scalars(
             select(GroupMember.email)
             .join(GroupProjectRole, GroupProjectRole.group_id == GroupMember.group_id)
             .join(Member, Member.email == GroupMember.email)
-            .where(GroupProjectRole.project_id == project_id,
-                   GroupProjectRole.role == Role.ADMIN.value, Member.status == "joined")
+            .where(
+                GroupProjectRole.project_id == project_id,
+                GroupProjectRole.role == Role.ADMIN.value,
+                Member.status == "joined",
+            )
         ).all()
         return set(ind) | set(grp)
 
     def org_admins(self) -> set[str]:
-        return set(self.s.scalars(select(Member.email).where(
-            Member.org_role == Role.ADMIN.value, Member.status == "joined")))
+        return set(
+            self.s.scalars(
+                select(Member.email).where(
+                    Member.org_role == Role.ADMIN.value, Member.status == "joined"
+                )
+            )
+        )
 
     def _admins(self) -> AdminSnapshot:
         snap = AdminSnapshot(org=self.org_admins())
@@ -264,25 +288,43 @@ class OrgService:
         after = self._admins()
         if before.org and not after.org:
             (who,) = before.org if len(before.org) == 1 else (sorted(before.org)[0],)
-            raise Conflict(f"{what}: {who} is the sole Admin of the organization; "
-                           "promote another Admin first")
+            raise Conflict(
+                f"{what}: {who} is the sole Admin of the organization; promote another Admin first"
+            )
         for pid, admins in before.projects.items():
             if admins and not after.projects.get(pid):
                 name = self.s.get(Project, pid).name  # type: ignore[union-attr]
-                raise Conflict(f"{what}: {', '.join(sorted(admins))} is the sole Admin of "
-                               f"project {name}; promote a replacement first")
+                raise Conflict(
+                    f"{what}: {', '.join(sorted(admins))} is the sole Admin of "
+                    f"project {name}; promote a replacement first"
+                )
 
     # ------------------------------------------------------------------ audit
-    def log(self, action: str, target: str = "", *, actor: str | None = None,
-            **details: Any) -> None:
-        self.s.add(OrgEvent(at=self.now, actor=actor or self.actor or SYSTEM_ACTOR,
-                            action=action, target=target, details=details))
+    def log(
+        self, action: str, target: str = "", *, actor: str | None = None, **details: Any
+    ) -> None:
+        self.s.add(
+            OrgEvent(
+                at=self.now,
+                actor=actor or self.actor or SYSTEM_ACTOR,
+                action=action,
+                target=target,
+                details=details,
+            )
+        )
 
     # ------------------------------------------------------------------ members and invites
     def invite(
-        self, email: str, *, given_name: str = "", family_name: str = "",
-        org_role: str = Role.VIEWER.value, projects: dict[str, str] | None = None,
-        modules: Iterable[str] = (), note: str = "", default_project: str | None = None,
+        self,
+        email: str,
+        *,
+        given_name: str = "",
+        family_name: str = "",
+        org_role: str = Role.VIEWER.value,
+        projects: dict[str, str] | None = None,
+        modules: Iterable[str] = (),
+        note: str = "",
+        default_project: str | None = None,
         idp_managed: bool = False,
     ) -> tuple[Member, Invitation]:
         """Invite a person: a pending member with the given roles, and a 14-day invitation."""
@@ -300,30 +342,48 @@ class OrgService:
             self._require_project_manager(p, r)
         mods = {parse_module(m) for m in modules}
         default = self.project(default_project).id if default_project else None
-        m = Member(email=email, given_name=given_name, family_name=family_name,
-                   org_role=role.value, status="pending", invited_at=self.now, note=note,
-                   default_project_id=default, idp_managed=idp_managed)
+        m = Member(
+            email=email,
+            given_name=given_name,
+            family_name=family_name,
+            org_role=role.value,
+            status="pending",
+            invited_at=self.now,
+            note=note,
+            default_project_id=default,
+            idp_managed=idp_managed,
+        )
         self.s.add(m)
         self.s.flush()
         for p, r in grants.items():
             self.s.add(ProjectRole(email=email, project_id=p.id, role=r.value))
         for mod in mods:
             self.s.add(ModuleGrant(email=email, module=mod.value))
-        inv = Invitation(email=email, invited_by=self.actor or SYSTEM_ACTOR, sent_at=self.now,
-                         last_sent_at=self.now,
-                         expires_at=self.now + timedelta(days=INVITE_TTL_DAYS))
+        inv = Invitation(
+            email=email,
+            invited_by=self.actor or SYSTEM_ACTOR,
+            sent_at=self.now,
+            last_sent_at=self.now,
+            expires_at=self.now + timedelta(days=INVITE_TTL_DAYS),
+        )
         self.s.add(inv)
         self.s.flush()
-        self.log("member.invited", email, org_role=role.value,
-                 projects={p.name: r.value for p, r in grants.items()},
-                 modules=sorted(m.value for m in mods), idp_managed=idp_managed)
+        self.log(
+            "member.invited",
+            email,
+            org_role=role.value,
+            projects={p.name: r.value for p, r in grants.items()},
+            modules=sorted(m.value for m in mods),
+            idp_managed=idp_managed,
+        )
         return m, inv
 
     def pending_invitation(self, email: str) -> Invitation | None:
         return self.s.scalar(
-            select(Invitation).where(Invitation.email == norm_email(email),
-                                     Invitation.status == "pending")
-            .order_by(Invitation.id.desc()))
+            select(Invitation)
+            .where(Invitation.email == norm_email(email), Invitation.status == "pending")
+            .order_by(Invitation.id.desc())
+        )
 
     def invitation_state(self, inv: Invitation) -> str:
         if inv.status == "pending" and self.now >= inv.expires_at:
@@ -339,8 +399,10 @@ class OrgService:
         if inv is None:
             raise NotFound(f"no pending invitation for {email}")
         if self.invitation_state(inv) == "expired":
-            raise Gone(f"the invitation for {email} expired on {inv.expires_at.isoformat()}; "
-                       "ask an admin to resend it")
+            raise Gone(
+                f"the invitation for {email} expired on {inv.expires_at.isoformat()}; "
+                "ask an admin to resend it"
+            )
         inv.status, inv.decided_at = "accepted", self.now
         m.status, m.joined_at, m.last_login_at = "joined", self.now, self.now
         self.log("invite.accepted", email, actor=email)
@@ -390,8 +452,12 @@ class OrgService:
         for a in self.s.scalars(select(Asset).where(Asset.owner_email == email)):
             a.owner_email, a.former_owner_email, a.updated_at = None, email, self.now
             n += 1
-        self.log("invite.revoked" if was_pending else "member.removed", email,
-                 reason=reason, unassigned_assets=n)
+        self.log(
+            "invite.revoked" if was_pending else "member.removed",
+            email,
+            reason=reason,
+            unassigned_assets=n,
+        )
         return True
 
     def set_org_role(self, email: str, role: str) -> tuple[str, str]:
@@ -418,8 +484,9 @@ class OrgService:
         new = parse_role(role) if role else None
         if old == (new.value if new else None):
             return old
-        self._require_project_manager(p, Role.ADMIN if Role.ADMIN in
-                                      {new, Role(old) if old else None} else Role.MANAGER)
+        self._require_project_manager(
+            p, Role.ADMIN if Role.ADMIN in {new, Role(old) if old else None} else Role.MANAGER
+        )
         before = self._admins()
         if new is None:
             self.s.delete(cur)
@@ -428,16 +495,23 @@ class OrgService:
         else:
             cur.role = new.value
         self._guard_admins(before, f"change {m.email} in {p.name}")
-        self.log("member.project_role_changed", m.email, project=p.name, old=old,
-                 new=new.value if new else None)
+        self.log(
+            "member.project_role_changed",
+            m.email,
+            project=p.name,
+            old=old,
+            new=new.value if new else None,
+        )
         return old
 
     def modules(self, email: str) -> list[str]:
-        return sorted(self.s.scalars(select(ModuleGrant.module)
-                                     .where(ModuleGrant.email == norm_email(email))))
+        return sorted(
+            self.s.scalars(select(ModuleGrant.module).where(ModuleGrant.email == norm_email(email)))
+        )
 
-    def set_modules(self, email: str, *, add: Iterable[str] = (),
-                    remove: Iterable[str] = ()) -> list[str]:
+    def set_modules(
+        self, email: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
         m = self.member(email)
         adds, rems = {parse_module(x) for x in add}, {parse_module(x) for x in remove}
         if adds or rems:
@@ -466,31 +540,46 @@ class OrgService:
         return m
 
     # ------------------------------------------------------------------ permission groups
-    def create_group(self, display_name: str, *, members: Iterable[str] = (),
-                     projects: dict[str, str] | None = None,
-                     idp_managed: bool = False) -> PermissionGroup:
+    def create_group(
+        self,
+        display_name: str,
+        *,
+        members: Iterable[str] = (),
+        projects: dict[str, str] | None = None,
+        idp_managed: bool = False,
+    ) -> PermissionGroup:
         self._require_admin("edit permission groups")
-        if self.s.scalar(select(PermissionGroup).where(
-                PermissionGroup.display_name == display_name)) is not None:
+        if (
+            self.s.scalar(
+                select(PermissionGroup).where(PermissionGroup.display_name == display_name)
+            )
+            is not None
+        ):
             raise Conflict(f"a permission group named {display_name!r} exists")
         g = PermissionGroup(display_name=display_name, idp_managed=idp_managed)
         self.s.add(g)
         self.s.flush()
         for p, r in (projects or {}).items():
-            self.s.add(GroupProjectRole(group_id=g.id, project_id=self.project(p).id,
-                                        role=parse_role(r).value))
+            self.s.add(
+                GroupProjectRole(
+                    group_id=g.id, project_id=self.project(p).id, role=parse_role(r).value
+                )
+            )
         self.add_group_members(g.id, members)
         self.log("group.created", display_name)
         return g
 
     def group_members(self, group_id: int) -> list[str]:
-        return sorted(self.s.scalars(select(GroupMember.email)
-                                     .where(GroupMember.group_id == group_id)))
+        return sorted(
+            self.s.scalars(select(GroupMember.email).where(GroupMember.group_id == group_id))
+        )
 
     def group_projects(self, group_id: int) -> dict[str, str]:
-        rows = self.s.execute(select(Project.name, GroupProjectRole.role)
-                              .join(GroupProjectRole, GroupProjectRole.project_id == Project.id)
-                              .where(GroupProjectRole.group_id == group_id)).all()
+        rows = self.s.execute(
+            select(Project.name, GroupProjectRole.role)
+            .join(GroupProjectRole, GroupProjectRole.project_id == Project.id)
+            .where(GroupProjectRole.group_id == group_id)
+        ).all()
         return dict(rows)  # type: ignore[arg-type]
 
     def add_group_members(self, group_id: int, emails: Iterable[str]) -> list[str]:
@@ -534,8 +623,9 @@ class OrgService:
                 if cur is not None:
                     self.s.delete(cur)
             elif cur is None:
-                self.s.add(GroupProjectRole(group_id=g.id, project_id=p.id,
-                                            role=parse_role(role).value))
+                self.s.add(
+                    GroupProjectRole(group_id=g.id, project_id=p.id, role=parse_role(role).value)
+                )
             else:
                 cur.role = parse_role(role).value
         self._guard_admins(before, f"change group {g.display_name}")
@@ -552,18 +642,26 @@ class OrgService:
         self.log("group.deleted", g.display_name)
 
     # ------------------------------------------------------------------ assets and transfers
-    def list_assets(self, *, owner: str | None = None, former_owner: str | None = None,
-                    unassigned: bool | None = None, kind: str | None = None,
-                    project: str | None = None, offset: int = 0,
-                    limit: int = 1000) -> tuple[int, Sequence[Asset]]:
+    def list_assets(
+        self,
+        *,
+        owner: str | None = None,
+        former_owner: str | None = None,
+        unassigned: bool | None = None,
+        kind: str | None = None,
+        project: str | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> tuple[int, Sequence[Asset]]:
         q = select(Asset)
         if owner is not None:
             q = q.where(Asset.owner_email == norm_email(owner))
         if former_owner is not None:
             q = q.where(Asset.former_owner_email == norm_email(former_owner))
         if unassigned is not None:
-            q = q.where(Asset.owner_email.is_(None) if unassigned
-                        else Asset.owner_email.is_not(None))
+            q = q.where(
+                Asset.owner_email.is_(None) if unassigned else Asset.owner_email.is_not(None)
+            )
         if kind is not None:
             q = q.where(Asset.kind == kind)
         if project is not None:
@@ -577,10 +675,13 @@ class OrgService:
         if m is None or m.status != "joined":
             raise Conflict(f"receiver {email} is not a joined member of the organization")
         if m.last_login_at is None or self.now - m.last_login_at > timedelta(
-                days=RECEIVER_LOGIN_DAYS):
+            days=RECEIVER_LOGIN_DAYS
+        ):
             last = m.last_login_at.date().isoformat() if m.last_login_at else "never"
-            raise Conflict(f"receiver {email} has not logged in within the last "
-                           f"{RECEIVER_LOGIN_DAYS} days (last login: {last})")
+            raise Conflict(
+                f"receiver {email} has not logged in within the last "
+                f"{RECEIVER_LOGIN_DAYS} days (last login: {last})"
+            )
         return m
 
     def transfer(self, asset_ids: Sequence[int], to: str) -> dict[str, Any]:
@@ -597,26 +698,42 @@ class OrgService:
                 unchanged.append(a.id)
                 continue
             frm = a.owner_email or a.former_owner_email
-            self.s.add(Transfer(asset_id=a.id, from_email=frm, to_email=receiver.email,
-                                actor=self.actor or SYSTEM_ACTOR, at=self.now))
+            self.s.add(
+                Transfer(
+                    asset_id=a.id,
+                    from_email=frm,
+                    to_email=receiver.email,
+                    actor=self.actor or SYSTEM_ACTOR,
+                    at=self.now,
+                )
+            )
             a.owner_email, a.former_owner_email, a.updated_at = receiver.email, None, self.now
             moved.append(a.id)
-            if receiver.org_role != Role.ADMIN and self.effective_role(
-                    receiver.email, a.project_id) is None:
+            if (
+                receiver.org_role != Role.ADMIN
+                and self.effective_role(receiver.email, a.project_id) is None
+            ):
                 no_access.add(self.s.get(Project, a.project_id).name)  # type: ignore[union-attr]
         if moved:
             self.log("asset.transferred", receiver.email, asset_ids=moved)
-        warnings = [f"{receiver.email} has no access to project {p}: grant it so they can "
-                    "open what they received" for p in sorted(no_access)]
-        return {"transferred": moved, "unchanged": unchanged, "to": receiver.email,
-                "warnings": warnings}
+        warnings = [
+            f"{receiver.email} has no access to project {p}: grant it so they can "
+            "open what they received"
+            for p in sorted(no_access)
+        ]
+        return {
+            "transferred": moved,
+            "unchanged": unchanged,
+            "to": receiver.email,
+            "warnings": warnings,
+        }
 
-    def bulk_transfer(self, from_email: str, to: str, *, project: str | None = None
-                      ) -> dict[str, Any]:
+    def bulk_transfer(
+        self, from_email: str, to: str, *, project: str | None = None
+    ) -> dict[str, Any]:
         """Everything owned by ``from_email``, or left unassigned by them, goes to ``to``."""
         src = norm_email(from_email)
-        q = select(Asset.id).where(or_(Asset.owner_email == src,
-                                       Asset.former_owner_email == src))
+        q = select(Asset.id).where(or_(Asset.owner_email == src, Asset.former_owner_email == src))
         if project is not None:
             q = q.where(Asset.project_id == self.project(project).id)
         ids = list(self.s.scalars(q))
@@ -626,8 +743,7 @@ class OrgService:
         return self.transfer(ids, to)
 
     # ------------------------------------------------------------------ API keys
-    def list_keys(self, *, manager: str | None = None, status: str | None = None
-                  ) -> list[ApiKey]:
+    def list_keys(self, *, manager: str | None = None, status: str | None = None) -> list[ApiKey]:
         rows = self.s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
         if manager is not None:
             rows = [k for k in rows if norm_email(manager) in k.managers]
@@ -641,14 +757,20 @@ class OrgService:
             raise NotFound(f"no API key {key_id}")
         return k
 
-    def create_key(self, name: str, project: str, managers: Iterable[str], *,
-                   kind: str = "ingestion") -> tuple[ApiKey, str]:
+    def create_key(
+        self, name: str, project: str, managers: Iterable[str], *, kind: str = "ingestion"
+    ) -> tuple[ApiKey, str]:
         self._require_admin("create API keys")
         secret = "amp_" + secrets.token_hex(16)
-        k = ApiKey(name=name, kind=kind, project_id=self.project(project).id,
-                   managers=sorted({norm_email(m) for m in managers}),
-                   secret_hash=hash_secret(secret), secret_hint=secret[-4:],
-                   created_at=self.now)
+        k = ApiKey(
+            name=name,
+            kind=kind,
+            project_id=self.project(project).id,
+            managers=sorted({norm_email(m) for m in managers}),
+            secret_hash=hash_secret(secret),
+            secret_hint=secret[-4:],
+            created_at=self.now,
+        )
         self.s.add(k)
         self.s.flush()
         self.log("key.created", str(k.id), name=name)
@@ -687,9 +809,16 @@ class OrgService:
         return k if k is not None and k.status == "active" else None
 
     # ------------------------------------------------------------------ audit log
-    def events(self, *, actor: str | None = None, action: str | None = None,
-               target: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, limit: int = 1000) -> list[OrgEvent]:
+    def events(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[OrgEvent]:
         q = select(OrgEvent)
         if actor is not None:
             q = q.where(OrgEvent.actor == norm_email(actor))
@@ -702,4 +831,3 @@ class OrgService:
         if until is not None:
             q = q.where(OrgEvent.at < until)
         return list(self.s.scalars(q.order_by(OrgEvent.id).limit(limit)))
-
