@@ -1,6 +1,680 @@
-"""Jira REST v2 fake (placeholder; being written)."""
+"""Jira REST v2 fake (``/jira/rest/api/2``), as the ``jira`` package (3.x) speaks it.
 
-from fastapi import APIRouter
+A Jira Server 9 look-alike (so the client uses ``/search`` with ``startAt``, not Cloud's
+``/search/jql``): ``serverInfo``, ``myself``, ``field``, ``issuetype``, ``project``, ``issue``
+(create, get), ``comment``, ``transitions`` and ``search`` with a JQL subset. Workflow: Open →
+In Progress → Done, plus Rejected; transition names differ from status names, so clients pick
+a transition by its target status (``to.name``), as real workflows require. Every call needs
+HTTP Basic credentials; every error has Jira's ``{"errorMessages": [...], "errors": {...}}``.
+"""
 
-router = APIRouter(prefix="/jira")
-control_router = APIRouter(prefix="/_sandbox/jira")
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sandbox.db import Base
+from sandbox.world import World
+
+ISSUE_TYPES = {"Access Request": "10100", "Task": "10002", "Offboarding": "10101"}
+# status name → (id, status category key, status category id)
+STATUSES = {
+    "Open": ("1", "new", 2),
+    "In Progress": ("3", "indeterminate", 4),
+    "Done": ("10001", "done", 3),
+    "Rejected": ("10002", "done", 3),
+}
+# (id, name, from statuses, to status)
+TRANSITIONS = (
+    ("11", "Start Progress", ("Open",), "In Progress"),
+    ("21", "Resolve", ("Open",), "Done"),
+    ("31", "Reject", ("Open", "In Progress"), "Rejected"),
+    ("41", "To Done", ("In Progress",), "Done"),
+    ("51", "Stop Progress", ("In Progress",), "Open"),
+    ("61", "Reopen", ("Done", "Rejected"), "Open"),
+)
+RESOLUTIONS = {"Done": "Done", "Rejected": "Won't Do"}
+FIELDS = (  # (id, name, JQL clause names); what GET /field lists and the client caches
+    ("issuekey", "Key", ["id", "issue", "issuekey", "key"]),
+    ("summary", "Summary", ["summary"]),
+    ("description", "Description", ["description"]),
+    ("issuetype", "Issue Type", ["issuetype", "type"]),
+    ("project", "Project", ["project"]),
+    ("status", "Status", ["status"]),
+    ("labels", "Labels", ["labels"]),
+    ("reporter", "Reporter", ["reporter"]),
+    ("assignee", "Assignee", ["assignee"]),
+    ("created", "Created", ["created", "createdDate"]),
+    ("updated", "Updated", ["updated", "updatedDate"]),
+    ("resolution", "Resolution", ["resolution"]),
+    ("comment", "Comment", ["comment"]),
+)
+CREATABLE = {"project", "summary", "description", "issuetype", "labels", "reporter", "assignee"}
+NOT_FOUND = "Issue does not exist or you do not have permission to see it."
+NOT_SETTABLE = "Field '{}' cannot be set. It is not on the appropriate screen, or unknown."
+
+
+class JiraProject(Base):
+    __tablename__ = "jira_projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    counter: Mapped[int] = mapped_column(default=0)  # last issue number handed out
+
+
+class JiraIssue(Base):
+    __tablename__ = "jira_issues"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    project: Mapped[str] = mapped_column(ForeignKey("jira_projects.key"))
+    number: Mapped[int]
+    issuetype: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32), default="Open")
+    labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    reporter: Mapped[str] = mapped_column(String(320))
+    assignee: Mapped[str | None] = mapped_column(String(320), default=None)
+    created: Mapped[datetime]
+    updated: Mapped[datetime]
+
+
+class JiraComment(Base):
+    __tablename__ = "jira_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("jira_issues.id"), index=True)
+    author: Mapped[str] = mapped_column(String(320))
+    body: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime]
+
+
+class JiraTransitionLog(Base):
+    __tablename__ = "jira_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("jira_issues.id"), index=True)
+    transition: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    author: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime]
+
+
+class JiraError(Exception):
+    """An error answered in Jira's shape, with ``errorMessages`` and per-field ``errors``."""
+
+    def __init__(self, status: int, *messages: str, errors: dict[str, str] | None = None):
+        super().__init__(*messages)
+        self.status, self.messages, self.errors = status, list(messages), errors or {}
+
+    def response(self) -> JSONResponse:
+        body = {"errorMessages": self.messages, "errors": self.errors}
+        return JSONResponse(body, status_code=self.status)
+
+
+# ---- Python helpers (seeds and tests) ---------------------------------------------------------
+
+
+def _next_id(session: Session, model: Any) -> int:
+    # Explicit ids from 10000 up, as Jira numbers them, so an id is never taken for a key number.
+    return int(session.scalar(select(func.max(model.id))) or 9999) + 1
+
+
+def _project_row(session: Session, ref: str) -> JiraProject | None:
+    col = JiraProject.id if ref.isdigit() else JiraProject.key
+    return session.scalar(select(JiraProject).where(col == (int(ref) if ref.isdigit() else ref)))
+
+
+def ensure_project(session: Session, key: str, name: str) -> str:
+    """Create project ``key`` unless it exists (an existing name is kept); return the key."""
+    if _project_row(session, key) is None:
+        session.add(JiraProject(id=_next_id(session, JiraProject), key=key, name=name))
+        session.flush()
+    return key
+
+
+def create_issue(
+    session: Session,
+    now: datetime,
+    *,
+    project: str,
+    issuetype: str,
+    summary: str,
+    description: str = "",
+    labels: Iterable[str] = (),
+    reporter: str = "handover",
+    assignee: str | None = None,
+) -> str:
+    """Create an issue in status Open; return its key (``ACC-12``, numbered per project).
+
+    Raises:
+        KeyError: the project or the issue type does not exist.
+    """
+    proj = _project_row(session, project)
+    if proj is None or issuetype not in ISSUE_TYPES:
+        raise KeyError(project if proj is None else issuetype)
+    proj.counter += 1
+    issue = JiraIssue(
+        id=_next_id(session, JiraIssue), key=f"{proj.key}-{proj.counter}", project=proj.key,
+        number=proj.counter, issuetype=issuetype, summary=summary, description=description,
+        labels=list(labels), reporter=reporter, assignee=assignee, created=now, updated=now,
+    )  # fmt: skip
+    session.add(issue)
+    session.flush()
+    return issue.key
+
+
+def _find(session: Session, key_or_id: str) -> JiraIssue | None:
+    if key_or_id.isdigit():
+        return session.get(JiraIssue, int(key_or_id))
+    return session.scalar(select(JiraIssue).where(JiraIssue.key == key_or_id.upper()))
+
+
+def _comments(session: Session, ids: list[int]) -> dict[int, list[JiraComment]]:
+    out: dict[int, list[JiraComment]] = {i: [] for i in ids}
+    q = select(JiraComment).where(JiraComment.issue_id.in_(ids)).order_by(JiraComment.id)
+    for c in session.scalars(q):
+        out[c.issue_id].append(c)
+    return out
+
+
+def get_issue(session: Session, key: str) -> dict[str, Any] | None:
+    """A plain view of an issue (comments as bodies, transition history), or ``None``."""
+    i = _find(session, key)
+    if i is None:
+        return None
+    q = select(JiraTransitionLog).where(JiraTransitionLog.issue_id == i.id)
+    history = [
+        {"name": h.transition, "from": h.from_status, "to": h.to_status, "author": h.author,
+         "at": _fmt(h.at)}
+        for h in session.scalars(q.order_by(JiraTransitionLog.id))
+    ]  # fmt: skip
+    return {
+        "id": str(i.id), "key": i.key, "project": i.project, "issuetype": i.issuetype,
+        "summary": i.summary, "description": i.description, "status": i.status,
+        "labels": list(i.labels), "reporter": i.reporter, "assignee": i.assignee,
+        "created": _fmt(i.created), "updated": _fmt(i.updated),
+        "comments": [c.body for c in _comments(session, [i.id])[i.id]], "transitions": history,
+    }  # fmt: skip
+
+
+# ---- JSON in Jira's shapes (``api`` is the base URL .../jira/rest/api/2) -----------------------
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
+
+
+def _user(api: str, name: str) -> dict[str, Any]:
+    email = name if "@" in name else f"{name}@sandbox.invalid"
+    return {"self": f"{api}/user?username={name}", "name": name, "key": name,
+            "emailAddress": email, "displayName": name, "active": True}  # fmt: skip
+
+
+def _status(api: str, name: str) -> dict[str, Any]:
+    sid, cat, cat_id = STATUSES[name]
+    return {"self": f"{api}/status/{sid}", "id": sid, "name": name,
+            "statusCategory": {"id": cat_id, "key": cat}}  # fmt: skip
+
+
+def _issuetype(api: str, name: str) -> dict[str, Any]:
+    tid = ISSUE_TYPES[name]
+    return {"self": f"{api}/issuetype/{tid}", "id": tid, "name": name, "subtask": False}
+
+
+def _project(api: str, p: JiraProject) -> dict[str, Any]:
+    return {"self": f"{api}/project/{p.id}", "id": str(p.id), "key": p.key, "name": p.name,
+            "projectTypeKey": "business", "lead": _user(api, "handover"),
+            "issueTypes": [_issuetype(api, n) for n in ISSUE_TYPES]}  # fmt: skip
+
+
+def _comment(api: str, issue_id: int, c: JiraComment) -> dict[str, Any]:
+    return {"self": f"{api}/issue/{issue_id}/comment/{c.id}", "id": str(c.id),
+            "author": _user(api, c.author), "body": c.body, "created": _fmt(c.created),
+            "updated": _fmt(c.created)}  # fmt: skip
+
+
+def _issue(
+    api: str, i: JiraIssue, p: JiraProject, comments: list[JiraComment], only: set[str] | None
+) -> dict[str, Any]:
+    resolution = RESOLUTIONS.get(i.status)
+    fields = {
+        "summary": i.summary, "description": i.description or None,
+        "issuetype": _issuetype(api, i.issuetype), "project": _project(api, p),
+        "status": _status(api, i.status), "labels": list(i.labels),
+        "reporter": _user(api, i.reporter),
+        "assignee": _user(api, i.assignee) if i.assignee else None,
+        "created": _fmt(i.created), "updated": _fmt(i.updated),
+        "resolution": {"name": resolution} if resolution else None,
+        "comment": {"comments": [_comment(api, i.id, c) for c in comments], "startAt": 0,
+                    "maxResults": len(comments), "total": len(comments)},
+    }  # fmt: skip
+    fields = {k: v for k, v in fields.items() if only is None or k in only}
+    return {"id": str(i.id), "self": f"{api}/issue/{i.id}", "key": i.key, "fields": fields}
+
+
+# ---- JQL: field (= | != | ~) value | field [not] in (v, ...), joined by AND; ORDER BY ---------
+
+_TOKEN = re.compile(r"""\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|(!=|[=~(),])|([\w.@+\-]+))""")
+_ALIASES = {"type": "issuetype", "issue": "key", "issuekey": "key", "id": "key"}
+_TEXT_FIELDS = {"text", "summary", "description"}
+_EQ_FIELDS = {"project", "status", "key", "labels", "issuetype", "reporter", "assignee"}
+_ORDER_FIELDS = {"created", "updated", "key", "summary", "status"}
+
+
+def _jql_error(msg: str) -> JiraError:
+    return JiraError(400, f"Error in the JQL Query: {msg}")
+
+
+def parse_jql(jql: str) -> tuple[list[tuple[str, str, list[str]]], list[tuple[str, bool]]]:
+    """Clauses ``(field, op, values)`` with op ``= != ~ in, not in``; sort keys ``(field, desc)``.
+
+    Raises:
+        JiraError: 400, with a message in the manner of Jira's JQL parser.
+    """
+    toks: list[tuple[str, str]] = []  # (kind, text), kind: "str" (quoted), "op" or "word"
+    pos, end = 0, len(jql.rstrip())
+    while pos < end:
+        m = _TOKEN.match(jql, pos)
+        if m is None:
+            where = f"(line 1, character {pos + 1})"
+            raise _jql_error(f"The character '{jql[pos:].strip()[0]}' is reserved. {where}")
+        q1, q2, op, word = m.groups()
+        text = op or word or re.sub(r"\\(.)", r"\1", q1 if q1 is not None else q2)
+        toks.append(("op" if op else "word" if word else "str", text))
+        pos = m.end()
+    toks.append(("end", "end of query"))
+    at = 0
+
+    def take(*words: str) -> str | None:
+        """Consume the next token when it is one of ``words`` (keywords in any case)."""
+        nonlocal at
+        kind, text = toks[at]
+        if kind in ("word", "op") and text.lower() in words:
+            at += 1
+            return text.lower()
+        return None
+
+    def value() -> str:
+        nonlocal at
+        kind, text = toks[at]
+        if kind not in ("word", "str"):
+            raise _jql_error(f"Expecting either a value, list or function but got '{text}'.")
+        at += 1
+        return text
+
+    clauses: list[tuple[str, str, list[str]]] = []
+    while toks[at][0] != "end" and toks[at][1].lower() != "order":
+        if clauses and not take("and"):
+            raise _jql_error(f"Expecting 'AND' but got '{toks[at][1]}'.")
+        name = value()
+        field = _ALIASES.get(name.lower(), name.lower())
+        if field not in _TEXT_FIELDS | _EQ_FIELDS:
+            raise _jql_error(f"Field '{name}' does not exist or you do not have permission.")
+        op = take("=", "!=", "~", "in") or (take("not") and take("in") and "not in")
+        if not op:
+            raise _jql_error(f"Expecting operator but got '{toks[at][1]}'.")
+        if (op == "~") != (field in _TEXT_FIELDS):
+            raise _jql_error(f"The operator '{op}' is not supported by the '{name}' field.")
+        if op in ("in", "not in"):
+            if not take("("):
+                raise _jql_error(f"Expecting '(' but got '{toks[at][1]}'.")
+            values = [value()]
+            while take(","):
+                values.append(value())
+            if not take(")"):
+                raise _jql_error(f"Expecting ')' but got '{toks[at][1]}'.")
+        else:
+            values = [value()]
+        clauses.append((field, op, values))
+    order: list[tuple[str, bool]] = []
+    if take("order"):
+        if not take("by"):
+            raise _jql_error(f"Expecting 'by' but got '{toks[at][1]}'.")
+        while True:
+            name = value().lower()
+            if name not in _ORDER_FIELDS:
+                raise _jql_error(f"Not able to sort using field '{name}'.")
+            order.append((name, take("desc", "asc") == "desc"))
+            if not take(","):
+                break
+    if toks[at][0] != "end":
+        raise _jql_error(f"Unexpected '{toks[at][1]}'.")
+    return clauses, order
+
+
+def search(session: Session, jql: str) -> list[JiraIssue]:
+    """The issues matching ``jql`` in its order (default: newest first).
+
+    Raises:
+        JiraError: 400 for invalid JQL, or a project, status or issue key that does not exist
+            (Jira validates those values).
+    """
+    clauses, order = parse_jql(jql)
+    projects = {p.key: p for p in session.scalars(select(JiraProject))}
+    names = {v for p in projects.values() for v in (p.key.lower(), p.name.lower(), str(p.id))}
+    for field, _, values in clauses:
+        for v in values:
+            if (field == "project" and v.lower() not in names) or (
+                field == "status" and v.lower() not in {s.lower() for s in STATUSES}
+            ):
+                raise JiraError(400, f"The value '{v}' does not exist for the field '{field}'.")
+            if field == "key" and _find(session, v) is None:
+                raise JiraError(400, f"An issue with key '{v}' does not exist for field 'key'.")
+    issues = list(session.scalars(select(JiraIssue).order_by(JiraIssue.id.desc())))
+    comments = (
+        _comments(session, [i.id for i in issues])
+        if ("text", "~") in {c[:2] for c in clauses}
+        else {}
+    )
+
+    def matches(i: JiraIssue, field: str, op: str, values: list[str]) -> bool:
+        if op == "~":  # Jira's text search is word based; a case-insensitive substring is close
+            hay = [i.summary] if field == "summary" else [i.description]
+            if field == "text":  # summary, description and comments, as in Jira
+                hay = [i.summary, i.description, *(c.body for c in comments[i.id])]
+            return all(any(v.lower() in h.lower() for h in hay) for v in values)
+        p = projects[i.project]
+        have = {
+            "project": {p.key.lower(), p.name.lower(), str(p.id)},
+            "key": {i.key.lower(), str(i.id)}, "status": {i.status.lower()},
+            "labels": {x.lower() for x in i.labels},
+            "issuetype": {i.issuetype.lower()}, "reporter": {i.reporter.lower()},
+            "assignee": {(i.assignee or "").lower()},
+        }[field]  # fmt: skip
+        return bool(have & {v.lower() for v in values}) == (op in ("=", "in"))
+
+    out = [i for i in issues if all(matches(i, *c) for c in clauses)]
+    sort_keys: dict[str, Callable[[JiraIssue], Any]] = {
+        "created": lambda i: (i.created, i.id), "updated": lambda i: (i.updated, i.id),
+        "key": lambda i: (i.project, i.number), "summary": lambda i: i.summary.lower(),
+        "status": lambda i: int(STATUSES[i.status][0]),
+    }  # fmt: skip
+    for field, desc in reversed(order):  # stable sorts, least significant key first
+        out.sort(key=sort_keys[field], reverse=desc)
+    return out
+
+
+# ---- HTTP ------------------------------------------------------------------------------------
+
+
+def _authorized(request: Request, world: World) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    try:
+        user, _, secret = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    c = world.credentials
+    # both compared in constant time, so a wrong user name takes as long as a wrong token
+    ok_user = hmac.compare_digest(user.encode(), c.jira_user.encode())
+    ok_token = hmac.compare_digest(secret.encode(), c.jira_token.encode())
+    return scheme.lower() == "basic" and ok_user and ok_token
+
+
+class _JiraRoute(APIRoute):
+    """Checks Basic auth and answers errors in Jira's shape. A route class rather than app-wide
+    exception handlers, so that the other fakes keep their own error shapes."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            if not _authorized(request, request.app.state.world):
+                msg = (
+                    "You are not authenticated. Authentication required to perform this operation."
+                )
+                return JiraError(401, msg).response()
+            try:
+                return await handler(request)
+            except JiraError as e:
+                return e.response()
+            except RequestValidationError as e:  # bad JSON or parameters: Jira says 400
+                return JiraError(400, *(str(err.get("msg")) for err in e.errors())).response()
+
+        return run
+
+
+router = APIRouter(prefix="/jira", route_class=_JiraRoute, tags=["jira"])
+control_router = APIRouter(prefix="/_sandbox/jira", tags=["sandbox control"])
+V2 = "/rest/api/2"
+
+
+def _world(request: Request) -> World:
+    return request.app.state.world  # type: ignore[no-any-return]
+
+
+def _api(request: Request) -> str:
+    return f"{str(request.base_url).rstrip('/')}/jira{V2}"
+
+
+def _me(request: Request) -> str:
+    return _world(request).credentials.jira_user
+
+
+def _load(s: Session, key: str) -> tuple[JiraIssue, JiraProject]:
+    i = _find(s, key)
+    if i is None:
+        raise JiraError(404, NOT_FOUND)
+    return i, s.scalars(select(JiraProject).where(JiraProject.key == i.project)).one()
+
+
+def _only(fields: list[str] | None) -> set[str] | None:
+    """``fields=a,b`` (or repeated) → the set to return; ``None`` for all of them."""
+    names = {f.strip() for v in fields or () for f in v.split(",") if f.strip()}
+    return None if not names or names & {"*all", "*navigable"} else names
+
+
+def _name(value: Any) -> str | None:
+    """A reference as ``{"name"|"key"|"id": ...}`` or a plain string."""
+    if isinstance(value, dict):
+        value = value.get("name") or value.get("key") or value.get("id")
+    return str(value) if isinstance(value, str | int) and value != "" else None
+
+
+@router.get(V2 + "/serverInfo")
+def server_info(request: Request) -> dict[str, Any]:
+    return {"baseUrl": _api(request).removesuffix(V2), "version": "9.12.2",
+            "versionNumbers": [9, 12, 2], "deploymentType": "Server", "buildNumber": 912002,
+            "serverTime": _fmt(_world(request).clock.now()),
+            "serverTitle": "Handover sandbox"}  # fmt: skip
+
+
+@router.get(V2 + "/myself")
+def myself(request: Request) -> dict[str, Any]:
+    return _user(_api(request), _me(request))
+
+
+@router.get(V2 + "/field")
+def fields() -> list[dict[str, Any]]:
+    return [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True,
+             "navigable": True, "searchable": True, "clauseNames": clauses}
+            for fid, name, clauses in FIELDS]  # fmt: skip
+
+
+@router.get(V2 + "/issuetype")
+def issue_types(request: Request) -> list[dict[str, Any]]:
+    return [_issuetype(_api(request), n) for n in ISSUE_TYPES]
+
+
+@router.get(V2 + "/project")
+def projects(request: Request) -> list[dict[str, Any]]:
+    with _world(request).db.session() as s:
+        rows = s.scalars(select(JiraProject).order_by(JiraProject.key))
+        return [_project(_api(request), p) for p in rows]
+
+
+@router.get(V2 + "/project/{key}")
+def project(request: Request, key: str) -> dict[str, Any]:
+    with _world(request).db.session() as s:
+        p = _project_row(s, key)
+        if p is None:
+            raise JiraError(404, f"No project could be found with key '{key}'.")
+        return _project(_api(request), p)
+
+
+@router.post(V2 + "/issue", status_code=201)
+def create(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    f = body.get("fields")
+    if not isinstance(f, dict):
+        raise JiraError(400, "Can not deserialize the issue: 'fields' is missing.")
+    errors = {k: NOT_SETTABLE.format(k) for k in f if k not in CREATABLE}
+    world = _world(request)
+    with world.db.session() as s:
+        ref = _name(f.get("project"))
+        proj = _project_row(s, ref) if ref else None
+        if proj is None:
+            errors["project"] = f"{'valid ' if ref else ''}project is required"
+        ref = _name(f.get("issuetype"))
+        itype = next((n for n, tid in ISSUE_TYPES.items() if ref in (n, tid)), None)
+        if itype is None:
+            errors["issuetype"] = f"{'valid ' if ref else ''}issue type is required"
+        summary = f.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            errors["summary"] = "You must specify a summary of the issue."
+        elif len(summary) > 255:
+            errors["summary"] = "Summary must be less than 255 characters."
+        labels, description = f.get("labels") or [], f.get("description") or ""
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            errors["labels"] = "Labels must be a list of strings."
+        elif bad := [x for x in labels if not x or " " in x]:
+            errors["labels"] = f"The label '{bad[0]}' contains spaces which is invalid."
+        if not isinstance(description, str):
+            errors["description"] = "Operation value must be a string"
+        if errors or proj is None or itype is None or not isinstance(summary, str):
+            raise JiraError(400, errors=errors)
+        reporter = _name(f.get("reporter")) or _me(request)
+        key = create_issue(s, world.clock.now(), project=proj.key, issuetype=itype,
+                           summary=summary, description=description, labels=labels,
+                           reporter=reporter, assignee=_name(f.get("assignee")))  # fmt: skip
+        i, _ = _load(s, key)
+        return {"id": str(i.id), "key": i.key, "self": f"{_api(request)}/issue/{i.id}"}
+
+
+@router.get(V2 + "/issue/{key}")
+def read_issue(request: Request, key: str, fields: list[str] | None = Query(None)) -> Any:
+    with _world(request).db.session() as s:
+        i, p = _load(s, key)
+        return _issue(_api(request), i, p, _comments(s, [i.id])[i.id], _only(fields))
+
+
+@router.get(V2 + "/issue/{key}/comment")
+def list_comments(request: Request, key: str, startAt: int = 0, maxResults: int = 1000) -> Any:
+    with _world(request).db.session() as s:
+        i, _ = _load(s, key)
+        cs = _comments(s, [i.id])[i.id]
+        page = [_comment(_api(request), i.id, c) for c in cs[startAt : startAt + maxResults]]
+        return {"startAt": startAt, "maxResults": maxResults, "total": len(cs), "comments": page}
+
+
+def _add_comment(s: Session, i: JiraIssue, author: str, body: Any, now: datetime) -> JiraComment:
+    if not isinstance(body, str) or not body.strip():
+        raise JiraError(400, errors={"comment": "Comment body can not be empty!"})
+    c = JiraComment(id=_next_id(s, JiraComment), issue_id=i.id, author=author, body=body,
+                    created=now)  # fmt: skip
+    s.add(c)
+    i.updated = now
+    s.flush()
+    return c
+
+
+@router.post(V2 + "/issue/{key}/comment", status_code=201)
+def add_comment(request: Request, key: str, body: dict[str, Any] = Body(...)) -> Any:
+    world = _world(request)
+    with world.db.session() as s:
+        i, _ = _load(s, key)
+        c = _add_comment(s, i, _me(request), body.get("body"), world.clock.now())
+        return _comment(_api(request), i.id, c)
+
+
+@router.get(V2 + "/issue/{key}/transitions")
+def list_transitions(request: Request, key: str, transitionId: str | None = None) -> Any:
+    with _world(request).db.session() as s:
+        i, _ = _load(s, key)
+        ts = [
+            {"id": tid, "name": name, "to": _status(_api(request), to), "hasScreen": False,
+             "isGlobal": False, "isInitial": False, "isConditional": False}
+            for tid, name, sources, to in TRANSITIONS
+            if i.status in sources and transitionId in (None, tid)
+        ]  # fmt: skip
+        return {"expand": "transitions", "transitions": ts}
+
+
+@router.post(V2 + "/issue/{key}/transitions", status_code=204)
+def do_transition(request: Request, key: str, body: dict[str, Any] = Body(...)) -> Response:
+    world = _world(request)
+    with world.db.session() as s:
+        i, _ = _load(s, key)
+        t = body.get("transition")
+        ref = _name({"id": t.get("id")}) if isinstance(t, dict) else None
+        if ref is None:
+            raise JiraError(400, "Missing 'transition' identifier")
+        found = [x for x in TRANSITIONS if x[0] == ref and i.status in x[2]]
+        if not found:
+            raise JiraError(400, f"Transition id '{ref}' is not valid for this issue.")
+        if body.get("fields"):  # no transition has a screen, so no field can be set on one
+            raise JiraError(400, errors={k: NOT_SETTABLE.format(k) for k in body["fields"]})
+        now = world.clock.now()
+        for op in (body.get("update") or {}).get("comment") or []:  # comment while transitioning
+            _add_comment(s, i, _me(request), (op.get("add") or {}).get("body"), now)
+        _, name, _, to = found[0]
+        log = JiraTransitionLog(id=_next_id(s, JiraTransitionLog), issue_id=i.id, at=now,
+                                transition=name, from_status=i.status, to_status=to,
+                                author=_me(request))  # fmt: skip
+        s.add(log)
+        i.status, i.updated = to, now
+    return Response(status_code=204)
+
+
+@router.api_route(V2 + "/search", methods=["GET", "POST"])
+def search_issues(
+    request: Request,
+    jql: str = "",
+    startAt: int = 0,
+    maxResults: int = 50,
+    fields: list[str] | None = Query(None),
+    body: dict[str, Any] | None = Body(None),
+) -> dict[str, Any]:
+    if body is not None:  # POST /search: the same parameters as a JSON body
+        jql, startAt = str(body.get("jql") or ""), int(body.get("startAt") or 0)
+        maxResults, fields = int(body.get("maxResults") or 50), body.get("fields")
+    maxResults = max(0, min(maxResults, 1000))  # Jira Server caps a page at 1000 issues
+    with _world(request).db.session() as s:
+        found = search(s, jql)
+        page = found[startAt : startAt + maxResults]
+        projects = {p.key: p for p in s.scalars(select(JiraProject))}
+        comments, only = _comments(s, [i.id for i in page]), _only(fields)
+        issues = [_issue(_api(request), i, projects[i.project], comments[i.id], only) for i in page]
+        return {"startAt": startAt, "maxResults": maxResults, "total": len(found), "issues": issues}
+
+
+@control_router.get("/issues/{key}", response_model=None)
+def control_issue(request: Request, key: str) -> dict[str, Any] | JSONResponse:
+    """An issue with its comments and transition history."""
+    with _world(request).db.session() as s:
+        out = get_issue(s, key)
+    return out if out is not None else JiraError(404, NOT_FOUND).response()
+
+
+@control_router.get("/issues")
+def control_issues(request: Request, project: str | None = None) -> dict[str, Any]:
+    """Every issue (of one project), oldest first."""
+    with _world(request).db.session() as s:
+        q = select(JiraIssue.key).order_by(JiraIssue.id)
+        if project:
+            q = q.where(JiraIssue.project == project.upper())
+        return {"issues": [get_issue(s, k) for k in s.scalars(q)]}

@@ -188,7 +188,7 @@ class InviteBody(Body):
 
 
 class RoleBody(Body):
-    role: str
+    role: str = Field(min_length=1, max_length=16)  # "" must not read as "remove the grant"
 
 
 class ModulesBody(Body):

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from sandbox.control import world_of
 from sandbox.org.models import Member, PermissionGroup
-from sandbox.org.service import Invalid, NotFound, OrgError, OrgService, norm_email
+from sandbox.org.service import Conflict, Invalid, NotFound, OrgError, OrgService, norm_email
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -220,7 +220,14 @@ async def patch_user(request: Request, user_id: str) -> Response:
         pairs = value.items() if path is None and isinstance(value, dict) else [(path, value)]
         for key, val in pairs:
             if key == "active":
-                active = val if isinstance(val, bool) else str(val).lower() == "true"
+                # Booleans, or the strings "True"/"False" that Azure AD sends; nothing else
+                # (a typo must not remove a member).
+                if isinstance(val, bool):
+                    active = val
+                elif isinstance(val, str) and val.lower() in ("true", "false"):
+                    active = val.lower() == "true"
+                else:
+                    raise Invalid(f"active must be true or false, not {val!r}")
             elif key == "userName":
                 email = norm_email(str(val))
             elif key in ("name.givenName", "name.familyName"):
@@ -334,7 +341,17 @@ async def patch_group(request: Request, group_id: str) -> JSONResponse:
                     raise Invalid(f"unsupported path {path!r}")
                 org.remove_group_members(g.id, [m.group(1)])
             elif kind == "replace" and path == "displayName" and isinstance(value, str):
-                g.display_name = value
+                name = value.strip()
+                if not name:
+                    raise Invalid("displayName cannot be empty")
+                taken = s.scalar(
+                    select(PermissionGroup).where(
+                        PermissionGroup.display_name == name, PermissionGroup.id != g.id
+                    )
+                )
+                if taken is not None:
+                    raise Conflict(f"a permission group named {name!r} exists")
+                g.display_name = name
             elif kind == "replace" and path == "members":
                 wanted = set(_member_values(value))
                 current = set(org.group_members(g.id))

@@ -16,7 +16,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
@@ -732,6 +732,7 @@ class OrgService:
         self, from_email: str, to: str, *, project: str | None = None
     ) -> dict[str, Any]:
         """Everything owned by ``from_email``, or left unassigned by them, goes to ``to``."""
+        self._require_admin("transfer content ownership")  # even when there is nothing to move
         src = norm_email(from_email)
         q = select(Asset.id).where(or_(Asset.owner_email == src, Asset.former_owner_email == src))
         if project is not None:
@@ -823,11 +824,14 @@ class OrgService:
         if actor is not None:
             q = q.where(OrgEvent.actor == norm_email(actor))
         if action is not None:
-            q = q.where(OrgEvent.action.like(action.replace("*", "%")))
+            # "*" is the only wildcard: "_" and "%" in an action name match themselves.
+            pattern = action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            q = q.where(OrgEvent.action.like(pattern.replace("*", "%"), escape="\\"))
         if target is not None:
             q = q.where(OrgEvent.target == norm_email(target))
+        # A time without a zone is taken as UTC (the log's own zone) rather than failing.
         if since is not None:
-            q = q.where(OrgEvent.at >= since)
+            q = q.where(OrgEvent.at >= (since if since.tzinfo else since.replace(tzinfo=UTC)))
         if until is not None:
-            q = q.where(OrgEvent.at < until)
+            q = q.where(OrgEvent.at < (until if until.tzinfo else until.replace(tzinfo=UTC)))
         return list(self.s.scalars(q.order_by(OrgEvent.id).limit(limit)))

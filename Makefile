@@ -1,0 +1,43 @@
+# Handover: everything lives in .venv/ (tools and packages, from uv.lock) and .handover/ (state).
+# Needs only Python 3.11 and make: uv itself is bootstrapped into .venv/ with pip.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+SYNCED := $(VENV)/.synced
+
+.PHONY: setup demo test lint up sandbox bench clean
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-sync whenever the lock changes; --frozen: install exactly uv.lock, never re-resolve.
+$(SYNCED): $(BIN)/uv uv.lock pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --python $(BIN)/python
+	@touch $(SYNCED)
+
+setup: $(SYNCED)
+
+demo: setup
+	$(BIN)/handover demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+up: setup
+	$(BIN)/handover up
+
+sandbox: setup
+	$(BIN)/handover sandbox up --seed demo
+
+bench: setup
+	$(BIN)/python bench/sandbox.py
+
+clean:
+	rm -rf $(VENV) .handover

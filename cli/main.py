@@ -1,0 +1,99 @@
+"""The ``handover`` command (INTERFACES.md). Exit codes: 0 done, 1 failed, 2 bad input,
+3 denied or timed out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli import demo as demo_mod
+from cli.stack import HOME
+from sandbox.control import seed_spec
+from sandbox.world import Credentials, FaultSettings
+
+app = typer.Typer(
+    help="Handover: access runbooks (join, move, leave) as Prefect flows.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+sandbox_app = typer.Typer(
+    help="The embedded sandbox world (org, IdP, Slack, Jira).", no_args_is_help=True
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def bad_input(message: str) -> typer.Exit:
+    """Print a clear message on stderr and exit 2 (bad input, nothing changed)."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8800, min=1, max=65535, help="one port for every API"),
+    db: Path = typer.Option(HOME / "sandbox.db", help="SQLite file; kept across restarts"),
+    seed: str = typer.Option("demo", help="demo | empty | scale:N (applied to a new DB only)"),
+    fault_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="probability of a 5xx"),
+    rate_limit: int | None = typer.Option(None, min=1, help="requests/min per API (429 beyond)"),
+    latency_ms: float = typer.Option(0.0, min=0.0, max=60_000, help="added to every API call"),
+) -> None:
+    """Serve the whole sandbox world on one port until Ctrl-C."""
+    import uvicorn
+
+    from sandbox.app import create_app
+
+    try:
+        seed = seed_spec(seed)
+    except ValueError as e:
+        raise bad_input(str(e)) from None
+    faults = FaultSettings(fault_rate=fault_rate, rate_limit=rate_limit, latency_ms=latency_ms)
+    typer.echo(f"seeding {seed} into {db} (skipped if the database already has a world)…")
+    application = create_app(db, seed=seed, faults=faults)
+    base = f"http://{host}:{port}"
+    creds = Credentials()
+    typer.echo(
+        "\n".join(
+            [
+                f"sandbox on {base}",
+                f"  org SCIM    {base}/scim/1          Bearer {creds.org_scim_key}",
+                f"  org admin   {base}/admin/v1        Bearer {creds.org_admin_token}",
+                f"  IdP SCIM    {base}/idp/scim/v2     Bearer {creds.idp_token}",
+                f"  Slack       {base}/slack/api/      {creds.slack_bot_token}",
+                f"  Jira        {base}/jira            {creds.jira_user} / {creds.jira_token}",
+                f"  controls    {base}/_sandbox/docs",
+                "Ctrl-C stops it; the state stays in the database file.",
+            ]
+        )
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning", lifespan="off")
+
+
+@app.command()
+def demo(keep: bool = typer.Option(False, help="keep the demo database afterwards")) -> None:
+    """Run the demo stories on a throw-away sandbox (what ``make demo`` runs).
+
+    Starts the stack on free loopback ports, runs the stories, prints a summary and stops
+    everything.
+    """
+    raise typer.Exit(demo_mod.run(keep=keep))
+
+
+@app.command()
+def up(port: int = typer.Option(8800, min=1, max=65535)) -> None:
+    """Start the long-running local stack and keep it running (today: the sandbox)."""
+    sandbox_up(
+        host="127.0.0.1",
+        port=port,
+        db=HOME / "sandbox.db",
+        seed="demo",
+        fault_rate=0.0,
+        rate_limit=None,
+        latency_ms=0.0,
+    )
+
+
+if __name__ == "__main__":
+    app()

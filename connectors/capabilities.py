@@ -1,0 +1,274 @@
+"""Capabilities as small Protocols (STYLE.md point 2). A runbook depends on the capability it
+needs, and asks :func:`has` before a step: a backend without it (real Amplitude has no API for
+ownership transfer, key rotation or project roles) turns that step into a human task.
+
+Writes are idempotent and return :class:`domain.models.WriteResult` (created | updated |
+deleted | noop(reason)); errors are those of :mod:`connectors.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import SecretStr
+
+from domain.models import ApiKey as ApiKeyInfo
+from domain.models import (
+    Asset,
+    IdpGroup,
+    IdpUser,
+    Invitation,
+    Member,
+    Module,
+    OrgEvent,
+    PermissionGroup,
+    Project,
+    ProjectGrant,
+    Role,
+    RosterEntry,
+    Ticket,
+    WriteResult,
+)
+
+
+def has(connector: object, capability: type) -> bool:
+    """Whether ``connector`` offers ``capability`` (a runtime-checkable Protocol)."""
+    return isinstance(connector, capability)
+
+
+def capabilities_of(connector: object) -> list[str]:
+    """The names of every capability ``connector`` offers (for plans and the README)."""
+    return [c.__name__ for c in ALL_CAPABILITIES if isinstance(connector, c)]
+
+
+# ---------------------------------------------------------------------------- org backend
+@dataclass(frozen=True)
+class InviteSpec:
+    """What an invitation grants (org role, per-project roles, modules, a note)."""
+
+    email: str
+    given_name: str = ""
+    family_name: str = ""
+    org_role: Role = Role.VIEWER
+    projects: dict[str, Role] = field(default_factory=dict)
+    modules: tuple[Module, ...] = ()
+    note: str = ""
+    default_project: str | None = None
+
+
+@runtime_checkable
+class MemberDirectory(Protocol):
+    """Who is in the org (joined or invited), and removing them."""
+
+    def get_member(self, email: str) -> Member | None:
+        """The member with exactly this email (case-insensitive), or None."""
+        ...
+
+    def list_members(self) -> Iterator[Member]:
+        """Every member, paged through as the backend allows."""
+        ...
+
+    def remove_member(self, email: str) -> WriteResult:
+        """Remove a member or revoke their pending invite; ``noop`` when already gone.
+
+        Raises:
+            ConflictError: the backend refuses (e.g. the sole Admin of the org or a project).
+        """
+        ...
+
+
+@runtime_checkable
+class Invitations(Protocol):
+    def invite(self, spec: InviteSpec) -> WriteResult:
+        """Invite (``created``), or ``noop`` when the person is already a member or invited."""
+        ...
+
+    def list_invitations(self, state: str | None = None) -> list[Invitation]: ...
+
+    def resend_invitation(self, email: str) -> WriteResult: ...
+
+    def revoke_invitation(self, email: str) -> WriteResult:
+        """``deleted``, or ``noop`` when no invitation is pending."""
+        ...
+
+
+@runtime_checkable
+class ProjectAccess(Protocol):
+    """Org role and per-project roles (effective = highest of individual and group grants)."""
+
+    def list_projects(self) -> list[Project]: ...
+
+    def effective_access(self, email: str) -> list[ProjectGrant]: ...
+
+    def set_org_role(self, email: str, role: Role) -> WriteResult: ...
+
+    def set_project_role(self, email: str, project: str, role: Role | None) -> WriteResult:
+        """Set the individual grant (``None`` removes it); group grants are untouched."""
+        ...
+
+
+@runtime_checkable
+class ModuleAccess(Protocol):
+    def get_modules(self, email: str) -> list[Module]: ...
+
+    def set_modules(
+        self, email: str, *, grant: Iterable[Module] = (), revoke: Iterable[Module] = ()
+    ) -> WriteResult: ...
+
+
+@runtime_checkable
+class PermissionGroups(Protocol):
+    def list_groups(self) -> list[PermissionGroup]: ...
+
+    def add_group_members(self, group_id: str, emails: Sequence[str]) -> WriteResult: ...
+
+    def remove_group_members(self, group_id: str, emails: Sequence[str]) -> WriteResult:
+        """Individual grants of the people removed stay (the product's rule)."""
+        ...
+
+
+@runtime_checkable
+class AssetOwnership(Protocol):
+    def list_assets(
+        self,
+        *,
+        owner: str | None = None,
+        former_owner: str | None = None,
+        unassigned: bool | None = None,
+    ) -> list[Asset]: ...
+
+    def transfer_assets(self, asset_ids: Sequence[str], to: str) -> WriteResult:
+        """Transfer (final); ``noop`` for assets the receiver owns already.
+
+        Raises:
+            ConflictError: the receiver is not joined or has not logged in within 30 days.
+        """
+        ...
+
+
+@runtime_checkable
+class KeyManagement(Protocol):
+    def list_keys(self, *, manager: str | None = None) -> list[ApiKeyInfo]: ...
+
+    def rotate_key(self, key_id: str) -> tuple[WriteResult, SecretStr]:
+        """A new secret (the old one stops working at once); the secret is a SecretStr."""
+        ...
+
+    def revoke_key(self, key_id: str) -> WriteResult: ...
+
+
+@runtime_checkable
+class OrgActivityLog(Protocol):
+    def events(
+        self,
+        *,
+        actor: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        action: str | None = None,
+    ) -> list[OrgEvent]: ...
+
+
+# ---------------------------------------------------------------------------- identity provider
+@runtime_checkable
+class UserDirectory(Protocol):
+    def find_user(self, email: str) -> IdpUser | None:
+        """By userName or email, case-insensitive."""
+        ...
+
+    def create_user(
+        self, *, email: str, given_name: str = "", family_name: str = "", active: bool = True
+    ) -> tuple[WriteResult, IdpUser]: ...
+
+    def set_active(self, user_id: str, active: bool) -> WriteResult: ...
+
+
+@runtime_checkable
+class GroupMembership(Protocol):
+    def list_groups(self) -> list[IdpGroup]: ...
+
+    def find_group(self, name: str) -> IdpGroup | None: ...
+
+    def groups_of(self, user_id: str) -> list[IdpGroup]: ...
+
+    def add_to_group(self, group_id: str, user_id: str) -> WriteResult: ...
+
+    def remove_from_group(self, group_id: str, user_id: str) -> WriteResult: ...
+
+
+# ---------------------------------------------------------------------------- people systems
+@dataclass(frozen=True)
+class MessageRef:
+    """Where a posted message lives (to update it later)."""
+
+    channel: str
+    ts: str
+
+
+@runtime_checkable
+class Messenger(Protocol):
+    def user_id(self, email: str) -> str | None: ...
+
+    def email_of(self, user_id: str) -> str | None: ...
+
+    def dm(self, email: str, text: str, blocks: list[dict[str, Any]] | None = None) -> MessageRef:
+        """A direct message to a person, found by email."""
+        ...
+
+    def post(
+        self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> MessageRef: ...
+
+    def update(
+        self, ref: MessageRef, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> WriteResult: ...
+
+
+@runtime_checkable
+class Tickets(Protocol):
+    def create(
+        self,
+        *,
+        project: str,
+        issue_type: str,
+        summary: str,
+        description: str = "",
+        labels: Sequence[str] = (),
+    ) -> Ticket: ...
+
+    def get(self, key: str) -> Ticket: ...
+
+    def comment(self, key: str, body: str) -> WriteResult: ...
+
+    def search(self, jql: str, *, limit: int = 50) -> list[Ticket]: ...
+
+    def transition_to(self, key: str, status: str) -> WriteResult:
+        """Move to ``status`` by the transition whose target it is; ``noop`` if already there."""
+        ...
+
+
+@runtime_checkable
+class Roster(Protocol):
+    def get(self, email: str) -> RosterEntry | None: ...
+
+    def entries(self) -> list[RosterEntry]: ...
+
+
+ALL_CAPABILITIES: tuple[type, ...] = (
+    MemberDirectory,
+    Invitations,
+    ProjectAccess,
+    ModuleAccess,
+    PermissionGroups,
+    AssetOwnership,
+    KeyManagement,
+    OrgActivityLog,
+    UserDirectory,
+    GroupMembership,
+    Messenger,
+    Tickets,
+    Roster,
+)

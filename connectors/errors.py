@@ -1,0 +1,115 @@
+"""The connectors' error tree — the only exceptions that leave ``connectors/``::
+
+    ConnectorError
+    ├── TransientError          timeout, connection reset, 429, 5xx — retried; carries retry_after
+    └── PermanentError          never retried
+        ├── AuthError           401, 403
+        ├── NotFoundError       404, 410
+        ├── ConflictError       409 (sole admin, already exists, …)
+        ├── InvalidRequestError 400, 413, 422 and other 4xx
+        └── CapabilityMissing   the backend has no API for this (a human task instead)
+
+Every error carries keyword-only ``system`` and ``operation`` (and ``status_code`` when there was
+an HTTP answer) and reads like "org: remove_member failed for a@b.com: 409 sole admin of project
+Production". Status codes map to classes in :func:`error_for_status` only; vendor exceptions
+(httpx, SlackApiError, JIRAError) are translated once in each connector with ``raise … from``.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every connector error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str,
+        operation: str,
+        status_code: int | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.system = system
+        self.operation = operation
+        self.status_code = status_code
+        self.subject = subject
+        self.detail = message
+        where = f" for {subject}" if subject else ""
+        code = f"{status_code} " if status_code is not None else ""
+        super().__init__(f"{system}: {operation} failed{where}: {code}{message}")
+
+
+class TransientError(ConnectorError):
+    """Worth retrying: the same call may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str,
+        operation: str,
+        status_code: int | None = None,
+        subject: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, system=system, operation=operation, status_code=status_code, subject=subject
+        )
+        self.retry_after = retry_after
+
+
+class PermanentError(ConnectorError):
+    """Retrying the same call cannot help."""
+
+
+class AuthError(PermanentError):
+    pass
+
+
+class NotFoundError(PermanentError):
+    pass
+
+
+class ConflictError(PermanentError):
+    pass
+
+
+class InvalidRequestError(PermanentError):
+    pass
+
+
+class CapabilityMissing(PermanentError):
+    """The backend offers no API for this step: the runbook turns it into a human task."""
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    system: str,
+    operation: str,
+    subject: str | None = None,
+    retry_after: float | None = None,
+) -> ConnectorError:
+    """The one mapping from an HTTP status to our error tree."""
+    kw = {"system": system, "operation": operation, "status_code": status, "subject": subject}
+    if status == 429 or status >= 500 or status == 408:
+        return TransientError(message, retry_after=retry_after, **kw)  # type: ignore[arg-type]
+    if status in (401, 403):
+        return AuthError(message, **kw)  # type: ignore[arg-type]
+    if status in (404, 410):
+        return NotFoundError(message, **kw)  # type: ignore[arg-type]
+    if status == 409:
+        return ConflictError(message, **kw)  # type: ignore[arg-type]
+    return InvalidRequestError(message, **kw)  # type: ignore[arg-type]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form; HTTP dates are rare in APIs)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,149 @@
+"""Settings and credentials (INTERFACES.md "Configuration"): environment variables
+``HANDOVER_*``, a ``.env`` or a ``handover.toml``; defaults point at the sandbox on
+127.0.0.1:8800 with its published development credentials.
+
+Secrets are ``SecretStr`` (masked in every repr); outside the sandbox (any non-loopback URL)
+Handover refuses to start with a development credential.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SANDBOX = "http://127.0.0.1:8800"
+
+# The published development credentials of the sandbox (README) — never valid elsewhere.
+DEV_CREDENTIALS: dict[str, str] = {
+    "org_scim_token": "sandbox-scim-key",
+    "org_admin_token": "sandbox-admin-token",
+    "idp_token": "sandbox-idp-token",
+    "slack_bot_token": "xoxb-sandbox",
+    "slack_signing_secret": "sandbox-signing-secret",
+    "jira_token": "sandbox-jira-token",
+    "hr_webhook_secret": "sandbox-hr-secret",
+    "jira_webhook_secret": "sandbox-jira-secret",
+}
+# Which URL each credential is sent to (webhook secrets guard our own intake).
+_CREDENTIAL_URL = {
+    "org_scim_token": "org_url",
+    "org_admin_token": "org_url",
+    "idp_token": "idp_url",
+    "slack_bot_token": "slack_api_url",
+    "slack_signing_secret": "slack_api_url",
+    "jira_token": "jira_url",
+    "hr_webhook_secret": "org_url",
+    "jira_webhook_secret": "jira_url",
+}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used (said without ever printing a secret)."""
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Where the outside systems are, and how to authenticate to them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HANDOVER_", env_file=".env", toml_file="handover.toml", extra="ignore"
+    )
+
+    org_url: str = SANDBOX
+    org_scim_token: SecretStr = SecretStr(DEV_CREDENTIALS["org_scim_token"])
+    org_admin_token: SecretStr = SecretStr(DEV_CREDENTIALS["org_admin_token"])
+    # "sandbox": the admin API covers transfers, keys, project roles; "amplitude": SCIM only,
+    # every other step becomes a human task.
+    org_backend: str = "sandbox"
+    org_scim_rate_per_minute: int = 100
+    org_admin_rate_per_minute: int = 600
+    idp_url: str = f"{SANDBOX}/idp/scim/v2"
+    idp_token: SecretStr = SecretStr(DEV_CREDENTIALS["idp_token"])
+    idp_rate_per_minute: int = 600
+    slack_api_url: str = f"{SANDBOX}/slack/api/"
+    slack_bot_token: SecretStr = SecretStr(DEV_CREDENTIALS["slack_bot_token"])
+    slack_signing_secret: SecretStr = SecretStr(DEV_CREDENTIALS["slack_signing_secret"])
+    jira_url: str = f"{SANDBOX}/jira"
+    jira_user: str = "handover"
+    jira_token: SecretStr = SecretStr(DEV_CREDENTIALS["jira_token"])
+    hr_webhook_secret: SecretStr = SecretStr(DEV_CREDENTIALS["hr_webhook_secret"])
+    jira_webhook_secret: SecretStr = SecretStr(DEV_CREDENTIALS["jira_webhook_secret"])
+    ledger_url: str | None = None
+    policy: Path | None = None
+    home: Path = Path(".handover")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments, then the environment, then .env, then handover.toml.
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+            file_secret_settings,
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the log redaction filter and the leak tests."""
+        out = []
+        for name, value in self:
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                out.append(value.get_secret_value())
+            elif name == "ledger_url" and value and "@" in str(value):
+                password = urlsplit(str(value)).password
+                if password:
+                    out.append(password)
+        return out
+
+    def check_safe(self) -> None:
+        """Refuse a development credential sent anywhere but the sandbox on loopback."""
+        bad = [
+            name
+            for name, dev in DEV_CREDENTIALS.items()
+            if getattr(self, name).get_secret_value() == dev
+            and not is_loopback(getattr(self, _CREDENTIAL_URL[name]))
+        ]
+        if bad:
+            raise SettingsError(
+                "the sandbox's published development credentials cannot be used outside the "
+                f"sandbox: set {', '.join('HANDOVER_' + b.upper() for b in bad)}"
+            )
+
+    def ledger_database_url(self) -> str:
+        return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, check them, and install the log redaction of their secrets."""
+    from connectors.redact import install_redaction
+
+    settings = Settings(**overrides)
+    settings.check_safe()
+    install_redaction(settings.secret_values())
+    return settings

@@ -1,0 +1,234 @@
+"""Domain models: what Handover reasons about, apart from any vendor's wire format.
+
+Connectors convert their payloads into these at the edge (STYLE.md point 12); planning and
+policy (pure functions, no I/O) take and return them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _email(value: str) -> str:
+    """Emails are identifiers: trimmed, lower-case, exactly one @, a dotted domain."""
+    v = value.strip().lower()
+    local, _, domain = v.partition("@")
+    if (
+        not local
+        or "@" in domain
+        or "." not in domain
+        or domain.startswith(".")
+        or domain.endswith(".")
+        or any(c.isspace() for c in v)
+        or len(v) > 320
+    ):
+        raise ValueError(f"{value!r} is not a valid email address")
+    return v
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Role(StrEnum):
+    """Org and project roles, lowest first."""
+
+    VIEWER = "viewer"
+    MEMBER = "member"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
+class Module(StrEnum):
+    GOVERN = "govern"
+    EXPERIMENT = "experiment"
+    AUDIENCES = "audiences"
+    DATA_TABLES = "data_tables"
+
+
+class AssetKind(StrEnum):
+    DASHBOARD = "dashboard"
+    CHART = "chart"
+    NOTEBOOK = "notebook"
+    COHORT = "cohort"
+    METRIC = "metric"
+    TRACKING_PLAN = "tracking_plan"
+    PIPELINE = "pipeline"
+
+
+class Effect(StrEnum):
+    """What a write did (STYLE.md point 3)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    NOOP = "noop"
+
+
+class WriteResult(Frozen):
+    """The outcome of an idempotent write: its effect, and why when nothing was done."""
+
+    effect: Effect
+    reason: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def noop(cls, reason: str, **detail: Any) -> WriteResult:
+        return cls(effect=Effect.NOOP, reason=reason, detail=detail)
+
+    def __str__(self) -> str:
+        return f"noop({self.reason})" if self.effect is Effect.NOOP else self.effect.value
+
+
+class ProjectGrant(Frozen):
+    """A member's effective role in one project, and where it comes from."""
+
+    project: str
+    role: Role
+    sources: tuple[str, ...] = ()  # "individual", "group:<name>"
+
+
+class Member(Frozen):
+    """A person (or service account) in the org, joined or invited."""
+
+    email: Email
+    given_name: str = ""
+    family_name: str = ""
+    org_role: Role | None = None  # None where the backend does not say (real Amplitude SCIM)
+    status: str = "joined"  # joined | pending
+    last_login_at: datetime | None = None
+    invited_at: datetime | None = None
+    note: str = ""
+    idp_managed: bool = False
+    modules: tuple[Module, ...] = ()
+    projects: tuple[ProjectGrant, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.given_name} {self.family_name}".strip()
+
+
+class Invitation(Frozen):
+    email: Email
+    state: str  # pending | expired | accepted | revoked
+    sent_at: datetime
+    last_sent_at: datetime
+    expires_at: datetime
+    resend_count: int = 0
+    invited_by: str = ""
+
+
+class PermissionGroup(Frozen):
+    id: str
+    name: str
+    members: tuple[str, ...] = ()
+    projects: dict[str, Role] = Field(default_factory=dict)
+    idp_managed: bool = False
+
+
+class Project(Frozen):
+    id: str
+    name: str
+    environment: str = ""
+    admins: tuple[str, ...] = ()
+
+
+class Asset(Frozen):
+    id: str
+    kind: AssetKind
+    name: str
+    project: str
+    owner: str | None  # None: unassigned
+    former_owner: str | None = None
+
+
+class ApiKey(Frozen):
+    """An API key as people see it: never the secret, only a hint."""
+
+    id: str
+    name: str
+    kind: str
+    project: str
+    managers: tuple[str, ...]
+    status: str
+    secret_hint: str = ""
+    rotation_count: int = 0
+
+
+class OrgEvent(Frozen):
+    at: datetime
+    actor: str
+    action: str
+    target: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdpUser(Frozen):
+    id: str
+    user_name: str
+    email: str | None = None
+    given_name: str = ""
+    family_name: str = ""
+    active: bool = True
+    groups: tuple[str, ...] = ()
+
+
+class IdpGroup(Frozen):
+    id: str
+    name: str
+    members: tuple[str, ...] = ()  # user ids
+
+
+class RosterStatus(StrEnum):
+    ACTIVE = "active"
+    TERMINATED = "terminated"
+    LEAVE = "leave"
+
+
+class RosterEntry(Frozen):
+    """One person in the HR roster."""
+
+    email: Email
+    name: str = Field(min_length=1, max_length=200)
+    status: RosterStatus
+    manager: Email | None = None
+    department: str = ""
+    end_date: date | None = None
+
+
+class AccessRequest(Frozen):
+    """An access request, parsed and validated from a ticket (INTERFACES.md)."""
+
+    ticket: str | None = None
+    email: Email
+    projects: dict[str, Role] = Field(min_length=1)
+    org_role: Role = Role.VIEWER
+    modules: tuple[Module, ...] = ()
+    until: date | None = None
+    justification: str = ""
+    sow: str = ""
+    temporary: bool = False
+    requester: str | None = None
+
+
+class Ticket(Frozen):
+    key: str
+    summary: str
+    status: str
+    issue_type: str
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    reporter: str | None = None
+    url: str = ""

@@ -1,0 +1,66 @@
+"""Tables of the sandbox identity provider: SCIM resources, group membership, provisioning errors.
+
+Each SCIM resource is kept whole as JSON (what scim2-server validated), with a few columns
+copied out of it for lookups. Living on :class:`sandbox.db.Base` puts them in the world's one
+database, so a restart keeps them and ``/_sandbox/reset`` wipes them with everything else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sandbox.db import Base
+
+
+class IdpResource(Base):
+    """One SCIM resource (a User or a Group)."""
+
+    __tablename__ = "idp_resources"
+    # userName (Users) and displayName (Groups) are unique per type, compared as SCIM compares
+    # caseExact=false strings; the database enforces it too, as a last line of defence.
+    __table_args__ = (UniqueConstraint("type", "name_key"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)  # User | Group
+    user_name: Mapped[str | None] = mapped_column(String(320), default=None)
+    display_name: Mapped[str | None] = mapped_column(String(320), default=None)
+    # The comparison key of userName (Users) or displayName (Groups): lower-case, NFC.
+    name_key: Mapped[str] = mapped_column(String(320), index=True)
+    # The address the org knows the person by (userName, or the primary email), lower-case.
+    email: Mapped[str | None] = mapped_column(String(320), index=True, default=None)
+    active: Mapped[bool] = mapped_column(default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # The resource as SCIM JSON, without id, meta, password and the computed User.groups.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class IdpGroupMember(Base):
+    """Index of Group.members (the JSON stays the truth), to find a user's groups quickly."""
+
+    __tablename__ = "idp_group_members"
+
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("idp_resources.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[str] = mapped_column(
+        ForeignKey("idp_resources.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class IdpProvisioningError(Base):
+    """A push into the org that failed; a real IdP shows these to its admins, and so do we."""
+
+    __tablename__ = "idp_provisioning_errors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(200), default="")
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
