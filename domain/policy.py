@@ -1,0 +1,282 @@
+"""Approval policy as data, evaluated by pure functions (STYLE.md point 9).
+
+A policy is a list of rules; every rule that matches a request adds its *seats*. Each seat is
+filled by one distinct person from its candidates; a request is approved when every seat is
+filled by a valid approval, and denied by any valid deny. A decision counts only when its
+author is a candidate of some seat, is neither the requester nor the subject, and names the
+current plan hash (ARCHITECTURE.md, security model). After ``escalate_after`` the fallback group
+may fill any seat; after ``timeout`` the request is auto-denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from domain.models import Email
+from domain.records import ApprovalState, Decision
+
+# Candidate references a seat may use besides literal emails and groups.
+DYNAMIC = {"manager_of_subject", "project_admin"}
+
+
+class Seat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    any_of: list[str] = Field(min_length=1)  # emails, "group:<name>", or a DYNAMIC reference
+
+    @field_validator("any_of")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        for ref in v:
+            if not (ref in DYNAMIC or ref.startswith("group:") or "@" in ref):
+                raise ValueError(
+                    f"unknown approver reference {ref!r}: use an email, "
+                    f"group:<name> or one of {sorted(DYNAMIC)}"
+                )
+        return v
+
+
+class Match(BaseModel):
+    """Which requests a rule applies to; an empty match applies to every request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runbook: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    emergency: bool | None = None
+    production_roles: list[str] = Field(default_factory=list)  # roles granted in production
+    org_roles: list[str] = Field(default_factory=list)
+    modules: list[str] = Field(default_factory=list)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    match: Match = Field(default_factory=Match)
+    seats: list[Seat] = Field(default_factory=list)
+    pre_approval: bool = True
+    post_hoc_review: str | None = None  # a group that reviews afterwards (emergency)
+    fallthrough: bool = False  # a default rule: applies only when no other rule matched
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    groups: dict[str, list[Email]]
+    rules: list[Rule] = Field(min_length=1)
+    fallback_group: str
+    timeout_hours: float = Field(24, gt=0)
+    escalate_after_hours: float = Field(12, gt=0)
+    reminder_days: list[int] = Field(default_factory=lambda: [3, 1])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if self.fallback_group not in self.groups:
+            raise ValueError(f"fallback_group {self.fallback_group!r} is not a defined group")
+        if self.escalate_after_hours >= self.timeout_hours:
+            raise ValueError("escalate_after_hours must be shorter than timeout_hours")
+        for rule in self.rules:
+            for seat in rule.seats:
+                for ref in seat.any_of:
+                    if ref.startswith("group:") and ref[6:] not in self.groups:
+                        raise ValueError(f"rule {rule.name!r}: unknown group {ref[6:]!r}")
+            if rule.pre_approval and not rule.seats:
+                raise ValueError(f"rule {rule.name!r} needs seats (or pre_approval: false)")
+        return self
+
+
+@dataclass(frozen=True)
+class ApprovalContext:
+    """What the policy needs to know about one request."""
+
+    runbook: str  # offboard | onboard | change | review | extend
+    subject: str
+    requester: str
+    reason: str = ""
+    emergency: bool = False
+    subject_manager: str | None = None
+    production_roles: tuple[str, ...] = ()
+    org_role: str | None = None
+    modules: tuple[str, ...] = ()
+    project_admins: tuple[str, ...] = ()  # admins of the projects concerned
+
+
+@dataclass(frozen=True)
+class ResolvedSeat:
+    name: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What approving this request takes."""
+
+    rules: tuple[str, ...]
+    seats: tuple[ResolvedSeat, ...]
+    pre_approval: bool
+    post_hoc_review: tuple[str, ...]  # who reviews afterwards (emergency)
+    fallback: tuple[str, ...]
+    timeout: timedelta
+    escalate_after: timedelta
+    excluded: tuple[str, ...]  # requester and subject: never approvers
+
+    @property
+    def quorum(self) -> int:
+        return len(self.seats)
+
+    def approvers(self, *, escalated: bool = False) -> list[str]:
+        """Everyone who may decide, in a stable order (whom the gate asks)."""
+        out: list[str] = []
+        for seat in self.seats:
+            out += [c for c in seat.candidates if c not in out]
+        if escalated:
+            out += [c for c in self.fallback if c not in out]
+        return out
+
+
+def _matches(m: Match, ctx: ApprovalContext) -> bool:
+    if m.runbook and ctx.runbook not in m.runbook:
+        return False
+    if m.reasons and ctx.reason not in m.reasons:
+        return False
+    if m.emergency is not None and m.emergency != ctx.emergency:
+        return False
+    if m.production_roles and not set(m.production_roles) & set(ctx.production_roles):
+        return False
+    if m.org_roles and ctx.org_role not in m.org_roles:
+        return False
+    return not (m.modules and not set(m.modules) & set(ctx.modules))
+
+
+def _resolve(ref: str, policy: Policy, ctx: ApprovalContext) -> list[str]:
+    if ref == "manager_of_subject":
+        return [ctx.subject_manager] if ctx.subject_manager else []
+    if ref == "project_admin":
+        return list(ctx.project_admins)
+    if ref.startswith("group:"):
+        return list(policy.groups[ref[6:]])
+    return [ref.lower()]
+
+
+def requirement(policy: Policy, ctx: ApprovalContext) -> Requirement:
+    """The seats to fill (and who may fill them) for ``ctx``: a pure function of the policy."""
+    matched = [r for r in policy.rules if not r.fallthrough and _matches(r.match, ctx)]
+    if not matched:
+        matched = [r for r in policy.rules if r.fallthrough and _matches(r.match, ctx)]
+    excluded = {ctx.requester.lower(), ctx.subject.lower()}
+    seats: list[ResolvedSeat] = []
+    for rule in matched:
+        if not rule.pre_approval:
+            continue
+        for seat in rule.seats:
+            cands: list[str] = []
+            for ref in seat.any_of:
+                cands += [
+                    c for c in _resolve(ref, policy, ctx) if c not in excluded and c not in cands
+                ]
+            seats.append(ResolvedSeat(f"{rule.name}:{seat.name}", tuple(cands)))
+    post_hoc = [
+        c for r in matched if r.post_hoc_review for c in policy.groups.get(r.post_hoc_review, [])
+    ]
+    return Requirement(
+        rules=tuple(r.name for r in matched),
+        seats=tuple(seats),
+        pre_approval=any(r.pre_approval for r in matched) if matched else True,
+        post_hoc_review=tuple(dict.fromkeys(post_hoc)),
+        fallback=tuple(c for c in policy.groups[policy.fallback_group] if c not in excluded),
+        timeout=timedelta(hours=policy.timeout_hours),
+        escalate_after=timedelta(hours=policy.escalate_after_hours),
+        excluded=tuple(sorted(excluded)),
+    )
+
+
+@dataclass
+class Tally:
+    state: ApprovalState
+    verdicts: list[tuple[bool, str]] = field(default_factory=list)  # per decision: counted, why
+    filled: dict[str, str] = field(default_factory=dict)  # seat → approver
+    waiting_for: list[str] = field(default_factory=list)
+
+
+def _assign(
+    seats: Sequence[ResolvedSeat], people: Sequence[str], fallback: Sequence[str]
+) -> dict[str, str]:
+    """Fill as many seats as possible with distinct people (tiny bipartite matching)."""
+    best: dict[str, str] = {}
+
+    def go(i: int, used: dict[str, str]) -> None:
+        nonlocal best
+        if len(used) > len(best):
+            best = dict(used)
+        if i == len(seats) or len(best) == len(seats):
+            return
+        seat = seats[i]
+        for p in people:
+            if (p in seat.candidates or p in fallback) and p not in used.values():
+                used[seat.name] = p
+                go(i + 1, used)
+                del used[seat.name]
+        go(i + 1, used)
+
+    go(0, {})
+    return best
+
+
+def tally(
+    req: Requirement,
+    decisions: Sequence[Decision],
+    *,
+    plan_hash: str,
+    now: datetime,
+    created_at: datetime,
+    escalated: bool = False,
+) -> Tally:
+    """Which decisions count, and the state they lead to (pure; the flow calls it on wake-up)."""
+    eligible = set(req.approvers(escalated=escalated))
+    verdicts: list[tuple[bool, str]] = []
+    approvers: list[str] = []
+    denied_by = None
+    for d in decisions:
+        who = d.approver.lower()
+        if who in req.excluded:
+            verdicts.append((False, "the requester or the subject cannot approve"))
+        elif who not in eligible:
+            verdicts.append((False, "not an approver for this request"))
+        elif d.plan_hash != plan_hash:
+            verdicts.append((False, "decided an older plan"))
+        elif d.decision == "deny":
+            verdicts.append((True, ""))
+            denied_by = denied_by or who
+        elif d.decision == "approve":
+            if who in approvers:
+                verdicts.append((False, "already counted"))
+            else:
+                verdicts.append((True, ""))
+                approvers.append(who)
+        else:
+            verdicts.append((False, f"unknown decision {d.decision!r}"))
+    fallback = req.fallback if escalated else ()
+    filled = _assign(req.seats, approvers, fallback)
+    if denied_by:
+        state = ApprovalState.DENIED
+    elif len(filled) == len(req.seats):
+        state = ApprovalState.APPROVED
+    elif now >= created_at + req.timeout:
+        state = ApprovalState.EXPIRED
+    else:
+        state = ApprovalState.PENDING
+    waiting = [c for s in req.seats if s.name not in filled for c in s.candidates]
+    if escalated:
+        waiting += list(fallback)
+    return Tally(
+        state=state,
+        verdicts=verdicts,
+        filled=filled,
+        waiting_for=list(dict.fromkeys(w for w in waiting if w not in approvers)),
+    )
