@@ -81,6 +81,15 @@ class MemberDirectory(Protocol):
 
 
 @runtime_checkable
+class Inviter(Protocol):
+    """Inviting a person, and nothing more (a SCIM-only backend such as real Amplitude)."""
+
+    def invite(self, spec: InviteSpec) -> WriteResult:
+        """Invite (``created``), or ``noop`` when already a member or invited."""
+        ...
+
+
+@runtime_checkable
 class Invitations(Protocol):
     def invite(self, spec: InviteSpec) -> WriteResult:
         """Invite (``created``), or ``noop`` when the person is already a member or invited."""
@@ -259,6 +268,7 @@ class Roster(Protocol):
 
 ALL_CAPABILITIES: tuple[type, ...] = (
     MemberDirectory,
+    Inviter,
     Invitations,
     ProjectAccess,
     ModuleAccess,
