@@ -1,0 +1,336 @@
+"""Jira, through the ``jira`` package: the :class:`~connectors.capabilities.Tickets` capability,
+and reading an access request off a ticket.
+
+The client's own retries are switched off (``max_retries=0``), so :func:`call_with_retry` is the
+only retry layer and honours ``Retry-After`` once, not twice. The client is built on first use,
+inside that layer: building it asks the server for its version, which can fail like any call.
+
+Every ``JIRAError`` and ``requests`` error is translated in :func:`_translate`, and nowhere
+else; a ``JIRAError``'s own text is never reused whole (its ``str`` dumps headers), only the
+server's error messages.
+
+Workflows name their transitions freely ("Resolve", "To Done"), so :meth:`transition_to` picks
+the transition by the status it leads to, as a person reading the workflow would. Creating an
+issue or a comment has no idempotency key in Jira: a 5xx answered after Jira applied the write
+can leave a duplicate, which is the lesser harm than a lost ticket or comment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from jira import JIRA, JIRAError
+from requests.exceptions import ChunkedEncodingError, RequestException, Timeout
+from requests.exceptions import ConnectionError as RequestsConnectionError
+
+from connectors.errors import (
+    ConflictError,
+    ConnectorError,
+    InvalidRequestError,
+    TransientError,
+    error_for_status,
+    parse_retry_after,
+)
+from connectors.rate import TokenBucket, limiter_for
+from connectors.retry import call_with_retry
+from connectors.settings import Settings, load_settings
+from domain.access_request import parse_access_request
+from domain.models import AccessRequest, Effect, Ticket, WriteResult
+
+SYSTEM = "jira"
+ACCESS_REQUEST_TYPE = "Access Request"
+# The fields a Ticket is made of; asking only for these keeps answers small.
+FIELDS = "summary,status,issuetype,description,labels,reporter"
+T = TypeVar("T")
+
+
+def _translate(exc: Exception, *, operation: str, subject: str | None) -> ConnectorError:
+    """The one mapping from the ``jira`` client's and ``requests``' exceptions to our tree."""
+    kw: dict[str, Any] = {"system": SYSTEM, "operation": operation, "subject": subject}
+    if isinstance(exc, JIRAError):
+        message = (exc.text or "").strip() or "no details"
+        if exc.status_code is None:  # the client's own complaint, not the server's answer
+            return InvalidRequestError(message, **kw)
+        headers = exc.response.headers if exc.response is not None else {}
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        return error_for_status(exc.status_code, message, retry_after=retry_after, **kw)
+    if isinstance(exc, Timeout):
+        return TransientError("timed out", **kw)
+    if isinstance(exc, RequestsConnectionError | ChunkedEncodingError):
+        return TransientError(f"connection failed ({type(exc).__name__})", **kw)
+    if isinstance(exc, RequestException):  # an invalid URL or the like: a retry cannot help
+        return InvalidRequestError(type(exc).__name__, **kw)
+    return TransientError(f"connection failed ({type(exc).__name__})", **kw)  # other OSError
+
+
+def _person(user: Any) -> str | None:
+    """A Jira user as an email where Jira shows one, else the user name."""
+    if user is None:
+        return None
+    email = getattr(user, "emailAddress", None)
+    name = getattr(user, "name", None) or getattr(user, "displayName", None)
+    return str(email or name) if (email or name) else None
+
+
+class JiraTickets:
+    """The Tickets capability over Jira REST v2.
+
+    Args:
+        settings: where Jira is and the credentials; ``load_settings()`` when omitted.
+        client: a ready ``JIRA`` client to use instead (built with ``max_retries=0``).
+        attempts: how many times a transient failure is tried in all.
+        max_seconds: the bound on the time spent retrying one call.
+        limiter: the rate-limit bucket; the process-wide one of this Jira by default.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        client: JIRA | None = None,
+        attempts: int = 6,
+        max_seconds: float = 60.0,
+        limiter: TokenBucket | None = None,
+    ) -> None:
+        if client is None:
+            settings = settings or load_settings()
+            self.server = settings.jira_url.rstrip("/")
+            user, token = settings.jira_user, settings.jira_token
+            self._make: Callable[[], JIRA] = lambda: JIRA(
+                server=self.server,
+                basic_auth=(user, token.get_secret_value()),
+                get_server_info=True,
+                max_retries=0,
+                timeout=15,
+            )
+        else:
+            self.server = client.server_url.rstrip("/")
+            self._make = lambda: client
+        self._client = client
+        self._client_lock = threading.Lock()
+        self.limiter = limiter or limiter_for("jira", self.server)
+        self.attempts, self.max_seconds = attempts, max_seconds
+
+    def __repr__(self) -> str:  # never the client: it holds the credentials
+        return f"JiraTickets(server={self.server!r})"
+
+    # ---------------------------------------------------------------- the one way to call
+    def _jira(self) -> JIRA:
+        with self._client_lock:
+            if self._client is None:
+                self.limiter.acquire()
+                self._client = self._make()
+            return self._client
+
+    def _call(self, fn: Callable[[JIRA], T], *, operation: str, subject: str | None = None) -> T:
+        """Run ``fn(client)``: rate-limited, errors translated, transient ones retried."""
+
+        def attempt() -> T:
+            # Building the client asks for the server's version: a failure there says so.
+            op, subj = "connect", None
+            try:
+                client = self._jira()
+                op, subj = operation, subject
+                self.limiter.acquire()
+                return fn(client)
+            except (JIRAError, RequestException, OSError) as exc:
+                err = _translate(exc, operation=op, subject=subj)
+                if isinstance(err, TransientError) and err.status_code == 429:
+                    self.limiter.penalize(err.retry_after or 1.0)
+                raise err from exc
+
+        return call_with_retry(attempt, attempts=self.attempts, max_seconds=self.max_seconds)
+
+    def _ticket(self, issue: Any) -> Ticket:
+        f = issue.fields
+        return Ticket(
+            key=issue.key,
+            summary=f.summary or "",
+            status=f.status.name,
+            issue_type=f.issuetype.name,
+            description=getattr(f, "description", None) or "",
+            labels=tuple(getattr(f, "labels", None) or ()),
+            reporter=_person(getattr(f, "reporter", None)),
+            url=f"{self.server}/browse/{issue.key}",
+        )
+
+    # ---------------------------------------------------------------- Tickets
+    def create(
+        self,
+        *,
+        project: str,
+        issue_type: str,
+        summary: str,
+        description: str = "",
+        labels: Sequence[str] = (),
+    ) -> Ticket:
+        """Create an issue.
+
+        Args:
+            project: the project key, e.g. ``ACC``.
+            issue_type: the issue type's name, e.g. ``Task``.
+            summary: one line.
+            description: the body.
+            labels: labels without spaces.
+
+        Returns:
+            The issue as created (status as the workflow starts it).
+
+        Raises:
+            InvalidRequestError: Jira refused a field (its message names it).
+            ConnectorError: any other failure, after retries.
+        """
+        # Given as key and name, so the client need not look them up in extra calls.
+        fields: dict[str, Any] = {
+            "project": {"key": project},
+            "issuetype": {"name": issue_type},
+            "summary": summary,
+            "description": description,
+        }
+        if labels:
+            fields["labels"] = list(labels)
+        created = self._call(
+            lambda j: j.create_issue(fields=fields, prefetch=False),
+            operation="create_issue",
+            subject=project,
+        )
+        return self.get(created.key)
+
+    def get(self, key: str) -> Ticket:
+        """One issue.
+
+        Args:
+            key: e.g. ``ACC-12``.
+
+        Returns:
+            The issue.
+
+        Raises:
+            NotFoundError: no such issue (or no permission to see it).
+            ConnectorError: any other failure, after retries.
+        """
+        issue = self._call(
+            lambda j: j.issue(key, fields=FIELDS), operation="get_issue", subject=key
+        )
+        return self._ticket(issue)
+
+    def comment(self, key: str, body: str) -> WriteResult:
+        """Add a comment.
+
+        Args:
+            key: the issue.
+            body: the text (Jira wiki markup is rendered by Jira).
+
+        Returns:
+            ``created``, with the comment's id in ``detail``.
+
+        Raises:
+            NotFoundError: no such issue.
+            ConnectorError: any other failure, after retries.
+        """
+        c = self._call(lambda j: j.add_comment(key, body), operation="comment", subject=key)
+        return WriteResult(effect=Effect.CREATED, detail={"id": str(c.id), "issue": key})
+
+    def search(self, jql: str, *, limit: int = 50) -> list[Ticket]:
+        """Issues matching a JQL query, in its order.
+
+        Args:
+            jql: e.g. ``project = ACC AND status = Open ORDER BY created ASC``.
+            limit: at most this many issues.
+
+        Returns:
+            The issues.
+
+        Raises:
+            InvalidRequestError: the query is invalid (Jira's message says where).
+            ConnectorError: any other failure, after retries.
+        """
+        found = self._call(
+            lambda j: j.search_issues(jql, maxResults=limit, fields=FIELDS),
+            operation="search",
+            subject=jql,
+        )
+        return [self._ticket(i) for i in found]
+
+    def transition_to(self, key: str, status: str) -> WriteResult:
+        """Move an issue to ``status`` by the transition that leads there.
+
+        The status is read again on every attempt, so a retry after a write that went through
+        (but whose answer was lost) finds the issue there and does nothing twice.
+
+        Args:
+            key: the issue.
+            status: the target status's name (case-insensitive), e.g. ``Done``.
+
+        Returns:
+            ``updated`` (``detail`` names the transition, from and to), or
+            ``noop("already <status>")``.
+
+        Raises:
+            ConflictError: no transition from the current status leads to ``status``; the
+                message lists those that exist.
+            NotFoundError: no such issue.
+            ConnectorError: any other failure, after retries.
+        """
+        target = status.strip().casefold()
+
+        def move(j: JIRA) -> WriteResult:
+            current = j.issue(key, fields="status").fields.status.name
+            if current.casefold() == target:
+                return WriteResult.noop(f"already {current}", status=current)
+            options = j.transitions(key)
+            chosen = next((t for t in options if t["to"]["name"].casefold() == target), None)
+            if chosen is None:
+                available = ", ".join(f"{t['name']} → {t['to']['name']}" for t in options)
+                raise ConflictError(
+                    f"no transition from {current} leads to {status}"
+                    f" (available: {available or 'none'})",
+                    system=SYSTEM,
+                    operation="transition",
+                    subject=key,
+                )
+            j.transition_issue(key, str(chosen["id"]))
+            return WriteResult(
+                effect=Effect.UPDATED,
+                detail={"from": current, "to": chosen["to"]["name"], "transition": chosen["name"]},
+            )
+
+        return self._call(move, operation="transition", subject=key)
+
+    # ---------------------------------------------------------------- access requests
+    def read_access_request(self, key: str, *, today: date | None = None) -> AccessRequest:
+        """The access request a ticket carries (INTERFACES.md "Access-request tickets").
+
+        Args:
+            key: the ticket.
+            today: the date an ``until`` must be after; today in UTC when omitted.
+
+        Returns:
+            The request: ticket key kept, ``temporary`` from the labels (or an ``until``),
+            requester = the reporter.
+
+        Raises:
+            AccessRequestError: the description is not a valid request (``str()`` of it is
+                meant to be posted on the ticket as a comment).
+            InvalidRequestError: the ticket is not of type "Access Request".
+            NotFoundError: no such ticket.
+            ConnectorError: any other failure, after retries.
+        """
+        ticket = self.get(key)
+        if ticket.issue_type.casefold() != ACCESS_REQUEST_TYPE.casefold():
+            raise InvalidRequestError(
+                f"the ticket is a {ticket.issue_type}, not an {ACCESS_REQUEST_TYPE}",
+                system=SYSTEM,
+                operation="read_access_request",
+                subject=key,
+            )
+        return parse_access_request(
+            ticket.description,
+            ticket=ticket.key,
+            labels=ticket.labels,
+            requester=ticket.reporter,
+            today=today or datetime.now(UTC).date(),
+        )

@@ -1,0 +1,272 @@
+"""Access-request tickets: the ``key: value`` lines of a ticket's description, parsed and
+validated into an :class:`~domain.models.AccessRequest` (INTERFACES.md "Access-request tickets").
+
+Pure: no I/O, and the date is passed in. Every problem is collected, not only the first, and
+each names its line, so the requester can fix the ticket in one go; ``str()`` of the error is
+written to be posted as the ticket comment as it is.
+
+Project names are not checked here: whether a project exists is a question for the org, which
+the runbook asks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from pydantic import TypeAdapter, ValidationError
+
+from domain.models import AccessRequest, Email, Module, Role
+
+KEYS = ("email", "projects", "org_role", "modules", "until", "justification", "sow")
+REQUIRED = ("email", "projects")
+TEMPORARY_LABEL = "temporary"
+
+_EMAIL = TypeAdapter(Email)
+# Jira's rich-text editor turns a typed address into a link: "[a@b.com|mailto:a@b.com]".
+_MAILTO = re.compile(r"^\[([^|\]]+)\|mailto:[^\]]*\]$", re.IGNORECASE)
+_EXAMPLES = {
+    "email": "email: name@example.com",
+    "projects": "projects: Production=viewer, Staging=manager",
+}
+
+
+@dataclass(frozen=True)
+class LineError:
+    """One problem: the line it is on (1-based; ``None`` for something missing) and what is
+    wrong."""
+
+    line_no: int | None
+    line: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.line_no is None:
+            return self.message
+        return f'line {self.line_no} ("{self.line.strip()}"): {self.message}'
+
+
+class AccessRequestError(ValueError):
+    """The description is not a valid access request; ``errors`` holds every problem."""
+
+    def __init__(self, errors: Iterable[LineError]) -> None:
+        self.errors = list(errors)
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        n = len(self.errors)
+        head = (
+            f"This access request cannot be processed ({n} problem{'s' * (n != 1)}). "
+            "Please correct the description and update the ticket:"
+        )
+        return "\n".join([head, *(f"- {e}" for e in self.errors)])
+
+    def __str__(self) -> str:
+        return self._text()
+
+
+def _listing(values: Iterable[str]) -> str:
+    items = list(values)
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _key(raw: str) -> str:
+    """``Org Role`` / ``org-role`` / ``ORG_ROLE`` → ``org_role``."""
+    return re.sub(r"[\s\-]+", "_", raw.strip().lower())
+
+
+def _role(value: str) -> Role | None:
+    try:
+        return Role(value.strip().lower())
+    except ValueError:
+        return None
+
+
+def _module(value: str) -> Module | None:
+    try:
+        return Module(_key(value))
+    except ValueError:
+        return None
+
+
+def _email(value: str) -> tuple[str | None, str | None]:
+    """(email, None) or (None, why not)."""
+    value = value.strip()
+    if m := _MAILTO.match(value):
+        value = m.group(1).strip()
+    if not value:
+        return None, "email is empty"
+    try:
+        return _EMAIL.validate_python(value), None
+    except ValidationError:
+        return None, f"'{value}' is not a valid email address"
+
+
+def _projects(value: str) -> tuple[dict[str, Role], list[str]]:
+    """``Production=viewer, Staging=manager`` → ({name: role}, problems)."""
+    out: dict[str, Role] = {}
+    problems: list[str] = []
+    entries = [e.strip() for e in re.split(r"[,;]", value)]
+    if not any(entries):
+        return out, ["no project given; write them like 'Production=viewer, Staging=manager'"]
+    roles = _listing(r.value for r in Role)
+    for entry in entries:
+        if not entry:
+            continue  # a trailing comma is harmless
+        name, eq, role_text = entry.partition("=")
+        name, role_text = name.strip(), role_text.strip()
+        if not eq or not name or not role_text:
+            problems.append(f"malformed projects entry '{entry}': expected Name=role")
+            continue
+        role = _role(role_text)
+        if role is None:
+            problems.append(f"unknown role '{role_text}' for project '{name}': use {roles}")
+        elif name.casefold() in {p.casefold() for p in out}:
+            problems.append(f"project '{name}' is listed twice")
+        else:
+            out[name] = role
+    return out, problems
+
+
+def _modules(value: str) -> tuple[tuple[Module, ...], list[str]]:
+    mods: list[Module] = []
+    problems: list[str] = []
+    if value.strip().lower() in ("", "none", "-"):
+        return (), problems
+    for raw in (p.strip() for p in value.split(",")):
+        if not raw:
+            continue
+        mod = _module(raw)
+        if mod is None:
+            known = _listing(m.value for m in Module)
+            problems.append(f"unknown module '{raw}': use {known}")
+        elif mod not in mods:
+            mods.append(mod)
+    return tuple(mods), problems
+
+
+def _until(value: str, today: date) -> tuple[date | None, str | None]:
+    text = value.strip()
+    try:
+        until = date.fromisoformat(text)
+    except ValueError:
+        return None, f"'{text}' is not a date; write it as YYYY-MM-DD"
+    if until <= today:
+        return None, f"until {until.isoformat()} is not after today ({today.isoformat()})"
+    return until, None
+
+
+def parse_access_request(
+    description: str | None,
+    *,
+    ticket: str | None = None,
+    labels: Iterable[str] = (),
+    requester: str | None = None,
+    today: date,
+) -> AccessRequest:
+    """Parse the ``key: value`` lines of an access-request ticket.
+
+    Keys (case and ``_``/space/``-`` do not matter): ``email`` and ``projects`` (required),
+    ``org_role``, ``modules``, ``until``, ``justification``, ``sow``. Blank lines are ignored;
+    any other line must be ``key: value`` with a known key, once. A ``temporary`` label, or an
+    ``until`` date, makes the access temporary.
+
+    Args:
+        description: the ticket's description (``None`` is read as empty).
+        ticket: the ticket key, kept on the request.
+        labels: the ticket's labels.
+        requester: who asked (the ticket's reporter).
+        today: the date ``until`` must be after.
+
+    Returns:
+        The validated request.
+
+    Raises:
+        AccessRequestError: with every problem found, each naming its line.
+    """
+    errors: list[LineError] = []
+    seen: dict[str, int] = {}
+    values: dict[str, object] = {}
+
+    for no, line in enumerate((description or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        raw_key, colon, value = line.partition(":")
+        key = _key(raw_key)
+        if not colon or not key:
+            errors.append(LineError(no, line, "expected 'key: value', e.g. " + _EXAMPLES["email"]))
+            continue
+        if key not in KEYS:
+            hint = difflib.get_close_matches(key, KEYS, n=1)
+            also = f" (did you mean '{hint[0]}'?)" if hint else ""
+            known = f"; the keys are {', '.join(KEYS)}"
+            errors.append(LineError(no, line, f"unknown key '{raw_key.strip()}'{also}{known}"))
+            continue
+        if key in seen:
+            twice = f"'{key}' is given twice (first on line {seen[key]})"
+            errors.append(LineError(no, line, twice))
+            continue
+        seen[key] = no
+
+        def problem(message: str, _no: int = no, _line: str = line) -> None:
+            errors.append(LineError(_no, _line, message))
+
+        if key == "email":
+            email, why = _email(value)
+            if why:
+                problem(why)
+            values["email"] = email
+        elif key == "projects":
+            projects, problems = _projects(value)
+            for p in problems:
+                problem(p)
+            values["projects"] = projects
+        elif key == "org_role":
+            role = _role(value)
+            if role is None:
+                roles = _listing(r.value for r in Role)
+                problem(f"unknown org role '{value.strip()}': use {roles}")
+            values["org_role"] = role
+        elif key == "modules":
+            modules, problems = _modules(value)
+            for p in problems:
+                problem(p)
+            values["modules"] = modules
+        elif key == "until":
+            until, why = _until(value, today)
+            if why:
+                problem(why)
+            values["until"] = until
+        else:  # justification, sow: free text
+            values[key] = value.strip()
+
+    for key in REQUIRED:
+        if key not in seen:
+            errors.append(
+                LineError(None, "", f"'{key}' is missing: add a line like '{_EXAMPLES[key]}'")
+            )
+    if errors:
+        raise AccessRequestError(errors)
+
+    temporary = any(lbl.strip().lower() == TEMPORARY_LABEL for lbl in labels)
+    try:
+        return AccessRequest(
+            ticket=ticket,
+            email=values["email"],
+            projects=values["projects"],
+            org_role=values.get("org_role") or Role.VIEWER,
+            modules=values.get("modules") or (),
+            until=values.get("until"),
+            justification=values.get("justification") or "",
+            sow=values.get("sow") or "",
+            # An end date is what makes access temporary; the label alone asks for it too.
+            temporary=temporary or values.get("until") is not None,
+            requester=requester,
+        )
+    except ValidationError as exc:  # only reachable if the model gains rules the parser lacks
+        raise AccessRequestError(
+            LineError(None, "", f"{'.'.join(map(str, e['loc']))}: {e['msg']}") for e in exc.errors()
+        ) from exc
