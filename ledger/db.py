@@ -80,9 +80,19 @@ class LedgerDB:
 
     def create_all(self) -> None:
         # Imported for their tables.
-        from ledger import approvals, audit, grants  # noqa: F401
+        from ledger import approvals, audit, grants, replay  # noqa: F401
 
         LedgerBase.metadata.create_all(self.engine)
+        # The chain head exists before any append: two first appends in two processes would
+        # otherwise both try to create it (PostgreSQL has no row to lock yet).
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.session() as s:
+                if s.get(audit.ChainHead, 1) is None:
+                    s.add(audit.ChainHead(id=1, seq=0, hash=audit.GENESIS))
+        except IntegrityError:
+            pass  # another process created it first
 
     @property
     def is_postgres(self) -> bool:
