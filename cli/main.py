@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from cli import approvals_cmd
 from cli import demo as demo_mod
 from cli.stack import HOME
 from sandbox.control import seed_spec
@@ -22,6 +23,10 @@ sandbox_app = typer.Typer(
     help="The embedded sandbox world (org, IdP, Slack, Jira).", no_args_is_help=True
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(approvals_cmd.audit_app, name="audit")
+app.command("approvals")(approvals_cmd.list_approvals)
+app.command("approve")(approvals_cmd.approve)
+sandbox_app.command("click")(approvals_cmd.click)
 
 
 def bad_input(message: str) -> typer.Exit:

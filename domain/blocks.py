@@ -2,8 +2,10 @@
 
 Kept out of the connector so that the approval gate, the human-task step and the run summary
 build their messages without Slack at hand, and tests check them without a server. Interactive
-elements follow one convention the intake relies on: each button's ``value`` is the id of the
-approval (``approve`` / ``deny``) or of the task (``task_done``), nothing else.
+elements follow one convention the intake relies on: an approval button's ``value`` is
+``<approval id>:<plan hash>`` (``approve`` / ``deny``: the approver decides exactly the plan they
+were shown, so a click on a message of an older plan is recognised and ignored); a task
+button's value is the task id (``task_done``).
 
 No builder takes credentials, and none should: whatever goes into a block is shown to people.
 Text from outside (emails, warnings, ticket summaries) is escaped for ``mrkdwn`` and clipped to
@@ -145,6 +147,19 @@ def _plan_fields(
     return pairs
 
 
+def decision_value(approval_id: str, plan_hash: str) -> str:
+    """What an Approve/Deny button carries: the approval and the exact plan shown."""
+    return f"{approval_id}:{plan_hash}"
+
+
+def parse_decision_value(value: str) -> tuple[str, str]:
+    """``(approval id, plan hash)`` from a button value; ValueError when malformed."""
+    approval_id, sep, plan_hash = value.partition(":")
+    if not sep or not approval_id or not plan_hash:
+        raise ValueError("an approval button value is <approval id>:<plan hash>")
+    return approval_id, plan_hash
+
+
 def approval_request_blocks(
     *,
     approval_id: str,
@@ -158,7 +173,8 @@ def approval_request_blocks(
     """The message asking an approver to approve or deny one plan.
 
     Args:
-        approval_id: carried as the ``value`` of both buttons.
+        approval_id: carried, with the plan hash, as the ``value`` of both buttons
+            (``<approval id>:<plan hash>``).
         runbook: e.g. ``offboard``.
         subject: the person the plan is about.
         plan_hash: the hash being approved (shown shortened).
@@ -189,8 +205,18 @@ def approval_request_blocks(
             "type": "actions",
             "block_id": APPROVAL_BLOCK_ID,
             "elements": [
-                _button("Approve", action_id=APPROVE_ACTION, value=approval_id, style="primary"),
-                _button("Deny", action_id=DENY_ACTION, value=approval_id, style="danger"),
+                _button(
+                    "Approve",
+                    action_id=APPROVE_ACTION,
+                    value=decision_value(approval_id, plan_hash),
+                    style="primary",
+                ),
+                _button(
+                    "Deny",
+                    action_id=DENY_ACTION,
+                    value=decision_value(approval_id, plan_hash),
+                    style="danger",
+                ),
             ],
         }
     )

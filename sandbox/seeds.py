@@ -636,6 +636,7 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
     for email, name in [
         ("hr.partner@acme.com", "Hana HR"),
         ("sec.lead@acme.com", "Sean Security"),
+        ("sec.oncall@acme.com", "Sam Oncall"),
         ("gov.lead@acme.com", "Gwen Governance"),
     ]:
         slack.ensure_user(s, email, name)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +25,64 @@ from sandbox.world import World
 ORG_SCIM = {"Authorization": "Bearer sandbox-scim-key"}
 ORG_ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
 IDP = {"Authorization": "Bearer sandbox-idp-token"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point Prefect at this session's own server before anything imports prefect.
+
+    Prefect freezes its settings when imported, and real approvals need a real server
+    (PREFECT_NOTES.md: pauses die with an ephemeral one), so every test that runs a flow shares
+    one ``prefect server`` (the ``prefect_server`` fixture starts it on first use).
+    """
+    if os.environ.get("HANDOVER_TEST_PREFECT_HOME"):
+        return
+    home = tempfile.mkdtemp(prefix="handover-prefect-")
+    port = free_port()
+    os.environ.update(
+        {
+            "HANDOVER_TEST_PREFECT_HOME": home,
+            "HANDOVER_TEST_PREFECT_PORT": str(port),
+            "PREFECT_HOME": home,
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real ``prefect server`` for the session (SQLite in a temporary PREFECT_HOME)."""
+    port = os.environ["HANDOVER_TEST_PREFECT_PORT"]
+    prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
+    log = open(os.path.join(os.environ["PREFECT_HOME"], "server.log"), "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+    url = os.environ["PREFECT_API_URL"]
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start (see {log.name})")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def free_port() -> int:

@@ -112,10 +112,12 @@ def test_approval_buttons_carry_the_approval_id() -> None:
     assert row["block_id"] == bk.APPROVAL_BLOCK_ID
     buttons = {e["action_id"]: e for e in row["elements"]}
     assert set(buttons) == {"approve", "deny"}
-    assert {e["value"] for e in buttons.values()} == {"apr_7f3a"}
+    assert {e["value"].split(":")[0] for e in buttons.values()} == {"apr_7f3a"}
     assert buttons["approve"]["style"] == "primary" and buttons["deny"]["style"] == "danger"
-    text = text_of(blocks)
-    assert "9c1f2e3d4b5a" in text and "9c1f2e3d4b5a6" not in text  # the short hash
+    # People see the short hash; the full one rides in the buttons' values only.
+    text = text_of([b for b in blocks if b["type"] != "actions"])
+    assert "9c1f2e3d4b5a" in text and "9c1f2e3d4b5a6" not in text
+    assert buttons["approve"]["value"] == "apr_7f3a:9c1f2e3d4b5a69788796a5b4c3d2e1f0"
     assert "transfer_assets: 12" in text and "rotate_key" not in text  # zero counts left out
     assert "<http://127.0.0.1:8800/jira/browse/IT-1|IT-1>" in text
     assert "45 days" in text

@@ -1,0 +1,393 @@
+"""The approval gate, used by every runbook between *plan* and *apply*.
+
+1. Open (or re-open) the approval record for this run and plan; ask every approver in Slack
+   (plan summary, warnings, plan hash, ticket link, Approve/Deny) and comment on the ticket.
+2. Pause the flow run (``pause_flow_run(wait_for_input=ApprovalWakeup)``). A resume is only a
+   wake-up: decisions live in the ledger (two concurrent resumes both "succeed" in Prefect), so
+   on every wake-up the flow re-reads them and tallies them itself with the policy — a decision
+   counts only from an allowed approver who is neither requester nor subject and who named the
+   current plan hash. Invalid decisions are recorded and ignored.
+3. Until quorum, a deny, or the watchdog's ``escalate`` (the fallback group is asked) and
+   ``expired`` (auto-deny) wake-ups: the pause's own timeout cannot be caught (PREFECT_NOTES.md),
+   so it is set well beyond the policy's and never fires in practice.
+
+An emergency (no pre-approval) passes at once and opens a post-hoc review for security.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from approvals.services import Services
+from connectors.capabilities import MessageRef
+from connectors.errors import ConnectorError
+from domain import blocks
+from domain.policy import ApprovalContext, Requirement, requirement, tally
+from domain.records import ApprovalRequest, ApprovalState, AuditEvent
+from ledger.approvals import (
+    create_approval,
+    get_approval,
+    mark_decisions,
+    update_approval,
+)
+from ledger.audit import append
+
+PAUSE_MARGIN_S = 6 * 3600  # beyond the policy timeout: the watchdog always acts first
+
+
+class ApprovalWakeup(BaseModel):
+    """What a resume carries: only why the flow was woken (decisions are in the ledger)."""
+
+    kind: Literal["decision", "escalate", "expired", "cancel"] = "decision"
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What approvers are shown of a plan."""
+
+    counts_by_kind: Mapping[str, int]
+    warnings: Sequence[str] = ()
+
+
+@dataclass
+class GateResult:
+    approval: ApprovalRequest
+    state: ApprovalState
+    approved_by: list[str]
+    reason: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.state is ApprovalState.APPROVED
+
+
+def approval_id_for(flow_run_id: str, runbook: str, subject: str) -> str:
+    """Stable per run and subject: a re-run (or a re-plan) finds its approval again."""
+    digest = hashlib.sha256(f"{flow_run_id}|{runbook}|{subject}".encode()).hexdigest()
+    return f"apr-{digest[:12]}"
+
+
+def _ticket_url(svc: Services, ticket: str) -> str | None:
+    return f"{svc.ticket_base_url}{ticket}" if ticket and svc.ticket_base_url else None
+
+
+def _audit(svc: Services, action: str, appr: ApprovalRequest, **kw: Any) -> None:
+    append(
+        svc.ledger,
+        AuditEvent(
+            action=action,
+            subject=appr.subject,
+            target=appr.id,
+            flow_run_id=appr.flow_run_id,
+            ticket=appr.ticket,
+            plan_hash=appr.plan_hash,
+            **kw,
+        ),
+        now=svc.clock(),
+    )
+
+
+def _ask(
+    svc: Services, appr: ApprovalRequest, people: Sequence[str], summary: PlanSummary
+) -> list[dict[str, str]]:
+    """DM each person the request; a person already asked (same plan) is not asked twice."""
+    asked = {(r["email"], r.get("plan_hash")) for r in appr.slack_refs}
+    refs = list(appr.slack_refs)
+    if svc.messenger is None:
+        return refs
+    body = blocks.approval_request_blocks(
+        approval_id=appr.id,
+        runbook=appr.runbook,
+        subject=appr.subject,
+        plan_hash=appr.plan_hash,
+        counts_by_kind=summary.counts_by_kind,
+        warnings=list(summary.warnings),
+        ticket_url=_ticket_url(svc, appr.ticket),
+    )
+    text = f"Approval needed: {appr.runbook} {appr.subject} (plan {appr.plan_hash[:12]})"
+    for person in people:
+        if (person, appr.plan_hash) in asked:
+            continue
+        try:
+            ref = svc.messenger.dm(person, text, body)
+        except ConnectorError as exc:
+            # An approver without Slack can still decide with `handover approve`.
+            _audit(
+                svc,
+                "approval.notify_failed",
+                appr,
+                on_behalf_of=person,
+                effect=f"failed({exc.detail[:200]})",
+            )
+            continue
+        refs.append(
+            {"email": person, "channel": ref.channel, "ts": ref.ts, "plan_hash": appr.plan_hash}
+        )
+    return refs
+
+
+def open_approval(
+    svc: Services,
+    ctx: ApprovalContext,
+    *,
+    plan_hash: str,
+    summary: PlanSummary,
+    flow_run_id: str,
+    ticket: str = "",
+) -> tuple[ApprovalRequest, Requirement]:
+    """Create the approval (or find it again on a re-run) and ask the approvers."""
+    req = requirement(svc.policy, ctx)
+    aid = approval_id_for(flow_run_id, ctx.runbook, ctx.subject)
+    now = svc.clock()
+    try:
+        appr = get_approval(svc.ledger, aid)
+        if appr.plan_hash != plan_hash and appr.state is ApprovalState.PENDING:
+            # The world changed before apply: the new plan must be approved afresh; decisions
+            # naming the old hash stay recorded and are ignored by the tally.
+            appr = update_approval(
+                svc.ledger,
+                aid,
+                plan_hash=plan_hash,
+                created_at=now,
+                expires_at=now + req.timeout,
+                escalated=False,
+            )
+            _audit(svc, "approval.replanned", appr)
+    except KeyError:
+        appr = create_approval(
+            svc.ledger,
+            ApprovalRequest(
+                id=aid,
+                flow_run_id=flow_run_id,
+                runbook=ctx.runbook,
+                subject=ctx.subject,
+                requester=ctx.requester,
+                plan_hash=plan_hash,
+                rule=",".join(req.rules),
+                required=[list(s.candidates) for s in req.seats],
+                quorum=req.quorum,
+                created_at=now,
+                expires_at=now + req.timeout,
+                ticket=ticket,
+            ),
+        )
+        _audit(
+            svc,
+            "approval.requested",
+            appr,
+            on_behalf_of=ctx.requester,
+            after={"approvers": req.approvers(), "quorum": req.quorum, "rules": list(req.rules)},
+        )
+        if ticket and svc.tickets is not None:
+            _comment(
+                svc,
+                ticket,
+                f"Approval {aid} requested for plan {plan_hash[:12]} "
+                f"({', '.join(req.rules)}): waiting for {', '.join(req.approvers())}.",
+            )
+    if appr.state is ApprovalState.PENDING:
+        refs = _ask(svc, appr, req.approvers(escalated=appr.escalated), summary)
+        if refs != appr.slack_refs:
+            appr = update_approval(svc.ledger, aid, slack_refs=refs)
+    return appr, req
+
+
+def _comment(svc: Services, ticket: str, text: str) -> None:
+    # The ledger has the record; a ticket comment is a courtesy copy.
+    with contextlib.suppress(ConnectorError):
+        svc.tickets.comment(ticket, text)  # type: ignore[union-attr]
+
+
+def _finish(
+    svc: Services, appr: ApprovalRequest, state: ApprovalState, approvers: list[str], reason: str
+) -> GateResult:
+    appr = update_approval(svc.ledger, appr.id, state=state)
+    decided_by = (
+        ", ".join(approvers)
+        if state is ApprovalState.APPROVED
+        else next(
+            (d.approver for d in appr.decisions if d.counted and d.decision == "deny"), "policy"
+        )
+    )
+    label = {ApprovalState.EXPIRED: "timed_out"}.get(state, state.value)
+    if svc.messenger is not None:
+        for r in appr.slack_refs:
+            body = blocks.decision_blocks(
+                approval_id=appr.id,
+                runbook=appr.runbook,
+                subject=appr.subject,
+                plan_hash=appr.plan_hash,
+                decision=label,
+                decided_by=decided_by,
+                decided_at=svc.clock(),
+                ticket_url=_ticket_url(svc, appr.ticket),
+            )
+            # The decision stands even if a message cannot be updated: a click on a stale
+            # button is refused by the approval's state.
+            with contextlib.suppress(ConnectorError):
+                svc.messenger.update(
+                    MessageRef(r["channel"], r["ts"]), f"{label} by {decided_by}", body
+                )
+    if appr.ticket and svc.tickets is not None:
+        _comment(
+            svc,
+            appr.ticket,
+            f"Approval {appr.id}: {label} by {decided_by}"
+            + (f" ({reason})" if reason else "")
+            + ".",
+        )
+    _audit(
+        svc, f"approval.{state.value}", appr, on_behalf_of=decided_by, effect=reason or state.value
+    )
+    return GateResult(approval=appr, state=state, approved_by=approvers, reason=reason)
+
+
+def await_decision(
+    svc: Services,
+    appr: ApprovalRequest,
+    req: Requirement,
+    *,
+    summary: PlanSummary,
+    poll_interval: int = 1,
+    pause: Callable[..., Any] | None = None,
+) -> GateResult:
+    """Pause until the ledger's decisions reach quorum, a valid deny, or the watchdog acts."""
+    if pause is None:
+        from prefect.flow_runs import pause_flow_run as pause
+    n = 0
+    while True:
+        appr = get_approval(svc.ledger, appr.id)
+        if appr.state is not ApprovalState.PENDING:  # decided elsewhere (e.g. cancelled)
+            return GateResult(appr, appr.state, [], "decided outside this run")
+        t = tally(
+            req,
+            appr.decisions,
+            plan_hash=appr.plan_hash,
+            now=svc.clock(),
+            created_at=appr.created_at,
+            escalated=appr.escalated,
+        )
+        mark_decisions(svc.ledger, appr.id, dict(enumerate(t.verdicts)))
+        if t.state is ApprovalState.APPROVED:
+            return _finish(svc, appr, t.state, list(t.filled.values()), "quorum reached")
+        if t.state is ApprovalState.DENIED:
+            return _finish(svc, appr, t.state, [], "denied")
+        if t.state is ApprovalState.EXPIRED:
+            return _finish(svc, appr, t.state, [], "no quorum before the timeout: auto-deny")
+        n += 1
+        remaining = max(1.0, (appr.expires_at - svc.clock()).total_seconds())
+        wake = pause(
+            wait_for_input=ApprovalWakeup,
+            timeout=int(remaining) + PAUSE_MARGIN_S,
+            poll_interval=poll_interval,
+            key=f"{appr.id}-{appr.plan_hash[:8]}-{n}",
+        )
+        kind = getattr(wake, "kind", "decision")
+        if kind == "expired":
+            return _finish(
+                svc,
+                get_approval(svc.ledger, appr.id),
+                ApprovalState.EXPIRED,
+                [],
+                "no quorum before the timeout: auto-deny",
+            )
+        if kind == "cancel":
+            return _finish(svc, appr, ApprovalState.CANCELLED, [], "cancelled")
+        if kind == "escalate" and not appr.escalated:
+            appr = update_approval(svc.ledger, appr.id, escalated=True)
+            _audit(svc, "approval.escalated", appr, after={"fallback": list(req.fallback)})
+            refs = _ask(svc, appr, req.approvers(escalated=True), summary)
+            update_approval(svc.ledger, appr.id, slack_refs=refs)
+
+
+def gate(
+    svc: Services,
+    ctx: ApprovalContext,
+    *,
+    plan_hash: str,
+    summary: PlanSummary,
+    flow_run_id: str | None = None,
+    ticket: str = "",
+    poll_interval: int = 1,
+    pause: Callable[..., Any] | None = None,
+) -> GateResult:
+    """Approve this plan per the policy, or say why not (see the module docstring)."""
+    if flow_run_id is None:
+        from prefect.runtime import flow_run
+
+        flow_run_id = str(flow_run.id or "")
+    req = requirement(svc.policy, ctx)
+    if not req.pre_approval:
+        return _emergency(
+            svc,
+            ctx,
+            req,
+            plan_hash=plan_hash,
+            summary=summary,
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+        )
+    appr, req = open_approval(
+        svc, ctx, plan_hash=plan_hash, summary=summary, flow_run_id=flow_run_id, ticket=ticket
+    )
+    return await_decision(svc, appr, req, summary=summary, poll_interval=poll_interval, pause=pause)
+
+
+def _emergency(
+    svc: Services,
+    ctx: ApprovalContext,
+    req: Requirement,
+    *,
+    plan_hash: str,
+    summary: PlanSummary,
+    flow_run_id: str,
+    ticket: str,
+) -> GateResult:
+    """No pre-approval; a post-hoc review for security is opened at once."""
+    now = svc.clock()
+    aid = approval_id_for(flow_run_id, ctx.runbook, ctx.subject)
+    try:
+        appr = get_approval(svc.ledger, aid)
+    except KeyError:
+        appr = create_approval(
+            svc.ledger,
+            ApprovalRequest(
+                id=aid,
+                flow_run_id=flow_run_id,
+                runbook=ctx.runbook,
+                subject=ctx.subject,
+                requester=ctx.requester,
+                plan_hash=plan_hash,
+                rule=",".join(req.rules),
+                required=[list(req.post_hoc_review)],
+                quorum=0,
+                state=ApprovalState.APPROVED,
+                created_at=now,
+                expires_at=now,
+                ticket=ticket,
+            ),
+        )
+        _audit(
+            svc,
+            "approval.post_hoc_review_opened",
+            appr,
+            on_behalf_of=ctx.requester,
+            effect="emergency: no pre-approval",
+            after={"reviewers": list(req.post_hoc_review)},
+        )
+        if svc.messenger is not None:
+            text = (
+                f":rotating_light: Emergency {ctx.runbook} of {ctx.subject} by "
+                f"{ctx.requester} ran without pre-approval: please review "
+                f"(plan {plan_hash[:12]}, approval {aid})."
+            )
+            for person in req.post_hoc_review:
+                with contextlib.suppress(ConnectorError):
+                    svc.messenger.dm(person, text)
+    return GateResult(appr, ApprovalState.APPROVED, [], "emergency: post-hoc review opened")

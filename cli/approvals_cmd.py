@@ -1,0 +1,238 @@
+"""``handover approvals``, ``handover approve``, ``handover sandbox click`` and
+``handover audit verify|export`` (INTERFACES.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from connectors.settings import SettingsError, load_settings
+
+approvals_app = typer.Typer(help="Approval requests.")
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def _services() -> Any:
+    from approvals.policy import PolicyError
+    from approvals.services import Services
+
+    try:
+        return Services.from_settings(load_settings())
+    except (SettingsError, PolicyError) as e:
+        raise _fail(str(e)) from None
+
+
+def _ledger() -> Any:
+    from ledger import open_ledger
+
+    try:
+        return open_ledger(load_settings().ledger_database_url())
+    except SettingsError as e:
+        raise _fail(str(e)) from None
+
+
+def list_approvals(
+    pending: bool = typer.Option(False, help="only pending requests"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    sweep: bool = typer.Option(False, help="escalate / expire what is due"),
+) -> None:
+    """List approval requests: id, runbook, subject, plan hash, approvers, decisions, state."""
+    from approvals.watchdog import sweep as run_sweep
+    from domain.records import ApprovalState
+    from ledger.approvals import list_approvals as rows
+
+    if sweep:
+        svc = _services()
+        for a in run_sweep(svc):
+            typer.echo(f"{a.approval_id}: {a.kind} ({a.result})", err=True)
+        db = svc.ledger
+    else:
+        db = _ledger()
+    items = rows(db, state=ApprovalState.PENDING if pending else None)
+    if as_json:
+        typer.echo(json.dumps({"approvals": [a.model_dump(mode="json") for a in items]}))
+        return
+    t = Table(title="Approval requests")
+    for col in ("id", "runbook", "subject", "plan", "approvers (per seat)", "decisions", "state"):
+        t.add_column(col)
+    for a in items:
+        seats = "; ".join(" | ".join(s) or "—" for s in a.required) or "—"
+        ds = (
+            ", ".join(
+                f"{d.approver} {d.decision}{'' if d.counted else ' (ignored)'}" for d in a.decisions
+            )
+            or "—"
+        )
+        t.add_row(a.id, a.runbook, a.subject, a.plan_hash[:12], seats, ds, a.state.value)
+    Console().print(t)
+
+
+def approve(
+    approval_id: str = typer.Argument(..., help="the approval's id (apr-…)"),
+    as_: str = typer.Option(..., "--as", help="the approver's email"),
+    deny: bool = typer.Option(False, "--deny", help="deny instead of approve"),
+    comment: str = typer.Option("", help="a comment kept with the decision"),
+) -> None:
+    """Decide an approval without Slack."""
+    from approvals.handler import DecisionRefused, decide
+    from domain.models import _email
+
+    try:
+        email = _email(as_)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    svc = _services()
+    try:
+        out = decide(
+            svc,
+            approval_id,
+            approver=email,
+            decision="deny" if deny else "approve",
+            channel="cli",
+            comment=comment,
+        )
+    except DecisionRefused as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"{approval_id}: {'deny' if deny else 'approve'} by {email} {out.message}")
+
+
+def click(
+    approval_id: str = typer.Argument(...),
+    as_: str = typer.Option(..., "--as", help="the person clicking"),
+    deny: bool = typer.Option(False, "--deny"),
+    intake: str = typer.Option("http://127.0.0.1:8801", help="the intake's base URL"),
+    plan_hash: str | None = typer.Option(
+        None, help="the plan hash the message showed (default: the approval's current one)"
+    ),
+) -> None:
+    """Act as that person clicking the Slack button: a signed block_actions request."""
+    from ledger.approvals import get_approval
+
+    settings = load_settings()
+    try:
+        appr = get_approval(_ledger(), approval_id)
+    except KeyError:
+        raise _fail(f"no approval {approval_id}") from None
+    from connectors.slack import SlackMessenger
+
+    user = SlackMessenger(settings).user_id(as_)
+    if user is None:
+        raise _fail(f"{as_} is not a Slack user")
+    status, body = send_click(
+        intake,
+        settings.slack_signing_secret.get_secret_value(),
+        approval_id=approval_id,
+        plan_hash=plan_hash or appr.plan_hash,
+        slack_user=user,
+        deny=deny,
+    )
+    typer.echo(f"{status} {body}")
+    if status != 200:
+        raise typer.Exit(1)
+
+
+def block_actions_body(
+    *,
+    approval_id: str,
+    plan_hash: str,
+    slack_user: str,
+    deny: bool,
+    channel: str | None = None,
+    ts: str | None = None,
+) -> bytes:
+    """The form body Slack posts for a button click (``payload=<json>``)."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": slack_user},
+        # Slack stamps every click (trigger_id, action_ts): two clicks are two distinct bodies.
+        "trigger_id": f"{time.time_ns()}.sandbox",
+        "actions": [
+            {
+                "action_id": "deny" if deny else "approve",
+                "block_id": "approval",
+                "value": f"{approval_id}:{plan_hash}",
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+        "container": {"type": "message", "channel_id": channel, "message_ts": ts},
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 signature headers for ``body``."""
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    base = b"v0:" + ts.encode() + b":" + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def send_click(intake: str, secret: str, **kw: Any) -> tuple[int, str]:
+    body = block_actions_body(**kw)
+    r = httpx.post(
+        f"{intake.rstrip('/')}/slack/interactions",
+        content=body,
+        headers=sign(secret, body),
+        timeout=10,
+    )
+    return r.status_code, r.text
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain; name the first bad seq."""
+    from ledger.audit import verify
+
+    v = verify(_ledger())
+    if v.ok:
+        typer.echo(f"audit log OK: {v.events} events, chain intact")
+        return
+    typer.secho(
+        f"audit log BROKEN at seq {v.first_bad_seq}: {v.reason}", err=True, fg=typer.colors.RED
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl | csv"),
+    since: str | None = typer.Option(None, help="ISO 8601, e.g. 2026-11-01"),
+) -> None:
+    """Export the log, oldest first."""
+    from ledger.audit import export
+
+    if fmt not in ("jsonl", "csv"):
+        raise _fail("--format must be jsonl or csv")
+    when = None
+    if since:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            raise _fail(f"--since {since!r} is not an ISO 8601 date or time") from None
+        if when.tzinfo is None:
+            from datetime import UTC
+
+            when = when.replace(tzinfo=UTC)
+    for chunk in export(_ledger(), fmt, since=when):
+        sys.stdout.write(chunk)

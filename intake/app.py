@@ -1,0 +1,147 @@
+"""The front door (FastAPI): signed inbound requests become decisions, resumes and runs.
+
+Today: ``POST /slack/interactions`` (Approve / Deny buttons) and ``GET /healthz``. Every
+request is authenticated before anything else: Slack's v0 HMAC signature over the raw body
+within a five-minute window (``slack_sdk.signature.SignatureVerifier``), and a signature is
+accepted once (a replayed body is refused). Slack wants an answer within three seconds, so the
+decision is recorded at once and the message update and the flow's wake-up run after the
+answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from slack_sdk.signature import SignatureVerifier
+
+from approvals.handler import (
+    DecisionRefused,
+    acknowledge,
+    message_ref,
+    record_decision,
+    wake_flow,
+)
+from approvals.services import Services
+from approvals.watchdog import sweep
+from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
+from ledger.replay import first_time
+
+MAX_BODY = 64 * 1024  # Slack's interaction payloads are a few KB
+
+
+class SlackUser(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=64)
+
+
+class SlackAction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action_id: str = Field(max_length=255)
+    value: str = Field("", max_length=2000)
+
+
+class SlackContainer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    channel_id: str | None = None
+    message_ts: str | None = None
+
+
+class BlockActions(BaseModel):
+    """The part of a ``block_actions`` payload we use."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    user: SlackUser
+    actions: list[SlackAction] = Field(min_length=1, max_length=5)
+    container: SlackContainer = Field(default_factory=SlackContainer)
+
+
+def _refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def create_intake(svc: Services, *, sweep_every: float | None = None) -> FastAPI:
+    """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog."""
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if sweep_every:
+            threading.Thread(target=watchdog, name="approval-watchdog", daemon=True).start()
+        yield
+        stop.set()
+
+    def watchdog() -> None:
+        while not stop.wait(sweep_every or 60):
+            # The watchdog must outlive a bad sweep; the next one retries.
+            with contextlib.suppress(Exception):
+                sweep(svc)
+
+    app = FastAPI(title="Handover intake", version="1", lifespan=lifespan)
+    verifier = SignatureVerifier(svc.settings.slack_signing_secret.get_secret_value())
+    app.state.services = svc
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.post("/slack/interactions")
+    async def slack_interactions(request: Request, background: BackgroundTasks) -> JSONResponse:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return _refuse(413, "request body too large")
+        ts = request.headers.get("x-slack-request-timestamp", "")
+        sig = request.headers.get("x-slack-signature", "")
+        if not ts or not sig or not verifier.is_valid(body=raw, timestamp=ts, signature=sig):
+            return _refuse(401, "invalid or stale Slack signature")
+        if not first_time(svc.ledger, "slack", ts, sig, now=svc.clock()):
+            return _refuse(401, "replayed request")
+        try:
+            form = parse_qs(raw.decode("utf-8"), strict_parsing=True)
+            payload = BlockActions.model_validate(json.loads(form["payload"][0]))
+        except (ValueError, KeyError, UnicodeDecodeError, ValidationError):
+            return _refuse(400, "expected a form field 'payload' holding a block_actions JSON")
+        if payload.type != "block_actions":
+            return JSONResponse({"ok": True, "ignored": payload.type})
+        action = payload.actions[0]
+        if action.action_id not in (APPROVE_ACTION, DENY_ACTION):
+            return JSONResponse({"ok": True, "ignored": action.action_id})
+        try:
+            approval_id, plan_hash = parse_decision_value(action.value)
+        except ValueError as exc:
+            return _refuse(400, str(exc))
+        approver = svc.messenger.email_of(payload.user.id) if svc.messenger else None
+        if not approver:
+            return _refuse(403, "this Slack user has no email Handover knows")
+        decision = "approve" if action.action_id == APPROVE_ACTION else "deny"
+        try:
+            outcome = record_decision(
+                svc,
+                approval_id,
+                approver=approver,
+                decision=decision,
+                plan_hash=plan_hash,
+                channel="slack",
+            )
+        except DecisionRefused as exc:
+            return JSONResponse({"ok": True, "recorded": False, "message": str(exc)})
+        ref = message_ref(payload.container.channel_id, payload.container.message_ts)
+
+        def after_answer() -> None:
+            acknowledge(svc, outcome, approver=approver, decision=decision, ref=ref)
+            if outcome.recorded and outcome.approval is not None:
+                wake_flow(outcome.approval)
+
+        background.add_task(after_answer)
+        return JSONResponse({"ok": True, "recorded": outcome.recorded, "message": outcome.message})
+
+    return app

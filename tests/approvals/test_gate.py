@@ -1,0 +1,174 @@
+"""The gate on a real Prefect server: flows pause; signed Slack clicks over HTTP resume them.
+
+Covered (issue 4): quorum of two distinct approvers; self-approval refused; forged signature,
+stale timestamp and replayed body refused with 401 and nothing changed; a decision for an old
+plan hash ignored; timeout → escalation → auto-deny; a double click counted once; the CLI path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from approvals.watchdog import sweep
+from cli.main import app as cli
+from domain.records import ApprovalState
+from ledger.approvals import get_approval
+from ledger.audit import records, verify
+from sandbox.app import create_app
+from tests.approvals.stack import Stack, make_stack
+from tests.conftest import serve
+
+pytestmark = pytest.mark.slow
+
+TERMINATION = {
+    "runbook": "offboard",
+    "subject": "dana.sole@acme.com",
+    "requester": "hr.bot@acme.com",
+    "reason": "termination",
+    "subject_manager": "sofia.lead@acme.com",
+}
+PROD_GRANT = {
+    "runbook": "onboard",
+    "subject": "analytics-vendor-max.roe@vendorco.com",
+    "requester": "sofia.lead@acme.com",
+    "production_roles": ("manager",),
+    "project_admins": ("alice.admin@acme.com", "sofia.lead@acme.com"),
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[object]:
+    sb = serve(create_app(None, seed="demo", rng_seed=3))
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def stack(sandbox: object, tmp_path: Path, prefect_server: str) -> Stack:
+    return make_stack(sandbox, tmp_path)  # type: ignore[arg-type]
+
+
+def test_the_manager_approves_with_one_signed_click(stack: Stack) -> None:
+    run = stack.start(**TERMINATION)
+    appr = stack.paused("dana.sole@acme.com")
+    assert appr.required == [["sofia.lead@acme.com", "hr.partner@acme.com"]]
+    asked = stack.dms("sofia.lead@acme.com")
+    assert asked and any(b["type"] == "actions" for b in asked[-1]["blocks"])
+    r = stack.click(appr, "sofia.lead@acme.com")
+    assert r.status_code == 200 and r.json()["recorded"] is True
+    assert run.wait() == "approved"
+    # The message says who decided, and no longer has buttons.
+    deadline = time.monotonic() + 5
+    while any(b["type"] == "actions" for b in stack.dms("sofia.lead@acme.com")[-1]["blocks"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "sofia.lead@acme.com" in stack.dms("sofia.lead@acme.com")[-1]["text"]
+    actions = [r.action for r in records(stack.svc.ledger)]
+    assert actions == ["approval.requested", "approval.decision", "approval.approved"]
+    assert verify(stack.svc.ledger).ok
+
+
+def test_quorum_needs_two_distinct_people_and_self_approval_is_ignored(stack: Stack) -> None:
+    run = stack.start(**PROD_GRANT)
+    appr = stack.paused(PROD_GRANT["subject"])
+    assert stack.click(appr, "sofia.lead@acme.com").status_code == 200  # the requester
+    assert stack.click(appr, "sec.lead@acme.com").status_code == 200
+    time.sleep(2.5)  # the flow woke twice and went back to sleep: one seat is still empty
+    assert run.thread.is_alive()
+    assert stack.click(appr, "alice.admin@acme.com").status_code == 200
+    assert run.wait() == "approved"
+    final = get_approval(stack.svc.ledger, appr.id)
+    verdicts = {d.approver: (d.counted, d.reason) for d in final.decisions}
+    assert verdicts["sofia.lead@acme.com"] == (False, "the requester or the subject cannot approve")
+    assert verdicts["sec.lead@acme.com"][0] and verdicts["alice.admin@acme.com"][0]
+
+
+def test_forged_stale_and_replayed_clicks_are_refused_and_change_nothing(stack: Stack) -> None:
+    run = stack.start(**TERMINATION)
+    appr = stack.paused("dana.sole@acme.com")
+    forged = stack.click(appr, "sofia.lead@acme.com", secret="not-the-secret")
+    stale = stack.click(appr, "sofia.lead@acme.com", timestamp=int(time.time()) - 400)
+    assert (forged.status_code, stale.status_code) == (401, 401)
+    assert get_approval(stack.svc.ledger, appr.id).decisions == []
+    # A valid click, then the very same request replayed.
+    from cli.approvals_cmd import block_actions_body, sign
+
+    user = stack.svc.messenger.user_id("hr.partner@acme.com")  # type: ignore[union-attr]
+    body = block_actions_body(
+        approval_id=appr.id, plan_hash=appr.plan_hash, slack_user=user, deny=True
+    )
+    headers = sign("sandbox-signing-secret", body)
+    first = stack.intake.post("/slack/interactions", content=body, headers=headers)
+    replay = stack.intake.post("/slack/interactions", content=body, headers=headers)
+    assert (first.status_code, replay.status_code) == (200, 401)
+    assert run.wait() == "denied"
+    assert len(get_approval(stack.svc.ledger, appr.id).decisions) == 1
+
+
+def test_an_old_plan_is_ignored_and_a_double_click_counts_once(stack: Stack) -> None:
+    run = stack.start(**PROD_GRANT)
+    appr = stack.paused(PROD_GRANT["subject"])
+    old = stack.click(appr, "alice.admin@acme.com", plan_hash="b" * 64)
+    assert old.status_code == 200 and old.json()["recorded"] is True
+    first = stack.click(appr, "sec.lead@acme.com")
+    again = stack.click(appr, "sec.lead@acme.com")
+    assert first.json()["recorded"] is True, first.text
+    assert again.json().get("recorded") is False, again.text
+    time.sleep(2.5)
+    assert run.thread.is_alive()  # alice's approval named another plan: not counted
+    stack.click(appr, "alice.admin@acme.com")
+    assert run.wait() == "approved"
+    final = get_approval(stack.svc.ledger, appr.id)
+    assert [(d.approver, d.counted) for d in final.decisions] == [
+        ("alice.admin@acme.com", False),
+        ("sec.lead@acme.com", True),
+        ("alice.admin@acme.com", True),
+    ]
+    assert final.decisions[0].reason == "decided an older plan"
+
+
+def test_timeout_escalates_to_the_fallback_then_auto_denies(stack: Stack) -> None:
+    ctx = {**PROD_GRANT, "project_admins": ()}  # nobody can fill the project-admin seat
+    run = stack.start(**ctx)
+    appr = stack.paused(ctx["subject"])
+    before = len(stack.dms("raj.admin@acme.com"))
+    acted = sweep(stack.svc, now=appr.created_at + timedelta(hours=13))
+    assert [(a.kind, a.result) for a in acted] == [("escalate", "resumed")]
+    stack.paused(ctx["subject"])
+    assert get_approval(stack.svc.ledger, appr.id).escalated
+    assert len(stack.dms("raj.admin@acme.com")) == before + 1  # the fallback group is asked
+    acted = sweep(stack.svc, now=appr.created_at + timedelta(hours=25))
+    assert [(a.kind, a.result) for a in acted] == [("expired", "resumed")]
+    assert run.wait() == "expired"
+    assert get_approval(stack.svc.ledger, appr.id).state is ApprovalState.EXPIRED
+    assert [r.action for r in records(stack.svc.ledger)][-1] == "approval.expired"
+
+
+def test_the_cli_path(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = stack.svc.settings
+    for k, v in {
+        "HANDOVER_LEDGER_URL": s.ledger_url,
+        "HANDOVER_SLACK_API_URL": s.slack_api_url,
+        "HANDOVER_JIRA_URL": s.jira_url,
+        "HANDOVER_ORG_URL": s.org_url,
+    }.items():
+        monkeypatch.setenv(k, str(v))
+    run = stack.start(**TERMINATION)
+    appr = stack.paused("dana.sole@acme.com")
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["approvals", "--pending", "--json"])
+    assert listed.exit_code == 0 and appr.id in listed.stdout
+    bad = runner.invoke(cli, ["approve", appr.id, "--as", "not an email"])
+    assert bad.exit_code == 2
+    ok = runner.invoke(cli, ["approve", appr.id, "--as", "hr.partner@acme.com"])
+    assert ok.exit_code == 0, ok.output
+    assert run.wait() == "approved"
+    again = runner.invoke(cli, ["approve", appr.id, "--as", "hr.partner@acme.com"])
+    assert again.exit_code == 2 and "already approved" in again.output
+    assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
