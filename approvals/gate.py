@@ -40,6 +40,14 @@ from ledger.audit import append
 
 PAUSE_MARGIN_S = 6 * 3600  # beyond the policy timeout: the watchdog always acts first
 
+# Called when a flow starts waiting (the CLI prints "approval <id> waiting for …").
+_on_waiting: Callable[[ApprovalRequest, list[str]], None] | None = None
+
+
+def set_waiting_hook(fn: Callable[[ApprovalRequest, list[str]], None] | None) -> None:
+    global _on_waiting
+    _on_waiting = fn
+
 
 class ApprovalWakeup(BaseModel):
     """What a resume carries: only why the flow was woken (decisions are in the ledger)."""
@@ -281,6 +289,8 @@ def await_decision(
         if t.state is ApprovalState.EXPIRED:
             return _finish(svc, appr, t.state, [], "no quorum before the timeout: auto-deny")
         n += 1
+        if n == 1 and _on_waiting is not None:
+            _on_waiting(appr, t.waiting_for)
         remaining = max(1.0, (appr.expires_at - svc.clock()).total_seconds())
         wake = pause(
             wait_for_input=ApprovalWakeup,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals_cmd
+from cli import approvals_cmd, runbooks
 from cli import demo as demo_mod
 from cli.stack import HOME
 from sandbox.control import seed_spec
@@ -26,6 +26,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(approvals_cmd.audit_app, name="audit")
 app.command("approvals")(approvals_cmd.list_approvals)
 app.command("approve")(approvals_cmd.approve)
+app.command("offboard")(runbooks.offboard)
 sandbox_app.command("click")(approvals_cmd.click)
 
 

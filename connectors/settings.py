@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     jira_webhook_secret: SecretStr = SecretStr(DEV_CREDENTIALS["jira_webhook_secret"])
     ledger_url: str | None = None
     policy: Path | None = None
+    roster: Path | None = None  # the HR roster (CSV or JSON) the runbooks read managers from
     home: Path = Path(".handover")
 
     @classmethod

@@ -197,3 +197,25 @@ def summary(request: Request) -> dict[str, Any]:
         out = seeds.describe(s, world.clock.now())
         out["members"] = out.get("members") or s.scalar(select(func.count(Member.email)))
         return out
+
+
+@router.get("/roster")
+def roster(request: Request, format: Literal["json", "csv"] = "json") -> Any:
+    """The HR roster that stands beside the seeded org (what an HRIS export would give)."""
+    import csv
+    import io
+
+    from fastapi.responses import PlainTextResponse
+
+    from sandbox import seeds
+
+    with world_of(request).db.session() as s:
+        rows = seeds.roster_rows(s)
+    if format == "json":
+        return {"rows": rows}
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["email", "name", "status", "manager", "department",
+                                        "end_date"])
+    w.writeheader()
+    w.writerows(rows)
+    return PlainTextResponse(buf.getvalue(), media_type="text/csv")

@@ -1,0 +1,148 @@
+"""``handover offboard`` (and, later, onboard/change): validate, run the flow in this process
+with a progress bar, print the outcome as a table or as one JSON object.
+
+Exit codes (INTERFACES.md): 0 done or planned, 1 failed or blocked, 2 bad input (nothing
+changed), 3 denied or timed out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from connectors.settings import SettingsError, load_settings
+
+EXIT = {"done": 0, "planned": 0, "nothing_to_do": 0, "failed": 1, "blocked": 1, "denied": 3}
+
+
+def _bad(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+def validation_message(e: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()
+    )
+
+
+def run_flow(fn: Any, *, as_json: bool, **params: Any) -> dict[str, Any]:
+    """Run a runbook flow here, with a progress bar and the approval-waiting line."""
+    from approvals.gate import set_waiting_hook
+    from tasks.progress import set_reporter
+    from tasks.runtime import Runtime, set_runtime
+
+    try:
+        set_runtime(Runtime.from_settings(load_settings()))
+    except SettingsError as e:
+        raise _bad(str(e)) from None
+    err = Console(stderr=True)
+
+    def waiting(appr: Any, who: list[str]) -> None:
+        err.print(
+            f"approval {appr.id} waiting for {', '.join(who) or 'the fallback group'}"
+            f" — decide in Slack, or: handover approve {appr.id} --as EMAIL [--deny]"
+        )
+
+    set_waiting_hook(waiting)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task_id = bar.add_task("planning", total=None)
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task_id, completed=done, total=total, description=what[:60])
+
+        set_reporter(progress)
+        try:
+            return fn(**params)  # type: ignore[no-any-return]
+        finally:
+            set_reporter(None)
+            set_waiting_hook(None)
+
+
+def show(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    c = Console()
+    t = Table(title=f"plan {result['plan']['hash'][:12]} — {result['status']}")
+    for col in ("#", "step", "target", "effect", "reason"):
+        t.add_column(col)
+    effects = result.get("effects", {})
+    for i, s in enumerate(result["plan"]["steps"], 1):
+        t.add_row(
+            str(i),
+            s["kind"],
+            s["target"],
+            effects.get(f"{s['kind']}:{s['target']}", "—"),
+            s["reason"],
+        )
+    c.print(t)
+    if result.get("verification"):
+        v = Table(title="verification")
+        v.add_column("check")
+        v.add_column("result")
+        for k, r in result["verification"].items():
+            v.add_row(k, f"[green]{r}[/]" if r == "pass" else f"[red]{r}[/]")
+        c.print(v)
+    for b in result["plan"].get("blockers", []):
+        c.print(f"[red]needs a choice:[/] {b}")
+    for w in result.get("warnings", []):
+        c.print(f"[yellow]warning:[/] {w}")
+    if result.get("failure"):
+        c.print(
+            f"[red]stopped:[/] {result['failure']}; not done: "
+            f"{', '.join(result.get('not_done', []))} — run the same command again to "
+            "continue"
+        )
+
+
+def offboard(
+    email: str = typer.Argument(..., help="who leaves (exact email)"),
+    reason: str = typer.Option(
+        ...,
+        help="termination | contract_end | role_change | "
+        "inactivity | security_incident | idp_removal",
+    ),
+    ticket: str = typer.Option("", help="Jira ticket key (created when missing)"),
+    emergency: bool = typer.Option(False, help="lock out first, transfer after"),
+    receiver: str | None = typer.Option(None, help="who receives their content"),
+    keep_project: list[str] = typer.Option([], help="role_change: keep this project"),
+    dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+) -> None:
+    """Leaver runbook: inventory, plan, approval, transfer, removal, rotation, verification."""
+    from flows.offboard import OffboardRequest
+    from flows.offboard import offboard as offboard_flow
+
+    params = {
+        "email": email,
+        "reason": reason,
+        "ticket": ticket,
+        "emergency": emergency,
+        "receiver": receiver,
+        "keep_projects": keep_project,
+        "dry_run": dry_run,
+        "requester": requester,
+    }
+    try:
+        OffboardRequest(**params)
+    except ValidationError as e:
+        raise _bad(validation_message(e)) from None
+    result = run_flow(offboard_flow, as_json=as_json, **params)
+    if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:
+        show(result, as_json=as_json)
+    raise typer.Exit(EXIT.get(result["status"], 1))

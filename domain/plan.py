@@ -1,0 +1,457 @@
+"""Offboarding plans: what Handover will do to one person, as typed steps with reasons.
+
+:func:`make_offboarding_plan` is a pure function of the inventory (what the systems say about
+the person, read just before), the options (reason, receiver, emergency, projects to keep) and
+the time; it does no I/O, so it is tested as a table of cases. The plan has a stable hash: the
+approvers approve that hash, and if the world changes before apply the plan is recomputed and,
+if it differs, approved again.
+
+Order of a normal offboarding (seed 004; ARCHITECTURE.md):
+grant receivers project access → promote replacement admins → transfer content → remove from
+mapped IdP groups → deactivate in the IdP → revoke pending invitation / remove from the org →
+rotate managed keys (the new secret goes to the remaining managers by Slack DM only).
+An emergency locks out first: IdP deactivation and group removal → revoke keys → promote
+replacements (the org refuses to remove a sole admin) → remove from the org → transfer the
+now-unassigned content → collect 30 days of activity for security.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.models import (
+    ApiKey,
+    Asset,
+    IdpGroup,
+    IdpUser,
+    Member,
+    OrgEvent,
+    Project,
+    Role,
+    RosterEntry,
+    RosterStatus,
+)
+
+RECEIVER_LOGIN_DAYS = 30
+ACTIVITY_DAYS = 30
+
+
+class Reason(StrEnum):
+    TERMINATION = "termination"
+    CONTRACT_END = "contract_end"
+    ROLE_CHANGE = "role_change"
+    INACTIVITY = "inactivity"
+    SECURITY_INCIDENT = "security_incident"
+    IDP_REMOVAL = "idp_removal"
+
+
+class StepKind(StrEnum):
+    GRANT_PROJECT_ACCESS = "grant_project_access"
+    PROMOTE_ADMIN = "promote_admin"
+    TRANSFER_ASSETS = "transfer_assets"
+    REMOVE_IDP_GROUP = "remove_idp_group"
+    DEACTIVATE_IDP_USER = "deactivate_idp_user"
+    REVOKE_KEY = "revoke_key"
+    ROTATE_KEY = "rotate_key"
+    REMOVE_PROJECT_ROLE = "remove_project_role"
+    REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
+    REVOKE_MODULES = "revoke_modules"
+    REVOKE_INVITATION = "revoke_invitation"
+    REMOVE_MEMBER = "remove_member"
+    COLLECT_ACTIVITY = "collect_activity"
+
+
+# Steps after which the person can no longer get in (the emergency path's "lockout").
+LOCKOUT_KINDS = {
+    StepKind.DEACTIVATE_IDP_USER,
+    StepKind.REVOKE_KEY,
+    StepKind.REMOVE_MEMBER,
+    StepKind.REVOKE_INVITATION,
+}
+
+
+class Step(BaseModel):
+    """One thing to do, with its reason; ``id`` is stable across re-plans of the same world."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    kind: StepKind
+    target: str
+    reason: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Inventory(BaseModel):
+    """Everything the systems say about one person (and the people who may receive content)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str
+    member: Member | None = None
+    lookalikes: list[str] = Field(default_factory=list)
+    org_groups: list[tuple[str, str]] = Field(default_factory=list)  # (group id, name)
+    idp_user: IdpUser | None = None
+    idp_groups: list[IdpGroup] = Field(default_factory=list)  # the user's groups
+    assets: list[Asset] = Field(default_factory=list)  # owned, and unassigned former-owned
+    api_keys: list[ApiKey] = Field(default_factory=list)  # managed by the subject (not "keys":
+    # Prefect walks results with dict(model), which would call a field named keys)
+    projects: list[Project] = Field(default_factory=list)  # every project, with its admins
+    people: dict[str, Member] = Field(default_factory=dict)  # possible receivers, by email
+    roster: RosterEntry | None = None
+    activity: list[OrgEvent] = Field(default_factory=list)  # the subject's, last 30 days
+    taken_at: datetime
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: Reason
+    emergency: bool = False
+    receiver: str | None = None
+    keep_projects: tuple[str, ...] = ()  # role_change: narrow access, keep these projects
+    requester: str = ""
+    ticket: str = ""
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runbook: str = "offboard"
+    subject: str
+    reason: Reason
+    emergency: bool = False
+    steps: list[Step] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    blockers: list[str] = Field(default_factory=list)  # the approver must choose first
+    receivers: dict[str, list[str]] = Field(default_factory=dict)  # receiver → asset ids
+    keep_projects: list[str] = Field(default_factory=list)  # role_change: what stays
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of what the plan does (not of its wording): what approvers approve."""
+        core = {
+            "runbook": self.runbook,
+            "subject": self.subject,
+            "reason": self.reason.value,
+            "emergency": self.emergency,
+            "steps": [[s.kind.value, s.target, s.params] for s in self.steps],
+            "blockers": self.blockers,
+        }
+        return hashlib.sha256(
+            json.dumps(core, sort_keys=True, separators=(",", ":"), default=str).encode()
+        ).hexdigest()
+
+    def counts_by_kind(self) -> dict[str, int]:
+        return dict(Counter(s.kind.value for s in self.steps))
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.steps and not self.blockers
+
+
+def is_mapped_idp_group(name: str) -> bool:
+    """IdP groups that provision the org (``amplitude-…``); others are not ours to change."""
+    return name.lower().startswith("amplitude-")
+
+
+def skeleton(email: str) -> str:
+    """A comparison key for look-alikes: NFKC, confusable letters folded, no dots or digits
+    (``j\\u043en.smith``, with a Cyrillic o, and ``jon.smith`` have the same skeleton)."""
+    local = unicodedata.normalize("NFKC", email.split("@", 1)[0]).lower()
+    # Cyrillic and other letters that render like Latin ones (escaped: they are the point).
+    confusables = str.maketrans(
+        {
+            "\u0430": "a",
+            "\u0435": "e",
+            "\u043e": "o",
+            "\u0440": "p",
+            "\u0441": "c",
+            "\u0443": "y",
+            "\u0445": "x",
+            "\u0456": "i",
+            "\u0458": "j",
+            "\u0455": "s",
+            "\u0501": "d",
+            "\u0261": "g",
+            "0": "o",
+            "1": "l",
+            "|": "l",
+        }
+    )
+    local = local.translate(confusables).replace("rn", "m")
+    return "".join(c for c in local if c.isalpha())
+
+
+def find_lookalikes(email: str, others: Iterable[str]) -> list[str]:
+    """Other accounts that look like ``email``: same name at another domain, or unicode tricks."""
+    key = skeleton(email)
+    return sorted(o for o in others if o != email and skeleton(o) == key)
+
+
+def eligible(m: Member | None, now: datetime) -> str | None:
+    """Why ``m`` cannot receive content (None when they can): the product's 30-day rule."""
+    if m is None:
+        return "not a member"
+    if m.status != "joined":
+        return "has not joined"
+    if m.last_login_at is None or now - m.last_login_at > timedelta(days=RECEIVER_LOGIN_DAYS):
+        last = m.last_login_at.date().isoformat() if m.last_login_at else "never"
+        return f"not logged in within {RECEIVER_LOGIN_DAYS} days (last {last})"
+    return None
+
+
+def _access(m: Member, project: str) -> Role | None:
+    for g in m.projects:
+        if g.project == project:
+            return g.role
+    return Role.ADMIN if m.org_role is Role.ADMIN else None
+
+
+def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
+    """The plan for one person (pure; see the module docstring)."""
+    now = inv.taken_at
+    plan = Plan(
+        subject=inv.subject,
+        reason=opts.reason,
+        emergency=opts.emergency,
+        keep_projects=list(opts.keep_projects),
+    )
+    steps: list[Step] = []
+    add: Callable[..., None] = lambda kind, target, reason, **params: steps.append(  # noqa: E731
+        Step(id=f"{kind.value}:{target}", kind=kind, target=target, reason=reason, params=params)
+    )
+    if inv.lookalikes:
+        plan.warnings.append(
+            "look-alike accounts exist (not touched): " + ", ".join(inv.lookalikes)
+        )
+    m = inv.member
+    narrowing = opts.reason is Reason.ROLE_CHANGE and bool(opts.keep_projects)
+    projects_by_name = {p.name: p for p in inv.projects}
+
+    # --- who receives what -------------------------------------------------------------------
+    moving = [a for a in inv.assets if not narrowing or a.project not in opts.keep_projects]
+    manager = inv.roster.manager if inv.roster else None
+    granted: set[tuple[str, str]] = set()
+    grants: list[tuple[str, str]] = []
+    receivers: dict[str, list[str]] = defaultdict(list)
+    unplaced: dict[str, list[str]] = defaultdict(list)
+    if opts.receiver:
+        why = eligible(inv.people.get(opts.receiver), now)
+        if why or opts.receiver == inv.subject:
+            plan.blockers.append(
+                f"the receiver {opts.receiver} cannot receive content: "
+                f"{why or 'is the person leaving'}"
+            )
+    mgr_why = None
+    if manager and not opts.receiver:
+        mgr_why = eligible(inv.people.get(manager), now)
+        roster_mgr_ok = True  # the roster only names a manager who is on it
+        if mgr_why:
+            plan.warnings.append(
+                f"manager {manager} cannot receive content ({mgr_why}): "
+                "falling back to each project's admin"
+            )
+        del roster_mgr_ok
+    for a in moving:
+        choice = None
+        if opts.receiver and not plan.blockers:
+            choice = opts.receiver
+        elif manager and not opts.receiver and not mgr_why and manager != inv.subject:
+            choice = manager
+        if choice is None:
+            admins = projects_by_name.get(a.project, Project(id="", name=a.project)).admins
+            choice = next(
+                (
+                    p
+                    for p in sorted(admins)
+                    if p != inv.subject and eligible(inv.people.get(p), now) is None
+                ),
+                None,
+            )
+        if choice is None:
+            unplaced[a.project].append(a.id)
+            continue
+        receivers[choice].append(a.id)
+        rm = inv.people.get(choice)
+        if rm is not None and _access(rm, a.project) is None and (choice, a.project) not in granted:
+            granted.add((choice, a.project))
+            grants.append((choice, a.project))
+    for project, ids in sorted(unplaced.items()):
+        plan.blockers.append(
+            f"nobody qualifies to receive {len(ids)} asset(s) in {project}: "
+            "choose a receiver (--receiver)"
+        )
+    plan.receivers = {
+        k: sorted(v, key=int) if all(x.isdigit() for x in v) else sorted(v)
+        for k, v in sorted(receivers.items())
+    }
+
+    # --- sole-admin projects: a replacement, promoted first -----------------------------------
+    promotions: list[tuple[str, str]] = []
+    for p in inv.projects:
+        if p.admins != (inv.subject,) and list(p.admins) != [inv.subject]:
+            continue
+        if narrowing and p.name in opts.keep_projects:
+            continue
+        cands = ([opts.receiver] if opts.receiver else []) + ([manager] if manager else [])
+        cands += sorted(e for e, pm in inv.people.items() if _access(pm, p.name) is not None)
+        who = next(
+            (
+                c
+                for c in cands
+                if c and c != inv.subject and eligible(inv.people.get(c), now) is None
+            ),
+            None,
+        )
+        if who is None:
+            plan.blockers.append(
+                f"{inv.subject} is the sole Admin of {p.name} and nobody "
+                "qualifies to replace them: choose one (--receiver)"
+            )
+        else:
+            promotions.append((who, p.name))
+
+    # --- the steps, in order -------------------------------------------------------------------
+    idp_mapped = [g for g in inv.idp_groups if is_mapped_idp_group(g.name)]
+    idp_active = inv.idp_user is not None and inv.idp_user.active
+
+    def lockout_idp() -> None:
+        for g in sorted(idp_mapped, key=lambda g: g.name):
+            add(
+                StepKind.REMOVE_IDP_GROUP,
+                g.id,
+                f"IdP group {g.name} provisions the org: "
+                "remove first, or the next sync re-provisions them",
+                group=g.name,
+                user_id=inv.idp_user.id if inv.idp_user else "",
+            )
+        if idp_active and not narrowing:
+            add(
+                StepKind.DEACTIVATE_IDP_USER,
+                inv.idp_user.id,  # type: ignore[union-attr]
+                "deactivate in the IdP before removing from the org",
+                email=inv.subject,
+            )
+
+    def promote() -> None:
+        for who, project in promotions:
+            add(
+                StepKind.PROMOTE_ADMIN,
+                project,
+                f"{inv.subject} is the sole Admin of {project}: promote {who} first",
+                email=who,
+            )
+
+    def transfer() -> None:
+        promoted = set(promotions)
+        for who, project in grants:
+            if (who, project) in promoted:
+                continue  # promoted to Admin there: a Viewer grant would demote them
+            add(
+                StepKind.GRANT_PROJECT_ACCESS,
+                f"{who}:{project}",
+                f"{who} receives content in {project} without access to it",
+                email=who,
+                project=project,
+                role=Role.VIEWER.value,
+            )
+        for who, ids in plan.receivers.items():
+            add(
+                StepKind.TRANSFER_ASSETS,
+                who,
+                f"{len(ids)} asset(s) of {inv.subject} go to {who}",
+                asset_ids=ids,
+                from_email=inv.subject,
+            )
+
+    def keys(kind: StepKind) -> None:
+        for k in sorted(inv.api_keys, key=lambda k: k.id):
+            if k.status != "active":
+                continue
+            others = [x for x in k.managers if x != inv.subject]
+            add(
+                kind,
+                k.id,
+                f"{inv.subject} manages key {k.name!r}"
+                + ("" if kind is StepKind.ROTATE_KEY else ": revoked at once (emergency)"),
+                name=k.name,
+                notify=others,
+            )
+
+    def remove() -> None:
+        if m is None:
+            return
+        if narrowing:
+            for g in m.projects:
+                if g.project not in opts.keep_projects and "individual" in g.sources:
+                    add(
+                        StepKind.REMOVE_PROJECT_ROLE,
+                        g.project,
+                        f"role change: no longer needs {g.project}",
+                        email=inv.subject,
+                    )
+            for gid, name in inv.org_groups:
+                add(
+                    StepKind.REMOVE_GROUP_MEMBERSHIP,
+                    gid,
+                    f"group {name} grants access beyond the projects kept",
+                    email=inv.subject,
+                    group=name,
+                )
+            if m.modules:
+                add(
+                    StepKind.REVOKE_MODULES,
+                    inv.subject,
+                    "role change: modules off",
+                    modules=sorted(x.value for x in m.modules),
+                )
+            return
+        if m.status == "pending":
+            add(StepKind.REVOKE_INVITATION, inv.subject, "revoke the pending invitation")
+        else:
+            add(StepKind.REMOVE_MEMBER, inv.subject, f"offboarding ({opts.reason.value})")
+
+    if opts.emergency:
+        lockout_idp()
+        keys(StepKind.REVOKE_KEY)
+        promote()
+        remove()
+        transfer()
+        add(
+            StepKind.COLLECT_ACTIVITY,
+            inv.subject,
+            f"security: the last {ACTIVITY_DAYS} days of exports, changes and invitations",
+            days=ACTIVITY_DAYS,
+        )
+    else:
+        promote()
+        transfer()
+        lockout_idp()
+        remove()
+        if not narrowing:
+            keys(StepKind.ROTATE_KEY)
+
+    recent_exports = [e for e in inv.activity if e.action == "export"]
+    if recent_exports:
+        plan.warnings.append(
+            f"{len(recent_exports)} data export(s) by {inv.subject} in the "
+            f"last {ACTIVITY_DAYS} days"
+        )
+    if (
+        inv.roster
+        and inv.roster.status is RosterStatus.ACTIVE
+        and opts.reason in (Reason.TERMINATION, Reason.CONTRACT_END)
+    ):
+        plan.warnings.append(f"the HR roster still lists {inv.subject} as active")
+    plan.steps = steps
+    return plan

@@ -1,0 +1,113 @@
+"""Runbook cases: one open case per person and runbook, with the steps already done.
+
+A re-run of an interrupted offboarding finds its case again (same ticket, same approval) and
+skips what is done, so nothing is done twice — no second rotation, transfer or message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ledger.db import LedgerBase, LedgerDB
+
+
+class CaseRow(LedgerBase):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    runbook: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(320), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    ticket: Mapped[str] = mapped_column(String(64), default="")
+    requester: Mapped[str] = mapped_column(String(320), default="")
+    approved_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    outcome: Mapped[str] = mapped_column(String(300), default="")
+
+
+class DoneStep(LedgerBase):
+    __tablename__ = "case_steps"
+    __table_args__ = (UniqueConstraint("case_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(300))
+    effect: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime]
+
+
+def open_case(
+    db: LedgerDB,
+    *,
+    runbook: str,
+    subject: str,
+    reason: str,
+    requester: str,
+    ticket: str,
+    now: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """The open case of this person and runbook, or a new one; (case, resumed?)."""
+    with db.session() as s:
+        row = s.scalar(
+            select(CaseRow).where(
+                CaseRow.runbook == runbook, CaseRow.subject == subject, CaseRow.status == "open"
+            )
+        )
+        resumed = row is not None
+        if row is None:
+            row = CaseRow(
+                runbook=runbook,
+                subject=subject,
+                reason=reason,
+                ticket=ticket,
+                requester=requester,
+                opened_at=now,
+            )
+            s.add(row)
+            s.flush()
+        elif ticket and not row.ticket:
+            row.ticket = ticket
+        return _dict(row), resumed
+
+
+def _dict(row: CaseRow) -> dict[str, Any]:
+    return {c.name: getattr(row, c.name) for c in CaseRow.__table__.columns}
+
+
+def update_case(db: LedgerDB, case_id: int, **changes: Any) -> dict[str, Any]:
+    with db.session() as s:
+        row = s.get(CaseRow, case_id)
+        if row is None:
+            raise KeyError(f"no case {case_id}")
+        for k, v in changes.items():
+            setattr(row, k, v)
+        s.flush()
+        return _dict(row)
+
+
+def done_steps(db: LedgerDB, case_id: int) -> dict[str, dict[str, Any]]:
+    with db.sessions() as s:
+        return {
+            r.step_id: {"effect": r.effect, "detail": r.detail, "at": r.at}
+            for r in s.scalars(select(DoneStep).where(DoneStep.case_id == case_id))
+        }
+
+
+def mark_done(
+    db: LedgerDB, case_id: int, step_id: str, effect: str, detail: dict[str, Any], now: datetime
+) -> bool:
+    """Record a step as done; False when it was already."""
+    try:
+        with db.session() as s:
+            s.add(DoneStep(case_id=case_id, step_id=step_id, effect=effect, detail=detail, at=now))
+        return True
+    except IntegrityError:
+        return False

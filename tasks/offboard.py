@@ -1,0 +1,355 @@
+"""The offboarding runbook's tasks: take the inventory, apply one step, verify, record.
+
+Tasks are thin (STYLE.md point 7): the rules are in ``domain.plan``; here each step reads or
+writes through a connector, is skipped when the case already did it, and leaves an audit event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+
+from connectors.capabilities import (
+    AssetOwnership,
+    KeyManagement,
+    OrgActivityLog,
+    ProjectAccess,
+    has,
+)
+from connectors.errors import ConnectorError
+from domain import blocks
+from domain.models import Module, Role, WriteResult
+from domain.plan import (
+    ACTIVITY_DAYS,
+    Inventory,
+    Plan,
+    Step,
+    StepKind,
+    find_lookalikes,
+    is_mapped_idp_group,
+)
+from domain.records import AuditEvent
+from ledger.audit import append
+from ledger.cases import done_steps, mark_done
+from tasks.runtime import runtime
+
+
+@task(name="take_inventory")
+def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
+    """Read everything the systems say about ``email`` and about who could receive content."""
+    rt = runtime()
+    org, now = rt.org, rt.clock()
+    member = org.get_member(email)
+    lookalikes = find_lookalikes(email, (m.email for m in org.list_members()))
+    group_names = {g.id: g.name for g in org.list_groups()} if member and member.groups else {}
+    idp_user = rt.idp.find_user(email)
+    idp_groups = rt.idp.groups_of(idp_user.id) if idp_user else []
+    assets, keys, projects, activity = [], [], [], []
+    if has(org, AssetOwnership):
+        assets = org.list_assets(owner=email) + org.list_assets(former_owner=email)
+    if has(org, KeyManagement):
+        keys = org.list_keys(manager=email)
+    if has(org, ProjectAccess):
+        projects = org.list_projects()
+    if has(org, OrgActivityLog):
+        activity = org.events(actor=email, since=now - timedelta(days=ACTIVITY_DAYS))
+    roster = rt.roster.get(email) if rt.roster else None
+    wanted = {receiver, roster.manager if roster else None}
+    wanted |= {a for p in projects for a in p.admins}
+    people = {
+        e: m
+        for e in sorted(x for x in wanted if x and x != email)
+        if (m := org.get_member(e)) is not None
+    }
+    return Inventory(
+        subject=email,
+        member=member,
+        lookalikes=lookalikes,
+        org_groups=[(g, group_names.get(g, g)) for g in (member.groups if member else ())],
+        idp_user=idp_user,
+        idp_groups=idp_groups,
+        assets=assets,
+        api_keys=keys,
+        projects=projects,
+        people=people,
+        roster=roster,
+        activity=activity,
+        taken_at=now,
+    )
+
+
+def _execute(step: Step, subject: str) -> tuple[WriteResult, dict[str, Any]]:
+    """Do one step through its connector; the detail never holds a secret."""
+    rt = runtime()
+    org, idp, p = rt.org, rt.idp, step.params
+    match step.kind:
+        case StepKind.GRANT_PROJECT_ACCESS:
+            return org.set_project_role(p["email"], p["project"], Role(p["role"])), {}
+        case StepKind.PROMOTE_ADMIN:
+            return org.set_project_role(p["email"], step.target, Role.ADMIN), {}
+        case StepKind.TRANSFER_ASSETS:
+            return org.transfer_assets(p["asset_ids"], step.target), {"assets": len(p["asset_ids"])}
+        case StepKind.REMOVE_IDP_GROUP:
+            return idp.remove_from_group(step.target, p["user_id"]), {}
+        case StepKind.DEACTIVATE_IDP_USER:
+            return idp.set_active(step.target, False), {}
+        case StepKind.REVOKE_KEY:
+            return org.revoke_key(step.target), {}
+        case StepKind.ROTATE_KEY:
+            result, secret = org.rotate_key(step.target)
+            told = []
+            # The new secret reaches the key's remaining managers by Slack DM only: never a
+            # channel, a log line, the ticket or the audit log.
+            for person in p.get("notify", []):
+                with contextlib.suppress(ConnectorError):
+                    rt.messenger.dm(
+                        person,
+                        f"The API key {p['name']!r} was rotated because "
+                        f"{subject} left. New secret (store it now, it will not be "
+                        f"shown again): {secret.get_secret_value()}",
+                    )
+                    told.append(person)
+            return result, {"notified": told}
+        case StepKind.REMOVE_PROJECT_ROLE:
+            return org.set_project_role(subject, step.target, None), {}
+        case StepKind.REMOVE_GROUP_MEMBERSHIP:
+            return org.remove_group_members(step.target, [subject]), {}
+        case StepKind.REVOKE_MODULES:
+            return org.set_modules(subject, revoke=[Module(m) for m in p["modules"]]), {}
+        case StepKind.REVOKE_INVITATION:
+            return org.revoke_invitation(subject), {}
+        case StepKind.REMOVE_MEMBER:
+            return org.remove_member(subject), {}
+        case StepKind.COLLECT_ACTIVITY:
+            events = org.events(actor=subject, since=rt.clock() - timedelta(days=p["days"]))
+            kinds: dict[str, int] = {}
+            for e in events:
+                kinds[e.action] = kinds.get(e.action, 0) + 1
+            return WriteResult.noop("read only"), {
+                "events": kinds,
+                "exports": [
+                    {"at": e.at.isoformat(), "target": e.target, **e.details}
+                    for e in events
+                    if e.action == "export"
+                ][:100],
+                "changes": [
+                    {"at": e.at.isoformat(), "action": e.action, "target": e.target}
+                    for e in events
+                    if e.action not in ("login", "export")
+                ][:100],
+            }
+    raise ValueError(f"unknown step kind {step.kind}")
+
+
+@task(name="apply_step")
+def apply_step(
+    step: Step,
+    *,
+    subject: str,
+    case_id: int,
+    plan_hash: str,
+    flow_run_id: str,
+    ticket: str,
+    approvers: Sequence[str],
+) -> dict[str, Any]:
+    """Apply one step once per case; returns ``{"effect", "detail"}``.
+
+    Raises:
+        ConnectorError: the step failed after the connector's retries (the flow stops here).
+    """
+    rt = runtime()
+    done = done_steps(rt.ledger, case_id)
+    if step.id in done:
+        return {"effect": "noop(done earlier in this case)", "detail": done[step.id]["detail"]}
+    try:
+        result, detail = _execute(step, subject)
+    except ConnectorError as exc:
+        append(
+            rt.ledger,
+            AuditEvent(
+                action=f"offboard.{step.kind.value}",
+                subject=subject,
+                target=step.target,
+                on_behalf_of=",".join(approvers),
+                effect=f"failed({exc})"[:300],
+                flow_run_id=flow_run_id,
+                ticket=ticket,
+                plan_hash=plan_hash,
+            ),
+            now=rt.clock(),
+        )
+        raise
+    effect = str(result)
+    mark_done(rt.ledger, case_id, step.id, effect, detail, rt.clock())
+    append(
+        rt.ledger,
+        AuditEvent(
+            action=f"offboard.{step.kind.value}",
+            subject=subject,
+            target=step.target,
+            on_behalf_of=",".join(approvers),
+            effect=effect[:300],
+            before={
+                "reason": step.reason,
+                **{k: v for k, v in step.params.items() if k != "asset_ids"},
+            },
+            after={
+                **detail,
+                **({"assets": len(step.params["asset_ids"])} if "asset_ids" in step.params else {}),
+            },
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+            plan_hash=plan_hash,
+        ),
+        now=rt.clock(),
+    )
+    return {"effect": effect, "detail": detail}
+
+
+@task(name="verify_offboarding")
+def verify_offboarding(inv: Inventory, plan: Plan, *, narrowed: bool) -> dict[str, str]:
+    """Re-read the systems: check → ``pass`` or ``fail: why``."""
+    rt = runtime()
+    org, idp, s = rt.org, rt.idp, inv.subject
+    out: dict[str, str] = {}
+
+    def check(name: str, ok: bool, why: str = "") -> None:
+        out[name] = "pass" if ok else f"fail: {why}"
+
+    member = org.get_member(s)
+    if narrowed:
+        keep = {g.project for g in (member.projects if member else ())}
+        check(
+            "access_narrowed",
+            member is not None
+            and all(
+                st.target not in keep
+                for st in plan.steps
+                if st.kind is StepKind.REMOVE_PROJECT_ROLE
+            ),
+            f"still has {sorted(keep)}",
+        )
+    else:
+        check("member_removed", member is None, f"{s} is still in the org")
+    user = idp.find_user(s)
+    if not narrowed:
+        check("idp_user_inactive", user is None or not user.active, "still active in the IdP")
+    mapped = [
+        g.name for g in (idp.groups_of(user.id) if user else []) if is_mapped_idp_group(g.name)
+    ]
+    if not narrowed:
+        check("idp_no_mapped_group", not mapped, f"still in {mapped}")
+        # No mapped group and inactive: the IdP's next sync cannot provision them again.
+        check(
+            "not_reprovisioned",
+            (user is None or not user.active) and not mapped and org.get_member(s) is None,
+            "an IdP sync could bring them back",
+        )
+    if has(org, AssetOwnership):
+        leftover = org.list_assets(owner=s) + org.list_assets(former_owner=s)
+        if narrowed:
+            kept = set(plan.keep_projects)
+            leftover = [a for a in leftover if a.project not in kept]
+        check(
+            "nothing_left_unassigned",
+            not leftover,
+            f"{len(leftover)} asset(s) still theirs or unassigned",
+        )
+        bad = []
+        for receiver, ids in plan.receivers.items():
+            m = org.get_member(receiver)
+            owned = {a.id for a in org.list_assets(owner=receiver)}
+            if m is None or m.status != "joined" or not set(ids) <= owned:
+                bad.append(receiver)
+        check("assets_owned_by_active_people", not bad, f"not with {bad}")
+    if has(org, KeyManagement) and not narrowed:
+        before = {k.id: k for k in inv.api_keys}
+        now_keys = {k.id: k for k in org.list_keys()}
+        stale = [
+            k
+            for k in before
+            if k in now_keys
+            and now_keys[k].status == "active"
+            and now_keys[k].rotation_count <= before[k].rotation_count
+        ]
+        check("old_keys_rejected", not stale, f"keys {stale} still carry the old secret")
+    return out
+
+
+@task(name="record_offboarding")
+def record_offboarding(
+    plan: Plan,
+    *,
+    case_id: int,
+    ticket: str,
+    requester: str,
+    status: str,
+    effects: dict[str, str],
+    verification: dict[str, str],
+    flow_run_id: str,
+) -> str:
+    """Ticket comment and transition, Slack summaries, audit event; once per case."""
+    rt = runtime()
+    step_id = f"record:{status}:{plan.hash[:12]}"
+    if step_id in done_steps(rt.ledger, case_id):
+        return ticket
+    failed = [k for k, v in verification.items() if v != "pass"]
+    lines = [
+        f"Offboarding of {plan.subject} ({plan.reason.value}"
+        f"{', emergency' if plan.emergency else ''}): {status}.",
+        f"Plan {plan.hash[:12]}: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(plan.counts_by_kind().items())),
+        "Verification: " + ("all checks passed" if not failed else "FAILED " + ", ".join(failed)),
+    ]
+    text = "\n".join(lines)
+    # The ledger keeps the record; the ticket is a copy, so a Jira outage does not fail the run.
+    with contextlib.suppress(ConnectorError):
+        if ticket:
+            rt.tickets.comment(ticket, text)
+            if status == "done" and not failed:
+                rt.tickets.transition_to(ticket, "Done")
+    effect_counts: dict[str, int] = {}
+    for e in effects.values():
+        key = e.split("(", 1)[0]
+        effect_counts[key] = effect_counts.get(key, 0) + 1
+    summary = blocks.summary_blocks(
+        runbook="offboard",
+        subject=plan.subject,
+        status=status,
+        run_id=flow_run_id or None,
+        effects=effect_counts,
+        verification={k: v == "pass" for k, v in verification.items()},
+        warnings=plan.warnings,
+        ticket_url=f"{rt.ticket_base_url}{ticket}" if ticket else None,
+    )
+    if requester and "@" in requester:
+        with contextlib.suppress(ConnectorError):
+            rt.messenger.dm(requester, text, summary)
+    if status == "done":
+        for receiver, ids in plan.receivers.items():
+            with contextlib.suppress(ConnectorError):
+                rt.messenger.dm(
+                    receiver,
+                    f"You are now the owner of {len(ids)} asset(s) that "
+                    f"belonged to {plan.subject}" + (f" (ticket {ticket})" if ticket else "") + ".",
+                )
+    mark_done(rt.ledger, case_id, step_id, status, {}, rt.clock())
+    append(
+        rt.ledger,
+        AuditEvent(
+            action="offboard.recorded",
+            subject=plan.subject,
+            target=ticket,
+            effect=status,
+            after={"verification": verification},
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+            plan_hash=plan.hash,
+        ),
+        now=rt.clock(),
+    )
+    return ticket
