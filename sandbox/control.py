@@ -214,8 +214,9 @@ def roster(request: Request, format: Literal["json", "csv"] = "json") -> Any:
     if format == "json":
         return {"rows": rows}
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["email", "name", "status", "manager", "department",
-                                        "end_date"])
+    w = csv.DictWriter(
+        buf, fieldnames=["email", "name", "status", "manager", "department", "end_date"]
+    )
     w.writeheader()
     w.writerows(rows)
     return PlainTextResponse(buf.getvalue(), media_type="text/csv")
