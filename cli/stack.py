@@ -1,8 +1,12 @@
-"""Start and stop the local pieces (for now: the sandbox) on loopback, in this process."""
+"""Start and stop the local pieces on loopback: the sandbox, a Prefect server, the intake."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -63,3 +67,96 @@ def start_sandbox(
             time.sleep(0.05)
     server.should_exit = True
     raise RuntimeError(f"the sandbox did not answer on {url} within 30 s")
+
+
+@dataclass
+class PrefectServer:
+    """A ``prefect server`` subprocess (SQLite in its own PREFECT_HOME)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_prefect_server(home: Path, *, port: int | None = None) -> PrefectServer:
+    """Start a Prefect server and point this process at it (before prefect is imported).
+
+    Real approvals need a real server: a paused flow is resumed by another process (the
+    intake), which an ephemeral in-process server cannot serve (PREFECT_NOTES.md).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home.resolve()),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "PREFECT_HOME",
+                "PREFECT_API_URL",
+                "PREFECT_SERVER_ANALYTICS_ENABLED",
+                "DO_NOT_TRACK",
+            )
+        }
+    )
+    prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
+    log = home / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return PrefectServer(url=url, proc=proc, log=log)
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"the Prefect server did not start (see {log})")
+
+
+def serve_app(
+    app: object, *, host: str = "127.0.0.1", port: int | None = None, name: str = "app"
+) -> Running:
+    """Serve any ASGI app (the intake) in a background thread."""
+    port = port or free_port(host)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,  # type: ignore[arg-type]
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Running(url=url, server=server, thread=thread)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    server.should_exit = True
+    raise RuntimeError(f"{name} did not answer on {url} within 30 s")

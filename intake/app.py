@@ -1,7 +1,8 @@
 """The front door (FastAPI): signed inbound requests become decisions, resumes and runs.
 
-Today: ``POST /slack/interactions`` (Approve / Deny buttons) and ``GET /healthz``. Every
-request is authenticated before anything else: Slack's v0 HMAC signature over the raw body
+Today: ``POST /slack/interactions`` (Approve / Deny buttons), ``GET /healthz`` and, when a
+launcher is given, ``POST /hooks/hr`` (signed HR events → offboarding runs: intake/hooks.py).
+Every request is authenticated before anything else: Slack's v0 HMAC signature over the raw body
 within a five-minute window (``slack_sdk.signature.SignatureVerifier``), and a signature is
 accepted once (a replayed body is refused). Slack wants an answer within three seconds, so the
 decision is recorded at once and the message update and the flow's wake-up run after the
@@ -33,6 +34,8 @@ from approvals.handler import (
 from approvals.services import Services
 from approvals.watchdog import sweep
 from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
+from intake.hooks import hr_router
+from intake.launch import Launcher, launch_due
 from ledger.replay import first_time
 
 MAX_BODY = 64 * 1024  # Slack's interaction payloads are a few KB
@@ -69,8 +72,14 @@ def _refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": message}, status_code=status)
 
 
-def create_intake(svc: Services, *, sweep_every: float | None = None) -> FastAPI:
-    """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog."""
+def create_intake(
+    svc: Services, *, sweep_every: float | None = None, launcher: Launcher | None = None
+) -> FastAPI:
+    """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog.
+
+    With ``launcher`` (how runs are started: ``intake.launch``) it also takes HR webhooks, and
+    the watchdog starts scheduled HR events when their effective date comes.
+    """
     stop = threading.Event()
 
     @asynccontextmanager
@@ -85,10 +94,15 @@ def create_intake(svc: Services, *, sweep_every: float | None = None) -> FastAPI
             # The watchdog must outlive a bad sweep; the next one retries.
             with contextlib.suppress(Exception):
                 sweep(svc)
+            if launcher is not None:
+                with contextlib.suppress(Exception):
+                    launch_due(svc, launcher)
 
     app = FastAPI(title="Handover intake", version="1", lifespan=lifespan)
     verifier = SignatureVerifier(svc.settings.slack_signing_secret.get_secret_value())
     app.state.services = svc
+    if launcher is not None:
+        app.include_router(hr_router(svc, launcher))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""Starting runs from the intake, without the intake knowing the flows.
+
+The front door may not import ``flows`` (import-linter: it only records and resumes), so
+whoever builds the intake (the CLI, a test) injects a ``Launcher``: a callable that takes the
+flow's parameters and returns a reference to the run it started. Two kinds:
+
+- ``thread_launcher(offboard)``: runs the flow function in a daemon thread of this process
+  (``handover demo``, the sandbox stack); the reference is a fresh uuid, also used as the
+  Prefect flow-run name so the run can be found.
+- a deployment launcher (``run_deployment(..., timeout=0)``) in the CLI: the requester carries
+  the event id (``hr-system:<event_id>``), which such a launcher should use as its idempotency
+  key, so even a re-launch after a crash yields the same flow run.
+
+``launch_due`` is the sweep that starts scheduled events (effective dates that have come) and
+claims stranded by a crash; each event is taken by a compare-and-set, so it starts once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from approvals.services import Services
+from ledger.db import LedgerDB
+from ledger.events import due_events, mark_started, release_event, set_event_run
+
+Launcher = Callable[[dict[str, Any]], str]
+"""Takes a flow's parameters, starts the run (without waiting for it) and returns its reference."""
+
+log = logging.getLogger("handover.intake")
+
+
+@dataclass
+class ThreadLauncher:
+    """A ``Launcher`` running ``flow_fn(**params)`` in a daemon thread of this process.
+
+    ``runs`` keeps each run's thread and ``results`` its return value (or the exception it
+    raised), by reference, for the demo and tests to wait on.
+    """
+
+    flow_fn: Callable[..., Any]
+    runs: dict[str, threading.Thread] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, params: dict[str, Any]) -> str:
+        ref = str(uuid.uuid4())
+        fn = self.flow_fn
+        # A Prefect flow takes a run name: the reference then finds the run in the UI.
+        with_options = getattr(fn, "with_options", None)
+        if callable(with_options):
+            fn = with_options(flow_run_name=f"hr-{ref}")
+
+        def target() -> None:
+            try:
+                self.results[ref] = fn(**params)
+            except BaseException as exc:  # a failed run must not take the intake down
+                self.results[ref] = exc
+                log.error("run %s (%s) raised %s", ref, params.get("requester", ""), exc)
+
+        thread = threading.Thread(target=target, name=f"handover-run-{ref[:8]}", daemon=True)
+        self.runs[ref] = thread
+        thread.start()
+        return ref
+
+    def wait(self, ref: str, timeout: float | None = None) -> Any:
+        """Wait for run ``ref`` to end; its return value (or the exception it raised)."""
+        self.runs[ref].join(timeout)
+        if self.runs[ref].is_alive():
+            raise TimeoutError(f"run {ref} still running after {timeout} s")
+        return self.results.get(ref)
+
+
+def thread_launcher(flow_fn: Callable[..., Any]) -> ThreadLauncher:
+    """A launcher that runs ``flow_fn`` (e.g. ``flows.offboard.offboard``) in a daemon thread."""
+    return ThreadLauncher(flow_fn)
+
+
+def start_event(
+    db: LedgerDB,
+    launcher: Launcher,
+    source: str,
+    event_id: str,
+    params: dict[str, Any],
+    *,
+    forget_on_failure: bool = False,
+) -> str:
+    """Launch the run of a claimed event and remember its reference.
+
+    Raises:
+        Exception: whatever the launcher raised; the claim is released first
+            (``ledger.events.release_event``, forgotten with ``forget_on_failure``), so the
+            event can be started again by the sender's retry or the next sweep.
+    """
+    try:
+        ref = launcher(params)
+    except Exception:
+        release_event(db, source, event_id, forget=forget_on_failure)
+        raise
+    set_event_run(db, source, event_id, ref)
+    return ref
+
+
+def launch_due(
+    svc: Services, launcher: Launcher, now: datetime | None = None
+) -> list[tuple[str, str]]:
+    """Start every event due by ``now`` (default: the services' clock), each once.
+
+    Returns:
+        ``(event_id, run reference)`` of the runs started by this call. An event another sweep
+        took first, or whose launch failed (it stays due for the next sweep), is not listed.
+    """
+    now = now or svc.clock()
+    started: list[tuple[str, str]] = []
+    for ev in due_events(svc.ledger, now):
+        if not mark_started(svc.ledger, ev.source, ev.event_id, now=now):
+            continue  # another sweep took it
+        try:
+            ref = start_event(svc.ledger, launcher, ev.source, ev.event_id, ev.params)
+        except Exception as exc:
+            log.warning("could not start %s event %s: %s", ev.source, ev.event_id, exc)
+            continue
+        started.append((ev.event_id, ref))
+    return started
