@@ -7,9 +7,15 @@ approvers approve that hash, and if the world changes before apply the plan is r
 if it differs, approved again.
 
 Order of a normal offboarding (seed 004; ARCHITECTURE.md):
-grant receivers project access → promote replacement admins → transfer content → remove from
-mapped IdP groups → deactivate in the IdP → revoke pending invitation / remove from the org →
-rotate managed keys (the new secret goes to the remaining managers by Slack DM only).
+promote replacement admins → grant receivers project access (never to someone just promoted
+there: a Viewer grant would demote them) → transfer content → remove from mapped IdP groups →
+deactivate in the IdP → revoke pending invitation / remove from the org → rotate managed keys
+(the new secret goes to the remaining managers by Slack DM only).
+A role change with projects to keep narrows instead: nobody is removed or deactivated and no
+key is rotated; only the groups (IdP and org) that grant a project outside the kept ones are
+left, after an individual grant keeps whatever such a group gave in a kept project.
+The steps do not depend on the order in which the inventory lists things, so the hash of a
+re-plan of the same world is the same.
 An emergency locks out first: IdP deactivation and group removal → revoke keys → promote
 replacements (the org refuses to remove a sole admin) → remove from the org → transfer the
 now-unassigned content → collect 30 days of activity for security.
@@ -36,6 +42,7 @@ from domain.models import (
     Member,
     OrgEvent,
     Project,
+    ProjectGrant,
     Role,
     RosterEntry,
     RosterStatus,
@@ -195,7 +202,8 @@ def skeleton(email: str) -> str:
 def find_lookalikes(email: str, others: Iterable[str]) -> list[str]:
     """Other accounts that look like ``email``: same name at another domain, or unicode tricks."""
     key = skeleton(email)
-    return sorted(o for o in others if o != email and skeleton(o) == key)
+    same = email.strip().lower()  # emails are case-insensitive: that is the account itself
+    return sorted(o for o in others if o.strip().lower() != same and skeleton(o) == key)
 
 
 def eligible(m: Member | None, now: datetime) -> str | None:
@@ -210,11 +218,12 @@ def eligible(m: Member | None, now: datetime) -> str | None:
     return None
 
 
-def _access(m: Member, project: str) -> Role | None:
+def _access(m: Member, project: str, admins: Iterable[str] = ()) -> Role | None:
+    """``m``'s role in ``project`` (None: no access); the project's admins count as Admin."""
     for g in m.projects:
         if g.project == project:
             return g.role
-    return Role.ADMIN if m.org_role is Role.ADMIN else None
+    return Role.ADMIN if m.org_role is Role.ADMIN or m.email in admins else None
 
 
 def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
@@ -238,73 +247,18 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
     narrowing = opts.reason is Reason.ROLE_CHANGE and bool(opts.keep_projects)
     projects_by_name = {p.name: p for p in inv.projects}
 
-    # --- who receives what -------------------------------------------------------------------
-    moving = [a for a in inv.assets if not narrowing or a.project not in opts.keep_projects]
-    manager = inv.roster.manager if inv.roster else None
-    granted: set[tuple[str, str]] = set()
-    grants: list[tuple[str, str]] = []
-    receivers: dict[str, list[str]] = defaultdict(list)
-    unplaced: dict[str, list[str]] = defaultdict(list)
-    if opts.receiver:
-        why = eligible(inv.people.get(opts.receiver), now)
-        if why or opts.receiver == inv.subject:
-            plan.blockers.append(
-                f"the receiver {opts.receiver} cannot receive content: "
-                f"{why or 'is the person leaving'}"
-            )
-    mgr_why = None
-    if manager and not opts.receiver:
-        mgr_why = eligible(inv.people.get(manager), now)
-        roster_mgr_ok = True  # the roster only names a manager who is on it
-        if mgr_why:
-            plan.warnings.append(
-                f"manager {manager} cannot receive content ({mgr_why}): "
-                "falling back to each project's admin"
-            )
-        del roster_mgr_ok
-    for a in moving:
-        choice = None
-        if opts.receiver and not plan.blockers:
-            choice = opts.receiver
-        elif manager and not opts.receiver and not mgr_why and manager != inv.subject:
-            choice = manager
-        if choice is None:
-            admins = projects_by_name.get(a.project, Project(id="", name=a.project)).admins
-            choice = next(
-                (
-                    p
-                    for p in sorted(admins)
-                    if p != inv.subject and eligible(inv.people.get(p), now) is None
-                ),
-                None,
-            )
-        if choice is None:
-            unplaced[a.project].append(a.id)
-            continue
-        receivers[choice].append(a.id)
-        rm = inv.people.get(choice)
-        if rm is not None and _access(rm, a.project) is None and (choice, a.project) not in granted:
-            granted.add((choice, a.project))
-            grants.append((choice, a.project))
-    for project, ids in sorted(unplaced.items()):
-        plan.blockers.append(
-            f"nobody qualifies to receive {len(ids)} asset(s) in {project}: "
-            "choose a receiver (--receiver)"
-        )
-    plan.receivers = {
-        k: sorted(v, key=int) if all(x.isdigit() for x in v) else sorted(v)
-        for k, v in sorted(receivers.items())
-    }
-
     # --- sole-admin projects: a replacement, promoted first -----------------------------------
+    manager = inv.roster.manager if inv.roster else None
     promotions: list[tuple[str, str]] = []
-    for p in inv.projects:
-        if p.admins != (inv.subject,) and list(p.admins) != [inv.subject]:
+    for p in sorted(inv.projects, key=lambda p: p.name):
+        if set(p.admins) != {inv.subject}:
             continue
         if narrowing and p.name in opts.keep_projects:
             continue
         cands = ([opts.receiver] if opts.receiver else []) + ([manager] if manager else [])
-        cands += sorted(e for e, pm in inv.people.items() if _access(pm, p.name) is not None)
+        cands += sorted(
+            e for e, pm in inv.people.items() if _access(pm, p.name, p.admins) is not None
+        )
         who = next(
             (
                 c
@@ -320,17 +274,116 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
             )
         else:
             promotions.append((who, p.name))
+    promoted_in: dict[str, list[str]] = defaultdict(list)
+    for who, project in promotions:
+        promoted_in[project].append(who)
+
+    # --- who receives what -------------------------------------------------------------------
+    moving = [a for a in inv.assets if not narrowing or a.project not in opts.keep_projects]
+    granted: set[tuple[str, str]] = set()
+    grants: list[tuple[str, str]] = []
+    receivers: dict[str, list[str]] = defaultdict(list)
+    unplaced: dict[str, list[str]] = defaultdict(list)
+    receiver_ok = False
+    if opts.receiver:
+        why = (
+            "is the person leaving"
+            if opts.receiver == inv.subject
+            else eligible(inv.people.get(opts.receiver), now)
+        )
+        if why:
+            plan.blockers.append(f"the receiver {opts.receiver} cannot receive content: {why}")
+        receiver_ok = not why
+    mgr_why = None
+    if manager and not opts.receiver:
+        mgr_why = eligible(inv.people.get(manager), now)
+        if mgr_why:
+            plan.warnings.append(
+                f"manager {manager} cannot receive content ({mgr_why}): "
+                "falling back to each project's admin"
+            )
+    for a in moving:
+        choice = None
+        admins = projects_by_name[a.project].admins if a.project in projects_by_name else ()
+        admins = (*admins, *promoted_in.get(a.project, ()))  # a replacement counts as admin
+        if receiver_ok:
+            choice = opts.receiver
+        elif manager and not opts.receiver and not mgr_why and manager != inv.subject:
+            choice = manager
+        if choice is None:
+            choice = next(
+                (
+                    p
+                    for p in sorted(admins)
+                    if p != inv.subject and eligible(inv.people.get(p), now) is None
+                ),
+                None,
+            )
+        if choice is None:
+            unplaced[a.project].append(a.id)
+            continue
+        receivers[choice].append(a.id)
+        rm = inv.people.get(choice)
+        if (
+            rm is not None
+            and _access(rm, a.project, admins) is None
+            and (choice, a.project) not in granted
+        ):
+            granted.add((choice, a.project))
+            grants.append((choice, a.project))
+    for project, ids in sorted(unplaced.items()):
+        plan.blockers.append(
+            f"nobody qualifies to receive {len(ids)} asset(s) in {project}: "
+            "choose a receiver (--receiver)"
+        )
+    plan.receivers = {
+        k: sorted(v, key=int) if all(x.isdigit() for x in v) else sorted(v)
+        for k, v in sorted(receivers.items())
+    }
+
+    # --- what a narrowing leaves: groups that grant a project outside the kept ones ----------
+    kept = set(opts.keep_projects)
+    leaving: set[str] = set()  # group names
+    keep_grants: list[ProjectGrant] = []  # kept projects that such a group grants
+    if narrowing and m is not None:
+        for g in m.projects:
+            if g.project not in kept:
+                leaving |= {src[6:] for src in g.sources if src.startswith("group:")}
+        keep_grants = sorted(
+            (
+                g
+                for g in m.projects
+                if g.project in kept and any(src[6:] in leaving for src in g.sources)
+            ),
+            key=lambda g: g.project,
+        )
 
     # --- the steps, in order -------------------------------------------------------------------
-    idp_mapped = [g for g in inv.idp_groups if is_mapped_idp_group(g.name)]
+    idp_mapped = sorted(
+        (g for g in inv.idp_groups if is_mapped_idp_group(g.name)), key=lambda g: (g.name, g.id)
+    )
     idp_active = inv.idp_user is not None and inv.idp_user.active
+    if narrowing:
+        # A person in no mapped group is deprovisioned by the next sync: only the groups that
+        # grant something outside the kept projects go (org-role groups stay).
+        idp_leaving = [g for g in idp_mapped if g.name in leaving]
+        if idp_leaving and len(idp_leaving) == len(idp_mapped) and m is not None and m.idp_managed:
+            plan.blockers.append(
+                f"leaving {', '.join(g.name for g in idp_leaving)} puts {inv.subject} in no "
+                "mapped IdP group: the next IdP sync would remove them from the org; add them "
+                "to a mapped group for what they keep first (or offboard them fully)"
+            )
+        idp_mapped = idp_leaving
 
     def lockout_idp() -> None:
-        for g in sorted(idp_mapped, key=lambda g: g.name):
+        for g in idp_mapped:
             add(
                 StepKind.REMOVE_IDP_GROUP,
                 g.id,
-                f"IdP group {g.name} provisions the org: "
+                f"IdP group {g.name} grants a project they no longer need: remove it in the "
+                "IdP, or the next sync adds it back"
+                if narrowing
+                else f"IdP group {g.name} provisions the org: "
                 "remove first, or the next sync re-provisions them",
                 group=g.name,
                 user_id=inv.idp_user.id if inv.idp_user else "",
@@ -354,7 +407,7 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
 
     def transfer() -> None:
         promoted = set(promotions)
-        for who, project in grants:
+        for who, project in sorted(grants):
             if (who, project) in promoted:
                 continue  # promoted to Admin there: a Viewer grant would demote them
             add(
@@ -374,11 +427,28 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
                 from_email=inv.subject,
             )
 
+    def keep_access() -> None:
+        for g in keep_grants:
+            add(
+                StepKind.GRANT_PROJECT_ACCESS,
+                f"{inv.subject}:{g.project}",
+                f"role change: keeps {g.project} ({g.role.value}) once the groups that also "
+                "grant other projects are left",
+                email=inv.subject,
+                project=g.project,
+                role=g.role.value,
+            )
+
     def keys(kind: StepKind) -> None:
         for k in sorted(inv.api_keys, key=lambda k: k.id):
             if k.status != "active":
                 continue
-            others = [x for x in k.managers if x != inv.subject]
+            others = sorted({x for x in k.managers if x != inv.subject})
+            if not others and kind is StepKind.ROTATE_KEY:
+                plan.warnings.append(
+                    f"key {k.name!r} ({k.id}) has no other manager: nobody receives the new "
+                    "secret; name one before it is rotated"
+                )
             add(
                 kind,
                 k.id,
@@ -392,15 +462,17 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
         if m is None:
             return
         if narrowing:
-            for g in m.projects:
-                if g.project not in opts.keep_projects and "individual" in g.sources:
+            for g in sorted(m.projects, key=lambda g: g.project):
+                if g.project not in kept and "individual" in g.sources:
                     add(
                         StepKind.REMOVE_PROJECT_ROLE,
                         g.project,
                         f"role change: no longer needs {g.project}",
                         email=inv.subject,
                     )
-            for gid, name in inv.org_groups:
+            for gid, name in sorted(inv.org_groups):
+                if name not in leaving:
+                    continue
                 add(
                     StepKind.REMOVE_GROUP_MEMBERSHIP,
                     gid,
@@ -436,12 +508,14 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
     else:
         promote()
         transfer()
+        keep_access()
         lockout_idp()
         remove()
         if not narrowing:
             keys(StepKind.ROTATE_KEY)
 
-    recent_exports = [e for e in inv.activity if e.action == "export"]
+    since = now - timedelta(days=ACTIVITY_DAYS)
+    recent_exports = [e for e in inv.activity if e.action == "export" and e.at >= since]
     if recent_exports:
         plan.warnings.append(
             f"{len(recent_exports)} data export(s) by {inv.subject} in the "
