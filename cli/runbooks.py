@@ -145,4 +145,10 @@ def offboard(
     result = run_flow(offboard_flow, as_json=as_json, **params)
     if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:
         show(result, as_json=as_json)
+    elif result["status"] == "nothing_to_do":
+        # Say so (exit 0): an unknown or already offboarded address, or a typo — the warnings
+        # name look-alike accounts.
+        typer.echo(f"nothing_to_do: {email} has no access, content or keys to remove")
+        for w in result.get("warnings", []):
+            typer.echo(f"warning: {w}")
     raise typer.Exit(EXIT.get(result["status"], 1))

@@ -29,7 +29,7 @@ from domain.models import Email
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from ledger.audit import last_seq
-from ledger.cases import open_case, update_case
+from ledger.cases import find_open_case, open_case, update_case
 from tasks.offboard import apply_step, record_offboarding, take_inventory, verify_offboarding
 from tasks.progress import report
 from tasks.runtime import Runtime, runtime
@@ -187,6 +187,10 @@ def offboard(
     plan = make_offboarding_plan(inv, opts)
     if req.dry_run:
         return _result(plan, status="planned", effects={}, verification={}, rt=rt)
+    if plan.is_noop and find_open_case(rt.ledger, runbook="offboard", subject=req.email) is None:
+        # Nothing to do and no interrupted run to finish: no case, no ticket, no message (an
+        # unknown or already offboarded address must not write anywhere).
+        return _result(plan, status="nothing_to_do", effects={}, verification={}, rt=rt)
     case, resumed = open_case(
         rt.ledger,
         runbook="offboard",
@@ -229,6 +233,14 @@ def offboard(
     if resumed and approved and step_ids <= set(approved.get("steps", [])):
         log.info("continuing the approved plan %s", approved.get("hash", "")[:12])
         approvers = approved.get("approvers", [])
+        # What the interrupted run already transferred is no longer in today's inventory: its
+        # receivers must still be checked and told what they received.
+        receivers = {k: set(v) for k, v in approved.get("receivers", {}).items()}
+        for who, ids in plan.receivers.items():
+            receivers.setdefault(who, set()).update(ids)
+        plan = plan.model_copy(
+            update={"receivers": {k: sorted(v) for k, v in sorted(receivers.items())}}
+        )
     elif plan.steps:
         ctx = ApprovalContext(
             runbook="offboard",
@@ -277,7 +289,12 @@ def offboard(
         update_case(
             rt.ledger,
             case["id"],
-            approved_plan={"hash": plan.hash, "steps": sorted(step_ids), "approvers": approvers},
+            approved_plan={
+                "hash": plan.hash,
+                "steps": sorted(step_ids),
+                "approvers": approvers,
+                "receivers": plan.receivers,
+            },
         )
 
     effects: dict[str, str] = {}
@@ -305,7 +322,9 @@ def offboard(
         update_progress_artifact(progress, 100.0 * (i + 1) / len(plan.steps))
     report(len(plan.steps), len(plan.steps), "done")
     narrowed = bool(req.keep_projects)
-    verification = verify_offboarding(inv, plan, narrowed=narrowed) if not failure else {}
+    verification = (
+        verify_offboarding(inv, plan, narrowed=narrowed, case_id=case["id"]) if not failure else {}
+    )
     status = "failed" if failure else ("done" if plan.steps or resumed else "nothing_to_do")
     record_offboarding(
         plan,

@@ -44,6 +44,17 @@ class DoneStep(LedgerBase):
     at: Mapped[datetime]
 
 
+def find_open_case(db: LedgerDB, *, runbook: str, subject: str) -> dict[str, Any] | None:
+    """The open case of this person and runbook, without opening one."""
+    with db.sessions() as s:
+        row = s.scalar(
+            select(CaseRow).where(
+                CaseRow.runbook == runbook, CaseRow.subject == subject, CaseRow.status == "open"
+            )
+        )
+        return _dict(row) if row is not None else None
+
+
 def open_case(
     db: LedgerDB,
     *,

@@ -211,8 +211,14 @@ def apply_step(
 
 
 @task(name="verify_offboarding")
-def verify_offboarding(inv: Inventory, plan: Plan, *, narrowed: bool) -> dict[str, str]:
-    """Re-read the systems: check → ``pass`` or ``fail: why``."""
+def verify_offboarding(
+    inv: Inventory, plan: Plan, *, narrowed: bool, case_id: int | None = None
+) -> dict[str, str]:
+    """Re-read the systems: check → ``pass`` or ``fail: why``.
+
+    ``case_id``: a key the case rotated in an earlier (interrupted) run already shows that
+    rotation in this run's inventory, so the case's done steps count too.
+    """
     rt = runtime()
     org, idp, s = rt.org, rt.idp, inv.subject
     out: dict[str, str] = {}
@@ -269,12 +275,14 @@ def verify_offboarding(inv: Inventory, plan: Plan, *, narrowed: bool) -> dict[st
     if has(org, KeyManagement) and not narrowed:
         before = {k.id: k for k in inv.api_keys}
         now_keys = {k.id: k for k in org.list_keys()}
+        rotated_earlier = done_steps(rt.ledger, case_id) if case_id is not None else {}
         stale = [
             k
             for k in before
             if k in now_keys
             and now_keys[k].status == "active"
             and now_keys[k].rotation_count <= before[k].rotation_count
+            and f"{StepKind.ROTATE_KEY.value}:{k}" not in rotated_earlier
         ]
         check("old_keys_rejected", not stale, f"keys {stale} still carry the old secret")
     return out
