@@ -168,6 +168,10 @@ class KeyManagement(Protocol):
 
     def revoke_key(self, key_id: str) -> WriteResult: ...
 
+    def remove_key_manager(self, key_id: str, email: str) -> WriteResult:
+        """Take a leaver off a key's managers, so a later run does not rotate it again."""
+        ...
+
 
 @runtime_checkable
 class OrgActivityLog(Protocol):

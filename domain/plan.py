@@ -115,6 +115,7 @@ class Inventory(BaseModel):
     projects: list[Project] = Field(default_factory=list)  # every project, with its admins
     people: dict[str, Member] = Field(default_factory=dict)  # possible receivers, by email
     roster: RosterEntry | None = None
+    departed: list[str] = Field(default_factory=list)  # possible receivers HR says have left
     activity: list[OrgEvent] = Field(default_factory=list)  # the subject's, last 30 days
     taken_at: datetime
 
@@ -218,6 +219,13 @@ def eligible(m: Member | None, now: datetime) -> str | None:
     return None
 
 
+def receiver_problem(inv: Inventory, email: str, now: datetime) -> str | None:
+    """Why ``email`` cannot receive the leaver's content: the product's rule, or HR's word."""
+    if email in inv.departed:
+        return "terminated per the HR roster"
+    return eligible(inv.people.get(email), now)
+
+
 def _access(m: Member, project: str, admins: Iterable[str] = ()) -> Role | None:
     """``m``'s role in ``project`` (None: no access); the project's admins count as Admin."""
     for g in m.projects:
@@ -260,11 +268,7 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
             e for e, pm in inv.people.items() if _access(pm, p.name, p.admins) is not None
         )
         who = next(
-            (
-                c
-                for c in cands
-                if c and c != inv.subject and eligible(inv.people.get(c), now) is None
-            ),
+            (c for c in cands if c and c != inv.subject and receiver_problem(inv, c, now) is None),
             None,
         )
         if who is None:
@@ -289,14 +293,14 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
         why = (
             "is the person leaving"
             if opts.receiver == inv.subject
-            else eligible(inv.people.get(opts.receiver), now)
+            else receiver_problem(inv, opts.receiver, now)
         )
         if why:
             plan.blockers.append(f"the receiver {opts.receiver} cannot receive content: {why}")
         receiver_ok = not why
     mgr_why = None
     if manager and not opts.receiver:
-        mgr_why = eligible(inv.people.get(manager), now)
+        mgr_why = receiver_problem(inv, manager, now)
         if mgr_why:
             plan.warnings.append(
                 f"manager {manager} cannot receive content ({mgr_why}): "
@@ -315,7 +319,7 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
                 (
                     p
                     for p in sorted(admins)
-                    if p != inv.subject and eligible(inv.people.get(p), now) is None
+                    if p != inv.subject and receiver_problem(inv, p, now) is None
                 ),
                 None,
             )

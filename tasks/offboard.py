@@ -65,6 +65,13 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
         for e in sorted(x for x in wanted if x and x != email)
         if (m := org.get_member(e)) is not None
     }
+    from domain.models import RosterStatus
+
+    departed = sorted(
+        e
+        for e in people
+        if rt.roster and (r := rt.roster.get(e)) is not None and r.status is RosterStatus.TERMINATED
+    )
     return Inventory(
         subject=email,
         member=member,
@@ -77,6 +84,7 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
         projects=projects,
         people=people,
         roster=roster,
+        departed=departed,
         activity=activity,
         taken_at=now,
     )
@@ -98,9 +106,13 @@ def _execute(step: Step, subject: str) -> tuple[WriteResult, dict[str, Any]]:
         case StepKind.DEACTIVATE_IDP_USER:
             return idp.set_active(step.target, False), {}
         case StepKind.REVOKE_KEY:
-            return org.revoke_key(step.target), {}
+            result = org.revoke_key(step.target)
+            org.remove_key_manager(step.target, subject)
+            return result, {}
         case StepKind.ROTATE_KEY:
             result, secret = org.rotate_key(step.target)
+            # Off the managers, so offboarding them again never rotates the key again.
+            org.remove_key_manager(step.target, subject)
             told = []
             # The new secret reaches the key's remaining managers by Slack DM only: never a
             # channel, a log line, the ticket or the audit log.

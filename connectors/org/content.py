@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from connectors.errors import InvalidRequestError
+from connectors.errors import InvalidRequestError, NotFoundError
 from connectors.http import HttpApi
 from connectors.org.client import SYSTEM, segment
 from connectors.org.payloads import (
@@ -187,6 +187,30 @@ class SandboxContent:
         if not key.changed:
             return WriteResult.noop("already revoked")
         return WriteResult(effect=Effect.DELETED)
+
+    def remove_key_manager(self, key_id: str, email: str) -> WriteResult:
+        """Take ``email`` off a key's managers (a leaver); ``noop`` when not one of them.
+
+        Raises:
+            NotFoundError: there is no such key.
+        """
+        subject = f"API key {key_id}"
+        who = email.strip().lower()
+        key = next((k for k in self.list_keys() if k.id == key_id), None)
+        if key is None:
+            raise NotFoundError(
+                "no such key", system="org", operation="remove_key_manager", subject=subject
+            )
+        if who not in key.managers:
+            return WriteResult.noop("not a manager")
+        self.admin.json(
+            "PUT",
+            f"/api-keys/{segment(key_id)}/managers",
+            operation="remove_key_manager",
+            subject=subject,
+            json={"managers": [m for m in key.managers if m != who]},
+        )
+        return WriteResult(effect=Effect.UPDATED)
 
     # ------------------------------------------------------------------ OrgActivityLog
     def events(

@@ -1,0 +1,243 @@
+"""An offboarding test stack: a demo sandbox over loopback, the HR roster it exports written to a
+file, a :class:`tasks.runtime.Runtime` over both and a tmp ledger (installed for the flow), and
+the intake in-process for signed Slack clicks. Flows run on the session's real Prefect server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+from fastapi.testclient import TestClient
+
+from approvals.policy import load_policy
+from approvals.services import Services
+from cli.approvals_cmd import block_actions_body, sign
+from connectors.settings import Settings
+from domain.records import ApprovalRequest
+from intake.app import create_intake
+from ledger.approvals import list_approvals
+from sandbox.db import Setting
+from tasks.runtime import Runtime, set_runtime
+from tests.conftest import LiveSandbox
+
+SECRET = "sandbox-signing-secret"
+ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    """A flow run in a thread of the test process (it may pause at the gate)."""
+
+    thread: threading.Thread
+    result: list[Any] = field(default_factory=list)
+    error: list[BaseException] = field(default_factory=list)
+
+    def wait(self, timeout: float = 60) -> dict[str, Any]:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the flow did not finish"
+        assert not self.error, f"the flow raised {self.error[0]!r}"
+        return self.result[0]  # type: ignore[no-any-return]
+
+
+@dataclass
+class OffboardStack:
+    sandbox: LiveSandbox
+    rt: Runtime
+    svc: Services
+    intake: TestClient
+    roster: Path
+    tmp: Path
+
+    # --- the sandbox ------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.sandbox.url
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = httpx.get(f"{self.url}{path}", params=params, headers=ADMIN, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def seq(self) -> int:
+        """The request log's last sequence number."""
+        reqs = self.get("/_sandbox/requests", limit=1)["requests"]
+        return int(reqs[-1]["seq"]) if reqs else 0
+
+    def writes(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every write the sandbox saw after ``since``, oldest first."""
+        return self.get("/_sandbox/requests", since=since, writes="true")["requests"]  # type: ignore[no-any-return]
+
+    def dms(self, email: str) -> list[dict[str, Any]]:
+        return self.get("/_sandbox/slack/messages", user_email=email)["messages"]  # type: ignore[no-any-return]
+
+    def member(self, email: str) -> dict[str, Any] | None:
+        r = httpx.get(f"{self.url}/admin/v1/members/{email}", headers=ADMIN, timeout=10)
+        return None if r.status_code == 404 else r.json()
+
+    def seed_secrets(self) -> dict[str, str]:
+        """The demo keys' original secrets (key id → secret), kept by the seed."""
+        with self.sandbox.world.db.session() as s:
+            return dict(s.get(Setting, "seed_secrets").value)  # type: ignore[union-attr]
+
+    def ingest(self, api_key: str) -> int:
+        r = httpx.post(
+            f"{self.url}/ingest/2/httpapi",
+            json={"api_key": api_key, "events": [{"event_type": "ping"}]},
+            timeout=10,
+        )
+        return r.status_code
+
+    # --- the ledger -------------------------------------------------------------------------------
+    def cases(self) -> list[dict[str, Any]]:
+        """Every runbook case in the ledger, oldest first."""
+        from sqlalchemy import select
+
+        from ledger.cases import CaseRow
+
+        with self.rt.ledger.sessions() as s:
+            rows = s.scalars(select(CaseRow).order_by(CaseRow.id)).all()
+            return [{c.name: getattr(r, c.name) for c in CaseRow.__table__.columns} for r in rows]
+
+    def done(self, case_id: int) -> dict[str, dict[str, Any]]:
+        """The steps the ledger says a case has done."""
+        from ledger.cases import done_steps
+
+        return done_steps(self.rt.ledger, case_id)
+
+    # --- the flow ---------------------------------------------------------------------------------
+    def start(self, **params: Any) -> Run:
+        """Run the offboarding flow in a thread (it pauses at the gate until a decision)."""
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        from flows.offboard import offboard
+
+        set_runtime(self.rt)  # another test (or the CLI) may have installed its own
+        run = Run(threading.Thread(target=lambda: None))
+
+        def target() -> None:
+            try:
+                # A sync flow joins its heartbeat thread at the end (~1 s each): off in tests.
+                with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                    run.result.append(offboard(**params))
+            except BaseException as exc:  # surfaced by Run.wait
+                run.error.append(exc)
+
+        run.thread = threading.Thread(target=target, daemon=True)
+        run.thread.start()
+        return run
+
+    def run(self, **params: Any) -> dict[str, Any]:
+        """Run a flow that needs no approval to the end."""
+        return self.start(**params).wait()
+
+    def paused(self, subject: str, timeout: float = 60) -> ApprovalRequest:
+        """Wait until the flow about ``subject`` is paused at the gate; its approval."""
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [a for a in list_approvals(self.svc.ledger) if a.subject == subject]
+            if found and found[-1].flow_run_id:
+                with get_client(sync_client=True) as c:
+                    state = c.read_flow_run(UUID(found[-1].flow_run_id)).state
+                if state is not None and state.is_paused():
+                    return found[-1]
+            time.sleep(0.2)
+        raise AssertionError(f"no paused gate for {subject}")
+
+    def click(self, appr: ApprovalRequest, email: str, *, deny: bool = False) -> Any:
+        """``email`` clicks Approve (or Deny) on the DM: a signed request to the intake."""
+        user = self.svc.messenger.user_id(email)  # type: ignore[union-attr]
+        asked = [r for r in appr.slack_refs if r["email"] == email]
+        body = block_actions_body(
+            approval_id=appr.id,
+            plan_hash=appr.plan_hash,
+            slack_user=user,
+            deny=deny,
+            channel=asked[-1]["channel"] if asked else None,
+            ts=asked[-1]["ts"] if asked else None,
+        )
+        return self.intake.post("/slack/interactions", content=body, headers=sign(SECRET, body))
+
+    # --- the CLI in a subprocess ------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """The environment of a ``handover`` subprocess: same sandbox, roster and ledger."""
+        s = self.rt.settings
+        return {
+            **os.environ,
+            "HANDOVER_ORG_URL": s.org_url,
+            "HANDOVER_IDP_URL": s.idp_url,
+            "HANDOVER_SLACK_API_URL": s.slack_api_url,
+            "HANDOVER_JIRA_URL": s.jira_url,
+            "HANDOVER_LEDGER_URL": str(s.ledger_url),
+            "HANDOVER_ROSTER": str(self.roster),
+            "HANDOVER_HOME": str(self.tmp / "home"),
+        }
+
+    def handover(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        """Start ``handover ARGS…`` (the installed console script) in a subprocess."""
+        exe = Path(sys.executable).with_name("handover")
+        return subprocess.Popen(
+            [str(exe), *args],
+            env=self.env(),
+            cwd=self.tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+
+
+def make_stack(
+    sandbox: LiveSandbox,
+    tmp: Path,
+    *,
+    edit_roster: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> OffboardStack:
+    """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake."""
+    url = sandbox.url
+    rows = httpx.get(f"{url}/_sandbox/roster", timeout=10).json()["rows"]
+    if edit_roster is not None:
+        edit_roster(rows)
+    roster = tmp / "roster.json"
+    roster.write_text(json.dumps({"rows": rows}))
+    settings = Settings(
+        org_url=url,
+        idp_url=f"{url}/idp/scim/v2",
+        slack_api_url=f"{url}/slack/api/",
+        jira_url=f"{url}/jira",
+        ledger_url=f"sqlite:///{tmp / 'ledger.db'}",
+        roster=roster,
+        home=tmp / "home",
+    )
+    rt = Runtime.from_settings(settings)
+    set_runtime(rt)
+    svc = Services(
+        settings=settings,
+        ledger=rt.ledger,
+        policy=load_policy(settings.policy),
+        messenger=rt.messenger,
+        tickets=rt.tickets,
+        clock=rt.clock,
+        ticket_base_url=rt.ticket_base_url,
+    )
+    return OffboardStack(
+        sandbox=sandbox,
+        rt=rt,
+        svc=svc,
+        intake=TestClient(create_intake(svc)),
+        roster=roster,
+        tmp=tmp,
+    )
