@@ -140,6 +140,36 @@ def _ask(
     return refs
 
 
+def _new_approval(
+    svc: Services,
+    ctx: ApprovalContext,
+    req: Requirement,
+    *,
+    aid: str,
+    plan_hash: str,
+    flow_run_id: str,
+    ticket: str,
+    **fields: Any,
+) -> ApprovalRequest:
+    now = svc.clock()
+    data: dict[str, Any] = {
+        "id": aid,
+        "flow_run_id": flow_run_id,
+        "runbook": ctx.runbook,
+        "subject": ctx.subject,
+        "requester": ctx.requester,
+        "plan_hash": plan_hash,
+        "rule": ",".join(req.rules),
+        "required": [list(s.candidates) for s in req.seats],
+        "quorum": req.quorum,
+        "created_at": now,
+        "expires_at": now + req.timeout,
+        "ticket": ticket,
+        **fields,
+    }
+    return create_approval(svc.ledger, ApprovalRequest(**data))
+
+
 def open_approval(
     svc: Services,
     ctx: ApprovalContext,
@@ -168,22 +198,8 @@ def open_approval(
             )
             _audit(svc, "approval.replanned", appr)
     except KeyError:
-        appr = create_approval(
-            svc.ledger,
-            ApprovalRequest(
-                id=aid,
-                flow_run_id=flow_run_id,
-                runbook=ctx.runbook,
-                subject=ctx.subject,
-                requester=ctx.requester,
-                plan_hash=plan_hash,
-                rule=",".join(req.rules),
-                required=[list(s.candidates) for s in req.seats],
-                quorum=req.quorum,
-                created_at=now,
-                expires_at=now + req.timeout,
-                ticket=ticket,
-            ),
+        appr = _new_approval(
+            svc, ctx, req, aid=aid, plan_hash=plan_hash, flow_run_id=flow_run_id, ticket=ticket
         )
         _audit(
             svc,
@@ -360,28 +376,23 @@ def _emergency(
     ticket: str,
 ) -> GateResult:
     """No pre-approval; a post-hoc review for security is opened at once."""
-    now = svc.clock()
     aid = approval_id_for(flow_run_id, ctx.runbook, ctx.subject)
     try:
         appr = get_approval(svc.ledger, aid)
     except KeyError:
-        appr = create_approval(
-            svc.ledger,
-            ApprovalRequest(
-                id=aid,
-                flow_run_id=flow_run_id,
-                runbook=ctx.runbook,
-                subject=ctx.subject,
-                requester=ctx.requester,
-                plan_hash=plan_hash,
-                rule=",".join(req.rules),
-                required=[list(req.post_hoc_review)],
-                quorum=0,
-                state=ApprovalState.APPROVED,
-                created_at=now,
-                expires_at=now,
-                ticket=ticket,
-            ),
+        # Recorded as approved (no pre-approval), naming who must review it afterwards.
+        appr = _new_approval(
+            svc,
+            ctx,
+            req,
+            aid=aid,
+            plan_hash=plan_hash,
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+            required=[list(req.post_hoc_review)],
+            quorum=0,
+            state=ApprovalState.APPROVED,
+            expires_at=svc.clock(),
         )
         _audit(
             svc,

@@ -56,34 +56,12 @@ def main() -> None:
 
 def run(url: str, tmp: Path, args: argparse.Namespace) -> None:
     from approvals.handler import decide
-    from approvals.policy import load_policy
-    from approvals.services import Services
-    from connectors.settings import Settings
+    from cli.stack import local_runtime
     from domain.records import ApprovalState
     from flows.offboard import offboard
     from ledger.approvals import list_approvals
-    from tasks.runtime import Runtime, set_runtime
 
-    roster = tmp / "roster.json"
-    roster.write_text(httpx.get(f"{url}/_sandbox/roster").text)
-    settings = Settings(
-        org_url=url,
-        idp_url=f"{url}/idp/scim/v2",
-        slack_api_url=f"{url}/slack/api/",
-        jira_url=f"{url}/jira",
-        ledger_url=f"sqlite:///{tmp / 'ledger.db'}",
-        roster=roster,
-    )
-    rt = Runtime.from_settings(settings)
-    set_runtime(rt)
-    svc = Services(
-        settings=settings,
-        ledger=rt.ledger,
-        policy=load_policy(),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-    )
+    rt, svc = local_runtime(url, tmp)
     admin = httpx.Client(
         base_url=f"{url}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
     )

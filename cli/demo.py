@@ -67,40 +67,17 @@ def run(*, keep: bool = False) -> int:
 
 def offboarding_story(console: Console, url: str, home: Path) -> Any:
     # Imported here: PREFECT_API_URL must point at our server before prefect is imported.
-    from approvals.policy import load_policy
-    from approvals.services import Services
     from cli.approvals_cmd import send_click
-    from cli.stack import serve_app
-    from connectors.settings import Settings
+    from cli.stack import local_runtime, serve_app
     from flows.offboard import offboard
     from intake.app import create_intake
     from intake.hooks import sign_hr
     from intake.launch import thread_launcher
     from ledger.approvals import list_approvals
     from ledger.audit import verify
-    from tasks.runtime import Runtime, set_runtime
 
-    roster = home / "roster.csv"
-    roster.write_text(httpx.get(f"{url}/_sandbox/roster", params={"format": "csv"}).text)
-    settings = Settings(
-        org_url=url,
-        idp_url=f"{url}/idp/scim/v2",
-        slack_api_url=f"{url}/slack/api/",
-        jira_url=f"{url}/jira",
-        ledger_url=f"sqlite:///{home / 'ledger.db'}",
-        roster=roster,
-    )
-    rt = Runtime.from_settings(settings)
-    set_runtime(rt)
-    svc = Services(
-        settings=settings,
-        ledger=rt.ledger,
-        policy=load_policy(),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
+    rt, svc = local_runtime(url, home)
+    settings = rt.settings
     launcher = thread_launcher(offboard)
     intake = serve_app(create_intake(svc, sweep_every=5, launcher=launcher), name="intake")
     console.rule("[bold]HR terminates dana.sole@acme.com")

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -51,22 +52,7 @@ def start_sandbox(
 ) -> Running:
     """Serve a sandbox world in a thread and wait until it answers ``/healthz``."""
     app = create_app(db, seed=seed, faults=faults)
-    port = port or free_port(host)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name="sandbox", daemon=True)
-    thread.start()
-    url = f"http://{host}:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Running(url=url, server=server, thread=thread)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    server.should_exit = True
-    raise RuntimeError(f"the sandbox did not answer on {url} within 30 s")
+    return serve_app(app, host=host, port=port, name="sandbox")
 
 
 @dataclass
@@ -160,3 +146,37 @@ def serve_app(
             time.sleep(0.05)
     server.should_exit = True
     raise RuntimeError(f"{name} did not answer on {url} within 30 s")
+
+
+def local_runtime(url: str, home: Path, *, roster: bool = True) -> tuple[Any, Any]:
+    """The runbooks' runtime and the gate's services for a sandbox at ``url``, with the ledger
+    (and the sandbox's HR roster) under ``home``; installed as this process's runtime."""
+    from approvals.policy import load_policy
+    from approvals.services import Services
+    from connectors.settings import Settings
+    from tasks.runtime import Runtime, set_runtime
+
+    roster_file = None
+    if roster:
+        roster_file = home / "roster.csv"
+        roster_file.write_text(httpx.get(f"{url}/_sandbox/roster", params={"format": "csv"}).text)
+    settings = Settings(
+        org_url=url,
+        idp_url=f"{url}/idp/scim/v2",
+        slack_api_url=f"{url}/slack/api/",
+        jira_url=f"{url}/jira",
+        ledger_url=f"sqlite:///{home / 'ledger.db'}",
+        roster=roster_file,
+    )
+    rt = Runtime.from_settings(settings)
+    set_runtime(rt)
+    svc = Services(
+        settings=settings,
+        ledger=rt.ledger,
+        policy=load_policy(settings.policy),
+        messenger=rt.messenger,
+        tickets=rt.tickets,
+        clock=rt.clock,
+        ticket_base_url=rt.ticket_base_url,
+    )
+    return rt, svc
