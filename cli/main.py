@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals_cmd, hygiene_cmd, runbooks
+from cli import approvals_cmd, change_cmd, hygiene_cmd, runbooks
 from cli import demo as demo_mod
 from cli.stack import HOME
 from sandbox.control import seed_spec
@@ -28,6 +28,8 @@ app.command("approvals")(approvals_cmd.list_approvals)
 app.command("approve")(approvals_cmd.approve)
 app.command("offboard")(runbooks.offboard)
 app.command("hygiene")(hygiene_cmd.hygiene)
+app.command("change")(change_cmd.change)
+app.command("change-email")(change_cmd.change_email)
 sandbox_app.command("click")(approvals_cmd.click)
 
 

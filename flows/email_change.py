@@ -1,0 +1,112 @@
+"""The email-change runbook (seed 001): Amplitude emails are immutable identifiers, so a new
+address is invited with the same org role, project roles, groups and modules; once the person
+has accepted (and signed in within 30 days: the receiver rule), all content is transferred and
+the old address is removed.
+
+One case per old address. The first run plans everything, passes the gate (runbook "change")
+and invites; while the invitation is pending it stops with ``waiting_for_acceptance``. A re-run
+after acceptance continues without asking again (what is left is part of the approved plan),
+and a re-run after the end does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.change import ChangeKind, make_email_change_plan
+from domain.models import Email
+from domain.policy import ApprovalContext
+from flows.change import manager_of, result, run_case
+from ledger.cases import find_open_case
+from tasks.change import count_assets, read_access, verify_email_change
+from tasks.runtime import runtime
+
+
+class EmailChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    old: Email
+    new: Email
+    ticket: str = Field("", max_length=64, pattern=r"^([A-Z][A-Z0-9]+-\d+)?$")
+    dry_run: bool = False
+    requester: str = Field("operator", max_length=320)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EmailChangeRequest:
+        if self.old == self.new:
+            raise ValueError("the new address is the old one")
+        return self
+
+
+@flow(name="email-change", log_prints=False)
+def change_email(
+    old: str,
+    new: str,
+    ticket: str = "",
+    dry_run: bool = False,
+    requester: str = "operator",
+) -> dict[str, Any]:
+    """Move one person from ``old`` to ``new`` (see the module docstring).
+
+    Returns:
+        INTERFACES.md ``--json``; status done | planned | waiting_for_acceptance | denied |
+        blocked | failed | nothing_to_do | invalid.
+    """
+    req = EmailChangeRequest(old=old, new=new, ticket=ticket, dry_run=dry_run, requester=requester)
+    rt = runtime()
+    members, groups, projects = read_access([req.old, req.new])
+    old_m, new_m = members[req.old], members[req.new]
+    plan = make_email_change_plan(
+        old_m,
+        new_m,
+        groups,
+        projects,
+        old_email=req.old,
+        new_email=req.new,
+        now=rt.clock(),
+        owned_assets=count_assets(req.old) if old_m is not None else 0,
+    )
+    if plan.blockers:
+        status = "invalid" if old_m is None or old_m.status != "joined" else "blocked"
+        return result(plan, status=status, effects={}, verification={}, rt=rt)
+    if req.dry_run:
+        status = "waiting_for_acceptance" if plan.waiting_for_acceptance else "planned"
+        return result(plan, status=status, effects={}, verification={}, rt=rt)
+    open_case = find_open_case(rt.ledger, runbook="email_change", subject=req.old)
+    if plan.is_noop and not plan.waiting_for_acceptance and open_case is None:
+        return result(plan, status="nothing_to_do", effects={}, verification={}, rt=rt)
+    facts = plan.approval_facts()
+    ctx = ApprovalContext(
+        runbook="change",
+        subject=req.old,
+        requester=req.requester,
+        reason="email_change",
+        subject_manager=manager_of(rt, req.old),
+        production_roles=facts["production_roles"],
+        org_role=facts["org_role"],
+        modules=facts["modules"],
+        project_admins=tuple(plan.project_admins),
+    )
+    finishing = old_m is not None and new_m is not None and new_m.status == "joined"
+    out = run_case(
+        plan,
+        rt=rt,
+        ctx=ctx,
+        requester=req.requester,
+        ticket=req.ticket,
+        verify=lambda: verify_email_change(old_m, req.new),  # type: ignore[arg-type]
+        close=finishing or old_m is None,
+        # Before the invitee has joined, only the invitation: the rest of the approved plan
+        # (groups, transfer, removal) waits for the re-run after acceptance.
+        now=None if finishing else (lambda s: s.kind is ChangeKind.INVITE_MEMBER),
+    )
+    if out["status"] == "waiting_for_acceptance":
+        out["message"] = (
+            f"{req.new} has been invited and has not joined yet: once they accept the "
+            f"invitation and sign in, run the same command again to transfer {req.old}'s "
+            "content and remove the old address"
+        )
+    return out
