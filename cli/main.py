@@ -8,11 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals_cmd, change_cmd, hygiene_cmd, runbooks
-from cli import demo as demo_mod
+from cli import approvals_cmd, change_cmd, hygiene_cmd, onboard_cmd, runbooks
 from cli.stack import HOME
-from sandbox.control import seed_spec
-from sandbox.world import Credentials, FaultSettings
 
 app = typer.Typer(
     help="Handover: access runbooks (join, move, leave) as Prefect flows.",
@@ -27,6 +24,7 @@ app.add_typer(approvals_cmd.audit_app, name="audit")
 app.command("approvals")(approvals_cmd.list_approvals)
 app.command("approve")(approvals_cmd.approve)
 app.command("offboard")(runbooks.offboard)
+app.command("onboard")(onboard_cmd.onboard)
 app.command("hygiene")(hygiene_cmd.hygiene)
 app.command("change")(change_cmd.change)
 app.command("change-email")(change_cmd.change_email)
@@ -53,6 +51,8 @@ def sandbox_up(
     import uvicorn
 
     from sandbox.app import create_app
+    from sandbox.control import seed_spec
+    from sandbox.world import Credentials, FaultSettings
 
     try:
         seed = seed_spec(seed)
@@ -87,6 +87,8 @@ def demo(keep: bool = typer.Option(False, help="keep the demo database afterward
     Starts the stack on free loopback ports, runs the stories, prints a summary and stops
     everything.
     """
+    from cli import demo as demo_mod  # the sandbox loads only for the commands that use it
+
     raise typer.Exit(demo_mod.run(keep=keep))
 
 

@@ -16,9 +16,6 @@ from typing import Any
 import httpx
 import uvicorn
 
-from sandbox.app import create_app
-from sandbox.world import FaultSettings
-
 HOME = Path(".handover")
 
 
@@ -48,9 +45,11 @@ def start_sandbox(
     seed: str,
     host: str = "127.0.0.1",
     port: int | None = None,
-    faults: FaultSettings | None = None,
+    faults: Any = None,
 ) -> Running:
     """Serve a sandbox world in a thread and wait until it answers ``/healthz``."""
+    from sandbox.app import create_app  # loaded only when a sandbox is wanted
+
     app = create_app(db, seed=seed, faults=faults)
     return serve_app(app, host=host, port=port, name="sandbox")
 

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # "sandbox": the admin API covers transfers, keys, project roles; "amplitude": SCIM only,
     # every other step becomes a human task.
     org_backend: str = "sandbox"
+    # The org is provisioned by the IdP (SCIM): onboarding pre-provisions there, not by invite.
+    idp_managed: bool = False
     org_scim_rate_per_minute: int = 100
     org_admin_rate_per_minute: int = 600
     idp_url: str = f"{SANDBOX}/idp/scim/v2"

@@ -35,6 +35,7 @@ from approvals.services import Services
 from approvals.watchdog import sweep
 from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
 from intake.hooks import hr_router
+from intake.jira_hook import jira_router
 from intake.launch import Launcher, launch_due
 from ledger.replay import first_time
 
@@ -73,13 +74,23 @@ def _refuse(status: int, message: str) -> JSONResponse:
 
 
 def create_intake(
-    svc: Services, *, sweep_every: float | None = None, launcher: Launcher | None = None
+    svc: Services,
+    *,
+    sweep_every: float | None = None,
+    launcher: Launcher | None = None,
+    onboard_launcher: Launcher | None = None,
 ) -> FastAPI:
     """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog.
 
     With ``launcher`` (how runs are started: ``intake.launch``) it also takes HR webhooks, and
-    the watchdog starts scheduled HR events when their effective date comes.
+    the watchdog starts scheduled HR events when their effective date comes. With
+    ``onboard_launcher`` it takes Jira access-request webhooks (``POST /hooks/jira``).
     """
+    launchers: dict[str, Launcher] = {}
+    if launcher is not None:
+        launchers["hr"] = launcher
+    if onboard_launcher is not None:
+        launchers["jira"] = onboard_launcher
     stop = threading.Event()
 
     @asynccontextmanager
@@ -94,15 +105,17 @@ def create_intake(
             # The watchdog must outlive a bad sweep; the next one retries.
             with contextlib.suppress(Exception):
                 sweep(svc)
-            if launcher is not None:
+            if launchers:
                 with contextlib.suppress(Exception):
-                    launch_due(svc, launcher)
+                    launch_due(svc, launchers)
 
     app = FastAPI(title="Handover intake", version="1", lifespan=lifespan)
     verifier = SignatureVerifier(svc.settings.slack_signing_secret.get_secret_value())
     app.state.services = svc
     if launcher is not None:
         app.include_router(hr_router(svc, launcher))
+    if onboard_launcher is not None:
+        app.include_router(jira_router(svc, onboard_launcher))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

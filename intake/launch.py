@@ -106,9 +106,12 @@ def start_event(
 
 
 def launch_due(
-    svc: Services, launcher: Launcher, now: datetime | None = None
+    svc: Services, launcher: Launcher | dict[str, Launcher], now: datetime | None = None
 ) -> list[tuple[str, str]]:
     """Start every event due by ``now`` (default: the services' clock), each once.
+
+    ``launcher`` is one launcher for every source, or one per source (``{"hr": …,
+    "jira": …}``): a stranded Jira event must start an onboarding, never an offboarding.
 
     Returns:
         ``(event_id, run reference)`` of the runs started by this call. An event another sweep
@@ -117,10 +120,13 @@ def launch_due(
     now = now or svc.clock()
     started: list[tuple[str, str]] = []
     for ev in due_events(svc.ledger, now):
+        chosen = launcher.get(ev.source) if isinstance(launcher, dict) else launcher
+        if chosen is None:
+            continue  # no launcher for this source in this process
         if not mark_started(svc.ledger, ev.source, ev.event_id, now=now):
             continue  # another sweep took it
         try:
-            ref = start_event(svc.ledger, launcher, ev.source, ev.event_id, ev.params)
+            ref = start_event(svc.ledger, chosen, ev.source, ev.event_id, ev.params)
         except Exception as exc:
             log.warning("could not start %s event %s: %s", ev.source, ev.event_id, exc)
             continue

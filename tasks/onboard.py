@@ -1,0 +1,421 @@
+"""The onboarding runbook's tasks: read the request and the state, apply one step, verify, record.
+
+Tasks are thin (STYLE.md point 7): the rules are in ``domain.onboard``; here each step reads or
+writes through a connector, is skipped when the case already did it, and leaves an audit event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from prefect import task
+from sqlalchemy import select
+
+from connectors.capabilities import InviteSpec
+from connectors.errors import ConnectorError
+from domain import blocks
+from domain.access_request import AccessRequestError
+from domain.models import AccessRequest, Effect, Module, Role, WriteResult
+from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKind
+from domain.plan import is_mapped_idp_group
+from domain.records import AuditEvent, Grant
+from ledger.audit import append
+from ledger.cases import CaseRow, done_steps, mark_done, open_case, update_case
+from ledger.grants import grants, record_grant
+from tasks.runtime import runtime
+
+RUNBOOK = "onboard"
+
+
+@task(name="read_access_request")
+def read_access_request(ticket: str) -> AccessRequest | str:
+    """The request a ticket carries, or the text explaining what is wrong with it.
+
+    Returns:
+        The validated request, or ``str(AccessRequestError)`` (every problem with its line).
+
+    Raises:
+        ConnectorError: the ticket cannot be read (or is not an Access Request).
+    """
+    rt = runtime()
+    try:
+        return rt.tickets.read_access_request(ticket, today=rt.clock().date())  # type: ignore[attr-defined,no-any-return]
+    except AccessRequestError as exc:
+        return str(exc)
+
+
+@task(name="ticket_reporter")
+def ticket_reporter(ticket: str) -> str | None:
+    """Who opened the ticket (they asked, so they never approve it)."""
+    return runtime().tickets.get(ticket).reporter
+
+
+def previous_outcome(subject: str, ticket: str, reason: str = "") -> dict[str, Any] | None:
+    """The closed case of this runbook, subject and ticket (and ``reason``, when given) that
+    finished it: a re-run of the same ticket finds it and does nothing twice."""
+    if not ticket:
+        return None
+    rt = runtime()
+    with rt.ledger.sessions() as s:
+        q = (
+            select(CaseRow)
+            .where(
+                CaseRow.runbook == RUNBOOK,
+                CaseRow.subject == subject,
+                CaseRow.ticket == ticket,
+                CaseRow.status == "closed",
+                CaseRow.outcome.in_(("done", "rejected")),
+            )
+            .order_by(CaseRow.id.desc())
+        )
+        if reason:
+            q = q.where(CaseRow.reason == reason)
+        row = s.scalars(q).first()
+        return {c.name: getattr(row, c.name) for c in CaseRow.__table__.columns} if row else None
+
+
+@task(name="take_onboard_inventory")
+def take_onboard_inventory(
+    email: str, *, ticket: str = "", case_id: int | None = None
+) -> OnboardState:
+    """Read what the org and the IdP say about ``email`` and the org's projects."""
+    rt = runtime()
+    org, idp, now = rt.org, rt.idp, rt.clock()
+    member = org.get_member(email)
+    emails = [m.email for m in org.list_members()]
+    domains = Counter(e.rsplit("@", 1)[-1] for e in emails)
+    org_domains = [d for d, n in domains.most_common(1)]
+    invitation = None
+    if member is not None and member.status == "pending":
+        mine = [i for i in org.list_invitations() if i.email == email]  # type: ignore[union-attr]
+        invitation = max(mine, key=lambda i: i.sent_at) if mine else None
+    idp_user = idp.find_user(email)
+    user_groups = [g.name for g in idp.groups_of(idp_user.id)] if idp_user else []
+    idp_groups = {g.name: g.id for g in idp.list_groups() if is_mapped_idp_group(g.name)}
+    invited_here = False
+    if case_id is not None and member is not None and member.status == "pending":
+        done = done_steps(rt.ledger, case_id)
+        invited_here = any(k.startswith(f"{OnboardStepKind.INVITE.value}:") for k in done) or any(
+            k.startswith(f"{OnboardStepKind.IDP_ADD_GROUP.value}:") for k in done
+        )
+    return OnboardState(
+        subject=email,
+        member=member,
+        invitation=invitation,
+        projects=org.list_projects(),  # type: ignore[union-attr]
+        others=[e for e in emails if e != email],
+        org_domains=org_domains,
+        idp_user=idp_user,
+        idp_user_groups=user_groups,
+        idp_groups=idp_groups,
+        invited_for_ticket=invited_here,
+        taken_at=now,
+    )
+
+
+def _end_of(day: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), time(23, 59, 59), tzinfo=UTC)
+
+
+def _execute(step: OnboardStep, *, ticket: str) -> tuple[WriteResult, dict[str, Any]]:
+    rt = runtime()
+    org, idp, p = rt.org, rt.idp, step.params
+    match step.kind:
+        case OnboardStepKind.IDP_CREATE_USER:
+            result, user = idp.create_user(email=step.target)
+            return result, {"id": user.id}
+        case OnboardStepKind.IDP_ADD_GROUP:
+            user = idp.find_user(p["email"])
+            if user is None:
+                raise ValueError(f"idp: no user {p['email']} to add to {step.target}")
+            return idp.add_to_group(p["group_id"], user.id), {}
+        case OnboardStepKind.GRANT_MODULES:
+            return org.set_modules(  # type: ignore[union-attr]
+                step.target, grant=[Module(m) for m in p["modules"]]
+            ), {}
+        case OnboardStepKind.INVITE:
+            spec = InviteSpec(
+                email=step.target,
+                org_role=Role(p["org_role"]),
+                projects={k: Role(v) for k, v in p["projects"].items()},
+                modules=tuple(Module(m) for m in p["modules"]),
+                note=p["note"],
+                default_project=p["default_project"],
+            )
+            result = org.invite(spec)
+            return result, dict(result.detail)
+        case OnboardStepKind.RESEND_INVITATION:
+            result = org.resend_invitation(step.target)  # type: ignore[union-attr]
+            return result, dict(result.detail)
+        case OnboardStepKind.RECORD_GRANT:
+            now = rt.clock()
+            ids = []
+            for g in p["grants"]:
+                ids.append(
+                    record_grant(
+                        rt.ledger,
+                        Grant(
+                            subject=step.target,
+                            project=g.get("project"),
+                            role=g.get("role"),
+                            module=g.get("module"),
+                            start=now,
+                            end=_end_of(p["until"]),
+                            ticket=ticket,
+                            sponsor=p.get("sponsor", ""),
+                        ),
+                    ).id
+                )
+            return WriteResult(effect=Effect.CREATED), {"grants": ids, "until": p["until"]}
+    raise ValueError(f"unknown step kind {step.kind}")
+
+
+@task(name="apply_onboard_step")
+def apply_onboard_step(
+    step: OnboardStep,
+    *,
+    subject: str,
+    case_id: int,
+    plan_hash: str,
+    flow_run_id: str,
+    ticket: str,
+    approvers: Sequence[str],
+) -> dict[str, Any]:
+    """Apply one step once per case; returns ``{"effect", "detail"}``.
+
+    Raises:
+        ConnectorError: the step failed after the connector's retries (the flow stops here).
+    """
+    rt = runtime()
+    done = done_steps(rt.ledger, case_id)
+    if step.id in done:
+        return {"effect": "noop(done earlier in this case)", "detail": done[step.id]["detail"]}
+
+    def audit(effect: str, after: dict[str, Any] | None = None) -> None:
+        append(
+            rt.ledger,
+            AuditEvent(
+                action=f"onboard.{step.kind.value}",
+                subject=subject,
+                target=step.target,
+                on_behalf_of=",".join(approvers),
+                effect=effect[:300],
+                before={"reason": step.reason, **step.params},
+                after=after,
+                flow_run_id=flow_run_id,
+                ticket=ticket,
+                plan_hash=plan_hash,
+            ),
+            now=rt.clock(),
+        )
+
+    try:
+        result, detail = _execute(step, ticket=ticket)
+    except ConnectorError as exc:
+        audit(f"failed({exc})")
+        raise
+    effect = str(result)
+    mark_done(rt.ledger, case_id, step.id, effect, detail, rt.clock())
+    audit(effect, detail)
+    return {"effect": effect, "detail": detail}
+
+
+@task(name="verify_onboarding")
+def verify_onboarding(plan: OnboardPlan) -> dict[str, str]:
+    """Re-read the systems: check → ``pass`` or ``fail: why``."""
+    rt = runtime()
+    org, idp, s = rt.org, rt.idp, plan.subject
+    out: dict[str, str] = {}
+
+    def check(name: str, ok: bool, why: str = "") -> None:
+        out[name] = "pass" if ok else f"fail: {why}"
+
+    kinds = {st.kind for st in plan.steps}
+    member = org.get_member(s)
+    if OnboardStepKind.INVITE in kinds or OnboardStepKind.RESEND_INVITATION in kinds:
+        pending = [
+            i
+            for i in org.list_invitations(state="pending")  # type: ignore[union-attr]
+            if i.email == s
+        ]
+        check(
+            "invitation_pending",
+            bool(pending) or (member is not None and member.status == "joined"),
+            "no pending invitation",
+        )
+    if OnboardStepKind.INVITE in kinds:
+        have = {g.project: g.role for g in (member.projects if member else ())}
+        check(
+            "exact_project_roles",
+            have == plan.projects,
+            f"has { ({k: v.value for k, v in have.items()}) }",
+        )
+        check(
+            "exact_org_role",
+            member is not None and member.org_role in (None, plan.org_role),
+            f"org role {member.org_role if member else None}",
+        )
+        mods = set(member.modules if member else ())
+        check("exact_modules", mods == set(plan.modules), f"has {sorted(m.value for m in mods)}")
+    if OnboardStepKind.IDP_ADD_GROUP in kinds or OnboardStepKind.IDP_CREATE_USER in kinds:
+        user = idp.find_user(s)
+        check("idp_user_active", user is not None and user.active, "no active IdP user")
+        names = {g.name.casefold() for g in (idp.groups_of(user.id) if user else [])}
+        missing = [
+            st.target
+            for st in plan.steps
+            if st.kind is OnboardStepKind.IDP_ADD_GROUP and st.target.casefold() not in names
+        ]
+        check("idp_groups", not missing, f"not in {missing}")
+        check(
+            "provisioned_in_org",
+            member is not None and member.idp_managed,
+            "provisioning has not created the member",
+        )
+        have = {g.project: g.role for g in (member.projects if member else ())}
+        short = [p for p, r in plan.projects.items() if p not in have or have[p].rank < r.rank]
+        check("project_roles", not short, f"missing {short}")
+    if OnboardStepKind.GRANT_MODULES in kinds:
+        mods = set(member.modules if member else ())
+        check("modules", set(plan.modules) <= mods, f"has {sorted(m.value for m in mods)}")
+    if OnboardStepKind.RECORD_GRANT in kinds and plan.until:
+        ends = {g.end.date().isoformat() for g in grants(rt.ledger, subject=s)}
+        check("grant_recorded", plan.until in ends, "no grant with the end date")
+    return out
+
+
+def _dm(email: str | None, text: str, summary: list[dict[str, Any]] | None = None) -> None:
+    if email and "@" in email:
+        with contextlib.suppress(ConnectorError):
+            runtime().messenger.dm(email, text, summary)
+
+
+@task(name="reject_request")
+def reject_request(
+    *, ticket: str, subject: str, problems: str, requester: str | None, flow_run_id: str
+) -> str:
+    """An invalid request: one comment with every problem, the ticket to Rejected, a DM to the
+    requester and an audit event — once per ticket and distinct problems; nothing provisioned.
+
+    Returns:
+        ``"rejected"``, or ``"nothing_to_do"`` when this very rejection was recorded before.
+    """
+    rt = runtime()
+    digest = hashlib.sha256(problems.encode()).hexdigest()[:16]
+    if previous_outcome(subject, ticket, digest) is not None:
+        return "nothing_to_do"
+    case, _ = open_case(
+        rt.ledger,
+        runbook=RUNBOOK,
+        subject=subject,
+        reason=digest,
+        requester=requester or "",
+        ticket=ticket,
+        now=rt.clock(),
+    )
+    if ticket:
+        # The ledger keeps the record; a Jira outage must not fail the run (retry re-posts).
+        with contextlib.suppress(ConnectorError):
+            rt.tickets.comment(ticket, problems)
+            rt.tickets.transition_to(ticket, "Rejected")
+    _dm(requester, f"Access request {ticket or subject} was rejected:\n{problems}")
+    append(
+        rt.ledger,
+        AuditEvent(
+            action="onboard.rejected",
+            subject=subject,
+            target=ticket,
+            effect="rejected",
+            after={"problems": problems[:2000]},
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+        ),
+        now=rt.clock(),
+    )
+    update_case(rt.ledger, case["id"], status="closed", closed_at=rt.clock(), outcome="rejected")
+    return "rejected"
+
+
+@task(name="record_onboarding")
+def record_onboarding(
+    plan: OnboardPlan,
+    *,
+    case_id: int,
+    ticket: str,
+    requester: str,
+    status: str,
+    effects: dict[str, str],
+    verification: dict[str, str],
+    flow_run_id: str,
+) -> str:
+    """Ticket comment (what was granted, until when) and transition, a Slack DM to the
+    requester, an audit event; once per case and status."""
+    rt = runtime()
+    step_id = f"record:{status}:{plan.hash[:12]}"
+    if step_id in done_steps(rt.ledger, case_id):
+        return ticket
+    failed = [k for k, v in verification.items() if v != "pass"]
+    kinds = {s.kind for s in plan.steps}
+    how = (
+        "invitation resent"
+        if kinds == {OnboardStepKind.RESEND_INVITATION}
+        or kinds == {OnboardStepKind.RESEND_INVITATION, OnboardStepKind.RECORD_GRANT}
+        else "provisioned through the IdP"
+        if OnboardStepKind.IDP_ADD_GROUP in kinds or OnboardStepKind.IDP_CREATE_USER in kinds
+        else "invited"
+    )
+    lines = [
+        f"Onboarding of {plan.subject}: {status} ({how}).",
+        f"Granted: {plan.granted_text()}."
+        if status == "done"
+        else f"Asked: {plan.granted_text()}.",
+        "Access is temporary: it will be removed after " + plan.until + "."
+        if plan.until
+        else "Access is not time-limited.",
+        f"Plan {plan.hash[:12]}: "
+        + ", ".join(f"{k} {n}" for k, n in sorted(plan.counts_by_kind().items())),
+        "Verification: " + ("all checks passed" if not failed else "FAILED " + ", ".join(failed)),
+    ]
+    lines += [f"Warning: {w}" for w in plan.warnings]
+    text = "\n".join(lines)
+    with contextlib.suppress(ConnectorError):
+        if ticket:
+            rt.tickets.comment(ticket, text)
+            if status == "done" and not failed:
+                rt.tickets.transition_to(ticket, "Done")
+    effect_counts: dict[str, int] = {}
+    for e in effects.values():
+        key = e.split("(", 1)[0]
+        effect_counts[key] = effect_counts.get(key, 0) + 1
+    summary = blocks.summary_blocks(
+        runbook=RUNBOOK,
+        subject=plan.subject,
+        status=status,
+        run_id=flow_run_id or None,
+        effects=effect_counts,
+        verification={k: v == "pass" for k, v in verification.items()},
+        warnings=plan.warnings,
+        ticket_url=f"{rt.ticket_base_url}{ticket}" if ticket else None,
+    )
+    _dm(requester, text, summary)
+    mark_done(rt.ledger, case_id, step_id, status, {}, rt.clock())
+    append(
+        rt.ledger,
+        AuditEvent(
+            action="onboard.recorded",
+            subject=plan.subject,
+            target=ticket,
+            effect=status,
+            after={"verification": verification, "granted": plan.granted_text()},
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+            plan_hash=plan.hash,
+        ),
+        now=rt.clock(),
+    )
+    return ticket
