@@ -6,6 +6,11 @@ a Prefect server, the sandbox world, and the intake — stopped cleanly at the e
    a signed HR webhook → the offboarding flow plans and pauses at the gate → her manager clicks
    Approve in Slack (a signed ``block_actions`` request) → promote, transfer, IdP, removal,
    rotation → the verification table.
+3. A vendor asks for access in Jira (ACC-1): a signed Jira webhook → the onboarding flow
+   validates the ticket and pauses for the data-governance lead (Govern was asked for) → one
+   click → an invitation with exactly the requested roles, modules and note; a temporary grant
+   with its end date in the ledger; the ticket Done. The invalid ticket ACC-2 gets one comment
+   listing every problem, and nothing is provisioned.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def run(*, keep: bool = False) -> int:
     try:
         show_world(console, sb.url, Credentials())
         intake = offboarding_story(console, sb.url, home)
+        onboarding_story(console, sb.url, intake)
     finally:
         if intake is not None:
             intake.stop()
@@ -78,8 +84,15 @@ def offboarding_story(console: Console, url: str, home: Path) -> Any:
 
     rt, svc = local_runtime(url, home)
     settings = rt.settings
+    from flows.onboard import onboard
+
     launcher = thread_launcher(offboard)
-    intake = serve_app(create_intake(svc, sweep_every=5, launcher=launcher), name="intake")
+    intake = serve_app(
+        create_intake(
+            svc, sweep_every=5, launcher=launcher, onboard_launcher=thread_launcher(onboard)
+        ),
+        name="intake",
+    )
     console.rule("[bold]HR terminates dana.sole@acme.com")
     body = json.dumps(
         {
@@ -155,6 +168,74 @@ def offboarding_story(console: Console, url: str, home: Path) -> Any:
     v = verify(rt.ledger)
     console.print(f"audit log: {v.events} events, chain {'intact' if v.ok else 'BROKEN'}")
     return intake
+
+
+def onboarding_story(console: Console, url: str, intake: Any) -> None:
+    from cli.approvals_cmd import send_click
+    from intake.jira_hook import sign_jira
+    from ledger.approvals import list_approvals
+    from ledger.grants import grants
+    from tasks.runtime import runtime
+
+    rt = runtime()
+    secret = rt.settings.jira_webhook_secret.get_secret_value()
+    console.rule("[bold]A vendor asks for access in Jira (ACC-1, and the invalid ACC-2)")
+    for key in ("ACC-2", "ACC-1"):
+        body = json.dumps(
+            {
+                "webhookEvent": "jira:issue_created",
+                "timestamp": int(time.time() * 1000),
+                "issue": {"key": key, "fields": {"issuetype": {"name": "Access Request"}}},
+            }
+        ).encode()
+        r = httpx.post(f"{intake.url}/hooks/jira", content=body, headers=sign_jira(secret, body))
+        console.print(f"POST /hooks/jira ({key}) → {r.status_code} {r.json().get('status')}")
+    vendor = "analytics-vendor-max.roe@vendorco.com"
+
+    def issue(key: str) -> dict[str, Any]:
+        return httpx.get(f"{url}/_sandbox/jira/issues/{key}").json()  # type: ignore[no-any-return]
+
+    bad = wait_for(
+        "ACC-2 rejected", lambda: issue("ACC-2")["status"] == "Rejected" and issue("ACC-2")
+    )
+    console.print(f"ACC-2 → {bad['status']}; its comment:\n[dim]{bad['comments'][-1]}[/]")
+    appr = wait_for(
+        "the ACC-1 approval",
+        lambda: next((a for a in list_approvals(rt.ledger) if a.subject == vendor), None),
+    )
+    who = [p for seat in appr.required for p in seat]
+    console.print(f"approval {appr.id} waiting for {', '.join(who)} (rule: {appr.rule})")
+    time.sleep(1.0)
+    status, _ = send_click(
+        intake.url,
+        rt.settings.slack_signing_secret.get_secret_value(),
+        approval_id=appr.id,
+        plan_hash=appr.plan_hash,
+        slack_user=rt.messenger.user_id(who[0]) or "",
+        deny=False,
+    )
+    console.print(f"{who[0]} clicks Approve in Slack → intake answers {status}")
+    done = wait_for("ACC-1 done", lambda: issue("ACC-1")["status"] == "Done" and issue("ACC-1"))
+    member = httpx.get(
+        f"{url}/admin/v1/members/{vendor}", headers={"Authorization": "Bearer sandbox-admin-token"}
+    ).json()
+    t = Table(title=f"invitation for {vendor}")
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("status", member["status"])
+    t.add_row("org role", member["org_role"])
+    t.add_row("projects", ", ".join(f"{p['project']}={p['role']}" for p in member["projects"]))
+    t.add_row("modules", ", ".join(member["modules"]) or "—")
+    t.add_row("note", member["note"])
+    t.add_row(
+        "temporary grants",
+        ", ".join(
+            f"{g.project or g.module}={g.role or 'on'} until {g.end.date()}"
+            for g in grants(rt.ledger, subject=vendor)
+        ),
+    )
+    t.add_row("ticket ACC-1", f"{done['status']}: {done['comments'][-1][:80]}…")
+    console.print(t)
 
 
 def show_world(console: Console, url: str, creds: Credentials) -> None:
