@@ -9,6 +9,7 @@ anything is read or written; so does a request the org refuses (unknown project:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -45,10 +46,23 @@ def onboard(
     dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+    csv: Path | None = typer.Option(
+        None, "--csv", help="a CSV of access requests: every row planned, one approval"
+    ),
+    max_workers: int = typer.Option(4, min=1, max=32, help="--csv: rows applied at once"),
 ) -> None:
     """Joiner runbook: validate, plan, approval, invite (or IdP), verify, record."""
     from flows.onboard import OnboardRequest
     from flows.onboard import onboard as onboard_flow
+
+    if csv is not None:
+        if ticket or email or project:
+            raise _bad("give --csv, or --ticket, or --email with --project: not several")
+        from cli.onboard_bulk_cmd import onboard_csv
+
+        onboard_csv(
+            csv, dry_run=dry_run, as_json=as_json, requester=requester, max_workers=max_workers
+        )
 
     params = {
         "ticket": ticket.strip(),

@@ -1,0 +1,314 @@
+"""Bulk onboarding (issue 6, ``handover onboard --csv FILE``) as a Prefect flow:
+parse → one inventory → plan every row → ONE approval for the batch → apply the rows
+concurrently → verify and record each row.
+
+The rules are the single-person runbook's (:func:`domain.onboard.make_onboarding_plan`, the
+tasks of :mod:`tasks.onboard`); what is bulk is here and in :mod:`domain.bulk`:
+
+- a bad row (the CSV: bad email, unknown role, duplicate…; the org: unknown project, an expired
+  invitation, an existing member) is reported with its line and does not stop the good rows;
+- the org is read once for the batch (:func:`tasks.onboard_bulk.take_bulk_inventory`);
+- one approval through :func:`approvals.gate.gate` for the whole batch: the policy sees the union
+  of what the rows ask (production roles, the highest org role, modules; the admins of the
+  production projects asked for), approvers see the step counts and every bad row, and approve
+  the batch hash (the rows' plan hashes and errors);
+- rows are applied by a bounded :class:`~concurrent.futures.ThreadPoolExecutor`; every thread
+  goes through the connectors' process-wide token buckets (:mod:`connectors.rate`), so the
+  batch stays under the backend's rate limit whatever ``max_workers`` is;
+- each row is its own ledger case (a re-run skips what it did); no ticket: the result lists the
+  rows, and a requester with an email gets one DM for the batch (not one per row);
+- a re-run of the same file: a pending invitation that grants exactly the row, sent less than
+  48 h ago, is ``nothing_to_do`` (:func:`domain.bulk.settle_pending`), never a second invite.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from approvals.gate import PlanSummary, gate
+from approvals.policy import load_policy
+from approvals.services import Services
+from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
+from domain.onboard import make_onboarding_plan
+from domain.policy import ApprovalContext
+from ledger.audit import last_seq
+from ledger.cases import open_case, update_case
+from tasks.onboard import RUNBOOK, apply_onboard_step, record_onboarding, verify_onboarding
+from tasks.onboard_bulk import notify_requester, take_bulk_inventory
+from tasks.progress import report
+from tasks.runtime import Runtime, runtime
+
+GOOD = ("done", "nothing_to_do")
+
+
+def _services(rt: Runtime) -> Services:
+    return Services(
+        settings=rt.settings,
+        ledger=rt.ledger,
+        policy=load_policy(rt.settings.policy),
+        messenger=rt.messenger,
+        tickets=rt.tickets,
+        clock=rt.clock,
+        ticket_base_url=rt.ticket_base_url,
+    )
+
+
+def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> dict[str, Any]:
+    return {
+        "row": r.line,
+        "email": r.email,
+        "status": status or r.status,
+        "message": message or r.message,
+        "effects": {},
+        **kw,
+    }
+
+
+def _apply_row(
+    r: BatchRow, *, batch_hash: str, run_id: str, approvers: list[str], requester: str
+) -> dict[str, Any]:
+    """Apply, verify and record one row (in a worker thread); never raises."""
+    rt = runtime()
+    plan = r.plan
+    assert plan is not None
+    effects: dict[str, str] = {}
+    failure = ""
+    try:
+        case, _ = open_case(
+            rt.ledger,
+            runbook=RUNBOOK,
+            subject=plan.subject,
+            reason="bulk",
+            requester=requester,
+            ticket="",
+            now=rt.clock(),
+        )
+        update_case(
+            rt.ledger, case["id"], approved_plan={"hash": batch_hash, "approvers": approvers}
+        )
+        for step in plan.steps:
+            try:
+                out = apply_onboard_step(
+                    step,
+                    subject=plan.subject,
+                    case_id=case["id"],
+                    plan_hash=batch_hash,
+                    flow_run_id=run_id,
+                    ticket="",
+                    approvers=approvers,
+                )
+            except Exception as exc:  # this row stops here; a re-run continues it
+                failure = f"{step.kind.value} {step.target}: {exc}"
+                break
+            effects[step.id] = out["effect"]
+        verification = {} if failure else verify_onboarding(plan)
+        failed = [f"{k} {v}" for k, v in verification.items() if v != "pass"]
+        status = "done" if not failure and not failed else "failed"
+        record_onboarding(
+            plan,
+            case_id=case["id"],
+            ticket="",
+            requester="",  # one DM for the batch, not one per row
+            status=status,
+            effects=effects,
+            verification=verification,
+            flow_run_id=run_id,
+        )
+        if status == "done":
+            update_case(
+                rt.ledger, case["id"], status="closed", closed_at=rt.clock(), outcome=status
+            )
+    except Exception as exc:  # the ledger or a read failed: this row only
+        failure = failure or f"{type(exc).__name__}: {exc}"
+        status, failed = "failed", []
+    message = failure or ("; ".join(failed) if failed else plan.granted_text())
+    return _row_result(r, status, message, effects=effects)
+
+
+def _status(rows: list[dict[str, Any]]) -> str:
+    good = sum(r["status"] in GOOD for r in rows)
+    if good == len(rows):
+        return "done"
+    return "partial" if good else "failed"
+
+
+def _result(
+    batch: BatchPlan | None,
+    rows: list[dict[str, Any]],
+    *,
+    status: str,
+    rt: Runtime,
+    subject: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    steps = [
+        {
+            "row": r.line,
+            "email": r.email,
+            "kind": s.kind.value,
+            "target": s.target,
+            "reason": s.reason,
+        }
+        for r in (batch.ready if batch else [])
+        for s in (r.plan.steps if r.plan else [])
+    ]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {
+        "run_id": str(flow_run.id or ""),
+        "status": status,
+        "subject": subject,
+        "rows": sorted(rows, key=lambda x: x["row"]),
+        "counts": counts,
+        "plan": {"hash": batch.hash if batch else "", "steps": steps, "blockers": []},
+        "warnings": batch.warnings() if batch else [],
+        "audit_seq": last_seq(rt.ledger),
+        **extra,
+    }
+
+
+@flow(name="onboard-bulk", log_prints=False)
+def onboard_bulk(
+    csv_text: str, requester: str = "operator", dry_run: bool = False, max_workers: int = 4
+) -> dict[str, Any]:
+    """Onboard every row of a CSV (see the module docstring and :mod:`domain.bulk`).
+
+    Args:
+        csv_text: the file's text (header ``email,projects,org_role,modules,until,…``).
+        requester: who asks; never an approver of the batch.
+        dry_run: plan only; nothing is written anywhere.
+        max_workers: rows applied at once (1 to 32); the rate limit holds whatever it is.
+
+    Returns:
+        status (done | partial | planned | denied | failed), rows ``[{row, email, status,
+        message, effects}]`` (``row`` is the line in the file; a row's status is done |
+        nothing_to_do | invalid | change_needed | blocked | failed, or ready when planned),
+        plan ``{hash, steps}`` (flattened over the rows), warnings, counts, audit_seq,
+        elapsed_s.
+
+    Raises:
+        domain.bulk.BulkFileError: the file is empty or its header is wrong (nothing was read).
+    """
+    t0 = time.monotonic()
+    log = get_run_logger()
+    rt = runtime()
+    run_id = str(flow_run.id or "")
+    workers = max(1, min(int(max_workers), 32))
+    use_idp = bool(getattr(rt.settings, "idp_managed", False))
+    parsed = parse_bulk_csv(csv_text, today=rt.clock().date(), requester=requester)
+
+    # --- inventory and plan (one read of the org) -------------------------------------------------
+    good = [p for p in parsed if p.ok]
+    states = take_bulk_inventory([p.email for p in good], idp_managed=use_idp) if good else {}
+    now = rt.clock()
+    batch = BatchPlan()
+    for p in parsed:
+        if not p.ok or p.request is None:
+            batch.rows.append(BatchRow(p.line, p.email, error=p.message))
+            continue
+        state = states[p.email]
+        plan = make_onboarding_plan(p.request, state, idp_managed=use_idp, now=now)
+        batch.rows.append(BatchRow(p.line, p.email, plan=settle_pending(plan, state, now=now)))
+    planned = [_row_result(r) for r in batch.rows]
+    subject = f"onboard-batch-{batch.hash[:12]}"
+    log.info(
+        "batch %s: %d rows, %d to apply, %d invalid",
+        batch.hash[:12],
+        len(batch.rows),
+        len(batch.ready),
+        sum(r.status == "invalid" for r in batch.rows),
+    )
+    if dry_run:
+        return _result(batch, planned, status="planned", rt=rt, subject=subject)
+    if not batch.ready:
+        return _result(batch, planned, status=_status(planned), rt=rt, subject=subject)
+
+    # --- one approval for the batch ---------------------------------------------------------------
+    approvers: list[str] = []
+    approval = ""
+    if batch.needs_approval():
+        by_name = {p.name: p for p in next(iter(states.values())).projects}
+        prod = batch.project_names(production=True)
+        admins = tuple(dict.fromkeys(a for n in prod for a in by_name[n].admins)) or tuple(
+            dict.fromkeys(
+                a for n in batch.project_names(production=False) for a in by_name[n].admins
+            )
+        )
+        ctx = ApprovalContext(
+            runbook=RUNBOOK,
+            subject=subject,
+            requester=requester,
+            reason="access_request",
+            production_roles=batch.production_roles(),
+            org_role=batch.org_role(),
+            modules=batch.modules(),
+            project_admins=admins,
+        )
+        res = gate(
+            _services(rt),
+            ctx,
+            plan_hash=batch.hash,
+            summary=PlanSummary(batch.counts_by_kind(), batch.warnings()),
+            flow_run_id=run_id,
+        )
+        approval = res.approval.id
+        if not res.approved:
+            return _result(
+                batch, planned, status="denied", rt=rt, subject=subject, approval=approval
+            )
+        approvers = res.approved_by
+
+    # --- apply the rows concurrently, verify and record each ------------------------------------
+    rows = [_row_result(r) for r in batch.rows if r.status != "ready"]
+    total = len(batch.ready)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onboard-row") as pool:
+        futures = [
+            pool.submit(
+                contextvars.copy_context().run,  # the flow run's context: tasks link to it
+                _apply_row,
+                r,
+                batch_hash=batch.hash,
+                run_id=run_id,
+                approvers=approvers,
+                requester=requester,
+            )
+            for r in batch.ready
+        ]
+        for i, fut in enumerate(as_completed(futures), 1):
+            rows.append(fut.result())
+            report(i, total, f"onboarded {rows[-1]['email']}")
+    status = _status(rows)
+    elapsed = round(time.monotonic() - t0, 1)
+    create_table_artifact(
+        [
+            {k: r[k] for k in ("row", "email", "status", "message")}
+            | {"effects": ", ".join(r["effects"].values())}
+            for r in sorted(rows, key=lambda x: x["row"])
+        ],
+        key="onboard-bulk-rows",
+        description=f"Bulk onboarding {batch.hash[:12]}: {status}",
+    )
+    if "@" in requester:
+        done = sum(r["status"] == "done" for r in rows)
+        bad = [
+            f"line {r['row']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD
+        ]
+        text = "\n".join(
+            [
+                f"Bulk onboarding {batch.hash[:12]}: {status} ({done} onboarded, {len(bad)} not)",
+                *bad[:50],
+            ]
+        )
+        notify_requester(requester, text)
+    log.info("batch %s: %s in %.1fs", batch.hash[:12], status, elapsed)
+    return _result(
+        batch, rows, status=status, rt=rt, subject=subject, approval=approval, elapsed_s=elapsed
+    )
