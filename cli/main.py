@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals_cmd, change_cmd, hygiene_cmd, onboard_cmd, runbooks
+from cli import approvals_cmd, change_cmd, expire_cmd, hygiene_cmd, onboard_cmd, runbooks
 from cli.stack import HOME
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("approve")(approvals_cmd.approve)
 app.command("offboard")(runbooks.offboard)
 app.command("onboard")(onboard_cmd.onboard)
 app.command("hygiene")(hygiene_cmd.hygiene)
+app.command("expire")(expire_cmd.expire)
 app.command("change")(change_cmd.change)
 app.command("change-email")(change_cmd.change_email)
 sandbox_app.command("click")(approvals_cmd.click)

@@ -361,3 +361,36 @@ def summary_blocks(
     if warnings:
         blocks.append(_section(":warning: *Warnings*\n" + _bullets(list(warnings))))
     return blocks
+
+
+def reminder_blocks(*, grant_id: int, subject: str, what: str, ends_at: datetime) -> list[Block]:
+    """A temporary-access reminder (to the person and the sponsor), with an Extend button.
+
+    Args:
+        grant_id: carried as the ``value`` of the Extend button (``grant:<id>``).
+        subject: whose access ends.
+        what: what ends (e.g. ``Staging manager``, ``module experiment``).
+        ends_at: when (shown in UTC).
+
+    Returns:
+        Block Kit blocks with an ``actions`` block (id ``expiry``) holding Extend
+        (``extend``): a click asks for an extension approval.
+    """
+    return [
+        _header(f"Temporary access ends: {subject}"),
+        _section(
+            f":hourglass_flowing_sand: *{escape(what)}* for {escape(subject)} ends on "
+            f"{_when(ends_at)}. It is then revoked automatically."
+        ),
+        _context(
+            f"Grant `{grant_id}`. Still needed? Press Extend to ask for 30 more days "
+            "(an approval is requested)."
+        ),
+        {
+            "type": "actions",
+            "block_id": "expiry",
+            "elements": [
+                _button("Extend", action_id="extend", value=f"grant:{grant_id}", style="primary")
+            ],
+        },
+    ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,10 +35,15 @@ from approvals.handler import (
 from approvals.services import Services
 from approvals.watchdog import sweep
 from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
+from domain.expiry import EXTEND_ACTION, parse_extend_value
+from domain.records import GrantStatus
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
 from intake.launch import Launcher, launch_due
+from ledger.grants import grants
 from ledger.replay import first_time
+
+log = logging.getLogger("handover.intake")
 
 MAX_BODY = 64 * 1024  # Slack's interaction payloads are a few KB
 
@@ -79,12 +85,15 @@ def create_intake(
     sweep_every: float | None = None,
     launcher: Launcher | None = None,
     onboard_launcher: Launcher | None = None,
+    extend_launcher: Launcher | None = None,
 ) -> FastAPI:
     """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog.
 
     With ``launcher`` (how runs are started: ``intake.launch``) it also takes HR webhooks, and
     the watchdog starts scheduled HR events when their effective date comes. With
-    ``onboard_launcher`` it takes Jira access-request webhooks (``POST /hooks/jira``).
+    ``onboard_launcher`` it takes Jira access-request webhooks (``POST /hooks/jira``). With
+    ``extend_launcher`` the Extend button of a temporary-access reminder (``extend``, value
+    ``grant:<id>``) starts an extension run (``extend_grant(grant_id, requester)``).
     """
     launchers: dict[str, Launcher] = {}
     if launcher is not None:
@@ -140,6 +149,8 @@ def create_intake(
         if payload.type != "block_actions":
             return JSONResponse({"ok": True, "ignored": payload.type})
         action = payload.actions[0]
+        if action.action_id == EXTEND_ACTION:
+            return extend(payload, action, background)
         if action.action_id not in (APPROVE_ACTION, DENY_ACTION):
             return JSONResponse({"ok": True, "ignored": action.action_id})
         try:
@@ -170,5 +181,41 @@ def create_intake(
 
         background.add_task(after_answer)
         return JSONResponse({"ok": True, "recorded": outcome.recorded, "message": outcome.message})
+
+    def extend(
+        payload: BlockActions, action: SlackAction, background: BackgroundTasks
+    ) -> JSONResponse:
+        """Extend clicked: start an extension run (its approval goes through the gate)."""
+        if extend_launcher is None:
+            return JSONResponse({"ok": True, "ignored": action.action_id})
+        try:
+            grant_id = parse_extend_value(action.value)
+        except ValueError as exc:
+            return _refuse(400, str(exc))
+        requester = svc.messenger.email_of(payload.user.id) if svc.messenger else None
+        if not requester:
+            return _refuse(403, "this Slack user has no email Handover knows")
+        found = [g for g in grants(svc.ledger) if g.id == grant_id]
+        if not found or found[0].status is not GrantStatus.ACTIVE:
+            state = found[0].status.value if found else "unknown"
+            return JSONResponse(
+                {"ok": True, "started": False, "message": f"grant {grant_id} is {state}"}
+            )
+        params = {"grant_id": grant_id, "requester": requester}
+
+        def start() -> None:
+            try:
+                extend_launcher(params)
+            except Exception as exc:  # the click is answered; the person can click again
+                log.warning("could not start the extension of grant %s: %s", grant_id, exc)
+
+        background.add_task(start)
+        return JSONResponse(
+            {
+                "ok": True,
+                "started": True,
+                "message": f"extension of grant {grant_id} requested: an approval is asked",
+            }
+        )
 
     return app

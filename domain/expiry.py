@@ -1,0 +1,296 @@
+"""Temporary-access expiry (issue 7, the "Expiry" runbook), pure.
+
+The rules, per active grant of the ledger, given the time and each grantee's current access:
+
+- due (``end <= now``) → revoked: a project grant removes the individual project role, a
+  module grant revokes the module; when nothing else of the person's remains active in the
+  ledger and they have no other access in the org (another project, a group-granted role, a
+  module, the org Admin role), the whole membership is removed instead. A grant that expired
+  while nothing ran is revoked at the next sweep, and the reason says how late
+  ("expired 2 days 3 hours ago, revoked at the next sweep");
+- due within N days for a reminder day N (policy ``reminder_days``, default ``[3, 1]``) →
+  one reminder to the person and the sponsor: the tightest reminder that applies, once
+  (``grant.last_reminder`` says which was sent last: a missed 3-day reminder is not sent
+  when the 1-day one is already due);
+- otherwise nothing.
+
+Drift: a project role of a temporary grantee (anyone with a grant in the ledger) that neither
+an active grant nor an IdP mapping (a ``group:amplitude-…`` source) explains is reported, never
+changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from domain.models import Frozen, Member, Role
+from domain.records import Grant, GrantStatus
+
+REMINDER_DAYS = (3, 1)
+LATE_AFTER = timedelta(minutes=20)  # a sweep runs every 15 minutes: later than this is "late"
+IDP_GROUP_PREFIX = "group:amplitude-"
+
+
+class ExpiryKind(StrEnum):
+    REVOKE_ROLE = "revoke_role"
+    REVOKE_MODULE = "revoke_module"
+    REMOVE_MEMBER = "remove_member"
+    REMIND = "remind"
+
+
+class ExpiryAction(Frozen):
+    """One thing the sweep does about one grant (or, for a membership removal, several)."""
+
+    kind: ExpiryKind
+    subject: str
+    grant_ids: tuple[int, ...]
+    what: str  # "Staging manager", "module experiment", "membership"
+    project: str | None = None
+    role: str | None = None
+    module: str | None = None
+    ends_at: datetime
+    reason: str
+    late_by: timedelta | None = None  # revocations: how long after the end (None: on time)
+    reminder: str = ""  # reminders: "3d", "1d"
+    sponsor: str = ""
+    ticket: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"{self.subject} ({self.what})"
+
+    @property
+    def id(self) -> str:
+        """The step id, as in the other runbooks' results (``kind:target``)."""
+        return f"{self.kind.value}:{self.target}"
+
+    @property
+    def key(self) -> str:
+        """What the ledger remembers the action by: the grants and the end they had."""
+        ids = ",".join(str(i) for i in self.grant_ids)
+        return f"{ids}@{self.ends_at.isoformat()}"
+
+
+def utc(t: datetime) -> datetime:
+    """Aware UTC (the ledger's SQLite gives naive times, meant as UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def duration(delta: timedelta) -> str:
+    """``2 days 3 hours``, ``5 hours 10 minutes``, ``12 minutes`` (two largest units)."""
+    total = max(0, int(delta.total_seconds()))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    shown = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n][:2]
+    return " ".join(shown) or "less than a minute"
+
+
+def describe(g: Grant) -> str:
+    """What a grant gives, in words."""
+    if g.project:
+        return f"{g.project} {g.role or 'access'}"
+    if g.module:
+        return f"module {g.module}"
+    return "membership"
+
+
+def reminder_label(days: int) -> str:
+    return f"{days}d"
+
+
+def _label_days(label: str) -> int | None:
+    try:
+        return int(label.removesuffix("d")) if label.endswith("d") else None
+    except ValueError:
+        return None
+
+
+def _other_access(member: Member, due: Sequence[Grant]) -> list[str]:
+    """What the member keeps once the due grants are revoked (empty: nothing)."""
+    due_projects = {g.project for g in due if g.project}
+    due_modules = {g.module for g in due if g.module}
+    left: list[str] = []
+    if member.org_role is Role.ADMIN:
+        left.append("org Admin")
+    for p in member.projects:
+        others = [s for s in p.sources if s != "individual"]
+        if p.project not in due_projects or others or not p.sources:
+            left.append(f"{p.project} {p.role.value}")
+    left += [f"module {m.value}" for m in member.modules if m.value not in due_modules]
+    return left
+
+
+def expiry_actions(
+    grants: Iterable[Grant],
+    now: datetime,
+    *,
+    reminder_days: Sequence[int] = REMINDER_DAYS,
+    active_access: Mapping[str, Member] | None = None,
+    late_after: timedelta = LATE_AFTER,
+) -> list[ExpiryAction]:
+    """What the sweep does at ``now``: revocations (and membership removals), then reminders.
+
+    Args:
+        grants: the ledger's grants (any status; only active ones are acted on).
+        now: the org's time (aware; a naive time is read as UTC).
+        reminder_days: remind this many days before the end (each once).
+        active_access: each grantee's current member record (project roles with their sources,
+            modules, org role). A grantee missing here (or ``None``) is never removed from the
+            org: only the grant's own role or module is revoked.
+        late_after: a revocation later than this after the end says how late it is.
+    """
+    now = utc(now)
+    days = sorted({int(d) for d in reminder_days if int(d) > 0})
+    active = [g for g in grants if g.status is GrantStatus.ACTIVE and g.id is not None]
+    by_subject: dict[str, list[Grant]] = {}
+    for g in active:
+        by_subject.setdefault(g.subject, []).append(g)
+    out: list[ExpiryAction] = []
+    for subject, theirs in sorted(by_subject.items()):
+        due = [g for g in theirs if utc(g.end) <= now]
+        remaining = [g for g in theirs if utc(g.end) > now]
+        member = (active_access or {}).get(subject)
+        membership_grant = any(not g.project and not g.module for g in due)
+        whole = bool(due) and (
+            membership_grant
+            or (not remaining and member is not None and not _other_access(member, due))
+        )
+        if whole:
+            first = min(due, key=lambda g: utc(g.end))
+            late = now - utc(first.end)
+            out.append(
+                ExpiryAction(
+                    kind=ExpiryKind.REMOVE_MEMBER,
+                    subject=subject,
+                    grant_ids=tuple(sorted(g.id for g in due if g.id is not None)),
+                    what="membership",
+                    ends_at=utc(first.end),
+                    reason=_due_reason(
+                        ", ".join(describe(g) for g in due), late, late_after, whole=True
+                    ),
+                    late_by=late if late > late_after else None,
+                    sponsor=first.sponsor,
+                    ticket=first.ticket,
+                )
+            )
+        else:
+            for g in due:
+                late = now - utc(g.end)
+                assert g.id is not None
+                out.append(
+                    ExpiryAction(
+                        kind=ExpiryKind.REVOKE_ROLE if g.project else ExpiryKind.REVOKE_MODULE,
+                        subject=subject,
+                        grant_ids=(g.id,),
+                        what=describe(g),
+                        project=g.project,
+                        role=g.role,
+                        module=g.module,
+                        ends_at=utc(g.end),
+                        reason=_due_reason(describe(g), late, late_after, whole=False),
+                        late_by=late if late > late_after else None,
+                        sponsor=g.sponsor,
+                        ticket=g.ticket,
+                    )
+                )
+        for g in remaining:
+            left = utc(g.end) - now
+            applies = [d for d in days if left <= timedelta(days=d)]
+            if not applies:
+                continue
+            tightest = min(applies)
+            sent = _label_days(g.last_reminder)
+            if sent is not None and sent <= tightest:
+                continue  # this reminder (or a tighter one) was sent already
+            assert g.id is not None
+            out.append(
+                ExpiryAction(
+                    kind=ExpiryKind.REMIND,
+                    subject=subject,
+                    grant_ids=(g.id,),
+                    what=describe(g),
+                    project=g.project,
+                    role=g.role,
+                    module=g.module,
+                    ends_at=utc(g.end),
+                    reason=(
+                        f"ends in {duration(left)} ({utc(g.end).isoformat(timespec='minutes')}):"
+                        f" {tightest}-day reminder"
+                    ),
+                    reminder=reminder_label(tightest),
+                    sponsor=g.sponsor,
+                    ticket=g.ticket,
+                )
+            )
+    order = {
+        ExpiryKind.REMOVE_MEMBER: 0,
+        ExpiryKind.REVOKE_ROLE: 1,
+        ExpiryKind.REVOKE_MODULE: 1,
+        ExpiryKind.REMIND: 2,
+    }
+    return sorted(out, key=lambda a: (order[a.kind], a.ends_at, a.subject, a.grant_ids))
+
+
+def _due_reason(what: str, late: timedelta, late_after: timedelta, *, whole: bool) -> str:
+    tail = " (nothing else remains: the membership is removed)" if whole else ""
+    if late > late_after:
+        return f"{what}: expired {duration(late)} ago, revoked at the next sweep{tail}"
+    return f"{what}: expired{tail}"
+
+
+def drift(
+    grants: Iterable[Grant],
+    access: Mapping[str, Member],
+    *,
+    revoked: Iterable[ExpiryAction] = (),
+) -> list[str]:
+    """Project roles of temporary grantees that neither an active grant nor an IdP mapping
+    explains (reported, never changed).
+
+    Args:
+        grants: the ledger's grants (any status): their subjects are the temporary grantees.
+        access: the grantees' current member records.
+        revoked: this sweep's revocations (their grants no longer explain anything).
+    """
+    gone = {i for a in revoked if a.kind is not ExpiryKind.REMIND for i in a.grant_ids}
+    removed = {a.subject for a in revoked if a.kind is ExpiryKind.REMOVE_MEMBER}
+    all_grants = list(grants)
+    explained: dict[str, set[str]] = {}
+    for g in all_grants:
+        if g.status is GrantStatus.ACTIVE and g.project and g.id not in gone:
+            explained.setdefault(g.subject, set()).add(g.project)
+    out = []
+    for subject in sorted({g.subject for g in all_grants}):
+        member = access.get(subject)
+        if member is None or subject in removed:
+            continue
+        for p in member.projects:
+            if p.project in explained.get(subject, set()):
+                continue
+            if any(s.startswith(IDP_GROUP_PREFIX) for s in p.sources):
+                continue
+            if p.project in {a.project for a in revoked if a.subject == subject} and set(
+                p.sources
+            ) <= {"individual"}:
+                continue  # revoked by this sweep
+            how = ", ".join(p.sources) or "unknown source"
+            out.append(
+                f"{subject}: {p.project} {p.role.value} ({how}) is explained by no active grant "
+                "and no IdP mapping: check it (not changed)"
+            )
+    return out
+
+
+EXTEND_ACTION = "extend"  # the Extend button of a reminder (domain.blocks.reminder_blocks)
+
+
+def parse_extend_value(value: str) -> int:
+    """The grant id of an Extend button's value (``grant:<id>``); ValueError when malformed."""
+    prefix, sep, rest = value.partition(":")
+    if prefix != "grant" or not sep or not rest.isdigit() or len(rest) > 12:
+        raise ValueError("an Extend button value is grant:<id>")
+    return int(rest)

@@ -1,0 +1,221 @@
+"""Temporary-access expiry end to end, over HTTP against the demo sandbox, on a real Prefect
+server (issue 7): a temporary Staging Manager role of a contractor gets its 3-day reminder once
+(Extend button for the person and the sponsor), an Extend click opens an extension approval
+whose approval moves the same grant's end by 30 days, and 40 days later the role is revoked
+at the next sweep — saying how late — and its ticket commented on; a second sweep does nothing.
+
+The sandbox's clock is moved, so every sweep is given the sandbox's time as ``now``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from cli.approvals_cmd import sign
+from cli.expire_cmd import expire
+from domain.expiry import utc
+from domain.models import Role
+from domain.records import Grant, GrantStatus
+from intake.app import create_intake
+from intake.launch import thread_launcher
+from ledger.audit import records, verify
+from ledger.grants import grants, record_grant
+from sandbox.app import create_app
+from tasks.runtime import set_runtime
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import ADMIN, SECRET, OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+CARLA = "carla.contract@agency.io"
+SPONSOR = "sofia.lead@acme.com"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
+    yield make_stack(sb, tmp_path)
+    sb.stop()
+
+
+def sandbox_now(st: OffboardStack) -> datetime:
+    return datetime.fromisoformat(str(st.get("/_sandbox/clock")["now"]).replace("Z", "+00:00"))
+
+
+def sweep(st: OffboardStack, **params: Any) -> dict[str, Any]:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.expire import expire_access
+
+    set_runtime(st.rt)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return expire_access(now=sandbox_now(st).isoformat(), **params)
+
+
+def extend_buttons(st: OffboardStack, email: str) -> list[str]:
+    """The values of the Extend buttons in ``email``'s DMs."""
+    out = []
+    for m in st.dms(email):
+        for b in m.get("blocks") or []:
+            for el in b.get("elements", []) if b.get("type") == "actions" else []:
+                if el.get("action_id") == "extend":
+                    out.append(el["value"])
+    return out
+
+
+def click_extend(intake: TestClient, st: OffboardStack, email: str, value: str) -> Any:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": st.svc.messenger.user_id(email)},  # type: ignore[union-attr]
+        "trigger_id": f"{time.time_ns()}.sandbox",
+        "actions": [{"action_id": "extend", "block_id": "expiry", "value": value}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return intake.post("/slack/interactions", content=body, headers=sign(SECRET, body))
+
+
+def the_grant(st: OffboardStack, gid: int) -> Grant:
+    (g,) = [g for g in grants(st.rt.ledger) if g.id == gid]
+    return g
+
+
+def staging(st: OffboardStack) -> list[Any]:
+    return [p for p in st.rt.org.effective_access(CARLA) if p.project == "Staging"]  # type: ignore[union-attr]
+
+
+def test_remind_extend_and_expire(stack: OffboardStack) -> None:
+    from flows.expire import extend_grant
+
+    st = stack
+    launcher = thread_launcher(extend_grant)
+    intake = TestClient(create_intake(st.svc, extend_launcher=launcher))
+
+    # A temporary Staging Manager role, ending in 2 days, on a ticket, sponsored by Sofia.
+    st.rt.org.set_project_role(CARLA, "Staging", Role.MANAGER)  # type: ignore[union-attr]
+    ticket = st.rt.tickets.create(
+        project="ACC",
+        issue_type="Access Request",
+        summary=f"Temporary Staging Manager for {CARLA}",
+        description=f"email: {CARLA}",
+    ).key
+    t0 = sandbox_now(st)
+    g = record_grant(
+        st.rt.ledger,
+        Grant(
+            subject=CARLA,
+            project="Staging",
+            role="manager",
+            start=t0,
+            end=t0 + timedelta(days=2),
+            ticket=ticket,
+            sponsor=SPONSOR,
+        ),
+    )
+    assert g.id is not None
+
+    # A dry run decides and writes nothing.
+    before = st.seq()
+    dry = sweep(st, dry_run=True)
+    assert dry["status"] == "planned"
+    assert [s["kind"] for s in dry["plan"]["steps"]] == ["remind"]
+    assert st.writes(before) == []
+
+    # First sweep: nothing revoked; the 3-day reminder (it ends in 2 days), once, to both.
+    first = sweep(st)
+    assert first["status"] == "done", first
+    assert [(s["kind"], s["target"]) for s in first["plan"]["steps"]] == [
+        ("remind", f"{CARLA} (Staging manager)")
+    ]
+    assert list(first["effects"].values()) == ["sent"]
+    assert staging(st)[0].role is Role.MANAGER
+    assert extend_buttons(st, CARLA) == [f"grant:{g.id}"]
+    assert extend_buttons(st, SPONSOR) == [f"grant:{g.id}"]
+    assert the_grant(st, g.id).last_reminder == "3d"
+    # Drift: Carla's hand-given Production viewer role is reported, not changed.
+    assert any(w.startswith(f"{CARLA}: Production viewer") for w in first["warnings"])
+
+    # Second sweep: nothing sent.
+    before = st.seq()
+    second = sweep(st)
+    assert second["status"] == "nothing_to_do" and second["plan"]["steps"] == []
+    assert st.writes(before) == []
+    assert len(extend_buttons(st, CARLA)) == 1 and len(extend_buttons(st, SPONSOR)) == 1
+
+    # Carla clicks Extend → an extension run waits for an approval; her manager approves it.
+    r = click_extend(intake, st, CARLA, f"grant:{g.id}")
+    assert r.status_code == 200 and r.json()["started"] is True, r.text
+    appr = st.paused(CARLA)
+    assert appr.runbook == "extend" and appr.requester == CARLA
+    assert SPONSOR in appr.required[0]
+    r = st.click(appr, SPONSOR)
+    assert r.status_code == 200 and r.json()["recorded"], r.text
+    (ref,) = launcher.runs
+    out = launcher.wait(ref, timeout=60)
+    assert isinstance(out, dict) and out["status"] == "done", out
+    extended = the_grant(st, g.id)
+    assert extended.status is GrantStatus.ACTIVE
+    assert utc(extended.end) == t0 + timedelta(days=32)
+    assert extended.extended_from is not None
+    assert utc(extended.extended_from) == t0 + timedelta(days=2)
+    assert extended.last_reminder == ""
+    assert len(grants(st.rt.ledger, subject=CARLA)) == 1  # never a second grant row
+    assert sweep(st)["status"] == "nothing_to_do"
+
+    # 40 days later (nothing ran meanwhile): revoked at the next sweep, saying how late.
+    r = httpx.post(f"{st.url}/_sandbox/clock", json={"advance_days": 40}, headers=ADMIN, timeout=10)
+    assert r.status_code == 200, r.text
+    late = sweep(st)
+    assert late["status"] == "done", late
+    (step,) = late["plan"]["steps"]
+    assert step["kind"] == "revoke_role" and step["target"] == f"{CARLA} (Staging manager)"
+    assert "expired 8 days" in step["reason"] and "revoked at the next sweep" in step["reason"]
+    assert list(late["effects"].values()) == ["deleted"]
+    assert list(late["verification"].values()) == ["pass"]
+    assert staging(st) == []
+    assert st.member(CARLA) is not None  # her Production role remains: membership kept
+    assert the_grant(st, g.id).status is GrantStatus.EXPIRED
+    (rec,) = [r for r in records(st.rt.ledger, subject=CARLA) if r.action == "grant.expired"]
+    assert rec.after is not None and rec.after["late_by"].startswith("8 days")
+    assert rec.ticket == ticket
+    issue = st.get(f"/_sandbox/jira/issues/{ticket}")
+    assert sum("revoked the temporary access" in c for c in issue["comments"]) == 1
+    assert sum("extended the temporary access" in c for c in issue["comments"]) == 1
+
+    # A second sweep does nothing.
+    before = st.seq()
+    again = sweep(st)
+    assert again["status"] == "nothing_to_do"
+    assert st.writes(before) == []
+    assert verify(st.rt.ledger).ok
+
+
+def test_extend_click_for_an_unknown_grant_starts_nothing(stack: OffboardStack) -> None:
+    st = stack
+    started: list[dict[str, Any]] = []
+    intake = TestClient(create_intake(st.svc, extend_launcher=lambda p: started.append(p) or "ref"))
+    r = click_extend(intake, st, CARLA, "grant:999")
+    assert r.status_code == 200 and r.json()["started"] is False
+    r = click_extend(intake, st, CARLA, "grant:x")
+    assert r.status_code == 400
+    assert started == []
+
+
+def test_cli_refuses_a_bad_now() -> None:
+    import typer
+
+    app = typer.Typer()
+    app.command()(expire)
+    out = CliRunner().invoke(app, ["--now", "yesterday-ish"])
+    assert out.exit_code == 2
+    assert "ISO 8601" in out.output
