@@ -11,6 +11,9 @@ a Prefect server, the sandbox world, and the intake — stopped cleanly at the e
    click → an invitation with exactly the requested roles, modules and note; a temporary grant
    with its end date in the ledger; the ticket Done. The invalid ticket ACC-2 gets one comment
    listing every problem, and nothing is provisioned.
+4. Time passes (the sweep is given a later "now"): the vendor's temporary access gets its
+   3-day reminder (with an Extend button), then expires and is revoked, and the record says how
+   late the sweep was.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def run(*, keep: bool = False) -> int:
         show_world(console, sb.url, Credentials())
         intake = offboarding_story(console, sb.url, home)
         onboarding_story(console, sb.url, intake)
+        expiry_story(console)
     finally:
         if intake is not None:
             intake.stop()
@@ -236,6 +240,31 @@ def onboarding_story(console: Console, url: str, intake: Any) -> None:
     )
     t.add_row("ticket ACC-1", f"{done['status']}: {done['comments'][-1][:80]}…")
     console.print(t)
+
+
+def expiry_story(console: Console) -> None:
+    from datetime import timedelta
+
+    from flows.expire import expire_access
+    from ledger.grants import grants
+    from tasks.runtime import runtime
+
+    rt = runtime()
+    vendor = "analytics-vendor-max.roe@vendorco.com"
+    ends = min(g.end for g in grants(rt.ledger, subject=vendor))
+    console.rule("[bold]Time passes: the vendor's temporary access")
+    for label, when in (
+        ("2 days before the end", ends - timedelta(days=2)),
+        ("6 hours after the end", ends + timedelta(hours=6)),
+        ("the next sweep", ends + timedelta(hours=6, minutes=15)),
+    ):
+        out = expire_access(now=when.isoformat())
+        done = [f"{k} → {v}" for k, v in out["effects"].items()] or ["nothing to do"]
+        console.print(f"sweep at {label} ({when:%Y-%m-%d %H:%M} UTC): {out['status']}")
+        for line in done:
+            console.print(f"  {line}")
+    left = [f"{g.project or g.module}: {g.status.value}" for g in grants(rt.ledger, subject=vendor)]
+    console.print(f"grants of {vendor}: {', '.join(left)}")
 
 
 def show_world(console: Console, url: str, creds: Credentials) -> None:

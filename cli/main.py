@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals_cmd, change_cmd, expire_cmd, hygiene_cmd, onboard_cmd, runbooks
+from cli import (
+    approvals_cmd,
+    change_cmd,
+    expire_cmd,
+    hygiene_cmd,
+    onboard_cmd,
+    review_cmd,
+    runbooks,
+)
 from cli.stack import HOME
 
 app = typer.Typer(
@@ -27,6 +35,7 @@ app.command("offboard")(runbooks.offboard)
 app.command("onboard")(onboard_cmd.onboard)
 app.command("hygiene")(hygiene_cmd.hygiene)
 app.command("expire")(expire_cmd.expire)
+app.command("review")(review_cmd.review)
 app.command("change")(change_cmd.change)
 app.command("change-email")(change_cmd.change_email)
 sandbox_app.command("click")(approvals_cmd.click)
@@ -94,16 +103,27 @@ def demo(keep: bool = typer.Option(False, help="keep the demo database afterward
 
 
 @app.command()
-def up(port: int = typer.Option(8800, min=1, max=65535)) -> None:
-    """Start the long-running local stack and keep it running (today: the sandbox)."""
-    sandbox_up(
-        host="127.0.0.1",
-        port=port,
-        db=HOME / "sandbox.db",
-        seed="demo",
-        fault_rate=0.0,
-        rate_limit=None,
-        latency_ms=0.0,
+def up(
+    port: int = typer.Option(8800, min=1, max=65535, help="sandbox port"),
+    intake_port: int = typer.Option(8801, min=1, max=65535),
+    prefect_port: int = typer.Option(4200, min=1, max=65535),
+    no_sandbox: bool = typer.Option(False, help="use the HANDOVER_* settings' real systems"),
+    prefect_db_url: str | None = typer.Option(
+        None, help="postgresql+asyncpg://… (default: SQLite under .handover/prefect)"
+    ),
+) -> None:
+    """Start the long-running stack: Prefect server, deployments and a worker, the intake,
+    the sandbox; Ctrl-C stops everything."""
+    from cli.up import up as run_up  # lazy: PREFECT_API_URL is set before prefect is imported
+
+    raise typer.Exit(
+        run_up(
+            port_sandbox=port,
+            port_intake=intake_port,
+            no_sandbox=no_sandbox,
+            prefect_port=prefect_port,
+            db_url=prefect_db_url,
+        )
     )
 
 

@@ -28,6 +28,8 @@ from approvals.services import Services
 from domain.models import Email
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
+from domain.records import ApprovalState
+from ledger.approvals import get_approval
 from ledger.audit import last_seq
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.offboard import apply_step, record_offboarding, take_inventory, verify_offboarding
@@ -48,6 +50,7 @@ class OffboardRequest(BaseModel):
     keep_projects: list[str] = Field(default_factory=list, max_length=50)
     dry_run: bool = False
     requester: str = Field("operator", max_length=320)
+    review_approval: str = Field("", max_length=40)  # an approved access review covering them
 
     @field_validator("keep_projects")
     @classmethod
@@ -67,6 +70,24 @@ class OffboardRequest(BaseModel):
         if self.receiver and self.receiver == self.email:
             raise ValueError("the receiver cannot be the person leaving")
         return self
+
+
+def review_approvers(rt: Runtime, approval_id: str, email: str) -> list[str]:
+    """Who approved ``email``'s removal in an access review.
+
+    Raises:
+        ValueError: no such approval, not an approved review, or one about someone else.
+    """
+    try:
+        appr = get_approval(rt.ledger, approval_id)
+    except KeyError:
+        raise ValueError(f"no approval {approval_id}") from None
+    # A per-item review approval names the person; a bulk one covers the whole review (its
+    # plan hash is over every item, which security saw listed in the request).
+    covers = appr.subject == email or appr.subject.startswith("access-review")
+    if appr.runbook != "review" or appr.state is not ApprovalState.APPROVED or not covers:
+        raise ValueError(f"approval {approval_id} is not an approved access review of {email}")
+    return [d.approver for d in appr.decisions if d.counted and d.decision == "approve"]
 
 
 def _services(rt: Runtime) -> Services:
@@ -145,6 +166,7 @@ def offboard(
     keep_projects: list[str] | None = None,
     dry_run: bool = False,
     requester: str = "operator",
+    review_approval: str = "",
 ) -> dict[str, Any]:
     """Offboard one person.
 
@@ -158,6 +180,8 @@ def offboard(
         keep_projects: with role_change, narrow access to these projects instead of removing.
         dry_run: plan only; nothing is written anywhere.
         requester: who asked (never an approver of their own request).
+        review_approval: an approved access review covering this person: it stands for the
+            approval (the review's removals run as subflows).
 
     Returns:
         The run's outcome (INTERFACES.md ``--json``): status done | planned | denied |
@@ -172,6 +196,7 @@ def offboard(
         keep_projects=keep_projects or [],
         dry_run=dry_run,
         requester=requester,
+        review_approval=review_approval,
     )
     log = get_run_logger()
     rt = runtime()
@@ -240,6 +265,21 @@ def offboard(
             receivers.setdefault(who, set()).update(ids)
         plan = plan.model_copy(
             update={"receivers": {k: sorted(v) for k, v in sorted(receivers.items())}}
+        )
+    elif plan.steps and req.review_approval:
+        # Security already approved this removal in an access review: that approval stands
+        # for this run, if it really is an approved review that covers this person.
+        approvers = review_approvers(rt, req.review_approval, req.email)
+        update_case(
+            rt.ledger,
+            case["id"],
+            approved_plan={
+                "hash": plan.hash,
+                "steps": sorted(step_ids),
+                "approvers": approvers,
+                "receivers": plan.receivers,
+                "review_approval": req.review_approval,
+            },
         )
     elif plan.steps:
         ctx = ApprovalContext(

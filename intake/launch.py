@@ -7,9 +7,10 @@ flow's parameters and returns a reference to the run it started. Two kinds:
 - ``thread_launcher(offboard)``: runs the flow function in a daemon thread of this process
   (``handover demo``, the sandbox stack); the reference is a fresh uuid, also used as the
   Prefect flow-run name so the run can be found.
-- a deployment launcher (``run_deployment(..., timeout=0)``) in the CLI: the requester carries
-  the event id (``hr-system:<event_id>``), which such a launcher should use as its idempotency
-  key, so even a re-launch after a crash yields the same flow run.
+- ``deployment_launcher("offboard/offboard")``: ``run_deployment(..., timeout=0)`` on the Prefect
+  server (``handover up``); a worker runs the flow. The requester carries the event id
+  (``hr-system:<event_id>``), used as the idempotency key, so even a re-launch after a crash
+  yields the same flow run. It imports only prefect, never the flows.
 
 ``launch_due`` is the sweep that starts scheduled events (effective dates that have come) and
 claims stranded by a crash; each event is taken by a compare-and-set, so it starts once.
@@ -132,3 +133,54 @@ def launch_due(
             continue
         started.append((ev.event_id, ref))
     return started
+
+
+def event_key(params: dict[str, Any]) -> str | None:
+    """The idempotency key of a run started for an inbound event, or None.
+
+    A system requester carries the event (``hr-system:<event_id>``): the same event then maps
+    to the same flow run however often it is launched (a retried delivery, a re-launch after a
+    crash between "launched" and "remembered"). A person (an email, ``operator``) is not an
+    event: two requests of theirs are two runs.
+    """
+    requester = str(params.get("requester") or "")
+    system, sep, event_id = requester.partition(":")
+    if sep and system and event_id and "@" not in requester:
+        return requester
+    return None
+
+
+@dataclass
+class DeploymentLauncher:
+    """A ``Launcher`` that creates a flow run of a Prefect deployment and returns its id.
+
+    ``run_deployment(name, parameters=…, timeout=0, idempotency_key=…)``: the run is created
+    (Scheduled) and a worker of the deployment's pool starts it; we do not wait. The key is
+    ``<deployment>|<key_fn(params)>`` (by default the event carried by the requester,
+    ``event_key``): the server answers the same flow run for the same key.
+    """
+
+    deployment_name: str
+    key_fn: Callable[[dict[str, Any]], str | None] = event_key
+
+    def __call__(self, params: dict[str, Any]) -> str:
+        from prefect.deployments import run_deployment  # only prefect: never the flows
+
+        key = self.key_fn(params)
+        flow_run = run_deployment(
+            self.deployment_name,
+            parameters=params,
+            timeout=0,
+            idempotency_key=f"{self.deployment_name}|{key}" if key else None,
+            as_subflow=False,
+        )
+        return str(flow_run.id)
+
+
+def deployment_launcher(
+    deployment_name: str, key_fn: Callable[[dict[str, Any]], str | None] = event_key
+) -> DeploymentLauncher:
+    """A launcher that starts runs of the deployment ``flow-name/deployment-name`` (e.g.
+    ``offboard/offboard``, ``onboard/onboard``: prefect.yaml) on the server at
+    ``PREFECT_API_URL``; the reference is the Prefect flow-run id."""
+    return DeploymentLauncher(deployment_name, key_fn)

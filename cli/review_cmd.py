@@ -1,0 +1,57 @@
+"""``handover review --roster FILE [--inactive-days 90] [--json] [--dry-run]``: the quarterly
+access review against an HR roster (CSV or JSON), in this process.
+
+Exit codes (INTERFACES.md): 0 done, planned or nothing to do; 1 failed; 2 bad input (the roster's
+row and field problems on stderr, nothing read from the org); 3 denied or timed out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.runbooks import EXIT, _bad, run_flow, show
+
+
+def review(
+    roster: Path = typer.Option(..., "--roster", help="the HR roster, CSV or JSON"),
+    inactive_days: int = typer.Option(
+        90, "--inactive-days", help="no login for this many days is inactive"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="find and report; change nothing"),
+) -> None:
+    """Access review: terminated, unknown and inactive people, Admins, group over-privilege and
+    stale invitations; security approves the removals, which run the offboarding."""
+    from connectors.hris import RosterError, RosterFile
+    from flows.review import access_review
+
+    if inactive_days < 1:
+        raise _bad(f"--inactive-days: {inactive_days} must be at least 1")
+    try:
+        RosterFile(roster)
+    except RosterError as e:
+        raise _bad(str(e)) from None
+    result = run_flow(
+        access_review,
+        as_json=as_json,
+        roster=str(roster),
+        inactive_days=inactive_days,
+        dry_run=dry_run,
+    )
+    if as_json:
+        show(result, as_json=True)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"access review — {result['status']}")
+        for col in ("#", "kind", "subject", "detail", "action", "outcome"):
+            t.add_column(col)
+        for i, f in enumerate(result["findings"], 1):
+            t.add_row(str(i), f["kind"], f["subject"], f["detail"], f["action"], f["outcome"])
+        c = Console()
+        c.print(t)
+        c.print(f"reports: {result['reports']['csv']} {result['reports']['html']}")
+    raise typer.Exit(EXIT.get(result["status"], 1))

@@ -1,0 +1,251 @@
+"""``handover up`` (``make up``): the long-running local stack, stopped cleanly on Ctrl-C/SIGTERM.
+
+1. A Prefect server (``prefect server start``): SQLite under ``.handover/prefect`` by default,
+   or the database at ``--prefect-db-url`` (``postgresql+asyncpg://…``, passed as
+   ``PREFECT_SERVER_DATABASE_CONNECTION_URL`` to the server only).
+2. The sandbox world (unless ``--no-sandbox``: then the ``HANDOVER_*`` settings of the
+   environment, .env or handover.toml say where the real systems are).
+3. Every deployment of ``prefect.yaml`` (``cli.deploy.deploy_all``) and a process worker of
+   ``handover-process`` whose environment carries the ``HANDOVER_*`` settings, so flow runs
+   reach the same org, Slack, Jira, ledger and roster as the intake.
+4. The intake: HR webhooks start ``offboard/offboard``, Jira webhooks ``onboard/onboard``
+   (``run_deployment`` with the event id as idempotency key), the Extend button of an expiry
+   reminder ``extend-grant/extend-grant``, Slack clicks resume paused runs, and the watchdog
+   sweeps approvals and due events. Schedules (expiry every 15 minutes, hygiene daily, review
+   quarterly) are the server's: the worker runs them.
+
+Stopping (Ctrl-C or SIGTERM) goes in reverse: intake, worker (with its flow-run processes),
+sandbox, server. A run paused at an approval is then left PAUSED on the server; it cannot be
+resumed once its process is gone, so decide pending approvals (or let them time out) first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cli.stack import HOME, serve_app, start_prefect_server, start_sandbox
+
+OFFBOARD_DEPLOYMENT = "offboard/offboard"
+ONBOARD_DEPLOYMENT = "onboard/onboard"
+EXTEND_DEPLOYMENT = "extend-grant/extend-grant"
+SWEEP_SECONDS = 30.0
+
+
+def sandbox_env(url: str, home: Path) -> dict[str, str]:
+    """The ``HANDOVER_*`` settings of a runbook process using the sandbox at ``url``, with the
+    ledger and the sandbox's HR roster (written now) under ``home`` — absolute paths, since
+    flow runs execute in the checkout, not here."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    roster = home / "roster.csv"
+    roster.write_text(
+        httpx.get(f"{url}/_sandbox/roster", params={"format": "csv"}, timeout=10).text
+    )
+    return {
+        "HANDOVER_ORG_URL": url,
+        "HANDOVER_IDP_URL": f"{url}/idp/scim/v2",
+        "HANDOVER_SLACK_API_URL": f"{url}/slack/api/",
+        "HANDOVER_JIRA_URL": f"{url}/jira",
+        "HANDOVER_LEDGER_URL": os.environ.get("HANDOVER_LEDGER_URL")
+        or f"sqlite:///{home / 'ledger.db'}",
+        "HANDOVER_ROSTER": str(roster),
+        "HANDOVER_HOME": str(home),
+    }
+
+
+def services_from_env() -> Any:
+    """The gate's services (and this process's runtime) from the ``HANDOVER_*`` settings."""
+    from approvals.policy import load_policy
+    from approvals.services import Services
+    from connectors.settings import load_settings
+    from tasks.runtime import Runtime, set_runtime
+
+    rt = Runtime.from_settings(load_settings())
+    set_runtime(rt)
+    return Services(
+        settings=rt.settings,
+        ledger=rt.ledger,
+        policy=load_policy(rt.settings.policy),
+        messenger=rt.messenger,
+        tickets=rt.tickets,
+        clock=rt.clock,
+        ticket_base_url=rt.ticket_base_url,
+    )
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (the main loop then shuts down in order)."""
+    previous = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+class _Stopped(Exception):
+    """Ctrl-C/SIGTERM while starting."""
+
+
+def _check(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise _Stopped
+
+
+def up(
+    port_sandbox: int = 8800,
+    port_intake: int = 8801,
+    no_sandbox: bool = False,
+    prefect_port: int = 4200,
+    db_url: str | None = None,
+    *,
+    home: Path = HOME,
+    prefect_yaml: Path | None = None,
+    echo: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+) -> int:
+    """Start the stack, print the URLs, keep it running until Ctrl-C/SIGTERM (or ``stop``).
+
+    Returns:
+        0 after a clean stop; 1 when a piece failed to start or died while running.
+    """
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    stop = stop or threading.Event()
+    wanted = {"Prefect server": prefect_port, "intake": port_intake}
+    if not no_sandbox:
+        wanted["sandbox"] = port_sandbox
+    busy = [f"{what} port {port}" for what, port in wanted.items() if not port_free(port)]
+    if busy:
+        echo(f"error: already in use: {', '.join(busy)} (another `handover up`?)")
+        return 1
+
+    stoppers: list[tuple[str, Callable[[], None]]] = []
+    t0 = time.monotonic()
+    code = 0
+    with _stop_on_signals(stop):
+        try:
+            echo("starting the Prefect server…")
+            saved = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL")
+            if db_url:  # for the server process only: the worker and runs never see it
+                os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url
+            try:
+                server = start_prefect_server(home / "prefect", port=prefect_port)
+            finally:
+                if db_url:
+                    if saved is None:
+                        os.environ.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+                    else:
+                        os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = saved
+            stoppers.append(("Prefect server", server.stop))
+
+            env: dict[str, str] = {}
+            sandbox_url = None
+            if not no_sandbox:
+                sb = start_sandbox(db=home / "sandbox.db", seed="demo", port=port_sandbox)
+                stoppers.append(("sandbox", sb.stop))
+                sandbox_url = sb.url
+                env = sandbox_env(sb.url, home)
+            os.environ.update(env)  # the intake (this process) reads the same settings
+            svc = services_from_env()  # refuses development credentials outside loopback
+
+            from cli.deploy import (
+                POOL,
+                PREFECT_YAML,
+                REPO,
+                deploy_all,
+                start_worker,
+                wait_for_worker,
+            )
+
+            echo("deploying prefect.yaml…")
+            _check(stop)
+            names = deploy_all(prefect_yaml or PREFECT_YAML, root=REPO, env=env)
+            _check(stop)
+            worker = start_worker(POOL, env=env, log=home / "worker.log", name="handover-up")
+            stoppers.append(("worker", worker.stop))
+            wait_for_worker(POOL)
+            _check(stop)
+
+            from intake.app import create_intake
+            from intake.launch import deployment_launcher
+
+            intake = serve_app(
+                create_intake(
+                    svc,
+                    sweep_every=SWEEP_SECONDS,
+                    launcher=deployment_launcher(OFFBOARD_DEPLOYMENT),
+                    onboard_launcher=deployment_launcher(ONBOARD_DEPLOYMENT),
+                    extend_launcher=deployment_launcher(EXTEND_DEPLOYMENT),
+                ),
+                port=port_intake,
+                name="intake",
+            )
+            stoppers.append(("intake", intake.stop))
+            ui = server.url.removesuffix("/api")
+            lines = [
+                f"handover up in {time.monotonic() - t0:.0f} s",
+                f"  Prefect UI   {ui}   (API {server.url}; PREFECT_API_URL for other shells)",
+                f"  database     {'(from --prefect-db-url)' if db_url else home / 'prefect'}",
+                f"  worker       pool {POOL}, log {worker.log}",
+                f"  deployments  {', '.join(names)}",
+                f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions)",
+            ]
+            if sandbox_url:
+                lines.append(
+                    f"  sandbox      {sandbox_url}  (controls {sandbox_url}/_sandbox/docs)"
+                )
+            lines.append(f"  ledger       {svc.settings.ledger_database_url()}")
+            lines.append("Ctrl-C stops everything.")
+            echo("\n".join(lines))
+
+            while not stop.wait(1.0):
+                if server.proc.poll() is not None:
+                    echo(f"error: the Prefect server exited (see {server.log})")
+                    code = 1
+                    break
+                if not worker.alive():
+                    echo(f"error: the worker exited (see {worker.log})")
+                    code = 1
+                    break
+        except _Stopped:
+            pass
+        except Exception as exc:  # a piece did not start: say which, stop the rest
+            echo(f"error: {exc}")
+            code = 1
+        finally:
+            echo("stopping…")
+            for what, fn in reversed(stoppers):
+                try:
+                    fn()
+                except Exception as exc:
+                    echo(f"  {what} did not stop cleanly: {exc}")
+            echo("stopped")
+    return code

@@ -1,0 +1,287 @@
+"""The quarterly access review (issue 7; seed 004 "Quarterly access review cleanup"): the org's
+members and invitations against the HR roster, as a list of findings. Pure: no I/O.
+
+Kinds, and what each recommends:
+
+- ``terminated_still_in_org``: HR says terminated, the person is still a member (or invited) →
+  ``remove`` (offboarding reason ``termination``), or ``revoke_invitation`` when only invited;
+- ``unknown_to_hr``: a *joined* member HR does not know → ``remove`` (reason ``termination``:
+  nobody vouches for them). A pending invitee HR does not know is not in the org yet (partners
+  are invited without being employees): flagged only when the address looks like someone on the
+  roster or in the org (``j\\u043en.smith@acme.com``) → ``revoke_invitation``;
+- ``inactive``: a joined member, active on the roster, with no login for ``inactive_days``
+  (never logged in: counted from the invitation) → ``remove`` (reason ``inactivity``);
+- ``on_leave``: on leave per HR *and* inactive that long → ``review`` (people on leave are not
+  removed; someone should confirm the return date). On leave but active: nothing;
+- ``admins``: one informational finding, the org Admins counted and named → ``none``;
+- ``over_privileged_by_group``: the group-union trap — a member in two or more groups that each
+  raise their role in a project above their individual grant (or who has none), with different
+  roles: the effective role is the highest of them, so whoever looks at one group (or at the
+  individual grant) sees the wrong one → ``review``, naming the group that gives it. One group
+  raising a role (or several agreeing) is what groups are for, and is not flagged; nor is a
+  group that grants no more than the individual grant (an IdP-mapped viewer group);
+- ``stale_invitation``: a pending (or expired, never revoked) invitation first sent more than
+  14 days ago → ``revoke_invitation``.
+
+Each finding has a stable id (the same fact gives the same id in every run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from domain.models import Frozen, Invitation, Member, PermissionGroup, Role, RosterEntry
+from domain.plan import find_lookalikes
+
+STALE_INVITATION = timedelta(days=14)
+ADMINS_SUBJECT = "org"
+
+
+class Kind(StrEnum):
+    TERMINATED = "terminated_still_in_org"
+    UNKNOWN = "unknown_to_hr"
+    INACTIVE = "inactive"
+    ON_LEAVE = "on_leave"
+    ADMINS = "admins"
+    OVER_PRIVILEGED = "over_privileged_by_group"
+    STALE_INVITATION = "stale_invitation"
+
+
+class Recommendation(StrEnum):
+    REMOVE = "remove"
+    REVIEW = "review"
+    REVOKE_INVITATION = "revoke_invitation"
+    NONE = "none"
+
+
+class Finding(Frozen):
+    """One thing the review found, and what it recommends."""
+
+    id: str
+    kind: Kind
+    subject: str  # an email, or "org" for the admins finding
+    detail: str
+    action: Recommendation
+    reason: str = ""  # offboarding reason for ``remove``: termination | inactivity
+    project: str = ""
+    group: str = ""
+
+    @property
+    def actionable(self) -> bool:
+        return self.action in (Recommendation.REMOVE, Recommendation.REVOKE_INVITATION)
+
+
+def finding_id(kind: Kind | str, subject: str, project: str = "") -> str:
+    """Stable: the kind, the subject (case-folded) and, where it matters, the project."""
+    key = f"{kind}|{subject.strip().lower()}|{project}"
+    return "rv-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _days(delta: timedelta) -> int:
+    return int(delta.total_seconds() // 86400)
+
+
+def _make(
+    kind: Kind,
+    subject: str,
+    detail: str,
+    action: Recommendation,
+    *,
+    reason: str = "",
+    project: str = "",
+    group: str = "",
+) -> Finding:
+    return Finding(
+        id=finding_id(kind, subject, project),
+        kind=kind,
+        subject=subject,
+        detail=detail,
+        action=action,
+        reason=reason,
+        project=project,
+        group=group,
+    )
+
+
+def _idle_days(m: Member, now: datetime) -> int | None:
+    """Days since the last login (or since the invitation, never logged in); None: unknown."""
+    since = m.last_login_at or m.invited_at
+    return None if since is None else _days(now - _utc(since))
+
+
+def _group_union(
+    m: Member,
+    groups: Sequence[PermissionGroup],
+    individual: Mapping[str, Role] | None,
+) -> list[Finding]:
+    mine = [g for g in groups if m.email in {e.lower() for e in g.members}]
+    out: list[Finding] = []
+    for grant in m.projects:
+        has_individual = "individual" in grant.sources
+        own = (individual or {}).get(grant.project) if has_individual else None
+        floor = own.rank if own is not None else -1
+        # Groups that raise the role above the member's own grant (unknown own grant: all).
+        granting = [
+            (g, g.projects[grant.project])
+            for g in mine
+            if grant.project in g.projects and g.projects[grant.project].rank > floor
+        ]
+        if len({r for _g, r in granting}) < 2:
+            continue  # one raising group (or several agreeing): what groups are for
+        top_group, top = max(granting, key=lambda gr: (gr[1].rank, gr[0].name))
+        if top.rank < grant.role.rank:
+            continue  # something else gives the effective role
+        if own is not None:
+            mine_txt = f"individual grant {own.value}"
+        elif has_individual:
+            mine_txt = "individual grant of unknown role"
+        else:
+            mine_txt = "no individual grant"
+        others = ", ".join(f"{g.name} ({r.value})" for g, r in granting if g is not top_group)
+        out.append(
+            _make(
+                Kind.OVER_PRIVILEGED,
+                m.email,
+                f"effective {grant.role.value} in {grant.project} through group "
+                f"'{top_group.name}' ({mine_txt}; also in {others})",
+                Recommendation.REVIEW,
+                project=grant.project,
+                group=top_group.name,
+            )
+        )
+    return out
+
+
+def review_findings(
+    members: Iterable[Member],
+    roster_entries: Iterable[RosterEntry],
+    invitations: Iterable[Invitation],
+    now: datetime,
+    *,
+    inactive_days: int = 90,
+    groups: Sequence[PermissionGroup] = (),
+    individual_roles: Mapping[str, Mapping[str, Role]] | None = None,
+) -> list[Finding]:
+    """Everything the access review flags, in a stable order (by subject, then kind).
+
+    Args:
+        members: every member and pending invitee (project grants with their sources where
+            known: the group-union check needs them).
+        roster_entries: the HR roster.
+        invitations: the org's invitations (any state).
+        now: the org's time.
+        inactive_days: no login for this many days makes a member inactive.
+        groups: the permission groups (members and the roles they grant per project).
+        individual_roles: per email, per project, the member's own (individual) grant.
+
+    Returns:
+        The findings (see the module docstring).
+
+    Raises:
+        ValueError: ``inactive_days`` is not positive.
+    """
+    if inactive_days < 1:
+        raise ValueError("inactive_days must be at least 1")
+    now = _utc(now)
+    roster = {e.email.lower(): e for e in roster_entries}
+    people = list(members)
+    known = set(roster) | {m.email.lower() for m in people if m.status == "joined"}
+    out: list[Finding] = []
+    for m in people:
+        email = m.email.lower()
+        entry = roster.get(email)
+        joined = m.status == "joined"
+        idle = _idle_days(m, now) if joined else None
+        is_idle = idle is not None and idle >= inactive_days
+        idle_txt = "never logged in" if m.last_login_at is None else f"last login {idle} days ago"
+        if entry is not None and entry.status == "terminated":
+            when = f" on {entry.end_date.isoformat()}" if entry.end_date else ""
+            out.append(
+                _make(
+                    Kind.TERMINATED,
+                    m.email,
+                    f"terminated by HR{when}; still "
+                    + ("in the org" if joined else "invited (pending)"),
+                    Recommendation.REMOVE if joined else Recommendation.REVOKE_INVITATION,
+                    reason="termination" if joined else "",
+                )
+            )
+        elif entry is None:
+            alike = find_lookalikes(m.email, sorted(known - {email}))
+            like = f"; looks like {', '.join(alike)}" if alike else ""
+            if joined:
+                out.append(
+                    _make(
+                        Kind.UNKNOWN,
+                        m.email,
+                        f"a {m.org_role.value if m.org_role else 'member'} in the org, not on "
+                        f"the HR roster{like}",
+                        Recommendation.REMOVE,
+                        reason="termination",
+                    )
+                )
+            elif alike:
+                out.append(
+                    _make(
+                        Kind.UNKNOWN,
+                        m.email,
+                        f"a pending invitation, not on the HR roster{like}",
+                        Recommendation.REVOKE_INVITATION,
+                    )
+                )
+        elif entry.status == "leave":
+            if is_idle:
+                out.append(
+                    _make(
+                        Kind.ON_LEAVE,
+                        m.email,
+                        f"on leave per HR and {idle_txt}: not removed; confirm the return",
+                        Recommendation.REVIEW,
+                    )
+                )
+        elif is_idle:
+            out.append(
+                _make(
+                    Kind.INACTIVE,
+                    m.email,
+                    f"{idle_txt} (threshold {inactive_days} days)",
+                    Recommendation.REMOVE,
+                    reason="inactivity",
+                )
+            )
+        if joined:
+            out += _group_union(m, groups, (individual_roles or {}).get(email))
+    admins = sorted(m.email for m in people if m.status == "joined" and m.org_role is Role.ADMIN)
+    out.append(
+        _make(
+            Kind.ADMINS,
+            ADMINS_SUBJECT,
+            f"{len(admins)} org Admin{'s' * (len(admins) != 1)}: {', '.join(admins) or 'none'}",
+            Recommendation.NONE,
+        )
+    )
+    for inv in invitations:
+        if inv.state not in ("pending", "expired"):
+            continue
+        age = now - _utc(inv.sent_at)
+        if age > STALE_INVITATION:
+            out.append(
+                _make(
+                    Kind.STALE_INVITATION,
+                    inv.email,
+                    f"invitation {inv.state}, first sent {_days(age)} days ago "
+                    f"({inv.sent_at.date().isoformat()}) by {inv.invited_by or 'unknown'}",
+                    Recommendation.REVOKE_INVITATION,
+                )
+            )
+    order = list(Kind)
+    return sorted(
+        out, key=lambda f: (f.subject != ADMINS_SUBJECT, f.subject, order.index(f.kind), f.project)
+    )

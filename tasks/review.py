@@ -1,0 +1,160 @@
+"""The access review's tasks: read what the review needs from the org, revoke an invitation
+(recorded), write the CSV and HTML reports. The rules are in :mod:`domain.review`.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from connectors.capabilities import Invitations, PermissionGroups, has
+from domain.models import Invitation, Member, PermissionGroup, Role
+from domain.records import AuditEvent
+from domain.review import Finding
+from ledger.audit import append
+from tasks.runtime import runtime
+
+REPORT_COLUMNS = ("id", "kind", "subject", "project", "group", "detail", "action", "outcome")
+
+
+@dataclass(frozen=True)
+class ReviewInputs:
+    """The org as the review sees it."""
+
+    members: list[Member]
+    invitations: list[Invitation]
+    groups: list[PermissionGroup]
+    individual_roles: dict[str, dict[str, Role]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _individual_roles(org: Any, email: str) -> dict[str, Role] | None:
+    """The member's own project grants, where the backend says (the sandbox's admin API);
+    None where it does not (then the domain says "individual grant of unknown role")."""
+    admin = getattr(org, "admin", None)
+    if admin is None or not hasattr(admin, "json"):
+        return None
+    from connectors.org.client import segment
+
+    data = admin.json(
+        "GET",
+        f"/members/{segment(email)}/effective-roles",
+        operation="effective_access",
+        subject=email,
+    )
+    rows = data.get("projects", []) if isinstance(data, dict) else []
+    out: dict[str, Role] = {}
+    for row in rows or []:
+        for src in row.get("sources", []):
+            if src.get("source") == "individual":
+                out[row["project"]] = Role(src["role"])
+    return out
+
+
+@task(name="read_review_inputs")
+def read_review_inputs() -> ReviewInputs:
+    """Every member and invitation, the permission groups and — for the members in two or more
+    groups (the only ones the group-union check concerns) — their project grants."""
+    org = runtime().org
+    warnings: list[str] = []
+    members = list(org.list_members())
+    invitations = org.list_invitations() if has(org, Invitations) else []  # type: ignore[union-attr]
+    if not has(org, Invitations):
+        warnings.append(f"{type(org).__name__} cannot list invitations: not reviewed")
+    groups = org.list_groups() if has(org, PermissionGroups) else []  # type: ignore[union-attr]
+    if not has(org, PermissionGroups):
+        warnings.append(f"{type(org).__name__} cannot list permission groups: not reviewed")
+    count: dict[str, int] = {}
+    for g in groups:
+        for e in g.members:
+            count[e.lower()] = count.get(e.lower(), 0) + 1
+    detailed: list[Member] = []
+    individual: dict[str, dict[str, Role]] = {}
+    for m in members:
+        if m.status == "joined" and count.get(m.email.lower(), 0) >= 2:
+            full = org.get_member(m.email)
+            if full is None:
+                continue
+            detailed.append(full)
+            roles = _individual_roles(org, m.email)
+            if roles is not None:
+                individual[m.email.lower()] = roles
+        else:
+            detailed.append(m)
+    return ReviewInputs(detailed, invitations, groups, individual, warnings)
+
+
+@task(name="revoke_review_invitation")
+def revoke_invitation(
+    finding: Finding, *, flow_run_id: str, approvers: list[str], plan_hash: str
+) -> str:
+    """Revoke the invitation a finding names; the effect (``deleted`` or ``noop(…)``)."""
+    rt = runtime()
+    res = rt.org.revoke_invitation(finding.subject)  # type: ignore[union-attr]
+    effect = str(res)
+    append(
+        rt.ledger,
+        AuditEvent(
+            action="org.revoke_invitation",
+            subject=finding.subject,
+            target=f"invitation ({finding.kind.value})",
+            on_behalf_of=", ".join(approvers),
+            after={"finding": finding.id, "detail": finding.detail},
+            effect=effect,
+            flow_run_id=flow_run_id,
+            plan_hash=plan_hash,
+        ),
+        now=rt.clock(),
+    )
+    return effect
+
+
+def _rows(findings: list[Finding], outcomes: dict[str, str]) -> list[dict[str, str]]:
+    return [
+        {
+            "id": f.id,
+            "kind": f.kind.value,
+            "subject": f.subject,
+            "project": f.project,
+            "group": f.group,
+            "detail": f.detail,
+            "action": f.action.value,
+            "outcome": outcomes.get(f.id, ""),
+        }
+        for f in findings
+    ]
+
+
+@task(name="write_review_reports")
+def write_reports(
+    findings: list[Finding], outcomes: dict[str, str], *, directory: Path, stem: str, title: str
+) -> dict[str, str]:
+    """The findings as ``STEM.csv`` and ``STEM.html`` in ``directory``; their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = _rows(findings, outcomes)
+    csv_path, html_path = directory / f"{stem}.csv", directory / f"{stem}.html"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    head = "".join(f"<th>{c}</th>" for c in REPORT_COLUMNS)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in REPORT_COLUMNS) + "</tr>"
+        for r in rows
+    )
+    html_path.write_text(
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1><p>{len(rows)} findings</p>\n"
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+        "</body></html>\n",
+        encoding="utf-8",
+    )
+    return {"csv": str(csv_path), "html": str(html_path)}

@@ -1,0 +1,176 @@
+"""Deployments on the session's real Prefect server: prefect.yaml deployed as written, a real
+process worker, and the intake starting runs through ``run_deployment`` — an HR webhook
+delivered twice (and re-launched) yields exactly one flow run, which the worker runs against a
+demo sandbox up to its approval gate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
+from cli.stack import Running, local_runtime, start_sandbox
+from cli.up import sandbox_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+EMAIL = "dana.sole@acme.com"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Running]:
+    sb = start_sandbox(db=None, seed="demo")
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def worker_env(sandbox: Running, tmp_path: Path) -> dict[str, str]:
+    """The worker's settings: the demo sandbox, a tmp ledger (SQLite) and the sandbox's roster."""
+    return sandbox_env(sandbox.url, tmp_path)
+
+
+def test_deploy_and_one_run_per_hr_event(
+    prefect_server: str,
+    sandbox: Running,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.states import Cancelled
+
+    from intake.app import create_intake
+    from intake.hooks import sign_hr
+    from intake.launch import deployment_launcher
+    from ledger.approvals import list_approvals
+
+    t0 = time.monotonic()
+    names = deploy_all(PREFECT_YAML, env=worker_env)
+    t_deploy = time.monotonic() - t0
+    by_name = {n.split("/", 1)[1]: n for n in names}
+    assert set(by_name) == {
+        "offboard",
+        "onboard",
+        "change-access",
+        "expire-access",
+        "invitation-hygiene",
+        "access-review",
+        "extend-grant",
+    }
+    assert by_name["offboard"] == "offboard/offboard"
+
+    with get_client(sync_client=True) as client:
+        deps = {short: client.read_deployment_by_name(full) for short, full in by_name.items()}
+        for d in deps.values():
+            assert d.work_pool_name == POOL
+        assert client.read_work_pool(POOL).type == "process"
+
+        def only(short: str) -> Any:
+            scheds = [s for s in deps[short].schedules if s.active]
+            assert len(scheds) == 1, (short, deps[short].schedules)
+            return scheds[0].schedule
+
+        expiry = only("expire-access")
+        assert isinstance(expiry, IntervalSchedule)
+        assert expiry.interval == timedelta(seconds=900)
+        hygiene = only("invitation-hygiene")
+        assert isinstance(hygiene, CronSchedule)
+        minute, hour, dom, month, dow = hygiene.cron.split()
+        assert (dom, month, dow) == ("*", "*", "*") and minute.isdigit() and hour.isdigit()
+        review = only("access-review")
+        assert isinstance(review, CronSchedule)
+        assert review.cron == "0 6 1 1,4,7,10 *"
+        assert deps["access-review"].parameters["roster"] == worker_env["HANDOVER_ROSTER"]
+        for short in ("offboard", "onboard", "change-access", "extend-grant"):
+            assert not deps[short].schedules  # started by events, not by time
+        offboard_id = deps["offboard"].id
+
+    # A real process worker, with the sandbox's settings and a tmp ledger.
+    w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
+    request.addfinalizer(w.stop)
+    wait_for_worker(POOL)
+
+    # The intake in this process reads the same ledger; runs go through the deployment.
+    _rt, svc = local_runtime(sandbox.url, tmp_path)
+    assert str(svc.settings.ledger_database_url()) == worker_env["HANDOVER_LEDGER_URL"]
+    launcher = deployment_launcher("offboard/offboard")
+    body = json.dumps(
+        {
+            "event_id": "hr-evt-deploy-1",
+            "type": "employee.terminated",
+            "employee": {"email": EMAIL, "name": "Dana Sole"},
+        }
+    ).encode()
+    secret = svc.settings.hr_webhook_secret.get_secret_value()
+    t1 = time.monotonic()
+    with TestClient(create_intake(svc, launcher=launcher)) as intake:
+        first = intake.post("/hooks/hr", content=body, headers=sign_hr(secret, body))
+        again = intake.post("/hooks/hr", content=body, headers=sign_hr(secret, body))
+    assert first.status_code == 202, first.text
+    run_id = first.json()["run"]
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True and again.json()["run"] == run_id
+    # Even a re-launch of the same event (a crash between "launched" and "remembered") is
+    # the same flow run: the event id is the idempotency key.
+    relaunch = {"email": EMAIL, "reason": "termination", "requester": "hr-system:hr-evt-deploy-1"}
+    assert launcher(relaunch) == run_id
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[offboard_id])),
+            sort=FlowRunSort.START_TIME_DESC,
+        )
+        assert [str(r.id) for r in runs] == [run_id]
+        assert runs[0].parameters["requester"] == "hr-system:hr-evt-deploy-1"
+
+        # The worker runs it against the sandbox; it plans and pauses at the approval gate.
+        def paused() -> Any:
+            fr = client.read_flow_run(runs[0].id)
+            assert not (fr.state and fr.state.is_final()), f"run ended: {fr.state}"
+            return fr if fr.state and fr.state.is_paused() else None
+
+        try:
+            wait_for("the run to pause at the gate", paused, timeout=90)
+        except AssertionError:
+            print((tmp_path / "worker.log").read_text()[-6000:])
+            raise
+        t_paused = time.monotonic() - t1
+        appr = wait_for(
+            "its approval in the worker's ledger",
+            lambda: next((a for a in list_approvals(svc.ledger) if a.subject == EMAIL), None),
+            timeout=10,
+        )
+        assert appr.flow_run_id == run_id
+        # Still exactly one run of the deployment.
+        assert (
+            len(
+                client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[offboard_id]))
+                )
+            )
+            == 1
+        )
+        client.set_flow_run_state(runs[0].id, Cancelled(message="test over"), force=True)
+    print(f"deploy {t_deploy:.1f} s; webhook → paused on the worker {t_paused:.1f} s")
