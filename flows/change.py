@@ -21,7 +21,7 @@ from approvals.services import Services
 from domain.change import ChangePlan, ChangeRequest, ChangeStep, make_change_plan
 from domain.models import Email, Module, Role
 from domain.policy import ApprovalContext
-from ledger.audit import last_seq
+from flows.report import run_result, step_dicts
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.change import apply_change_step, read_access, record_change, verify_change
 from tasks.progress import report
@@ -101,28 +101,17 @@ def result(
     **extra: Any,
 ) -> dict[str, Any]:
     """The run's outcome as INTERFACES.md ``--json`` has it."""
-    return {
-        "run_id": str(flow_run.id or ""),
-        "status": status,
-        "plan": {
-            "hash": plan.hash,
-            "steps": [
-                {
-                    "kind": s.kind.value,
-                    "target": s.target,
-                    "reason": s.reason,
-                    "widening": s.widening,
-                }
-                for s in plan.steps
-            ],
-            "blockers": plan.blockers,
-        },
-        "effects": effects,
-        "verification": verification,
-        "warnings": plan.warnings,
-        "audit_seq": last_seq(rt.ledger),
+    return run_result(
+        status=status,
+        plan_hash=plan.hash,
+        steps=step_dicts(plan.steps, "widening"),
+        blockers=plan.blockers,
+        effects=effects,
+        verification=verification,
+        warnings=plan.warnings,
+        ledger=rt.ledger,
         **extra,
-    }
+    )
 
 
 def run_case(

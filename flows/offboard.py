@@ -14,9 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
-    create_markdown_artifact,
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.runtime import flow_run
@@ -29,8 +27,8 @@ from domain.models import Email
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.records import ApprovalState
+from flows.report import publish, run_result, step_dicts
 from ledger.approvals import get_approval
-from ledger.audit import last_seq
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.offboard import apply_step, record_offboarding, take_inventory, verify_offboarding
 from tasks.progress import report
@@ -111,48 +109,32 @@ def _result(
     rt: Runtime,
     **extra: Any,
 ) -> dict[str, Any]:
-    return {
-        "run_id": str(flow_run.id or ""),
-        "status": status,
-        "plan": {
-            "hash": plan.hash,
-            "steps": [
-                {"kind": s.kind.value, "target": s.target, "reason": s.reason} for s in plan.steps
-            ],
-            "blockers": plan.blockers,
-        },
-        "effects": effects,
-        "verification": verification,
-        "warnings": plan.warnings,
-        "audit_seq": last_seq(rt.ledger),
+    return run_result(
+        status=status,
+        plan_hash=plan.hash,
+        steps=step_dicts(plan.steps),
+        blockers=plan.blockers,
+        effects=effects,
+        verification=verification,
+        warnings=plan.warnings,
+        ledger=rt.ledger,
         **extra,
-    }
+    )
 
 
 def _artifacts(
     plan: Plan, status: str, effects: dict[str, str], verification: dict[str, str]
 ) -> None:
-    rows = [
-        {
-            "#": i + 1,
-            "step": s.kind.value,
-            "target": s.target,
-            "effect": effects.get(s.id, "not done"),
-            "reason": s.reason,
-        }
-        for i, s in enumerate(plan.steps)
-    ]
-    create_table_artifact(
-        rows, key="offboard-steps", description=f"Offboarding {plan.subject}: steps"
-    )
-    checks = "\n".join(f"| {k} | {v} |" for k, v in verification.items())
-    warn = "\n".join(f"- {w}" for w in plan.warnings) or "- none"
-    create_markdown_artifact(
-        f"# Offboarding {plan.subject}: {status}\n\nReason: {plan.reason.value}"
-        f"{' (emergency)' if plan.emergency else ''} · plan `{plan.hash[:12]}`\n\n"
-        f"## Verification\n\n| check | result |\n|---|---|\n{checks}\n\n## Warnings\n\n{warn}\n",
-        key="offboard-summary",
-        description=f"Offboarding {plan.subject}",
+    publish(
+        slug="offboard",
+        title=f"Offboarding {plan.subject}",
+        status=status,
+        headline=f"Reason: {plan.reason.value}{' (emergency)' if plan.emergency else ''}"
+        f" · plan `{plan.hash[:12]}`",
+        steps=plan.steps,
+        effects=effects,
+        verification=verification,
+        warnings=plan.warnings,
     )
 
 

@@ -14,7 +14,6 @@ from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,7 +24,7 @@ from domain.access_request import AccessRequestError, LineError
 from domain.models import AccessRequest, Email, Module, Role
 from domain.onboard import OnboardPlan, OnboardStepKind, Outcome, make_onboarding_plan
 from domain.policy import ApprovalContext
-from ledger.audit import last_seq
+from flows.report import publish, run_result, step_dicts
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.onboard import (
     RUNBOOK,
@@ -110,48 +109,32 @@ def _result(
     verification: dict[str, str] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    return {
-        "run_id": str(flow_run.id or ""),
-        "status": status,
-        "plan": {
-            "hash": plan.hash if plan else "",
-            "steps": [
-                {"kind": s.kind.value, "target": s.target, "reason": s.reason}
-                for s in (plan.steps if plan else [])
-            ],
-            "blockers": (plan.problems + plan.blockers) if plan else [],
-        },
-        "effects": effects or {},
-        "verification": verification or {},
-        "warnings": plan.warnings if plan else [],
-        "audit_seq": last_seq(rt.ledger),
+    return run_result(
+        status=status,
+        plan_hash=plan.hash if plan else "",
+        steps=step_dicts(plan.steps if plan else []),
+        blockers=(plan.problems + plan.blockers) if plan else [],
+        effects=effects or {},
+        verification=verification or {},
+        warnings=plan.warnings if plan else [],
+        ledger=rt.ledger,
         **({"subject": plan.subject, "granted": plan.granted_text()} if plan else {}),
         **extra,
-    }
+    )
 
 
 def _artifacts(
     plan: OnboardPlan, status: str, effects: dict[str, str], verification: dict[str, str]
 ) -> None:
-    rows = [
-        {
-            "#": i + 1,
-            "step": s.kind.value,
-            "target": s.target,
-            "effect": effects.get(s.id, "not done"),
-            "reason": s.reason,
-        }
-        for i, s in enumerate(plan.steps)
-    ]
-    create_table_artifact(rows, key="onboard-steps", description=f"Onboarding {plan.subject}")
-    checks = "\n".join(f"| {k} | {v} |" for k, v in verification.items())
-    warn = "\n".join(f"- {w}" for w in plan.warnings) or "- none"
-    create_markdown_artifact(
-        f"# Onboarding {plan.subject}: {status}\n\nGranted: {plan.granted_text()} · plan "
-        f"`{plan.hash[:12]}`\n\n## Verification\n\n| check | result |\n|---|---|\n{checks}\n\n"
-        f"## Warnings\n\n{warn}\n",
-        key="onboard-summary",
-        description=f"Onboarding {plan.subject}",
+    publish(
+        slug="onboard",
+        title=f"Onboarding {plan.subject}",
+        status=status,
+        headline=f"Granted: {plan.granted_text()} · plan `{plan.hash[:12]}`",
+        steps=plan.steps,
+        effects=effects,
+        verification=verification,
+        warnings=plan.warnings,
     )
 
 
