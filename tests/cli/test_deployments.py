@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,35 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
-from cli.stack import Running, local_runtime, start_sandbox
-from cli.up import sandbox_env
+from cli.stack import Running, local_runtime
+from tests.cli.deploy_stack import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 EMAIL = "dana.sole@acme.com"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Running]:
-    sb = start_sandbox(db=None, seed="demo")
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def worker_env(sandbox: Running, tmp_path: Path) -> dict[str, str]:
-    """The worker's settings: the demo sandbox, a tmp ledger (SQLite) and the sandbox's roster."""
-    return sandbox_env(sandbox.url, tmp_path)
 
 
 def test_deploy_and_one_run_per_hr_event(

@@ -1,0 +1,244 @@
+"""Temporary-access expiry through the deployments (issue 7), on the session's real Prefect
+server: prefect.yaml deployed as written, a real process worker, and the sandbox's clock moved.
+
+A contractor's temporary Staging Manager role ends in 2 days. A Scheduled run of the
+expire-access deployment, given the sandbox's time as ``now``, sweeps on the worker and sends
+the 3-day reminder with an Extend button; the signed Extend click through the intake starts an
+extend-grant run on the worker, which pauses at the approval; the sponsor's signed approval
+moves the same grant's end by 30 days; 40 days later (the sandbox's clock moved) the next
+Scheduled sweep revokes it.
+
+The Scheduled runs are created by the test, not by the server's scheduler: with SQLAlchemy
+2.1 the Prefect 3.8.8 scheduler services fail to insert any run ("Can't evaluate bulk DML
+statement; please supply a bulk_dml decorated function", in the server log), so no deployment
+schedule — the deployed 15-minute one included — yields a run in this environment. The deployed
+schedule is switched off for the test so that, once the scheduler works, none of its runs
+(``now`` = the orchestrator's time) sweeps in between; it is switched back on at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from cli.approvals_cmd import block_actions_body, sign
+from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
+from cli.stack import Running, local_runtime
+from tests.cli.deploy_stack import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+CARLA = "carla.contract@agency.io"
+SPONSOR = "sofia.lead@acme.com"
+ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
+EXPIRE = "expire-access/expire-access"
+EXTEND = "extend-grant/extend-grant"
+
+
+def sandbox_now(url: str) -> datetime:
+    r = httpx.get(f"{url}/_sandbox/clock", headers=ADMIN, timeout=10)
+    r.raise_for_status()
+    return datetime.fromisoformat(str(r.json()["now"]).replace("Z", "+00:00"))
+
+
+def extend_buttons(url: str, email: str) -> list[str]:
+    """The values of the Extend buttons in ``email``'s DMs."""
+    r = httpx.get(
+        f"{url}/_sandbox/slack/messages", params={"user_email": email}, headers=ADMIN, timeout=10
+    )
+    r.raise_for_status()
+    return [
+        el["value"]
+        for m in r.json()["messages"]
+        for b in m.get("blocks") or []
+        if b.get("type") == "actions"
+        for el in b.get("elements", [])
+        if el.get("action_id") == "extend"
+    ]
+
+
+def signed(secret: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return body, sign(secret, body)
+
+
+def test_expiry_reminder_extension_and_revocation_on_the_worker(
+    prefect_server: str,
+    sandbox: Running,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from domain.expiry import utc
+    from domain.models import Role
+    from domain.records import Grant, GrantStatus
+    from intake.app import create_intake
+    from intake.launch import deployment_launcher
+    from ledger.approvals import list_approvals
+    from ledger.grants import grants, record_grant
+
+    t_start = time.monotonic()
+    deploy_all(PREFECT_YAML, env=worker_env)
+    t_deploy = time.monotonic() - t_start
+    w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
+    request.addfinalizer(w.stop)
+    wait_for_worker(POOL)
+
+    # The ledger the worker uses, and the org it acts on, seen from this process.
+    rt, svc = local_runtime(sandbox.url, tmp_path)
+    assert str(svc.settings.ledger_database_url()) == worker_env["HANDOVER_LEDGER_URL"]
+    secret = svc.settings.slack_signing_secret.get_secret_value()
+
+    def staging() -> list[Any]:
+        return [p for p in rt.org.effective_access(CARLA) if p.project == "Staging"]
+
+    def the_grant(gid: int) -> Grant:
+        (g,) = [g for g in grants(rt.ledger) if g.id == gid]
+        return g
+
+    # A temporary Staging Manager role, ending in 2 days, on a ticket, sponsored by Sofia.
+    rt.org.set_project_role(CARLA, "Staging", Role.MANAGER)
+    ticket = rt.tickets.create(
+        project="ACC",
+        issue_type="Access Request",
+        summary=f"Temporary Staging Manager for {CARLA}",
+        description=f"email: {CARLA}",
+    ).key
+    t0 = sandbox_now(sandbox.url)
+    g = record_grant(
+        rt.ledger,
+        Grant(
+            subject=CARLA,
+            project="Staging",
+            role="manager",
+            start=t0,
+            end=t0 + timedelta(days=2),
+            ticket=ticket,
+            sponsor=SPONSOR,
+        ),
+    )
+    assert g.id is not None
+    gid = g.id
+
+    client = get_client(sync_client=True)
+    client.__enter__()
+    request.addfinalizer(lambda: client.__exit__(None, None, None))
+    dep = client.read_deployment_by_name(EXPIRE)
+    (every_15,) = [x for x in dep.schedules if x.active]
+    client.update_deployment_schedule(dep.id, every_15.id, active=False)
+    request.addfinalizer(
+        lambda: client.update_deployment_schedule(dep.id, every_15.id, active=True)
+    )
+
+    def scheduled_sweep(now: datetime, timeout: float = 60) -> Any:
+        """A Scheduled run of expire-access (due in 2 s) with ``now``; wait for the worker to
+        complete it. (The server's scheduler cannot insert runs here: the module docstring.)"""
+        created = client.create_flow_run_from_deployment(
+            dep.id,
+            parameters={"now": now.isoformat()},
+            state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(seconds=2)),
+        )
+
+        def completed() -> Any:
+            r = client.read_flow_run(created.id)
+            assert not (r.state and r.state.is_final() and not r.state.is_completed()), (
+                f"sweep {r.id} ended {r.state}"
+            )
+            return r if r.state and r.state.is_completed() else None
+
+        try:
+            return wait_for(f"the sweep at {now} on the worker", completed, timeout=timeout)
+        except AssertionError:
+            print((tmp_path / "worker.log").read_text()[-6000:])
+            raise
+
+    # (1) The first sweep: the 3-day reminder (it ends in 2 days), with Extend.
+    t1 = time.monotonic()
+    scheduled_sweep(t0)
+    t_remind = time.monotonic() - t1
+    assert extend_buttons(sandbox.url, CARLA) == [f"grant:{gid}"]
+    assert extend_buttons(sandbox.url, SPONSOR) == [f"grant:{gid}"]
+    assert the_grant(gid).last_reminder == "3d"
+    assert staging()[0].role is Role.MANAGER
+
+    # (2) Carla clicks Extend → an extend-grant run on the worker pauses at the approval.
+    t2 = time.monotonic()
+    intake = TestClient(create_intake(svc, extend_launcher=deployment_launcher(EXTEND)))
+    body, headers = signed(
+        secret,
+        {
+            "type": "block_actions",
+            "user": {"id": svc.messenger.user_id(CARLA)},
+            "trigger_id": f"{time.time_ns()}.sandbox",
+            "actions": [{"action_id": "extend", "block_id": "expiry", "value": f"grant:{gid}"}],
+        },
+    )
+    r = intake.post("/slack/interactions", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["started"] is True, r.text
+
+    def paused() -> Any:
+        found = [a for a in list_approvals(svc.ledger) if a.subject == CARLA]
+        if not (found and found[-1].flow_run_id):
+            return None
+        fr = client.read_flow_run(UUID(found[-1].flow_run_id))
+        assert not (fr.state and fr.state.is_final()), f"extension ended: {fr.state}"
+        return found[-1] if fr.state and fr.state.is_paused() else None
+
+    appr = wait_for("the extension to pause at the approval", paused, timeout=60)
+    run = client.read_flow_run(UUID(appr.flow_run_id))
+    assert run.deployment_id == client.read_deployment_by_name(EXTEND).id
+    assert appr.runbook == "extend" and appr.requester == CARLA
+    assert any(SPONSOR in seat for seat in appr.required), appr.required
+    asked = [x for x in appr.slack_refs if x["email"] == SPONSOR]
+    body = block_actions_body(
+        approval_id=appr.id,
+        plan_hash=appr.plan_hash,
+        slack_user=svc.messenger.user_id(SPONSOR),
+        deny=False,
+        channel=asked[-1]["channel"] if asked else None,
+        ts=asked[-1]["ts"] if asked else None,
+    )
+    r = intake.post("/slack/interactions", content=body, headers=sign(secret, body))
+    assert r.status_code == 200 and r.json()["recorded"], r.text
+
+    def extended() -> Any:
+        fr = client.read_flow_run(run.id)
+        assert not (fr.state and fr.state.is_final() and not fr.state.is_completed()), fr.state
+        return fr if fr.state and fr.state.is_completed() else None
+
+    wait_for("the extension to complete on the worker", extended, timeout=60)
+    t_extend = time.monotonic() - t2
+    after = the_grant(gid)
+    assert after.status is GrantStatus.ACTIVE
+    assert utc(after.end) == t0 + timedelta(days=32)
+    assert after.extended_from is not None and utc(after.extended_from) == t0 + timedelta(days=2)
+    assert len(grants(rt.ledger, subject=CARLA)) == 1  # the same grant, never a second row
+
+    # (3) 40 days later (nothing ran meanwhile): the next sweep, at the org's time, revokes.
+    r = httpx.post(
+        f"{sandbox.url}/_sandbox/clock", json={"advance_days": 40}, headers=ADMIN, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    later = sandbox_now(sandbox.url)
+    assert later - t0 >= timedelta(days=40)
+    t3 = time.monotonic()
+    scheduled_sweep(later)
+    t_expire = time.monotonic() - t3
+    assert the_grant(gid).status is GrantStatus.EXPIRED
+    assert staging() == []
+    print(
+        f"deploy {t_deploy:.1f} s; sweep → reminder {t_remind:.1f} s; extend click → "
+        f"approved and done {t_extend:.1f} s; sweep → revocation {t_expire:.1f} s"
+    )
