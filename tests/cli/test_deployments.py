@@ -83,6 +83,19 @@ def test_deploy_and_one_run_per_hr_event(
             assert not deps[short].schedules  # started by events, not by time
         offboard_id = deps["offboard"].id
 
+        # The server's scheduler really creates the runs (it cannot with SQLAlchemy 2.1: the
+        # reason for the pin in pyproject.toml).
+        def scheduled(short: str) -> list[Any]:
+            return client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deps[short].id]))
+            )
+
+        wait_for(
+            "scheduled runs of the timed deployments",
+            lambda: scheduled("expire-access") and scheduled("invitation-hygiene"),
+            timeout=60,
+        )
+
     # A real process worker, with the sandbox's settings and a tmp ledger.
     w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
     request.addfinalizer(w.stop)
