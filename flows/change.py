@@ -16,12 +16,10 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from approvals.gate import PlanSummary, gate
-from approvals.policy import load_policy
-from approvals.services import Services
 from domain.change import ChangePlan, ChangeRequest, ChangeStep, make_change_plan
 from domain.models import Email, Module, Role
 from domain.policy import ApprovalContext
-from flows.report import run_result, step_dicts
+from flows.report import gate_services, run_result, step_dicts
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.change import apply_change_step, read_access, record_change, verify_change
 from tasks.progress import report
@@ -72,18 +70,6 @@ def validate_change(**params: Any) -> ChangeRequest:
         ValidationError: bad input (the CLI exits 2).
     """
     return ChangeAccessRequest(**params).to_domain()
-
-
-def services(rt: Runtime) -> Services:
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
 
 
 def manager_of(rt: Runtime, email: str) -> str | None:
@@ -149,7 +135,7 @@ def run_case(
         approvers = approved.get("approvers", [])
     elif plan.steps:
         res = gate(
-            services(rt),
+            gate_services(rt),
             ctx,
             plan_hash=plan.hash,
             summary=PlanSummary(plan.counts_by_kind(), plan.warnings),

@@ -24,29 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from approvals.gate import PlanSummary, gate
 from approvals.policy import load_policy
-from approvals.services import Services
 from domain.expiry import ExpiryAction, describe, drift, expiry_actions, utc
 from domain.models import Role
 from domain.onboard import PRODUCTION
 from domain.policy import ApprovalContext
 from domain.records import AuditEvent, GrantStatus
 from flows.hygiene import HygieneRequest
+from flows.report import gate_services
 from ledger.audit import append, last_seq
 from ledger.grants import grants, set_grant
 from tasks.expire import apply_action, read_grants, sweep_case
 from tasks.runtime import Runtime, runtime
-
-
-def _services(rt: Runtime) -> Services:
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
 
 
 def _plan(actions: list[ExpiryAction], blockers: list[str]) -> dict[str, Any]:
@@ -258,7 +246,7 @@ def extend_grant(
         project_admins=project_admins,
     )
     res = gate(
-        _services(rt),
+        gate_services(rt),
         ctx,
         plan_hash=digest,
         summary=PlanSummary(

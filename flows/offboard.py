@@ -21,13 +21,11 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from approvals.gate import PlanSummary, gate
-from approvals.policy import load_policy
-from approvals.services import Services
 from domain.models import Email
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.records import ApprovalState
-from flows.report import publish, run_result, step_dicts
+from flows.report import gate_services, publish, run_result, step_dicts
 from ledger.approvals import get_approval
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.offboard import apply_step, record_offboarding, take_inventory, verify_offboarding
@@ -86,18 +84,6 @@ def review_approvers(rt: Runtime, approval_id: str, email: str) -> list[str]:
     if appr.runbook != "review" or appr.state is not ApprovalState.APPROVED or not covers:
         raise ValueError(f"approval {approval_id} is not an approved access review of {email}")
     return [d.approver for d in appr.decisions if d.counted and d.decision == "approve"]
-
-
-def _services(rt: Runtime) -> Services:
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
 
 
 def _result(
@@ -273,7 +259,7 @@ def offboard(
             subject_manager=inv.roster.manager if inv.roster else None,
         )
         res = gate(
-            _services(rt),
+            gate_services(rt),
             ctx,
             plan_hash=plan.hash,
             summary=PlanSummary(plan.counts_by_kind(), plan.warnings),

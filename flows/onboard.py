@@ -18,13 +18,11 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from approvals.gate import PlanSummary, gate
-from approvals.policy import load_policy
-from approvals.services import Services
 from domain.access_request import AccessRequestError, LineError
 from domain.models import AccessRequest, Email, Module, Role
 from domain.onboard import OnboardPlan, OnboardStepKind, Outcome, make_onboarding_plan
 from domain.policy import ApprovalContext
-from flows.report import publish, run_result, step_dicts
+from flows.report import gate_services, publish, run_result, step_dicts
 from ledger.cases import find_open_case, open_case, update_case
 from tasks.onboard import (
     RUNBOOK,
@@ -86,18 +84,6 @@ class OnboardRequest(BaseModel):
             temporary=self.until is not None,
             requester=self.requester,
         )
-
-
-def _services(rt: Runtime) -> Services:
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
 
 
 def _result(
@@ -282,7 +268,7 @@ def onboard(
             project_admins=admins,
         )
         res = gate(
-            _services(rt),
+            gate_services(rt),
             ctx,
             plan_hash=plan.hash,
             summary=PlanSummary(plan.counts_by_kind(), plan.warnings),

@@ -33,11 +33,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from approvals.gate import PlanSummary, gate
-from approvals.policy import load_policy
-from approvals.services import Services
 from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
 from domain.onboard import make_onboarding_plan
 from domain.policy import ApprovalContext
+from flows.report import gate_services
 from ledger.audit import last_seq
 from ledger.cases import open_case, update_case
 from tasks.onboard import RUNBOOK, apply_onboard_step, record_onboarding, verify_onboarding
@@ -46,18 +45,6 @@ from tasks.progress import report
 from tasks.runtime import Runtime, runtime
 
 GOOD = ("done", "nothing_to_do")
-
-
-def _services(rt: Runtime) -> Services:
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
 
 
 def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> dict[str, Any]:
@@ -253,7 +240,7 @@ def onboard_bulk(
             project_admins=admins,
         )
         res = gate(
-            _services(rt),
+            gate_services(rt),
             ctx,
             plan_hash=batch.hash,
             summary=PlanSummary(batch.counts_by_kind(), batch.warnings()),

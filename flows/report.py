@@ -1,5 +1,6 @@
-"""What every runbook ends with: its outcome as one dict (INTERFACES.md ``--json``) and the
-Prefect artifacts a person reads instead of logs (a table of steps, a markdown summary)."""
+"""What every runbook shares: the gate's services built from its runtime, its outcome as one
+dict (INTERFACES.md ``--json``) and the Prefect artifacts a person reads instead of logs (a table
+of steps, a markdown summary)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,24 @@ from typing import Any, Protocol
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+from approvals.policy import load_policy
+from approvals.services import Services
 from ledger import LedgerDB
 from ledger.audit import last_seq
+from tasks.runtime import Runtime
+
+
+def gate_services(rt: Runtime) -> Services:
+    """What the approval gate needs, from the runbook's runtime (one ledger, one clock)."""
+    return Services(
+        settings=rt.settings,
+        ledger=rt.ledger,
+        policy=load_policy(rt.settings.policy),
+        messenger=rt.messenger,
+        tickets=rt.tickets,
+        clock=rt.clock,
+        ticket_base_url=rt.ticket_base_url,
+    )
 
 
 class StepLike(Protocol):

@@ -29,15 +29,15 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from approvals.gate import PlanSummary, gate
-from approvals.policy import load_policy
 from approvals.services import Services
 from connectors.hris import RosterFile
 from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
 from flows.offboard import offboard
+from flows.report import gate_services
 from ledger.audit import last_seq
 from tasks.review import read_review_inputs, revoke_invitation, write_reports
-from tasks.runtime import Runtime, runtime
+from tasks.runtime import runtime
 
 RUNBOOK = "review"
 DEFAULT_REPORT_DIR = Path(".handover") / "reports"
@@ -53,18 +53,6 @@ class ReviewRequest(BaseModel):
     report_dir: str | None = None
     max_concurrency: int = Field(4, ge=1, le=32)
     requester: str = Field("access-review", max_length=320)
-
-
-def _services(rt: Runtime) -> Services:
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
 
 
 def plan_hash(items: list[Finding]) -> str:
@@ -229,7 +217,7 @@ def access_review(
     if not items:
         return finish("nothing_to_do")
     approved, refused, approval_of = _approve(
-        _services(rt),
+        gate_services(rt),
         items,
         mode=req.approve,
         requester=req.requester,
