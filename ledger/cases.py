@@ -55,6 +55,26 @@ def find_open_case(db: LedgerDB, *, runbook: str, subject: str) -> dict[str, Any
         return _dict(row) if row is not None else None
 
 
+def sweep_case_id(
+    db: LedgerDB, *, runbook: str, subject: str, reason: str, create: bool, now: datetime
+) -> int | None:
+    """The long-lived case of a scheduled sweep (expiry, hygiene), opened only when ``create``
+    (a sweep with nothing to do writes nothing)."""
+    if not create:
+        found = find_open_case(db, runbook=runbook, subject=subject)
+        return int(found["id"]) if found else None
+    case, _ = open_case(
+        db,
+        runbook=runbook,
+        subject=subject,
+        reason=reason,
+        requester="schedule",
+        ticket="",
+        now=now,
+    )
+    return int(case["id"])
+
+
 def open_case(
     db: LedgerDB,
     *,

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from prefect import task
-from sqlalchemy import select
 
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
@@ -23,7 +22,7 @@ from domain.expiry import ExpiryAction, ExpiryKind, duration
 from domain.models import Member, Module
 from domain.records import AuditEvent, Grant, GrantStatus
 from ledger.audit import append
-from ledger.cases import CaseRow, done_steps, mark_done, open_case
+from ledger.cases import done_steps, mark_done, sweep_case_id
 from ledger.grants import grants, set_grant
 from tasks.runtime import Runtime, runtime
 
@@ -59,26 +58,9 @@ def read_grants() -> Snapshot:
 
 def sweep_case(rt: Runtime, *, create: bool, now: datetime) -> int | None:
     """The sweep's long-lived case (``create``: open it when there is none)."""
-    if not create:
-        with rt.ledger.sessions() as s:
-            row = s.scalar(
-                select(CaseRow).where(
-                    CaseRow.runbook == RUNBOOK,
-                    CaseRow.subject == CASE_SUBJECT,
-                    CaseRow.status == "open",
-                )
-            )
-            return row.id if row is not None else None
-    case, _ = open_case(
-        rt.ledger,
-        runbook=RUNBOOK,
-        subject=CASE_SUBJECT,
-        reason="expiry",
-        requester="schedule",
-        ticket="",
-        now=now,
+    return sweep_case_id(
+        rt.ledger, runbook=RUNBOOK, subject=CASE_SUBJECT, reason="expiry", create=create, now=now
     )
-    return int(case["id"])
 
 
 def _audit(

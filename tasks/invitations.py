@@ -24,7 +24,7 @@ from domain.invitations import Action, ActionKind, invitation_key
 from domain.models import Invitation
 from domain.records import AuditEvent
 from ledger.audit import append, records
-from ledger.cases import CaseRow, done_steps, mark_done, open_case
+from ledger.cases import CaseRow, done_steps, mark_done, sweep_case_id
 from tasks.runtime import Runtime, runtime
 
 RUNBOOK = "invitations"
@@ -70,26 +70,9 @@ def read_invitations() -> Snapshot:
 
 
 def _case(rt: Runtime, *, create: bool, now: datetime) -> int | None:
-    if not create:
-        with rt.ledger.sessions() as s:
-            row = s.scalar(
-                select(CaseRow).where(
-                    CaseRow.runbook == RUNBOOK,
-                    CaseRow.subject == CASE_SUBJECT,
-                    CaseRow.status == "open",
-                )
-            )
-            return row.id if row is not None else None
-    case, _ = open_case(
-        rt.ledger,
-        runbook=RUNBOOK,
-        subject=CASE_SUBJECT,
-        reason="hygiene",
-        requester="schedule",
-        ticket="",
-        now=now,
+    return sweep_case_id(
+        rt.ledger, runbook=RUNBOOK, subject=CASE_SUBJECT, reason="hygiene", create=create, now=now
     )
-    return int(case["id"])
 
 
 def _keys(done: dict[str, Any], prefix: str) -> frozenset[str]:
