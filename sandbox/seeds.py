@@ -806,8 +806,51 @@ def _scale(s: Session, now: datetime, n: int) -> dict[str, Any]:
             for e in emails[: n // 2]
         ],
     )
+    _furniture(s, emails, roster)
     s.merge(Setting(key="roster", value={"rows": roster}))
     return {"seed": f"scale:{n}"}
+
+
+# The approvers the policy names (approvals/policy.yaml), so every runbook can run on a scale
+# world too: a bulk offboarding asks HR, an access request asks IT.
+APPROVERS = (
+    ("hr.partner@acme.com", "Hana HR"),
+    ("sec.lead@acme.com", "Sean Security"),
+    ("sec.oncall@acme.com", "Sam Oncall"),
+    ("gov.lead@acme.com", "Gwen Governance"),
+    ("alice.admin@acme.com", "Alice Admin"),
+    ("raj.admin@acme.com", "Raj Admin"),
+)
+
+
+def _furniture(s: Session, emails: list[str], roster: list[dict[str, Any]]) -> None:
+    """What the runbooks need around the org on a scale world: a Slack user per member (bulk
+    insert, ids ``UX…`` never minted by ``slack.ensure_user``), the approvers, the bot and the
+    channels, and the Jira projects tickets go to."""
+    s.execute(
+        insert(slack.SlackUser),
+        [
+            {"id": f"UX{i:07d}", "email": e, "name": e.split("@")[0], "real_name": e}
+            for i, e in enumerate(emails)
+        ],
+    )
+    for email, name in APPROVERS:
+        slack.ensure_user(s, email, name)
+        roster.append(
+            {
+                "email": email,
+                "name": name,
+                "status": "active",
+                "manager": "",
+                "department": "Security" if email.startswith("sec") else "IT",
+                "end_date": "",
+            }
+        )
+    slack.ensure_user(s, "handover-bot@acme.com", "Handover", is_bot=True)
+    for ch in ("it-access", "security-alerts", "access-reviews"):
+        slack.ensure_channel(s, ch)
+    for key, name in (("ACC", "Access Requests"), ("IT", "IT Operations"), ("SEC", "Security")):
+        jira.ensure_project(s, key, name)
 
 
 # ---------------------------------------------------------------------------- describe
