@@ -7,25 +7,36 @@ written to be posted as the ticket comment as it is.
 
 Project names are not checked here: whether a project exists is a question for the org, which
 the runbook asks.
+
+Hostile text gets the same treatment as a typo: a line holding invisible or control characters
+(bidi overrides, zero-width joiners, escape sequences) or a value longer than ``MAX_VALUE`` is
+a problem of its line, and the line is echoed back with those characters spelled out
+(``\\u202e``) and cut short, so the comment shows what was really sent. Emails must be plain
+(``domain.models.PlainEmail``); look-alike letters are letters, kept as written (the runbook
+warns when an account looks like another).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
 from pydantic import TypeAdapter, ValidationError
 
-from domain.models import AccessRequest, Email, Module, Role
+from domain.models import AccessRequest, Email, Module, PlainEmail, Role, visible
 
 KEYS = ("email", "projects", "org_role", "modules", "until", "justification", "sow")
 REQUIRED = ("email", "projects")
 TEMPORARY_LABEL = "temporary"
+MAX_VALUE = 2000  # characters in one value; a justification is a few sentences
+SHOWN = 120  # characters of a line echoed back in a problem
 
 _EMAIL = TypeAdapter(Email)
+_PLAIN_EMAIL = TypeAdapter(PlainEmail)
 # Jira's rich-text editor turns a typed address into a link: "[a@b.com|mailto:a@b.com]".
 _MAILTO = re.compile(r"^\[([^|\]]+)\|mailto:[^\]]*\]$", re.IGNORECASE)
 _EXAMPLES = {
@@ -46,7 +57,17 @@ class LineError:
     def __str__(self) -> str:
         if self.line_no is None:
             return self.message
-        return f'line {self.line_no} ("{self.line.strip()}"): {self.message}'
+        return f'line {self.line_no} ("{shown(self.line.strip())}"): {self.message}'
+
+
+def shown(text: str) -> str:
+    """``text`` as it may be echoed back: invisible and control characters spelled out
+    (``\\u202e``), cut at ``SHOWN`` characters."""
+    out = "".join(
+        c if c == "\t" or not unicodedata.category(c).startswith("C") else f"\\u{ord(c):04x}"
+        for c in text[: SHOWN + 1]
+    )
+    return out if len(text) <= SHOWN else out[:SHOWN] + "…"
 
 
 class AccessRequestError(ValueError):
@@ -100,9 +121,16 @@ def _email(value: str) -> tuple[str | None, str | None]:
     if not value:
         return None, "email is empty"
     try:
-        return _EMAIL.validate_python(value), None
+        _EMAIL.validate_python(value)
     except ValidationError:
         return None, f"'{value}' is not a valid email address"
+    try:
+        return _PLAIN_EMAIL.validate_python(value), None
+    except ValidationError:
+        return None, (
+            f"'{value}' is not a valid email address: before the @ only letters, digits and "
+            ". _ + - ' are taken; after it, dot-separated labels of letters, digits and hyphens"
+        )
 
 
 def _projects(value: str) -> tuple[dict[str, Role], list[str]]:
@@ -203,13 +231,23 @@ def parse_access_request(
             hint = difflib.get_close_matches(key, KEYS, n=1)
             also = f" (did you mean '{hint[0]}'?)" if hint else ""
             known = f"; the keys are {', '.join(KEYS)}"
-            errors.append(LineError(no, line, f"unknown key '{raw_key.strip()}'{also}{known}"))
+            unknown = f"unknown key '{shown(raw_key.strip())}'{also}{known}"
+            errors.append(LineError(no, line, unknown))
             continue
         if key in seen:
             twice = f"'{key}' is given twice (first on line {seen[key]})"
             errors.append(LineError(no, line, twice))
             continue
         seen[key] = no
+        try:
+            visible(line.replace("\t", " "))
+        except ValueError as exc:
+            errors.append(LineError(no, line, f"{exc}: retype the line without them"))
+            continue
+        if len(value.strip()) > MAX_VALUE:
+            too_long = f"the value is {len(value.strip())} characters long; at most {MAX_VALUE}"
+            errors.append(LineError(no, line, too_long))
+            continue
 
         def problem(message: str, _no: int = no, _line: str = line) -> None:
             errors.append(LineError(_no, _line, message))

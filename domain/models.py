@@ -6,6 +6,7 @@ policy (pure functions, no I/O) take and return them.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -31,6 +32,61 @@ def _email(value: str) -> str:
 
 
 Email = Annotated[str, AfterValidator(_email)]
+
+# Besides letters, marks and digits (any script), what a plain local part may hold: the
+# characters real mailboxes use. RFC 5322 allows more ({, }, |, `, $, /, =, …), and so do
+# template, shell and SQL injection strings; no person's address needs them.
+_LOCAL_EXTRA = frozenset(".+-_'")
+
+
+def _word(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LMN"
+
+
+def visible(value: str) -> str:
+    """``value`` unchanged, or ValueError when it holds control, format (bidi overrides,
+    zero-width joiners), private-use or unassigned characters: text a person typed and another
+    reads must show what it says."""
+    bad = [c for c in value if unicodedata.category(c).startswith("C")]
+    if bad:
+        names = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad})[:5])
+        raise ValueError(f"contains invisible or control characters ({names})")
+    return value
+
+
+def _plain_label(label: str) -> bool:
+    return (
+        0 < len(label) <= 63
+        and all(_word(c) or c == "-" for c in label)
+        and label[0] != "-"
+        and label[-1] != "-"
+        and not unicodedata.category(label[0]).startswith("M")
+    )
+
+
+def _plain_email(value: str) -> str:
+    visible(value)
+    local, _, domain = value.partition("@")
+    if (
+        not all(_word(c) or c in _LOCAL_EXTRA for c in local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+        or not all(_plain_label(label) for label in domain.split("."))
+    ):
+        raise ValueError(
+            f"{value[:100]!r} is not a plain email address (before the @ only letters, digits "
+            "and . _ + - '; after it, dot-separated labels of letters, digits and hyphens)"
+        )
+    return value
+
+
+PlainEmail = Annotated[Email, AfterValidator(_plain_email)]
+"""An ``Email`` as people and systems send it to us: letters, digits and ``. _ + - '`` before
+the @ (no quoting, brackets, commas, semicolons, braces, backticks…), no invisible or control
+characters. Look-alike *letters* (a Cyrillic U+0430 for a Latin "a") are letters: such an
+address is valid and kept exactly as written (matching is exact; the runbooks report look-alike
+accounts)."""
 
 
 class Frozen(BaseModel):
