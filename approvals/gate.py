@@ -178,25 +178,40 @@ def open_approval(
     summary: PlanSummary,
     flow_run_id: str,
     ticket: str = "",
+    run_key: str | None = None,
 ) -> tuple[ApprovalRequest, Requirement]:
-    """Create the approval (or find it again on a re-run) and ask the approvers."""
+    """Create the approval (or find it again on a re-run) and ask the approvers.
+
+    ``run_key`` (default: the flow run) names what the approval belongs to: the runbooks pass
+    their case, so a run resumed after its worker died finds the same approval — the decisions
+    given meanwhile count, and nobody is asked twice.
+    """
     req = requirement(svc.policy, ctx)
-    aid = approval_id_for(flow_run_id, ctx.runbook, ctx.subject)
+    aid = approval_id_for(run_key or flow_run_id, ctx.runbook, ctx.subject)
     now = svc.clock()
     try:
         appr = get_approval(svc.ledger, aid)
-        if appr.plan_hash != plan_hash and appr.state is ApprovalState.PENDING:
+        reopen = appr.state is ApprovalState.PENDING or (
+            # Approved, but the run died before applying and the world has changed since: an
+            # approval is for one plan, so the new one is asked for afresh.
+            appr.state is ApprovalState.APPROVED
+        )
+        if appr.plan_hash != plan_hash and reopen:
             # The world changed before apply: the new plan must be approved afresh; decisions
             # naming the old hash stay recorded and are ignored by the tally.
             appr = update_approval(
                 svc.ledger,
                 aid,
                 plan_hash=plan_hash,
+                state=ApprovalState.PENDING,
                 created_at=now,
                 expires_at=now + req.timeout,
                 escalated=False,
             )
             _audit(svc, "approval.replanned", appr)
+        if flow_run_id and appr.flow_run_id != flow_run_id and appr.state is ApprovalState.PENDING:
+            # A resumed run: clicks must wake this run, not the dead one.
+            appr = update_approval(svc.ledger, aid, flow_run_id=flow_run_id)
     except KeyError:
         appr = _new_approval(
             svc, ctx, req, aid=aid, plan_hash=plan_hash, flow_run_id=flow_run_id, ticket=ticket
@@ -287,8 +302,14 @@ def await_decision(
     n = 0
     while True:
         appr = get_approval(svc.ledger, appr.id)
-        if appr.state is not ApprovalState.PENDING:  # decided elsewhere (e.g. cancelled)
-            return GateResult(appr, appr.state, [], "decided outside this run")
+        if appr.state is not ApprovalState.PENDING:  # decided elsewhere (e.g. cancelled), or
+            # by an earlier run of the same case that died before applying
+            approvers = [
+                d.approver
+                for d in appr.decisions
+                if d.counted and d.decision == "approve" and appr.state is ApprovalState.APPROVED
+            ]
+            return GateResult(appr, appr.state, approvers, "decided outside this run")
         t = tally(
             req,
             appr.decisions,
@@ -342,8 +363,13 @@ def gate(
     ticket: str = "",
     poll_interval: int = 1,
     pause: Callable[..., Any] | None = None,
+    run_key: str | None = None,
 ) -> GateResult:
-    """Approve this plan per the policy, or say why not (see the module docstring)."""
+    """Approve this plan per the policy, or say why not (see the module docstring).
+
+    ``run_key``: what the approval belongs to across runs (the runbook's case); default the
+    flow run (see :func:`open_approval`).
+    """
     if flow_run_id is None:
         from prefect.runtime import flow_run
 
@@ -358,9 +384,16 @@ def gate(
             summary=summary,
             flow_run_id=flow_run_id,
             ticket=ticket,
+            run_key=run_key,
         )
     appr, req = open_approval(
-        svc, ctx, plan_hash=plan_hash, summary=summary, flow_run_id=flow_run_id, ticket=ticket
+        svc,
+        ctx,
+        plan_hash=plan_hash,
+        summary=summary,
+        flow_run_id=flow_run_id,
+        ticket=ticket,
+        run_key=run_key,
     )
     return await_decision(svc, appr, req, summary=summary, poll_interval=poll_interval, pause=pause)
 
@@ -374,9 +407,10 @@ def _emergency(
     summary: PlanSummary,
     flow_run_id: str,
     ticket: str,
+    run_key: str | None = None,
 ) -> GateResult:
-    """No pre-approval; a post-hoc review for security is opened at once."""
-    aid = approval_id_for(flow_run_id, ctx.runbook, ctx.subject)
+    """No pre-approval; a post-hoc review for security is opened at once (once per case)."""
+    aid = approval_id_for(run_key or flow_run_id, ctx.runbook, ctx.subject)
     try:
         appr = get_approval(svc.ledger, aid)
     except KeyError:

@@ -162,8 +162,11 @@ class AssetOwnership(Protocol):
 class KeyManagement(Protocol):
     def list_keys(self, *, manager: str | None = None) -> list[ApiKeyInfo]: ...
 
-    def rotate_key(self, key_id: str) -> tuple[WriteResult, SecretStr]:
-        """A new secret (the old one stops working at once); the secret is a SecretStr."""
+    def rotate_key(
+        self, key_id: str, *, idempotency_key: str | None = None
+    ) -> tuple[WriteResult, SecretStr]:
+        """A new secret (the old one stops working at once); the secret is a SecretStr. The same
+        ``idempotency_key`` again returns the same rotation instead of a second one."""
         ...
 
     def revoke_key(self, key_id: str) -> WriteResult: ...

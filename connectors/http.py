@@ -106,8 +106,12 @@ class HttpApi:
         params: dict[str, Any] | None = None,
         json: Any = None,
         ok: Iterable[int] = (200, 201, 202, 204),
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         """One call, retried while transient; returns the response when its status is ``ok``.
+
+        ``idempotency_key`` is sent as ``Idempotency-Key`` on every attempt, so a backend that
+        honours it answers a retry of a write it already applied instead of applying it again.
 
         Raises:
             ConnectorError: the mapped error of a non-``ok`` answer or a transport failure.
@@ -127,7 +131,11 @@ class HttpApi:
                     f"{self.base_url}{path}",
                     params=params,
                     json=json,
-                    headers=self._headers,
+                    headers=(
+                        {**self._headers, "Idempotency-Key": idempotency_key}
+                        if idempotency_key
+                        else self._headers
+                    ),
                 )
             except httpx.TimeoutException as exc:
                 raise TransientError(

@@ -27,7 +27,7 @@ from domain.policy import ApprovalContext
 from domain.records import ApprovalState
 from flows.report import gate_services, publish, run_result, step_dicts
 from ledger.approvals import get_approval
-from ledger.cases import find_open_case, open_case, update_case
+from ledger.cases import find_closed_case, find_open_case, open_case, update_case
 from tasks.offboard import apply_step, record_offboarding, take_inventory, verify_offboarding
 from tasks.progress import report
 from tasks.runtime import Runtime, runtime
@@ -184,6 +184,18 @@ def offboard(
         # Nothing to do and no interrupted run to finish: no case, no ticket, no message (an
         # unknown or already offboarded address must not write anywhere).
         return _result(plan, status="nothing_to_do", effects={}, verification={}, rt=rt)
+    denied = find_closed_case(
+        rt.ledger,
+        runbook="offboard",
+        subject=req.email,
+        ticket=req.ticket,
+        outcomes=(ApprovalState.DENIED.value, ApprovalState.EXPIRED.value),
+    )
+    if denied is not None:
+        # This ticket's offboarding was refused: a re-delivered event or a run resumed after its
+        # worker died must not ask again (a new request comes with a new ticket).
+        log.warning("offboarding of %s under %s was %s", req.email, req.ticket, denied["outcome"])
+        return _result(plan, status="denied", effects={}, verification={}, rt=rt, ticket=req.ticket)
     case, resumed = open_case(
         rt.ledger,
         runbook="offboard",
@@ -265,6 +277,7 @@ def offboard(
             summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
             flow_run_id=run_id,
             ticket=the_ticket,
+            run_key=f"case-{case['id']}",
         )
         if not res.approved:
             record_offboarding(

@@ -274,6 +274,7 @@ def onboard(
             summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
             flow_run_id=run_id,
             ticket=the_ticket,
+            run_key=f"case-{case['id']}",
         )
         if not res.approved:
             record_onboarding(

@@ -55,6 +55,38 @@ def find_open_case(db: LedgerDB, *, runbook: str, subject: str) -> dict[str, Any
         return _dict(row) if row is not None else None
 
 
+def find_closed_case(
+    db: LedgerDB,
+    *,
+    runbook: str,
+    subject: str,
+    ticket: str,
+    outcomes: tuple[str, ...],
+    reason: str = "",
+) -> dict[str, Any] | None:
+    """The newest closed case of this runbook, person and ticket that ended in one of
+    ``outcomes`` (and had ``reason``, when given): a re-run of a finished request finds it and
+    does nothing twice. Without a ticket there is nothing to match: ``None``."""
+    if not ticket:
+        return None
+    with db.sessions() as s:
+        q = (
+            select(CaseRow)
+            .where(
+                CaseRow.runbook == runbook,
+                CaseRow.subject == subject,
+                CaseRow.ticket == ticket,
+                CaseRow.status == "closed",
+                CaseRow.outcome.in_(outcomes),
+            )
+            .order_by(CaseRow.id.desc())
+        )
+        if reason:
+            q = q.where(CaseRow.reason == reason)
+        row = s.scalars(q).first()
+        return _dict(row) if row is not None else None
+
+
 def sweep_case_id(
     db: LedgerDB, *, runbook: str, subject: str, reason: str, create: bool, now: datetime
 ) -> int | None:

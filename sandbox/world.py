@@ -103,6 +103,9 @@ class World:
     rng: random.Random = field(default_factory=random.Random)
     requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=200_000))
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    # Answers to requests sent with an ``Idempotency-Key`` (path|key → JSON body), replayed to
+    # a retry; in memory, as a vendor keeps them for a day rather than forever.
+    replies: dict[str, Any] = field(default_factory=dict)
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +119,15 @@ class World:
         self.faults = settings
         with self._lock:
             self._buckets.clear()
+
+    def replay(self, key: str) -> Any | None:
+        """The answer already given to the request ``key`` (path|Idempotency-Key), if any."""
+        with self._lock:
+            return self.replies.get(key)
+
+    def remember(self, key: str, answer: Any) -> None:
+        with self._lock:
+            self.replies[key] = answer
 
     def bucket(self, api: str) -> TokenBucket | None:
         """The rate-limit bucket of one API, or ``None`` when unlimited."""

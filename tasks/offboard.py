@@ -90,7 +90,7 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
     )
 
 
-def _execute(step: Step, subject: str) -> tuple[WriteResult, dict[str, Any]]:
+def _execute(step: Step, subject: str, case_id: int) -> tuple[WriteResult, dict[str, Any]]:
     """Do one step through its connector; the detail never holds a secret."""
     rt = runtime()
     org, idp, p = rt.org, rt.idp, step.params
@@ -110,9 +110,11 @@ def _execute(step: Step, subject: str) -> tuple[WriteResult, dict[str, Any]]:
             org.remove_key_manager(step.target, subject)
             return result, {}
         case StepKind.ROTATE_KEY:
-            result, secret = org.rotate_key(step.target)
-            # Off the managers, so offboarding them again never rotates the key again.
-            org.remove_key_manager(step.target, subject)
+            # Keyed by case and step: a retry after a lost answer, or this step re-run after the
+            # worker was killed, gets the same rotation (and secret) back, never a second one.
+            result, secret = org.rotate_key(
+                step.target, idempotency_key=f"handover-case-{case_id}-{step.id}"
+            )
             told = []
             # The new secret reaches the key's remaining managers by Slack DM only: never a
             # channel, a log line, the ticket or the audit log.
@@ -125,6 +127,9 @@ def _execute(step: Step, subject: str) -> tuple[WriteResult, dict[str, Any]]:
                         f"shown again): {secret.get_secret_value()}",
                     )
                     told.append(person)
+            # Off the managers only once the secret reached them: killed before this, a re-run
+            # plans the rotation again, replays it (same key) and tells them.
+            org.remove_key_manager(step.target, subject)
             return result, {"notified": told}
         case StepKind.REMOVE_PROJECT_ROLE:
             return org.set_project_role(subject, step.target, None), {}
@@ -178,7 +183,7 @@ def apply_step(
     if step.id in done:
         return {"effect": "noop(done earlier in this case)", "detail": done[step.id]["detail"]}
     try:
-        result, detail = _execute(step, subject)
+        result, detail = _execute(step, subject, case_id)
     except ConnectorError as exc:
         append(
             rt.ledger,

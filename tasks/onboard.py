@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from prefect import task
-from sqlalchemy import select
 
 from connectors.capabilities import InviteSpec
 from connectors.errors import ConnectorError
@@ -25,7 +24,7 @@ from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKi
 from domain.plan import is_mapped_idp_group
 from domain.records import AuditEvent, Grant
 from ledger.audit import append
-from ledger.cases import CaseRow, done_steps, mark_done, open_case, update_case
+from ledger.cases import done_steps, find_closed_case, mark_done, open_case, update_case
 from ledger.grants import grants, record_grant
 from tasks.runtime import runtime
 
@@ -57,26 +56,16 @@ def ticket_reporter(ticket: str) -> str | None:
 
 def previous_outcome(subject: str, ticket: str, reason: str = "") -> dict[str, Any] | None:
     """The closed case of this runbook, subject and ticket (and ``reason``, when given) that
-    finished it: a re-run of the same ticket finds it and does nothing twice."""
-    if not ticket:
-        return None
-    rt = runtime()
-    with rt.ledger.sessions() as s:
-        q = (
-            select(CaseRow)
-            .where(
-                CaseRow.runbook == RUNBOOK,
-                CaseRow.subject == subject,
-                CaseRow.ticket == ticket,
-                CaseRow.status == "closed",
-                CaseRow.outcome.in_(("done", "rejected")),
-            )
-            .order_by(CaseRow.id.desc())
-        )
-        if reason:
-            q = q.where(CaseRow.reason == reason)
-        row = s.scalars(q).first()
-        return {c.name: getattr(row, c.name) for c in CaseRow.__table__.columns} if row else None
+    finished it: a re-run of the same ticket finds it and does nothing twice. A denial ends the
+    ticket too: a run resumed after its worker died must not ask the approvers again."""
+    return find_closed_case(
+        runtime().ledger,
+        runbook=RUNBOOK,
+        subject=subject,
+        ticket=ticket,
+        outcomes=("done", "rejected", "denied"),
+        reason=reason,
+    )
 
 
 @task(name="take_onboard_inventory")

@@ -145,10 +145,15 @@ class SandboxContent:
         )
         return [k.to_key() for k in parse(AdminApiKeys, data, operation="list_keys").api_keys]
 
-    def rotate_key(self, key_id: str) -> tuple[WriteResult, SecretStr]:
+    def rotate_key(
+        self, key_id: str, *, idempotency_key: str | None = None
+    ) -> tuple[WriteResult, SecretStr]:
         """A new secret for the key; the old one stops working at once.
 
         The new secret is registered with the log redaction before anything else can see it.
+        With ``idempotency_key`` (the runbooks pass their case and step), a retry after a lost
+        answer, or a re-run after a killed worker, gets the same secret back rather than a
+        second rotation.
 
         Returns:
             ``updated`` (``detail`` ``rotation_count``, ``secret_hint``) and the new secret.
@@ -159,7 +164,11 @@ class SandboxContent:
         """
         subject = f"API key {key_id}"
         data = self.admin.json(
-            "POST", f"/api-keys/{segment(key_id)}/rotate", operation="rotate_key", subject=subject
+            "POST",
+            f"/api-keys/{segment(key_id)}/rotate",
+            operation="rotate_key",
+            subject=subject,
+            idempotency_key=idempotency_key,
         )
         # The raw answer holds the secret in clear; it is masked before it can reach any
         # log line, and only the SecretStr leaves this method.

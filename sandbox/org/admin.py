@@ -560,11 +560,26 @@ def create_key(request: Request, body: KeyBody, actor: Actor = None) -> dict[str
         return {**key_dict(org, k), "secret": secret}
 
 
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
 @router.post("/api-keys/{key_id}/rotate")
-def rotate_key(request: Request, key_id: int, actor: Actor = None) -> dict[str, Any]:
+def rotate_key(
+    request: Request, key_id: int, actor: Actor = None, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """A new secret. With an ``Idempotency-Key``, a retry of the same request (the answer was
+    lost: a timeout, a 5xx after the commit, a client killed mid-call) gets the same answer —
+    the same secret — instead of rotating again."""
+    world = world_of(request)
+    memo = f"{request.url.path}|{idempotency_key}" if idempotency_key else ""
+    if memo and (done := world.replay(memo)) is not None:
+        return done  # type: ignore[no-any-return]
     with org_of(request, actor) as org:
         k, secret = org.rotate_key(key_id)
-        return {**key_dict(org, k), "secret": secret}
+        answer = {**key_dict(org, k), "secret": secret}
+    if memo:  # only once committed: a failed rotation is not an answer to replay
+        world.remember(memo, answer)
+    return answer
 
 
 @router.post("/api-keys/{key_id}/revoke")

@@ -85,6 +85,31 @@ def test_writes_converge_when_the_answer_is_lost_after_the_change(
     assert secret.get_secret_value() not in caplog.text
 
 
+def test_a_rotation_with_an_idempotency_key_happens_once_whatever_is_retried(
+    inproc_world: OrgWorld,
+) -> None:
+    w = inproc_world
+    w.project("Prod")
+    w.join("boss@x.com", org_role="admin")
+    w.join("a@x.com")
+    key_id, old = w.key("Prod ingestion", "Prod", ["a@x.com"])
+    # Every answer is lost after the rotation was applied, until the client has retried 3 times.
+    w.faults(fault_rate=0.75, fault_after=1.0)
+    org = w.sandbox_org(attempts=30)
+    _r, first = org.rotate_key(key_id, idempotency_key="case-1-rotate")
+    # The run is killed and the step runs again: same key, same rotation, same secret.
+    _r, again = org.rotate_key(key_id, idempotency_key="case-1-rotate")
+    w.faults()
+    assert any(r["injected"] == "fault-after" for r in w.requests())
+    assert first.get_secret_value() == again.get_secret_value()
+    (key,) = [k for k in org.list_keys() if k.id == key_id]
+    assert key.rotation_count == 1
+    assert (w.ingest(old), w.ingest(first.get_secret_value())) == (401, 200)
+    # Another key (another case) is another rotation.
+    _r, other = org.rotate_key(key_id, idempotency_key="case-2-rotate")
+    assert other.get_secret_value() != first.get_secret_value()
+
+
 def test_a_conflict_is_not_retried(inproc_world: OrgWorld) -> None:
     w = inproc_world
     w.project("Development", "development")
