@@ -253,7 +253,11 @@ class Tickets(Protocol):
         summary: str,
         description: str = "",
         labels: Sequence[str] = (),
-    ) -> Ticket: ...
+        once: str | None = None,
+    ) -> Ticket:
+        """``once``: a label naming the request; an issue carrying it is returned, not
+        created again."""
+        ...
 
     def get(self, key: str) -> Ticket: ...
 

@@ -166,6 +166,7 @@ class JiraTickets:
         summary: str,
         description: str = "",
         labels: Sequence[str] = (),
+        once: str | None = None,
     ) -> Ticket:
         """Create an issue.
 
@@ -175,6 +176,10 @@ class JiraTickets:
             summary: one line.
             description: the body.
             labels: labels without spaces.
+            once: a label naming this very request (e.g. ``handover-case-12``): the issue that
+                already carries it is returned instead of a second one being created — Jira has
+                no idempotency key, and a retry after a lost answer, or a re-run after a killed
+                worker, would otherwise file the ticket twice.
 
         Returns:
             The issue as created (status as the workflow starts it).
@@ -190,13 +195,17 @@ class JiraTickets:
             "summary": summary,
             "description": description,
         }
-        if labels:
-            fields["labels"] = list(labels)
-        created = self._call(
-            lambda j: j.create_issue(fields=fields, prefetch=False),
-            operation="create_issue",
-            subject=project,
-        )
+        if labels or once:
+            fields["labels"] = [*labels, *([once] if once else [])]
+
+        def create(j: JIRA) -> Any:
+            if once:  # looked up on every attempt: the previous one may have been applied
+                found = j.search_issues(f'labels = "{once}"', maxResults=1, fields="summary")
+                if found:
+                    return found[0]
+            return j.create_issue(fields=fields, prefetch=False)
+
+        created = self._call(create, operation="create_issue", subject=project)
         return self.get(created.key)
 
     def get(self, key: str) -> Ticket:

@@ -212,6 +212,10 @@ def offboard(
             issue_type="Offboarding",
             summary=f"Offboard {req.email} ({req.reason.value})",
             description=f"email: {req.email}\nreason: {req.reason.value}",
+            # Names this case (id and opening time: unique even if a ledger starts over), so a
+            # run killed between filing and recording the ticket finds it rather than filing
+            # a second one.
+            once=f"handover-case-{case['id']}-{case['opened_at']:%Y%m%d%H%M%S}",
         )
         the_ticket = t.key
         update_case(rt.ledger, case["id"], ticket=the_ticket)

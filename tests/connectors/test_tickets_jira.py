@@ -200,3 +200,23 @@ def test_a_ready_client_can_be_given(jira: tuple[JiraTickets, LiveSandbox]) -> N
     t = JiraTickets(client=client)
     made = t.create(project="IT", issue_type="Task", summary="Given client")
     assert made.url == f"{live.url}/jira/browse/IT-1"
+
+
+def test_create_once_files_one_ticket_whatever_is_retried_or_run_again(
+    jira: tuple[JiraTickets, LiveSandbox],
+) -> None:
+    tickets, live = jira
+    # Most answers are lost after Jira applied the request: a plain retry would file it again.
+    set_faults(live, fault_rate=0.35, fault_after=1.0)
+    first = tickets.create(
+        project="IT", issue_type="Offboarding", summary="Offboard a@x.com", once="handover-case-7"
+    )
+    again = tickets.create(
+        project="IT", issue_type="Offboarding", summary="Offboard a@x.com", once="handover-case-7"
+    )
+    set_faults(live)
+    assert any(r["injected"] == "fault-after" for r in request_log(live, "jira"))
+    assert first.key == again.key
+    assert [t.key for t in tickets.search('labels = "handover-case-7"')] == [first.key]
+    other = tickets.create(project="IT", issue_type="Offboarding", summary="Offboard b@x.com")
+    assert other.key != first.key
