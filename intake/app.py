@@ -1,29 +1,39 @@
 """The front door (FastAPI): signed inbound requests become decisions, resumes and runs.
 
-Today: ``POST /slack/interactions`` (Approve / Deny buttons), ``GET /healthz`` and, when a
-launcher is given, ``POST /hooks/hr`` (signed HR events → offboarding runs: intake/hooks.py).
-Every request is authenticated before anything else: Slack's v0 HMAC signature over the raw body
-within a five-minute window (``slack_sdk.signature.SignatureVerifier``), and a signature is
-accepted once (a replayed body is refused). Slack wants an answer within three seconds, so the
-decision is recorded at once and the message update and the flow's wake-up run after the
-answer.
+Today: ``POST /slack/interactions`` (Approve / Deny / Extend buttons), ``GET /healthz`` and,
+when launchers are given, ``POST /hooks/hr`` (signed HR events → offboarding runs:
+intake/hooks.py) and ``POST /hooks/jira`` (Access Request tickets → onboarding runs:
+intake/jira_hook.py).
+Every request is read under a 64 KiB cap and authenticated before anything else: for Slack, its
+v0 HMAC-SHA256 signature over the raw body (``v0:<timestamp>:<body>``) within a five-minute
+window of the wall clock, and a signature is accepted once (a replayed body is refused).
+Malformed signature headers (a non-numeric timestamp, non-hex or non-ASCII signatures) and
+bodies that are not UTF-8 are refused like any bad signature, never by an exception.
+Slack wants an answer within three seconds, so the decision is recorded at once and the message
+update and the flow's wake-up run after the answer.
+
+``/openapi.json`` describes what each route reads, although the routes read raw bodies (to
+check signatures): intake/wire.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import re
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from slack_sdk.signature import SignatureVerifier
 
 from approvals.handler import (
     DecisionRefused,
@@ -40,12 +50,23 @@ from domain.records import GrantStatus
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
 from intake.launch import Launcher, launch_due
+from intake.wire import (
+    MAX_BODY,
+    answers,
+    header,
+    inline_schema,
+    raw_body_doc,
+    read_capped,
+    refuse,
+    too_large,
+)
 from ledger.grants import grants
 from ledger.replay import first_time
 
 log = logging.getLogger("handover.intake")
 
-MAX_BODY = 64 * 1024  # Slack's interaction payloads are a few KB
+WINDOW_SECONDS = 300  # Slack's own advice: refuse requests older than five minutes
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SlackUser(BaseModel):
@@ -61,8 +82,9 @@ class SlackAction(BaseModel):
 
 class SlackContainer(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    channel_id: str | None = None
-    message_ts: str | None = None
+    # Slack's ids are short; these are handed back to chat.update.
+    channel_id: str | None = Field(None, max_length=64)
+    message_ts: str | None = Field(None, max_length=64)
 
 
 class BlockActions(BaseModel):
@@ -75,8 +97,72 @@ class BlockActions(BaseModel):
     container: SlackContainer = Field(default_factory=SlackContainer)
 
 
-def _refuse(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
+class SlackAnswer(BaseModel):
+    """The answer to a click: recorded or not (and why), ignored, or an extension started."""
+
+    ok: Literal[True]
+    recorded: bool | None = None
+    started: bool | None = None
+    ignored: str | None = None
+    message: str | None = None
+
+
+def check_slack_signature(
+    secret: str, timestamp: str, signature: str, body: bytes, *, now: float
+) -> str | None:
+    """None when ``signature`` is Slack's v0 signature of ``body`` at ``timestamp``, within
+    five minutes of ``now``; else why not.
+
+    Our own check rather than ``slack_sdk.signature.SignatureVerifier``, which raises on
+    exactly what a forger sends (a non-numeric timestamp, a non-ASCII signature, a body that is
+    not UTF-8): here each is a plain refusal. The HMAC is over the raw bytes, as Slack signs
+    them.
+    """
+    if not timestamp or not signature:
+        return "missing X-Slack-Request-Timestamp or X-Slack-Signature header"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
+        return "malformed X-Slack-Request-Timestamp: expected unix seconds"
+    scheme, _, given = signature.partition("=")
+    if scheme != "v0" or not _HEX64.fullmatch(given):
+        return "malformed X-Slack-Signature: expected v0=<64 hex digits>"
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given.lower()):
+        return "invalid Slack signature"
+    if abs(now - int(timestamp)) > WINDOW_SECONDS:
+        return "stale Slack signature: outside the 5-minute window"
+    return None
+
+
+_SLACK_OPENAPI = raw_body_doc(
+    media_type="application/x-www-form-urlencoded",
+    schema={
+        "type": "object",
+        "required": ["payload"],
+        "properties": {
+            "payload": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": inline_schema(BlockActions),
+                "description": "a block_actions payload (JSON): the parts read",
+            }
+        },
+    },
+    headers=[
+        header("X-Slack-Request-Timestamp", "unix seconds; within five minutes of now"),
+        header("X-Slack-Signature", "v0=<hex HMAC-SHA256(secret, 'v0:<timestamp>:' + body)>"),
+    ],
+)
+_SLACK_ANSWERS = answers(
+    {200: (SlackAnswer, "the click is answered: recorded, refused with a message, or ignored")},
+    {
+        400: "not a block_actions form, or a malformed button value",
+        401: "unsigned, badly signed, stale or replayed: nothing is written",
+        403: "the Slack user has no email Handover knows",
+        413: "body over 64 KiB",
+        503: "the signing secret is not configured",
+    },
+)
 
 
 def create_intake(
@@ -86,6 +172,7 @@ def create_intake(
     launcher: Launcher | None = None,
     onboard_launcher: Launcher | None = None,
     extend_launcher: Launcher | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog.
 
@@ -94,6 +181,10 @@ def create_intake(
     ``onboard_launcher`` it takes Jira access-request webhooks (``POST /hooks/jira``). With
     ``extend_launcher`` the Extend button of a temporary-access reminder (``extend``, value
     ``grant:<id>``) starts an extension run (``extend_grant(grant_id, requester)``).
+
+    Slack's signature window is checked against ``wall_clock`` (unix seconds), not
+    ``svc.clock``: Slack stamps requests with real time, while a test or the sandbox may move
+    the services' clock by days.
     """
     launchers: dict[str, Launcher] = {}
     if launcher is not None:
@@ -119,7 +210,7 @@ def create_intake(
                     launch_due(svc, launchers)
 
     app = FastAPI(title="Handover intake", version="1", lifespan=lifespan)
-    verifier = SignatureVerifier(svc.settings.slack_signing_secret.get_secret_value())
+    slack_secret = svc.settings.slack_signing_secret.get_secret_value()
     app.state.services = svc
     if launcher is not None:
         app.include_router(hr_router(svc, launcher))
@@ -130,22 +221,33 @@ def create_intake(
     def healthz() -> dict[str, Any]:
         return {"ok": True}
 
-    @app.post("/slack/interactions")
+    @app.post("/slack/interactions", openapi_extra=_SLACK_OPENAPI, responses=_SLACK_ANSWERS)
     async def slack_interactions(request: Request, background: BackgroundTasks) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return _refuse(413, "request body too large")
-        ts = request.headers.get("x-slack-request-timestamp", "")
-        sig = request.headers.get("x-slack-signature", "")
-        if not ts or not sig or not verifier.is_valid(body=raw, timestamp=ts, signature=sig):
-            return _refuse(401, "invalid or stale Slack signature")
+        """A Slack button click (``block_actions``), signed by Slack."""
+        raw = await read_capped(request, MAX_BODY)
+        if raw is None:
+            return too_large()
+        if not slack_secret:
+            # An empty key would make every signature forgeable: take no clicks at all.
+            return refuse(503, "the Slack signing secret is not configured")
+        why = check_slack_signature(
+            slack_secret,
+            request.headers.get("x-slack-request-timestamp", ""),
+            request.headers.get("x-slack-signature", ""),
+            raw,
+            now=wall_clock(),
+        )
+        if why:
+            return refuse(401, why)
+        ts = request.headers["x-slack-request-timestamp"]
+        sig = request.headers["x-slack-signature"].lower()
         if not first_time(svc.ledger, "slack", ts, sig, now=svc.clock()):
-            return _refuse(401, "replayed request")
+            return refuse(401, "replayed request")
         try:
             form = parse_qs(raw.decode("utf-8"), strict_parsing=True)
             payload = BlockActions.model_validate(json.loads(form["payload"][0]))
-        except (ValueError, KeyError, UnicodeDecodeError, ValidationError):
-            return _refuse(400, "expected a form field 'payload' holding a block_actions JSON")
+        except (ValueError, KeyError, UnicodeDecodeError, RecursionError, ValidationError):
+            return refuse(400, "expected a form field 'payload' holding a block_actions JSON")
         if payload.type != "block_actions":
             return JSONResponse({"ok": True, "ignored": payload.type})
         action = payload.actions[0]
@@ -156,10 +258,10 @@ def create_intake(
         try:
             approval_id, plan_hash = parse_decision_value(action.value)
         except ValueError as exc:
-            return _refuse(400, str(exc))
+            return refuse(400, str(exc))
         approver = svc.messenger.email_of(payload.user.id) if svc.messenger else None
         if not approver:
-            return _refuse(403, "this Slack user has no email Handover knows")
+            return refuse(403, "this Slack user has no email Handover knows")
         decision = "approve" if action.action_id == APPROVE_ACTION else "deny"
         try:
             outcome = record_decision(
@@ -191,10 +293,10 @@ def create_intake(
         try:
             grant_id = parse_extend_value(action.value)
         except ValueError as exc:
-            return _refuse(400, str(exc))
+            return refuse(400, str(exc))
         requester = svc.messenger.email_of(payload.user.id) if svc.messenger else None
         if not requester:
-            return _refuse(403, "this Slack user has no email Handover knows")
+            return refuse(403, "this Slack user has no email Handover knows")
         found = [g for g in grants(svc.ledger) if g.id == grant_id]
         if not found or found[0].status is not GrantStatus.ACTIVE:
             state = found[0].status.value if found else "unknown"

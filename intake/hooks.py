@@ -2,20 +2,23 @@
 
 Order of work, as for Slack (intake/app.py): authenticate first, then parse, then answer fast.
 
-1. **Size**: at most 64 KiB are read (413 beyond, before the body is even parsed).
+1. **Size**: at most 64 KiB are read (413 beyond, before the body is even parsed; a lying
+   Content-Length or a chunked body is cut off while reading: intake/wire.py).
 2. **Signature**: ``X-Handover-Signature: t=<unix seconds>,v1=<hex>`` where ``v1`` is
    HMAC-SHA256(``HANDOVER_HR_WEBHOOK_SECRET``, ``f"{t}."`` + raw body), compared in constant
    time; ``t`` within five minutes of our clock (either way). Several ``v1`` may be given
    (secret rotation); unknown schemes are ignored. Anything else is a 401 and writes nothing.
 3. **Shape**: the JSON is validated by ``HrEvent`` (400 when it is not JSON, 422 listing each
-   bad field). Unknown fields are ignored.
+   bad field by name; the input is never echoed raw). Unknown fields are ignored. The OpenAPI
+   document (``/openapi.json``) carries ``HrEvent``'s JSON schema and the signature header.
 4. **Once**: the event id is claimed in the ledger (``inbound_events``). A retried delivery
    (same id, same content) is answered 200 with the same run reference and starts nothing; the
    same id with different content is a 409.
 5. **Start or schedule**: an effective date in the future is stored and answered 202
    ``{"status": "scheduled", "at": …}`` (the sweep, ``intake.launch.launch_due``, starts it
    then); otherwise the injected launcher starts the offboarding and we answer 202
-   ``{"status": "started", "run": <reference>}``.
+   ``{"status": "started", "run": <reference>}``. An answer may carry ``warnings``: things
+   accepted as sent that a person should look at (below).
 
 Choices worth knowing:
 
@@ -24,18 +27,26 @@ Choices worth knowing:
   Asia the morning of). For an exact moment, send a date-time: it
   must carry its offset (``Z``, ``+02:00``); a naive one is refused rather than guessed. An
   effective date now or past starts the run at once.
-- Emails are those of ``domain.models.Email`` (trimmed, lower-cased) and, at this door, also
-  *plain*: no quoting, brackets, commas, semicolons, and no invisible or control characters
-  (bidi overrides, zero-width joiners). Look-alike *letters* (Cyrillic U+0430 for a Latin "a")
-  are letters: such an address is syntactically valid and accepted as written; the runbook
-  matches emails exactly, so it never touches the look-alike's namesake, and it reports
-  look-alike accounts.
+- Emails are ``domain.models.PlainEmail``: trimmed, lower-cased, only letters, digits and
+  ``. _ + - '`` before the @ (no quoting, brackets, commas, semicolons, braces, backticks: the
+  stuff of injection strings), and no invisible or control characters (bidi overrides,
+  zero-width joiners). Look-alike *letters* (Cyrillic U+0430 for a Latin "a", fullwidth or
+  accented forms) are letters: such an address is syntactically valid and accepted as
+  written, and the answer's ``warnings`` names each non-ASCII character, so the sender sees
+  it; the runbook matches emails exactly, so it never touches the look-alike's namesake, and
+  it reports look-alike accounts.
 - The content that must match for a retry is the validated event (fields we use, normalised),
   not the raw bytes: a sender that re-serialises or adds a delivery counter is still retrying.
 - ``manager`` (an email, or ``{"email": …}``) becomes the run's receiver of content; the
   planner then blocks (the approver chooses) if that person cannot receive it, rather than
   silently giving the content to someone else.
-- HR events never start an emergency offboarding: that is a security engineer's call.
+- ``security_risk: true`` (a JSON boolean; ``employee.terminated`` and ``contract.ended``
+  only — a role change keeps the person, so it is refused there) is HR telling us the leaver
+  is a risk (the runbook seed: "immediately if security risk"). The offboarding then starts
+  *now* as an emergency: reason ``security_incident`` (the runbook's emergency reason: lock
+  out first, no pre-approval, a post-hoc review by security, transfers after), whatever the
+  ``effective_date`` says (a warning says it was ignored). The event's own type is kept in the
+  ledger. Without it (the default), HR events never start an emergency.
 """
 
 from __future__ import annotations
@@ -58,18 +69,30 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from starlette.concurrency import run_in_threadpool
 
 from approvals.services import Services
-from domain.models import Email
+from domain.models import PlainEmail, visible
 from intake.launch import Launcher, start_event
+from intake.wire import (
+    MAX_BODY,
+    answers,
+    header,
+    inline_schema,
+    invalid,
+    raw_body_doc,
+    read_capped,
+    refuse,
+    too_large,
+)
 from ledger.events import SCHEDULED, STARTED, EventRecord, claim_event
 
-MAX_BODY = 64 * 1024
 WINDOW_SECONDS = 300
 SOURCE = "hr"
 SIGNATURE_HEADER = "X-Handover-Signature"
@@ -80,40 +103,18 @@ REASONS: dict[str, str] = {
     "contract.ended": "contract_end",
     "role.changed": "role_change",
 }
+# Event types where HR may flag the leaver as a security risk (an emergency offboarding).
+RISK_TYPES = ("employee.terminated", "contract.ended")
 
 log = logging.getLogger("handover.intake")
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-# Specials that are only legal inside a quoted local part (RFC 5322); we take none of them.
-_SPECIALS = set('"(),:;<>[\\]')
-_LABEL = re.compile(r"[^\W_]+(?:-+[^\W_]+)*")  # letters (any script) and digits, inner hyphens
 
-
-def _visible(value: str) -> str:
-    """Refuse control, format (bidi, zero-width), private-use and unassigned characters."""
-    bad = [c for c in value if unicodedata.category(c).startswith("C")]
-    if bad:
-        names = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad})[:5])
-        raise ValueError(f"contains invisible or control characters ({names})")
-    return value
-
-
-def _plain_email(value: str) -> str:
-    _visible(value)
-    local, _, domain = value.partition("@")
-    if any(c in _SPECIALS for c in local) or not all(
-        _LABEL.fullmatch(label) and len(label) <= 63 for label in domain.split(".")
-    ):
-        raise ValueError(
-            f"{value[:100]!r} is not a plain email address (no quotes, brackets, commas, "
-            "semicolons or colons; domain labels of letters, digits and hyphens)"
-        )
-    return value
-
-
-HrEmail = Annotated[Email, AfterValidator(_plain_email)]
-"""An email at the HR door: a ``domain.models.Email`` (normalised first), and plain."""
+HrEmail = Annotated[
+    PlainEmail, WithJsonSchema({"type": "string", "format": "idn-email", "maxLength": 320})
+]
+"""An email at the HR door: a ``domain.models.PlainEmail`` (normalised, then plain)."""
 
 
 def _effective_at(value: Any) -> datetime | None:
@@ -140,12 +141,34 @@ def _effective_at(value: Any) -> datetime | None:
         raise ValueError(f"{v[:40]!r} is out of range") from None
 
 
+# The schema says what a sender may send: a date or a date-time (the validator decides more).
+EffectiveDate = Annotated[
+    datetime | None,
+    BeforeValidator(_effective_at),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ],
+            "description": "ISO 8601 date (00:00 UTC that day) or date-time with its offset",
+        }
+    ),
+]
+
+
 class HrPerson(BaseModel):
     model_config = ConfigDict(extra="ignore")
     email: HrEmail
 
 
-ProjectName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_visible)]
+def _manager_schema(schema: dict[str, Any]) -> None:
+    # The manager may also be sent as a bare email (``HrEvent._manager_as_email``).
+    schema.setdefault("anyOf", []).insert(1, {"type": "string", "format": "idn-email"})
+
+
+ProjectName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(visible)]
 
 
 class HrEvent(BaseModel):
@@ -156,10 +179,12 @@ class HrEvent(BaseModel):
     event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     type: Literal["employee.terminated", "contract.ended", "role.changed"]
     employee: HrPerson
-    effective_date: Annotated[datetime | None, BeforeValidator(_effective_at)] = None
-    manager: HrPerson | None = None
+    effective_date: EffectiveDate = None
+    manager: HrPerson | None = Field(None, json_schema_extra=_manager_schema)
     keep_projects: list[ProjectName] = Field(default_factory=list, max_length=50)
-    ticket: str | None = Field(None, max_length=64, pattern=r"^([A-Z][A-Z0-9]+-\d+)?$")
+    # ASCII digits: a regex \d would take Arabic-Indic or fullwidth digits too.
+    ticket: str | None = Field(None, max_length=64, pattern=r"^([A-Z][A-Z0-9]+-[0-9]+)?$")
+    security_risk: StrictBool = False
 
     @field_validator("manager", mode="before")
     @classmethod
@@ -181,27 +206,63 @@ class HrEvent(BaseModel):
             raise ValueError("keep_projects only applies to type role.changed")
         if self.manager and self.manager.email == self.employee.email:
             raise ValueError("the manager cannot be the employee who leaves")
+        if self.security_risk and self.type not in RISK_TYPES:
+            raise ValueError(
+                f"security_risk only applies to {' and '.join(RISK_TYPES)} (a role change "
+                "keeps the person; a security engineer starts an emergency offboarding)"
+            )
         return self
 
     @property
     def reason(self) -> str:
-        return REASONS[self.type]
+        # The offboarding runbook's emergency reason: it is what locks out first.
+        return "security_incident" if self.security_risk else REASONS[self.type]
 
     def flow_params(self) -> dict[str, Any]:
         """The offboarding flow's parameters (``flows.offboard.offboard``) for this event."""
         return {
             "email": self.employee.email,
             "reason": self.reason,
+            "emergency": self.security_risk,
             "ticket": self.ticket or "",
             "receiver": self.manager.email if self.manager else None,
             "keep_projects": list(self.keep_projects),
             "requester": f"hr-system:{self.event_id}",
         }
 
+    def warnings(self) -> list[str]:
+        """What was accepted as sent but deserves a person's look."""
+        out = [w for w in (_non_ascii("employee.email", self.employee.email),) if w]
+        if self.manager:
+            out += [w for w in (_non_ascii("manager.email", self.manager.email),) if w]
+        if self.security_risk and self.effective_date is not None:
+            out.append(
+                f"security_risk: effective_date {self.effective_date.isoformat()} ignored; "
+                "the emergency offboarding starts now"
+            )
+        return out
+
     def digest(self) -> str:
         """What must match for a redelivery to count as the same event (normalised)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # security_risk is left out when false, so events stored before the field existed
+        # keep their digest (a retry of one is still a retry).
+        skip = None if self.security_risk else {"security_risk"}
+        data = self.model_dump(mode="json", exclude=skip)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _non_ascii(field: str, email: str) -> str | None:
+    """A warning naming the non-ASCII characters of ``email`` (look-alikes), or None."""
+    odd = sorted({c for c in email if not c.isascii()})
+    if not odd:
+        return None
+    names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in odd[:5])
+    more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+    return (
+        f"{field} {email!a} is not plain ASCII ({names}{more}): it is matched exactly as "
+        "written, never as the address it may look like"
+    )
 
 
 def sign_hr(secret: str, body: bytes, t: int | None = None) -> dict[str, str]:
@@ -246,34 +307,20 @@ def check_signature(secret: str, header: str, body: bytes, *, now: float) -> str
     return None
 
 
-def _refuse(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message, **extra}, status_code=status)
+class HrAnswer(BaseModel):
+    """How an HR event stands, as answered to the sender (200 for a redelivery, else 202)."""
+
+    ok: Literal[True]
+    event_id: str
+    status: Literal["started", "scheduled", "cancelled"]
+    run: str | None = Field(None, description="the run's reference; null while it is launched")
+    at: datetime | None = Field(None, description="when a scheduled event starts")
+    duplicate: bool = Field(False, description="true: this event was received before")
+    warnings: list[str] = Field(default_factory=list)
 
 
-def _explain(exc: ValidationError) -> list[dict[str, str]]:
-    """Each bad field and what is wrong with it, in words a sender's engineer can act on."""
-    out = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        field = ".".join(str(p) for p in err["loc"]) or "event"
-        out.append({"field": field, "message": err["msg"].removeprefix("Value error, ")})
-    return out
-
-
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than ``limit`` (never read past it)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            return None
-    return bytes(buf)
-
-
-def _state(ev: EventRecord, *, duplicate: bool) -> dict[str, Any]:
-    """How an event stands, as answered to the sender."""
+def _state(ev: EventRecord, *, duplicate: bool, warnings: list[str]) -> dict[str, Any]:
+    """How an event stands, as answered to the sender (``HrAnswer``)."""
     out: dict[str, Any] = {"ok": True, "event_id": ev.event_id, "status": ev.status}
     if ev.status == SCHEDULED and ev.scheduled_at is not None:
         out["at"] = ev.scheduled_at.isoformat()
@@ -281,7 +328,34 @@ def _state(ev: EventRecord, *, duplicate: bool) -> dict[str, Any]:
         out["run"] = ev.run_ref or None  # None: its launch is still under way
     if duplicate:
         out["duplicate"] = True
+    if warnings:
+        out["warnings"] = warnings
     return out
+
+
+_OPENAPI = raw_body_doc(
+    schema=inline_schema(HrEvent),
+    headers=[
+        header(
+            SIGNATURE_HEADER,
+            "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.' + raw body)>; 5-minute window",
+        )
+    ],
+)
+_ANSWERS = answers(
+    {
+        200: (HrAnswer, "a redelivery of an event already received: how it stands"),
+        202: (HrAnswer, "started (a run reference) or scheduled (its effective date)"),
+    },
+    {
+        400: "the body is not JSON",
+        401: "unsigned, badly signed, or outside the 5-minute window: nothing is written",
+        409: "this event_id was received before with other content",
+        413: "body over 64 KiB",
+        422: "the event is invalid; each bad field is named",
+        503: "the secret is not configured, or the run could not be started (retry)",
+    },
+)
 
 
 def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
@@ -292,8 +366,10 @@ def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
         # Synchronous (ledger and launcher may block): run in the thread pool.
         now = svc.clock()
         at = event.effective_date
-        later = at is not None and at > now
+        # A security risk is locked out now, whatever date HR gave.
+        later = at is not None and at > now and not event.security_risk
         params = event.flow_params()
+        warnings = event.warnings()
         ev, new = claim_event(
             svc.ledger,
             SOURCE,
@@ -306,15 +382,15 @@ def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
         )
         if not new:
             if ev.payload_digest != event.digest():
-                return _refuse(
+                return refuse(
                     409,
                     f"event {event.event_id} was already received with different content; "
                     "a new event needs a new event_id",
                 )
-            return JSONResponse(_state(ev, duplicate=True), status_code=200)
+            return JSONResponse(_state(ev, duplicate=True, warnings=warnings), status_code=200)
         if later:
             log.info("HR event %s (%s) scheduled for %s", event.event_id, event.type, at)
-            return JSONResponse(_state(ev, duplicate=False), status_code=202)
+            return JSONResponse(_state(ev, duplicate=False, warnings=warnings), status_code=202)
         try:
             ref = start_event(
                 svc.ledger, launcher, SOURCE, event.event_id, params, forget_on_failure=True
@@ -322,37 +398,43 @@ def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
         except Exception as exc:
             # Forgotten: the sender retries on a 5xx and its retry claims the event afresh.
             log.error("HR event %s: could not start the run: %s", event.event_id, exc)
-            return _refuse(503, "could not start the run; retry later")
-        log.info("HR event %s (%s) started run %s", event.event_id, event.type, ref)
-        return JSONResponse(
-            {"ok": True, "event_id": event.event_id, "status": STARTED, "run": ref},
-            status_code=202,
+            return refuse(503, "could not start the run; retry later")
+        log.info(
+            "HR event %s (%s%s) started run %s",
+            event.event_id,
+            event.type,
+            ", security risk: emergency" if event.security_risk else "",
+            ref,
         )
+        out: dict[str, Any] = {"ok": True, "event_id": event.event_id, "status": STARTED}
+        out["run"] = ref
+        if warnings:
+            out["warnings"] = warnings
+        return JSONResponse(out, status_code=202)
 
-    @router.post("/hooks/hr")
+    @router.post("/hooks/hr", openapi_extra=_OPENAPI, responses=_ANSWERS)
     async def hr_hook(request: Request) -> JSONResponse:
-        raw = await _read_capped(request, MAX_BODY)
+        """An HR event (``HrEvent``), signed: starts or schedules one offboarding, once."""
+        raw = await read_capped(request, MAX_BODY)
         if raw is None:
-            return _refuse(413, f"request body too large (at most {MAX_BODY} bytes)")
+            return too_large()
         secret = svc.settings.hr_webhook_secret.get_secret_value()
         if not secret:
             # An empty key would make every signature forgeable: refuse to take events at all.
-            return _refuse(503, "the HR webhook secret is not configured")
+            return refuse(503, "the HR webhook secret is not configured")
         why = check_signature(
             secret, request.headers.get(SIGNATURE_HEADER, ""), raw, now=svc.clock().timestamp()
         )
         if why:
-            return _refuse(401, why)
+            return refuse(401, why)
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):
-            return _refuse(400, "the body is not JSON (UTF-8)")
+            return refuse(400, "the body is not JSON (UTF-8)")
         try:
             event = HrEvent.model_validate(data)
         except ValidationError as exc:
-            problems = _explain(exc)
-            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            return _refuse(422, f"invalid HR event: {summary}", fields=problems)
+            return invalid("HR event", exc, whole="event")
         return await run_in_threadpool(accept, event)
 
     return router

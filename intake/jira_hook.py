@@ -2,20 +2,25 @@
 
 Order of work, as for the HR hook (intake/hooks.py): authenticate first, then parse, then answer.
 
-1. **Size**: at most 64 KiB are read (413 beyond).
+1. **Size**: at most 64 KiB are read (413 beyond; intake/wire.py).
 2. **Signature**: ``X-Hub-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body with
    ``HANDOVER_JIRA_WEBHOOK_SECRET`` (Jira's own webhook signing), compared in constant time;
    anything else is a 401 and writes nothing. An empty secret refuses every delivery (503).
-3. **Shape**: JSON with ``webhookEvent`` and ``issue.key`` (400 otherwise). Only
+3. **Shape**: JSON (400 otherwise) validated by ``JiraWebhook``: ``webhookEvent``, and for the
+   events we act on an ``issue`` whose ``key`` is a Jira key (``ACC-12``: ASCII capitals,
+   digits and ``_``, a hyphen, a number); 422 naming each bad field. Only
    ``jira:issue_created`` / ``jira:issue_updated`` of issue type "Access Request" start a run;
-   anything else is answered 200 ``{"ignored": …}``.
-4. **Once**: the delivery is claimed in the ledger (source ``jira``) under the
-   ``X-Atlassian-Webhook-Identifier`` header when Jira sends one, else
-   ``<issue key>:<webhookEvent>:<timestamp>``; a redelivery is answered 200 and starts nothing.
+   anything else is answered 200 ``{"ignored": …}``. Nothing else of the body is used: the
+   runbook reads the ticket itself (the webhook body is not trusted for the request) and
+   answers a bad ticket with a comment naming each bad line (``domain.access_request``).
+4. **Once**: the delivery is claimed in the ledger (source ``jira``) under
+   ``<issue key>:<webhookEvent>:<timestamp>`` — all three signed, so a replayed body is a
+   duplicate whatever headers come with it (Jira's ``X-Atlassian-Webhook-Identifier`` is not
+   signed: a replay with a fresh one would otherwise start again). Without a ``timestamp`` the
+   body's SHA-256 stands in for it. A redelivery is answered 200 and starts nothing.
 5. **Start**: the injected launcher starts ``onboard(ticket=KEY)``; 202 ``{"run": <reference>}``.
-   The runbook reads the ticket itself (the webhook body is not trusted for the request) and
-   does nothing twice for a ticket it already handled, so the ``issue_updated`` its own comment
-   and transition cause is harmless.
+   The runbook does nothing twice for a ticket it already handled, so the ``issue_updated``
+   its own comment and transition cause is harmless.
 """
 
 from __future__ import annotations
@@ -24,24 +29,39 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any
+import re
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from approvals.services import Services
 from intake.launch import Launcher, start_event
+from intake.wire import (
+    MAX_BODY,
+    answers,
+    header,
+    inline_schema,
+    invalid,
+    raw_body_doc,
+    read_capped,
+    refuse,
+    too_large,
+)
 from ledger.events import STARTED, claim_event
 
-MAX_BODY = 64 * 1024
 SOURCE = "jira"
 SIGNATURE_HEADER = "X-Hub-Signature"
-DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
 ACCESS_REQUEST = "access request"
 EVENTS = {"jira:issue_created", "jira:issue_updated"}
+# A Jira issue key: the project key (ASCII capitals, digits, underscores), a hyphen, a number.
+JIRA_KEY = r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,9}$"
 
 log = logging.getLogger("handover.intake")
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def sign_jira(secret: str, body: bytes) -> dict[str, str]:
@@ -55,38 +75,82 @@ def check_jira_signature(secret: str, header: str, body: bytes) -> str | None:
     if not header:
         return f"missing {SIGNATURE_HEADER} header"
     scheme, sep, given = header.strip().partition("=")
-    if not sep or scheme.lower() != "sha256":
-        return f"{SIGNATURE_HEADER} must be sha256=<hex>"
+    # compare_digest takes ASCII only: anything but 64 hex digits is refused before it.
+    if not sep or scheme.lower() != "sha256" or not _HEX64.fullmatch(given.strip()):
+        return f"{SIGNATURE_HEADER} must be sha256=<64 hex digits>"
     want = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(want, given.strip().lower()):
         return "invalid signature"
     return None
 
 
-def _refuse(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
+class JiraIssueType(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field("", max_length=255)
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is longer than ``limit``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+class JiraIssueFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    issuetype: JiraIssueType | None = None
 
 
-def _issue_type(issue: dict[str, Any]) -> str:
-    fields = issue.get("fields") or {}
-    kind = fields.get("issuetype") if isinstance(fields, dict) else None
-    name = kind.get("name") if isinstance(kind, dict) else kind
-    return str(name or "")
+class JiraIssue(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    key: str = Field(max_length=64, pattern=JIRA_KEY, description="e.g. ACC-12")
+    fields: JiraIssueFields = Field(default_factory=JiraIssueFields)
+
+
+class JiraWebhook(BaseModel):
+    """The part of a Jira webhook we read (Jira sends much more; the rest is ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    webhookEvent: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_:.-]+$")
+    issue: JiraIssue | None = None
+    timestamp: int | None = Field(None, ge=0, le=10**15, description="epoch milliseconds")
+
+    @model_validator(mode="after")
+    def _issue_for_issue_events(self) -> JiraWebhook:
+        if self.webhookEvent in EVENTS and self.issue is None:
+            raise ValueError(f"{self.webhookEvent} needs its issue (issue.key)")
+        return self
+
+    @property
+    def acted_on(self) -> bool:
+        """An issue event about an Access Request: what starts an onboarding."""
+        kind = self.issue.fields.issuetype if self.issue else None
+        name = kind.name if kind else ""
+        return self.webhookEvent in EVENTS and name.strip().casefold() == ACCESS_REQUEST
+
+
+class JiraAnswer(BaseModel):
+    """How a delivery stands: started (202), a duplicate or ignored (200)."""
+
+    ok: Literal[True]
+    event_id: str | None = None
+    status: Literal["started"] | None = None
+    run: str | None = None
+    duplicate: bool = False
+    ignored: str | None = Field(None, description="the event, when it is not one we act on")
+
+
+_OPENAPI = raw_body_doc(
+    schema=inline_schema(JiraWebhook),
+    headers=[header(SIGNATURE_HEADER, "sha256=<hex HMAC-SHA256(secret, raw body)>")],
+)
+_ANSWERS = answers(
+    {
+        200: (JiraAnswer, "a redelivery (duplicate), or an event we do not act on (ignored)"),
+        202: (JiraAnswer, "an onboarding run was started"),
+    },
+    {
+        400: "the body is not JSON",
+        401: "unsigned or badly signed: nothing is written",
+        413: "body over 64 KiB",
+        422: "the webhook is invalid; each bad field is named",
+        503: "the secret is not configured, or the run could not be started (retry)",
+    },
+)
 
 
 def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
@@ -114,41 +178,38 @@ def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
             )
         except Exception as exc:
             log.error("Jira event %s: could not start the run: %s", event_id, exc)
-            return _refuse(503, "could not start the run; retry later")
-        log.info("Jira event %s (%s %s) started run %s", event_id, event, key, ref)
+            return refuse(503, "could not start the run; retry later")
+        log.info("Jira event %s started run %s", event_id, ref)
         return JSONResponse(
             {"ok": True, "event_id": event_id, "status": STARTED, "run": ref}, status_code=202
         )
 
-    @router.post("/hooks/jira")
+    @router.post("/hooks/jira", openapi_extra=_OPENAPI, responses=_ANSWERS)
     async def jira_hook(request: Request) -> JSONResponse:
-        raw = await _read_capped(request, MAX_BODY)
+        """A Jira webhook (``JiraWebhook``), signed: an Access Request starts one onboarding."""
+        raw = await read_capped(request, MAX_BODY)
         if raw is None:
-            return _refuse(413, f"request body too large (at most {MAX_BODY} bytes)")
+            return too_large()
         secret = svc.settings.jira_webhook_secret.get_secret_value()
         if not secret:
-            return _refuse(503, "the Jira webhook secret is not configured")
+            return refuse(503, "the Jira webhook secret is not configured")
         why = check_jira_signature(secret, request.headers.get(SIGNATURE_HEADER, ""), raw)
         if why:
-            return _refuse(401, why)
+            return refuse(401, why)
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):
-            return _refuse(400, "the body is not JSON (UTF-8)")
-        if not isinstance(data, dict):
-            return _refuse(400, "expected a JSON object")
-        event = str(data.get("webhookEvent") or "")
-        issue = data.get("issue")
-        key = issue.get("key") if isinstance(issue, dict) else None
-        if not event or not isinstance(key, str) or not key:
-            return _refuse(400, "expected webhookEvent and issue.key")
-        if len(key) > 64 or not key.replace("-", "").isalnum():
-            return _refuse(400, "issue.key is not a Jira key")
-        if event not in EVENTS or _issue_type(issue).casefold() != ACCESS_REQUEST:  # type: ignore[arg-type]
-            return JSONResponse({"ok": True, "ignored": event or "event"})
-        delivery = request.headers.get(DELIVERY_HEADER, "").strip()[:128]
-        event_id = delivery or f"{key}:{event}:{data.get('timestamp', '')}"
+            return refuse(400, "the body is not JSON (UTF-8)")
+        try:
+            hook = JiraWebhook.model_validate(data)
+        except ValidationError as exc:
+            return invalid("Jira webhook", exc)
+        if not hook.acted_on or hook.issue is None:
+            return JSONResponse({"ok": True, "ignored": hook.webhookEvent})
         digest = hashlib.sha256(raw).hexdigest()
-        return await run_in_threadpool(accept, key, event, event_id, digest)
+        # Only signed content names the delivery (see the module docstring, step 4).
+        stamp = str(hook.timestamp) if hook.timestamp is not None else f"sha256:{digest[:32]}"
+        event_id = f"{hook.issue.key}:{hook.webhookEvent}:{stamp}"
+        return await run_in_threadpool(accept, hook.issue.key, hook.webhookEvent, event_id, digest)
 
     return router

@@ -125,6 +125,7 @@ def test_a_signed_event_starts_one_offboarding_with_the_right_parameters(door: D
     params = {
         "email": "dana.sole@acme.com",
         "reason": "termination",
+        "emergency": False,
         "ticket": "IT-42",
         "receiver": "sofia.lead@acme.com",
         "keep_projects": [],
@@ -155,6 +156,10 @@ def test_the_parameters_are_what_the_offboard_flow_accepts() -> None:
         req = OffboardRequest(**params)
         assert req.reason.value == reason and not req.emergency and not req.dry_run
     assert params["keep_projects"] == ["Staging"]
+    for typ in ("employee.terminated", "contract.ended"):
+        params = HrEvent.model_validate(event(type=typ, security_risk=True)).flow_params()
+        req = OffboardRequest(**params)
+        assert req.emergency and req.reason.value == "security_incident"
 
 
 def test_a_retried_delivery_answers_the_same_run_and_starts_nothing(door: Door) -> None:
@@ -198,6 +203,71 @@ def test_role_change_and_contract_end_map_to_their_reasons(door: Door) -> None:
         ("contract_end", "", None, []),
         ("role_change", "IT-42", "sofia.lead@acme.com", ["Production"]),
     ]
+
+
+# --- security risk: an emergency offboarding, now -----------------------------------------
+
+
+@pytest.mark.parametrize("typ", ["employee.terminated", "contract.ended"])
+def test_a_security_risk_starts_an_emergency_offboarding_now(door: Door, typ: str) -> None:
+    """The runbook seed: "immediately if security risk". Lock out first, no pre-approval: the
+    runbook's emergency (reason security_incident), whatever the effective date says."""
+    r = door.post(event(type=typ, security_risk=True, effective_date="2025-03-31"))
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert out["status"] == "started" and out["run"] == "run-1"
+    assert out["warnings"] == [
+        "security_risk: effective_date 2025-03-31T00:00:00+00:00 ignored; "
+        "the emergency offboarding starts now"
+    ]
+    (params,) = door.launcher.launched
+    assert params["emergency"] is True and params["reason"] == "security_incident"
+    assert params["email"] == "dana.sole@acme.com"
+    assert params["receiver"] == "sofia.lead@acme.com"  # content still goes to the manager
+    (stored,) = list_events(door.svc.ledger)
+    assert stored.kind == typ and stored.status == "started" and stored.scheduled_at is None
+    # A redelivery is the same event: one emergency run, not two.
+    again = door.post(event(type=typ, security_risk=True, effective_date="2025-03-31"))
+    assert again.status_code == 200 and again.json()["run"] == "run-1"
+    assert len(door.launcher.launched) == 1
+
+
+def test_without_security_risk_nothing_is_an_emergency(door: Door) -> None:
+    door.post(event(event_id="e1"))
+    door.post(event(event_id="e2", security_risk=False))
+    assert [p["emergency"] for p in door.launcher.launched] == [False, False]
+    assert {p["reason"] for p in door.launcher.launched} == {"termination"}
+
+
+def test_the_same_event_flagged_afterwards_is_a_conflict(door: Door) -> None:
+    """Flagging a risk changes what is done: it takes a new event, not a redelivery."""
+    door.post(event())
+    r = door.post(event(security_risk=True))
+    assert r.status_code == 409 and "different content" in r.json()["error"]
+    assert [p["emergency"] for p in door.launcher.launched] == [False]
+
+
+@pytest.mark.parametrize(
+    ("over", "field_name", "says"),
+    [
+        (
+            {"type": "role.changed", "security_risk": True},
+            "event",
+            "security_risk only applies to employee.terminated and contract.ended",
+        ),
+        ({"security_risk": "true"}, "security_risk", "valid boolean"),
+        ({"security_risk": 1}, "security_risk", "valid boolean"),
+        ({"security_risk": None}, "security_risk", "valid boolean"),
+    ],
+)
+def test_security_risk_must_be_a_boolean_on_a_leaver(
+    door: Door, over: dict[str, Any], field_name: str, says: str
+) -> None:
+    r = door.post(event(**over))
+    assert r.status_code == 422, r.text
+    (problem,) = r.json()["fields"]
+    assert problem["field"] == field_name and says in problem["message"]
+    door.nothing_happened()
 
 
 def test_a_manager_may_be_given_as_a_plain_email(door: Door) -> None:
@@ -522,6 +592,36 @@ def test_without_a_launcher_the_hr_hook_is_not_served(tmp_path: Path) -> None:
 
 
 # --- the in-process launcher -------------------------------------------------------------
+
+
+def test_the_launchers_pass_emergency_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both launchers hand the flow every parameter of the event, ``emergency`` included."""
+    from intake.hooks import HrEvent
+    from intake.launch import deployment_launcher
+
+    params = HrEvent.model_validate(event(security_risk=True)).flow_params()
+    seen: list[dict[str, Any]] = []
+
+    def fake_flow(**kw: Any) -> str:
+        seen.append(kw)
+        return "done"
+
+    launch = thread_launcher(fake_flow)
+    assert launch.wait(launch(params), 10) == "done"
+    assert seen == [params] and seen[0]["emergency"] is True
+
+    created: list[dict[str, Any]] = []
+
+    def fake_run_deployment(name: str, **kw: Any) -> Any:
+        created.append({"name": name, **kw})
+        return type("FlowRun", (), {"id": uuid.UUID(int=7)})()
+
+    monkeypatch.setattr("prefect.deployments.run_deployment", fake_run_deployment)
+    ref = deployment_launcher("offboard/offboard")(params)
+    assert ref == str(uuid.UUID(int=7))
+    (call,) = created
+    assert call["parameters"] == params and call["parameters"]["emergency"] is True
+    assert call["idempotency_key"] == "offboard/offboard|hr-system:evt_0001"
 
 
 def test_thread_launcher_runs_the_flow_function_in_the_background() -> None:
