@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from cli.recover import HEARTBEAT_SECONDS, ensure_crash_detection
+
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
 POOL = "handover-process"
@@ -169,6 +171,7 @@ def deploy_all(
         raise DeployError(
             f"not deployed: {', '.join(missing)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
+    ensure_crash_detection()  # a run whose process dies becomes Crashed (then is resumed)
     return names
 
 
@@ -227,6 +230,8 @@ def start_worker(
         {
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+            # Heartbeats let the crash-detection automation see a run whose process died.
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
             **(env or {}),
         },
     )

@@ -17,6 +17,10 @@
 Stopping (Ctrl-C or SIGTERM) goes in reverse: intake, worker (with its flow-run processes),
 sandbox, server. A run paused at an approval is then left PAUSED on the server; it cannot be
 resumed once its process is gone, so decide pending approvals (or let them time out) first.
+
+Crash recovery (``cli.recover``): the worker's runs send heartbeats, a server automation marks
+a run whose process died Crashed, and every 30 s this process starts each crashed run again
+(same deployment and parameters; the runbooks resume their case in the ledger).
 """
 
 from __future__ import annotations
@@ -226,7 +230,17 @@ def up(
             lines.append("Ctrl-C stops everything.")
             echo("\n".join(lines))
 
+            from cli.recover import resume_crashed
+
+            last_recovery = 0.0
             while not stop.wait(1.0):
+                if time.monotonic() - last_recovery > SWEEP_SECONDS:
+                    last_recovery = time.monotonic()
+                    try:  # runs whose worker process died: Crashed by the automation, resumed
+                        for r in resume_crashed():
+                            echo(f"crashed run {r.crashed} started again as {r.run}")
+                    except Exception as exc:  # the server may be busy: next sweep
+                        echo(f"warning: crash recovery sweep failed: {exc}")
                 if server.proc.poll() is not None:
                     echo(f"error: the Prefect server exited (see {server.log})")
                     code = 1

@@ -1,0 +1,126 @@
+"""Crash recovery on a real worker (``cli.recover``): the worker and its flow-run process are
+SIGKILLed while an offboarding waits at its approval gate; the server's automation marks the
+run Crashed when its heartbeats stop; the approver's click lands while nothing runs; the
+recovery sweep starts the run again, which finds its case and its approval (with that click)
+and finishes the offboarding — once, with nobody asked twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import select
+
+from approvals.handler import decide
+from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
+from cli.recover import AUTOMATION, ensure_crash_detection, resume_crashed
+from cli.stack import Running, local_runtime
+from ledger.approvals import list_approvals
+from ledger.audit import AuditRow
+from tests.cli.deploy_stack import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+EMAIL = "dana.sole@acme.com"
+
+
+def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(
+    prefect_server: str,
+    sandbox: Running,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    # Detection after 45 s without a heartbeat (30 s apart) keeps the test short; deploy_all
+    # keeps an automation that exists (production: 90 s).
+    ensure_crash_detection(within=45)
+    deploy_all(PREFECT_YAML, env=worker_env)
+    assert Automation.read(name=AUTOMATION).trigger.within.total_seconds() == 45
+    admin = httpx.Client(
+        base_url=f"{sandbox.url}/admin/v1",
+        headers={"Authorization": "Bearer sandbox-admin-token"},
+    )
+    assert admin.get(f"/members/{EMAIL}").status_code == 200
+
+    w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
+    request.addfinalizer(w.stop)
+    wait_for_worker(POOL)
+    run = run_deployment(
+        "offboard/offboard",
+        parameters={"email": EMAIL, "reason": "termination", "requester": "it.ops@acme.com"},
+        timeout=0,
+    )
+    _rt, svc = local_runtime(sandbox.url, tmp_path)
+
+    def state(run_id: UUID) -> Any:
+        with get_client(sync_client=True) as c:
+            return c.read_flow_run(run_id).state
+
+    try:
+        wait_for("the run to pause at the gate", lambda: state(run.id).is_paused(), timeout=120)
+    except AssertionError:
+        print((tmp_path / "worker.log").read_text()[-6000:])
+        raise
+    (appr,) = [a for a in list_approvals(svc.ledger) if a.subject == EMAIL]
+    # A run waiting at its gate is alive (its process keeps sending heartbeats): past the
+    # detection window it is still Paused, not Crashed.
+    time.sleep(50)
+    assert state(run.id).is_paused(), state(run.id)
+
+    # The machine dies: worker and flow-run process at once, no chance to report anything
+    # (the flow-run process has a session of its own: killed by pid, not by group).
+    doomed = [w.proc.pid, *(p.pid for p in psutil.Process(w.proc.pid).children(recursive=True))]
+    assert len(doomed) >= 2, "the flow-run process was not found"
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    w.proc.wait()
+    t_kill = time.monotonic()
+    # HR approves meanwhile: recorded in the ledger; there is no process to wake.
+    decide(svc, appr.id, approver="hr.partner@acme.com", decision="approve")
+
+    crashed = wait_for(
+        "the automation to mark the run Crashed",
+        lambda: state(run.id).is_crashed(),
+        timeout=150,
+    )
+    t_crashed = time.monotonic() - t_kill
+    assert crashed
+    Path("/tmp/crash_msg.txt").write_text(repr(state(run.id).message))
+    w2 = start_worker(POOL, env=worker_env, log=tmp_path / "worker2.log")
+    request.addfinalizer(w2.stop)
+    wait_for_worker(POOL)
+    (resumed,) = resume_crashed()
+    assert resumed.crashed == str(run.id)
+    assert resume_crashed() == [], "a second sweep must not start it again"
+    new_id = UUID(resumed.run)
+    try:
+        wait_for("the resumed run to finish", lambda: state(new_id).is_final(), timeout=150)
+    except AssertionError:
+        print((tmp_path / "worker2.log").read_text()[-6000:])
+        raise
+    assert state(new_id).is_completed(), state(new_id)
+    assert admin.get(f"/members/{EMAIL}").status_code == 404
+    # One approval, approved by the click given while nothing ran; nobody asked twice.
+    (after,) = [a for a in list_approvals(svc.ledger) if a.subject == EMAIL]
+    assert after.id == appr.id and after.state.value == "approved"
+    assert after.flow_run_id == str(new_id)
+    with svc.ledger.sessions() as s:
+        asked = s.scalars(
+            select(AuditRow.seq).where(
+                AuditRow.action == "approval.requested", AuditRow.subject == EMAIL
+            )
+        ).all()
+    assert len(asked) == 1
+    print(f"kill → Crashed {t_crashed:.0f} s")
