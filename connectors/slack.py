@@ -83,9 +83,14 @@ METHOD_LIMITS = {
     "users.lookupByEmail": 50,  # tier 3
     "users.info": 100,  # tier 4
     "conversations.open": 50,  # tier 3
-    "chat.postMessage": 60,  # "special": about one per second per channel
+    # "Special": one message per second *per channel* (bursts tolerated), plus a workspace-wide
+    # ceiling Slack does not publish; ours is set well under what workspaces see in practice.
+    # One bucket for all channels (what this was) made 20 back-to-back emergency runs, each
+    # telling different people, queue behind one another at one message a second.
+    "chat.postMessage": 300,
     "chat.update": 50,  # tier 3
 }
+PER_CHANNEL_POSTS_PER_MINUTE = 60
 
 
 def _retry_after(response: SlackResponse | None) -> float | None:
@@ -177,11 +182,20 @@ class SlackMessenger:
         *,
         operation: str,
         subject: str | None = None,
+        channel: str | None = None,
     ) -> SlackResponse:
-        """One Web API call: wait for the method's bucket, translate errors, retry transients."""
+        """One Web API call: wait for the method's bucket (and the channel's, for a post),
+        translate errors, retry transients."""
         limiter = limiter_for(f"slack {method}", self.base_url, METHOD_LIMITS.get(method, 50))
+        per_channel = (
+            limiter_for(f"slack {method} {channel}", self.base_url, PER_CHANNEL_POSTS_PER_MINUTE)
+            if channel
+            else None
+        )
 
         def attempt() -> SlackResponse:
+            if per_channel is not None:
+                per_channel.acquire()
             limiter.acquire()
             try:
                 return fn()
@@ -331,6 +345,7 @@ class SlackMessenger:
             lambda: self.client.chat_postMessage(**kwargs),
             operation=operation,
             subject=subject,
+            channel=channel,
         )
         return MessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))
 
