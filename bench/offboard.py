@@ -4,8 +4,15 @@
 1. normal offboardings (termination, approved through the CLI path as HR): wall time from
    the start to the verified end, and API calls per offboarding (counted in the sandbox's own
    request log, per API);
-2. emergency offboardings (security_incident: no pre-approval): trigger → verified lockout
-   latency, p50 and p95 (target p95 ≤ 5 s).
+2. emergency offboardings triggered the way HR triggers them: each a signed ``POST /hooks/hr``
+   (``employee.terminated`` with ``security_risk: true``) to a running intake (uvicorn over
+   loopback, the thread launcher of ``handover demo``), one after the other. Latency, p50 and
+   p95 (target p95 ≤ 5 s), from the POST to the *verified* lockout: the end of the flow's
+   ``verify_offboarding`` task (read from the Prefect server), counted only when the run ends
+   ``done`` with every check passing (``member_removed``, ``idp_user_inactive``,
+   ``not_reprovisioned``, ``old_keys_rejected``, …). Also shown: POST → member removed (the
+   ``offboard.remove_member`` audit event) and POST → end of the run (the record step's ticket
+   comment and Slack DMs come after the verification).
 
 Run: ``.venv/bin/python bench/offboard.py [--normal 5] [--emergency 20]``.
 """
@@ -21,8 +28,11 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -107,15 +117,8 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> None:
             f"{url}/_sandbox/requests", params={"since": start_seq, "limit": 100_000}
         ).json()["requests"]
         calls.append(Counter(x["api"] for x in log))
-    lockout = []
-    for email in people[args.normal : need]:
-        t = time.perf_counter()
-        r = offboard(
-            email=email, reason="security_incident", emergency=True, requester="sec.lead@acme.com"
-        )
-        lockout.append(time.perf_counter() - t)
-        assert r["status"] == "done" and all(v == "pass" for v in r["verification"].values()), r
     stop.set()
+    verified, removed, ended, held = emergencies(url, svc, people[args.normal : need])
     per_api = Counter[str]()
     for c in calls:
         per_api.update(c)
@@ -128,10 +131,19 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> None:
         f" max {max(normal):.2f} s; API calls per offboarding {mean_calls:.1f} "
         f"({', '.join(f'{k} {v / n:.1f}' for k, v in sorted(per_api.items()))})"
     )
-    p50, p95 = statistics.median(lockout), pct(lockout, 0.95)
+    p50, p95 = statistics.median(verified), pct(verified, 0.95)
     print(
-        f"emergency (trigger → verified lockout): {len(lockout)} runs, p50 {p50:.2f} s, "
+        f"emergency (HR webhook → verified lockout): {len(verified)} runs, p50 {p50:.2f} s, "
         f"p95 {p95:.2f} s (target ≤ 5 s)"
+    )
+    print(
+        f"  webhook → member removed: p50 {statistics.median(removed):.2f} s, "
+        f"p95 {pct(removed, 0.95):.2f} s; webhook → run ended (ticket, DMs): "
+        f"p50 {statistics.median(ended):.2f} s, p95 {pct(ended, 0.95):.2f} s"
+    )
+    print(
+        f"  our Slack rate-limit buckets held runs back {sum(held):.2f} s in all "
+        f"(max {max(held):.2f} s in one run)"
     )
     print(
         json.dumps(
@@ -140,14 +152,112 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> None:
                 "emergency_p95_fraction_of_target": round(p95 / 5.0, 3),
                 "api_calls_per_offboarding": round(mean_calls, 1),
                 "normal_runs": n,
-                "emergency_runs": len(lockout),
+                "emergency_runs": len(verified),
+                "emergency_trigger": "hr_webhook",
                 "normal_wall_p50_s": round(statistics.median(normal), 2),
                 "emergency_p50_s": round(p50, 2),
                 "emergency_p95_s": round(p95, 2),
+                "emergency_removed_p95_s": round(pct(removed, 0.95), 2),
+                "emergency_run_end_p95_s": round(pct(ended, 0.95), 2),
+                "emergency_slack_bucket_wait_max_s": round(max(held), 2),
                 "cores": cores,
             }
         )
     )
+
+
+def slack_waited() -> float:
+    """Seconds our client-side Slack buckets have made callers wait, so far (all methods)."""
+    from connectors import rate
+
+    return sum(b.waited for (name, _), b in rate._registry.items() if name.startswith("slack"))
+
+
+def emergencies(
+    url: str, svc: Any, people: list[str]
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Offboard each of ``people`` through a signed HR webhook with ``security_risk``.
+
+    Returns:
+        Seconds from the POST to the verified lockout, to the member's removal, and to the
+        end of the run, per person; and how long Slack's buckets held each run back.
+    """
+    from cli.stack import serve_app
+    from flows.offboard import offboard
+    from intake.app import create_intake
+    from intake.hooks import sign_hr
+    from intake.launch import thread_launcher
+    from ledger.audit import records
+
+    launcher = thread_launcher(offboard)
+    intake = serve_app(create_intake(svc, launcher=launcher), name="intake")
+    secret = svc.settings.hr_webhook_secret.get_secret_value()
+    verified, removed, ended, held = [], [], [], []
+    try:
+        with httpx.Client(base_url=intake.url, timeout=10) as http:
+            for email in people:
+                body = json.dumps(
+                    {
+                        "event_id": f"bench-{uuid.uuid4().hex[:12]}",
+                        "type": "employee.terminated",
+                        "employee": {"email": email},
+                        "security_risk": True,
+                    }
+                ).encode()
+                headers = sign_hr(secret, body)
+                waited = slack_waited()
+                t0 = time.time()
+                r = http.post("/hooks/hr", content=body, headers=headers)
+                assert r.status_code == 202 and r.json()["status"] == "started", r.text
+                ref = r.json()["run"]
+                result = launcher.wait(ref, timeout=120)
+                ended.append(time.time() - t0)
+                held.append(slack_waited() - waited)
+                assert isinstance(result, dict), result
+                checks = result["verification"]
+                assert result["status"] == "done" and checks.get("member_removed") == "pass", result
+                assert all(v == "pass" for v in checks.values()), checks
+                verified.append(verify_ended(f"hr-{ref}").timestamp() - t0)
+                (gone,) = [
+                    e
+                    for e in records(svc.ledger, subject=email)
+                    if e.action == "offboard.remove_member"
+                ]
+                removed.append(gone.at.timestamp() - t0)
+    finally:
+        intake.stop()
+    return verified, removed, ended, held
+
+
+def verify_ended(flow_run_name: str, timeout: float = 30) -> datetime:
+    """When the ``verify_offboarding`` task of that flow run completed (the Prefect server's
+    record; task states reach it asynchronously, so wait for it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name]))
+            )
+            tasks = (
+                client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [runs[0].id]}))
+                if runs
+                else []
+            )
+            done = [
+                t
+                for t in tasks
+                if t.name.startswith("verify_offboarding")
+                and t.state is not None
+                and t.state.is_completed()
+                and t.end_time is not None
+            ]
+            if done:
+                return done[0].end_time  # type: ignore[return-value]
+            time.sleep(0.2)
+    raise TimeoutError(f"no completed verify_offboarding task for {flow_run_name}")
 
 
 if __name__ == "__main__":
