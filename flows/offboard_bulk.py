@@ -1,0 +1,452 @@
+"""Bulk offboarding (issue 8, ``handover offboard --csv FILE``) as a Prefect flow:
+validate → plan every leaver → ONE approval for the batch → each leaver an ``offboard`` subflow,
+concurrently under the rate limit → a table of outcomes.
+
+The rules are the single-person runbook's: this flow plans each leaver with the same inventory
+and planner, and each removal *is* :func:`flows.offboard.offboard`, run as a subflow (its own
+case, ticket, transfers before removal, verification and audit trail; a killed run resumes it).
+What is bulk is here, in :mod:`domain.offboard_bulk` and in :mod:`tasks.offboard_bulk`:
+
+- a bad entry (not an email, a duplicate), an address with nothing to remove, or a plan that
+  needs a choice (the sole admin of a project, nobody to receive the content) is reported on its
+  entry and does not stop the others; only the *ready* leavers are approved and applied;
+- one approval through :func:`approvals.gate.gate` (runbook ``offboard``, the batch as subject,
+  so the policy's rule for the reason applies: HR for a termination): approvers see the step
+  counts, who leaves, every entry left out and the plans' warnings, and approve the batch hash
+  (each leaver's plan hash). A person in the batch who approved it is not offboarded by it;
+- the leavers are planned from one read of what they share (:mod:`tasks.offboard_bulk`: the
+  member list, projects, keys and receivers once, then each leaver's own reads);
+- the approval reaches each subflow through the leaver's ledger case: before a subflow starts,
+  its case records the approved plan (hash, steps, approvers, receivers, the batch approval).
+  The subflow re-reads the systems and continues that approved plan only if its steps are still
+  among the approved ones; if the world changed in between, it asks for its own approval, as a
+  single offboarding would;
+- subflows run in a bounded thread pool (``max_workers``); every thread goes through the
+  connectors' process-wide token buckets (:mod:`connectors.rate`), so the batch stays under the
+  backends' rate limits whatever ``max_workers`` is;
+- each leaver gets a ticket of their own (from their subflow); the requester gets one Slack DM
+  for the batch, not one per leaver (the subflows run with the batch as requester);
+- run again, the same list does nothing twice: a leaver already offboarded plans nothing
+  (``nothing_to_do``), and one whose subflow was interrupted continues its case.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from approvals.gate import PlanSummary, gate
+from domain.models import Email
+from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
+from domain.plan import Options, Plan, Reason, make_offboarding_plan
+from domain.policy import ApprovalContext
+from flows.offboard import OffboardRequest, offboard
+from flows.report import gate_services
+from ledger.audit import last_seq
+from ledger.cases import find_open_case, open_case, update_case
+from tasks.offboard_bulk import BatchReader, take_batch_inventory
+from tasks.onboard_bulk import notify_requester
+from tasks.progress import report
+from tasks.runtime import Runtime, runtime
+
+RUNBOOK = "offboard"
+GOOD = ("done", "nothing_to_do")
+
+
+class BulkOffboardRequest(BaseModel):
+    """What starting a bulk offboarding takes (the entries are checked one by one later)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emails: list[str] = Field(min_length=1, max_length=MAX_LEAVERS)
+    reason: Reason = Reason.TERMINATION
+    receiver: Email | None = None
+    requester: str = Field("operator", max_length=320)
+    dry_run: bool = False
+    max_workers: int = Field(8, ge=1, le=32)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_emergency(cls, v: Reason) -> Reason:
+        # An emergency locks one person out before anything else and skips the approval:
+        # never a batch.
+        if v is Reason.SECURITY_INCIDENT:
+            raise ValueError("security_incident is one person at a time (handover offboard)")
+        return v
+
+
+def _in_context(fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn`` in a copy of this flow run's context: a task or flow called there is linked to
+    this run (a flow becomes a subflow run)."""
+    return contextvars.copy_context().run(fn, *args, **kw)
+
+
+def _validate(req: BulkOffboardRequest) -> list[BatchMember]:
+    """One member per entry; an invalid or repeated address is an ``invalid`` member."""
+    out: list[BatchMember] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(req.emails, 1):
+        try:
+            one = OffboardRequest(
+                email=raw, reason=req.reason, receiver=req.receiver, requester=req.requester
+            )
+        except ValidationError as e:
+            why = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+            out.append(BatchMember(i, str(raw)[:320], error=why, invalid=True))
+            continue
+        if one.email in seen:
+            out.append(BatchMember(i, one.email, error=f"already #{seen[one.email]}", invalid=True))
+            continue
+        seen[one.email] = i
+        out.append(BatchMember(i, one.email))
+    return out
+
+
+def _plan_one(m: BatchMember, opts: Options, reader: BatchReader) -> BatchMember:
+    """Inventory and plan one leaver (in a worker thread); never raises."""
+    try:
+        inv = take_batch_inventory(m.email, reader=reader, receiver=opts.receiver)
+    except Exception as exc:  # this leaver cannot be read now; the others go on
+        m.error = f"inventory failed: {exc}"
+        return m
+    m.plan = make_offboarding_plan(inv, opts)
+    m.manager = inv.roster.manager if inv.roster else None
+    return m
+
+
+def _approved_case(
+    rt: Runtime,
+    plan: Plan,
+    *,
+    reason: str,
+    requester: str,
+    approval: str,
+    approvers: list[str],
+) -> None:
+    """Record on the leaver's case that this plan is approved (the batch approval stands for
+    it). An open case whose approved plan already covers these steps (an interrupted earlier
+    run) is left as it is: its subflow continues it."""
+    steps = sorted(s.id for s in plan.steps)
+    case = find_open_case(rt.ledger, runbook=RUNBOOK, subject=plan.subject)
+    earlier = (case or {}).get("approved_plan") or {}
+    if case is not None and set(steps) <= set(earlier.get("steps", [])):
+        return
+    if case is None:
+        case, _ = open_case(
+            rt.ledger,
+            runbook=RUNBOOK,
+            subject=plan.subject,
+            reason=reason,
+            requester=requester,
+            ticket="",
+            now=rt.clock(),
+        )
+    # What an interrupted earlier run transferred stays to be verified and announced.
+    receivers = {k: set(v) for k, v in earlier.get("receivers", {}).items()}
+    for who, ids in plan.receivers.items():
+        receivers.setdefault(who, set()).update(ids)
+    update_case(
+        rt.ledger,
+        case["id"],
+        approved_plan={
+            "hash": plan.hash,
+            "steps": steps,
+            "approvers": approvers,
+            "receivers": {k: sorted(v) for k, v in sorted(receivers.items())},
+            "batch_approval": approval,
+            "requester": requester,
+        },
+    )
+
+
+def _member_row(m: BatchMember, **kw: Any) -> dict[str, Any]:
+    return {
+        "index": m.index,
+        "email": m.email,
+        "status": kw.pop("status", m.status),
+        "message": kw.pop("message", m.message),
+        "ticket": kw.pop("ticket", ""),
+        "seconds": kw.pop("seconds", 0.0),
+        **kw,
+    }
+
+
+def _offboard_one(
+    m: BatchMember,
+    *,
+    reason: Reason,
+    receiver: str | None,
+    requester: str,
+    batch: str,
+    approval: str,
+    approvers: list[str],
+) -> dict[str, Any]:
+    """Mark the leaver's plan approved, then run their offboarding subflow; never raises."""
+    assert m.plan is not None
+    t0 = time.monotonic()
+    try:
+        _approved_case(
+            runtime(),
+            m.plan,
+            reason=reason.value,
+            requester=requester,
+            approval=approval,
+            approvers=approvers,
+        )
+        # The batch is the subflow's requester: the person who asked hears once, for the batch.
+        out = offboard(email=m.email, reason=reason.value, receiver=receiver, requester=batch)
+    except Exception as exc:  # a subflow that raises is this leaver's failure only
+        return _member_row(
+            m, status="failed", message=f"{type(exc).__name__}: {exc}"[:500], seconds=0.0
+        )
+    failed = [f"{k}: {v}" for k, v in out.get("verification", {}).items() if v != "pass"]
+    message = (
+        out.get("failure")
+        or "; ".join(out.get("plan", {}).get("blockers", []))
+        or "; ".join(failed)
+        or ", ".join(f"{k} {v}" for k, v in sorted(_effect_counts(out).items()))
+    )
+    status = out.get("status", "failed")
+    if status == "done" and failed:
+        status = "failed"
+    return _member_row(
+        m,
+        status=status,
+        message=message,
+        ticket=out.get("ticket", ""),
+        seconds=round(time.monotonic() - t0, 2),
+        subflow_run=out.get("run_id", ""),
+    )
+
+
+def _effect_counts(out: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for effect in out.get("effects", {}).values():
+        key = str(effect).split("(", 1)[0]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _status(rows: list[dict[str, Any]]) -> str:
+    good = sum(r["status"] in GOOD for r in rows)
+    if good == len(rows):
+        return "nothing_to_do" if all(r["status"] == "nothing_to_do" for r in rows) else "done"
+    return "partial" if good else "failed"
+
+
+def _table(rows: list[dict[str, Any]], *, key: str, description: str) -> None:
+    create_table_artifact(
+        [
+            {k: r[k] for k in ("index", "email", "status", "message", "ticket", "seconds")}
+            for r in sorted(rows, key=lambda x: x["index"])
+        ],
+        key=key,
+        description=description,
+    )
+
+
+def _result(
+    batch: OffboardBatch,
+    rows: list[dict[str, Any]],
+    *,
+    status: str,
+    rt: Runtime,
+    subject: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    steps = [
+        {"index": m.index, "email": m.email, "kind": s.kind.value, "target": s.target}
+        | {"reason": s.reason}
+        for m in batch.ready
+        for s in (m.plan.steps if m.plan else [])
+    ]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {
+        "run_id": str(flow_run.id or ""),
+        "status": status,
+        "subject": subject,
+        "members": sorted(rows, key=lambda x: x["index"]),
+        "counts": counts,
+        "plan": {"hash": batch.hash, "steps": steps, "blockers": []},
+        "warnings": batch.warnings(),
+        "audit_seq": last_seq(rt.ledger),
+        **extra,
+    }
+
+
+@flow(name="offboard-bulk", log_prints=False)
+def offboard_bulk(
+    emails: list[str],
+    reason: str = "termination",
+    receiver: str | None = None,
+    requester: str = "operator",
+    dry_run: bool = False,
+    max_workers: int = 8,
+) -> dict[str, Any]:
+    """Offboard every leaver of a list (see the module docstring and
+    :mod:`domain.offboard_bulk`).
+
+    Args:
+        emails: the leavers' addresses, in the file's order (a bad one is reported, not fatal).
+        reason: one reason for the batch (termination, contract_end, role_change, inactivity,
+            idp_removal); the policy's rule for it decides who approves. Not
+            security_incident: an emergency is one person at a time.
+        receiver: who receives everyone's content (default: each leaver's manager, else each
+            project's admin, as for one offboarding).
+        requester: who asks; never an approver of the batch; gets one DM for it.
+        dry_run: plan only; nothing is written anywhere.
+        max_workers: leavers planned and offboarded at once (1 to 32); the rate limits hold
+            whatever it is.
+
+    Returns:
+        status (done | partial | failed | planned | denied | nothing_to_do), members
+        ``[{index, email, status, message, ticket, seconds}]`` (a member's status is done |
+        nothing_to_do | invalid | blocked | failed | denied, or ready when planned), plan
+        ``{hash, steps}`` (flattened over the leavers), warnings, counts, approval, audit_seq,
+        elapsed_s.
+
+    Raises:
+        pydantic.ValidationError: no entries, an unknown reason, security_incident, or a bad
+            receiver (nothing was read).
+    """
+    t0 = time.monotonic()
+    req = BulkOffboardRequest(
+        emails=emails,
+        reason=reason,
+        receiver=receiver,
+        requester=requester,
+        dry_run=dry_run,
+        max_workers=max_workers,
+    )
+    log = get_run_logger()
+    rt = runtime()
+    run_id = str(flow_run.id or "")
+
+    # --- plan every leaver (the same inventory and planner as one offboarding) -----------------
+    members = _validate(req)
+    opts = Options(reason=req.reason, receiver=req.receiver, requester=req.requester)
+    todo = [m for m in members if not m.error]
+    with ThreadPoolExecutor(req.max_workers, thread_name_prefix="offboard-bulk-plan") as pool:
+        reader = BatchReader()  # the member list, projects, keys, receivers: once per batch
+        futures = [pool.submit(_in_context, _plan_one, m, opts, reader) for m in todo]
+        for i, fut in enumerate(as_completed(futures), 1):
+            fut.result()
+            report(i, len(todo), "planning")
+    batch = OffboardBatch(req.reason.value, members)
+    subject = f"offboard-batch-{batch.hash[:12]}"
+    planned = [_member_row(m) for m in members]
+    _table(planned, key="offboard-bulk-plan", description=f"Bulk offboarding {subject}: plan")
+    log.info(
+        "%s: %d leavers, %d ready, %d left out",
+        subject,
+        len(members),
+        len(batch.ready),
+        sum(m.status in ("invalid", "failed", "blocked") for m in members),
+    )
+    if req.dry_run:
+        return _result(batch, planned, status="planned", rt=rt, subject=subject)
+    if not batch.ready:
+        return _result(batch, planned, status=_status(planned), rt=rt, subject=subject)
+
+    # --- one approval for the batch ------------------------------------------------------------
+    res = gate(
+        gate_services(rt),
+        ApprovalContext(
+            runbook=RUNBOOK,
+            subject=subject,
+            requester=req.requester,
+            reason=req.reason.value,
+            subject_manager=batch.common_manager(),
+        ),
+        plan_hash=batch.hash,
+        summary=PlanSummary(batch.counts_by_kind(), batch.summary_lines()),
+        flow_run_id=run_id,
+    )
+    if not res.approved:
+        rows = [
+            _member_row(m, status="denied", message=f"batch {res.state.value}")
+            if m.status == "ready"
+            else _member_row(m)
+            for m in members
+        ]
+        return _result(
+            batch, rows, status="denied", rt=rt, subject=subject, approval=res.approval.id
+        )
+    approvers = res.approved_by
+
+    # --- each ready leaver an offboarding subflow, concurrently --------------------------------
+    rows = [_member_row(m) for m in members if m.status != "ready"]
+    go: list[BatchMember] = []
+    for m in batch.ready:
+        if m.email in approvers:  # nobody approves their own removal
+            rows.append(
+                _member_row(
+                    m,
+                    status="blocked",
+                    message="approved the batch that removes them: offboard them on their own",
+                )
+            )
+        else:
+            go.append(m)
+    progress = create_progress_artifact(
+        0.0, key="offboard-bulk-progress", description=f"Bulk offboarding {subject}"
+    )
+    with ThreadPoolExecutor(req.max_workers, thread_name_prefix="offboard-bulk") as pool:
+        futures = [
+            pool.submit(
+                _in_context,
+                _offboard_one,
+                m,
+                reason=req.reason,
+                receiver=req.receiver,
+                requester=req.requester,
+                batch=subject,
+                approval=res.approval.id,
+                approvers=approvers,
+            )
+            for m in go
+        ]
+        for i, fut in enumerate(as_completed(futures), 1):
+            rows.append(fut.result())
+            report(i, len(go), f"offboarded {rows[-1]['email']} ({rows[-1]['status']})")
+            update_progress_artifact(progress, 100.0 * i / len(go))
+    status = _status(rows)
+    elapsed = round(time.monotonic() - t0, 1)
+    _table(rows, key="offboard-bulk-members", description=f"Bulk offboarding {subject}: {status}")
+    if "@" in req.requester:
+        done = sum(r["status"] == "done" for r in rows)
+        bad = [
+            f"#{r['index']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD
+        ]
+        notify_requester(
+            req.requester,
+            "\n".join(
+                [
+                    f"Bulk offboarding {subject}: {status} ({done} offboarded, {len(bad)} not)",
+                    *bad[:50],
+                ]
+            ),
+        )
+    log.info("%s: %s in %.1fs", subject, status, elapsed)
+    return _result(
+        batch,
+        rows,
+        status=status,
+        rt=rt,
+        subject=subject,
+        approval=res.approval.id,
+        elapsed_s=elapsed,
+    )
