@@ -8,6 +8,8 @@ changed), 3 denied or timed out.
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -32,8 +34,14 @@ def validation_message(e: ValidationError) -> str:
     )
 
 
-def run_flow(fn: Any, *, as_json: bool, **params: Any) -> dict[str, Any]:
-    """Run a runbook flow here, with a progress bar and the approval-waiting line."""
+def run_flow(
+    fn: Any, *, as_json: bool, only_this_thread: bool = False, **params: Any
+) -> dict[str, Any]:
+    """Run a runbook flow here, with a progress bar and the approval-waiting line.
+
+    ``only_this_thread``: the bar follows the flow itself, not the subflows it runs in other
+    threads (a bulk runbook's bar counts leavers, not each leaver's steps).
+    """
     from approvals.gate import set_waiting_hook
     from tasks.progress import set_reporter
     from tasks.runtime import Runtime, set_runtime
@@ -60,8 +68,11 @@ def run_flow(fn: Any, *, as_json: bool, **params: Any) -> dict[str, Any]:
         disable=as_json,
     ) as bar:
         task_id = bar.add_task("planning", total=None)
+        here = threading.get_ident()
 
         def progress(done: int, total: int, what: str) -> None:
+            if only_this_thread and threading.get_ident() != here:
+                return
             bar.update(task_id, completed=done, total=total, description=what[:60])
 
         set_reporter(progress)
@@ -110,7 +121,7 @@ def show(result: dict[str, Any], *, as_json: bool) -> None:
 
 
 def offboard(
-    email: str = typer.Argument(..., help="who leaves (exact email)"),
+    email: str | None = typer.Argument(None, help="who leaves (exact email)"),
     reason: str = typer.Option(
         ...,
         help="termination | contract_end | role_change | "
@@ -123,10 +134,34 @@ def offboard(
     dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+    csv: Path | None = typer.Option(
+        None, "--csv", help="a file of leavers (CSV with an email column, or one per line)"
+    ),
+    max_workers: int = typer.Option(8, min=1, max=32, help="--csv: leavers offboarded at once"),
 ) -> None:
-    """Leaver runbook: inventory, plan, approval, transfer, removal, rotation, verification."""
+    """Leaver runbook: inventory, plan, approval, transfer, removal, rotation, verification.
+
+    With --csv FILE: every leaver of the file, one approval for the batch.
+    """
     from flows.offboard import OffboardRequest
     from flows.offboard import offboard as offboard_flow
+
+    if csv is not None:
+        if email or emergency or keep_project or ticket:
+            raise _bad("--csv takes no EMAIL, --emergency, --keep-project or --ticket")
+        from cli.offboard_bulk_cmd import offboard_csv
+
+        offboard_csv(
+            csv,
+            reason=reason,
+            receiver=receiver,
+            requester=requester,
+            dry_run=dry_run,
+            as_json=as_json,
+            max_workers=max_workers,
+        )
+    if email is None:
+        raise _bad("give the leaver's EMAIL (or --csv FILE)")
 
     params = {
         "email": email,
