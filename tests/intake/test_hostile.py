@@ -67,6 +67,7 @@ from intake.jira_hook import sign_jira
 from intake.wire import MAX_BODY, read_capped
 from ledger import open_ledger
 from ledger.approvals import create_approval, get_approval
+from tests.conftest import serve
 
 HR_SECRET = "hostile-hr-secret-5f1c"
 JIRA_SECRET = "hostile-jira-secret-9a7e"
@@ -476,6 +477,7 @@ def test_schemathesis_no_5xx_and_nothing_changes_without_a_valid_signature(
 ) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", untouched.app)
     sent: Counter[tuple[str, str, str, int]] = Counter()
+    before = untouched.counts()
 
     def run(op: Any, mode: GenerationMode, n: int) -> None:
         sign = SIGNATURES.get(op.path)
@@ -532,6 +534,8 @@ def test_schemathesis_no_5xx_and_nothing_changes_without_a_valid_signature(
         by[f"{path} {how} {status}"] += n
     print(f"schemathesis: {total} requests", dict(sorted(by.items())))
     assert total >= MIN_REQUESTS, total
+    # Nothing without a valid signature wrote anything or started anything.
+    assert untouched.counts() == before and untouched.launched() == 0
     # Every route was reached signed and answered at validation, not only at the door.
     for path in CASES:
         assert any(p == path and how == "signed" and s != 401 for p, _m, how, s in sent), path
@@ -755,6 +759,23 @@ def test_a_body_of_exactly_64_kib_is_taken(front: Front) -> None:
     assert len(body) == MAX_BODY
     assert front.hr(body).status_code == 202
     assert_clear_refusal(front.hr(body + b" "), status=413)
+
+
+def test_a_chunked_body_over_a_real_socket_is_refused(untouched: Front) -> None:
+    """Over loopback (uvicorn, as deployed), a chunked body without Content-Length."""
+    live = serve(untouched.app)
+    try:
+        body = json.dumps(hr_event(padding="x" * 300_000)).encode()
+        r = httpx.post(
+            f"{live.url}/hooks/hr",
+            content=_chunks(body, 8192),
+            headers=sign_hr(HR_SECRET, body, T),
+            timeout=10,
+        )
+        assert r.request.headers.get("transfer-encoding") == "chunked"
+        assert_clear_refusal(r, status=413)
+    finally:
+        live.stop()
 
 
 def test_the_reader_stops_at_the_limit_of_a_stream_that_never_ends() -> None:
