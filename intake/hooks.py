@@ -43,10 +43,12 @@ Choices worth knowing:
 - ``security_risk: true`` (a JSON boolean; ``employee.terminated`` and ``contract.ended``
   only — a role change keeps the person, so it is refused there) is HR telling us the leaver
   is a risk (the runbook seed: "immediately if security risk"). The offboarding then starts
-  *now* as an emergency: reason ``security_incident`` (the runbook's emergency reason: lock
-  out first, no pre-approval, a post-hoc review by security, transfers after), whatever the
-  ``effective_date`` says (a warning says it was ignored). The event's own type is kept in the
-  ledger. Without it (the default), HR events never start an emergency.
+  *now* as an emergency: reason ``security_incident``, since that is the reason the runbook
+  ties to ``emergency`` (``flows.offboard.OffboardRequest`` refuses either without the other;
+  the plan then locks out first, asks no pre-approval, opens a post-hoc review by security and
+  transfers after), whatever the ``effective_date`` says (a warning says it was ignored). The
+  event's own type is kept in the ledger. Without it (the default), HR events never start an
+  emergency.
 """
 
 from __future__ import annotations
