@@ -38,6 +38,7 @@ sandbox: setup
 
 bench: setup
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/offboard_bulk.py  # 200 leavers at 600/min and the baseline: ~15 min
 
 clean:
 	rm -rf $(VENV) .handover
