@@ -69,10 +69,18 @@ class GateResult:
     state: ApprovalState
     approved_by: list[str]
     reason: str = ""
+    # An emergency's post-hoc review notice, when the runbook asked to send it itself after
+    # its urgent steps (``gate(..., defer_notice=True)``): call it once they are done.
+    notice: Callable[[], None] | None = None
 
     @property
     def approved(self) -> bool:
         return self.state is ApprovalState.APPROVED
+
+    def send_notice(self) -> None:
+        """Send the deferred post-hoc review notice (nothing when there is none)."""
+        if self.notice is not None:
+            self.notice()
 
 
 def approval_id_for(flow_run_id: str, runbook: str, subject: str) -> str:
@@ -364,11 +372,14 @@ def gate(
     poll_interval: int = 1,
     pause: Callable[..., Any] | None = None,
     run_key: str | None = None,
+    defer_notice: bool = False,
 ) -> GateResult:
     """Approve this plan per the policy, or say why not (see the module docstring).
 
     ``run_key``: what the approval belongs to across runs (the runbook's case); default the
-    flow run (see :func:`open_approval`).
+    flow run (see :func:`open_approval`). ``defer_notice``: an emergency's Slack notice to the
+    post-hoc reviewers is not sent here but returned (``GateResult.send_notice``), so the
+    lockout never waits behind Slack's rate limit or a slow Slack.
     """
     if flow_run_id is None:
         from prefect.runtime import flow_run
@@ -385,6 +396,7 @@ def gate(
             flow_run_id=flow_run_id,
             ticket=ticket,
             run_key=run_key,
+            defer_notice=defer_notice,
         )
     appr, req = open_approval(
         svc,
@@ -408,6 +420,7 @@ def _emergency(
     flow_run_id: str,
     ticket: str,
     run_key: str | None = None,
+    defer_notice: bool = False,
 ) -> GateResult:
     """No pre-approval; a post-hoc review for security is opened at once (once per case)."""
     aid = approval_id_for(run_key or flow_run_id, ctx.runbook, ctx.subject)
@@ -436,13 +449,34 @@ def _emergency(
             effect="emergency: no pre-approval",
             after={"reviewers": list(req.post_hoc_review)},
         )
-        if svc.messenger is not None:
-            text = (
-                f":rotating_light: Emergency {ctx.runbook} of {ctx.subject} by "
-                f"{ctx.requester} ran without pre-approval: please review "
-                f"(plan {plan_hash[:12]}, approval {aid})."
-            )
-            for person in req.post_hoc_review:
-                with contextlib.suppress(ConnectorError):
-                    svc.messenger.dm(person, text)
-    return GateResult(appr, ApprovalState.APPROVED, [], "emergency: post-hoc review opened")
+    notice: Callable[[], None] | None = None
+    if not appr.slack_refs:  # not announced yet (or a run died before it could announce it)
+        notice = _post_hoc_notice(svc, ctx, req, plan_hash=plan_hash, aid=aid)
+        if not defer_notice:
+            notice()
+            notice = None
+    return GateResult(
+        appr, ApprovalState.APPROVED, [], "emergency: post-hoc review opened", notice=notice
+    )
+
+
+def _post_hoc_notice(
+    svc: Services, ctx: ApprovalContext, req: Requirement, *, plan_hash: str, aid: str
+) -> Callable[[], None]:
+    def send() -> None:
+        if svc.messenger is None:
+            return
+        text = (
+            f":rotating_light: Emergency {ctx.runbook} of {ctx.subject} by "
+            f"{ctx.requester} ran without pre-approval: please review "
+            f"(plan {plan_hash[:12]}, approval {aid})."
+        )
+        refs = []
+        for person in req.post_hoc_review:
+            with contextlib.suppress(ConnectorError):
+                ref = svc.messenger.dm(person, text)
+                refs.append({"email": person, "channel": ref.channel, "ts": ref.ts})
+        if refs:  # announced: a re-run of the case does not announce it again
+            update_approval(svc.ledger, aid, slack_refs=refs)
+
+    return send

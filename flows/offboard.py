@@ -10,6 +10,7 @@ done and what is not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -20,9 +21,9 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from approvals.gate import PlanSummary, gate
+from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import Email
-from domain.plan import Options, Plan, Reason, make_offboarding_plan
+from domain.plan import Inventory, Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.records import ApprovalState
 from flows.report import gate_services, publish, run_result, step_dicts
@@ -121,6 +122,37 @@ def _artifacts(
         effects=effects,
         verification=verification,
         warnings=plan.warnings,
+    )
+
+
+def _gate(
+    rt: Runtime,
+    req: OffboardRequest,
+    inv: Inventory,
+    plan: Plan,
+    run_id: str,
+    ticket: str,
+    case_id: int,
+) -> GateResult:
+    """The approval gate for this case's plan (its approval belongs to the case)."""
+    ctx = ApprovalContext(
+        runbook="offboard",
+        subject=req.email,
+        requester=req.requester,
+        reason=req.reason.value,
+        emergency=req.emergency,
+        subject_manager=inv.roster.manager if inv.roster else None,
+    )
+    return gate(
+        gate_services(rt),
+        ctx,
+        plan_hash=plan.hash,
+        summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
+        flow_run_id=run_id,
+        ticket=ticket,
+        run_key=f"case-{case_id}",
+        # An emergency tells security after the lockout, never before it.
+        defer_notice=True,
     )
 
 
@@ -239,6 +271,7 @@ def offboard(
     approved = case.get("approved_plan") or {}
     step_ids = {s.id for s in plan.steps}
     approvers: list[str] = []
+    notice: Callable[[], None] = lambda: None  # noqa: E731 (replaced by the gate's, if any)
     if resumed and approved and step_ids <= set(approved.get("steps", [])):
         log.info("continuing the approved plan %s", approved.get("hash", "")[:12])
         approvers = approved.get("approvers", [])
@@ -250,6 +283,8 @@ def offboard(
         plan = plan.model_copy(
             update={"receivers": {k: sorted(v) for k, v in sorted(receivers.items())}}
         )
+        if req.emergency:  # the interrupted run may have died before telling security
+            notice = _gate(rt, req, inv, plan, run_id, the_ticket, case["id"]).send_notice
     elif plan.steps and req.review_approval:
         # Security already approved this removal in an access review: that approval stands
         # for this run, if it really is an approved review that covers this person.
@@ -266,23 +301,7 @@ def offboard(
             },
         )
     elif plan.steps:
-        ctx = ApprovalContext(
-            runbook="offboard",
-            subject=req.email,
-            requester=req.requester,
-            reason=req.reason.value,
-            emergency=req.emergency,
-            subject_manager=inv.roster.manager if inv.roster else None,
-        )
-        res = gate(
-            gate_services(rt),
-            ctx,
-            plan_hash=plan.hash,
-            summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
-            flow_run_id=run_id,
-            ticket=the_ticket,
-            run_key=f"case-{case['id']}",
-        )
+        res = _gate(rt, req, inv, plan, run_id, the_ticket, case["id"])
         if not res.approved:
             record_offboarding(
                 plan,
@@ -311,6 +330,7 @@ def offboard(
                 approval=res.approval.id,
             )
         approvers = res.approved_by
+        notice = res.send_notice
         update_case(
             rt.ledger,
             case["id"],
@@ -346,6 +366,7 @@ def offboard(
         effects[step.id] = out["effect"]
         update_progress_artifact(progress, 100.0 * (i + 1) / len(plan.steps))
     report(len(plan.steps), len(plan.steps), "done")
+    notice()  # an emergency's post-hoc review notice, now that the lockout is done (or stopped)
     narrowed = bool(req.keep_projects)
     verification = (
         verify_offboarding(inv, plan, narrowed=narrowed, case_id=case["id"]) if not failure else {}

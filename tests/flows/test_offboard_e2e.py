@@ -356,6 +356,9 @@ def test_the_emergency_path_locks_out_first_without_waiting_for_approval(
     assert deactivate and len(revoke) == 2 and removal and transfers
     assert max(deactivate[0], *revoke, removal[0]) < min(transfers)
     assert not index(w, "POST", r"/rotate$")
+    # Nobody is messaged before the lockout (security's notice never holds it up behind Slack).
+    posts = index(w, "POST", r"/slack/api/chat\.postMessage$")
+    assert posts and min(posts) > max(deactivate[0], *revoke, removal[0])
     # The old secrets are refused; another key still works.
     for kid in keys.values():
         assert stack.ingest(old[str(kid)]) == 401
