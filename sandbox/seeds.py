@@ -633,31 +633,10 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
     # Slack: every person, plus the approvers and channels the runbooks use.
     for email, first, last, _role in people:
         slack.ensure_user(s, email, f"{first} {last}")
-    for email, name in [
-        ("hr.partner@acme.com", "Hana HR"),
-        ("sec.lead@acme.com", "Sean Security"),
-        ("sec.oncall@acme.com", "Sam Oncall"),
-        ("gov.lead@acme.com", "Gwen Governance"),
-    ]:
-        slack.ensure_user(s, email, name)
-        roster.append(
-            {
-                "email": email,
-                "name": name,
-                "status": "active",
-                "manager": "",
-                "department": "People" if "hr" in email else "Security",
-                "end_date": "",
-            }
-        )
-    slack.ensure_user(s, "handover-bot@acme.com", "Handover", is_bot=True)
-    for ch in ("it-access", "security-alerts", "access-reviews"):
-        slack.ensure_channel(s, ch)
+    _approvers(s, roster, APPROVERS)
+    _bot_channels_projects(s)
 
-    # Jira: projects and a few tickets to drive the runbooks.
-    jira.ensure_project(s, "ACC", "Access Requests")
-    jira.ensure_project(s, "IT", "IT Operations")
-    jira.ensure_project(s, "SEC", "Security")
+    # Jira: a few tickets to drive the runbooks.
     until = (now + timedelta(days=30)).date().isoformat()
     jira.create_issue(
         s,
@@ -811,16 +790,36 @@ def _scale(s: Session, now: datetime, n: int) -> dict[str, Any]:
     return {"seed": f"scale:{n}"}
 
 
-# The approvers the policy names (approvals/policy.yaml), so every runbook can run on a scale
-# world too: a bulk offboarding asks HR, an access request asks IT.
+# The approvers the policy names (approvals/policy.yaml) who are not org members in the demo;
+# a scale world also needs the IT admins (members of the demo org).
 APPROVERS = (
-    ("hr.partner@acme.com", "Hana HR"),
-    ("sec.lead@acme.com", "Sean Security"),
-    ("sec.oncall@acme.com", "Sam Oncall"),
-    ("gov.lead@acme.com", "Gwen Governance"),
-    ("alice.admin@acme.com", "Alice Admin"),
-    ("raj.admin@acme.com", "Raj Admin"),
+    ("hr.partner@acme.com", "Hana HR", "People"),
+    ("sec.lead@acme.com", "Sean Security", "Security"),
+    ("sec.oncall@acme.com", "Sam Oncall", "Security"),
+    ("gov.lead@acme.com", "Gwen Governance", "Security"),
 )
+IT_ADMINS = (
+    ("alice.admin@acme.com", "Alice Admin", "IT"),
+    ("raj.admin@acme.com", "Raj Admin", "IT"),
+)
+
+
+def _approvers(
+    s: Session, roster: list[dict[str, Any]], people: tuple[tuple[str, str, str], ...]
+) -> None:
+    """Slack users and HR roster rows for approvers."""
+    for email, name, dept in people:
+        slack.ensure_user(s, email, name)
+        roster.append(
+            {
+                "email": email,
+                "name": name,
+                "status": "active",
+                "manager": "",
+                "department": dept,
+                "end_date": "",
+            }
+        )
 
 
 def _furniture(s: Session, emails: list[str], roster: list[dict[str, Any]]) -> None:
@@ -834,18 +833,12 @@ def _furniture(s: Session, emails: list[str], roster: list[dict[str, Any]]) -> N
             for i, e in enumerate(emails)
         ],
     )
-    for email, name in APPROVERS:
-        slack.ensure_user(s, email, name)
-        roster.append(
-            {
-                "email": email,
-                "name": name,
-                "status": "active",
-                "manager": "",
-                "department": "Security" if email.startswith("sec") else "IT",
-                "end_date": "",
-            }
-        )
+    _approvers(s, roster, APPROVERS + IT_ADMINS)
+    _bot_channels_projects(s)
+
+
+def _bot_channels_projects(s: Session) -> None:
+    """Handover's Slack bot, the channels the runbooks post to, the Jira projects they file to."""
     slack.ensure_user(s, "handover-bot@acme.com", "Handover", is_bot=True)
     for ch in ("it-access", "security-alerts", "access-reviews"):
         slack.ensure_channel(s, ch)

@@ -29,17 +29,18 @@ import pytest
 from sqlalchemy import func, select
 
 from approvals.handler import decide
-from approvals.policy import load_policy
 from approvals.services import Services
 from approvals.watchdog import sweep
 from connectors.settings import Settings
 from domain.records import ApprovalState
+from flows.report import gate_services
 from ledger.approvals import list_approvals
 from ledger.audit import AuditRow, verify
 from ledger.cases import CaseRow, done_steps
 from ledger.db import LedgerDB
 from sandbox.app import create_app
 from sandbox.org.models import ApiKey, Asset, Member, OrgEvent
+from tasks.runtime import Runtime
 from tests.conftest import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,18 +168,7 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
         roster=roster,
         home=tmp_path / "home",
     )
-    from tasks.runtime import Runtime
-
-    rt = Runtime.from_settings(settings)
-    svc = Services(
-        settings=settings,
-        ledger=rt.ledger,
-        policy=load_policy(settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
+    svc = gate_services(Runtime.from_settings(settings))
     httpx.put(
         f"{url}/_sandbox/faults",
         json={"fault_rate": 0.2, "fault_after": 0.5, "rate_limit": 1200, "burst": 10},
@@ -200,17 +190,27 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
         )
 
     rng = random.Random(2026)
+    # Kill points spread over the whole run: when a random share of the requests is finished
+    # (one in each third), then a random fraction of a second later — mid-step, mid-approval.
+    total = len(jobs)
+    marks = [
+        rng.randint(int(total * k / KILLS) + 1, int(total * (k + 1) / KILLS) - 5)
+        for k in range(KILLS)
+    ]
+
+    def closed() -> int:
+        with LedgerDB(ledger_url).sessions() as s:
+            return s.scalar(select(func.count()).where(CaseRow.status == "closed")) or 0
+
     t0 = time.monotonic()
     worker = start(0)
     kills = []
     try:
-        for gen in range(1, KILLS + 1):
-            # Somewhere in the middle of the work (approvals pending, steps half applied): a
-            # random moment once the worker has started its runs.
-            deadline = time.monotonic() + 120
-            while b"jobs to run" not in logs[-1].read_bytes() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(rng.uniform(3, 15))
+        for gen, mark in enumerate(marks, start=1):
+            deadline = time.monotonic() + 900
+            while closed() < mark and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(rng.uniform(0, 2))
             if worker.poll() is not None:
                 break
             worker.send_signal(signal.SIGKILL)
@@ -323,7 +323,8 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
     assert not {"RUNNING", "PAUSED", "PENDING"} & states.keys(), states
     assert states.get("CRASHED", 0) >= 1, states
     print(
-        f"\nchaos: {len(jobs)} requests, {KILLS} SIGKILLs at {kills} s, {elapsed:.0f} s; "
+        f"\nchaos: {len(jobs)} requests, {KILLS} SIGKILLs at {kills} s (after {marks} closed), "
+        f"{elapsed:.0f} s; "
         f"sandbox requests {len(requests)}, injected {dict(injected)}; flow runs {states}"
     )
     print(tail)
