@@ -296,7 +296,16 @@ def traffic(log: list[dict[str, Any]], limit: int) -> dict[str, Any]:
         "busy_s": busy,
         "idle_s": sum(g for g in gaps if g > IDLE_S),
         "rate_fraction": len(times) / (busy / 60.0) / limit,
+        "endpoints": dict(Counter(endpoint(r) for r in answered if r["api"] == api).most_common()),
     }
+
+
+def endpoint(rec: dict[str, Any]) -> str:
+    """``GET /members/{}?offset`` and the like: a call's method, path without its emails and
+    ids, and its query's keys (where the calls of an API go)."""
+    parts = ["{}" if "@" in p or p.isdigit() else p for p in rec["path"].split("/")[3:] if p]
+    keys = sorted({kv.split("=", 1)[0] for kv in rec["query"].split("&") if kv} - {"limit"})
+    return f"{rec['method']} /{'/'.join(parts)}" + (f"?{','.join(keys)}" if keys else "")
 
 
 def approve_batch(svc: Any, stop: threading.Event, seen: list[tuple[str, float]]) -> None:
@@ -626,6 +635,8 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
         b = base["cpu_s"]
         line += f"; the baseline: script {b['baseline']:.0f}, sandbox {b['sandbox_and_bench']:.0f}"
     print(line)
+    per_leaver = ", ".join(f"{k} {v / n:.1f}" for k, v in ft["endpoints"].items())
+    print(f"{ft['bottleneck']} calls per offboarding: {per_leaver}")
     if flow["not_good"]:
         print("not done:", json.dumps(flow["not_good"])[:2000])
     figures = {
