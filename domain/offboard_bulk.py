@@ -146,6 +146,21 @@ class OffboardBatch:
             c.update(m.plan.counts_by_kind())
         return dict(c)
 
+    def hold_back_leaving_receivers(self) -> None:
+        """Block each leaver whose content would go to someone leaving in this batch (the
+        planner sees one leaver at a time): that content would be orphaned again, or its
+        transfer refused, depending on which subflow runs first."""
+        leaving = {m.email for m in self.members if m.plan is not None and m.plan.steps}
+        for m in self.ready:
+            assert m.plan is not None
+            gone = sorted(set(m.plan.receivers) & leaving)
+            if gone:
+                why = (
+                    f"their content would go to {', '.join(gone)}, who leave(s) in this batch: "
+                    "choose a receiver (--receiver), or offboard them in a later batch"
+                )
+                m.plan = m.plan.model_copy(update={"blockers": [*m.plan.blockers, why]})
+
     def common_manager(self) -> str | None:
         """The one manager every ready leaver has (from the plans' inventories), else None."""
         managers = {m.manager for m in self.ready}

@@ -8,8 +8,9 @@ case, ticket, transfers before removal, verification and audit trail; a killed r
 What is bulk is here, in :mod:`domain.offboard_bulk` and in :mod:`tasks.offboard_bulk`:
 
 - a bad entry (not an email, a duplicate), an address with nothing to remove, or a plan that
-  needs a choice (the sole admin of a project, nobody to receive the content) is reported on its
-  entry and does not stop the others; only the *ready* leavers are approved and applied;
+  needs a choice (the sole admin of a project, nobody to receive the content, a receiver who
+  leaves in the same batch) is reported on its entry and does not stop the others; only the
+  *ready* leavers are approved and applied;
 - one approval through :func:`approvals.gate.gate` (runbook ``offboard``, the batch as subject,
   so the policy's rule for the reason applies: HR for a termination): approvers see the step
   counts, who leaves, every entry left out and the plans' warnings, and approve the batch hash
@@ -346,6 +347,7 @@ def offboard_bulk(
             fut.result()
             report(i, len(todo), "planning")
     batch = OffboardBatch(req.reason.value, members)
+    batch.hold_back_leaving_receivers()
     subject = f"offboard-batch-{batch.hash[:12]}"
     planned = [_member_row(m) for m in members]
     _table(planned, key="offboard-bulk-plan", description=f"Bulk offboarding {subject}: plan")

@@ -95,3 +95,18 @@ def test_the_batch_covers_each_plan_and_lists_what_is_left_out() -> None:
     )
     assert other.hash != batch.hash
     assert OffboardBatch("termination", list(members)).hash == batch.hash
+
+
+def test_content_never_goes_to_someone_leaving_in_the_same_batch() -> None:
+    def with_receiver(email: str, receiver: str) -> Plan:
+        plan = _plan(email, StepKind.TRANSFER_ASSETS, StepKind.REMOVE_MEMBER)
+        return plan.model_copy(update={"receivers": {receiver: ["1"]}})
+
+    members = [
+        BatchMember(1, "report@x.com", with_receiver("report@x.com", "boss@x.com")),
+        BatchMember(2, "boss@x.com", with_receiver("boss@x.com", "ceo@x.com")),
+    ]
+    batch = OffboardBatch("termination", members)
+    batch.hold_back_leaving_receivers()
+    assert [m.status for m in members] == ["blocked", "ready"]
+    assert "boss@x.com, who leave(s) in this batch" in members[0].message
