@@ -173,8 +173,9 @@ def is_mapped_idp_group(name: str) -> bool:
 
 
 def skeleton(email: str) -> str:
-    """A comparison key for look-alikes: NFKC, confusable letters folded, no dots or digits
-    (``j\\u043en.smith``, with a Cyrillic o, and ``jon.smith`` have the same skeleton)."""
+    """A comparison key for look-alikes: NFKC, confusable letters folded (0 → o, 1 → l), no dots
+    (``j\\u043en.smith``, with a Cyrillic o, and ``jon.smith`` have the same skeleton). Other
+    digits stay: ``user000020`` and ``user000040`` are different people, not look-alikes."""
     local = unicodedata.normalize("NFKC", email.split("@", 1)[0]).lower()
     # Cyrillic and other letters that render like Latin ones (escaped: they are the point).
     confusables = str.maketrans(
@@ -197,7 +198,7 @@ def skeleton(email: str) -> str:
         }
     )
     local = local.translate(confusables).replace("rn", "m")
-    return "".join(c for c in local if c.isalpha())
+    return "".join(c for c in local if c.isalpha() or c in "23456789")
 
 
 def find_lookalikes(email: str, others: Iterable[str]) -> list[str]:

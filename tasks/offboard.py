@@ -7,6 +7,9 @@ writes through a connector, is skipped when the case already did it, and leaves 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -37,6 +40,24 @@ from ledger.audit import append
 from ledger.cases import done_steps, mark_done
 from tasks.runtime import runtime
 
+# The org's member emails, for the look-alike warning only, read at most once a minute per
+# process: a bulk offboarding otherwise lists the whole org (5 000 members: 5 pages) for every
+# leaver, which cost more API budget and backend CPU than the offboarding itself (bench/
+# offboard_bulk.py). A member who joined in the last minute is at worst one warning short.
+_MEMBER_TTL_S = 60.0
+# Per connector object (weakly: a runtime replaced is forgotten, never mistaken for another).
+_members: weakref.WeakKeyDictionary[Any, tuple[float, list[str]]] = weakref.WeakKeyDictionary()
+_members_lock = threading.Lock()
+
+
+def _member_emails(org: Any) -> list[str]:
+    with _members_lock:  # one read at a time: concurrent leavers share it
+        hit = _members.get(org)
+        if hit is None or time.monotonic() - hit[0] > _MEMBER_TTL_S:
+            hit = (time.monotonic(), [m.email for m in org.list_members()])
+            _members[org] = hit
+        return hit[1]
+
 
 @task(name="take_inventory")
 def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
@@ -44,7 +65,7 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
     rt = runtime()
     org, now = rt.org, rt.clock()
     member = org.get_member(email)
-    lookalikes = find_lookalikes(email, (m.email for m in org.list_members()))
+    lookalikes = find_lookalikes(email, _member_emails(org))
     group_names = {g.id: g.name for g in org.list_groups()} if member and member.groups else {}
     idp_user = rt.idp.find_user(email)
     idp_groups = rt.idp.groups_of(idp_user.id) if idp_user else []

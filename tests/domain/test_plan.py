@@ -806,12 +806,19 @@ JON = "jon.smith@acme.com"
         pytest.param("\uff4a\uff4f\uff4e.smith@acme.com", True, id="fullwidth"),
         pytest.param("jane.smith@acme.com", False, id="different-name"),
         pytest.param("jon.smithers@acme.com", False, id="longer-name"),
+        pytest.param("jon.smith2@acme.com", False, id="another-digit"),
         pytest.param(JON, False, id="itself"),
         pytest.param("Jon.Smith@acme.com", False, id="itself-in-capitals"),
     ],
 )
 def test_find_lookalikes(other: str, alike: bool) -> None:
     assert find_lookalikes(JON, [other]) == ([other] if alike else [])
+
+
+def test_numbered_accounts_are_not_lookalikes_of_each_other() -> None:
+    assert find_lookalikes("user000020@x.com", ["user000040@x.com", "user000o2o@x.com"]) == [
+        "user000o2o@x.com"
+    ]
 
 
 def test_find_lookalikes_lists_them_sorted() -> None:
