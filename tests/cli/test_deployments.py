@@ -48,6 +48,7 @@ def test_deploy_and_one_run_per_hr_event(
     by_name = {n.split("/", 1)[1]: n for n in names}
     assert set(by_name) == {
         "offboard",
+        "offboard-bulk",
         "onboard",
         "change-access",
         "expire-access",
@@ -79,7 +80,7 @@ def test_deploy_and_one_run_per_hr_event(
         assert isinstance(review, CronSchedule)
         assert review.cron == "0 6 1 1,4,7,10 *"
         assert deps["access-review"].parameters["roster"] == worker_env["HANDOVER_ROSTER"]
-        for short in ("offboard", "onboard", "change-access", "extend-grant"):
+        for short in ("offboard", "offboard-bulk", "onboard", "change-access", "extend-grant"):
             assert not deps[short].schedules  # started by events, not by time
         offboard_id = deps["offboard"].id
 
