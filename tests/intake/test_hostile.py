@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
 import string
 import time
@@ -392,7 +393,7 @@ def not_a(*kinds: type) -> st.SearchStrategy[Any]:
 
 def hr_event(**over: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {
-        "event_id": f"evt-{uuid.uuid4().hex}",
+        "event_id": _event_id(),
         "type": "employee.terminated",
         "employee": {"email": EMPLOYEE, "name": "Dana Sole"},
         "manager": {"email": MANAGER},
@@ -649,6 +650,15 @@ def test_stale_or_future_signatures_change_nothing(
     assert "5-minute window" in out["error"]
 
 
+_EVENT_IDS = itertools.count(1)
+_RUN = uuid.uuid4().hex[:8]
+
+
+def _event_id() -> str:
+    """A fresh event id; a counter, not randomness, inside strategies (hypothesis asks so)."""
+    return f"evt-{_RUN}-{next(_EVENT_IDS)}"
+
+
 @st.composite
 def valid_hr_event(draw: st.DrawFn) -> dict[str, Any]:
     typ = draw(st.sampled_from(["employee.terminated", "contract.ended", "role.changed"]))
@@ -656,7 +666,7 @@ def valid_hr_event(draw: st.DrawFn) -> dict[str, Any]:
     domain = st.sampled_from(["acme.com", "example.org", "corp.acme.co.uk"])
     employee = f"{draw(local)}@{draw(domain)}"
     ev: dict[str, Any] = {
-        "event_id": f"evt-{uuid.uuid4().hex}",
+        "event_id": _event_id(),
         "type": typ,
         "employee": {"email": draw(st.sampled_from([employee, employee.upper()]))},
     }
