@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from prefect import task
 
@@ -25,7 +25,7 @@ from connectors.capabilities import (
 )
 from connectors.errors import ConnectorError
 from domain import blocks
-from domain.models import Module, Role, WriteResult
+from domain.models import ApiKey, Member, Module, Project, Role, RosterStatus, WriteResult
 from domain.plan import (
     ACTIVITY_DAYS,
     Inventory,
@@ -59,23 +59,56 @@ def _member_emails(org: Any) -> list[str]:
         return hit[1]
 
 
-@task(name="take_inventory")
-def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
-    """Read everything the systems say about ``email`` and about who could receive content."""
+class OrgReads(Protocol):
+    """The reads of an inventory that are not about the leaver alone: live for one offboarding
+    (:class:`LiveReads`), shared by a batch (``tasks.offboard_bulk.BatchReader``)."""
+
+    def member_emails(self) -> list[str]: ...
+
+    def group_names(self) -> dict[str, str]: ...
+
+    def projects(self) -> list[Project]: ...
+
+    def keys_of(self, email: str) -> list[ApiKey]: ...
+
+    def person(self, email: str) -> Member | None: ...
+
+
+class LiveReads:
+    """Each read from the org as it is now (the member list: at most a minute old)."""
+
+    def member_emails(self) -> list[str]:
+        return _member_emails(runtime().org)
+
+    def group_names(self) -> dict[str, str]:
+        return {g.id: g.name for g in runtime().org.list_groups()}
+
+    def projects(self) -> list[Project]:
+        org = runtime().org
+        return org.list_projects() if has(org, ProjectAccess) else []
+
+    def keys_of(self, email: str) -> list[ApiKey]:
+        org = runtime().org
+        return org.list_keys(manager=email) if has(org, KeyManagement) else []
+
+    def person(self, email: str) -> Member | None:
+        return runtime().org.get_member(email)
+
+
+def read_inventory(email: str, reads: OrgReads, *, receiver: str | None = None) -> Inventory:
+    """Everything the systems say about ``email`` and about who could receive their content."""
     rt = runtime()
     org, now = rt.org, rt.clock()
     member = org.get_member(email)
-    lookalikes = find_lookalikes(email, _member_emails(org))
-    group_names = {g.id: g.name for g in org.list_groups()} if member and member.groups else {}
+    lookalikes = find_lookalikes(email, reads.member_emails())
+    group_names = reads.group_names() if member and member.groups else {}
     idp_user = rt.idp.find_user(email)
     idp_groups = rt.idp.groups_of(idp_user.id) if idp_user else []
-    assets, keys, projects, activity = [], [], [], []
+    assets, activity = [], []
     if has(org, AssetOwnership):
         assets = org.list_assets(owner=email) + org.list_assets(former_owner=email)
-    if has(org, KeyManagement):
-        keys = org.list_keys(manager=email)
-    if has(org, ProjectAccess):
-        projects = org.list_projects()
+    keys = reads.keys_of(email)
+    projects = reads.projects()
     if has(org, OrgActivityLog):
         activity = org.events(actor=email, since=now - timedelta(days=ACTIVITY_DAYS))
     roster = rt.roster.get(email) if rt.roster else None
@@ -84,10 +117,8 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
     people = {
         e: m
         for e in sorted(x for x in wanted if x and x != email)
-        if (m := org.get_member(e)) is not None
+        if (m := reads.person(e)) is not None
     }
-    from domain.models import RosterStatus
-
     departed = sorted(
         e
         for e in people
@@ -109,6 +140,12 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
         activity=activity,
         taken_at=now,
     )
+
+
+@task(name="take_inventory")
+def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
+    """Read everything the systems say about ``email`` and about who could receive content."""
+    return read_inventory(email, LiveReads(), receiver=receiver)
 
 
 def _execute(step: Step, subject: str, case_id: int) -> tuple[WriteResult, dict[str, Any]]:

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from connectors.capabilities import (
-    AssetOwnership,
     KeyManagement,
-    OrgActivityLog,
     ProjectAccess,
     has,
 )
-from domain.models import ApiKey, Member, Project, RosterStatus
-from domain.plan import ACTIVITY_DAYS, Inventory, find_lookalikes
+from domain.models import ApiKey, Member, Project
+from domain.plan import Inventory
+from tasks.offboard import read_inventory
 from tasks.runtime import runtime
 
 T = TypeVar("T")
@@ -78,6 +76,10 @@ class BatchReader:
             return []
         return self._once.get("keys", org.list_keys)
 
+    def keys_of(self, email: str) -> list[ApiKey]:
+        # The keys this leaver manages, as the backend's ``manager`` filter would answer.
+        return [k for k in self.api_keys() if email in {m.strip().lower() for m in k.managers}]
+
     def person(self, email: str) -> Member | None:
         org = runtime().org
         return self._once.get(f"member:{email}", lambda: org.get_member(email))
@@ -91,47 +93,4 @@ def take_batch_inventory(
     """Everything the systems say about ``email`` and who could receive their content, as
     :func:`tasks.offboard.take_inventory` reads it, with the batch's shared reads from
     ``reader``."""
-    rt = runtime()
-    org, now = rt.org, rt.clock()
-    member = org.get_member(email)
-    lookalikes = find_lookalikes(email, reader.member_emails())
-    group_names = reader.group_names() if member and member.groups else {}
-    idp_user = rt.idp.find_user(email)
-    idp_groups = rt.idp.groups_of(idp_user.id) if idp_user else []
-    assets, activity = [], []
-    if has(org, AssetOwnership):
-        assets = org.list_assets(owner=email) + org.list_assets(former_owner=email)
-    # The keys this leaver manages, as the backend's ``manager`` filter would answer.
-    keys = [k for k in reader.api_keys() if email in {m.strip().lower() for m in k.managers}]
-    projects = reader.projects()
-    if has(org, OrgActivityLog):
-        activity = org.events(actor=email, since=now - timedelta(days=ACTIVITY_DAYS))
-    roster = rt.roster.get(email) if rt.roster else None
-    wanted = {receiver, roster.manager if roster else None}
-    wanted |= {a for p in projects for a in p.admins}
-    people = {
-        e: m
-        for e in sorted(x for x in wanted if x and x != email)
-        if (m := reader.person(e)) is not None
-    }
-    departed = sorted(
-        e
-        for e in people
-        if rt.roster and (r := rt.roster.get(e)) is not None and r.status is RosterStatus.TERMINATED
-    )
-    return Inventory(
-        subject=email,
-        member=member,
-        lookalikes=lookalikes,
-        org_groups=[(g, group_names.get(g, g)) for g in (member.groups if member else ())],
-        idp_user=idp_user,
-        idp_groups=idp_groups,
-        assets=assets,
-        api_keys=keys,
-        projects=projects,
-        people=people,
-        roster=roster,
-        departed=departed,
-        activity=activity,
-        taken_at=now,
-    )
+    return read_inventory(email, reader, receiver=receiver)
