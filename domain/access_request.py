@@ -57,16 +57,25 @@ class LineError:
     def __str__(self) -> str:
         if self.line_no is None:
             return self.message
-        return f'line {self.line_no} ("{shown(self.line.strip())}"): {self.message}'
+        return f'line {self.line_no} ("{shown(self.line.strip())}"): {spelled(self.message)}'
+
+
+def spelled(text: str) -> str:
+    """``text`` as it may be echoed back: a tab as a space, other invisible and control
+    characters spelled out (``\\u202e``)."""
+    return "".join(
+        " "
+        if c == "\t"
+        else c
+        if not unicodedata.category(c).startswith("C")
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 def shown(text: str) -> str:
-    """``text`` as it may be echoed back: invisible and control characters spelled out
-    (``\\u202e``), cut at ``SHOWN`` characters."""
-    out = "".join(
-        c if c == "\t" or not unicodedata.category(c).startswith("C") else f"\\u{ord(c):04x}"
-        for c in text[: SHOWN + 1]
-    )
+    """:func:`spelled`, cut at ``SHOWN`` characters."""
+    out = spelled(text[: SHOWN + 1])
     return out if len(text) <= SHOWN else out[:SHOWN] + "…"
 
 
