@@ -199,14 +199,13 @@ def open_approval(
     now = svc.clock()
     try:
         appr = get_approval(svc.ledger, aid)
-        reopen = appr.state is ApprovalState.PENDING or (
-            # Approved, but the run died before applying and the world has changed since: an
-            # approval is for one plan, so the new one is asked for afresh.
-            appr.state is ApprovalState.APPROVED
-        )
-        if appr.plan_hash != plan_hash and reopen:
-            # The world changed before apply: the new plan must be approved afresh; decisions
-            # naming the old hash stay recorded and are ignored by the tally.
+        if appr.plan_hash != plan_hash and appr.state in (
+            ApprovalState.PENDING,
+            ApprovalState.APPROVED,  # by a run that died before applying
+        ):
+            # The world changed before apply: an approval is for one plan, so the new one must
+            # be approved afresh; decisions naming the old hash stay recorded and are ignored
+            # by the tally.
             appr = update_approval(
                 svc.ledger,
                 aid,
