@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from cli.runbooks import EXIT, _bad, run_flow, validation_message
+from cli.runbooks import EXIT, _bad, read_text_arg, run_flow, validation_message
 
 BULK_EXIT = {**EXIT, "partial": 1}
 STATUS_STYLE = {"done": "green", "nothing_to_do": "green", "ready": "cyan", "failed": "red"}
@@ -33,18 +33,7 @@ def read_leavers_file(file: Path) -> list[Any]:
     """The file's entries; raises ``typer.Exit(2)`` with a clear message when it is unusable."""
     from domain.offboard_bulk import LeaverFileError, parse_leavers
 
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise _bad(f"--csv {file}: no such file") from None
-    except IsADirectoryError:
-        raise _bad(f"--csv {file}: is a directory, not a file") from None
-    except OSError as e:
-        raise _bad(f"--csv {file}: cannot be read ({e.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _bad(f"--csv {file}: not UTF-8 text (save it as UTF-8)") from None
+    text = read_text_arg(file, option="--csv", noun="file", it="it")
     try:
         return parse_leavers(text)
     except LeaverFileError as e:

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.runbooks import EXIT, _bad, run_flow
+from cli.runbooks import EXIT, _bad, read_text_arg, run_flow
 
 BULK_EXIT = {**EXIT, "partial": 1}
 STATUS_STYLE = {"done": "green", "nothing_to_do": "green", "ready": "cyan", "failed": "red"}
@@ -31,18 +31,7 @@ def read_csv_file(file: Path) -> str:
     """The file's text; raises ``typer.Exit(2)`` with a clear message when it cannot be used."""
     from domain.bulk import BulkFileError, parse_bulk_csv
 
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise _bad(f"--csv {file}: no such file") from None
-    except IsADirectoryError:
-        raise _bad(f"--csv {file}: is a directory, not a CSV file") from None
-    except OSError as e:
-        raise _bad(f"--csv {file}: cannot be read ({e.strerror})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _bad(f"--csv {file}: not UTF-8 text (save the CSV as UTF-8)") from None
+    text = read_text_arg(file, option="--csv", noun="CSV file", it="the CSV")
     try:
         parse_bulk_csv(text, today=datetime.now(UTC).date())
     except BulkFileError as e:

@@ -28,6 +28,24 @@ def _bad(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def read_text_arg(file: Path, *, option: str, noun: str, it: str) -> str:
+    """The text (UTF-8, a BOM allowed) of the file an option names; raises ``typer.Exit(2)``
+    with a clear message when it is missing, a directory, unreadable or not UTF-8 (``noun``:
+    what it should be, e.g. "CSV file"; ``it``: how the hint names it, e.g. "the CSV")."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise _bad(f"{option} {file}: no such file") from None
+    except IsADirectoryError:
+        raise _bad(f"{option} {file}: is a directory, not a {noun}") from None
+    except OSError as e:
+        raise _bad(f"{option} {file}: cannot be read ({e.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _bad(f"{option} {file}: not UTF-8 text (save {it} as UTF-8)") from None
+
+
 def validation_message(e: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()
