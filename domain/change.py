@@ -19,9 +19,6 @@ so a re-run continues where the last one stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
@@ -31,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.models import Email, Member, Module, PermissionGroup, Project, ProjectGrant, Role
 from domain.plan import eligible
+from domain.runbook import PlanStep, RunbookPlan
 
 PRODUCTION = "production"
 
@@ -48,16 +46,10 @@ class ChangeKind(StrEnum):
     REMOVE_MEMBER = "remove_member"
 
 
-class ChangeStep(BaseModel):
-    """One thing to do; ``id`` (``kind:target``) is stable across re-plans of the same world."""
+class ChangeStep(PlanStep):
+    """One step of a change of access or email; ``id`` is ``kind:target``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
     kind: ChangeKind
-    target: str
-    reason: str
-    params: dict[str, Any] = Field(default_factory=dict)
     widening: bool = False
 
 
@@ -85,40 +77,16 @@ class ChangeRequest(BaseModel):
         return self
 
 
-class ChangePlan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ChangePlan(RunbookPlan[ChangeStep]):
+    """A change of access (or of email): its steps on effective access."""
 
     runbook: str = "change"
-    subject: str
-    steps: list[ChangeStep] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    blockers: list[str] = Field(default_factory=list)  # the request cannot be planned
     target: dict[str, str | None] = Field(default_factory=dict)  # project → effective role
     target_org_role: str | None = None
     production_projects: list[str] = Field(default_factory=list)
     project_admins: list[str] = Field(default_factory=list)  # admins of the projects concerned
     new_email: str | None = None  # email change: the new address
     waiting_for_acceptance: bool = False  # email change: the invitee has not joined yet
-
-    @property
-    def hash(self) -> str:
-        """SHA-256 of what the plan does (not of its wording): what approvers approve."""
-        core = {
-            "runbook": self.runbook,
-            "subject": self.subject,
-            "steps": [[s.kind.value, s.target, s.params] for s in self.steps],
-            "blockers": self.blockers,
-        }
-        return hashlib.sha256(
-            json.dumps(core, sort_keys=True, separators=(",", ":"), default=str).encode()
-        ).hexdigest()
-
-    def counts_by_kind(self) -> dict[str, int]:
-        return dict(Counter(s.kind.value for s in self.steps))
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.steps and not self.blockers
 
     @property
     def widening(self) -> bool:

@@ -33,10 +33,7 @@ Production.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
@@ -46,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import AccessRequest, IdpUser, Invitation, Member, Module, Project, Role
 from domain.plan import find_lookalikes
+from domain.runbook import PlanStep, RunbookPlan
 
 PRODUCTION = "production"
 VENDOR_PREFIX = "analytics-vendor-"
@@ -72,16 +70,10 @@ class Outcome(StrEnum):
     BLOCKED = "blocked"  # the world must change first (e.g. a missing IdP group)
 
 
-class OnboardStep(BaseModel):
-    """One thing to do, with its reason; ``id`` is stable across re-plans of the same world."""
+class OnboardStep(PlanStep):
+    """One step of an onboarding."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
     kind: OnboardStepKind
-    target: str
-    reason: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class OnboardState(BaseModel):
@@ -102,17 +94,13 @@ class OnboardState(BaseModel):
     taken_at: datetime
 
 
-class OnboardPlan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OnboardPlan(RunbookPlan[OnboardStep]):
+    """An onboarding plan: its steps, or why there are none (``outcome``)."""
 
     runbook: str = "onboard"
-    subject: str
     ticket: str = ""
     outcome: Outcome = Outcome.READY
-    steps: list[OnboardStep] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)  # the request is wrong (→ invalid)
-    blockers: list[str] = Field(default_factory=list)  # the world must change (→ blocked)
     change: list[str] = Field(default_factory=list)  # change_needed: what differs
     projects: dict[str, Role] = Field(default_factory=dict)  # canonical names
     org_role: Role = Role.VIEWER
@@ -121,23 +109,8 @@ class OnboardPlan(BaseModel):
     production_projects: list[str] = Field(default_factory=list)
     until: str | None = None  # ISO date
 
-    @property
-    def hash(self) -> str:
-        """SHA-256 of what the plan does (not of its wording): what approvers approve."""
-        core = {
-            "runbook": self.runbook,
-            "subject": self.subject,
-            "outcome": self.outcome.value,
-            "steps": [[s.kind.value, s.target, s.params] for s in self.steps],
-            "problems": self.problems,
-            "blockers": self.blockers,
-        }
-        return hashlib.sha256(
-            json.dumps(core, sort_keys=True, separators=(",", ":"), default=str).encode()
-        ).hexdigest()
-
-    def counts_by_kind(self) -> dict[str, int]:
-        return dict(Counter(s.kind.value for s in self.steps))
+    def hash_facts(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "problems": self.problems}
 
     @property
     def is_noop(self) -> bool:

@@ -23,10 +23,8 @@ now-unassigned content → collect 30 days of activity for security.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import unicodedata
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,6 +45,7 @@ from domain.models import (
     RosterEntry,
     RosterStatus,
 )
+from domain.runbook import PlanStep, RunbookPlan
 
 RECEIVER_LOGIN_DAYS = 30
 ACTIVITY_DAYS = 30
@@ -86,16 +85,10 @@ LOCKOUT_KINDS = {
 }
 
 
-class Step(BaseModel):
-    """One thing to do, with its reason; ``id`` is stable across re-plans of the same world."""
+class Step(PlanStep):
+    """One step of an offboarding."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
     kind: StepKind
-    target: str
-    reason: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class Inventory(BaseModel):
@@ -131,40 +124,17 @@ class Options(BaseModel):
     ticket: str = ""
 
 
-class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Plan(RunbookPlan[Step]):
+    """An offboarding plan (see the module docstring for the order of its steps)."""
 
     runbook: str = "offboard"
-    subject: str
     reason: Reason
     emergency: bool = False
-    steps: list[Step] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-    blockers: list[str] = Field(default_factory=list)  # the approver must choose first
     receivers: dict[str, list[str]] = Field(default_factory=dict)  # receiver → asset ids
     keep_projects: list[str] = Field(default_factory=list)  # role_change: what stays
 
-    @property
-    def hash(self) -> str:
-        """SHA-256 of what the plan does (not of its wording): what approvers approve."""
-        core = {
-            "runbook": self.runbook,
-            "subject": self.subject,
-            "reason": self.reason.value,
-            "emergency": self.emergency,
-            "steps": [[s.kind.value, s.target, s.params] for s in self.steps],
-            "blockers": self.blockers,
-        }
-        return hashlib.sha256(
-            json.dumps(core, sort_keys=True, separators=(",", ":"), default=str).encode()
-        ).hexdigest()
-
-    def counts_by_kind(self) -> dict[str, int]:
-        return dict(Counter(s.kind.value for s in self.steps))
-
-    @property
-    def is_noop(self) -> bool:
-        return not self.steps and not self.blockers
+    def hash_facts(self) -> dict[str, Any]:
+        return {"reason": self.reason.value, "emergency": self.emergency}
 
 
 def is_mapped_idp_group(name: str) -> bool:

@@ -1,0 +1,174 @@
+"""What every runbook shares, as data: the plan and its steps, the effect of an applied step, the
+case a run belongs to, and the outcome a run ends with.
+
+Each runbook's plan (``domain.plan.Plan`` for leavers, ``domain.onboard.OnboardPlan``,
+``domain.change.ChangePlan``) is a :class:`RunbookPlan` of its own step type: one stable hash,
+one count by kind, one notion of "nothing to do", so the machinery that approves, applies,
+verifies and records a plan (``flows.runbook``) is written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.models import Effect, WriteResult
+
+
+class PlanStep(BaseModel):
+    """One thing to do, with its reason; ``id`` is stable across re-plans of the same world.
+
+    Runbooks narrow ``kind`` to their own enum of step kinds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    kind: StrEnum
+    target: str
+    reason: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``kind target``: how logs, failures and "not done" lists name the step."""
+        return f"{self.kind.value} {self.target}"
+
+
+S = TypeVar("S", bound=PlanStep)
+
+
+class RunbookPlan(BaseModel, Generic[S]):
+    """A runbook's plan: typed steps, warnings for the approvers, blockers that stop it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runbook: str
+    subject: str
+    steps: list[S] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    blockers: list[str] = Field(default_factory=list)  # a person must choose or act first
+
+    def hash_facts(self) -> dict[str, Any]:
+        """What else than the steps and blockers the approvers approve (a runbook adds its own:
+        the reason of an offboarding, the outcome of an onboarding)."""
+        return {}
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of what the plan does (not of its wording): what approvers approve."""
+        core = {
+            "runbook": self.runbook,
+            "subject": self.subject,
+            "steps": [[s.kind.value, s.target, s.params] for s in self.steps],
+            "blockers": self.blockers,
+            **self.hash_facts(),
+        }
+        return hashlib.sha256(
+            json.dumps(core, sort_keys=True, separators=(",", ":"), default=str).encode()
+        ).hexdigest()
+
+    def counts_by_kind(self) -> dict[str, int]:
+        return dict(Counter(s.kind.value for s in self.steps))
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.steps and not self.blockers
+
+    def step_rows(self, *extra: str) -> list[dict[str, Any]]:
+        """The steps as ``kind``/``target``/``reason`` (plus the ``extra`` attributes named),
+        as the ``--json`` outcome shows them."""
+        return [
+            {
+                "kind": s.kind.value,
+                "target": s.target,
+                "reason": s.reason,
+                **{k: getattr(s, k) for k in extra},
+            }
+            for s in self.steps
+        ]
+
+
+def effect_counts(effects: dict[str, WriteResult]) -> dict[str, int]:
+    """How many steps were created, updated, deleted or noop."""
+    return dict(Counter(e.effect.value for e in effects.values()))
+
+
+DONE_EARLIER = "done earlier in this case"
+
+
+def done_earlier(detail: dict[str, Any] | None = None) -> WriteResult:
+    """The effect of a step a case already did (in an earlier, interrupted run)."""
+    return WriteResult(effect=Effect.NOOP, reason=DONE_EARLIER, detail=detail or {})
+
+
+class ApprovedPlan(BaseModel):
+    """What a case's approval covered, kept on the case: a run resumed after its worker died
+    applies what is left of it without asking again."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hash: str
+    steps: list[str] = Field(default_factory=list)  # step ids; empty: compare the hash
+    approvers: list[str] = Field(default_factory=list)
+    receivers: dict[str, list[str]] = Field(default_factory=dict)  # offboarding: who got what
+    review_approval: str = ""  # an access review's approval stood for this one
+
+    def covers(self, plan: RunbookPlan[Any]) -> bool:
+        """Whether what ``plan`` still has to do was approved already."""
+        if not self.steps:
+            return self.hash == plan.hash
+        return {s.id for s in plan.steps} <= set(self.steps)
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Case(BaseModel):
+    """One runbook run for one person, across the flow runs it takes (a killed run's successor
+    finds it): its ticket, what was approved, how it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    runbook: str
+    subject: str
+    status: CaseStatus = CaseStatus.OPEN
+    reason: str = ""
+    ticket: str = ""
+    requester: str = ""
+    approved_plan: ApprovedPlan | None = None
+    opened_at: datetime
+    closed_at: datetime | None = None
+    outcome: str = ""
+    resumed: bool = False  # an earlier run of this case had opened it
+
+    @property
+    def key(self) -> str:
+        """What the case's approval belongs to across runs."""
+        return f"case-{self.id}"
+
+    @property
+    def once_label(self) -> str:
+        """Names this case for "do it once" lookups (a ticket filed for it): id and opening
+        time, unique even if a ledger starts over."""
+        return f"handover-case-{self.id}-{self.opened_at:%Y%m%d%H%M%S}"
+
+
+class RunbookFailed(Exception):
+    """A runbook run that ended failed or blocked: the flow run ends Failed (so Prefect's
+    automations see it) and whoever called the flow gets the outcome from here."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__(
+            outcome.get("failure") or "; ".join(outcome.get("plan", {}).get("blockers", []))
+        )
+        self.outcome = outcome
