@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from connectors.settings import SettingsError, load_settings
+from domain.runbook import RunbookFailed
 
 EXIT = {"done": 0, "planned": 0, "nothing_to_do": 0, "failed": 1, "blocked": 1, "denied": 3}
 
@@ -96,6 +97,8 @@ def run_flow(
         set_reporter(progress)
         try:
             return fn(**params)  # type: ignore[no-any-return]
+        except RunbookFailed as e:  # the run ended Failed: its outcome says how far it got
+            return e.outcome
         finally:
             set_reporter(None)
             set_waiting_hook(None)

@@ -88,6 +88,33 @@ class ChangePlan(RunbookPlan[ChangeStep]):
     new_email: str | None = None  # email change: the new address
     waiting_for_acceptance: bool = False  # email change: the invitee has not joined yet
 
+    def record_text(self, status: str, failed: list[str]) -> str:
+        what = (
+            f"Email change {self.subject} → {self.new_email}"
+            if self.new_email
+            else f"Access change of {self.subject}"
+        )
+        return "\n".join(
+            [
+                f"{what}: {status}.",
+                f"Plan {self.hash[:12]}: "
+                + (", ".join(f"{k} {n}" for k, n in sorted(self.counts_by_kind().items())) or "-"),
+                *(f"Warning: {w}" for w in self.warnings),
+                self.verification_line(failed),
+            ]
+        )
+
+    def title(self) -> str:
+        if self.new_email:
+            return f"Email change {self.subject} → {self.new_email}"
+        return f"Access change of {self.subject}"
+
+    def headline(self) -> str:
+        return "widens access" if self.widening else "narrows access"
+
+    def outcome_steps(self) -> list[dict[str, Any]]:
+        return self.step_rows("widening")
+
     @property
     def widening(self) -> bool:
         return any(s.widening for s in self.steps)

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import AccessRequest, IdpUser, Invitation, Member, Module, Project, Role
 from domain.plan import find_lookalikes
-from domain.runbook import PlanStep, RunbookPlan
+from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
 
 PRODUCTION = "production"
 VENDOR_PREFIX = "analytics-vendor-"
@@ -115,6 +115,49 @@ class OnboardPlan(RunbookPlan[OnboardStep]):
     @property
     def is_noop(self) -> bool:
         return not self.steps
+
+    def record_text(self, status: str, failed: list[str]) -> str:
+        kinds = {s.kind for s in self.steps}
+        how = (
+            "invitation resent"
+            if kinds == {OnboardStepKind.RESEND_INVITATION}
+            or kinds == {OnboardStepKind.RESEND_INVITATION, OnboardStepKind.RECORD_GRANT}
+            else "provisioned through the IdP"
+            if OnboardStepKind.IDP_ADD_GROUP in kinds or OnboardStepKind.IDP_CREATE_USER in kinds
+            else "invited"
+        )
+        lines = [
+            f"Onboarding of {self.subject}: {status} ({how}).",
+            f"Granted: {self.granted_text()}."
+            if status == "done"
+            else f"Asked: {self.granted_text()}.",
+            "Access is temporary: it will be removed after " + self.until + "."
+            if self.until
+            else "Access is not time-limited.",
+            self.plan_line(),
+            self.verification_line(failed),
+        ]
+        return "\n".join(lines + [f"Warning: {w}" for w in self.warnings])
+
+    def record_facts(self) -> dict[str, Any]:
+        return {"granted": self.granted_text()}
+
+    def title(self) -> str:
+        return f"Onboarding {self.subject}"
+
+    def headline(self) -> str:
+        return f"Granted: {self.granted_text()}"
+
+    def approved(self, approvers: list[str], **standing: str) -> ApprovedPlan:
+        # No step list: a re-plan is covered only by the very same plan (its hash), since an
+        # invite's id does not change with the roles it grants.
+        return ApprovedPlan(hash=self.hash, approvers=approvers, **standing)
+
+    def outcome_blockers(self) -> list[str]:
+        return self.problems + self.blockers
+
+    def outcome_facts(self) -> dict[str, Any]:
+        return {"subject": self.subject, "granted": self.granted_text()}
 
     def granted_text(self) -> str:
         """What the plan grants, for people: ``org member; Staging manager, Production viewer;

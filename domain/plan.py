@@ -45,7 +45,7 @@ from domain.models import (
     RosterEntry,
     RosterStatus,
 )
-from domain.runbook import PlanStep, RunbookPlan
+from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
 
 RECEIVER_LOGIN_DAYS = 30
 ACTIVITY_DAYS = 30
@@ -135,6 +135,51 @@ class Plan(RunbookPlan[Step]):
 
     def hash_facts(self) -> dict[str, Any]:
         return {"reason": self.reason.value, "emergency": self.emergency}
+
+    def record_text(self, status: str, failed: list[str]) -> str:
+        return "\n".join(
+            [
+                f"Offboarding of {self.subject} ({self.reason.value}"
+                f"{', emergency' if self.emergency else ''}): {status}.",
+                self.plan_line(),
+                self.verification_line(failed),
+            ]
+        )
+
+    def title(self) -> str:
+        return f"Offboarding {self.subject}"
+
+    def headline(self) -> str:
+        return f"Reason: {self.reason.value}{' (emergency)' if self.emergency else ''}"
+
+    def approved(self, approvers: list[str], **standing: str) -> ApprovedPlan:
+        return (
+            super().approved(approvers, **standing).model_copy(update={"receivers": self.receivers})
+        )
+
+    def resumed_from(self, approved: ApprovedPlan) -> Plan:
+        """What the interrupted run already transferred is no longer in today's inventory:
+        its receivers must still be checked and told what they received."""
+        receivers = {k: set(v) for k, v in approved.receivers.items()}
+        for who, ids in self.receivers.items():
+            receivers.setdefault(who, set()).update(ids)
+        return self.model_copy(
+            update={"receivers": {k: sorted(v) for k, v in sorted(receivers.items())}}
+        )
+
+    def notices(self, status: str, ticket: str) -> list[tuple[str, str]]:
+        """Each receiver is told what they now own, once the offboarding is done."""
+        if status != "done":
+            return []
+        return [
+            (
+                receiver,
+                f"You are now the owner of {len(ids)} asset(s) that belonged to {self.subject}"
+                + (f" (ticket {ticket})" if ticket else "")
+                + ".",
+            )
+            for receiver, ids in self.receivers.items()
+        ]
 
 
 def is_mapped_idp_group(name: str) -> bool:

@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,6 +81,66 @@ class RunbookPlan(BaseModel, Generic[S]):
     def is_noop(self) -> bool:
         return not self.steps and not self.blockers
 
+    def plan_line(self) -> str:
+        """``Plan 0123456789ab: remove_member 1, transfer_assets 2``."""
+        return f"Plan {self.hash[:12]}: " + ", ".join(
+            f"{k} {n}" for k, n in sorted(self.counts_by_kind().items())
+        )
+
+    @staticmethod
+    def verification_line(failed: list[str]) -> str:
+        return "Verification: " + (
+            "all checks passed" if not failed else "FAILED " + ", ".join(failed)
+        )
+
+    def record_text(self, status: str, failed: list[str]) -> str:
+        """What the ticket and the requester are told when the run ends (``failed``: the
+        verification checks that did not pass)."""
+        return "\n".join(
+            [
+                f"{self.runbook} of {self.subject}: {status}.",
+                self.plan_line(),
+                self.verification_line(failed),
+            ]
+        )
+
+    def notices(self, status: str, ticket: str) -> list[tuple[str, str]]:
+        """Who else is told what, when the run ends (``(email, text)``)."""
+        return []
+
+    def record_facts(self) -> dict[str, Any]:
+        """What the audit event of the end of the run adds to the verification."""
+        return {}
+
+    def title(self) -> str:
+        """How artifacts and summaries name the run (``Offboarding a@b.com``)."""
+        return f"{self.runbook.replace('_', ' ').capitalize()} {self.subject}"
+
+    def headline(self) -> str:
+        """One line under the title: what the run is about."""
+        return f"{self.counts_by_kind() or 'nothing to do'}"
+
+    def approved(self, approvers: list[str], **standing: str) -> ApprovedPlan:
+        """What the case keeps of this plan once it is approved (``standing``: the approval
+        that stood for the gate, as ``review_approval`` or ``batch_approval``)."""
+        return ApprovedPlan(
+            hash=self.hash, steps=sorted(s.id for s in self.steps), approvers=approvers, **standing
+        )
+
+    def resumed_from(self, approved: ApprovedPlan) -> Self:
+        """This plan, continued from an interrupted run whose ``approved`` plan covers it."""
+        return self
+
+    def outcome_steps(self) -> list[dict[str, Any]]:
+        return self.step_rows()
+
+    def outcome_blockers(self) -> list[str]:
+        return list(self.blockers)
+
+    def outcome_facts(self) -> dict[str, Any]:
+        """What the runbook adds to the ``--json`` outcome."""
+        return {}
+
     def step_rows(self, *extra: str) -> list[dict[str, Any]]:
         """The steps as ``kind``/``target``/``reason`` (plus the ``extra`` attributes named),
         as the ``--json`` outcome shows them."""
@@ -119,6 +179,8 @@ class ApprovedPlan(BaseModel):
     approvers: list[str] = Field(default_factory=list)
     receivers: dict[str, list[str]] = Field(default_factory=dict)  # offboarding: who got what
     review_approval: str = ""  # an access review's approval stood for this one
+    batch_approval: str = ""  # a bulk run's one approval stood for this one
+    requester: str = ""  # who asked for the batch
 
     def covers(self, plan: RunbookPlan[Any]) -> bool:
         """Whether what ``plan`` still has to do was approved already."""

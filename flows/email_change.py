@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.change import ChangeKind, make_email_change_plan
 from domain.models import Email
-from domain.policy import ApprovalContext
-from flows.change import manager_of, result, run_case
-from ledger.cases import find_open_case
+from flows.change import approval_context, open_change_case
+from flows.runbook import outcome, run_plan
+from tasks.cases import open_case_of
 from tasks.change import count_assets, read_access, verify_email_change
 from tasks.runtime import runtime
 
@@ -70,40 +70,29 @@ def change_email(
         owned_assets=count_assets(req.old) if old_m is not None else 0,
     )
     if plan.blockers:
-        status = "invalid" if old_m is None or old_m.status != "joined" else "blocked"
-        return result(plan, status=status, effects={}, verification={}, rt=rt)
+        return outcome(
+            plan, status="invalid" if old_m is None or old_m.status != "joined" else "blocked"
+        )
     if req.dry_run:
-        status = "waiting_for_acceptance" if plan.waiting_for_acceptance else "planned"
-        return result(plan, status=status, effects={}, verification={}, rt=rt)
-    open_case = find_open_case(rt.ledger, runbook="email_change", subject=req.old)
-    if plan.is_noop and not plan.waiting_for_acceptance and open_case is None:
-        return result(plan, status="nothing_to_do", effects={}, verification={}, rt=rt)
-    facts = plan.approval_facts()
-    ctx = ApprovalContext(
-        runbook="change",
-        subject=req.old,
-        requester=req.requester,
-        reason="email_change",
-        subject_manager=manager_of(rt, req.old),
-        production_roles=facts["production_roles"],
-        org_role=facts["org_role"],
-        modules=facts["modules"],
-        project_admins=tuple(plan.project_admins),
-    )
+        return outcome(
+            plan, status="waiting_for_acceptance" if plan.waiting_for_acceptance else "planned"
+        )
+    waiting = plan.waiting_for_acceptance
+    if plan.is_noop and not waiting and open_case_of("email_change", req.old) is None:
+        return outcome(plan, status="nothing_to_do")
     finishing = old_m is not None and new_m is not None and new_m.status == "joined"
-    out = run_case(
+    out = run_plan(
         plan,
-        rt=rt,
-        ctx=ctx,
+        case=open_change_case(plan, requester=req.requester, ticket=req.ticket),
         requester=req.requester,
-        ticket=req.ticket,
-        verify=lambda: verify_email_change(old_m, req.new),  # type: ignore[arg-type]
+        approval=approval_context(plan, requester=req.requester, reason="email_change"),
+        verify=lambda _: verify_email_change(old_m, req.new),  # type: ignore[arg-type]
         close=finishing or old_m is None,
         # Before the invitee has joined, only the invitation: the rest of the approved plan
         # (groups, transfer, removal) waits for the re-run after acceptance.
         now=None if finishing else (lambda s: s.kind is ChangeKind.INVITE_MEMBER),
     )
-    if out["status"] == "waiting_for_acceptance":
+    if isinstance(out, dict) and out["status"] == "waiting_for_acceptance":
         out["message"] = (
             f"{req.new} has been invited and has not joined yet: once they accept the "
             f"invitation and sign in, run the same command again to transfer {req.old}'s "

@@ -10,28 +10,20 @@ done and what is not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    create_progress_artifact,
-    update_progress_artifact,
-)
-from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import Email
-from domain.plan import Inventory, Options, Plan, Reason, make_offboarding_plan
+from domain.plan import Inventory, Options, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
-from domain.records import ApprovalState
-from flows.report import gate_services, publish, run_result, step_dicts
-from ledger.approvals import get_approval
-from ledger.cases import find_closed_case, find_open_case, open_case, update_case
-from tasks.offboard import apply_step, record_offboarding, take_inventory, verify_offboarding
-from tasks.progress import report
-from tasks.runtime import Runtime, runtime
+from flows.runbook import Standing, block, finish, outcome, run_plan
+from tasks.cases import REFUSED, file_ticket, finished_case, open_case_of, open_run_case
+from tasks.offboard import review_approvers, take_inventory, verify_offboarding
+from tasks.runtime import runtime
+
+RUNBOOK = "offboard"
 
 
 class OffboardRequest(BaseModel):
@@ -68,92 +60,33 @@ class OffboardRequest(BaseModel):
             raise ValueError("the receiver cannot be the person leaving")
         return self
 
+    def options(self) -> Options:
+        return Options(
+            reason=self.reason,
+            emergency=self.emergency,
+            receiver=self.receiver,
+            keep_projects=tuple(self.keep_projects),
+            requester=self.requester,
+            ticket=self.ticket,
+        )
 
-def review_approvers(rt: Runtime, approval_id: str, email: str) -> list[str]:
-    """Who approved ``email``'s removal in an access review.
+    def approval(self, inv: Inventory) -> ApprovalContext:
+        """What the approval policy decides on."""
+        return ApprovalContext(
+            runbook=RUNBOOK,
+            subject=self.email,
+            requester=self.requester,
+            reason=self.reason.value,
+            emergency=self.emergency,
+            subject_manager=inv.roster.manager if inv.roster else None,
+        )
 
-    Raises:
-        ValueError: no such approval, not an approved review, or one about someone else.
-    """
-    try:
-        appr = get_approval(rt.ledger, approval_id)
-    except KeyError:
-        raise ValueError(f"no approval {approval_id}") from None
-    # A per-item review approval names the person; a bulk one covers the whole review (its
-    # plan hash is over every item, which security saw listed in the request).
-    covers = appr.subject == email or appr.subject.startswith("access-review")
-    if appr.runbook != "review" or appr.state is not ApprovalState.APPROVED or not covers:
-        raise ValueError(f"approval {approval_id} is not an approved access review of {email}")
-    return [d.approver for d in appr.decisions if d.counted and d.decision == "approve"]
-
-
-def _result(
-    plan: Plan,
-    *,
-    status: str,
-    effects: dict[str, str],
-    verification: dict[str, str],
-    rt: Runtime,
-    **extra: Any,
-) -> dict[str, Any]:
-    return run_result(
-        status=status,
-        plan_hash=plan.hash,
-        steps=step_dicts(plan.steps),
-        blockers=plan.blockers,
-        effects=effects,
-        verification=verification,
-        warnings=plan.warnings,
-        ledger=rt.ledger,
-        **extra,
-    )
-
-
-def _artifacts(
-    plan: Plan, status: str, effects: dict[str, str], verification: dict[str, str]
-) -> None:
-    publish(
-        slug="offboard",
-        title=f"Offboarding {plan.subject}",
-        status=status,
-        headline=f"Reason: {plan.reason.value}{' (emergency)' if plan.emergency else ''}"
-        f" · plan `{plan.hash[:12]}`",
-        steps=plan.steps,
-        effects=effects,
-        verification=verification,
-        warnings=plan.warnings,
-    )
-
-
-def _gate(
-    rt: Runtime,
-    req: OffboardRequest,
-    inv: Inventory,
-    plan: Plan,
-    run_id: str,
-    ticket: str,
-    case_id: int,
-) -> GateResult:
-    """The approval gate for this case's plan (its approval belongs to the case)."""
-    ctx = ApprovalContext(
-        runbook="offboard",
-        subject=req.email,
-        requester=req.requester,
-        reason=req.reason.value,
-        emergency=req.emergency,
-        subject_manager=inv.roster.manager if inv.roster else None,
-    )
-    return gate(
-        gate_services(rt),
-        ctx,
-        plan_hash=plan.hash,
-        summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
-        flow_run_id=run_id,
-        ticket=ticket,
-        run_key=f"case-{case_id}",
-        # An emergency tells security after the lockout, never before it.
-        defer_notice=True,
-    )
+    def standing(self) -> Standing | None:
+        """An approved access review that stands for the gate, if one is named."""
+        if not self.review_approval:
+            return None
+        approval_id, email = self.review_approval, self.email
+        return Standing(approval_id, lambda: review_approvers(runtime().ledger, approval_id, email))
 
 
 @flow(name="offboard", log_prints=False)
@@ -199,200 +132,43 @@ def offboard(
         review_approval=review_approval,
     )
     log = get_run_logger()
-    rt = runtime()
-    opts = Options(
-        reason=req.reason,
-        emergency=req.emergency,
-        receiver=req.receiver,
-        keep_projects=tuple(req.keep_projects),
-        requester=req.requester,
-        ticket=req.ticket,
-    )
     inv = take_inventory(req.email, receiver=req.receiver)
-    plan = make_offboarding_plan(inv, opts)
+    plan = make_offboarding_plan(inv, req.options())
     if req.dry_run:
-        return _result(plan, status="planned", effects={}, verification={}, rt=rt)
-    if plan.is_noop and find_open_case(rt.ledger, runbook="offboard", subject=req.email) is None:
+        return outcome(plan, status="planned")
+    if plan.is_noop and open_case_of(RUNBOOK, req.email) is None:
         # Nothing to do and no interrupted run to finish: no case, no ticket, no message (an
         # unknown or already offboarded address must not write anywhere).
-        return _result(plan, status="nothing_to_do", effects={}, verification={}, rt=rt)
-    denied = find_closed_case(
-        rt.ledger,
-        runbook="offboard",
-        subject=req.email,
-        ticket=req.ticket,
-        outcomes=(ApprovalState.DENIED.value, ApprovalState.EXPIRED.value),
-    )
-    if denied is not None:
+        return outcome(plan, status="nothing_to_do")
+    refused = finished_case(RUNBOOK, req.email, req.ticket, outcomes=REFUSED)
+    if refused is not None:
         # This ticket's offboarding was refused: a re-delivered event or a run resumed after its
         # worker died must not ask again (a new request comes with a new ticket).
-        log.warning("offboarding of %s under %s was %s", req.email, req.ticket, denied["outcome"])
-        return _result(plan, status="denied", effects={}, verification={}, rt=rt, ticket=req.ticket)
-    case, resumed = open_case(
-        rt.ledger,
-        runbook="offboard",
+        log.warning("offboarding of %s under %s was %s", req.email, req.ticket, refused.outcome)
+        return finish(outcome(plan, status="denied", ticket=req.ticket))
+    case = open_run_case(
+        runbook=RUNBOOK,
         subject=req.email,
         reason=req.reason.value,
         requester=req.requester,
         ticket=req.ticket,
-        now=rt.clock(),
     )
-    the_ticket = case["ticket"]
-    if not the_ticket:
-        t = rt.tickets.create(
-            project="IT",
-            issue_type="Offboarding",
-            summary=f"Offboard {req.email} ({req.reason.value})",
-            description=f"email: {req.email}\nreason: {req.reason.value}",
-            # Names this case (id and opening time: unique even if a ledger starts over), so a
-            # run killed between filing and recording the ticket finds it rather than filing
-            # a second one.
-            once=f"handover-case-{case['id']}-{case['opened_at']:%Y%m%d%H%M%S}",
-        )
-        the_ticket = t.key
-        update_case(rt.ledger, case["id"], ticket=the_ticket)
-    run_id = str(flow_run.id or "")
+    case = file_ticket(
+        case,
+        project="IT",
+        issue_type="Offboarding",
+        summary=f"Offboard {req.email} ({req.reason.value})",
+        description=f"email: {req.email}\nreason: {req.reason.value}",
+    )
     if plan.blockers:
         log.warning("offboarding of %s needs a choice: %s", req.email, "; ".join(plan.blockers))
-        record_offboarding(
-            plan,
-            case_id=case["id"],
-            ticket=the_ticket,
-            requester=req.requester,
-            status="blocked",
-            effects={},
-            verification={},
-            flow_run_id=run_id,
-        )
-        return _result(
-            plan, status="blocked", effects={}, verification={}, rt=rt, ticket=the_ticket
-        )
-
-    approved = case.get("approved_plan") or {}
-    step_ids = {s.id for s in plan.steps}
-    approvers: list[str] = []
-    notice: Callable[[], None] = lambda: None  # noqa: E731 (replaced by the gate's, if any)
-    if resumed and approved and step_ids <= set(approved.get("steps", [])):
-        log.info("continuing the approved plan %s", approved.get("hash", "")[:12])
-        approvers = approved.get("approvers", [])
-        # What the interrupted run already transferred is no longer in today's inventory: its
-        # receivers must still be checked and told what they received.
-        receivers = {k: set(v) for k, v in approved.get("receivers", {}).items()}
-        for who, ids in plan.receivers.items():
-            receivers.setdefault(who, set()).update(ids)
-        plan = plan.model_copy(
-            update={"receivers": {k: sorted(v) for k, v in sorted(receivers.items())}}
-        )
-        if req.emergency:  # the interrupted run may have died before telling security
-            notice = _gate(rt, req, inv, plan, run_id, the_ticket, case["id"]).send_notice
-    elif plan.steps and req.review_approval:
-        # Security already approved this removal in an access review: that approval stands
-        # for this run, if it really is an approved review that covers this person.
-        approvers = review_approvers(rt, req.review_approval, req.email)
-        update_case(
-            rt.ledger,
-            case["id"],
-            approved_plan={
-                "hash": plan.hash,
-                "steps": sorted(step_ids),
-                "approvers": approvers,
-                "receivers": plan.receivers,
-                "review_approval": req.review_approval,
-            },
-        )
-    elif plan.steps:
-        res = _gate(rt, req, inv, plan, run_id, the_ticket, case["id"])
-        if not res.approved:
-            record_offboarding(
-                plan,
-                case_id=case["id"],
-                ticket=the_ticket,
-                requester=req.requester,
-                status=res.state.value,
-                effects={},
-                verification={},
-                flow_run_id=run_id,
-            )
-            update_case(
-                rt.ledger,
-                case["id"],
-                status="closed",
-                closed_at=rt.clock(),
-                outcome=res.state.value,
-            )
-            return _result(
-                plan,
-                status="denied",
-                effects={},
-                verification={},
-                rt=rt,
-                ticket=the_ticket,
-                approval=res.approval.id,
-            )
-        approvers = res.approved_by
-        notice = res.send_notice
-        update_case(
-            rt.ledger,
-            case["id"],
-            approved_plan={
-                "hash": plan.hash,
-                "steps": sorted(step_ids),
-                "approvers": approvers,
-                "receivers": plan.receivers,
-            },
-        )
-
-    effects: dict[str, str] = {}
-    progress = create_progress_artifact(
-        0.0, key="offboard-progress", description=f"Offboarding {req.email}"
-    )
-    failure = ""
-    for i, step in enumerate(plan.steps):
-        report(i, len(plan.steps), f"{step.kind.value} {step.target}")
-        try:
-            out = apply_step(
-                step,
-                subject=req.email,
-                case_id=case["id"],
-                plan_hash=plan.hash,
-                flow_run_id=run_id,
-                ticket=the_ticket,
-                approvers=approvers,
-            )
-        except Exception as exc:  # stop at this safe point; a re-run continues from here
-            failure = f"{step.kind.value} {step.target}: {exc}"
-            log.error("stopped at step %d/%d: %s", i + 1, len(plan.steps), failure)
-            break
-        effects[step.id] = out["effect"]
-        update_progress_artifact(progress, 100.0 * (i + 1) / len(plan.steps))
-    report(len(plan.steps), len(plan.steps), "done")
-    notice()  # an emergency's post-hoc review notice, now that the lockout is done (or stopped)
+        return block(plan, case, requester=req.requester)
     narrowed = bool(req.keep_projects)
-    verification = (
-        verify_offboarding(inv, plan, narrowed=narrowed, case_id=case["id"]) if not failure else {}
-    )
-    status = "failed" if failure else ("done" if plan.steps or resumed else "nothing_to_do")
-    record_offboarding(
+    return run_plan(
         plan,
-        case_id=case["id"],
-        ticket=the_ticket,
+        case=case,
         requester=req.requester,
-        status=status,
-        effects=effects,
-        verification=verification,
-        flow_run_id=run_id,
-    )
-    _artifacts(plan, status, effects, verification)
-    if not failure and all(v == "pass" for v in verification.values()):
-        update_case(rt.ledger, case["id"], status="closed", closed_at=rt.clock(), outcome=status)
-    not_done = [f"{s.kind.value} {s.target}" for s in plan.steps if s.id not in effects]
-    return _result(
-        plan,
-        status=status,
-        effects=effects,
-        verification=verification,
-        rt=rt,
-        ticket=the_ticket,
-        failure=failure,
-        not_done=not_done,
+        approval=req.approval(inv),
+        standing=req.standing(),
+        verify=lambda p: verify_offboarding(inv, p, narrowed=narrowed, case_id=case.id),
     )

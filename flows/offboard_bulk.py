@@ -52,10 +52,10 @@ from domain.models import Email
 from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
+from domain.runbook import RunbookFailed
 from flows.offboard import OffboardRequest, offboard
 from flows.report import gate_services
-from ledger.audit import last_seq
-from ledger.cases import find_open_case, open_case, update_case
+from tasks.cases import approve_case, audit_seq, open_case_of, open_run_case
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
 from tasks.onboard_bulk import notify_requester
 from tasks.progress import report
@@ -127,7 +127,6 @@ def _plan_one(m: BatchMember, opts: Options, reader: BatchReader) -> BatchMember
 
 
 def _approved_case(
-    rt: Runtime,
     plan: Plan,
     *,
     reason: str,
@@ -138,37 +137,17 @@ def _approved_case(
     """Record on the leaver's case that this plan is approved (the batch approval stands for
     it). An open case whose approved plan already covers these steps (an interrupted earlier
     run) is left as it is: its subflow continues it."""
-    steps = sorted(s.id for s in plan.steps)
-    case = find_open_case(rt.ledger, runbook=RUNBOOK, subject=plan.subject)
-    earlier = (case or {}).get("approved_plan") or {}
-    if case is not None and set(steps) <= set(earlier.get("steps", [])):
+    case = open_case_of(RUNBOOK, plan.subject)
+    earlier = case.approved_plan if case is not None else None
+    if earlier is not None and earlier.covers(plan):
         return
     if case is None:
-        case, _ = open_case(
-            rt.ledger,
-            runbook=RUNBOOK,
-            subject=plan.subject,
-            reason=reason,
-            requester=requester,
-            ticket="",
-            now=rt.clock(),
+        case = open_run_case(
+            runbook=RUNBOOK, subject=plan.subject, reason=reason, requester=requester
         )
     # What an interrupted earlier run transferred stays to be verified and announced.
-    receivers = {k: set(v) for k, v in earlier.get("receivers", {}).items()}
-    for who, ids in plan.receivers.items():
-        receivers.setdefault(who, set()).update(ids)
-    update_case(
-        rt.ledger,
-        case["id"],
-        approved_plan={
-            "hash": plan.hash,
-            "steps": steps,
-            "approvers": approvers,
-            "receivers": {k: sorted(v) for k, v in sorted(receivers.items())},
-            "batch_approval": approval,
-            "requester": requester,
-        },
-    )
+    merged = plan.resumed_from(earlier) if earlier is not None else plan
+    approve_case(case, merged.approved(approvers, batch_approval=approval, requester=requester))
 
 
 def _member_row(m: BatchMember, **kw: Any) -> dict[str, Any]:
@@ -198,7 +177,6 @@ def _offboard_one(
     t0 = time.monotonic()
     try:
         _approved_case(
-            runtime(),
             m.plan,
             reason=reason.value,
             requester=requester,
@@ -207,6 +185,8 @@ def _offboard_one(
         )
         # The batch is the subflow's requester: the person who asked hears once, for the batch.
         out = offboard(email=m.email, reason=reason.value, receiver=receiver, requester=batch)
+    except RunbookFailed as exc:  # failed or blocked: the outcome says how far it got
+        out = exc.outcome
     except Exception as exc:  # a subflow that raises is this leaver's failure only
         return _member_row(
             m, status="failed", message=f"{type(exc).__name__}: {exc}"[:500], seconds=0.0
@@ -283,7 +263,7 @@ def _result(
         "counts": counts,
         "plan": {"hash": batch.hash, "steps": steps, "blockers": []},
         "warnings": batch.warnings(),
-        "audit_seq": last_seq(rt.ledger),
+        "audit_seq": audit_seq(),
         **extra,
     }
 

@@ -36,10 +36,11 @@ from approvals.gate import PlanSummary, gate
 from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
 from domain.onboard import make_onboarding_plan
 from domain.policy import ApprovalContext
+from domain.runbook import RunbookFailed
 from flows.report import gate_services
-from ledger.audit import last_seq
-from ledger.cases import open_case, update_case
-from tasks.onboard import RUNBOOK, apply_onboard_step, record_onboarding, verify_onboarding
+from flows.runbook import Standing, run_plan
+from tasks.cases import audit_seq, open_run_case
+from tasks.onboard import RUNBOOK, verify_onboarding
 from tasks.onboard_bulk import notify_requester, take_bulk_inventory
 from tasks.progress import report
 from tasks.runtime import Runtime, runtime
@@ -59,64 +60,35 @@ def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> 
 
 
 def _apply_row(
-    r: BatchRow, *, batch_hash: str, run_id: str, approvers: list[str], requester: str
+    r: BatchRow, *, batch_hash: str, approval: str, approvers: list[str], requester: str
 ) -> dict[str, Any]:
-    """Apply, verify and record one row (in a worker thread); never raises."""
-    rt = runtime()
+    """Apply, verify and record one row (in a worker thread) on its own case, the batch's
+    approval standing for the row's; never raises."""
     plan = r.plan
     assert plan is not None
     effects: dict[str, str] = {}
-    failure = ""
     try:
-        case, _ = open_case(
-            rt.ledger,
-            runbook=RUNBOOK,
-            subject=plan.subject,
-            reason="bulk",
-            requester=requester,
-            ticket="",
-            now=rt.clock(),
+        case = open_run_case(
+            runbook=RUNBOOK, subject=plan.subject, reason="bulk", requester=requester
         )
-        update_case(
-            rt.ledger, case["id"], approved_plan={"hash": batch_hash, "approvers": approvers}
-        )
-        for step in plan.steps:
-            try:
-                out = apply_onboard_step(
-                    step,
-                    subject=plan.subject,
-                    case_id=case["id"],
-                    plan_hash=batch_hash,
-                    flow_run_id=run_id,
-                    ticket="",
-                    approvers=approvers,
-                )
-            except Exception as exc:  # this row stops here; a re-run continues it
-                failure = f"{step.kind.value} {step.target}: {exc}"
-                break
-            effects[step.id] = out["effect"]
-        verification = {} if failure else verify_onboarding(plan)
-        failed = [f"{k} {v}" for k, v in verification.items() if v != "pass"]
-        status = "done" if not failure and not failed else "failed"
-        record_onboarding(
+        out = run_plan(
             plan,
-            case_id=case["id"],
-            ticket="",
+            case=case,
             requester="",  # one DM for the batch, not one per row
-            status=status,
-            effects=effects,
-            verification=verification,
-            flow_run_id=run_id,
+            approval=None,
+            standing=Standing(
+                approval or f"batch-{batch_hash[:12]}", lambda: approvers, kind="batch_approval"
+            ),
+            verify=verify_onboarding,
         )
-        if status == "done":
-            update_case(
-                rt.ledger, case["id"], status="closed", closed_at=rt.clock(), outcome=status
-            )
+    except RunbookFailed as exc:
+        out = exc.outcome
     except Exception as exc:  # the ledger or a read failed: this row only
-        failure = failure or f"{type(exc).__name__}: {exc}"
-        status, failed = "failed", []
-    message = failure or ("; ".join(failed) if failed else plan.granted_text())
-    return _row_result(r, status, message, effects=effects)
+        return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)
+    effects = out["effects"]
+    failed = [f"{k} {v}" for k, v in out["verification"].items() if v != "pass"]
+    message = out.get("failure") or ("; ".join(failed) if failed else plan.granted_text())
+    return _row_result(r, out["status"], message, effects=effects)
 
 
 def _status(rows: list[dict[str, Any]]) -> str:
@@ -157,7 +129,7 @@ def _result(
         "counts": counts,
         "plan": {"hash": batch.hash if batch else "", "steps": steps, "blockers": []},
         "warnings": batch.warnings() if batch else [],
-        "audit_seq": last_seq(rt.ledger),
+        "audit_seq": audit_seq(),
         **extra,
     }
 
@@ -263,7 +235,7 @@ def onboard_bulk(
                 _apply_row,
                 r,
                 batch_hash=batch.hash,
-                run_id=run_id,
+                approval=approval,
                 approvers=approvers,
                 requester=requester,
             )

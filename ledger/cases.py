@@ -13,6 +13,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from domain.runbook import ApprovedPlan, Case, CaseStatus
 from ledger.db import LedgerBase, LedgerDB
 
 
@@ -44,7 +45,7 @@ class DoneStep(LedgerBase):
     at: Mapped[datetime]
 
 
-def find_open_case(db: LedgerDB, *, runbook: str, subject: str) -> dict[str, Any] | None:
+def find_open_case(db: LedgerDB, *, runbook: str, subject: str) -> Case | None:
     """The open case of this person and runbook, without opening one."""
     with db.sessions() as s:
         row = s.scalar(
@@ -52,7 +53,7 @@ def find_open_case(db: LedgerDB, *, runbook: str, subject: str) -> dict[str, Any
                 CaseRow.runbook == runbook, CaseRow.subject == subject, CaseRow.status == "open"
             )
         )
-        return _dict(row) if row is not None else None
+        return _case(row) if row is not None else None
 
 
 def find_closed_case(
@@ -63,7 +64,7 @@ def find_closed_case(
     ticket: str,
     outcomes: tuple[str, ...],
     reason: str = "",
-) -> dict[str, Any] | None:
+) -> Case | None:
     """The newest closed case of this runbook, person and ticket that ended in one of
     ``outcomes`` (and had ``reason``, when given): a re-run of a finished request finds it and
     does nothing twice. Without a ticket there is nothing to match: ``None``."""
@@ -84,7 +85,7 @@ def find_closed_case(
         if reason:
             q = q.where(CaseRow.reason == reason)
         row = s.scalars(q).first()
-        return _dict(row) if row is not None else None
+        return _case(row) if row is not None else None
 
 
 def sweep_case_id(
@@ -94,8 +95,8 @@ def sweep_case_id(
     (a sweep with nothing to do writes nothing)."""
     if not create:
         found = find_open_case(db, runbook=runbook, subject=subject)
-        return int(found["id"]) if found else None
-    case, _ = open_case(
+        return found.id if found else None
+    case = open_case(
         db,
         runbook=runbook,
         subject=subject,
@@ -104,7 +105,7 @@ def sweep_case_id(
         ticket="",
         now=now,
     )
-    return int(case["id"])
+    return case.id
 
 
 def open_case(
@@ -116,8 +117,9 @@ def open_case(
     requester: str,
     ticket: str,
     now: datetime,
-) -> tuple[dict[str, Any], bool]:
-    """The open case of this person and runbook, or a new one; (case, resumed?)."""
+) -> Case:
+    """The open case of this person and runbook, or a new one (``resumed``: an earlier run
+    had opened it)."""
     with db.session() as s:
         row = s.scalar(
             select(CaseRow).where(
@@ -138,22 +140,41 @@ def open_case(
             s.flush()
         elif ticket and not row.ticket:
             row.ticket = ticket
-        return _dict(row), resumed
+        return _case(row, resumed=resumed)
 
 
-def _dict(row: CaseRow) -> dict[str, Any]:
-    return {c.name: getattr(row, c.name) for c in CaseRow.__table__.columns}
+def _case(row: CaseRow, *, resumed: bool = False) -> Case:
+    return Case.model_validate(
+        {c.name: getattr(row, c.name) for c in CaseRow.__table__.columns} | {"resumed": resumed}
+    )
 
 
-def update_case(db: LedgerDB, case_id: int, **changes: Any) -> dict[str, Any]:
+def update_case(
+    db: LedgerDB,
+    case_id: int,
+    *,
+    ticket: str | None = None,
+    approved_plan: ApprovedPlan | None = None,
+    outcome: str | None = None,
+    closed_at: datetime | None = None,
+) -> Case:
+    """Record the case's ticket, its approved plan, or how it ended (``outcome`` with
+    ``closed_at`` closes it)."""
     with db.session() as s:
         row = s.get(CaseRow, case_id)
         if row is None:
             raise KeyError(f"no case {case_id}")
-        for k, v in changes.items():
-            setattr(row, k, v)
+        if ticket is not None:
+            row.ticket = ticket
+        if approved_plan is not None:
+            row.approved_plan = approved_plan.model_dump(mode="json")
+        if outcome is not None:
+            row.outcome = outcome
+        if closed_at is not None:
+            row.status = CaseStatus.CLOSED.value
+            row.closed_at = closed_at
         s.flush()
-        return _dict(row)
+        return _case(row)
 
 
 def done_steps(db: LedgerDB, case_id: int) -> dict[str, dict[str, Any]]:

@@ -3,19 +3,16 @@ case, verify on effective access, record. The rules are in ``domain.change``."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from prefect import task
 
 from connectors.capabilities import AssetOwnership, InviteSpec, PermissionGroups, ProjectAccess, has
-from connectors.errors import ConnectorError
 from domain.change import ChangeKind, ChangePlan, ChangeStep
 from domain.models import Member, Module, PermissionGroup, Project, Role, WriteResult
-from domain.records import AuditEvent
-from ledger.audit import append
-from ledger.cases import done_steps, mark_done
 from tasks.runtime import runtime
+from tasks.steps import StepScope, executor
 
 
 @task(name="read_access")
@@ -30,6 +27,13 @@ def read_access(
     return members, groups, projects
 
 
+def manager_of(email: str) -> str | None:
+    """The person's manager, from the HR roster (when there is one)."""
+    roster = runtime().roster
+    entry = roster.get(email) if roster else None
+    return entry.manager if entry else None
+
+
 @task(name="count_assets")
 def count_assets(email: str) -> int:
     org = runtime().org
@@ -38,7 +42,14 @@ def count_assets(email: str) -> int:
     return len(org.list_assets(owner=email)) + len(org.list_assets(former_owner=email))
 
 
-def _execute(step: ChangeStep, subject: str) -> WriteResult:
+@executor(ChangeStep)
+def execute_change_step(step: ChangeStep, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
+    """Do one step of a change of access or email through the org."""
+    result = _change(step, scope.subject)
+    return result, dict(result.detail)
+
+
+def _change(step: ChangeStep, subject: str) -> WriteResult:
     org, p = runtime().org, step.params
     who = p.get("email", subject)
     match step.kind:
@@ -71,56 +82,6 @@ def _execute(step: ChangeStep, subject: str) -> WriteResult:
         case ChangeKind.REMOVE_MEMBER:
             return org.remove_member(step.target)
     raise ValueError(f"unknown step kind {step.kind}")
-
-
-@task(name="apply_change_step")
-def apply_change_step(
-    step: ChangeStep,
-    *,
-    runbook: str,
-    subject: str,
-    case_id: int,
-    plan_hash: str,
-    flow_run_id: str,
-    ticket: str,
-    approvers: Sequence[str],
-) -> str:
-    """Apply one step once per case; its effect (``created|updated|deleted|noop(…)``).
-
-    Raises:
-        ConnectorError: the step failed after the connector's retries (the flow stops here).
-    """
-    rt = runtime()
-    done = done_steps(rt.ledger, case_id)
-    if step.id in done:
-        return "noop(done earlier in this case)"
-    event = {
-        "action": f"{runbook}.{step.kind.value}",
-        "subject": subject,
-        "target": step.target,
-        "on_behalf_of": ",".join(approvers),
-        "flow_run_id": flow_run_id,
-        "ticket": ticket,
-        "plan_hash": plan_hash,
-    }
-    try:
-        result = _execute(step, subject)
-    except ConnectorError as exc:
-        append(rt.ledger, AuditEvent(**event, effect=f"failed({exc})"[:300]), now=rt.clock())
-        raise
-    effect = str(result)
-    mark_done(rt.ledger, case_id, step.id, effect, dict(result.detail), rt.clock())
-    append(
-        rt.ledger,
-        AuditEvent(
-            **event,
-            effect=effect[:300],
-            before={"reason": step.reason, **step.params},
-            after=dict(result.detail),
-        ),
-        now=rt.clock(),
-    )
-    return effect
 
 
 @task(name="verify_change")
@@ -184,60 +145,3 @@ def verify_email_change(old: Member, new_email: str) -> dict[str, str]:
         left = org.list_assets(owner=old.email) + org.list_assets(former_owner=old.email)
         check("content_moved", not left, f"{len(left)} asset(s) not moved")
     return out
-
-
-@task(name="record_change")
-def record_change(
-    plan: ChangePlan,
-    *,
-    case_id: int,
-    ticket: str,
-    requester: str,
-    status: str,
-    verification: dict[str, str],
-    flow_run_id: str,
-) -> None:
-    """Ticket comment (and Done), a DM to the requester, an audit event; once per case."""
-    rt = runtime()
-    step_id = f"record:{status}:{plan.hash[:12]}"
-    if step_id in done_steps(rt.ledger, case_id):
-        return
-    failed = [k for k, v in verification.items() if v != "pass"]
-    what = (
-        f"Email change {plan.subject} → {plan.new_email}"
-        if plan.new_email
-        else f"Access change of {plan.subject}"
-    )
-    text = "\n".join(
-        [
-            f"{what}: {status}.",
-            f"Plan {plan.hash[:12]}: "
-            + (", ".join(f"{k} {n}" for k, n in sorted(plan.counts_by_kind().items())) or "-"),
-            *(f"Warning: {w}" for w in plan.warnings),
-            "Verification: "
-            + ("all checks passed" if not failed else "FAILED " + ", ".join(failed)),
-        ]
-    )
-    with contextlib.suppress(ConnectorError):
-        if ticket:
-            rt.tickets.comment(ticket, text)
-            if status == "done" and not failed:
-                rt.tickets.transition_to(ticket, "Done")
-    if requester and "@" in requester:
-        with contextlib.suppress(ConnectorError):
-            rt.messenger.dm(requester, text)
-    mark_done(rt.ledger, case_id, step_id, status, {}, rt.clock())
-    append(
-        rt.ledger,
-        AuditEvent(
-            action=f"{plan.runbook}.recorded",
-            subject=plan.subject,
-            target=ticket,
-            effect=status,
-            after={"verification": verification},
-            flow_run_id=flow_run_id,
-            ticket=ticket,
-            plan_hash=plan.hash,
-        ),
-        now=rt.clock(),
-    )

@@ -10,7 +10,6 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -24,7 +23,6 @@ from connectors.capabilities import (
     has,
 )
 from connectors.errors import ConnectorError
-from domain import blocks
 from domain.models import ApiKey, Member, Module, Project, Role, RosterStatus, WriteResult
 from domain.plan import (
     ACTIVITY_DAYS,
@@ -35,10 +33,12 @@ from domain.plan import (
     find_lookalikes,
     is_mapped_idp_group,
 )
-from domain.records import AuditEvent
-from ledger.audit import append
-from ledger.cases import done_steps, mark_done
+from domain.records import ApprovalState
+from ledger import LedgerDB
+from ledger.approvals import get_approval
+from ledger.cases import done_steps
 from tasks.runtime import runtime
+from tasks.steps import StepScope, executor
 
 # The org's member emails, for the look-alike warning only, read at most once a minute per
 # process: a bulk offboarding otherwise lists the whole org (5 000 members: 5 pages) for every
@@ -148,9 +148,11 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
     return read_inventory(email, LiveReads(), receiver=receiver)
 
 
-def _execute(step: Step, subject: str, case_id: int) -> tuple[WriteResult, dict[str, Any]]:
-    """Do one step through its connector; the detail never holds a secret."""
+@executor(Step)
+def execute_offboard_step(step: Step, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
+    """Do one offboarding step through its connector; the detail never holds a secret."""
     rt = runtime()
+    subject, case_id = scope.subject, scope.case_id
     org, idp, p = rt.org, rt.idp, step.params
     match step.kind:
         case StepKind.GRANT_PROJECT_ACCESS:
@@ -218,71 +220,6 @@ def _execute(step: Step, subject: str, case_id: int) -> tuple[WriteResult, dict[
                 ][:100],
             }
     raise ValueError(f"unknown step kind {step.kind}")
-
-
-@task(name="apply_step")
-def apply_step(
-    step: Step,
-    *,
-    subject: str,
-    case_id: int,
-    plan_hash: str,
-    flow_run_id: str,
-    ticket: str,
-    approvers: Sequence[str],
-) -> dict[str, Any]:
-    """Apply one step once per case; returns ``{"effect", "detail"}``.
-
-    Raises:
-        ConnectorError: the step failed after the connector's retries (the flow stops here).
-    """
-    rt = runtime()
-    done = done_steps(rt.ledger, case_id)
-    if step.id in done:
-        return {"effect": "noop(done earlier in this case)", "detail": done[step.id]["detail"]}
-    try:
-        result, detail = _execute(step, subject, case_id)
-    except ConnectorError as exc:
-        append(
-            rt.ledger,
-            AuditEvent(
-                action=f"offboard.{step.kind.value}",
-                subject=subject,
-                target=step.target,
-                on_behalf_of=",".join(approvers),
-                effect=f"failed({exc})"[:300],
-                flow_run_id=flow_run_id,
-                ticket=ticket,
-                plan_hash=plan_hash,
-            ),
-            now=rt.clock(),
-        )
-        raise
-    effect = str(result)
-    mark_done(rt.ledger, case_id, step.id, effect, detail, rt.clock())
-    append(
-        rt.ledger,
-        AuditEvent(
-            action=f"offboard.{step.kind.value}",
-            subject=subject,
-            target=step.target,
-            on_behalf_of=",".join(approvers),
-            effect=effect[:300],
-            before={
-                "reason": step.reason,
-                **{k: v for k, v in step.params.items() if k != "asset_ids"},
-            },
-            after={
-                **detail,
-                **({"assets": len(step.params["asset_ids"])} if "asset_ids" in step.params else {}),
-            },
-            flow_run_id=flow_run_id,
-            ticket=ticket,
-            plan_hash=plan_hash,
-        ),
-        now=rt.clock(),
-    )
-    return {"effect": effect, "detail": detail}
 
 
 @task(name="verify_offboarding")
@@ -363,76 +300,19 @@ def verify_offboarding(
     return out
 
 
-@task(name="record_offboarding")
-def record_offboarding(
-    plan: Plan,
-    *,
-    case_id: int,
-    ticket: str,
-    requester: str,
-    status: str,
-    effects: dict[str, str],
-    verification: dict[str, str],
-    flow_run_id: str,
-) -> str:
-    """Ticket comment and transition, Slack summaries, audit event; once per case."""
-    rt = runtime()
-    step_id = f"record:{status}:{plan.hash[:12]}"
-    if step_id in done_steps(rt.ledger, case_id):
-        return ticket
-    failed = [k for k, v in verification.items() if v != "pass"]
-    lines = [
-        f"Offboarding of {plan.subject} ({plan.reason.value}"
-        f"{', emergency' if plan.emergency else ''}): {status}.",
-        f"Plan {plan.hash[:12]}: "
-        + ", ".join(f"{k} {n}" for k, n in sorted(plan.counts_by_kind().items())),
-        "Verification: " + ("all checks passed" if not failed else "FAILED " + ", ".join(failed)),
-    ]
-    text = "\n".join(lines)
-    # The ledger keeps the record; the ticket is a copy, so a Jira outage does not fail the run.
-    with contextlib.suppress(ConnectorError):
-        if ticket:
-            rt.tickets.comment(ticket, text)
-            if status == "done" and not failed:
-                rt.tickets.transition_to(ticket, "Done")
-    effect_counts: dict[str, int] = {}
-    for e in effects.values():
-        key = e.split("(", 1)[0]
-        effect_counts[key] = effect_counts.get(key, 0) + 1
-    summary = blocks.summary_blocks(
-        runbook="offboard",
-        subject=plan.subject,
-        status=status,
-        run_id=flow_run_id or None,
-        effects=effect_counts,
-        verification={k: v == "pass" for k, v in verification.items()},
-        warnings=plan.warnings,
-        ticket_url=f"{rt.ticket_base_url}{ticket}" if ticket else None,
-    )
-    if requester and "@" in requester:
-        with contextlib.suppress(ConnectorError):
-            rt.messenger.dm(requester, text, summary)
-    if status == "done":
-        for receiver, ids in plan.receivers.items():
-            with contextlib.suppress(ConnectorError):
-                rt.messenger.dm(
-                    receiver,
-                    f"You are now the owner of {len(ids)} asset(s) that "
-                    f"belonged to {plan.subject}" + (f" (ticket {ticket})" if ticket else "") + ".",
-                )
-    mark_done(rt.ledger, case_id, step_id, status, {}, rt.clock())
-    append(
-        rt.ledger,
-        AuditEvent(
-            action="offboard.recorded",
-            subject=plan.subject,
-            target=ticket,
-            effect=status,
-            after={"verification": verification},
-            flow_run_id=flow_run_id,
-            ticket=ticket,
-            plan_hash=plan.hash,
-        ),
-        now=rt.clock(),
-    )
-    return ticket
+def review_approvers(ledger: LedgerDB, approval_id: str, email: str) -> list[str]:
+    """Who approved ``email``'s removal in an access review.
+
+    Raises:
+        ValueError: no such approval, not an approved review, or one about someone else.
+    """
+    try:
+        appr = get_approval(ledger, approval_id)
+    except KeyError:
+        raise ValueError(f"no approval {approval_id}") from None
+    # A per-item review approval names the person; a bulk one covers the whole review (its
+    # plan hash is over every item, which security saw listed in the request).
+    covers = appr.subject == email or appr.subject.startswith("access-review")
+    if appr.runbook != "review" or appr.state is not ApprovalState.APPROVED or not covers:
+        raise ValueError(f"approval {approval_id} is not an approved access review of {email}")
+    return [d.approver for d in appr.decisions if d.counted and d.decision == "approve"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -17,18 +16,24 @@ from prefect import task
 
 from connectors.capabilities import InviteSpec
 from connectors.errors import ConnectorError
-from domain import blocks
 from domain.access_request import AccessRequestError
 from domain.models import AccessRequest, Effect, Module, Role, WriteResult
 from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKind
 from domain.plan import is_mapped_idp_group
 from domain.records import AuditEvent, Grant
+from domain.runbook import Case
 from ledger.audit import append
-from ledger.cases import done_steps, find_closed_case, mark_done, open_case, update_case
+from ledger.cases import done_steps, find_closed_case, open_case, update_case
 from ledger.grants import grants, record_grant
 from tasks.runtime import runtime
+from tasks.steps import StepScope, executor
 
 RUNBOOK = "onboard"
+
+
+def idp_managed_default() -> bool:
+    """Whether onboardings pre-provision in the IdP when the request does not say."""
+    return bool(getattr(runtime().settings, "idp_managed", False))
 
 
 @task(name="read_access_request")
@@ -54,7 +59,7 @@ def ticket_reporter(ticket: str) -> str | None:
     return runtime().tickets.get(ticket).reporter
 
 
-def previous_outcome(subject: str, ticket: str, reason: str = "") -> dict[str, Any] | None:
+def previous_outcome(subject: str, ticket: str, reason: str = "") -> Case | None:
     """The closed case of this runbook, subject and ticket (and ``reason``, when given) that
     finished it: a re-run of the same ticket finds it and does nothing twice. A denial ends the
     ticket too: a run resumed after its worker died must not ask the approvers again."""
@@ -111,8 +116,11 @@ def _end_of(day: str) -> datetime:
     return datetime.combine(date.fromisoformat(day), time(23, 59, 59), tzinfo=UTC)
 
 
-def _execute(step: OnboardStep, *, ticket: str) -> tuple[WriteResult, dict[str, Any]]:
+@executor(OnboardStep)
+def execute_onboard_step(step: OnboardStep, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
+    """Do one onboarding step through the IdP, the org or the ledger (a temporary grant)."""
     rt = runtime()
+    ticket = scope.ticket
     org, idp, p = rt.org, rt.idp, step.params
     match step.kind:
         case OnboardStepKind.IDP_CREATE_USER:
@@ -162,56 +170,6 @@ def _execute(step: OnboardStep, *, ticket: str) -> tuple[WriteResult, dict[str, 
                 )
             return WriteResult(effect=Effect.CREATED), {"grants": ids, "until": p["until"]}
     raise ValueError(f"unknown step kind {step.kind}")
-
-
-@task(name="apply_onboard_step")
-def apply_onboard_step(
-    step: OnboardStep,
-    *,
-    subject: str,
-    case_id: int,
-    plan_hash: str,
-    flow_run_id: str,
-    ticket: str,
-    approvers: Sequence[str],
-) -> dict[str, Any]:
-    """Apply one step once per case; returns ``{"effect", "detail"}``.
-
-    Raises:
-        ConnectorError: the step failed after the connector's retries (the flow stops here).
-    """
-    rt = runtime()
-    done = done_steps(rt.ledger, case_id)
-    if step.id in done:
-        return {"effect": "noop(done earlier in this case)", "detail": done[step.id]["detail"]}
-
-    def audit(effect: str, after: dict[str, Any] | None = None) -> None:
-        append(
-            rt.ledger,
-            AuditEvent(
-                action=f"onboard.{step.kind.value}",
-                subject=subject,
-                target=step.target,
-                on_behalf_of=",".join(approvers),
-                effect=effect[:300],
-                before={"reason": step.reason, **step.params},
-                after=after,
-                flow_run_id=flow_run_id,
-                ticket=ticket,
-                plan_hash=plan_hash,
-            ),
-            now=rt.clock(),
-        )
-
-    try:
-        result, detail = _execute(step, ticket=ticket)
-    except ConnectorError as exc:
-        audit(f"failed({exc})")
-        raise
-    effect = str(result)
-    mark_done(rt.ledger, case_id, step.id, effect, detail, rt.clock())
-    audit(effect, detail)
-    return {"effect": effect, "detail": detail}
 
 
 @task(name="verify_onboarding")
@@ -298,7 +256,7 @@ def reject_request(
     digest = hashlib.sha256(problems.encode()).hexdigest()[:16]
     if previous_outcome(subject, ticket, digest) is not None:
         return "nothing_to_do"
-    case, _ = open_case(
+    case = open_case(
         rt.ledger,
         runbook=RUNBOOK,
         subject=subject,
@@ -326,85 +284,5 @@ def reject_request(
         ),
         now=rt.clock(),
     )
-    update_case(rt.ledger, case["id"], status="closed", closed_at=rt.clock(), outcome="rejected")
+    update_case(rt.ledger, case.id, outcome="rejected", closed_at=rt.clock())
     return "rejected"
-
-
-@task(name="record_onboarding")
-def record_onboarding(
-    plan: OnboardPlan,
-    *,
-    case_id: int,
-    ticket: str,
-    requester: str,
-    status: str,
-    effects: dict[str, str],
-    verification: dict[str, str],
-    flow_run_id: str,
-) -> str:
-    """Ticket comment (what was granted, until when) and transition, a Slack DM to the
-    requester, an audit event; once per case and status."""
-    rt = runtime()
-    step_id = f"record:{status}:{plan.hash[:12]}"
-    if step_id in done_steps(rt.ledger, case_id):
-        return ticket
-    failed = [k for k, v in verification.items() if v != "pass"]
-    kinds = {s.kind for s in plan.steps}
-    how = (
-        "invitation resent"
-        if kinds == {OnboardStepKind.RESEND_INVITATION}
-        or kinds == {OnboardStepKind.RESEND_INVITATION, OnboardStepKind.RECORD_GRANT}
-        else "provisioned through the IdP"
-        if OnboardStepKind.IDP_ADD_GROUP in kinds or OnboardStepKind.IDP_CREATE_USER in kinds
-        else "invited"
-    )
-    lines = [
-        f"Onboarding of {plan.subject}: {status} ({how}).",
-        f"Granted: {plan.granted_text()}."
-        if status == "done"
-        else f"Asked: {plan.granted_text()}.",
-        "Access is temporary: it will be removed after " + plan.until + "."
-        if plan.until
-        else "Access is not time-limited.",
-        f"Plan {plan.hash[:12]}: "
-        + ", ".join(f"{k} {n}" for k, n in sorted(plan.counts_by_kind().items())),
-        "Verification: " + ("all checks passed" if not failed else "FAILED " + ", ".join(failed)),
-    ]
-    lines += [f"Warning: {w}" for w in plan.warnings]
-    text = "\n".join(lines)
-    with contextlib.suppress(ConnectorError):
-        if ticket:
-            rt.tickets.comment(ticket, text)
-            if status == "done" and not failed:
-                rt.tickets.transition_to(ticket, "Done")
-    effect_counts: dict[str, int] = {}
-    for e in effects.values():
-        key = e.split("(", 1)[0]
-        effect_counts[key] = effect_counts.get(key, 0) + 1
-    summary = blocks.summary_blocks(
-        runbook=RUNBOOK,
-        subject=plan.subject,
-        status=status,
-        run_id=flow_run_id or None,
-        effects=effect_counts,
-        verification={k: v == "pass" for k, v in verification.items()},
-        warnings=plan.warnings,
-        ticket_url=f"{rt.ticket_base_url}{ticket}" if ticket else None,
-    )
-    _dm(requester, text, summary)
-    mark_done(rt.ledger, case_id, step_id, status, {}, rt.clock())
-    append(
-        rt.ledger,
-        AuditEvent(
-            action="onboard.recorded",
-            subject=plan.subject,
-            target=ticket,
-            effect=status,
-            after={"verification": verification, "granted": plan.granted_text()},
-            flow_run_id=flow_run_id,
-            ticket=ticket,
-            plan_hash=plan.hash,
-        ),
-        now=rt.clock(),
-    )
-    return ticket

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from domain.runbook import RunbookFailed
+
 TAG = "chaos"
 FINAL = ("done", "denied", "expired", "rejected")
 
@@ -100,6 +102,8 @@ def run_job(job: dict[str, Any]) -> str:
                 else:
                     out = onboard(ticket=job["ticket"])
             status = str(out["status"])
+        except RunbookFailed as exc:  # the run ended Failed: an operator would start it again
+            status = str(exc.outcome["status"])
         except Exception as exc:  # the run failed: an operator would start it again
             status = f"error: {exc}"
         if status in FINAL or status == "nothing_to_do":

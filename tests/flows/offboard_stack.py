@@ -25,6 +25,7 @@ from approvals.services import Services
 from cli.approvals_cmd import block_actions_body, sign
 from connectors.settings import Settings
 from domain.records import ApprovalRequest
+from domain.runbook import RunbookFailed
 from intake.app import create_intake
 from ledger.approvals import list_approvals
 from sandbox.db import Setting
@@ -131,6 +132,8 @@ class OffboardStack:
                 # A sync flow joins its heartbeat thread at the end (~1 s each): off in tests.
                 with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                     run.result.append(offboard(**params))
+            except RunbookFailed as exc:  # a failed run's outcome
+                run.result.append(exc.outcome)
             except BaseException as exc:  # surfaced by Run.wait
                 run.error.append(exc)
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from cli.change_cmd import change, change_email
 from domain.records import ApprovalState
+from domain.runbook import RunbookFailed
 from ledger.approvals import get_approval
 from sandbox.app import create_app
 from tests.conftest import LiveSandbox, serve
@@ -56,6 +57,8 @@ def start(stack: OffboardStack, fn: Callable[..., dict[str, Any]], **params: Any
         try:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 run.result.append(fn(**params))
+        except RunbookFailed as exc:  # a failed run's outcome
+            run.result.append(exc.outcome)
         except BaseException as exc:
             run.error.append(exc)
 

@@ -21,6 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from domain.runbook import RunbookFailed
 from ledger.grants import grants
 from sandbox.app import create_app
 from tests.conftest import LiveSandbox, serve
@@ -62,6 +63,8 @@ def start(stack: OffboardStack, **params: Any) -> Run:
         try:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 run.result.append(onboard(**params))
+        except RunbookFailed as exc:  # a failed run's outcome
+            run.result.append(exc.outcome)
         except BaseException as exc:
             run.error.append(exc)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from domain.records import ApprovalRequest, ApprovalState, Decision
-from flows.offboard import review_approvers
 from ledger import open_ledger
 from ledger.approvals import add_decision, create_approval
+from tasks.offboard import review_approvers
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -47,7 +46,6 @@ def _approval(db: object, aid: str, *, runbook: str, subject: str, state: Approv
 
 def test_only_an_approved_review_covering_the_person_stands(tmp_path: Path) -> None:
     db = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
-    rt = SimpleNamespace(ledger=db)
     _approval(
         db,
         "apr-item",
@@ -76,8 +74,8 @@ def test_only_an_approved_review_covering_the_person_stands(tmp_path: Path) -> N
         subject="frank.former@acme.com",
         state=ApprovalState.APPROVED,
     )
-    assert review_approvers(rt, "apr-item", "frank.former@acme.com") == ["sec.lead@acme.com"]
-    assert review_approvers(rt, "apr-bulk", "frank.former@acme.com") == ["sec.lead@acme.com"]
+    assert review_approvers(db, "apr-item", "frank.former@acme.com") == ["sec.lead@acme.com"]
+    assert review_approvers(db, "apr-bulk", "frank.former@acme.com") == ["sec.lead@acme.com"]
     for aid, who in [
         ("apr-item", "dana.sole@acme.com"),
         ("apr-pending", "frank.former@acme.com"),
@@ -85,4 +83,4 @@ def test_only_an_approved_review_covering_the_person_stands(tmp_path: Path) -> N
         ("apr-none", "frank.former@acme.com"),
     ]:
         with pytest.raises(ValueError):
-            review_approvers(rt, aid, who)  # type: ignore[arg-type]
+            review_approvers(db, aid, who)  # type: ignore[arg-type]
