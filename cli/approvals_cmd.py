@@ -59,8 +59,8 @@ def list_approvals(
 
     if sweep:
         svc = _services()
-        for a in run_sweep(svc):
-            typer.echo(f"{a.approval_id}: {a.kind} ({a.result})", err=True)
+        for action in run_sweep(svc):
+            typer.echo(f"{action.approval_id}: {action.kind} ({action.result})", err=True)
         db = svc.ledger
     else:
         db = _ledger()

@@ -4,6 +4,8 @@ change waiting for the invitee to accept exits 0 and says to run the same comman
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from pydantic import ValidationError
 
@@ -22,11 +24,11 @@ def _projects(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _finish(result: dict[str, object], *, as_json: bool) -> None:
+def _finish(result: dict[str, Any], *, as_json: bool) -> None:
     status = str(result["status"])
     if status == "invalid":
-        raise _bad("; ".join(result["plan"]["blockers"]))  # type: ignore[index]
-    show(result, as_json=as_json)  # type: ignore[arg-type]
+        raise _bad("; ".join(result["plan"]["blockers"]))
+    show(result, as_json=as_json)
     if result.get("message") and not as_json:
         typer.echo(str(result["message"]))
     raise typer.Exit(CHANGE_EXIT.get(status, 1))
@@ -62,7 +64,7 @@ def change(
         validate_change(**params)
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
-    _finish(run_flow(change_access, as_json=as_json, **params), as_json=as_json)
+    _finish(run_flow(change_access, params, as_json=as_json), as_json=as_json)
 
 
 def change_email(
@@ -82,4 +84,4 @@ def change_email(
         EmailChangeRequest(**params)
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
-    _finish(run_flow(change_email_flow, as_json=as_json, **params), as_json=as_json)
+    _finish(run_flow(change_email_flow, params, as_json=as_json), as_json=as_json)

@@ -51,14 +51,14 @@ def deployment_names(prefect_yaml: Path = PREFECT_YAML, root: Path | None = None
     The flow name is read from the ``@flow(name=…)`` of the entrypoint (imported here), which
     is what ``run_deployment`` and ``prefect deployment run`` want.
     """
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.flows import Flow, load_flow_from_entrypoint
 
     spec = yaml.safe_load(prefect_yaml.read_text())
     root = root or prefect_yaml.resolve().parent
     names = []
     for d in spec.get("deployments") or []:
         path, _, fn = d["entrypoint"].partition(":")
-        flow = load_flow_from_entrypoint(f"{root / path}:{fn}")
+        flow: Flow[..., Any] = load_flow_from_entrypoint(f"{root / path}:{fn}")
         names.append(f"{flow.name}/{d['name']}")
     return names
 

@@ -26,7 +26,7 @@ def expire(
         parse_now(now)
     except ValueError:
         raise _bad(f"--now: {now!r} is not an ISO 8601 time (e.g. 2025-06-01T09:00:00Z)") from None
-    result = run_flow(expire_access, as_json=as_json, now=now, dry_run=dry_run)
+    result = run_flow(expire_access, {"now": now, "dry_run": dry_run}, as_json=as_json)
     if as_json or result["plan"]["steps"]:
         show(result, as_json=as_json)
     else:

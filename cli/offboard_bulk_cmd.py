@@ -98,7 +98,7 @@ def offboard_csv(
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
     # The subflows draw their own steps; the bar follows the batch (the flow's own thread).
-    result = run_flow(offboard_bulk, as_json=as_json, only_this_thread=True, **params)
+    result = run_flow(offboard_bulk, params, as_json=as_json, only_this_thread=True)
     if as_json:
         typer.echo(json.dumps(result, default=str))
     else:

@@ -77,11 +77,8 @@ def onboard_csv(
     text = read_csv_file(file)
     result = run_flow(
         onboard_bulk,
+        {"csv_text": text, "requester": requester, "dry_run": dry_run, "max_workers": max_workers},
         as_json=as_json,
-        csv_text=text,
-        requester=requester,
-        dry_run=dry_run,
-        max_workers=max_workers,
     )
     if as_json:
         typer.echo(json.dumps(result, default=str))

@@ -82,7 +82,7 @@ def onboard(
         raise _bad(validation_message(e)) from None
     if checked.until is not None and checked.until <= datetime.now(UTC).date():
         raise _bad(f"--until {checked.until.isoformat()} is not in the future")
-    result = run_flow(onboard_flow, as_json=as_json, **params)
+    result = run_flow(onboard_flow, params, as_json=as_json)
     status = result["status"]
     if as_json or result["plan"]["steps"] or status == "planned":
         show(result, as_json=as_json)

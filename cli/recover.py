@@ -32,18 +32,13 @@ MAX_RESUMES = 3
 def ensure_crash_detection(within: int = CRASH_AFTER_SECONDS) -> bool:
     """Create the zombie-run automation on the server at ``PREFECT_API_URL`` unless it exists;
     True when created."""
-    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    try:
-        Automation.read(name=AUTOMATION)
-        return False
-    except ValueError:  # "Automation not found"
-        pass
-    Automation(
+    automation = AutomationCore(
         name=AUTOMATION,
         description="A flow run that stopped sending heartbeats (its process died) is Crashed;"
         " handover's recovery sweep then starts it again.",
@@ -71,7 +66,13 @@ def ensure_crash_detection(within: int = CRASH_AFTER_SECONDS) -> bool:
                 message=f"no heartbeat for {within} s: the run's process died",
             )
         ],
-    ).create()
+    )
+    # The sync client, as resume_crashed uses: Automation.create() would hand back an
+    # un-awaited coroutine (and create nothing) if this were ever called from async code.
+    with get_client(sync_client=True) as client:
+        if client.read_automations_by_name(name=AUTOMATION):
+            return False
+        client.create_automation(automation=automation)
     return True
 
 

@@ -35,10 +35,8 @@ def review(
         raise _bad(str(e)) from None
     result = run_flow(
         access_review,
+        {"roster": str(roster), "inactive_days": inactive_days, "dry_run": dry_run},
         as_json=as_json,
-        roster=str(roster),
-        inactive_days=inactive_days,
-        dry_run=dry_run,
     )
     if as_json:
         show(result, as_json=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,14 @@ def validation_message(e: ValidationError) -> str:
 
 
 def run_flow(
-    fn: Any, *, as_json: bool, only_this_thread: bool = False, **params: Any
+    fn: Callable[..., dict[str, Any]],
+    params: Mapping[str, object],
+    *,
+    as_json: bool,
+    only_this_thread: bool = False,
 ) -> dict[str, Any]:
-    """Run a runbook flow here, with a progress bar and the approval-waiting line.
+    """Run a runbook flow here, with ``params`` as its parameters, a progress bar and the
+    approval-waiting line.
 
     ``only_this_thread``: the bar follows the flow itself, not the subflows it runs in other
     threads (a bulk runbook's bar counts leavers, not each leaver's steps).
@@ -96,7 +102,7 @@ def run_flow(
 
         set_reporter(progress)
         try:
-            return fn(**params)  # type: ignore[no-any-return]
+            return fn(**params)
         except RunbookFailed as e:  # the run ended Failed: its outcome says how far it got
             return e.outcome
         finally:
@@ -198,7 +204,7 @@ def offboard(
         OffboardRequest(**params)
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
-    result = run_flow(offboard_flow, as_json=as_json, **params)
+    result = run_flow(offboard_flow, params, as_json=as_json)
     if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:
         show(result, as_json=as_json)
     elif result["status"] == "nothing_to_do":

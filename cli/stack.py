@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 HOME = Path(".handover")
 
@@ -121,7 +122,7 @@ def start_prefect_server(home: Path, *, port: int | None = None) -> PrefectServe
 
 
 def serve_app(
-    app: object, *, host: str = "127.0.0.1", port: int | None = None, name: str = "app"
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None, name: str = "app"
 ) -> Running:
     """Serve any ASGI app (the intake) in a background thread."""
     port = port or free_port(host)
@@ -129,7 +130,7 @@ def serve_app(
         uvicorn.Config(
             app,
             host=host,
-            port=port,  # type: ignore[arg-type]
+            port=port,
             log_level="warning",
         )
     )

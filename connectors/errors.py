@@ -93,16 +93,25 @@ def error_for_status(
     retry_after: float | None = None,
 ) -> ConnectorError:
     """The one mapping from an HTTP status to our error tree."""
-    kw = {"system": system, "operation": operation, "status_code": status, "subject": subject}
     if status == 429 or status >= 500 or status == 408:
-        return TransientError(message, retry_after=retry_after, **kw)  # type: ignore[arg-type]
+        return TransientError(
+            message,
+            system=system,
+            operation=operation,
+            status_code=status,
+            subject=subject,
+            retry_after=retry_after,
+        )
+    cls: type[PermanentError]
     if status in (401, 403):
-        return AuthError(message, **kw)  # type: ignore[arg-type]
-    if status in (404, 410):
-        return NotFoundError(message, **kw)  # type: ignore[arg-type]
-    if status == 409:
-        return ConflictError(message, **kw)  # type: ignore[arg-type]
-    return InvalidRequestError(message, **kw)  # type: ignore[arg-type]
+        cls = AuthError
+    elif status in (404, 410):
+        cls = NotFoundError
+    elif status == 409:
+        cls = ConflictError
+    else:
+        cls = InvalidRequestError
+    return cls(message, system=system, operation=operation, status_code=status, subject=subject)
 
 
 def parse_retry_after(value: str | None) -> float | None:

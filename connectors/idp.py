@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +26,7 @@ from scim2_models import (
     PatchOp,
     PatchOperation,
     Resource,
+    ScimObject,
     SearchRequest,
     User,
 )
@@ -38,6 +40,7 @@ from domain.models import Effect, IdpGroup, IdpUser, WriteResult
 SYSTEM = "idp"
 ScimUser = User[EnterpriseUser]
 R = TypeVar("R", bound=Resource[Any])
+M = TypeVar("M", bound=ScimObject)
 _ACCEPT = "application/scim+json, application/json"
 _KNOWN_SCHEMAS = {str(User.__schema__), str(EnterpriseUser.__schema__), str(Group.__schema__)}
 
@@ -60,9 +63,27 @@ def _known(body: Any) -> Any:
     return out
 
 
-def _endpoint(model: type[Resource[Any]], resource_id: str | None = None) -> str:
-    path = "/Groups" if model is Group else "/Users"
-    return path if resource_id is None else f"{path}/{quote(resource_id, safe='')}"
+@dataclass(frozen=True)
+class _Kind(Generic[R]):
+    """One SCIM resource type as this connector reads and writes it: its model, the list and
+    patch messages parameterized by it, and its endpoint. Spelled out once per type, so each
+    parameterized message is a concrete type rather than one built from a variable."""
+
+    model: type[R]
+    listing: type[ListResponse[R]]
+    patch: type[PatchOp[R]]
+    operation: type[PatchOperation[R]]
+    path: str
+
+    def url(self, resource_id: str | None = None) -> str:
+        """The endpoint, or one resource's URL under it."""
+        return self.path if resource_id is None else f"{self.path}/{quote(resource_id, safe='')}"
+
+
+_USERS = _Kind(
+    ScimUser, ListResponse[ScimUser], PatchOp[ScimUser], PatchOperation[ScimUser], "/Users"
+)
+_GROUPS = _Kind(Group, ListResponse[Group], PatchOp[Group], PatchOperation[Group], "/Groups")
 
 
 def _addresses(u: User[Any], *, by_email: bool) -> set[str]:
@@ -91,7 +112,15 @@ def _to_group(g: Group) -> IdpGroup:
     return IdpGroup(id=str(g.id), name=g.display_name or "", members=members)
 
 
-def _at(operation: str, subject: str) -> dict[str, str]:
+class _Where(TypedDict):
+    """The keyword arguments every connector error takes (``connectors.errors``)."""
+
+    system: str
+    operation: str
+    subject: str
+
+
+def _at(operation: str, subject: str) -> _Where:
     return {"system": SYSTEM, "operation": operation, "subject": subject}
 
 
@@ -146,7 +175,7 @@ class ScimIdp:
         self.http.close()
 
     # ------------------------------------------------------------------ wire
-    def _parse(self, model: type[R], body: Any, ctx: Context, operation: str, subject: str) -> R:
+    def _parse(self, model: type[M], body: Any, ctx: Context, operation: str, subject: str) -> M:
         """A payload as its scim2 model; an answer that is not SCIM is a permanent error."""
         try:
             return model.model_validate(_known(body), scim_ctx=ctx)
@@ -162,12 +191,14 @@ class ScimIdp:
             msg = f"{resp.status_code} answer is not JSON"
             raise PermanentError(msg, **_at(operation, subject)) from exc
 
-    def _get(self, model: type[R], resource_id: str, operation: str) -> R:
-        body = self._json("GET", _endpoint(model, resource_id), operation, resource_id)
-        return self._parse(model, body, Context.RESOURCE_QUERY_RESPONSE, operation, resource_id)
+    def _get(self, kind: _Kind[R], resource_id: str, operation: str) -> R:
+        body = self._json("GET", kind.url(resource_id), operation, resource_id)
+        return self._parse(
+            kind.model, body, Context.RESOURCE_QUERY_RESPONSE, operation, resource_id
+        )
 
     def _search(
-        self, model: type[R], operation: str, subject: str, filter_: str | None = None, **kw: Any
+        self, kind: _Kind[R], operation: str, subject: str, filter_: str | None = None, **kw: Any
     ) -> Iterator[R]:
         """Every match of a search of Users or Groups, page by page (``startIndex``/``count``),
         however many the server puts in a page."""
@@ -178,9 +209,8 @@ class ScimIdp:
             ).model_dump(scim_ctx=Context.SEARCH_REQUEST)
             request.pop("schemas", None)
             params = {k: ",".join(v) if isinstance(v, list) else v for k, v in request.items()}
-            body = self._json("GET", _endpoint(model), operation, subject, params=params)
-            listing = ListResponse[model]  # type: ignore[valid-type]
-            page = self._parse(listing, body, Context.SEARCH_RESPONSE, operation, subject)
+            body = self._json("GET", kind.url(), operation, subject, params=params)
+            page = self._parse(kind.listing, body, Context.SEARCH_RESPONSE, operation, subject)
             items = list(page.resources or [])
             yield from items
             seen, total = seen + len(items), page.total_results
@@ -189,11 +219,11 @@ class ScimIdp:
                 return
             start += len(items)
 
-    def _patch(self, model: type[R], rid: str, operation: str, subject: str, **op: Any) -> None:
+    def _patch(self, kind: _Kind[R], rid: str, operation: str, subject: str, **op: Any) -> None:
         """One PATCH operation (``op``, ``path``, ``value``) on one resource."""
-        patch = PatchOp[model](operations=[PatchOperation[model](**op)])  # type: ignore[valid-type]
+        patch = kind.patch(operations=[kind.operation(**op)])
         body = patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-        path = _endpoint(model, rid)
+        path = kind.url(rid)
         self.http.request("PATCH", path, json=body, operation=operation, subject=subject)
 
     # ------------------------------------------------------------------ users
@@ -203,11 +233,11 @@ class ScimIdp:
         Raises:
             NotFoundError: no such user.
         """
-        return _to_user(self._get(ScimUser, user_id, "get_user"))
+        return _to_user(self._get(_USERS, user_id, "get_user"))
 
     def iter_users(self) -> Iterator[IdpUser]:
         """Every user of the IdP, paged through."""
-        for u in self._search(ScimUser, "list_users", "all"):
+        for u in self._search(_USERS, "list_users", "all"):
             yield _to_user(u)
 
     def find_user(self, email: str) -> IdpUser | None:
@@ -224,7 +254,7 @@ class ScimIdp:
         """
         key = email.strip().lower()
         for attr in ("userName", "emails.value"):
-            found = self._search(ScimUser, "find_user", key, _eq(attr, key))
+            found = self._search(_USERS, "find_user", key, _eq(attr, key))
             # The server's filter decides; checking again guards against one that ignores it.
             hits = [u for u in found if key in _addresses(u, by_email=attr != "userName")]
             if len(hits) > 1:
@@ -276,15 +306,13 @@ class ScimIdp:
         Raises:
             NotFoundError: no such user.
         """
-        return self._set_active(_to_user(self._get(ScimUser, user_id, "set_active")), active)
+        return self._set_active(_to_user(self._get(_USERS, user_id, "set_active")), active)
 
     def _set_active(self, user: IdpUser, active: bool) -> WriteResult:
         if user.active is active:
             return WriteResult.noop("already active" if active else "already inactive", id=user.id)
         name = user.user_name
-        self._patch(
-            ScimUser, user.id, "set_active", name, op="replace", path="active", value=active
-        )
+        self._patch(_USERS, user.id, "set_active", name, op="replace", path="active", value=active)
         return _updated(id=user.id, active=active)
 
     def deactivate(self, email: str) -> WriteResult:
@@ -305,11 +333,11 @@ class ScimIdp:
         Raises:
             NotFoundError: no such group.
         """
-        return _to_group(self._get(Group, group_id, "get_group"))
+        return _to_group(self._get(_GROUPS, group_id, "get_group"))
 
     def list_groups(self) -> list[IdpGroup]:
         """Every group with its members' ids, paged through."""
-        return [_to_group(g) for g in self._search(Group, "list_groups", "all")]
+        return [_to_group(g) for g in self._search(_GROUPS, "list_groups", "all")]
 
     def find_group(self, name: str) -> IdpGroup | None:
         """The group with this displayName (case-insensitive; an exact match wins).
@@ -317,7 +345,7 @@ class ScimIdp:
         Raises:
             ConflictError: several groups differ from ``name`` only in case.
         """
-        found = self._search(Group, "find_group", name, _eq("displayName", name))
+        found = self._search(_GROUPS, "find_group", name, _eq("displayName", name))
         hits = [g for g in found if (g.display_name or "").lower() == name.lower()]
         exact = [g for g in hits if g.display_name == name]
         if len(exact) == 1 or len(hits) == 1:
@@ -334,7 +362,7 @@ class ScimIdp:
         Raises:
             NotFoundError: no such user.
         """
-        user = self._get(ScimUser, user_id, "groups_of")
+        user = self._get(_USERS, user_id, "groups_of")
         if user.groups is not None:
             return [
                 IdpGroup(id=str(g.value), name=g.display or self.get_group(str(g.value)).name)
@@ -344,12 +372,14 @@ class ScimIdp:
         try:
             members = _eq("members.value", user_id)
             found = list(
-                self._search(Group, "groups_of", user_id, members, excluded_attributes=["members"])
+                self._search(
+                    _GROUPS, "groups_of", user_id, members, excluded_attributes=["members"]
+                )
             )
         except InvalidRequestError:
             found = [
                 g
-                for g in self._search(Group, "groups_of", user_id)
+                for g in self._search(_GROUPS, "groups_of", user_id)
                 if any(m.value == user_id for m in g.members or [])
             ]
         return [IdpGroup(id=str(g.id), name=g.display_name or "") for g in found]
@@ -363,11 +393,13 @@ class ScimIdp:
         Raises:
             NotFoundError: no such group.
         """
-        group = _to_group(self._get(Group, group_id, "add_to_group"))
+        group = _to_group(self._get(_GROUPS, group_id, "add_to_group"))
         if user_id in group.members:
             return WriteResult.noop("already a member", group=group.name)
         value = [GroupMember(value=user_id)]
-        self._patch(Group, group_id, "add_to_group", user_id, op="add", path="members", value=value)
+        self._patch(
+            _GROUPS, group_id, "add_to_group", user_id, op="add", path="members", value=value
+        )
         return _updated(group=group.name, added=user_id)
 
     def remove_from_group(self, group_id: str, user_id: str) -> WriteResult:
@@ -377,14 +409,14 @@ class ScimIdp:
             ``updated``, or ``noop`` when they are not a member or the group is gone.
         """
         try:
-            group = _to_group(self._get(Group, group_id, "remove_from_group"))
+            group = _to_group(self._get(_GROUPS, group_id, "remove_from_group"))
         except NotFoundError:
             return WriteResult.noop("no such group", group=group_id)
         if user_id not in group.members:
             return WriteResult.noop("not a member", group=group.name)
         try:
             path = f"members[{_eq('value', user_id)}]"
-            self._patch(Group, group_id, "remove_from_group", user_id, op="remove", path=path)
+            self._patch(_GROUPS, group_id, "remove_from_group", user_id, op="remove", path=path)
         except NotFoundError:
             return WriteResult.noop("no such group", group=group.name)
         except InvalidRequestError:

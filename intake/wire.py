@@ -103,7 +103,8 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
             return [resolve(v) for v in node]
         return node
 
-    return resolve(schema)  # type: ignore[no-any-return]
+    resolved: dict[str, Any] = resolve(schema)  # a dict, as the schema it resolves
+    return resolved
 
 
 def header(name: str, description: str, *, required: bool = True) -> dict[str, Any]:
@@ -127,8 +128,12 @@ def raw_body_doc(
     }
 
 
-def answers(ok: dict[int, tuple[type[BaseModel], str]], refused: dict[int, str]) -> dict[int, Any]:
+def answers(
+    ok: dict[int, tuple[type[BaseModel], str]], refused: dict[int, str]
+) -> dict[int | str, dict[str, Any]]:
     """FastAPI ``responses=``: the success answers (a model and when) and the refusals (when)."""
-    out: dict[int, Any] = {code: {"model": m, "description": d} for code, (m, d) in ok.items()}
+    out: dict[int | str, dict[str, Any]] = {
+        code: {"model": m, "description": d} for code, (m, d) in ok.items()
+    }
     out.update({code: {"model": Refusal, "description": d} for code, d in refused.items()})
     return out

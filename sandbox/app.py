@@ -6,9 +6,10 @@ and the test-only controls (``/_sandbox``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from sandbox import control, jira, slack
 from sandbox.faults import FaultMiddleware
@@ -62,14 +63,17 @@ def create_app(
     app.include_router(slack.control_router)
     app.include_router(jira.control_router)
     app.include_router(idp_control_router)
-    app.mount("/idp", make_idp_app(world))
+    # scim2-server declares its ASGI scope and messages as dict where Starlette's say
+    # MutableMapping; Starlette passes dicts, so the app is an ASGIApp in all but the alias.
+    app.mount("/idp", cast(ASGIApp, make_idp_app(world)))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"ok": True, "now": world.clock.now().isoformat()}
 
     # Errors of the org rules answer in the shape of the API that was called.
-    app.add_exception_handler(OrgError, scim.org_error_handler)  # type: ignore[arg-type]
+    # The decorator form: add_exception_handler's signature wants a handler of any Exception.
+    app.exception_handler(OrgError)(scim.org_error_handler)
 
     # The middleware wraps everything, so faults and limits apply to every API alike.
     app.add_middleware(FaultMiddleware, world=world)

@@ -455,7 +455,8 @@ V2 = "/rest/api/2"
 
 
 def _world(request: Request) -> World:
-    return request.app.state.world  # type: ignore[no-any-return]
+    world: World = request.app.state.world  # Starlette's State is untyped: one set per app
+    return world
 
 
 def _api(request: Request) -> str:

@@ -227,6 +227,12 @@ def _member(
     return m
 
 
+def _is_joined(s: Session, email: str) -> bool:
+    """Whether this member has accepted their invitation (False for no such member)."""
+    m = s.get(Member, email)
+    return m is not None and m.status == "joined"
+
+
 def _assets(
     s: Session,
     now: datetime,
@@ -466,7 +472,7 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
     s.flush()
 
     # Project roles (individual grants)
-    joined = [p[0] for p in people if s.get(Member, p[0]).status == "joined"]  # type: ignore
+    joined = [p[0] for p in people if _is_joined(s, p[0])]
     for e in joined:
         s.add(ProjectRole(email=e, project_id=P["Production"], role="viewer"))
     for e, project, role in [
@@ -592,11 +598,7 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
     idp_people = [
         p
         for p in people
-        if (
-            p[0].endswith("@" + DOMAIN)
-            and p[0].isascii()
-            and s.get(Member, p[0]).status == "joined"
-        )  # type: ignore
+        if (p[0].endswith("@" + DOMAIN) and p[0].isascii() and _is_joined(s, p[0]))
         or p[0].startswith("analytics-vendor-")
     ]
     for email, first, last, _role in idp_people:
@@ -851,12 +853,18 @@ def describe(s: Session, now: datetime) -> dict[str, Any]:
     """What is in the world, counted (``make demo`` and ``/_sandbox/summary`` print it)."""
     org = OrgService(s, now)
     status = Counter(
-        dict(s.execute(select(Member.status, func.count()).group_by(Member.status)).all())
+        dict(s.execute(select(Member.status, func.count()).group_by(Member.status)).tuples().all())
     )
     roles = Counter(
-        dict(s.execute(select(Member.org_role, func.count()).group_by(Member.org_role)).all())
+        dict(
+            s.execute(select(Member.org_role, func.count()).group_by(Member.org_role))
+            .tuples()
+            .all()
+        )
     )
-    kinds = Counter(dict(s.execute(select(Asset.kind, func.count()).group_by(Asset.kind)).all()))
+    kinds = Counter(
+        dict(s.execute(select(Asset.kind, func.count()).group_by(Asset.kind)).tuples().all())
+    )
     unassigned = s.scalar(select(func.count()).where(Asset.owner_email.is_(None))) or 0
     invites = Counter(st for _i, st in org.list_invitations())
     projects = [

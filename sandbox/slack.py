@@ -413,7 +413,8 @@ async def _arguments(request: Request) -> dict[str, Any]:
         head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
         for part in BytesParser(policy=HTTP).parsebytes(head + body).iter_parts():
             if name := part.get_param("name", header="content-disposition"):
-                args[str(name)] = (part.get_payload(decode=True) or b"").decode()
+                payload = part.get_payload(decode=True)  # bytes, or None for a nested multipart
+                args[str(name)] = payload.decode() if isinstance(payload, bytes) else ""
     else:
         args.update(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
     return args
@@ -476,5 +477,5 @@ def add_user(request: Request, body: NewUser) -> dict[str, Any]:
     """Add a person to the workspace (idempotent on the email)."""
     with request.app.state.world.db.session() as s:
         uid = ensure_user(s, body.email, body.real_name, is_bot=body.is_bot)
-        user = _user_json(s.get(SlackUser, uid))  # type: ignore[arg-type]
+        user = _user_json(s.get(SlackUser, uid))
     return {"ok": True, "user": user}

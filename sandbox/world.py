@@ -105,7 +105,7 @@ class World:
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     # Answers to requests sent with an ``Idempotency-Key`` (path|key → JSON body), replayed to
     # a retry; in memory, as a vendor keeps them for a day rather than forever.
-    replies: dict[str, Any] = field(default_factory=dict)
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -120,12 +120,12 @@ class World:
         with self._lock:
             self._buckets.clear()
 
-    def replay(self, key: str) -> Any | None:
+    def replay(self, key: str) -> dict[str, Any] | None:
         """The answer already given to the request ``key`` (path|Idempotency-Key), if any."""
         with self._lock:
             return self.replies.get(key)
 
-    def remember(self, key: str, answer: Any) -> None:
+    def remember(self, key: str, answer: dict[str, Any]) -> None:
         with self._lock:
             self.replies[key] = answer
 

@@ -58,10 +58,11 @@ def parse(model: type[M], data: Any, *, operation: str, subject: str | None = No
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        msg = errors[0]["msg"] if errors else "invalid"
         raise PermanentError(
-            f"unexpected answer from the backend ({where}: {first.get('msg', 'invalid')})",
+            f"unexpected answer from the backend ({where}: {msg})",
             system=SYSTEM,
             operation=operation,
             subject=subject,

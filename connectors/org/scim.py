@@ -95,14 +95,19 @@ class AmplitudeScim:
 
     # ------------------------------------------------------------------ paging
     def _pages(
-        self, path: str, model: type[R], *, operation: str, params: dict[str, Any] | None = None
+        self,
+        path: str,
+        listing: type[ScimList[R]],
+        *,
+        operation: str,
+        params: dict[str, Any] | None = None,
     ) -> Iterator[R]:
         """Every resource of a SCIM list, ``PAGE_SIZE`` at a time (startIndex is 1-based)."""
         start = 1
         while True:
             query = {**(params or {}), "startIndex": start, "itemsPerPage": PAGE_SIZE}
             data = self.api.json("GET", path, operation=operation, params=query)
-            page = parse(ScimList[model], data, operation=operation)  # type: ignore[valid-type]
+            page = parse(listing, data, operation=operation)
             yield from page.resources
             start += len(page.resources)
             # An empty page ends the loop even if totalResults over-counts (a member removed
@@ -144,7 +149,7 @@ class AmplitudeScim:
         Raises:
             ConnectorError: the backend could not answer.
         """
-        for user in self._pages("/Users", ScimUser, operation="list_members"):
+        for user in self._pages("/Users", ScimList[ScimUser], operation="list_members"):
             yield user.to_member()
 
     def remove_member(self, email: str) -> WriteResult:
@@ -215,7 +220,10 @@ class AmplitudeScim:
         Raises:
             ConnectorError: the backend could not answer.
         """
-        return [g.to_group() for g in self._pages("/Groups", ScimGroup, operation="list_groups")]
+        return [
+            g.to_group()
+            for g in self._pages("/Groups", ScimList[ScimGroup], operation="list_groups")
+        ]
 
     def _group(self, group_id: str, *, operation: str) -> ScimGroup:
         data = self.api.json(
@@ -235,7 +243,7 @@ class AmplitudeScim:
         """The permission group with exactly this display name, or None."""
         flt = f"displayName eq {filter_value(name, operation='group_by_name')}"
         for g in self._pages(
-            "/Groups", ScimGroup, operation="group_by_name", params={"filter": flt}
+            "/Groups", ScimList[ScimGroup], operation="group_by_name", params={"filter": flt}
         ):
             if g.display_name == name:
                 return g.to_group()

@@ -14,7 +14,15 @@ from scim2_models import Resource
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sandbox.idp.directory import GROUP, GROUP_SCHEMA, PROVIDER, USER, USER_SCHEMA, Directory
+from sandbox.idp.directory import (
+    GROUP,
+    GROUP_SCHEMA,
+    PROVIDER,
+    USER,
+    USER_SCHEMA,
+    Directory,
+    resource_model,
+)
 from sandbox.idp.models import IdpProvisioningError, IdpResource
 from sandbox.org.provisioning import PushResult
 from sandbox.org.service import norm_email
@@ -25,7 +33,7 @@ control_router = APIRouter(prefix="/_sandbox/idp", tags=["sandbox control"])
 
 def _model(type_: str, data: dict[str, Any]) -> Resource[Any]:
     with PROVIDER:
-        return PROVIDER.model_for(type_).model_validate(data)  # type: ignore[union-attr,no-any-return]
+        return resource_model(type_).model_validate(data)
 
 
 def idp_user_active(session: Session, email: str) -> bool | None:
@@ -123,7 +131,8 @@ def sync_all(session: Session, now: datetime) -> list[PushResult]:
 
 
 def _world(request: Request) -> World:
-    return request.app.state.world  # type: ignore[no-any-return]
+    world: World = request.app.state.world  # Starlette's State is untyped: one set per app
+    return world
 
 
 @control_router.post("/sync")

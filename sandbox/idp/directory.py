@@ -77,6 +77,18 @@ PROVIDER = ScimProvider.from_discovery(
 )
 
 
+def resource_model(type_: str) -> type[Resource[Any]]:
+    """The composed model (extensions included) of a resource type the sandbox serves.
+
+    Raises:
+        KeyError: ``type_`` is not ``User`` or ``Group``.
+    """
+    model = PROVIDER.model_for(type_)
+    if model is None or not issubclass(model, Resource):
+        raise KeyError(type_)
+    return model
+
+
 def comparison_key(value: str) -> str:
     """How SCIM compares a caseExact=false string (scim2-models' default policy)."""
     return normalize("NFC", normalize("NFC", value).lower())
@@ -166,8 +178,7 @@ class Directory:
                         {**m, "$ref": f"{member_types.get(m['value'], USER)}s/{m['value']}"}
                         for m in data["members"]
                     ]
-                model = cast(type[Resource[Any]], PROVIDER.model_for(r.type))
-                resource = model.model_validate(data)
+                resource = resource_model(r.type).model_validate(data)
                 resource.meta = Meta(
                     resource_type=r.type,
                     created=r.created_at,

@@ -92,7 +92,9 @@ def member_detail(org: OrgService, m: Member) -> dict[str, Any]:
                 select(PermissionGroup.id, PermissionGroup.display_name)
                 .join(GroupMember, GroupMember.group_id == PermissionGroup.id)
                 .where(GroupMember.email == m.email)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
     )
     out["groups"] = [{"id": k, "display_name": v} for k, v in sorted(groups.items())]
@@ -172,7 +174,7 @@ def project_names(org: OrgService) -> dict[int, str]:
 
     from sandbox.org.models import Project
 
-    return dict(org.s.execute(select(Project.id, Project.name)).all())  # type: ignore[arg-type]
+    return dict(org.s.execute(select(Project.id, Project.name)).tuples().all())
 
 
 # ---------------------------------------------------------------------------- members
@@ -573,7 +575,7 @@ def rotate_key(
     world = world_of(request)
     memo = f"{request.url.path}|{idempotency_key}" if idempotency_key else ""
     if memo and (done := world.replay(memo)) is not None:
-        return done  # type: ignore[no-any-return]
+        return done
     with org_of(request, actor) as org:
         k, secret = org.rotate_key(key_id)
         answer = {**key_dict(org, k), "secret": secret}

@@ -29,19 +29,19 @@ _PROJECT = re.compile(r"^amplitude-project-(admin|manager|member|viewer)s-(.+)$"
 
 @dataclass(frozen=True)
 class GroupMapping:
-    """What one IdP group means in the org."""
+    """What one IdP group means in the org: a role, in the org or (``project`` set) in one
+    project."""
 
-    org_role: Role | None = None
+    role: Role
     project: str | None = None
-    project_role: Role | None = None
 
 
 def mapping_of(group_name: str) -> GroupMapping | None:
     """The org meaning of an IdP group name, or ``None`` for an unmapped group."""
     if m := _ORG.match(group_name):
-        return GroupMapping(org_role=Role(m.group(1).lower()))
+        return GroupMapping(role=Role(m.group(1).lower()))
     if m := _PROJECT.match(group_name):
-        return GroupMapping(project=m.group(2), project_role=Role(m.group(1).lower()))
+        return GroupMapping(role=Role(m.group(1).lower()), project=m.group(2))
     return None
 
 
@@ -79,7 +79,7 @@ def push_identity(
             except OrgError as e:
                 res.action, res.errors = "error", [e.message]
         return res
-    org_roles = [mp.org_role for mp in mapped.values() if mp.org_role is not None]
+    org_roles = [mp.role for mp in mapped.values() if mp.project is None]
     org_role = max(org_roles, key=lambda r: r.rank) if org_roles else None
     try:
         with session.begin_nested():
@@ -112,9 +112,7 @@ def push_identity(
             continue
         group = session.scalar(select(PermissionGroup).where(PermissionGroup.display_name == name))
         if group is None:
-            group = org.create_group(
-                name, projects={project.name: mp.project_role.value}, idp_managed=True
-            )  # type: ignore[union-attr]
+            group = org.create_group(name, projects={project.name: mp.role.value}, idp_managed=True)
         wanted.add(group.id)
         if session.get(GroupMember, (group.id, email)) is None:
             org.add_group_members(group.id, [email])

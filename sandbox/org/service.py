@@ -293,7 +293,7 @@ class OrgService:
             )
         for pid, admins in before.projects.items():
             if admins and not after.projects.get(pid):
-                name = self.s.get(Project, pid).name  # type: ignore[union-attr]
+                name = self.project(pid).name
                 raise Conflict(
                     f"{what}: {', '.join(sorted(admins))} is the sole Admin of "
                     f"project {name}; promote a replacement first"
@@ -579,8 +579,8 @@ class OrgService:
             select(Project.name, GroupProjectRole.role)
             .join(GroupProjectRole, GroupProjectRole.project_id == Project.id)
             .where(GroupProjectRole.group_id == group_id)
-        ).all()
-        return dict(rows)  # type: ignore[arg-type]
+        )
+        return dict(rows.tuples().all())
 
     def add_group_members(self, group_id: int, emails: Iterable[str]) -> list[str]:
         g = self.group(group_id)
@@ -713,7 +713,7 @@ class OrgService:
                 receiver.org_role != Role.ADMIN
                 and self.effective_role(receiver.email, a.project_id) is None
             ):
-                no_access.add(self.s.get(Project, a.project_id).name)  # type: ignore[union-attr]
+                no_access.add(self.project(a.project_id).name)
         if moved:
             self.log("asset.transferred", receiver.email, asset_ids=moved)
         warnings = [
