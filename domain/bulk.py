@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import io
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from datetime import date, datetime, timedelta
 from domain.access_request import KEYS, REQUIRED, _email, _key, _modules, _projects, _role, _until
 from domain.models import AccessRequest, Module, Role
 from domain.onboard import OnboardPlan, OnboardState, OnboardStepKind, Outcome
+from domain.runbook import batch_counts, batch_hash
 
 RESEND_AFTER = timedelta(hours=48)
 MAX_ROWS = 5000
@@ -290,19 +289,11 @@ class BatchPlan:
 
     @property
     def hash(self) -> str:
-        core = [
-            [r.line, r.email, r.plan.hash if r.plan is not None else "", r.error] for r in self.rows
-        ]
-        return hashlib.sha256(
-            json.dumps({"runbook": "onboard-bulk", "rows": core}, separators=(",", ":")).encode()
-        ).hexdigest()
+        entries = [(r.line, r.email, r.plan, r.error) for r in self.rows]
+        return batch_hash("onboard-bulk", entries, key="rows")
 
     def counts_by_kind(self) -> dict[str, int]:
-        c: Counter[str] = Counter()
-        for r in self.ready:
-            assert r.plan is not None
-            c.update(r.plan.counts_by_kind())
-        return dict(c)
+        return batch_counts(r.plan for r in self.ready)
 
     def warnings(self) -> list[str]:
         """Every bad row (invalid, blocked, change_needed), then each ready row's warnings."""

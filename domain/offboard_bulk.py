@@ -14,14 +14,13 @@ error, so approvers approve exactly these plans.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 from collections import Counter
 from dataclasses import dataclass
 
 from domain.access_request import _email
 from domain.plan import Plan
+from domain.runbook import batch_counts, batch_hash
 
 MAX_LEAVERS = 5000
 # What an approval message shows of a batch (the flow's table artifact lists every leaver).
@@ -128,23 +127,16 @@ class OffboardBatch:
 
     @property
     def hash(self) -> str:
-        core = [
-            [m.index, m.email, m.plan.hash if m.plan is not None else "", m.error]
-            for m in self.members
-        ]
-        return hashlib.sha256(
-            json.dumps(
-                {"runbook": "offboard-bulk", "reason": self.reason, "members": core},
-                separators=(",", ":"),
-            ).encode()
-        ).hexdigest()
+        entries = [(m.index, m.email, m.plan, m.error) for m in self.members]
+        return batch_hash("offboard-bulk", entries, key="members", reason=self.reason)
 
     def counts_by_kind(self) -> dict[str, int]:
-        c: Counter[str] = Counter()
-        for m in self.ready:
-            assert m.plan is not None
-            c.update(m.plan.counts_by_kind())
-        return dict(c)
+        return batch_counts(m.plan for m in self.ready)
+
+    def summary(self) -> str:
+        """``13 leavers, 10 ready, 2 left out``."""
+        left_out = sum(m.status in ("invalid", "failed", "blocked") for m in self.members)
+        return f"{len(self.members)} leavers, {len(self.ready)} ready, {left_out} left out"
 
     def hold_back_leaving_receivers(self) -> None:
         """Block each leaver whose content would go to someone leaving in this batch (the

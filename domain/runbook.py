@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, Self, TypeVar
@@ -153,6 +154,33 @@ class RunbookPlan(BaseModel, Generic[S]):
             }
             for s in self.steps
         ]
+
+
+def batch_hash(
+    runbook: str,
+    entries: Iterable[tuple[int, str, RunbookPlan[Any] | None, str]],
+    *,
+    key: str,
+    **facts: str,
+) -> str:
+    """What the one approval of a batch approves: each entry's position, email, plan hash and
+    error (``key`` names the list: rows of a file, members of a list)."""
+    core = [
+        [pos, email, plan.hash if plan is not None else "", err]
+        for pos, email, plan, err in entries
+    ]
+    return hashlib.sha256(
+        json.dumps({"runbook": runbook, **facts, key: core}, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def batch_counts(plans: Iterable[RunbookPlan[Any] | None]) -> dict[str, int]:
+    """The steps of every plan of a batch, counted by kind."""
+    c: Counter[str] = Counter()
+    for plan in plans:
+        if plan is not None:
+            c.update(plan.counts_by_kind())
+    return dict(c)
 
 
 def effect_counts(effects: dict[str, WriteResult]) -> dict[str, int]:

@@ -33,36 +33,33 @@ What is bulk is here, in :mod:`domain.offboard_bulk` and in :mod:`tasks.offboard
 
 from __future__ import annotations
 
-import contextvars
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.runtime import flow_run
+from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from approvals.gate import PlanSummary, gate
+from approvals.gate import GateResult, PlanSummary
 from domain.models import Email
 from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
+from flows.batch import (
+    GOOD,
+    batch_gate,
+    batch_outcome,
+    batch_status,
+    finish_batch,
+    run_all,
+    tell_requester,
+)
 from flows.offboard import OffboardRequest, offboard
-from flows.report import gate_services
-from tasks.cases import approve_case, audit_seq, open_case_of, open_run_case
+from tasks.cases import approve_case, open_case_of, open_run_case
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
-from tasks.onboard_bulk import notify_requester
-from tasks.progress import report
-from tasks.runtime import Runtime, runtime
 
 RUNBOOK = "offboard"
-GOOD = ("done", "nothing_to_do")
 
 
 class BulkOffboardRequest(BaseModel):
@@ -85,12 +82,6 @@ class BulkOffboardRequest(BaseModel):
         if v is Reason.SECURITY_INCIDENT:
             raise ValueError("security_incident is one person at a time (handover offboard)")
         return v
-
-
-def _in_context(fn: Any, *args: Any, **kw: Any) -> Any:
-    """``fn`` in a copy of this flow run's context: a task or flow called there is linked to
-    this run (a flow becomes a subflow run)."""
-    return contextvars.copy_context().run(fn, *args, **kw)
 
 
 def _validate(req: BulkOffboardRequest) -> list[BatchMember]:
@@ -165,9 +156,7 @@ def _member_row(m: BatchMember, **kw: Any) -> dict[str, Any]:
 def _offboard_one(
     m: BatchMember,
     *,
-    reason: Reason,
-    receiver: str | None,
-    requester: str,
+    opts: Options,
     batch: str,
     approval: str,
     approvers: list[str],
@@ -178,13 +167,15 @@ def _offboard_one(
     try:
         _approved_case(
             m.plan,
-            reason=reason.value,
-            requester=requester,
+            reason=opts.reason.value,
+            requester=opts.requester,
             approval=approval,
             approvers=approvers,
         )
         # The batch is the subflow's requester: the person who asked hears once, for the batch.
-        out = offboard(email=m.email, reason=reason.value, receiver=receiver, requester=batch)
+        out = offboard(
+            email=m.email, reason=opts.reason.value, receiver=opts.receiver, requester=batch
+        )
     except RunbookFailed as exc:  # failed or blocked: the outcome says how far it got
         out = exc.outcome
     except Exception as exc:  # a subflow that raises is this leaver's failure only
@@ -219,13 +210,6 @@ def _effect_counts(out: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def _status(rows: list[dict[str, Any]]) -> str:
-    good = sum(r["status"] in GOOD for r in rows)
-    if good == len(rows):
-        return "nothing_to_do" if all(r["status"] == "nothing_to_do" for r in rows) else "done"
-    return "partial" if good else "failed"
-
-
 def _table(rows: list[dict[str, Any]], *, key: str, description: str) -> None:
     create_table_artifact(
         [
@@ -237,35 +221,92 @@ def _table(rows: list[dict[str, Any]], *, key: str, description: str) -> None:
     )
 
 
-def _result(
-    batch: OffboardBatch,
-    rows: list[dict[str, Any]],
-    *,
-    status: str,
-    rt: Runtime,
-    subject: str,
-    **extra: Any,
-) -> dict[str, Any]:
+def _result(batch: OffboardBatch, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     steps = [
         {"index": m.index, "email": m.email, "kind": s.kind.value, "target": s.target}
         | {"reason": s.reason}
         for m in batch.ready
         for s in (m.plan.steps if m.plan else [])
     ]
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {
-        "run_id": str(flow_run.id or ""),
-        "status": status,
-        "subject": subject,
-        "members": sorted(rows, key=lambda x: x["index"]),
-        "counts": counts,
-        "plan": {"hash": batch.hash, "steps": steps, "blockers": []},
-        "warnings": batch.warnings(),
-        "audit_seq": audit_seq(),
+    return batch_outcome(
+        entries=("members", rows),
+        order="index",
+        plan_hash=batch.hash,
+        steps=steps,
+        warnings=batch.warnings(),
         **extra,
-    }
+    )
+
+
+def _plan_all(req: BulkOffboardRequest) -> tuple[OffboardBatch, Options]:
+    """Every leaver planned with the same inventory and planner as one offboarding, from one
+    read of what they share (the member list, projects, keys, receivers)."""
+    members = _validate(req)
+    opts = Options(reason=req.reason, receiver=req.receiver, requester=req.requester)
+    reader = BatchReader()
+    todo = [m for m in members if not m.error]
+    run_all(
+        todo,
+        lambda m: _plan_one(m, opts, reader),
+        workers=req.max_workers,
+        name="offboard-bulk-plan",
+        said=lambda _: "planning",
+    )
+    batch = OffboardBatch(req.reason.value, members)
+    batch.hold_back_leaving_receivers()
+    return batch, opts
+
+
+def _denied(batch: OffboardBatch, subject: str, res: GateResult) -> dict[str, Any]:
+    """The batch was not approved: every ready leaver is ``denied``, nothing was changed."""
+    rows = [
+        _member_row(m, status="denied", message=f"batch {res.state.value}")
+        if m.status == "ready"
+        else _member_row(m)
+        for m in batch.members
+    ]
+    return _result(batch, rows, status="denied", subject=subject, approval=res.approval.id)
+
+
+def _report(
+    batch: OffboardBatch,
+    rows: list[dict[str, Any]],
+    subject: str,
+    approval: str,
+    requester: str,
+    t0: float,
+) -> dict[str, Any]:
+    """The table of outcomes, one DM to the requester, and the batch's outcome."""
+    status = batch_status(rows, all_noop="nothing_to_do")
+    _table(rows, key="offboard-bulk-members", description=f"Bulk offboarding {subject}: {status}")
+    done = sum(r["status"] == "done" for r in rows)
+    bad = [f"#{r['index']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD]
+    tell_requester(
+        requester, f"Bulk offboarding {subject}: {status} ({done} offboarded, {len(bad)} not)", bad
+    )
+    elapsed = round(time.monotonic() - t0, 1)
+    get_run_logger().info("%s: %s in %.1fs", subject, status, elapsed)
+    return _result(
+        batch, rows, status=status, subject=subject, approval=approval, elapsed_s=elapsed
+    )
+
+
+def _split_approvers(
+    batch: OffboardBatch, approvers: list[str]
+) -> tuple[list[BatchMember], list[dict[str, Any]]]:
+    """The ready leavers to offboard, and the rows of those who approved their own removal
+    (nobody approves their own removal)."""
+    go = [m for m in batch.ready if m.email not in approvers]
+    own = [
+        _member_row(
+            m,
+            status="blocked",
+            message="approved the batch that removes them: offboard them on their own",
+        )
+        for m in batch.ready
+        if m.email in approvers
+    ]
+    return go, own
 
 
 @flow(name="offboard-bulk", log_prints=False)
@@ -312,40 +353,15 @@ def offboard_bulk(
         dry_run=dry_run,
         max_workers=max_workers,
     )
-    log = get_run_logger()
-    rt = runtime()
-    run_id = str(flow_run.id or "")
-
-    # --- plan every leaver (the same inventory and planner as one offboarding) -----------------
-    members = _validate(req)
-    opts = Options(reason=req.reason, receiver=req.receiver, requester=req.requester)
-    todo = [m for m in members if not m.error]
-    with ThreadPoolExecutor(req.max_workers, thread_name_prefix="offboard-bulk-plan") as pool:
-        reader = BatchReader()  # the member list, projects, keys, receivers: once per batch
-        futures = [pool.submit(_in_context, _plan_one, m, opts, reader) for m in todo]
-        for i, fut in enumerate(as_completed(futures), 1):
-            fut.result()
-            report(i, len(todo), "planning")
-    batch = OffboardBatch(req.reason.value, members)
-    batch.hold_back_leaving_receivers()
+    batch, opts = _plan_all(req)
     subject = f"offboard-batch-{batch.hash[:12]}"
-    planned = [_member_row(m) for m in members]
+    planned = [_member_row(m) for m in batch.members]
     _table(planned, key="offboard-bulk-plan", description=f"Bulk offboarding {subject}: plan")
-    log.info(
-        "%s: %d leavers, %d ready, %d left out",
-        subject,
-        len(members),
-        len(batch.ready),
-        sum(m.status in ("invalid", "failed", "blocked") for m in members),
-    )
-    if req.dry_run:
-        return _result(batch, planned, status="planned", rt=rt, subject=subject)
-    if not batch.ready:
-        return _result(batch, planned, status=_status(planned), rt=rt, subject=subject)
-
-    # --- one approval for the batch ------------------------------------------------------------
-    res = gate(
-        gate_services(rt),
+    get_run_logger().info("%s: %s", subject, batch.summary())
+    if req.dry_run or not batch.ready:
+        status = "planned" if req.dry_run else batch_status(planned, all_noop="nothing_to_do")
+        return finish_batch(_result(batch, planned, status=status, subject=subject))
+    res = batch_gate(
         ApprovalContext(
             runbook=RUNBOOK,
             subject=subject,
@@ -355,80 +371,19 @@ def offboard_bulk(
         ),
         plan_hash=batch.hash,
         summary=PlanSummary(batch.counts_by_kind(), batch.summary_lines()),
-        flow_run_id=run_id,
     )
     if not res.approved:
-        rows = [
-            _member_row(m, status="denied", message=f"batch {res.state.value}")
-            if m.status == "ready"
-            else _member_row(m)
-            for m in members
-        ]
-        return _result(
-            batch, rows, status="denied", rt=rt, subject=subject, approval=res.approval.id
-        )
-    approvers = res.approved_by
-
-    # --- each ready leaver an offboarding subflow, concurrently --------------------------------
-    rows = [_member_row(m) for m in members if m.status != "ready"]
-    go: list[BatchMember] = []
-    for m in batch.ready:
-        if m.email in approvers:  # nobody approves their own removal
-            rows.append(
-                _member_row(
-                    m,
-                    status="blocked",
-                    message="approved the batch that removes them: offboard them on their own",
-                )
-            )
-        else:
-            go.append(m)
-    progress = create_progress_artifact(
-        0.0, key="offboard-bulk-progress", description=f"Bulk offboarding {subject}"
+        return finish_batch(_denied(batch, subject, res))
+    go, rows = _split_approvers(batch, res.approved_by)
+    rows += [_member_row(m) for m in batch.members if m.status != "ready"]
+    rows += run_all(
+        go,
+        lambda m: _offboard_one(
+            m, opts=opts, batch=subject, approval=res.approval.id, approvers=res.approved_by
+        ),
+        workers=req.max_workers,
+        name=f"Bulk offboarding {subject}",
+        said=lambda row: f"offboarded {row['email']} ({row['status']})",
+        progress="offboard-bulk-progress",
     )
-    with ThreadPoolExecutor(req.max_workers, thread_name_prefix="offboard-bulk") as pool:
-        futures = [
-            pool.submit(
-                _in_context,
-                _offboard_one,
-                m,
-                reason=req.reason,
-                receiver=req.receiver,
-                requester=req.requester,
-                batch=subject,
-                approval=res.approval.id,
-                approvers=approvers,
-            )
-            for m in go
-        ]
-        for i, fut in enumerate(as_completed(futures), 1):
-            rows.append(fut.result())
-            report(i, len(go), f"offboarded {rows[-1]['email']} ({rows[-1]['status']})")
-            update_progress_artifact(progress, 100.0 * i / len(go))
-    status = _status(rows)
-    elapsed = round(time.monotonic() - t0, 1)
-    _table(rows, key="offboard-bulk-members", description=f"Bulk offboarding {subject}: {status}")
-    if "@" in req.requester:
-        done = sum(r["status"] == "done" for r in rows)
-        bad = [
-            f"#{r['index']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD
-        ]
-        notify_requester(
-            req.requester,
-            "\n".join(
-                [
-                    f"Bulk offboarding {subject}: {status} ({done} offboarded, {len(bad)} not)",
-                    *bad[:50],
-                ]
-            ),
-        )
-    log.info("%s: %s in %.1fs", subject, status, elapsed)
-    return _result(
-        batch,
-        rows,
-        status=status,
-        rt=rt,
-        subject=subject,
-        approval=res.approval.id,
-        elapsed_s=elapsed,
-    )
+    return finish_batch(_report(batch, rows, subject, res.approval.id, req.requester, t0))
