@@ -295,6 +295,11 @@ class BatchPlan:
     def counts_by_kind(self) -> dict[str, int]:
         return batch_counts(r.plan for r in self.ready)
 
+    def summary(self) -> str:
+        """``12 rows, 9 to apply, 2 invalid``."""
+        invalid = sum(r.status == "invalid" for r in self.rows)
+        return f"{len(self.rows)} rows, {len(self.ready)} to apply, {invalid} invalid"
+
     def warnings(self) -> list[str]:
         """Every bad row (invalid, blocked, change_needed), then each ready row's warnings."""
         out = [

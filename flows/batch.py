@@ -31,12 +31,6 @@ R = TypeVar("R")
 GOOD = ("done", "nothing_to_do")
 
 
-def in_context(fn: Callable[..., R], *args: Any, **kw: Any) -> R:
-    """``fn`` in a copy of this flow run's context: a task or flow called there is linked to
-    this run (a flow becomes a subflow run)."""
-    return contextvars.copy_context().run(fn, *args, **kw)
-
-
 def run_all(
     items: Sequence[T],
     fn: Callable[[T], R],
@@ -46,14 +40,16 @@ def run_all(
     said: Callable[[R], str],
     progress: str = "",
 ) -> list[R]:
-    """``fn`` over ``items`` in a bounded pool of threads (the connectors' token buckets keep
-    every backend under its rate limit whatever ``workers`` is), in completion order, with the
-    terminal's progress (``said`` names what was done) and, when ``progress`` names it, a
+    """``fn`` over ``items`` in a bounded pool of threads, in this flow run's context (the
+    connectors' token buckets keep every backend under its rate limit whatever ``workers``
+    is), in completion order, with the terminal's progress (``said`` names what was done) and, when ``progress`` names it, a
     Prefect progress artifact."""
     artifact = create_progress_artifact(0.0, key=progress, description=name) if progress else None
     out: list[R] = []
     with ThreadPoolExecutor(workers, thread_name_prefix=name.replace(" ", "-")) as pool:
-        futures = [pool.submit(in_context, fn, item) for item in items]
+        # Each in a copy of this flow run's context, taken here (a worker thread has none of
+        # its own): a task or flow called there is linked to this run (a flow: a subflow).
+        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
         for i, fut in enumerate(as_completed(futures), 1):
             out.append(fut.result())
             report(i, len(items), said(out[-1]))

@@ -23,29 +23,30 @@ tasks of :mod:`tasks.onboard`); what is bulk is here and in :mod:`domain.bulk`:
 
 from __future__ import annotations
 
-import contextvars
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 
-from approvals.gate import PlanSummary, gate
+from approvals.gate import PlanSummary
 from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
-from domain.onboard import make_onboarding_plan
+from domain.onboard import OnboardState, make_onboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
-from flows.report import gate_services
+from flows.batch import (
+    GOOD,
+    batch_gate,
+    batch_outcome,
+    batch_status,
+    finish_batch,
+    run_all,
+    tell_requester,
+)
 from flows.runbook import Standing, run_plan
-from tasks.cases import audit_seq, open_run_case
-from tasks.onboard import RUNBOOK, verify_onboarding
-from tasks.onboard_bulk import notify_requester, take_bulk_inventory
-from tasks.progress import report
-from tasks.runtime import Runtime, runtime
-
-GOOD = ("done", "nothing_to_do")
+from tasks.cases import open_run_case
+from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
+from tasks.onboard_bulk import take_bulk_inventory
 
 
 def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> dict[str, Any]:
@@ -91,47 +92,87 @@ def _apply_row(
     return _row_result(r, out["status"], message, effects=effects)
 
 
-def _status(rows: list[dict[str, Any]]) -> str:
-    good = sum(r["status"] in GOOD for r in rows)
-    if good == len(rows):
-        return "done"
-    return "partial" if good else "failed"
-
-
-def _result(
-    batch: BatchPlan | None,
-    rows: list[dict[str, Any]],
-    *,
-    status: str,
-    rt: Runtime,
-    subject: str = "",
-    **extra: Any,
-) -> dict[str, Any]:
+def _result(batch: BatchPlan, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     steps = [
-        {
-            "row": r.line,
-            "email": r.email,
-            "kind": s.kind.value,
-            "target": s.target,
-            "reason": s.reason,
-        }
-        for r in (batch.ready if batch else [])
+        {"row": r.line, "email": r.email, "kind": s.kind.value, "target": s.target}
+        | {"reason": s.reason}
+        for r in batch.ready
         for s in (r.plan.steps if r.plan else [])
     ]
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {
-        "run_id": str(flow_run.id or ""),
-        "status": status,
-        "subject": subject,
-        "rows": sorted(rows, key=lambda x: x["row"]),
-        "counts": counts,
-        "plan": {"hash": batch.hash if batch else "", "steps": steps, "blockers": []},
-        "warnings": batch.warnings() if batch else [],
-        "audit_seq": audit_seq(),
+    return batch_outcome(
+        entries=("rows", rows),
+        order="row",
+        plan_hash=batch.hash,
+        steps=steps,
+        warnings=batch.warnings(),
+        subject=f"onboard-batch-{batch.hash[:12]}",
         **extra,
-    }
+    )
+
+
+def _plan_all(csv_text: str, *, requester: str) -> tuple[BatchPlan, dict[str, OnboardState]]:
+    """Every row parsed and planned with the single onboarding's planner, from one read of
+    the org (a bad row is kept with its line and why)."""
+    use_idp = idp_managed_default()
+    parsed = parse_bulk_csv(csv_text, today=today(), requester=requester)
+    good = [p for p in parsed if p.ok]
+    states = take_bulk_inventory([p.email for p in good], idp_managed=use_idp) if good else {}
+    batch = BatchPlan()
+    for p in parsed:
+        if not p.ok or p.request is None:
+            batch.rows.append(BatchRow(p.line, p.email, error=p.message))
+            continue
+        state = states[p.email]
+        now = state.taken_at
+        plan = make_onboarding_plan(p.request, state, idp_managed=use_idp, now=now)
+        batch.rows.append(BatchRow(p.line, p.email, plan=settle_pending(plan, state, now=now)))
+    return batch, states
+
+
+def _approval(batch: BatchPlan, states: dict[str, OnboardState], requester: str) -> ApprovalContext:
+    """What the policy decides the batch on: the union of what the rows ask (production roles,
+    the highest org role, modules; the admins of the production projects asked for)."""
+    by_name = {p.name: p for p in next(iter(states.values())).projects}
+    prod = batch.project_names(production=True)
+    admins = tuple(dict.fromkeys(a for n in prod for a in by_name[n].admins)) or tuple(
+        dict.fromkeys(a for n in batch.project_names(production=False) for a in by_name[n].admins)
+    )
+    return ApprovalContext(
+        runbook=RUNBOOK,
+        subject=f"onboard-batch-{batch.hash[:12]}",
+        requester=requester,
+        reason="access_request",
+        production_roles=batch.production_roles(),
+        org_role=batch.org_role(),
+        modules=batch.modules(),
+        project_admins=admins,
+    )
+
+
+def _report(
+    batch: BatchPlan, rows: list[dict[str, Any]], *, requester: str, approval: str, t0: float
+) -> dict[str, Any]:
+    """The table of rows, one DM to the requester, and the batch's outcome."""
+    status = batch_status(rows)
+    create_table_artifact(
+        [
+            {k: r[k] for k in ("row", "email", "status", "message")}
+            | {"effects": ", ".join(r["effects"].values())}
+            for r in sorted(rows, key=lambda x: x["row"])
+        ],
+        key="onboard-bulk-rows",
+        description=f"Bulk onboarding {batch.hash[:12]}: {status}",
+    )
+    done = sum(r["status"] == "done" for r in rows)
+    bad = [f"line {r['row']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD]
+    tell_requester(
+        requester,
+        f"Bulk onboarding {batch.hash[:12]}: {status} ({done} onboarded, {len(bad)} not)",
+        bad,
+    )
+    elapsed = round(time.monotonic() - t0, 1)
+    get_run_logger().info("batch %s: %s in %.1fs", batch.hash[:12], status, elapsed)
+    return _result(batch, rows, status=status, approval=approval, elapsed_s=elapsed)
 
 
 @flow(name="onboard-bulk", log_prints=False)
@@ -157,117 +198,32 @@ def onboard_bulk(
         domain.bulk.BulkFileError: the file is empty or its header is wrong (nothing was read).
     """
     t0 = time.monotonic()
-    log = get_run_logger()
-    rt = runtime()
-    run_id = str(flow_run.id or "")
-    workers = max(1, min(int(max_workers), 32))
-    use_idp = bool(getattr(rt.settings, "idp_managed", False))
-    parsed = parse_bulk_csv(csv_text, today=rt.clock().date(), requester=requester)
-
-    # --- inventory and plan (one read of the org) -------------------------------------------------
-    good = [p for p in parsed if p.ok]
-    states = take_bulk_inventory([p.email for p in good], idp_managed=use_idp) if good else {}
-    now = rt.clock()
-    batch = BatchPlan()
-    for p in parsed:
-        if not p.ok or p.request is None:
-            batch.rows.append(BatchRow(p.line, p.email, error=p.message))
-            continue
-        state = states[p.email]
-        plan = make_onboarding_plan(p.request, state, idp_managed=use_idp, now=now)
-        batch.rows.append(BatchRow(p.line, p.email, plan=settle_pending(plan, state, now=now)))
+    batch, states = _plan_all(csv_text, requester=requester)
     planned = [_row_result(r) for r in batch.rows]
-    subject = f"onboard-batch-{batch.hash[:12]}"
-    log.info(
-        "batch %s: %d rows, %d to apply, %d invalid",
-        batch.hash[:12],
-        len(batch.rows),
-        len(batch.ready),
-        sum(r.status == "invalid" for r in batch.rows),
-    )
-    if dry_run:
-        return _result(batch, planned, status="planned", rt=rt, subject=subject)
-    if not batch.ready:
-        return _result(batch, planned, status=_status(planned), rt=rt, subject=subject)
-
-    # --- one approval for the batch ---------------------------------------------------------------
+    get_run_logger().info("batch %s: %s", batch.hash[:12], batch.summary())
+    if dry_run or not batch.ready:
+        return finish_batch(
+            _result(batch, planned, status="planned" if dry_run else batch_status(planned))
+        )
     approvers: list[str] = []
     approval = ""
-    if batch.needs_approval():
-        by_name = {p.name: p for p in next(iter(states.values())).projects}
-        prod = batch.project_names(production=True)
-        admins = tuple(dict.fromkeys(a for n in prod for a in by_name[n].admins)) or tuple(
-            dict.fromkeys(
-                a for n in batch.project_names(production=False) for a in by_name[n].admins
-            )
-        )
-        ctx = ApprovalContext(
-            runbook=RUNBOOK,
-            subject=subject,
-            requester=requester,
-            reason="access_request",
-            production_roles=batch.production_roles(),
-            org_role=batch.org_role(),
-            modules=batch.modules(),
-            project_admins=admins,
-        )
-        res = gate(
-            gate_services(rt),
-            ctx,
+    if batch.needs_approval():  # anything beyond resends, which grant nothing new
+        res = batch_gate(
+            _approval(batch, states, requester),
             plan_hash=batch.hash,
             summary=PlanSummary(batch.counts_by_kind(), batch.warnings()),
-            flow_run_id=run_id,
         )
-        approval = res.approval.id
+        approval, approvers = res.approval.id, res.approved_by
         if not res.approved:
-            return _result(
-                batch, planned, status="denied", rt=rt, subject=subject, approval=approval
-            )
-        approvers = res.approved_by
-
-    # --- apply the rows concurrently, verify and record each ------------------------------------
+            return finish_batch(_result(batch, planned, status="denied", approval=approval))
     rows = [_row_result(r) for r in batch.rows if r.status != "ready"]
-    total = len(batch.ready)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onboard-row") as pool:
-        futures = [
-            pool.submit(
-                contextvars.copy_context().run,  # the flow run's context: tasks link to it
-                _apply_row,
-                r,
-                batch_hash=batch.hash,
-                approval=approval,
-                approvers=approvers,
-                requester=requester,
-            )
-            for r in batch.ready
-        ]
-        for i, fut in enumerate(as_completed(futures), 1):
-            rows.append(fut.result())
-            report(i, total, f"onboarded {rows[-1]['email']}")
-    status = _status(rows)
-    elapsed = round(time.monotonic() - t0, 1)
-    create_table_artifact(
-        [
-            {k: r[k] for k in ("row", "email", "status", "message")}
-            | {"effects": ", ".join(r["effects"].values())}
-            for r in sorted(rows, key=lambda x: x["row"])
-        ],
-        key="onboard-bulk-rows",
-        description=f"Bulk onboarding {batch.hash[:12]}: {status}",
+    rows += run_all(
+        batch.ready,
+        lambda r: _apply_row(
+            r, batch_hash=batch.hash, approval=approval, approvers=approvers, requester=requester
+        ),
+        workers=max(1, min(int(max_workers), 32)),
+        name="onboard-row",
+        said=lambda row: f"onboarded {row['email']}",
     )
-    if "@" in requester:
-        done = sum(r["status"] == "done" for r in rows)
-        bad = [
-            f"line {r['row']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD
-        ]
-        text = "\n".join(
-            [
-                f"Bulk onboarding {batch.hash[:12]}: {status} ({done} onboarded, {len(bad)} not)",
-                *bad[:50],
-            ]
-        )
-        notify_requester(requester, text)
-    log.info("batch %s: %s in %.1fs", batch.hash[:12], status, elapsed)
-    return _result(
-        batch, rows, status=status, rt=rt, subject=subject, approval=approval, elapsed_s=elapsed
-    )
+    return finish_batch(_report(batch, rows, requester=requester, approval=approval, t0=t0))

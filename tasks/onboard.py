@@ -31,6 +31,11 @@ from tasks.steps import StepScope, executor
 RUNBOOK = "onboard"
 
 
+def today() -> date:
+    """Today, by the runtime's clock (what "until" dates are checked against)."""
+    return runtime().clock().date()
+
+
 def idp_managed_default() -> bool:
     """Whether onboardings pre-provision in the IdP when the request does not say."""
     return bool(getattr(runtime().settings, "idp_managed", False))

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.records import ApprovalRequest
+from domain.runbook import RunbookFailed
 from ledger.approvals import list_approvals
 from sandbox.app import create_app
 from sandbox.org.models import Member as OrgMember
@@ -110,6 +111,8 @@ def start(stack: OffboardStack, **params: Any) -> Run:
         try:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 run.result.append(onboard_bulk(**params))
+        except RunbookFailed as exc:  # a failed batch's outcome
+            run.result.append(exc.outcome)
         except BaseException as exc:
             run.error.append(exc)
 
