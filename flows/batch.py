@@ -42,8 +42,8 @@ def run_all(
 ) -> list[R]:
     """``fn`` over ``items`` in a bounded pool of threads, in this flow run's context (the
     connectors' token buckets keep every backend under its rate limit whatever ``workers``
-    is), in completion order, with the terminal's progress (``said`` names what was done) and, when ``progress`` names it, a
-    Prefect progress artifact."""
+    is), in completion order, with the terminal's progress (``said`` names what was done)
+    and, when ``progress`` names it, a Prefect progress artifact."""
     artifact = create_progress_artifact(0.0, key=progress, description=name) if progress else None
     out: list[R] = []
     with ThreadPoolExecutor(workers, thread_name_prefix=name.replace(" ", "-")) as pool:
