@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from domain.models import Email
 from domain.plan import Inventory, Options, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
+from domain.runbook import Case
 from flows.runbook import Standing, block, finish, outcome, run_plan
 from tasks.cases import REFUSED, file_ticket, finished_case, open_case_of, open_run_case
 from tasks.offboard import review_approvers, take_inventory, verify_offboarding
@@ -40,6 +41,11 @@ class OffboardRequest(BaseModel):
     dry_run: bool = False
     requester: str = Field("operator", max_length=320)
     review_approval: str = Field("", max_length=40)  # an approved access review covering them
+
+    @field_validator("keep_projects", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return [] if v is None else v  # the flow's parameter default
 
     @field_validator("keep_projects")
     @classmethod
@@ -89,6 +95,24 @@ class OffboardRequest(BaseModel):
         return Standing(approval_id, lambda: review_approvers(runtime().ledger, approval_id, email))
 
 
+def _open_case(req: OffboardRequest) -> Case:
+    """The offboarding's case (a resumed one if a run died), with its ticket filed once."""
+    case = open_run_case(
+        runbook=RUNBOOK,
+        subject=req.email,
+        reason=req.reason.value,
+        requester=req.requester,
+        ticket=req.ticket,
+    )
+    return file_ticket(
+        case,
+        project="IT",
+        issue_type="Offboarding",
+        summary=f"Offboard {req.email} ({req.reason.value})",
+        description=f"email: {req.email}\nreason: {req.reason.value}",
+    )
+
+
 @flow(name="offboard", log_prints=False)
 def offboard(
     email: str,
@@ -101,36 +125,17 @@ def offboard(
     requester: str = "operator",
     review_approval: str = "",
 ) -> dict[str, Any]:
-    """Offboard one person.
+    """Offboard one person (the parameters are :class:`OffboardRequest`'s).
 
-    Args:
-        email: who leaves (exact email; look-alikes are reported, never touched).
-        reason: termination, contract_end, role_change, inactivity, security_incident,
-            idp_removal.
-        ticket: the Jira ticket (one is created when none is given).
-        emergency: lock out first, transfer after (reason security_incident).
-        receiver: who receives the content (default: the manager, else each project admin).
-        keep_projects: with role_change, narrow access to these projects instead of removing.
-        dry_run: plan only; nothing is written anywhere.
-        requester: who asked (never an approver of their own request).
-        review_approval: an approved access review covering this person: it stands for the
-            approval (the review's removals run as subflows).
+    ``receiver`` defaults to the manager, else each project admin; ``keep_projects`` (with
+    role_change) narrows access instead of removing; ``review_approval``, an approved access
+    review covering this person, stands for the approval; ``dry_run`` only plans.
 
     Returns:
-        The run's outcome (INTERFACES.md ``--json``): status done | planned | denied |
-        blocked | failed | nothing_to_do, plan, effects, verification, warnings, audit_seq.
+        The outcome (``--json``): status done | planned | denied | blocked | failed |
+        nothing_to_do, plan, effects, verification, warnings, audit_seq.
     """
-    req = OffboardRequest(
-        email=email,
-        reason=reason,
-        ticket=ticket,
-        emergency=emergency,
-        receiver=receiver,
-        keep_projects=keep_projects or [],
-        dry_run=dry_run,
-        requester=requester,
-        review_approval=review_approval,
-    )
+    req = OffboardRequest.model_validate(locals())  # exactly the parameters above
     log = get_run_logger()
     inv = take_inventory(req.email, receiver=req.receiver)
     plan = make_offboarding_plan(inv, req.options())
@@ -146,20 +151,7 @@ def offboard(
         # worker died must not ask again (a new request comes with a new ticket).
         log.warning("offboarding of %s under %s was %s", req.email, req.ticket, refused.outcome)
         return finish(outcome(plan, status="denied", ticket=req.ticket))
-    case = open_run_case(
-        runbook=RUNBOOK,
-        subject=req.email,
-        reason=req.reason.value,
-        requester=req.requester,
-        ticket=req.ticket,
-    )
-    case = file_ticket(
-        case,
-        project="IT",
-        issue_type="Offboarding",
-        summary=f"Offboard {req.email} ({req.reason.value})",
-        description=f"email: {req.email}\nreason: {req.reason.value}",
-    )
+    case = _open_case(req)
     if plan.blockers:
         log.warning("offboarding of %s needs a choice: %s", req.email, "; ".join(plan.blockers))
         return block(plan, case, requester=req.requester)

@@ -318,41 +318,22 @@ def offboard_bulk(
     dry_run: bool = False,
     max_workers: int = 8,
 ) -> dict[str, Any]:
-    """Offboard every leaver of a list (see the module docstring and
-    :mod:`domain.offboard_bulk`).
-
-    Args:
-        emails: the leavers' addresses, in the file's order (a bad one is reported, not fatal).
-        reason: one reason for the batch (termination, contract_end, role_change, inactivity,
-            idp_removal); the policy's rule for it decides who approves. Not
-            security_incident: an emergency is one person at a time.
-        receiver: who receives everyone's content (default: each leaver's manager, else each
-            project's admin, as for one offboarding).
-        requester: who asks; never an approver of the batch; gets one DM for it.
-        dry_run: plan only; nothing is written anywhere.
-        max_workers: leavers planned and offboarded at once (1 to 32); the rate limits hold
-            whatever it is.
+    """Offboard every leaver of a list (see the module docstring; the parameters are
+    :class:`BulkOffboardRequest`'s: one reason for the batch, never security_incident; one
+    ``receiver`` for everyone's content, else each leaver's default; ``max_workers`` leavers
+    at once, the rate limits hold whatever it is).
 
     Returns:
         status (done | partial | failed | planned | denied | nothing_to_do), members
-        ``[{index, email, status, message, ticket, seconds}]`` (a member's status is done |
-        nothing_to_do | invalid | blocked | failed | denied, or ready when planned), plan
-        ``{hash, steps}`` (flattened over the leavers), warnings, counts, approval, audit_seq,
-        elapsed_s.
+        ``[{index, email, status, message, ticket, seconds}]``, plan ``{hash, steps}``
+        (flattened over the leavers), warnings, counts, approval, audit_seq, elapsed_s.
 
     Raises:
         pydantic.ValidationError: no entries, an unknown reason, security_incident, or a bad
             receiver (nothing was read).
     """
+    req = BulkOffboardRequest.model_validate(locals())  # exactly the parameters above
     t0 = time.monotonic()
-    req = BulkOffboardRequest(
-        emails=emails,
-        reason=reason,
-        receiver=receiver,
-        requester=requester,
-        dry_run=dry_run,
-        max_workers=max_workers,
-    )
     batch, opts = _plan_all(req)
     subject = f"offboard-batch-{batch.hash[:12]}"
     planned = [_member_row(m) for m in batch.members]

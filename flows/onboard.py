@@ -14,7 +14,14 @@ from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from domain.access_request import AccessRequestError, LineError
 from domain.models import AccessRequest, Email, Module, Role
@@ -57,6 +64,12 @@ class OnboardRequest(BaseModel):
     requester: str = Field("operator", max_length=320)
     dry_run: bool = False
     idp_managed: bool | None = None
+
+    @field_validator("email", "projects", "modules", mode="before")
+    @classmethod
+    def _unset(cls, v: Any, info: ValidationInfo) -> Any:
+        # The flow's parameter defaults ("" and None) mean "not given".
+        return v or {"email": None, "projects": {}, "modules": []}[str(info.field_name)]
 
     @field_validator("projects")
     @classmethod
@@ -106,59 +119,29 @@ def onboard(
     dry_run: bool = False,
     idp_managed: bool | None = None,
 ) -> dict[str, Any]:
-    """Onboard one person from an access-request ticket or from options.
-
-    Args:
-        ticket: an Access Request ticket (its description carries the request).
-        email, projects, org_role, modules, until, justification: the request without a ticket
-            (``projects`` maps a project name to a role).
-        requester: who asked (with a ticket: its reporter); never an approver of it.
-        dry_run: plan only; nothing is written anywhere.
-        idp_managed: pre-provision in the IdP instead of inviting (default: the setting
-            ``idp_managed``, else False).
+    """Onboard one person from an access-request ticket, or from options (the parameters
+    are :class:`OnboardRequest`'s: ``projects`` maps a project name to a role; ``requester``,
+    with a ticket its reporter, never approves it; ``idp_managed`` pre-provisions in the IdP).
 
     Returns:
-        The run's outcome (INTERFACES.md ``--json``): status done | planned | denied | blocked |
-        rejected | change_needed | failed | nothing_to_do, plan, effects, verification,
-        warnings, audit_seq.
+        The outcome (``--json``): status done | planned | denied | blocked | rejected |
+        change_needed | failed | nothing_to_do, plan, effects, verification, warnings.
 
     Raises:
         pydantic.ValidationError: the options are not a valid request (nothing was read).
     """
-    req = OnboardRequest(
-        ticket=ticket,
-        email=email or None,
-        projects=projects or {},
-        org_role=org_role,
-        modules=modules or [],
-        until=until,
-        justification=justification,
-        requester=requester,
-        dry_run=dry_run,
-        idp_managed=idp_managed,
-    )
+    req = OnboardRequest.model_validate(locals())  # exactly the parameters above
     log = get_run_logger()
     use_idp = req.idp_managed if req.idp_managed is not None else idp_managed_default()
-    # --- resolve ------------------------------------------------------------------------------
-    if req.ticket:
-        got = read_access_request(req.ticket)
-        if isinstance(got, str):
-            if req.dry_run:
-                return outcome(None, status="rejected", problems=got, ticket=req.ticket)
-            return _reject(req.ticket, f"ticket:{req.ticket}", got, ticket_reporter(req.ticket))
-        request, requester_ = got, got.requester or req.requester
-    else:
-        request, requester_ = req.access_request(), req.requester
+    got = _resolve(req)
+    if isinstance(got, dict):
+        return got
+    request, requester_ = got
     the_ticket = request.ticket or ""
     if previous_outcome(request.email, the_ticket) is not None:
         log.info("ticket %s was already handled for %s", the_ticket, request.email)
         return outcome(None, status="nothing_to_do", ticket=the_ticket)
-    # --- inventory and plan ---------------------------------------------------------------------
-    open_ = open_case_of(RUNBOOK, request.email)
-    same_case = open_ is not None and open_.ticket == the_ticket
-    state = take_onboard_inventory(
-        request.email, ticket=the_ticket, case_id=open_.id if same_case and open_ else None
-    )
+    state = _inventory(request.email, the_ticket)
     plan = make_onboarding_plan(request, state, idp_managed=use_idp, now=state.taken_at)
     if req.dry_run:
         status = "planned" if plan.outcome is Outcome.READY else plan.outcome.value
@@ -184,6 +167,29 @@ def onboard(
         approval=approval_context(plan, state, requester=requester_),
         verify=verify_onboarding,
     )
+
+
+def _inventory(email: str, ticket: str) -> OnboardState:
+    """What the plan is made on; an interrupted run of this very ticket's case tells what it
+    already did (its invitation is its own, not a duplicate to refuse)."""
+    open_ = open_case_of(RUNBOOK, email)
+    same_case = open_ is not None and open_.ticket == ticket
+    return take_onboard_inventory(
+        email, ticket=ticket, case_id=open_.id if same_case and open_ else None
+    )
+
+
+def _resolve(req: OnboardRequest) -> tuple[AccessRequest, str] | dict[str, Any]:
+    """The request and who asked: from the ticket (an invalid one is rejected on it and its
+    outcome returned), or from the options."""
+    if not req.ticket:
+        return req.access_request(), req.requester
+    got = read_access_request(req.ticket)
+    if isinstance(got, str):
+        if req.dry_run:
+            return outcome(None, status="rejected", problems=got, ticket=req.ticket)
+        return _reject(req.ticket, f"ticket:{req.ticket}", got, ticket_reporter(req.ticket))
+    return got, got.requester or req.requester
 
 
 def _reject(
