@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.states import Completed, Failed
@@ -20,7 +21,7 @@ from approvals.gate import GateResult, PlanSummary, gate
 from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
 from flows.report import gate_services
-from flows.runbook import finish, run_id
+from flows.runbook import as_outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.onboard_bulk import notify_requester
 from tasks.progress import report
@@ -54,7 +55,7 @@ def run_all(
             out.append(fut.result())
             report(i, len(items), said(out[-1]))
             if artifact is not None:
-                update_progress_artifact(artifact, 100.0 * i / len(items))
+                update_progress_artifact(cast(UUID, artifact), 100.0 * i / len(items))
     return out
 
 
@@ -110,11 +111,11 @@ def batch_outcome(
     }
 
 
-def finish_batch(out: dict[str, Any]) -> Any:
+def finish_batch(out: dict[str, Any]) -> dict[str, Any]:
     """A batch ends like a single run (failed: Failed, denied: Denied); one where some entries
     failed is a Completed run named ``Partial``."""
     if out["status"] == "partial":
-        return Completed(name="Partial", message=f"partial: {out['counts']}", data=out)
+        return as_outcome(Completed(name="Partial", message=f"partial: {out['counts']}", data=out))
     if out["status"] == "failed":
-        return Failed(message=f"failed: {out['counts']}", data=RunbookFailed(out))
+        return as_outcome(Failed(message=f"failed: {out['counts']}", data=RunbookFailed(out)))
     return finish(out)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
+from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.artifacts import (
@@ -30,10 +31,11 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 
-from approvals.gate import PlanSummary, gate
+from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
 from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan
@@ -89,21 +91,30 @@ def outcome(
     }
 
 
-def finish(out: Outcome) -> Any:
+def as_outcome(state: State[Any]) -> Outcome:
+    """A state a flow returns, as its callers see it: Prefect makes it the run's final state
+    and gives the caller its data (an Outcome), or raises its exception (RunbookFailed)."""
+    return cast(Outcome, state)
+
+
+def finish(out: Outcome) -> Outcome:
     """The flow's return value: the outcome, in the Prefect state that says what happened."""
     status = out["status"]
     if status == "failed":
         why = out.get("failure") or "verification failed"
-        return Failed(message=f"failed: {why}"[:500], data=RunbookFailed(out))
+        return as_outcome(Failed(message=f"failed: {why}"[:500], data=RunbookFailed(out)))
     if status == "blocked":
         why = "; ".join(out["plan"]["blockers"]) or "a person must act first"
-        return Failed(name="Blocked", message=f"blocked: {why}"[:500], data=RunbookFailed(out))
+        failed: State[Any] = Failed(
+            name="Blocked", message=f"blocked: {why}"[:500], data=RunbookFailed(out)
+        )
+        return as_outcome(failed)
     if status == "denied":
-        return Completed(name="Denied", message=out.get("reason") or "denied", data=out)
+        return as_outcome(Completed(name="Denied", message=out.get("reason") or "denied", data=out))
     return out
 
 
-def block(plan: P, case: Case, *, requester: str) -> Any:
+def block(plan: P, case: Case, *, requester: str) -> Outcome:
     """A plan a person must complete first (e.g. choose a receiver): recorded, case kept."""
     record_outcome(
         plan,
@@ -122,7 +133,7 @@ def _approve(
     case: Case,
     approval: ApprovalContext | None,
     standing: Standing | None,
-) -> tuple[P, list[str], Callable[[], None]] | State:
+) -> tuple[P, list[str], Callable[[], None]] | Outcome:
     """Who approved this plan (and the post-hoc notice an emergency sends after its urgent
     steps), or the finished Denied state."""
     log = get_run_logger()
@@ -150,13 +161,12 @@ def _approve(
         out = outcome(
             plan, status="denied", ticket=case.ticket, approval=res.approval.id, reason=res.reason
         )
-        state: State = finish(out)
-        return state
+        return finish(out)
     approve_case(case, plan.approved(res.approved_by))
     return plan, res.approved_by, res.send_notice
 
 
-def _gate(plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> Any:
+def _gate(plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> GateResult:
     return gate(
         gate_services(runtime()),
         approval,
@@ -213,7 +223,8 @@ def apply_steps(
             failure = f"{step.label}: {exc}"
             log.error("stopped at step %d/%d: %s", i + 1, len(todo), failure)
             return effects, failure
-        update_progress_artifact(progress, 100.0 * (i + 1) / len(todo))
+        # Prefect's artifact functions are sync-compatible: called from sync code, a UUID.
+        update_progress_artifact(cast(UUID, progress), 100.0 * (i + 1) / len(todo))
     report(len(todo), len(todo), "done")
     return effects, ""
 
@@ -228,7 +239,7 @@ def run_plan(
     standing: Standing | None = None,
     now: Callable[[Any], bool] | None = None,
     close: bool = True,
-) -> Any:
+) -> Outcome:
     """Approve, apply, verify and record ``plan`` on its ``case`` (see the module docstring).
 
     ``approval``: the gate's context (``None``: the plan needs no approval). ``now``: which
@@ -236,7 +247,7 @@ def run_plan(
     case ends here (an email change waiting for the new address to join stays open).
     """
     got = _approve(plan, case, approval, standing)
-    if isinstance(got, State):
+    if not isinstance(got, tuple):  # denied
         return got
     plan, approvers, notice = got
     todo = [s for s in plan.steps if now is None or now(s)]
