@@ -43,7 +43,7 @@ from approvals.handler import (
     wake_flow,
 )
 from approvals.services import Services
-from approvals.watchdog import sweep
+from approvals.watchdog import Watchdog
 from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
 from domain.expiry import EXTEND_ACTION, parse_extend_value
 from domain.records import GrantStatus
@@ -201,10 +201,11 @@ def create_intake(
         stop.set()
 
     def watchdog() -> None:
+        dog = Watchdog(svc, every=sweep_every or 60)  # one memory: no run woken at every sweep
         while not stop.wait(sweep_every or 60):
             # The watchdog must outlive a bad sweep; the next one retries.
             with contextlib.suppress(Exception):
-                sweep(svc)
+                dog.sweep()
             if launchers:
                 with contextlib.suppress(Exception):
                     launch_due(svc, launchers)
