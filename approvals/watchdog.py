@@ -8,8 +8,9 @@ auto-denies and ends cleanly), and one holding a decision its flow has not talli
 ``decision``: a click that lands between the flow's tally and its pause finds the run not yet
 paused, and that wake-up would otherwise be lost.
 
-The intake keeps one :class:`Watchdog` and sweeps with it every few seconds;
-``handover approvals --sweep`` runs one :func:`sweep`.
+It runs as its own process, ``handover watchdog`` (cli/watchdog_cmd.py: :func:`run_forever`
+plus the launch of due HR and Jira events), which ``handover up`` and ``handover demo`` start;
+never inside the HTTP intake. ``handover approvals --sweep`` runs one :func:`sweep`.
 
 It does not flood the Prefect server or the log. A :class:`Watchdog` remembers each wake-up it
 tried (approval, kind, and what called for it: the flow run, the untallied decisions) and when;
@@ -22,8 +23,9 @@ flow run, an error) is logged once while its approval is pending.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -146,3 +148,32 @@ def sweep(svc: Services, *, now: datetime | None = None) -> list[SweepAction]:
     """One sweep with no memory of earlier ones (``handover approvals --sweep``, tests); a
     process that sweeps again and again keeps one :class:`Watchdog` (:func:`run_forever`)."""
     return Watchdog(svc).sweep(now=now)
+
+
+def run_forever(
+    svc: Services,
+    *,
+    every: float = 30.0,
+    stop: threading.Event | None = None,
+    also: Sequence[Callable[[], object]] = (),
+) -> None:
+    """Sweep the approvals (one :class:`Watchdog`), then run each of ``also`` (the caller's
+    other sweeps: the launch of due events), every ``every`` seconds until ``stop`` is set.
+
+    A failing sweep never ends the loop: it is logged (once per kind of failure) and the next
+    round tries again.
+    """
+    stop = stop or threading.Event()
+    dog = Watchdog(svc, every=every)
+    sweeps: list[tuple[str, Callable[[], object]]] = [("approval", dog.sweep)]
+    sweeps += [(getattr(fn, "__name__", "other"), fn) for fn in also]
+    failed: set[tuple[str, str]] = set()
+    while not stop.is_set():
+        for name, fn in sweeps:
+            try:
+                fn()
+            except Exception as exc:  # e.g. the ledger's database is briefly unreachable
+                if (name, type(exc).__name__) not in failed:
+                    failed.add((name, type(exc).__name__))
+                    log.warning("watchdog: the %s sweep failed (retried): %s", name, exc)
+        stop.wait(every)
