@@ -7,7 +7,8 @@ deterministic on the session's real Prefect server.
   not crash with ``prefect.exceptions.Pause``.
 - A resume arrives the moment the run is Paused, before the flow does anything else: it must be
   accepted (Prefect's own pause stores the input schema only after pausing, and the resume was
-  refused: "Run input schema not found").
+  refused: "Run input schema not found"). The answer to storing the schema may be lost too: the
+  resend is refused (409, the key exists), which is no failure.
 - The gate is entered again in the same flow run with the approval still pending: its pauses
   must not reuse a key of the earlier entry (the server refuses a used key and the client then
   replays that pause's old input as if it were a new wake-up).
@@ -133,6 +134,34 @@ def test_a_resume_the_moment_the_run_is_paused_is_accepted(
         appr = stack.paused("dana.sole@acme.com")
     assert stack.click(appr, "hr.partner@acme.com", deny=True).json()["recorded"] is True
     assert run.wait() == "denied"
+
+
+def test_a_lost_answer_to_storing_the_input_schema_is_not_a_failure(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = httpx.HTTPTransport.handle_request
+    lost: list[str] = []
+
+    def handle(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        response = real(self, request)
+        if (
+            not lost
+            and request.method == "POST"
+            and request.url.path.endswith("/input")
+            and json.loads(request.content)["key"].endswith("-schema")
+        ):
+            lost.append(request.url.path)
+            response.read()
+            # The schema is stored; the resend is answered 409 (the key exists).
+            raise httpx.ReadTimeout("the answer to the store was lost", request=request)
+        return response
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle)
+    run = stack.start(**TERMINATION)
+    appr = stack.paused("dana.sole@acme.com")
+    assert lost
+    assert stack.click(appr, "sofia.lead@acme.com").json()["recorded"] is True
+    assert run.wait() == "approved"
 
 
 class Interrupted(Exception):
