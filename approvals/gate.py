@@ -2,11 +2,13 @@
 
 1. Open (or re-open) the approval record for this run and plan; ask every approver in Slack
    (plan summary, warnings, plan hash, ticket link, Approve/Deny) and comment on the ticket.
-2. Pause the flow run (``pause_flow_run(wait_for_input=ApprovalWakeup)``). A resume is only a
-   wake-up: decisions live in the ledger (two concurrent resumes both "succeed" in Prefect), so
-   on every wake-up the flow re-reads them and tallies them itself with the policy — a decision
-   counts only from an allowed approver who is neither requester nor subject and who named the
-   current plan hash. Invalid decisions are recorded and ignored.
+2. Pause the flow run (``approvals.pause.pause_run(ApprovalWakeup)``: Prefect's pause, made
+   safe against a lost answer and a resume that comes too early), under a key used by no other
+   pause of the run. A resume is only a wake-up: decisions live in the ledger (two concurrent
+   resumes both "succeed" in Prefect), so on every wake-up the flow re-reads them and tallies
+   them itself with the policy — a decision counts only from an allowed approver who is neither
+   requester nor subject and who named the current plan hash. Invalid decisions are recorded and
+   ignored.
 3. Until quorum, a deny, or the watchdog's ``escalate`` (the fallback group is asked) and
    ``expired`` (auto-deny) wake-ups: the pause's own timeout cannot be caught (PREFECT_NOTES.md),
    so it is set well beyond the policy's and never fires in practice.
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from approvals.pause import pause_run
 from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
@@ -304,8 +308,7 @@ def await_decision(
     pause: Callable[..., Any] | None = None,
 ) -> GateResult:
     """Pause until the ledger's decisions reach quorum, a valid deny, or the watchdog acts."""
-    if pause is None:
-        from prefect.flow_runs import pause_flow_run as pause
+    pause = pause or pause_run
     n = 0
     while True:
         appr = get_approval(svc.ledger, appr.id)
@@ -340,7 +343,10 @@ def await_decision(
             wait_for_input=ApprovalWakeup,
             timeout=int(remaining) + PAUSE_MARGIN_S,
             poll_interval=poll_interval,
-            key=f"{appr.id}-{appr.plan_hash[:8]}-{n}",
+            # Never a key an earlier pause of this run used: the gate may be entered again in
+            # the same run (n starts at 1 each time), and the server refuses a used key while
+            # the client then returns that old pause's input as if it were a new wake-up.
+            key=f"{appr.id}-{appr.plan_hash[:8]}-{n}-{uuid.uuid4().hex[:12]}",
         )
         kind = getattr(wake, "kind", "decision")
         if kind == "expired":

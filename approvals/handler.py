@@ -4,7 +4,7 @@ and a wake-up of the paused flow run.
 The handler does not decide whether a decision counts — the flow does, with the policy — it
 records what was said, by whom, about which plan, and wakes the flow. A repeated click is stored
 once; a decision on a closed approval is refused; a flow that is not paused (already resumed,
-between pauses, or gone) is handled without error.
+between pauses, paused without its input schema yet, or gone) is handled without error.
 """
 
 from __future__ import annotations
@@ -91,26 +91,63 @@ def record_decision(
     return DecisionOutcome(approval_id, added, msg, appr)
 
 
-def wake_flow(appr: ApprovalRequest, kind: str = "decision") -> str:
-    """Resume the approval's paused flow run so it re-reads the ledger.
+@dataclass(frozen=True)
+class Wake:
+    """What a resume of a flow run came to.
 
-    Returns what happened: ``resumed``, ``not paused`` or ``no flow run``.
+    ``result``: ``resumed``; ``not paused`` (running, between two pauses, or paused without its
+    input schema yet: it reads the ledger on its next wake-up anyway); ``no flow run`` (none
+    named, or none on the server); ``refused`` (the server will not resume it, e.g. its pause
+    timed out). ``why`` says more, for a log line.
     """
-    if not appr.flow_run_id:
-        return "no flow run"
+
+    result: str
+    why: str = ""
+
+
+def resume_run(flow_run_id: str, kind: str = "decision") -> Wake:
+    """Resume the flow run ``flow_run_id`` with ``{"kind": kind}`` (an ``ApprovalWakeup``).
+
+    Never raises for a run that cannot be resumed; only a Prefect API that cannot be reached
+    (after the client's own retries) raises.
+    """
+    if not flow_run_id:
+        return Wake("no flow run")
     from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
     try:
-        resume_flow_run(UUID(appr.flow_run_id), run_input={"kind": kind})
-        return "resumed"
-    except (NotPausedError, FlowPauseTimeout, ObjectNotFound, ValueError):
-        # Already resumed by another click, between two pauses, or gone: the flow reads the
-        # ledger on its next wake-up anyway, so nothing is lost.
-        return "not paused"
-    except RuntimeError as exc:
-        log.warning("approvals: resume of %s refused: %s", appr.flow_run_id, exc)
-        return "not paused"
+        run_id = UUID(flow_run_id)
+    except ValueError:
+        return Wake("no flow run", f"{flow_run_id!r} is not a flow run id")
+    try:
+        resume_flow_run(run_id, run_input={"kind": kind})
+    except ObjectNotFound:
+        return Wake("no flow run", "no such flow run on the Prefect server")
+    except NotPausedError:
+        return Wake("not paused")
+    except FlowPauseTimeout:
+        return Wake("refused", "its pause timed out: it can no longer be resumed")
+    except RuntimeError as exc:  # the server's refusal ("Cannot resume this run: …")
+        if "input schema not found" in str(exc).lower():
+            # Prefect's own pause stores the schema only after pausing (approvals/pause.py
+            # stores it first): the run is about to wait, and will be woken again.
+            return Wake("not paused", "paused, but its input schema is not stored yet")
+        return Wake("refused", str(exc))
+    return Wake("resumed")
+
+
+def wake_flow(appr: ApprovalRequest, kind: str = "decision") -> str:
+    """Resume the approval's paused flow run so it re-reads the ledger (after a decision).
+
+    Returns what happened: ``resumed``, ``not paused``, ``no flow run`` or ``refused`` (a
+    refusal is logged; the others are ordinary: a flow not paused reads the ledger on its next
+    wake-up, and the watchdog wakes one that missed this one).
+    """
+    wake = resume_run(appr.flow_run_id, kind)
+    if wake.result == "refused":
+        log.warning("approvals: resume of %s refused: %s", appr.flow_run_id, wake.why)
+    return wake.result
 
 
 def message_ref(channel: str | None, ts: str | None) -> MessageRef | None:

@@ -1,5 +1,7 @@
 """``handover demo``: the stories, end to end, on a throw-away stack on free loopback ports —
-a Prefect server, the sandbox world, and the intake — stopped cleanly at the end.
+a Prefect server, the sandbox world, the intake and the approval watchdog (``handover watchdog
+--no-launch``, its own process, as under ``handover up``; the runs are threads of this process
+and no event of the stories is scheduled, so it starts none) — stopped cleanly at the end.
 
 1. The embedded world, seen through the same client libraries the runbooks use.
 2. HR terminates Dana (sole Admin of Development, owner of 22 assets, manager of two API keys):
@@ -31,6 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.stack import HOME, start_prefect_server, start_sandbox
+from cli.watchdog_cmd import start_watchdog
+from ledger import open_ledger
 from sandbox.world import Credentials
 
 
@@ -51,12 +55,22 @@ def run(*, keep: bool = False) -> int:
     # Prefect's INFO lines would drown the story; warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     t0 = time.monotonic()
-    with console.status("starting a Prefect server, the sandbox and the intake…"):
+    with console.status("starting a Prefect server, the sandbox and the watchdog…"):
         prefect = start_prefect_server(home / "prefect")
         sb = start_sandbox(db=home / "sandbox.db", seed="demo")
+        # The stories' ledger (cli.stack.local_runtime), whose approvals the watchdog sweeps:
+        # its tables are made here, before two processes open it.
+        ledger_url = f"sqlite:///{home / 'ledger.db'}"
+        open_ledger(ledger_url).dispose()
+        dog = start_watchdog(
+            every=5,
+            launch=False,
+            env={"HANDOVER_LEDGER_URL": ledger_url},
+            log=home / "watchdog.log",
+        )
     console.print(
         f"[bold]stack up[/] in {time.monotonic() - t0:.1f} s: Prefect {prefect.url}, "
-        f"sandbox {sb.url}"
+        f"sandbox {sb.url}, watchdog every 5 s"
     )
     intake = None
     try:
@@ -67,6 +81,7 @@ def run(*, keep: bool = False) -> int:
     finally:
         if intake is not None:
             intake.stop()
+        dog.stop()
         sb.stop()
         prefect.stop()
         if not keep:
@@ -92,9 +107,7 @@ def offboarding_story(console: Console, url: str, home: Path) -> Any:
 
     launcher = thread_launcher(offboard)
     intake = serve_app(
-        create_intake(
-            svc, sweep_every=5, launcher=launcher, onboard_launcher=thread_launcher(onboard)
-        ),
+        create_intake(svc, launcher=launcher, onboard_launcher=thread_launcher(onboard)),
         name="intake",
     )
     console.rule("[bold]HR terminates dana.sole@acme.com")

@@ -16,6 +16,7 @@ from cli import (
     onboard_cmd,
     review_cmd,
     runbooks,
+    watchdog_cmd,
 )
 from cli.stack import HOME
 
@@ -38,6 +39,7 @@ app.command("expire")(expire_cmd.expire)
 app.command("review")(review_cmd.review)
 app.command("change")(change_cmd.change)
 app.command("change-email")(change_cmd.change_email)
+app.command("watchdog")(watchdog_cmd.watchdog)
 sandbox_app.command("click")(approvals_cmd.click)
 
 

@@ -8,15 +8,19 @@
 3. Every deployment of ``prefect.yaml`` (``cli.deploy.deploy_all``) and a process worker of
    ``handover-process`` whose environment carries the ``HANDOVER_*`` settings, so flow runs
    reach the same org, Slack, Jira, ledger and roster as the intake.
-4. The intake: HR webhooks start ``offboard/offboard``, Jira webhooks ``onboard/onboard``
+4. The watchdog, a process of its own (``handover watchdog``: cli/watchdog_cmd.py, log
+   ``watchdog.log``): every 30 s it sweeps approvals (escalation, auto-deny, a click's lost
+   wake-up) and starts due HR and Jira events as deployment runs.
+5. The intake: HR webhooks start ``offboard/offboard``, Jira webhooks ``onboard/onboard``
    (``run_deployment`` with the event id as idempotency key), the Extend button of an expiry
-   reminder ``extend-grant/extend-grant``, Slack clicks resume paused runs, and the watchdog
-   sweeps approvals and due events. Schedules (expiry every 15 minutes, hygiene daily, review
-   quarterly) are the server's: the worker runs them.
+   reminder ``extend-grant/extend-grant``, and Slack clicks resume paused runs. Schedules
+   (expiry every 15 minutes, hygiene daily, review quarterly) are the server's: the worker runs
+   them.
 
-Stopping (Ctrl-C or SIGTERM) goes in reverse: intake, worker (with its flow-run processes),
-sandbox, server. A run paused at an approval is then left PAUSED on the server; it cannot be
-resumed once its process is gone, so decide pending approvals (or let them time out) first.
+Stopping (Ctrl-C or SIGTERM) goes in reverse: intake, watchdog, worker (with its flow-run
+processes), sandbox, server. A run paused at an approval is then left PAUSED on the server; it
+cannot be resumed once its process is gone, so decide pending approvals (or let them time out)
+first.
 
 Crash recovery (``cli.recover``): the worker's runs send heartbeats, a server automation marks
 a run whose process died Crashed, and every 30 s this process starts each crashed run again
@@ -38,6 +42,7 @@ from typing import Any
 import httpx
 
 from cli.stack import HOME, serve_app, start_prefect_server, start_sandbox
+from cli.watchdog_cmd import start_watchdog
 
 OFFBOARD_DEPLOYMENT = "offboard/offboard"
 ONBOARD_DEPLOYMENT = "onboard/onboard"
@@ -197,6 +202,9 @@ def up(
             stoppers.append(("worker", worker.stop))
             wait_for_worker(POOL)
             _check(stop)
+            # After the deployments: the watchdog starts due events as their runs.
+            dog = start_watchdog(every=SWEEP_SECONDS, env=env, log=home / "watchdog.log")
+            stoppers.append(("watchdog", dog.stop))
 
             from intake.app import create_intake
             from intake.launch import deployment_launcher
@@ -204,7 +212,6 @@ def up(
             intake = serve_app(
                 create_intake(
                     svc,
-                    sweep_every=SWEEP_SECONDS,
                     launcher=deployment_launcher(OFFBOARD_DEPLOYMENT),
                     onboard_launcher=deployment_launcher(ONBOARD_DEPLOYMENT),
                     extend_launcher=deployment_launcher(EXTEND_DEPLOYMENT),
@@ -219,6 +226,7 @@ def up(
                 f"  Prefect UI   {ui}   (API {server.url}; PREFECT_API_URL for other shells)",
                 f"  database     {'(from --prefect-db-url)' if db_url else home / 'prefect'}",
                 f"  worker       pool {POOL}, log {worker.log}",
+                f"  watchdog     every {SWEEP_SECONDS:g} s, log {dog.log}",
                 f"  deployments  {', '.join(names)}",
                 f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions)",
             ]
@@ -247,6 +255,10 @@ def up(
                     break
                 if not worker.alive():
                     echo(f"error: the worker exited (see {worker.log})")
+                    code = 1
+                    break
+                if not dog.alive():
+                    echo(f"error: the watchdog exited (see {dog.log})")
                     code = 1
                     break
         except _Stopped:

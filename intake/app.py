@@ -18,16 +18,13 @@ check signatures): intake/wire.py.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import re
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
@@ -43,13 +40,12 @@ from approvals.handler import (
     wake_flow,
 )
 from approvals.services import Services
-from approvals.watchdog import sweep
 from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
 from domain.expiry import EXTEND_ACTION, parse_extend_value
 from domain.records import GrantStatus
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
-from intake.launch import Launcher, launch_due
+from intake.launch import Launcher
 from intake.wire import (
     MAX_BODY,
     answers,
@@ -168,48 +164,28 @@ _SLACK_ANSWERS = answers(
 def create_intake(
     svc: Services,
     *,
-    sweep_every: float | None = None,
     launcher: Launcher | None = None,
     onboard_launcher: Launcher | None = None,
     extend_launcher: Launcher | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The intake app over ``svc``; with ``sweep_every`` it also runs the approval watchdog.
+    """The intake app over ``svc``.
 
-    With ``launcher`` (how runs are started: ``intake.launch``) it also takes HR webhooks, and
-    the watchdog starts scheduled HR events when their effective date comes. With
+    With ``launcher`` (how runs are started: ``intake.launch``) it also takes HR webhooks; an
+    event with a future effective date is recorded and started by the watchdog process when
+    the date comes (``handover watchdog``: ``intake.launch.launch_due``). With
     ``onboard_launcher`` it takes Jira access-request webhooks (``POST /hooks/jira``). With
     ``extend_launcher`` the Extend button of a temporary-access reminder (``extend``, value
     ``grant:<id>``) starts an extension run (``extend_grant(grant_id, requester)``).
+
+    The approval watchdog and the launch of due events run in a process of their own
+    (``handover watchdog``: approvals/watchdog.py), not here.
 
     Slack's signature window is checked against ``wall_clock`` (unix seconds), not
     ``svc.clock``: Slack stamps requests with real time, while a test or the sandbox may move
     the services' clock by days.
     """
-    launchers: dict[str, Launcher] = {}
-    if launcher is not None:
-        launchers["hr"] = launcher
-    if onboard_launcher is not None:
-        launchers["jira"] = onboard_launcher
-    stop = threading.Event()
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if sweep_every:
-            threading.Thread(target=watchdog, name="approval-watchdog", daemon=True).start()
-        yield
-        stop.set()
-
-    def watchdog() -> None:
-        while not stop.wait(sweep_every or 60):
-            # The watchdog must outlive a bad sweep; the next one retries.
-            with contextlib.suppress(Exception):
-                sweep(svc)
-            if launchers:
-                with contextlib.suppress(Exception):
-                    launch_due(svc, launchers)
-
-    app = FastAPI(title="Handover intake", version="1", lifespan=lifespan)
+    app = FastAPI(title="Handover intake", version="1")
     slack_secret = svc.settings.slack_signing_secret.get_secret_value()
     app.state.services = svc
     if launcher is not None:

@@ -13,7 +13,9 @@ flow's parameters and returns a reference to the run it started. Two kinds:
   yields the same flow run. It imports only prefect, never the flows.
 
 ``launch_due`` is the sweep that starts scheduled events (effective dates that have come) and
-claims stranded by a crash; each event is taken by a compare-and-set, so it starts once.
+claims stranded by a crash; each event is taken by a compare-and-set, so it starts once. The
+watchdog process runs it after each approval sweep (``handover watchdog``, with deployment
+launchers: cli/watchdog_cmd.py).
 """
 
 from __future__ import annotations

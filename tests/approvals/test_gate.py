@@ -8,9 +8,7 @@ plan hash ignored; timeout → escalation → auto-deny; a double click counted 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -20,9 +18,7 @@ from cli.main import app as cli
 from domain.records import ApprovalState
 from ledger.approvals import get_approval
 from ledger.audit import records, verify
-from sandbox.app import create_app
-from tests.approvals.stack import Stack, make_stack
-from tests.conftest import serve
+from tests.approvals.stack import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -40,18 +36,6 @@ PROD_GRANT = {
     "production_roles": ("manager",),
     "project_admins": ("alice.admin@acme.com", "sofia.lead@acme.com"),
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[object]:
-    sb = serve(create_app(None, seed="demo", rng_seed=3))
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def stack(sandbox: object, tmp_path: Path, prefect_server: str) -> Stack:
-    return make_stack(sandbox, tmp_path)  # type: ignore[arg-type]
 
 
 def test_the_manager_approves_with_one_signed_click(stack: Stack) -> None:

@@ -23,6 +23,7 @@ from httpx import Response
 
 from approvals.policy import load_policy
 from approvals.services import Services
+from approvals.watchdog import run_forever
 from connectors.settings import Settings
 from intake.app import create_intake
 from intake.hooks import sign_hr
@@ -565,22 +566,40 @@ def test_a_claim_stranded_by_a_crash_is_started_by_the_sweep(door: Door) -> None
 
 
 def test_the_watchdog_starts_due_events(tmp_path: Path) -> None:
+    """The watchdog's loop (``handover watchdog``), beside the intake, not inside it."""
     clock = Clock()
     svc = _services(tmp_path, clock)
     rec = Recorder()
-    with TestClient(create_intake(svc, sweep_every=0.05, launcher=rec)) as client:
-        body = json.dumps(event(effective_date="2025-03-04")).encode()
-        r = client.post(
-            "/hooks/hr", content=body, headers=sign_hr(SECRET, body, int(NOW.timestamp()))
-        )
-        assert r.status_code == 202 and r.json()["status"] == "scheduled"
-        time.sleep(0.3)
-        assert rec.launched == []
-        clock.now = datetime(2025, 3, 4, 0, 0, 1, tzinfo=UTC)
-        deadline = time.monotonic() + 10
-        while not rec.launched and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+    stop = threading.Event()
+
+    def due_events() -> None:
+        launch_due(svc, {"hr": rec})
+
+    watchdog = threading.Thread(
+        target=run_forever,
+        args=(svc,),
+        kwargs={"every": 0.05, "stop": stop, "also": [due_events]},
+        daemon=True,
+    )
+    watchdog.start()
+    try:
+        with TestClient(create_intake(svc, launcher=rec)) as client:
+            body = json.dumps(event(effective_date="2025-03-04")).encode()
+            r = client.post(
+                "/hooks/hr", content=body, headers=sign_hr(SECRET, body, int(NOW.timestamp()))
+            )
+            assert r.status_code == 202 and r.json()["status"] == "scheduled"
+            time.sleep(0.3)
+            assert rec.launched == []
+            clock.now = datetime(2025, 3, 4, 0, 0, 1, tzinfo=UTC)
+            deadline = time.monotonic() + 10
+            while not rec.launched and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        watchdog.join(5)
+    assert not watchdog.is_alive()
     assert len(rec.launched) == 1
 
 
