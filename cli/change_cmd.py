@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
 
 CHANGE_EXIT = {**EXIT, "invalid": 2, "waiting_for_acceptance": 0}
@@ -43,9 +44,9 @@ def change(
     module_add: list[str] = typer.Option([], "--module-add", help="grant an add-on module"),
     module_remove: list[str] = typer.Option([], "--module-remove", help="revoke a module"),
     ticket: str = typer.Option("", help="Jira ticket key to comment on"),
-    dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
-    requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    requester: Requester = "operator",
 ) -> None:
     """Mover runbook: narrow or widen scope on *effective* access (groups included)."""
     from flows.change import change_access, validate_change
@@ -71,9 +72,9 @@ def change_email(
     old: str = typer.Argument(..., help="the current address"),
     new: str = typer.Argument(..., help="the new address"),
     ticket: str = typer.Option("", help="Jira ticket key to comment on"),
-    dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
-    requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    requester: Requester = "operator",
 ) -> None:
     """Email change: invite the new address, transfer all content, remove the old one."""
     from flows.email_change import EmailChangeRequest

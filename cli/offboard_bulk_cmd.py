@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from cli.runbooks import EXIT, _bad, read_text_arg, run_flow, validation_message
+from cli.runbooks import EXIT, _bad, batch_summary, read_text_arg, run_flow, validation_message
 
 BULK_EXIT = {**EXIT, "partial": 1}
 STATUS_STYLE = {"done": "green", "nothing_to_do": "green", "ready": "cyan", "failed": "red"}
@@ -55,11 +55,7 @@ def show_members(result: dict[str, Any], lines: dict[int, int]) -> None:
             m["message"],
         )
     c.print(t)
-    counts = ", ".join(f"{k} {n}" for k, n in sorted(result.get("counts", {}).items()))
-    steps: dict[str, int] = {}
-    for s in result["plan"]["steps"]:
-        steps[s["kind"]] = steps.get(s["kind"], 0) + 1
-    c.print(f"leavers: {counts or 'none'}; steps: {steps or 'none'}")
+    c.print(batch_summary(result, noun="leavers"))
     # Entries left out ("#3 …") are rows of the table already.
     for w in [w for w in result.get("warnings", []) if not w.startswith("#")][:20]:
         c.print(f"[yellow]warning:[/] {w}")

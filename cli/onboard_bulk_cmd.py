@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.runbooks import EXIT, _bad, read_text_arg, run_flow
+from cli.runbooks import EXIT, _bad, batch_summary, read_text_arg, run_flow
 
 BULK_EXIT = {**EXIT, "partial": 1}
 STATUS_STYLE = {"done": "green", "nothing_to_do": "green", "ready": "cyan", "failed": "red"}
@@ -48,11 +48,7 @@ def show_rows(result: dict[str, Any]) -> None:
         style = STATUS_STYLE.get(r["status"], "yellow")
         t.add_row(str(r["row"]), r["email"], f"[{style}]{r['status']}[/]", r["message"])
     c.print(t)
-    counts = ", ".join(f"{k} {n}" for k, n in sorted(result.get("counts", {}).items()))
-    steps: dict[str, int] = {}
-    for s in result["plan"]["steps"]:
-        steps[s["kind"]] = steps.get(s["kind"], 0) + 1
-    c.print(f"rows: {counts or 'none'}; steps: {steps or 'none'}")
+    c.print(batch_summary(result, noun="rows"))
     if "elapsed_s" in result:
         c.print(f"elapsed: {result['elapsed_s']} s")
 

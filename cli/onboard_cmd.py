@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
 
 # Statuses of this runbook beyond the shared ones (cli.runbooks.EXIT).
@@ -43,9 +44,9 @@ def onboard(
     idp: bool | None = typer.Option(
         None, "--idp/--no-idp", help="pre-provision in the IdP (default: the setting)"
     ),
-    dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
-    requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    requester: Requester = "operator",
     csv: Path | None = typer.Option(
         None, "--csv", help="a CSV of access requests: every row planned, one approval"
     ),

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from cli.options import AsJson, DryRun, Requester
 from connectors.settings import SettingsError, load_settings
 from domain.runbook import RunbookFailed
 
@@ -110,6 +111,15 @@ def run_flow(
             set_waiting_hook(None)
 
 
+def batch_summary(result: Mapping[str, Any], *, noun: str) -> str:
+    """A batch's outcome in one line: ``<noun>: <status> <count>, …; steps: {kind: count}``."""
+    counts = ", ".join(f"{k} {n}" for k, n in sorted(result.get("counts", {}).items()))
+    steps: dict[str, int] = {}
+    for s in result["plan"]["steps"]:
+        steps[s["kind"]] = steps.get(s["kind"], 0) + 1
+    return f"{noun}: {counts or 'none'}; steps: {steps or 'none'}"
+
+
 def show(result: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result, default=str))
@@ -158,9 +168,9 @@ def offboard(
     emergency: bool = typer.Option(False, help="lock out first, transfer after"),
     receiver: str | None = typer.Option(None, help="who receives their content"),
     keep_project: list[str] = typer.Option([], help="role_change: keep this project"),
-    dry_run: bool = typer.Option(False, help="show the plan; write nothing"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
-    requester: str = typer.Option("operator", help="who asks (never their own approver)"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    requester: Requester = "operator",
     csv: Path | None = typer.Option(
         None, "--csv", help="a file of leavers (CSV with an email column, or one per line)"
     ),

@@ -17,6 +17,17 @@ Production". Status codes map to classes in :func:`error_for_status` only; vendo
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict, Unpack
+
+
+class Where(TypedDict):
+    """Where an error happened: the keyword-only ``system``, ``operation`` and ``subject`` that
+    every error of the tree takes (with ``status_code``, when there was an HTTP answer)."""
+
+    system: str
+    operation: str
+    subject: NotRequired[str | None]
+
 
 class ConnectorError(Exception):
     """Base of every connector error."""
@@ -47,15 +58,11 @@ class TransientError(ConnectorError):
         self,
         message: str,
         *,
-        system: str,
-        operation: str,
         status_code: int | None = None,
-        subject: str | None = None,
         retry_after: float | None = None,
+        **where: Unpack[Where],
     ) -> None:
-        super().__init__(
-            message, system=system, operation=operation, status_code=status_code, subject=subject
-        )
+        super().__init__(message, status_code=status_code, **where)
         self.retry_after = retry_after
 
 
@@ -84,24 +91,11 @@ class CapabilityMissing(PermanentError):
 
 
 def error_for_status(
-    status: int,
-    message: str,
-    *,
-    system: str,
-    operation: str,
-    subject: str | None = None,
-    retry_after: float | None = None,
+    status: int, message: str, *, retry_after: float | None = None, **where: Unpack[Where]
 ) -> ConnectorError:
     """The one mapping from an HTTP status to our error tree."""
     if status == 429 or status >= 500 or status == 408:
-        return TransientError(
-            message,
-            system=system,
-            operation=operation,
-            status_code=status,
-            subject=subject,
-            retry_after=retry_after,
-        )
+        return TransientError(message, status_code=status, retry_after=retry_after, **where)
     cls: type[PermanentError]
     if status in (401, 403):
         cls = AuthError
@@ -111,7 +105,7 @@ def error_for_status(
         cls = ConflictError
     else:
         cls = InvalidRequestError
-    return cls(message, system=system, operation=operation, status_code=status, subject=subject)
+    return cls(message, status_code=status, **where)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -72,7 +72,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -81,19 +80,10 @@ from starlette.concurrency import run_in_threadpool
 
 from approvals.services import Services
 from domain.models import PlainEmail, visible
-from intake.launch import Launcher, start_event
-from intake.wire import (
-    MAX_BODY,
-    answers,
-    header,
-    inline_schema,
-    invalid,
-    raw_body_doc,
-    read_capped,
-    refuse,
-    too_large,
-)
-from ledger.events import SCHEDULED, STARTED, EventRecord, claim_event
+from intake.deliveries import HEX64, Claim, claim_and_start, hmac_hex, read_signed, standing
+from intake.launch import Launcher
+from intake.wire import answers, header, inline_schema, raw_body_doc, refuse
+from ledger.events import EventRecord
 
 WINDOW_SECONDS = 300
 SOURCE = "hr"
@@ -110,7 +100,6 @@ RISK_TYPES = ("employee.terminated", "contract.ended")
 
 log = logging.getLogger("handover.intake")
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 HrEmail = Annotated[
@@ -274,7 +263,7 @@ def sign_hr(secret: str, body: bytes, t: int | None = None) -> dict[str, str]:
     ``secret`` sends.
     """
     ts = int(time.time()) if t is None else int(t)
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    mac = hmac_hex(secret, f"{ts}.".encode() + body)
     return {SIGNATURE_HEADER: f"t={ts},v1={mac}", "Content-Type": "application/json"}
 
 
@@ -299,9 +288,9 @@ def check_signature(secret: str, header: str, body: bytes, *, now: float) -> str
             "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.' + body>"
         )
     ts = stamps[0][:20]
-    expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    expected = hmac_hex(secret, f"{ts}.".encode() + body)
     # Only well-formed candidates reach compare_digest (it takes ASCII), at most a few of them.
-    candidates = [m.lower() for m in macs[:5] if _HEX64.fullmatch(m)]
+    candidates = [m.lower() for m in macs[:5] if HEX64.fullmatch(m)]
     if not any(hmac.compare_digest(expected, m) for m in candidates):
         return "signature does not match (HMAC-SHA256 of '<t>.' + the raw body)"
     if abs(now - int(ts)) > WINDOW_SECONDS:
@@ -319,20 +308,6 @@ class HrAnswer(BaseModel):
     at: datetime | None = Field(None, description="when a scheduled event starts")
     duplicate: bool = Field(False, description="true: this event was received before")
     warnings: list[str] = Field(default_factory=list)
-
-
-def _state(ev: EventRecord, *, duplicate: bool, warnings: list[str]) -> dict[str, Any]:
-    """How an event stands, as answered to the sender (``HrAnswer``)."""
-    out: dict[str, Any] = {"ok": True, "event_id": ev.event_id, "status": ev.status}
-    if ev.status == SCHEDULED and ev.scheduled_at is not None:
-        out["at"] = ev.scheduled_at.isoformat()
-    elif ev.status == STARTED:
-        out["run"] = ev.run_ref or None  # None: its launch is still under way
-    if duplicate:
-        out["duplicate"] = True
-    if warnings:
-        out["warnings"] = warnings
-    return out
 
 
 _OPENAPI = raw_body_doc(
@@ -370,73 +345,56 @@ def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
         at = event.effective_date
         # A security risk is locked out now, whatever date HR gave.
         later = at is not None and at > now and not event.security_risk
-        params = event.flow_params()
-        warnings = event.warnings()
-        ev, new = claim_event(
-            svc.ledger,
-            SOURCE,
-            event.event_id,
-            payload_digest=event.digest(),
-            now=now,
+        claim = Claim(
+            source=SOURCE,
+            event_id=event.event_id,
+            digest=event.digest(),
             kind=event.type,
-            params=params,
+            params=event.flow_params(),
             scheduled_at=at if later else None,
+            warnings=event.warnings(),
         )
-        if not new:
-            if ev.payload_digest != event.digest():
+
+        def repeated(ev: EventRecord) -> JSONResponse:
+            if ev.payload_digest != claim.digest:
                 return refuse(
                     409,
                     f"event {event.event_id} was already received with different content; "
                     "a new event needs a new event_id",
                 )
-            return JSONResponse(_state(ev, duplicate=True, warnings=warnings), status_code=200)
-        if later:
-            log.info("HR event %s (%s) scheduled for %s", event.event_id, event.type, at)
-            return JSONResponse(_state(ev, duplicate=False, warnings=warnings), status_code=202)
-        try:
-            ref = start_event(
-                svc.ledger, launcher, SOURCE, event.event_id, params, forget_on_failure=True
+            return JSONResponse(
+                standing(ev, duplicate=True, warnings=claim.warnings), status_code=200
             )
-        except Exception as exc:
-            # Forgotten: the sender retries on a 5xx and its retry claims the event afresh.
-            log.error("HR event %s: could not start the run: %s", event.event_id, exc)
-            return refuse(503, "could not start the run; retry later")
-        log.info(
-            "HR event %s (%s%s) started run %s",
-            event.event_id,
-            event.type,
-            ", security risk: emergency" if event.security_risk else "",
-            ref,
+
+        risk = ", security risk: emergency" if event.security_risk else ""
+        return claim_and_start(
+            svc,
+            launcher,
+            claim,
+            now=now,
+            label="HR",
+            repeated=repeated,
+            detail=f" ({event.type}{risk})",
         )
-        out: dict[str, Any] = {"ok": True, "event_id": event.event_id, "status": STARTED}
-        out["run"] = ref
-        if warnings:
-            out["warnings"] = warnings
-        return JSONResponse(out, status_code=202)
 
     @router.post("/hooks/hr", openapi_extra=_OPENAPI, responses=_ANSWERS)
     async def hr_hook(request: Request) -> JSONResponse:
         """An HR event (``HrEvent``), signed: starts or schedules one offboarding, once."""
-        raw = await read_capped(request, MAX_BODY)
-        if raw is None:
-            return too_large()
-        secret = svc.settings.hr_webhook_secret.get_secret_value()
-        if not secret:
-            # An empty key would make every signature forgeable: refuse to take events at all.
-            return refuse(503, "the HR webhook secret is not configured")
-        why = check_signature(
-            secret, request.headers.get(SIGNATURE_HEADER, ""), raw, now=svc.clock().timestamp()
+        got = await read_signed(
+            request,
+            HrEvent,
+            secret=svc.settings.hr_webhook_secret,
+            unset="the HR webhook secret is not configured",
+            signature_header=SIGNATURE_HEADER,
+            verify=lambda key, given, raw: check_signature(
+                key, given, raw, now=svc.clock().timestamp()
+            ),
+            what="HR event",
+            whole="event",
         )
-        if why:
-            return refuse(401, why)
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            return refuse(400, "the body is not JSON (UTF-8)")
-        try:
-            event = HrEvent.model_validate(data)
-        except ValidationError as exc:
-            return invalid("HR event", exc, whole="event")
+        if isinstance(got, JSONResponse):
+            return got
+        event, _ = got
         return await run_in_threadpool(accept, event)
 
     return router

@@ -27,30 +27,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import logging
-import re
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from approvals.services import Services
-from intake.launch import Launcher, start_event
-from intake.wire import (
-    MAX_BODY,
-    answers,
-    header,
-    inline_schema,
-    invalid,
-    raw_body_doc,
-    read_capped,
-    refuse,
-    too_large,
-)
-from ledger.events import STARTED, claim_event
+from intake.deliveries import HEX64, Claim, claim_and_start, hmac_hex, read_signed
+from intake.launch import Launcher
+from intake.wire import answers, header, inline_schema, raw_body_doc
+from ledger.events import EventRecord
 
 SOURCE = "jira"
 SIGNATURE_HEADER = "X-Hub-Signature"
@@ -59,15 +47,13 @@ EVENTS = {"jira:issue_created", "jira:issue_updated"}
 # A Jira issue key: the project key (ASCII capitals, digits, underscores), a hyphen, a number.
 JIRA_KEY = r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,9}$"
 
-log = logging.getLogger("handover.intake")
-
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
 
 def sign_jira(secret: str, body: bytes) -> dict[str, str]:
     """The headers of a signed Jira webhook delivery of ``body`` (tests, the demo)."""
-    mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {SIGNATURE_HEADER: f"sha256={mac}", "Content-Type": "application/json"}
+    return {
+        SIGNATURE_HEADER: f"sha256={hmac_hex(secret, body)}",
+        "Content-Type": "application/json",
+    }
 
 
 def check_jira_signature(secret: str, header: str, body: bytes) -> str | None:
@@ -76,10 +62,9 @@ def check_jira_signature(secret: str, header: str, body: bytes) -> str | None:
         return f"missing {SIGNATURE_HEADER} header"
     scheme, sep, given = header.strip().partition("=")
     # compare_digest takes ASCII only: anything but 64 hex digits is refused before it.
-    if not sep or scheme.lower() != "sha256" or not _HEX64.fullmatch(given.strip()):
+    if not sep or scheme.lower() != "sha256" or not HEX64.fullmatch(given.strip()):
         return f"{SIGNATURE_HEADER} must be sha256=<64 hex digits>"
-    want = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, given.strip().lower()):
+    if not hmac.compare_digest(hmac_hex(secret, body), given.strip().lower()):
         return "invalid signature"
     return None
 
@@ -157,59 +142,40 @@ def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
     """The ``POST /hooks/jira`` route over ``svc``; runs are started through ``launcher``."""
     router = APIRouter()
 
-    def accept(key: str, event: str, event_id: str, digest: str) -> JSONResponse:
-        params = {"ticket": key}
-        ev, new = claim_event(
-            svc.ledger,
-            SOURCE,
-            event_id,
-            payload_digest=digest,
-            now=svc.clock(),
-            kind=event,
-            params=params,
-        )
-        if not new:
-            return JSONResponse(
-                {"ok": True, "event_id": event_id, "duplicate": True, "run": ev.run_ref or None}
-            )
-        try:
-            ref = start_event(
-                svc.ledger, launcher, SOURCE, event_id, params, forget_on_failure=True
-            )
-        except Exception as exc:
-            log.error("Jira event %s: could not start the run: %s", event_id, exc)
-            return refuse(503, "could not start the run; retry later")
-        log.info("Jira event %s started run %s", event_id, ref)
+    def repeated(ev: EventRecord) -> JSONResponse:
         return JSONResponse(
-            {"ok": True, "event_id": event_id, "status": STARTED, "run": ref}, status_code=202
+            {"ok": True, "event_id": ev.event_id, "duplicate": True, "run": ev.run_ref or None}
         )
 
     @router.post("/hooks/jira", openapi_extra=_OPENAPI, responses=_ANSWERS)
     async def jira_hook(request: Request) -> JSONResponse:
         """A Jira webhook (``JiraWebhook``), signed: an Access Request starts one onboarding."""
-        raw = await read_capped(request, MAX_BODY)
-        if raw is None:
-            return too_large()
-        secret = svc.settings.jira_webhook_secret.get_secret_value()
-        if not secret:
-            return refuse(503, "the Jira webhook secret is not configured")
-        why = check_jira_signature(secret, request.headers.get(SIGNATURE_HEADER, ""), raw)
-        if why:
-            return refuse(401, why)
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            return refuse(400, "the body is not JSON (UTF-8)")
-        try:
-            hook = JiraWebhook.model_validate(data)
-        except ValidationError as exc:
-            return invalid("Jira webhook", exc)
+        got = await read_signed(
+            request,
+            JiraWebhook,
+            secret=svc.settings.jira_webhook_secret,
+            unset="the Jira webhook secret is not configured",
+            signature_header=SIGNATURE_HEADER,
+            verify=check_jira_signature,
+            what="Jira webhook",
+        )
+        if isinstance(got, JSONResponse):
+            return got
+        hook, raw = got
         if not hook.acted_on or hook.issue is None:
             return JSONResponse({"ok": True, "ignored": hook.webhookEvent})
         digest = hashlib.sha256(raw).hexdigest()
         # Only signed content names the delivery (see the module docstring, step 4).
         stamp = str(hook.timestamp) if hook.timestamp is not None else f"sha256:{digest[:32]}"
-        event_id = f"{hook.issue.key}:{hook.webhookEvent}:{stamp}"
-        return await run_in_threadpool(accept, hook.issue.key, hook.webhookEvent, event_id, digest)
+        claim = Claim(
+            source=SOURCE,
+            event_id=f"{hook.issue.key}:{hook.webhookEvent}:{stamp}",
+            digest=digest,
+            kind=hook.webhookEvent,
+            params={"ticket": hook.issue.key},
+        )
+        return await run_in_threadpool(
+            claim_and_start, svc, launcher, claim, now=svc.clock(), label="Jira", repeated=repeated
+        )
 
     return router

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.records import ApprovalRequest, ApprovalState, Decision
-from ledger.db import LedgerBase, LedgerDB
+from ledger.db import LedgerBase, LedgerDB, get_row, update_row
 
 
 class ApprovalRow(LedgerBase):
@@ -69,9 +69,7 @@ def create_approval(db: LedgerDB, req: ApprovalRequest) -> ApprovalRequest:
 
 def get_approval(db: LedgerDB, approval_id: str) -> ApprovalRequest:
     with db.sessions() as s:
-        row = s.get(ApprovalRow, approval_id)
-        if row is None:
-            raise KeyError(f"no approval {approval_id}")
+        row = get_row(s, ApprovalRow, approval_id, what="approval")
         ds = list(
             s.scalars(
                 select(DecisionRow)
@@ -96,8 +94,7 @@ def add_decision(db: LedgerDB, approval_id: str, decision: Decision) -> bool:
     click counts once)."""
     try:
         with db.session() as s:
-            if s.get(ApprovalRow, approval_id) is None:
-                raise KeyError(f"no approval {approval_id}")
+            get_row(s, ApprovalRow, approval_id, what="approval")
             s.add(DecisionRow(approval_id=approval_id, **decision.model_dump()))
         return True
     except IntegrityError:
@@ -106,11 +103,7 @@ def add_decision(db: LedgerDB, approval_id: str, decision: Decision) -> bool:
 
 def update_approval(db: LedgerDB, approval_id: str, **changes: Any) -> ApprovalRequest:
     with db.session() as s:
-        row = s.get(ApprovalRow, approval_id)
-        if row is None:
-            raise KeyError(f"no approval {approval_id}")
-        for k, v in changes.items():
-            setattr(row, k, v.value if isinstance(v, ApprovalState) else v)
+        update_row(s, ApprovalRow, approval_id, changes, what="approval")
     return get_approval(db, approval_id)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.runbook import ApprovedPlan, Case, CaseStatus
-from ledger.db import LedgerBase, LedgerDB
+from ledger.db import LedgerBase, LedgerDB, get_row
 
 
 class CaseRow(LedgerBase):
@@ -161,9 +161,7 @@ def update_case(
     """Record the case's ticket, its approved plan, or how it ended (``outcome`` with
     ``closed_at`` closes it)."""
     with db.session() as s:
-        row = s.get(CaseRow, case_id)
-        if row is None:
-            raise KeyError(f"no case {case_id}")
+        row = get_row(s, CaseRow, case_id, what="case")
         if ticket is not None:
             row.ticket = ticket
         if approved_plan is not None:

@@ -6,11 +6,12 @@ Appends to the audit chain must be serialised across processes: SQLite transacti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import JSON, DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
@@ -42,6 +43,36 @@ class LedgerBase(DeclarativeBase):
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
+
+
+R = TypeVar("R", bound=LedgerBase)
+
+
+def get_row(s: Session, model: type[R], key: Any, *, what: str) -> R:
+    """The row of ``model`` with primary key ``key``.
+
+    Raises:
+        KeyError: ``no <what> <key>``: there is none.
+    """
+    row = s.get(model, key)
+    if row is None:
+        raise KeyError(f"no {what} {key}")
+    return row
+
+
+def update_row(
+    s: Session, model: type[R], key: Any, changes: Mapping[str, object], *, what: str
+) -> R:
+    """The row of ``model`` with primary key ``key``, each column of ``changes`` set on it (an
+    enum member is stored as its value).
+
+    Raises:
+        KeyError: ``no <what> <key>``: there is none.
+    """
+    row = get_row(s, model, key, what=what)
+    for column, value in changes.items():
+        setattr(row, column, value.value if isinstance(value, Enum) else value)
+    return row
 
 
 def make_engine(url: str) -> Engine:

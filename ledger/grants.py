@@ -8,7 +8,7 @@ from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.records import Grant, GrantStatus
-from ledger.db import LedgerBase, LedgerDB
+from ledger.db import LedgerBase, LedgerDB, update_row
 
 
 class GrantRow(LedgerBase):
@@ -74,10 +74,6 @@ def grants(
 def set_grant(db: LedgerDB, grant_id: int, **changes: object) -> Grant:
     """Update a grant's status, end or reminder mark (the caller records the audit event)."""
     with db.session() as s:
-        row = s.get(GrantRow, grant_id)
-        if row is None:
-            raise KeyError(f"no grant {grant_id}")
-        for k, v in changes.items():
-            setattr(row, k, v.value if isinstance(v, GrantStatus) else v)
+        row = update_row(s, GrantRow, grant_id, changes, what="grant")
         s.flush()
         return _model(row)

@@ -16,9 +16,10 @@ answer (``{"changed": …}``, 409 on a duplicate invite, 404 on a missing invita
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from connectors.capabilities import InviteSpec
 from connectors.http import HttpApi
@@ -54,6 +55,8 @@ from domain.models import (
 )
 
 MEMBER_PAGE = 1000
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class SandboxOrg(SandboxContent):
@@ -226,14 +229,9 @@ class SandboxOrg(SandboxContent):
         Raises:
             NotFoundError: no such member.
         """
-        who = norm(email)
-        data = self.admin.json(
-            "GET",
-            f"/members/{segment(who)}/effective-roles",
-            operation="effective_access",
-            subject=who,
+        page = self._member(
+            "GET", email, "/effective-roles", AdminEffectiveRoles, operation="effective_access"
         )
-        page = parse(AdminEffectiveRoles, data, operation="effective_access", subject=who)
         return [p.to_grant() for p in page.projects]
 
     def set_org_role(self, email: str, role: Role) -> WriteResult:
@@ -243,15 +241,14 @@ class SandboxOrg(SandboxContent):
             ConflictError: demoting the sole Admin of the org or of a project.
             NotFoundError: no such member.
         """
-        who = norm(email)
-        data = self.admin.json(
+        change = self._member(
             "PUT",
-            f"/members/{segment(who)}/org-role",
+            email,
+            "/org-role",
+            AdminChange,
             operation="set_org_role",
-            subject=who,
             json={"role": role.value},
         )
-        change = parse(AdminChange, data, operation="set_org_role", subject=who)
         return _change_result(change, f"already {role.value}")
 
     def set_project_role(self, email: str, project: str, role: Role | None) -> WriteResult:
@@ -287,11 +284,7 @@ class SandboxOrg(SandboxContent):
         Raises:
             NotFoundError: no such member.
         """
-        who = norm(email)
-        data = self.admin.json(
-            "GET", f"/members/{segment(who)}", operation="get_modules", subject=who
-        )
-        return list(parse(AdminMember, data, operation="get_modules", subject=who).modules)
+        return list(self._member("GET", email, "", AdminMember, operation="get_modules").modules)
 
     def set_modules(
         self, email: str, *, grant: Iterable[Module] = (), revoke: Iterable[Module] = ()
@@ -301,18 +294,17 @@ class SandboxOrg(SandboxContent):
         Raises:
             NotFoundError: no such member.
         """
-        who = norm(email)
         add, remove = [m.value for m in grant], [m.value for m in revoke]
         if not add and not remove:
             return WriteResult.noop("no module to change")
-        data = self.admin.json(
+        result = self._member(
             "PUT",
-            f"/members/{segment(who)}/modules",
+            email,
+            "/modules",
+            AdminModules,
             operation="set_modules",
-            subject=who,
             json={"add": add, "remove": remove},
         )
-        result = parse(AdminModules, data, operation="set_modules", subject=who)
         modules = [m.value for m in result.modules]
         if not result.changed:
             return WriteResult.noop("modules already so", modules=modules)
@@ -363,6 +355,23 @@ class SandboxOrg(SandboxContent):
             ConflictError: the removal would leave a project without an Admin.
         """
         return self.scim.remove_group_members(group_id, emails)
+
+    def _member(
+        self,
+        method: str,
+        email: str,
+        tail: str,
+        model: type[M],
+        *,
+        operation: str,
+        json: dict[str, Any] | None = None,
+    ) -> M:
+        """``method /members/<email><tail>`` (about that member), the answer parsed as ``model``."""
+        who = norm(email)
+        data = self.admin.json(
+            method, f"/members/{segment(who)}{tail}", operation=operation, subject=who, json=json
+        )
+        return parse(model, data, operation=operation, subject=who)
 
 
 def _change_detail(change: AdminChange) -> dict[str, Any]:

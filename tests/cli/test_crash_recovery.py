@@ -20,25 +20,18 @@ import pytest
 from sqlalchemy import select
 
 from approvals.handler import decide
-from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
+from cli.deploy import PREFECT_YAML, deploy_all
 from cli.recover import AUTOMATION, ensure_crash_detection, resume_crashed
-from cli.stack import Running, local_runtime
 from ledger.approvals import list_approvals
 from ledger.audit import AuditRow
-from tests.cli.deploy_stack import wait_for
+from tests.cli.deploy_stack import DeployStack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 EMAIL = "dana.sole@acme.com"
 
 
-def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(
-    prefect_server: str,
-    sandbox: Running,
-    worker_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> None:
+def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(stack: DeployStack) -> None:
     from prefect.automations import Automation
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -46,33 +39,27 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(
     # Detection after 45 s without a heartbeat (30 s apart) keeps the test short; deploy_all
     # keeps an automation that exists (production: 90 s).
     ensure_crash_detection(within=45)
-    deploy_all(PREFECT_YAML, env=worker_env)
+    deploy_all(PREFECT_YAML, env=stack.env)
     assert Automation.read(name=AUTOMATION).trigger.within.total_seconds() == 45
     admin = httpx.Client(
-        base_url=f"{sandbox.url}/admin/v1",
+        base_url=f"{stack.url}/admin/v1",
         headers={"Authorization": "Bearer sandbox-admin-token"},
     )
     assert admin.get(f"/members/{EMAIL}").status_code == 200
 
-    w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
-    request.addfinalizer(w.stop)
-    wait_for_worker(POOL)
+    w = stack.worker()
     run = run_deployment(
         "offboard/offboard",
         parameters={"email": EMAIL, "reason": "termination", "requester": "it.ops@acme.com"},
         timeout=0,
     )
-    _rt, svc = local_runtime(sandbox.url, tmp_path)
+    _rt, svc = stack.runtime()
 
     def state(run_id: UUID) -> Any:
         with get_client(sync_client=True) as c:
             return c.read_flow_run(run_id).state
 
-    try:
-        wait_for("the run to pause at the gate", lambda: state(run.id).is_paused(), timeout=120)
-    except AssertionError:
-        print((tmp_path / "worker.log").read_text()[-6000:])
-        raise
+    stack.wait("the run to pause at the gate", lambda: state(run.id).is_paused(), timeout=120)
     (appr,) = [a for a in list_approvals(svc.ledger) if a.subject == EMAIL]
     # A run waiting at its gate is alive (its process keeps sending heartbeats): past the
     # detection window it is still Paused, not Crashed.
@@ -98,17 +85,16 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(
     t_crashed = time.monotonic() - t_kill
     assert crashed
     Path("/tmp/crash_msg.txt").write_text(repr(state(run.id).message))
-    w2 = start_worker(POOL, env=worker_env, log=tmp_path / "worker2.log")
-    request.addfinalizer(w2.stop)
-    wait_for_worker(POOL)
+    stack.worker("worker2.log")
     (resumed,) = [r for r in resume_crashed() if r.crashed == str(run.id)]
     assert not [r for r in resume_crashed() if r.crashed == str(run.id)], "started twice"
     new_id = UUID(resumed.run)
-    try:
-        wait_for("the resumed run to finish", lambda: state(new_id).is_final(), timeout=150)
-    except AssertionError:
-        print((tmp_path / "worker2.log").read_text()[-6000:])
-        raise
+    stack.wait(
+        "the resumed run to finish",
+        lambda: state(new_id).is_final(),
+        timeout=150,
+        log="worker2.log",
+    )
     assert state(new_id).is_completed(), state(new_id)
     assert admin.get(f"/members/{EMAIL}").status_code == 404
     # One approval, approved by the click given while nothing ran; nobody asked twice.

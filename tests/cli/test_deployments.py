@@ -9,28 +9,20 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
-from cli.stack import Running, local_runtime
-from tests.cli.deploy_stack import wait_for
+from cli.deploy import POOL, PREFECT_YAML, deploy_all
+from tests.cli.deploy_stack import DeployStack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 EMAIL = "dana.sole@acme.com"
 
 
-def test_deploy_and_one_run_per_hr_event(
-    prefect_server: str,
-    sandbox: Running,
-    worker_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> None:
+def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
@@ -43,7 +35,7 @@ def test_deploy_and_one_run_per_hr_event(
     from ledger.approvals import list_approvals
 
     t0 = time.monotonic()
-    names = deploy_all(PREFECT_YAML, env=worker_env)
+    names = deploy_all(PREFECT_YAML, env=stack.env)
     t_deploy = time.monotonic() - t0
     by_name = {n.split("/", 1)[1]: n for n in names}
     assert set(by_name) == {
@@ -79,7 +71,7 @@ def test_deploy_and_one_run_per_hr_event(
         review = only("access-review")
         assert isinstance(review, CronSchedule)
         assert review.cron == "0 6 1 1,4,7,10 *"
-        assert deps["access-review"].parameters["roster"] == worker_env["HANDOVER_ROSTER"]
+        assert deps["access-review"].parameters["roster"] == stack.env["HANDOVER_ROSTER"]
         for short in ("offboard", "offboard-bulk", "onboard", "change-access", "extend-grant"):
             assert not deps[short].schedules  # started by events, not by time
         offboard_id = deps["offboard"].id
@@ -98,13 +90,11 @@ def test_deploy_and_one_run_per_hr_event(
         )
 
     # A real process worker, with the sandbox's settings and a tmp ledger.
-    w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
-    request.addfinalizer(w.stop)
-    wait_for_worker(POOL)
+    stack.worker()
 
     # The intake in this process reads the same ledger; runs go through the deployment.
-    _rt, svc = local_runtime(sandbox.url, tmp_path)
-    assert str(svc.settings.ledger_database_url()) == worker_env["HANDOVER_LEDGER_URL"]
+    _rt, svc = stack.runtime()
+    assert str(svc.settings.ledger_database_url()) == stack.env["HANDOVER_LEDGER_URL"]
     launcher = deployment_launcher("offboard/offboard")
     body = json.dumps(
         {
@@ -149,11 +139,7 @@ def test_deploy_and_one_run_per_hr_event(
             assert not (fr.state and fr.state.is_final()), f"run ended: {fr.state}"
             return fr if fr.state and fr.state.is_paused() else None
 
-        try:
-            wait_for("the run to pause at the gate", paused, timeout=90)
-        except AssertionError:
-            print((tmp_path / "worker.log").read_text()[-6000:])
-            raise
+        stack.wait("the run to pause at the gate", paused, timeout=90)
         t_paused = time.monotonic() - t1
         appr = wait_for(
             "its approval in the worker's ledger",

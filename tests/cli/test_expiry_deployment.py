@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -31,9 +30,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cli.approvals_cmd import block_actions_body, sign
-from cli.deploy import POOL, PREFECT_YAML, deploy_all, start_worker, wait_for_worker
-from cli.stack import Running, local_runtime
-from tests.cli.deploy_stack import wait_for
+from cli.deploy import PREFECT_YAML, deploy_all
+from tests.cli.deploy_stack import DeployStack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -72,11 +70,7 @@ def signed(secret: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]
 
 
 def test_expiry_reminder_extension_and_revocation_on_the_worker(
-    prefect_server: str,
-    sandbox: Running,
-    worker_env: dict[str, str],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    stack: DeployStack, request: pytest.FixtureRequest
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
@@ -90,15 +84,13 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     from ledger.grants import grants, record_grant
 
     t_start = time.monotonic()
-    deploy_all(PREFECT_YAML, env=worker_env)
+    deploy_all(PREFECT_YAML, env=stack.env)
     t_deploy = time.monotonic() - t_start
-    w = start_worker(POOL, env=worker_env, log=tmp_path / "worker.log")
-    request.addfinalizer(w.stop)
-    wait_for_worker(POOL)
+    stack.worker()
 
     # The ledger the worker uses, and the org it acts on, seen from this process.
-    rt, svc = local_runtime(sandbox.url, tmp_path)
-    assert str(svc.settings.ledger_database_url()) == worker_env["HANDOVER_LEDGER_URL"]
+    rt, svc = stack.runtime()
+    assert str(svc.settings.ledger_database_url()) == stack.env["HANDOVER_LEDGER_URL"]
     secret = svc.settings.slack_signing_secret.get_secret_value()
 
     def staging() -> list[Any]:
@@ -116,7 +108,7 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
         summary=f"Temporary Staging Manager for {CARLA}",
         description=f"email: {CARLA}",
     ).key
-    t0 = sandbox_now(sandbox.url)
+    t0 = sandbox_now(stack.url)
     g = record_grant(
         rt.ledger,
         Grant(
@@ -158,18 +150,14 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
             )
             return r if r.state and r.state.is_completed() else None
 
-        try:
-            return wait_for(f"the sweep at {now} on the worker", completed, timeout=timeout)
-        except AssertionError:
-            print((tmp_path / "worker.log").read_text()[-6000:])
-            raise
+        return stack.wait(f"the sweep at {now} on the worker", completed, timeout=timeout)
 
     # (1) The first sweep: the 3-day reminder (it ends in 2 days), with Extend.
     t1 = time.monotonic()
     scheduled_sweep(t0)
     t_remind = time.monotonic() - t1
-    assert extend_buttons(sandbox.url, CARLA) == [f"grant:{gid}"]
-    assert extend_buttons(sandbox.url, SPONSOR) == [f"grant:{gid}"]
+    assert extend_buttons(stack.url, CARLA) == [f"grant:{gid}"]
+    assert extend_buttons(stack.url, SPONSOR) == [f"grant:{gid}"]
     assert the_grant(gid).last_reminder == "3d"
     assert staging()[0].role is Role.MANAGER
 
@@ -228,10 +216,10 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
 
     # (3) 40 days later (nothing ran meanwhile): the next sweep, at the org's time, revokes.
     r = httpx.post(
-        f"{sandbox.url}/_sandbox/clock", json={"advance_days": 40}, headers=ADMIN, timeout=10
+        f"{stack.url}/_sandbox/clock", json={"advance_days": 40}, headers=ADMIN, timeout=10
     )
     assert r.status_code == 200, r.text
-    later = sandbox_now(sandbox.url)
+    later = sandbox_now(stack.url)
     assert later - t0 >= timedelta(days=40)
     t3 = time.monotonic()
     scheduled_sweep(later)

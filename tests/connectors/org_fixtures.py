@@ -24,9 +24,9 @@ from connectors.org import AmplitudeScim, SandboxOrg
 from connectors.rate import TokenBucket
 from connectors.settings import Settings
 from sandbox.app import create_app
-from sandbox.org.models import Asset, Project
 from sandbox.org.service import OrgService
 from tests.conftest import ORG_ADMIN, serve
+from tests.sandbox.orgkit import add_asset, add_project
 
 FAST = 60_000.0  # requests/min of a test's own client-side bucket: never the bottleneck
 
@@ -73,27 +73,10 @@ class OrgWorld:
 
     # ------------------------------------------------------------------ rows (no API for them)
     def project(self, name: str, environment: str = "production") -> int:
-        with self.app.state.world.db.session() as s:
-            p = Project(name=name, environment=environment)
-            s.add(p)
-            s.flush()
-            return p.id
+        return add_project(self.app, name, environment)
 
     def asset(self, owner: str | None, project_id: int, *, kind: str = "dashboard") -> str:
-        world = self.app.state.world
-        now = world.clock.now()
-        with world.db.session() as s:
-            a = Asset(
-                kind=kind,
-                name=f"{kind} of {owner}",
-                project_id=project_id,
-                owner_email=owner,
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(a)
-            s.flush()
-            return str(a.id)
+        return str(add_asset(self.app, owner, project_id, kind=kind))
 
     def many_invitees(self, emails: list[str]) -> None:
         """Invite many people at once through the backend's own rules (no HTTP round trips)."""

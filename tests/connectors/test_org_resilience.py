@@ -32,11 +32,16 @@ from tests.connectors.org_fixtures import OrgWorld
 inproc_world = org_fixtures.inproc_world
 
 
-def test_transient_faults_are_retried_until_every_call_succeeds(inproc_world: OrgWorld) -> None:
-    w = inproc_world
+def prod_team(w: OrgWorld) -> None:
+    """The set-up of these tests: project Prod, the org admin boss@x.com, and a@x.com."""
     w.project("Prod")
     w.join("boss@x.com", org_role="admin")
     w.join("a@x.com")
+
+
+def test_transient_faults_are_retried_until_every_call_succeeds(inproc_world: OrgWorld) -> None:
+    w = inproc_world
+    prod_team(w)
     gid = w.group("Readers", projects={"Prod": "viewer"})
     w.faults(fault_rate=0.5)  # half of all API calls answer 500/502/503 (seeded rng)
     org = w.sandbox_org(attempts=12)
@@ -57,9 +62,7 @@ def test_writes_converge_when_the_answer_is_lost_after_the_change(
     inproc_world: OrgWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
     w = inproc_world
-    w.project("Prod")
-    w.join("boss@x.com", org_role="admin")
-    w.join("a@x.com")
+    prod_team(w)
     key_id, old = w.key("Prod ingestion", "Prod", ["a@x.com"])
     # Every fault happens after the backend applied the request: the retry meets the new state.
     w.faults(fault_rate=0.5, fault_after=1.0)
@@ -89,9 +92,7 @@ def test_a_rotation_with_an_idempotency_key_happens_once_whatever_is_retried(
     inproc_world: OrgWorld,
 ) -> None:
     w = inproc_world
-    w.project("Prod")
-    w.join("boss@x.com", org_role="admin")
-    w.join("a@x.com")
+    prod_team(w)
     key_id, old = w.key("Prod ingestion", "Prod", ["a@x.com"])
     # Every answer is lost after the rotation was applied, until the client has retried 3 times.
     w.faults(fault_rate=0.75, fault_after=1.0)

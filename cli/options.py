@@ -1,0 +1,13 @@
+"""The options every runbook command takes (offboard, onboard, change, change-email), declared
+once so that they read and behave the same everywhere: ``dry_run: DryRun = False``,
+``as_json: AsJson = False``, ``requester: Requester = "operator"``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+DryRun = Annotated[bool, typer.Option(help="show the plan; write nothing")]
+AsJson = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
+Requester = Annotated[str, typer.Option(help="who asks (never their own approver)")]
