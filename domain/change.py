@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,27 +28,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.models import Email, Member, Module, PermissionGroup, Project, ProjectGrant, Role
 from domain.plan import eligible
 from domain.runbook import PlanStep, RunbookPlan
+from domain.steps import (
+    ChangeKind as ChangeKind,  # the step kinds of a change of access or email, named here too
+)
+from domain.steps import ChangeParams
 
 PRODUCTION = "production"
-
-
-class ChangeKind(StrEnum):
-    SET_PROJECT_ROLE = "set_project_role"
-    REMOVE_PROJECT_ROLE = "remove_project_role"
-    REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
-    ADD_GROUP_MEMBERSHIP = "add_group_membership"
-    SET_ORG_ROLE = "set_org_role"
-    GRANT_MODULES = "grant_modules"
-    REVOKE_MODULES = "revoke_modules"
-    INVITE_MEMBER = "invite_member"
-    TRANSFER_CONTENT = "transfer_content"
-    REMOVE_MEMBER = "remove_member"
 
 
 class ChangeStep(PlanStep):
     """One step of a change of access or email; ``id`` is ``kind:target``."""
 
     kind: ChangeKind
+    params: ChangeParams
     widening: bool = False
 
 

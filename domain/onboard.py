@@ -44,20 +44,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.models import AccessRequest, IdpUser, Invitation, Member, Module, Project, Role
 from domain.plan import find_lookalikes
 from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
+from domain.steps import OnboardParams
+from domain.steps import (
+    OnboardStepKind as OnboardStepKind,  # the step kinds of an onboarding, named here too
+)
 
 PRODUCTION = "production"
 VENDOR_PREFIX = "analytics-vendor-"
 # analytics-vendor-first.last@vendor.tld (letters, hyphens inside names)
 SERVICE_ACCOUNT = re.compile(r"^analytics-vendor-[a-z]+(?:-[a-z]+)*\.[a-z]+(?:-[a-z]+)*@[^@]+$")
-
-
-class OnboardStepKind(StrEnum):
-    IDP_CREATE_USER = "idp_create_user"
-    IDP_ADD_GROUP = "idp_add_group"
-    GRANT_MODULES = "grant_modules"
-    INVITE = "invite"
-    RESEND_INVITATION = "resend_invitation"
-    RECORD_GRANT = "record_grant"
 
 
 class Outcome(StrEnum):
@@ -74,6 +69,7 @@ class OnboardStep(PlanStep):
     """One step of an onboarding."""
 
     kind: OnboardStepKind
+    params: OnboardParams
 
 
 class OnboardState(BaseModel):

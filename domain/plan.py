@@ -46,6 +46,10 @@ from domain.models import (
     RosterStatus,
 )
 from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
+from domain.steps import OffboardParams
+from domain.steps import (
+    StepKind as StepKind,  # the step kinds of an offboarding, named here too
+)
 
 RECEIVER_LOGIN_DAYS = 30
 ACTIVITY_DAYS = 30
@@ -58,22 +62,6 @@ class Reason(StrEnum):
     INACTIVITY = "inactivity"
     SECURITY_INCIDENT = "security_incident"
     IDP_REMOVAL = "idp_removal"
-
-
-class StepKind(StrEnum):
-    GRANT_PROJECT_ACCESS = "grant_project_access"
-    PROMOTE_ADMIN = "promote_admin"
-    TRANSFER_ASSETS = "transfer_assets"
-    REMOVE_IDP_GROUP = "remove_idp_group"
-    DEACTIVATE_IDP_USER = "deactivate_idp_user"
-    REVOKE_KEY = "revoke_key"
-    ROTATE_KEY = "rotate_key"
-    REMOVE_PROJECT_ROLE = "remove_project_role"
-    REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
-    REVOKE_MODULES = "revoke_modules"
-    REVOKE_INVITATION = "revoke_invitation"
-    REMOVE_MEMBER = "remove_member"
-    COLLECT_ACTIVITY = "collect_activity"
 
 
 # Steps after which the person can no longer get in (the emergency path's "lockout").
@@ -89,6 +77,7 @@ class Step(PlanStep):
     """One step of an offboarding."""
 
     kind: StepKind
+    params: OffboardParams
 
 
 class Inventory(BaseModel):
