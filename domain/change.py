@@ -182,12 +182,18 @@ def production_projects(projects: list[Project]) -> list[str]:
     return sorted(p.name for p in projects if p.environment.lower() == PRODUCTION)
 
 
+def admins_of(names: Iterable[str], projects: list[Project], *, besides: str) -> list[str]:
+    """The admins of the projects ``names`` (but ``besides``), by email."""
+    by_name = {p.name: p for p in projects}
+    return sorted({a for n in names if n in by_name for a in by_name[n].admins} - {besides})
+
+
 # --- change of access: the rules -----------------------------------------------------------------
 # Each rule is a small pure function; make_change_plan runs them in order.
 
 
 def change_blockers(
-    member: Member | None, projects: list[Project], request: ChangeRequest
+    member: Member | None, request: ChangeRequest, *, projects: list[Project]
 ) -> list[str]:
     """Projects the org does not have; a person who is not a member."""
     names = {p.name for p in projects}
@@ -220,7 +226,7 @@ def groups_to_leave(
 
 
 def group_union_findings(
-    member: Member, request: ChangeRequest, leaving: dict[str, PermissionGroup]
+    member: Member, request: ChangeRequest, *, leaving: dict[str, PermissionGroup]
 ) -> tuple[list[str], list[str]]:
     """The group-union trap, per group being left: a warning (what it would leave in place)
     and, for an IdP-managed group, a blocker (the IdP must change the membership)."""
@@ -247,7 +253,7 @@ def group_union_findings(
 
 
 def project_step(
-    project: str, role: Role | None, cur: ProjectGrant | None, *, trapped: bool
+    project: str, role: Role | None, *, cur: ProjectGrant | None, trapped: bool
 ) -> ChangeStep | None:
     """The step that makes ``project``'s individual grant the target ``role`` (None: remove it),
     if any; a project a group being left grants is set even at the same role."""
@@ -271,7 +277,7 @@ def project_step(
 
 
 def requested_project_steps(
-    member: Member, request: ChangeRequest, leaving: dict[str, PermissionGroup]
+    member: Member, request: ChangeRequest, *, leaving: dict[str, PermissionGroup]
 ) -> list[ChangeStep]:
     """One step per project of the request whose individual grant must change."""
     eff = {g.project: g for g in member.projects}
@@ -279,7 +285,7 @@ def requested_project_steps(
         project_step(
             project,
             role,
-            eff.get(project),
+            cur=eff.get(project),
             trapped=any(project in g.projects for g in leaving.values()),
         )
         for project, role in sorted(request.projects.items())
@@ -290,6 +296,7 @@ def requested_project_steps(
 def kept_by_individual_grant(
     member: Member,
     request: ChangeRequest,
+    *,
     mine: list[PermissionGroup],
     leaving: dict[str, PermissionGroup],
 ) -> tuple[list[ChangeStep], list[str]]:
@@ -378,6 +385,7 @@ def module_steps(member: Member, request: ChangeRequest) -> list[ChangeStep]:
 def concerned_admins(
     member: Member,
     steps: list[ChangeStep],
+    *,
     leaving: dict[str, PermissionGroup],
     projects: list[Project],
 ) -> list[str]:
@@ -387,9 +395,7 @@ def concerned_admins(
         match s.params:
             case SetProjectRole(project=project) | RemoveProjectRole(project=project):
                 concerned.add(project)
-    by_name = {p.name: p for p in projects}
-    admins = {a for p in concerned if p in by_name for a in by_name[p].admins}
-    return sorted(admins - {member.email})
+    return admins_of(concerned, projects, besides=member.email)
 
 
 def make_change_plan(
@@ -404,16 +410,16 @@ def make_change_plan(
         target={p: (r.value if r else None) for p, r in sorted(request.projects.items())},
         target_org_role=request.org_role.value if request.org_role else None,
         production_projects=production_projects(projects),
-        blockers=change_blockers(member, projects, request),
+        blockers=change_blockers(member, request, projects=projects),
     )
     if member is None or plan.blockers:
         return plan
     mine = _member_groups(member, groups)
     leaving = groups_to_leave(mine, request)
-    union_warnings, union_blockers = group_union_findings(member, request, leaving)
-    kept, kept_warnings = kept_by_individual_grant(member, request, mine, leaving)
+    union_warnings, union_blockers = group_union_findings(member, request, leaving=leaving)
+    kept, kept_warnings = kept_by_individual_grant(member, request, mine=mine, leaving=leaving)
     steps = [
-        *requested_project_steps(member, request, leaving),
+        *requested_project_steps(member, request, leaving=leaving),
         *kept,
         *leave_group_steps(leaving),
         *org_role_steps(member, request),
@@ -430,7 +436,7 @@ def make_change_plan(
             "steps": steps,
             "warnings": warnings,
             "blockers": union_blockers,
-            "project_admins": concerned_admins(member, steps, leaving, projects),
+            "project_admins": concerned_admins(member, steps, leaving=leaving, projects=projects),
         }
     )
 
@@ -478,7 +484,7 @@ def invite_new_address_step(
 
 
 def align_new_address_steps(
-    old: Member, new: Member, individual: dict[str, Role], *, old_email: str, new_email: str
+    old: Member, new: Member, *, individual: dict[str, Role], old_email: str, new_email: str
 ) -> list[ChangeStep]:
     """The joined new address given what it lacks of the old one's org role, individual
     project roles and modules."""
@@ -515,8 +521,8 @@ def align_new_address_steps(
 def join_group_steps(
     old: Member,
     new: Member | None,
-    groups: list[PermissionGroup],
     *,
+    groups: list[PermissionGroup],
     old_email: str,
     new_email: str,
 ) -> tuple[list[ChangeStep], list[str]]:
@@ -543,7 +549,7 @@ def join_group_steps(
     return steps, warnings
 
 
-def move_and_remove_steps(old_email: str, new_email: str, owned_assets: int) -> list[ChangeStep]:
+def move_and_remove_steps(old_email: str, new_email: str, *, owned_assets: int) -> list[ChangeStep]:
     """All content to the new address, then the old address removed."""
     moved = f"transfer all of {old_email}'s content ({owned_assets} asset(s)) to {new_email}"
     return [
@@ -560,6 +566,15 @@ def new_address_blockers(new: Member | None, now: datetime, *, new_email: str) -
     return [f"{new_email} cannot receive content yet ({why}): they must sign in first"]
 
 
+def waiting_warnings(*, old_email: str, new_email: str) -> list[str]:
+    """The new address is invited but has not joined: the rest waits for a later run."""
+    return [
+        f"{new_email} has not accepted the invitation yet: once they have joined and "
+        "signed in, run the same command again to transfer the content and remove "
+        f"{old_email}"
+    ]
+
+
 def make_email_change_plan(
     old: Member | None,
     new: Member | None,
@@ -573,42 +588,31 @@ def make_email_change_plan(
 ) -> ChangePlan:
     """What is left of an email change (pure): invite → (the person accepts) → groups,
     transfer all content, remove the old address."""
+    emails = {"old_email": old_email, "new_email": new_email}
     plan = ChangePlan(
         runbook="email_change",
         subject=old_email,
         new_email=new_email,
         production_projects=production_projects(projects),
-        blockers=email_change_blockers(old, new, old_email=old_email, new_email=new_email),
+        blockers=email_change_blockers(old, new, **emails),
     )
     if old is None or plan.blockers:
         return plan
     individual = expected_access(old, groups)
-    by_name = {p.name: p for p in projects}
-    admins = {a for p in individual if p in by_name for a in by_name[p].admins}
+    plan.project_admins = admins_of(individual, projects, besides=old_email)
     if new is not None and new.status != "joined":
-        waiting = (
-            f"{new_email} has not accepted the invitation yet: once they have joined and "
-            "signed in, run the same command again to transfer the content and remove "
-            f"{old_email}"
-        )
-        return plan.model_copy(
-            update={
-                "project_admins": sorted(admins - {old_email}),
-                "waiting_for_acceptance": True,
-                "warnings": [waiting],
-            }
-        )
-    emails = {"old_email": old_email, "new_email": new_email}
+        update = {"waiting_for_acceptance": True, "warnings": waiting_warnings(**emails)}
+        return plan.model_copy(update=update)
     first = (
         [invite_new_address_step(old, individual, **emails)]
         if new is None
-        else align_new_address_steps(old, new, individual, **emails)
+        else align_new_address_steps(old, new, individual=individual, **emails)
     )
-    joins, warnings = join_group_steps(old, new, groups, **emails)
+    joins, warnings = join_group_steps(old, new, groups=groups, **emails)
+    moves = move_and_remove_steps(old_email, new_email, owned_assets=owned_assets)
     return plan.model_copy(
         update={
-            "project_admins": sorted(admins - {old_email}),
-            "steps": [*first, *joins, *move_and_remove_steps(old_email, new_email, owned_assets)],
+            "steps": [*first, *joins, *moves],
             "warnings": warnings,
             "blockers": new_address_blockers(new, now, new_email=new_email),
         }

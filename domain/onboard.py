@@ -315,7 +315,7 @@ class Provisioning:
     blockers: list[str] = field(default_factory=list)
 
 
-def resend_path(plan: OnboardPlan, m: Member, state: OnboardState) -> Provisioning:
+def resend_path(plan: OnboardPlan, m: Member, *, state: OnboardState) -> Provisioning:
     """A pending invitation (not this request's): resent, never a second one; an expired one
     must be revoked first."""
     inv = state.invitation
@@ -376,7 +376,7 @@ def idp_group_steps(plan: OnboardPlan, state: OnboardState) -> Provisioning:
     return Provisioning(steps, blockers=blockers)
 
 
-def idp_path(plan: OnboardPlan, state: OnboardState, ref: str) -> Provisioning:
+def idp_path(plan: OnboardPlan, state: OnboardState, *, ref: str) -> Provisioning:
     """IdP-managed: the IdP user (created if need be), its mapped groups, then the modules (no
     IdP group maps them); a deactivated IdP user is reactivated on purpose, not here."""
     user = state.idp_user
@@ -405,7 +405,7 @@ def idp_path(plan: OnboardPlan, state: OnboardState, ref: str) -> Provisioning:
     return Provisioning(steps, blockers=groups.blockers)
 
 
-def invite_step(plan: OnboardPlan, request: AccessRequest, ref: str) -> OnboardStep:
+def invite_step(plan: OnboardPlan, request: AccessRequest, *, ref: str) -> OnboardStep:
     """Not IdP-managed: one invitation with exactly the roles and modules asked, and a note."""
     invite = Invite(
         org_role=plan.org_role,
@@ -433,7 +433,7 @@ def record_grant_steps(plan: OnboardPlan, request: AccessRequest) -> list[Onboar
 
 
 def provisioning(
-    plan: OnboardPlan, request: AccessRequest, state: OnboardState, *, idp_managed: bool
+    plan: OnboardPlan, request: AccessRequest, *, state: OnboardState, idp_managed: bool
 ) -> Provisioning:
     """How someone who is not a joined member gets the access: a resend of their pending
     invitation, the IdP's groups, or an invitation. A pending member the IdP provisioned is the
@@ -447,10 +447,10 @@ def provisioning(
         and not state.invited_for_ticket
         and not (idp_managed and m.idp_managed)
     ):
-        return resend_path(plan, m, state)
+        return resend_path(plan, m, state=state)
     if idp_managed:
-        return idp_path(plan, state, ref)
-    return Provisioning([invite_step(plan, request, ref)])
+        return idp_path(plan, state, ref=ref)
+    return Provisioning([invite_step(plan, request, ref=ref)])
 
 
 def make_onboarding_plan(
@@ -475,7 +475,7 @@ def make_onboarding_plan(
         return plan.model_copy(update={"outcome": Outcome.INVALID})
     if state.member is not None and state.member.status != "pending":
         return existing_member_plan(plan, state.member)
-    path = provisioning(plan, request, state, idp_managed=idp_managed)
+    path = provisioning(plan, request, state=state, idp_managed=idp_managed)
     warnings = [*plan.warnings, *path.warnings]
     if path.blockers:
         update = {"warnings": warnings, "blockers": path.blockers, "outcome": Outcome.BLOCKED}

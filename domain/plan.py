@@ -295,7 +295,7 @@ def sole_admin_projects(inv: Inventory, opts: Options) -> list[Project]:
     ]
 
 
-def replacement_for(inv: Inventory, opts: Options, project: Project) -> str | None:
+def replacement_for(inv: Inventory, opts: Options, *, project: Project) -> str | None:
     """Who replaces the leaver as Admin of ``project``: the receiver, the manager, then anyone
     with access to it (by email) — the first who may receive content."""
     candidates = [c for c in (opts.receiver, manager_of(inv)) if c]
@@ -318,7 +318,7 @@ def choose_replacements(inv: Inventory, opts: Options) -> tuple[list[tuple[str, 
     promotions: list[tuple[str, str]] = []
     blockers: list[str] = []
     for p in sole_admin_projects(inv, opts):
-        who = replacement_for(inv, opts, p)
+        who = replacement_for(inv, opts, project=p)
         if who is None:
             blockers.append(
                 f"{inv.subject} is the sole Admin of {p.name} and nobody "
@@ -387,7 +387,7 @@ def moving_assets(inv: Inventory, opts: Options) -> list[Asset]:
     return [a for a in inv.assets if a.project not in opts.keep_projects]
 
 
-def receiver_of(inv: Inventory, default: str | None, admins: Iterable[str]) -> str | None:
+def receiver_of(inv: Inventory, default: str | None, *, admins: Iterable[str]) -> str | None:
     """Who receives an asset: the default receiver, else the first of its project's admins (by
     email) who may receive content; None: nobody qualifies."""
     if default is not None:
@@ -402,7 +402,7 @@ def receiver_of(inv: Inventory, default: str | None, admins: Iterable[str]) -> s
     )
 
 
-def needs_access(inv: Inventory, who: str, project: str, admins: Iterable[str]) -> bool:
+def needs_access(inv: Inventory, who: str, *, project: str, admins: Iterable[str]) -> bool:
     """A receiver with no access to ``project`` must be granted it before a transfer."""
     m = inv.people.get(who)
     return m is not None and _access(m, project, admins) is None
@@ -421,7 +421,7 @@ class Placement:
     unplaced: dict[str, list[str]] = field(default_factory=dict)  # project → asset ids
 
 
-def place_assets(inv: Inventory, opts: Options, promotions: list[tuple[str, str]]) -> Placement:
+def place_assets(inv: Inventory, opts: Options, *, promotions: list[tuple[str, str]]) -> Placement:
     """Who receives each moving asset, who needs project access first, and what nobody may
     receive (receivers sorted by email, their asset ids in order)."""
     default = default_receiver(inv, opts)
@@ -429,12 +429,15 @@ def place_assets(inv: Inventory, opts: Options, promotions: list[tuple[str, str]
     out = Placement()
     for a in moving_assets(inv, opts):
         admins = admins_of.get(a.project, ())
-        who = receiver_of(inv, default, admins)
+        who = receiver_of(inv, default, admins=admins)
         if who is None:
             out.unplaced.setdefault(a.project, []).append(a.id)
             continue
         out.receivers.setdefault(who, []).append(a.id)
-        if needs_access(inv, who, a.project, admins) and (who, a.project) not in out.grants:
+        if (
+            needs_access(inv, who, project=a.project, admins=admins)
+            and (who, a.project) not in out.grants
+        ):
             out.grants.append((who, a.project))
     out.receivers = {k: _sorted_ids(v) for k, v in sorted(out.receivers.items())}
     return out
@@ -467,7 +470,7 @@ def groups_to_leave(inv: Inventory, opts: Options) -> set[str]:
     }
 
 
-def grants_to_keep(inv: Inventory, opts: Options, leaving: set[str]) -> list[ProjectGrant]:
+def grants_to_keep(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[ProjectGrant]:
     """Narrowing: the kept projects that a group being left also grants (kept by an individual
     grant), by project."""
     if not is_narrowing(opts) or inv.member is None:
@@ -482,7 +485,7 @@ def grants_to_keep(inv: Inventory, opts: Options, leaving: set[str]) -> list[Pro
     )
 
 
-def idp_groups_to_leave(inv: Inventory, opts: Options, leaving: set[str]) -> list[IdpGroup]:
+def idp_groups_to_leave(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[IdpGroup]:
     """The mapped IdP groups to leave, by name: all of them, or (narrowing) those behind a
     group being left — the org-role groups stay, or the next sync deprovisions the person."""
     mapped = sorted(
@@ -491,10 +494,10 @@ def idp_groups_to_leave(inv: Inventory, opts: Options, leaving: set[str]) -> lis
     return [g for g in mapped if g.name in leaving] if is_narrowing(opts) else mapped
 
 
-def idp_sync_blockers(inv: Inventory, opts: Options, leaving: set[str]) -> list[str]:
+def idp_sync_blockers(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[str]:
     """Narrowing an IdP-managed member out of every mapped IdP group: the next sync would
     remove them from the org."""
-    going = idp_groups_to_leave(inv, opts, leaving)
+    going = idp_groups_to_leave(inv, opts, leaving=leaving)
     mapped = [g for g in inv.idp_groups if is_mapped_idp_group(g.name)]
     m = inv.member
     if not (is_narrowing(opts) and going and len(going) == len(mapped)):
@@ -522,7 +525,7 @@ def promote_steps(inv: Inventory, promotions: list[tuple[str, str]]) -> list[Ste
 
 
 def transfer_steps(
-    inv: Inventory, placement: Placement, promotions: list[tuple[str, str]]
+    inv: Inventory, placement: Placement, *, promotions: list[tuple[str, str]]
 ) -> list[Step]:
     """Viewer access for receivers who lack it (never where they were just promoted: that would
     demote them), then one transfer per receiver."""
@@ -611,7 +614,7 @@ def key_steps(inv: Inventory, opts: Options) -> tuple[list[Step], list[str]]:
     return steps, warnings
 
 
-def narrowing_steps(inv: Inventory, opts: Options, leaving: set[str]) -> list[Step]:
+def narrowing_steps(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[Step]:
     """Narrowing: the individual grants outside the kept projects, the org groups being left,
     and the modules."""
     m, s = inv.member, inv.subject
@@ -705,17 +708,19 @@ def roster_warnings(inv: Inventory, opts: Options) -> list[str]:
 def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
     """The plan for one person (pure; see the module docstring)."""
     promotions, replacement_blockers = choose_replacements(inv, opts)
-    placement = place_assets(inv, opts, promotions)
+    placement = place_assets(inv, opts, promotions=promotions)
     leaving = groups_to_leave(inv, opts)
     narrowing = is_narrowing(opts)
     keys, key_warnings = key_steps(inv, opts)
     phases = Phases(
         promote=promote_steps(inv, promotions),
-        transfer=transfer_steps(inv, placement, promotions),
-        keep_access=keep_access_steps(inv, grants_to_keep(inv, opts, leaving)),
-        idp=idp_steps(inv, idp_groups_to_leave(inv, opts, leaving), narrowing=narrowing),
+        transfer=transfer_steps(inv, placement, promotions=promotions),
+        keep_access=keep_access_steps(inv, grants_to_keep(inv, opts, leaving=leaving)),
+        idp=idp_steps(inv, idp_groups_to_leave(inv, opts, leaving=leaving), narrowing=narrowing),
         keys=keys,
-        remove=narrowing_steps(inv, opts, leaving) if narrowing else org_removal_steps(inv, opts),
+        remove=narrowing_steps(inv, opts, leaving=leaving)
+        if narrowing
+        else org_removal_steps(inv, opts),
         collect=[collect_activity_step(inv)],
     )
     return Plan(
@@ -736,6 +741,6 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
             *replacement_blockers,
             *receiver_blockers(inv, opts),
             *unplaced_blockers(placement),
-            *idp_sync_blockers(inv, opts, leaving),
+            *idp_sync_blockers(inv, opts, leaving=leaving),
         ],
     )

@@ -15,6 +15,7 @@ from domain.change import (
     ChangePlan,
     ChangeRequest,
     ChangeStep,
+    admins_of,
     align_new_address_steps,
     change_blockers,
     concerned_admins,
@@ -34,6 +35,7 @@ from domain.change import (
     production_projects,
     project_step,
     requested_project_steps,
+    waiting_warnings,
 )
 from domain.models import Member, Module, PermissionGroup, Project, ProjectGrant, Role
 from domain.steps import GrantModules, InviteMember, SetOrgRole, SetProjectRole
@@ -98,7 +100,7 @@ def test_production_projects() -> None:
 def test_change_blockers(
     member: Member | None, request_: ChangeRequest, blockers: list[str]
 ) -> None:
-    assert change_blockers(member, PROJECTS, request_) == blockers
+    assert change_blockers(member, request_, projects=PROJECTS) == blockers
 
 
 @pytest.mark.parametrize(
@@ -130,7 +132,7 @@ def test_groups_to_leave(target: dict[str, Role | None], leaving: list[str]) -> 
 )
 def test_group_union_findings(group: PermissionGroup, blocked: bool) -> None:
     warnings, blockers = group_union_findings(
-        gina(), req(projects={"Production": Role.MEMBER}), {group.id: group}
+        gina(), req(projects={"Production": Role.MEMBER}), leaving={group.id: group}
     )
     assert warnings == [
         "permission group 'Managers' grants Production=manager, Staging=member: the effective "
@@ -162,14 +164,14 @@ def test_project_step(
     expected: str | None,
     widening: bool,
 ) -> None:
-    step = project_step("W", role, cur, trapped=trapped)
+    step = project_step("W", role, cur=cur, trapped=trapped)
     assert (step.id if step else None) == expected
     assert (step.widening if step else False) is widening
 
 
 def test_requested_project_steps_by_project() -> None:
     steps = requested_project_steps(
-        gina(), req(projects={"Staging": Role.VIEWER, "Production": Role.MEMBER}), {}
+        gina(), req(projects={"Staging": Role.VIEWER, "Production": Role.MEMBER}), leaving={}
     )
     assert ids(steps) == ["set_project_role:Production", "set_project_role:Staging"]
     assert steps[0].params == {"project": "Production", "role": "member"}
@@ -198,7 +200,10 @@ def test_kept_by_individual_grant(
     member: Member, leaving: dict[str, PermissionGroup], kept: list[str]
 ) -> None:
     steps, warnings = kept_by_individual_grant(
-        member, req(projects={"Production": Role.MEMBER}), [ANALYSTS, MANAGERS], leaving
+        member,
+        req(projects={"Production": Role.MEMBER}),
+        mine=[ANALYSTS, MANAGERS],
+        leaving=leaving,
     )
     assert ids(steps) == kept and len(warnings) == len(kept)
 
@@ -264,9 +269,12 @@ def test_module_steps(
 
 
 def test_concerned_admins_are_those_of_the_projects_touched_but_the_member() -> None:
-    steps = requested_project_steps(gina(), req(projects={"Production": Role.MEMBER}), {})
-    assert concerned_admins(gina(), steps, {}, PROJECTS) == ["sofia@x.com"]
-    assert concerned_admins(gina(), [], {"11": MANAGERS}, PROJECTS) == ["raj@x.com", "sofia@x.com"]
+    steps = requested_project_steps(gina(), req(projects={"Production": Role.MEMBER}), leaving={})
+    assert concerned_admins(gina(), steps, leaving={}, projects=PROJECTS) == ["sofia@x.com"]
+    assert concerned_admins(gina(), [], leaving={"11": MANAGERS}, projects=PROJECTS) == [
+        "raj@x.com",
+        "sofia@x.com",
+    ]
 
 
 def approval_plan(*steps: ChangeStep) -> ChangePlan:
@@ -405,7 +413,7 @@ def test_invite_new_address_step() -> None:
 )
 def test_align_new_address_steps(new: Member, expected: list[str]) -> None:
     steps = align_new_address_steps(
-        gina(), new, {"Production": Role.VIEWER}, old_email=GINA, new_email=NEW
+        gina(), new, individual={"Production": Role.VIEWER}, old_email=GINA, new_email=NEW
     )
     assert ids(steps) == expected
     roles = [s for s in steps if s.kind.value == "set_project_role"]
@@ -422,14 +430,26 @@ def test_align_new_address_steps(new: Member, expected: list[str]) -> None:
 )
 def test_join_group_steps(new: Member | None, joined: list[str], warned: bool) -> None:
     groups = [ANALYSTS, MANAGERS.model_copy(update={"idp_managed": warned})]
-    steps, warnings = join_group_steps(gina(), new, groups, old_email=GINA, new_email=NEW)
+    steps, warnings = join_group_steps(gina(), new, groups=groups, old_email=GINA, new_email=NEW)
     assert [s.target for s in steps] == joined
     assert steps[0].params["email"] == NEW
     assert bool(warnings) is warned
 
 
+def test_admins_of_the_projects_named_but_one() -> None:
+    assert admins_of(["Production", "Staging", "Nope"], PROJECTS, besides=GINA) == [
+        "raj@x.com",
+        "sofia@x.com",
+    ]
+
+
+def test_waiting_warnings() -> None:
+    (warning,) = waiting_warnings(old_email=GINA, new_email=NEW)
+    assert warning.startswith(f"{NEW} has not accepted the invitation yet")
+
+
 def test_move_and_remove_steps() -> None:
-    steps = move_and_remove_steps(GINA, NEW, 3)
+    steps = move_and_remove_steps(GINA, NEW, owned_assets=3)
     assert ids(steps) == [f"transfer_content:{GINA}", f"remove_member:{GINA}"]
     assert steps[0].params == {"to": NEW}
     assert "(3 asset(s))" in steps[0].reason

@@ -212,7 +212,7 @@ def invitation(st: str) -> Invitation:
     ],
 )
 def test_resend_path(m: Member, inv: Invitation, steps: int, warned: bool, blocked: bool) -> None:
-    got = resend_path(plan(), m, state(member=m, invitation=inv))
+    got = resend_path(plan(), m, state=state(member=m, invitation=inv))
     assert ids(got.steps) == [f"resend_invitation:{VENDOR}"] * steps
     assert bool(got.warnings) is warned and bool(got.blockers) is blocked
 
@@ -291,13 +291,13 @@ def test_idp_group_steps(
 def test_idp_path(
     user: IdpUser | None, modules: list[Module], kinds: list[str], blocked: bool
 ) -> None:
-    got = idp_path(plan(modules=modules), state(idp_user=user, idp_groups=GROUPS), " (ACC-1)")
+    got = idp_path(plan(modules=modules), state(idp_user=user, idp_groups=GROUPS), ref=" (ACC-1)")
     assert [s.kind.value for s in got.steps] == kinds and bool(got.blockers) is blocked
 
 
 def test_invite_step_grants_exactly_what_is_asked() -> None:
     p = plan(projects={"Staging": Role.MANAGER, "Production": Role.VIEWER}, modules=[Module.GOVERN])
-    step = invite_step(p, request(until=date(2026, 12, 1)), " (ACC-1)")
+    step = invite_step(p, request(until=date(2026, 12, 1)), ref=" (ACC-1)")
     assert step.id == f"invite:{VENDOR}"
     assert step.params == {
         "org_role": "member",
@@ -306,7 +306,7 @@ def test_invite_step_grants_exactly_what_is_asked() -> None:
         "default_project": "Staging",
         "note": "ticket ACC-1; access until 2026-12-01",
     }
-    assert invite_step(plan(projects={}), request(), "").params["default_project"] is None
+    assert invite_step(plan(projects={}), request(), ref="").params["default_project"] is None
 
 
 @pytest.mark.parametrize(
@@ -365,5 +365,5 @@ def test_record_grant_steps(until: date | None, grants: list[dict[str, str]] | N
     ],
 )
 def test_provisioning(st: OnboardState, idp_managed: bool, kinds: list[str]) -> None:
-    got = provisioning(plan(), request(), st, idp_managed=idp_managed)
+    got = provisioning(plan(), request(), state=st, idp_managed=idp_managed)
     assert [s.kind.value for s in got.steps] == kinds

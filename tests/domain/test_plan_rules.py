@@ -174,7 +174,7 @@ PAY = SOLE[0]
     ],
 )
 def test_replacement_for(changes: dict[str, Any], o: Options, who: str | None) -> None:
-    assert replacement_for(world(**changes), o, PAY) == who
+    assert replacement_for(world(**changes), o, project=PAY) == who
 
 
 def test_choose_replacements_promotes_or_blocks_per_project() -> None:
@@ -272,7 +272,7 @@ def test_moving_assets(o: Options, moving: list[str]) -> None:
 def test_receiver_of(
     changes: dict[str, Any], default: str | None, admins: tuple[str, ...], who: str | None
 ) -> None:
-    assert receiver_of(world(**changes), default, admins) == who
+    assert receiver_of(world(**changes), default, admins=admins) == who
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ def test_receiver_of(
 )
 def test_needs_access(receiver: Member | None, admins: tuple[str, ...], needs: bool) -> None:
     inv = world(people={RITA: receiver} if receiver else {})
-    assert needs_access(inv, RITA, "Mobile", admins) is needs
+    assert needs_access(inv, RITA, project="Mobile", admins=admins) is needs
 
 
 ASSETS = [asset("10", "Mobile"), asset("9", "Mobile"), asset("2", "Web"), asset("7", "Old")]
@@ -331,7 +331,7 @@ def test_place_assets(
 ) -> None:
     people = {e: person(e) for e in (ALICE, RAJ, RITA)} | {SOFIA: person(SOFIA, grant("Web"))}
     inv = world(assets=ASSETS, people=people, **changes)
-    placed = place_assets(inv, opts(), promotions)
+    placed = place_assets(inv, opts(), promotions=promotions)
     assert placed.receivers == receivers
     assert list(placed.receivers) == sorted(receivers)
     assert placed.grants == grants
@@ -389,7 +389,7 @@ def test_groups_to_leave_and_grants_to_keep(
 ) -> None:
     inv = world(member=NARROWED)
     assert groups_to_leave(inv, o) == leaving
-    assert [g.project for g in grants_to_keep(inv, o, leaving)] == kept
+    assert [g.project for g in grants_to_keep(inv, o, leaving=leaving)] == kept
 
 
 IDP_GROUPS = [
@@ -425,8 +425,8 @@ def test_idp_groups_to_leave_and_the_sync_blocker(
     groups: list[IdpGroup], o: Options, leaving: set[str], left: list[str], blocked: bool
 ) -> None:
     inv = world(member=NARROWED, idp_groups=groups)
-    assert [g.id for g in idp_groups_to_leave(inv, o, leaving)] == left
-    blockers = idp_sync_blockers(inv, o, leaving)
+    assert [g.id for g in idp_groups_to_leave(inv, o, leaving=leaving)] == left
+    blockers = idp_sync_blockers(inv, o, leaving=leaving)
     assert bool(blockers) is blocked
     if blocked:
         assert "the next IdP sync would remove them from the org" in blockers[0]
@@ -457,7 +457,7 @@ def test_transfer_steps_grant_access_before_the_transfers(
         receivers={ALICE: ["1"], SOFIA: ["2", "3"]},
         grants=[(SOFIA, "Pay"), (SOFIA, "Mobile")],
     )
-    steps = transfer_steps(world(), placement, promotions)
+    steps = transfer_steps(world(), placement, promotions=promotions)
     assert ids(steps) == [*expected, f"transfer_assets:{ALICE}", f"transfer_assets:{SOFIA}"]
     assert steps[-1].params == {"asset_ids": ["2", "3"], "from_email": DANA}
     assert steps[0].params["role"] == "viewer"
@@ -537,7 +537,7 @@ def test_narrowing_steps_remove_what_is_not_kept() -> None:
         member=NARROWED,
         org_groups=[("og2", "analysts"), ("og1", "web"), ("og3", "newsletter")],
     )
-    steps = narrowing_steps(inv, NARROW, {"analysts"})
+    steps = narrowing_steps(inv, NARROW, leaving={"analysts"})
     assert ids(steps) == [
         "remove_project_role:Mobile",  # individual; Growth and Web2 come from groups only
         "remove_group_membership:og2",
@@ -545,7 +545,7 @@ def test_narrowing_steps_remove_what_is_not_kept() -> None:
     ]
     assert steps[1].params == {"email": DANA, "group": "analysts"}
     assert steps[2].params == {"modules": ["experiment", "govern"]}
-    assert narrowing_steps(world(member=None), NARROW, set()) == []
+    assert narrowing_steps(world(member=None), NARROW, leaving=set()) == []
 
 
 @pytest.mark.parametrize(
