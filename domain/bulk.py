@@ -321,7 +321,9 @@ class BatchPlan:
         )
 
     def production_roles(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(x for r in self.ready for x in (r.plan.production_roles)))  # type: ignore[union-attr]
+        return tuple(
+            dict.fromkeys(x for r in self.ready if r.plan for x in r.plan.production_roles)
+        )
 
     def org_role(self) -> str:
         """The highest org role any row asks (what the policy must approve)."""

@@ -19,9 +19,8 @@ so a re-run continues where the last one stopped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,27 +28,31 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.models import Email, Member, Module, PermissionGroup, Project, ProjectGrant, Role
 from domain.plan import eligible
 from domain.runbook import PlanStep, RunbookPlan
+from domain.steps import (
+    AddGroupMembership,
+    ChangeParams,
+    GrantModules,
+    InviteMember,
+    RemoveGroupMembership,
+    RemoveMember,
+    RemoveProjectRole,
+    RevokeModules,
+    SetOrgRole,
+    SetProjectRole,
+    TransferContent,
+)
+from domain.steps import (
+    ChangeKind as ChangeKind,  # the step kinds of a change of access or email, named here too
+)
 
 PRODUCTION = "production"
-
-
-class ChangeKind(StrEnum):
-    SET_PROJECT_ROLE = "set_project_role"
-    REMOVE_PROJECT_ROLE = "remove_project_role"
-    REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
-    ADD_GROUP_MEMBERSHIP = "add_group_membership"
-    SET_ORG_ROLE = "set_org_role"
-    GRANT_MODULES = "grant_modules"
-    REVOKE_MODULES = "revoke_modules"
-    INVITE_MEMBER = "invite_member"
-    TRANSFER_CONTENT = "transfer_content"
-    REMOVE_MEMBER = "remove_member"
 
 
 class ChangeStep(PlanStep):
     """One step of a change of access or email; ``id`` is ``kind:target``."""
 
     kind: ChangeKind
+    params: ChangeParams
     widening: bool = False
 
 
@@ -123,41 +126,30 @@ class ChangePlan(RunbookPlan[ChangeStep]):
         """What the approval policy matches on: production roles and org role granted more
         than before, modules added (all empty for a narrowing-only plan)."""
         prod = set(self.production_projects)
-        roles = sorted(
-            {
-                s.params["role"]
-                for s in self.steps
-                if s.widening
-                and s.kind in (ChangeKind.SET_PROJECT_ROLE, ChangeKind.INVITE_MEMBER)
-                and s.params.get("project") in prod
-            }
-            | {
-                r
-                for s in self.steps
-                if s.kind is ChangeKind.INVITE_MEMBER
-                for p, r in s.params.get("projects", {}).items()
-                if p in prod
-            }
-        )
-        org = next(
-            (
-                s.params["role"]
-                for s in self.steps
-                if s.widening
-                and s.kind in (ChangeKind.SET_ORG_ROLE, ChangeKind.INVITE_MEMBER)
-                and s.params.get("role")
-            ),
-            None,
-        )
-        mods = sorted(
-            {
-                m
-                for s in self.steps
-                if s.widening and s.kind in (ChangeKind.GRANT_MODULES, ChangeKind.INVITE_MEMBER)
-                for m in s.params.get("modules", [])
-            }
-        )
-        return {"production_roles": tuple(roles), "org_role": org, "modules": tuple(mods)}
+        roles: set[str] = set()
+        org_roles: list[str] = []
+        modules: set[str] = set()
+        for s in self.steps:
+            match s.params:
+                case SetProjectRole(project=project, role=role):
+                    if s.widening and project in prod:
+                        roles.add(role.value)
+                case SetOrgRole(role=role):
+                    if s.widening:
+                        org_roles.append(role.value)
+                case GrantModules(modules=mods):
+                    if s.widening:
+                        modules.update(m.value for m in mods)
+                case InviteMember(role=role, projects=projects, modules=mods):
+                    roles.update(r.value for p, r in projects.items() if p in prod)
+                    if s.widening:
+                        org_roles.append(role.value)
+                        modules.update(m.value for m in mods)
+        return {
+            "production_roles": tuple(sorted(roles)),
+            "org_role": org_roles[0] if org_roles else None,
+            "modules": tuple(sorted(modules)),
+        }
 
 
 def _rank(role: Role | None) -> int:
@@ -176,22 +168,234 @@ def _max_role(roles: list[Role]) -> Role | None:
     return max(roles, key=lambda r: r.rank) if roles else None
 
 
-def _stepper(steps: list[ChangeStep]) -> Callable[..., None]:
-    def add(
-        kind: ChangeKind, target: str, reason: str, *, widening: bool = False, **params: Any
-    ) -> None:
+def _group_max(project: str, groups: Iterable[PermissionGroup]) -> Role | None:
+    """The highest role ``groups`` grant in ``project``."""
+    return _max_role([g.projects[project] for g in groups if project in g.projects])
+
+
+def _widening(text: str, widening: bool) -> str:
+    return text + (" (widening)" if widening else "")
+
+
+def production_projects(projects: list[Project]) -> list[str]:
+    """The org's production projects, by name."""
+    return sorted(p.name for p in projects if p.environment.lower() == PRODUCTION)
+
+
+def admins_of(names: Iterable[str], projects: list[Project], *, besides: str) -> list[str]:
+    """The admins of the projects ``names`` (but ``besides``), by email."""
+    by_name = {p.name: p for p in projects}
+    return sorted({a for n in names if n in by_name for a in by_name[n].admins} - {besides})
+
+
+# --- change of access: the rules -----------------------------------------------------------------
+# Each rule is a small pure function; make_change_plan runs them in order.
+
+
+def change_blockers(
+    member: Member | None, request: ChangeRequest, *, projects: list[Project]
+) -> list[str]:
+    """Projects the org does not have; a person who is not a member."""
+    names = {p.name for p in projects}
+    unknown = sorted(p for p in request.projects if p not in names)
+    blockers = [f"unknown project(s): {', '.join(unknown)}"] if unknown else []
+    if member is None:
+        blockers.append(f"{request.email} is not a member of the org")
+    return blockers
+
+
+def pending_warnings(member: Member) -> list[str]:
+    """A change of someone who has not accepted their invitation yet."""
+    if member.status == "joined":
+        return []
+    return [f"{member.email} has not accepted the invitation yet"]
+
+
+def groups_to_leave(
+    mine: list[PermissionGroup], request: ChangeRequest
+) -> dict[str, PermissionGroup]:
+    """The member's groups that grant more than the target in a project of the request (or
+    anything, where the target is no access), by id, in the order they are found."""
+    leaving: dict[str, PermissionGroup] = {}
+    for project, role in sorted(request.projects.items()):
+        for g in mine:
+            granted = g.projects.get(project)
+            if granted is not None and (role is None or granted.rank > role.rank):
+                leaving[g.id] = g
+    return leaving
+
+
+def group_union_findings(
+    member: Member, request: ChangeRequest, *, leaving: dict[str, PermissionGroup]
+) -> tuple[list[str], list[str]]:
+    """The group-union trap, per group being left: a warning (what it would leave in place)
+    and, for an IdP-managed group, a blocker (the IdP must change the membership)."""
+    warnings: list[str] = []
+    blockers: list[str] = []
+    for g in leaving.values():
+        granted = ", ".join(f"{p}={r.value}" for p, r in sorted(g.projects.items()))
+        trapped = [
+            f"{p} ({g.projects[p].value} > {r.value if r else 'none'})"
+            for p, r in sorted(request.projects.items())
+            if p in g.projects and (r is None or g.projects[p].rank > r.rank)
+        ]
+        warnings.append(
+            f"permission group {g.name!r} grants {granted}: the effective role is the highest "
+            f"of the individual and group grants, so changing the individual grant alone would "
+            f"leave {'; '.join(trapped)} — the plan removes {member.email} from the group"
+        )
+        if g.idp_managed:
+            blockers.append(
+                f"permission group {g.name!r} is managed by the IdP: change the membership in "
+                "the IdP (an org-side removal would be undone by the next sync)"
+            )
+    return warnings, blockers
+
+
+def project_step(
+    project: str, role: Role | None, *, cur: ProjectGrant | None, trapped: bool
+) -> ChangeStep | None:
+    """The step that makes ``project``'s individual grant the target ``role`` (None: remove it),
+    if any; a project a group being left grants is set even at the same role."""
+    cur_role = cur.role if cur else None
+    if role is None:
+        if cur is None or "individual" not in cur.sources:
+            return None
+        was = cur_role.value if cur_role else "none"
+        reason = f"no access to {project} (was {was})"
+        return ChangeStep.of(RemoveProjectRole(project=project), project, reason=reason)
+    if cur_role == role and not trapped:
+        return None
+    widening = role.rank > _rank(cur_role)
+    reason = f"{project}: {cur_role.value if cur_role else 'no access'} → {role.value}"
+    return ChangeStep.of(
+        SetProjectRole(project=project, role=role),
+        project,
+        reason=_widening(reason, widening),
+        widening=widening,
+    )
+
+
+def requested_project_steps(
+    member: Member, request: ChangeRequest, *, leaving: dict[str, PermissionGroup]
+) -> list[ChangeStep]:
+    """One step per project of the request whose individual grant must change."""
+    eff = {g.project: g for g in member.projects}
+    steps = [
+        project_step(
+            project,
+            role,
+            cur=eff.get(project),
+            trapped=any(project in g.projects for g in leaving.values()),
+        )
+        for project, role in sorted(request.projects.items())
+    ]
+    return [s for s in steps if s is not None]
+
+
+def kept_by_individual_grant(
+    member: Member,
+    request: ChangeRequest,
+    *,
+    mine: list[PermissionGroup],
+    leaving: dict[str, PermissionGroup],
+) -> tuple[list[ChangeStep], list[str]]:
+    """What a group being left also gave outside the request, kept by an individual grant
+    (unless the individual grant or a staying group already keeps it), with a warning."""
+    eff = {g.project: g for g in member.projects}
+    staying = [g for g in mine if g.id not in leaving]
+    steps: list[ChangeStep] = []
+    warnings: list[str] = []
+    for project in sorted({p for g in leaving.values() for p in g.projects}):
+        cur = eff.get(project)
+        if project in request.projects or cur is None:
+            continue
+        ind_known = "individual" in cur.sources and _rank(_group_max(project, mine)) < cur.role.rank
+        if ind_known or _rank(_group_max(project, staying)) >= cur.role.rank:
+            continue
         steps.append(
-            ChangeStep(
-                id=f"{kind.value}:{target}",
-                kind=kind,
-                target=target,
-                reason=reason,
-                params=params,
-                widening=widening,
+            ChangeStep.of(
+                SetProjectRole(project=project, role=cur.role),
+                project,
+                reason=f"keep {cur.role.value} in {project}, which a group being left gave",
             )
         )
+        warnings.append(
+            f"leaving the group(s) would also lower {project}: an individual "
+            f"{cur.role.value} grant keeps it as it is"
+        )
+    return steps, warnings
 
-    return add
+
+def leave_group_steps(leaving: dict[str, PermissionGroup]) -> list[ChangeStep]:
+    """Groups last: the individual grants are in place before a group's access goes."""
+    return [
+        ChangeStep.of(
+            RemoveGroupMembership(group=g.name),
+            g.id,
+            reason=f"leave permission group {g.name!r} (it grants more than the target)",
+        )
+        for g in leaving.values()
+    ]
+
+
+def org_role_steps(member: Member, request: ChangeRequest) -> list[ChangeStep]:
+    """The org role, when the request names another one."""
+    role = request.org_role
+    if role is None or role == member.org_role:
+        return []
+    widening = role.rank > _rank(member.org_role)
+    was = member.org_role.value if member.org_role else "?"
+    return [
+        ChangeStep.of(
+            SetOrgRole(role=role),
+            member.email,
+            reason=_widening(f"org role {was} → {role.value}", widening),
+            widening=widening,
+        )
+    ]
+
+
+def org_admin_warnings(member: Member, request: ChangeRequest) -> list[str]:
+    """Project roles below Admin asked for an org Admin (who is Admin everywhere)."""
+    final = request.org_role or member.org_role
+    lower = any(r is not None and r is not Role.ADMIN for r in request.projects.values())
+    if final is Role.ADMIN and lower:
+        return ["an org Admin has Admin in every project whatever the project role"]
+    return []
+
+
+def module_steps(member: Member, request: ChangeRequest) -> list[ChangeStep]:
+    """Modules added (widening) and removed, when the member lacks or has them."""
+    have = set(member.modules)
+    grant = sorted((m for m in request.modules_add if m not in have), key=lambda m: m.value)
+    revoke = sorted((m for m in request.modules_remove if m in have), key=lambda m: m.value)
+    steps: list[ChangeStep] = []
+    if grant:
+        reason = f"add module(s) {', '.join(m.value for m in grant)}"
+        steps.append(
+            ChangeStep.of(GrantModules(modules=grant), member.email, reason=reason, widening=True)
+        )
+    if revoke:
+        reason = f"remove module(s) {', '.join(m.value for m in revoke)}"
+        steps.append(ChangeStep.of(RevokeModules(modules=revoke), member.email, reason=reason))
+    return steps
+
+
+def concerned_admins(
+    member: Member,
+    steps: list[ChangeStep],
+    *,
+    leaving: dict[str, PermissionGroup],
+    projects: list[Project],
+) -> list[str]:
+    """The admins of the projects the change touches (its project steps, the groups left)."""
+    concerned = {p for g in leaving.values() for p in g.projects}
+    for s in steps:
+        match s.params:
+            case SetProjectRole(project=project) | RemoveProjectRole(project=project):
+                concerned.add(project)
+    return admins_of(concerned, projects, besides=member.email)
 
 
 def make_change_plan(
@@ -201,163 +405,40 @@ def make_change_plan(
     request: ChangeRequest,
 ) -> ChangePlan:
     """The plan that makes ``member``'s *effective* access the request's target (pure)."""
-    plan = ChangePlan(subject=request.email)
-    plan.target = {p: (r.value if r else None) for p, r in sorted(request.projects.items())}
-    plan.target_org_role = request.org_role.value if request.org_role else None
-    by_name = {p.name: p for p in projects}
-    plan.production_projects = sorted(
-        p.name for p in projects if p.environment.lower() == PRODUCTION
+    plan = ChangePlan(
+        subject=request.email,
+        target={p: (r.value if r else None) for p, r in sorted(request.projects.items())},
+        target_org_role=request.org_role.value if request.org_role else None,
+        production_projects=production_projects(projects),
+        blockers=change_blockers(member, request, projects=projects),
     )
-    unknown = sorted(p for p in request.projects if p not in by_name)
-    if unknown:
-        plan.blockers.append(f"unknown project(s): {', '.join(unknown)}")
-    if member is None:
-        plan.blockers.append(f"{request.email} is not a member of the org")
-    if plan.blockers:
+    if member is None or plan.blockers:
         return plan
-    assert member is not None
-    if member.status != "joined":
-        plan.warnings.append(f"{member.email} has not accepted the invitation yet")
-    steps: list[ChangeStep] = []
-    add = _stepper(steps)
     mine = _member_groups(member, groups)
-    eff: dict[str, ProjectGrant] = {g.project: g for g in member.projects}
-
-    # --- which groups must go: those granting more than the target (or anything, for none) ---
-    leaving: dict[str, PermissionGroup] = {}
-    for project, role in sorted(request.projects.items()):
-        for g in mine:
-            granted = g.projects.get(project)
-            if granted is not None and (role is None or granted.rank > role.rank):
-                leaving[g.id] = g
-    staying = [g for g in mine if g.id not in leaving]
-
-    def group_max(project: str, among: list[PermissionGroup]) -> Role | None:
-        return _max_role([g.projects[project] for g in among if project in g.projects])
-
-    for g in leaving.values():
-        granted = ", ".join(f"{p}={r.value}" for p, r in sorted(g.projects.items()))
-        trapped = [
-            f"{p} ({g.projects[p].value} > {r.value if r else 'none'})"
-            for p, r in sorted(request.projects.items())
-            if p in g.projects and (r is None or g.projects[p].rank > r.rank)
-        ]
-        plan.warnings.append(
-            f"permission group {g.name!r} grants {granted}: the effective role is the highest "
-            f"of the individual and group grants, so changing the individual grant alone would "
-            f"leave {'; '.join(trapped)} — the plan removes {member.email} from the group"
-        )
-        if g.idp_managed:
-            plan.blockers.append(
-                f"permission group {g.name!r} is managed by the IdP: change the membership in "
-                "the IdP (an org-side removal would be undone by the next sync)"
-            )
-
-    # --- the projects of the request -----------------------------------------------------------
-    for project, role in sorted(request.projects.items()):
-        cur = eff.get(project)
-        cur_role = cur.role if cur else None
-        individual = cur is not None and "individual" in cur.sources
-        trapped = any(project in g.projects for g in leaving.values())
-        if role is None:
-            if individual:
-                add(
-                    ChangeKind.REMOVE_PROJECT_ROLE,
-                    project,
-                    f"no access to {project} (was {cur_role.value if cur_role else 'none'})",
-                    project=project,
-                )
-            continue
-        if cur_role == role and not trapped:
-            continue
-        widening = role.rank > _rank(cur_role)
-        add(
-            ChangeKind.SET_PROJECT_ROLE,
-            project,
-            f"{project}: {cur_role.value if cur_role else 'no access'} → {role.value}"
-            + (" (widening)" if widening else ""),
-            widening=widening,
-            project=project,
-            role=role.value,
-        )
-
-    # --- what a group being left also gave, outside the request: kept individually ----------
-    for project in sorted({p for g in leaving.values() for p in g.projects}):
-        if project in request.projects or project not in eff:
-            continue
-        cur = eff[project]
-        all_max = group_max(project, mine)
-        ind_known = "individual" in cur.sources and _rank(all_max) < cur.role.rank
-        if ind_known or _rank(group_max(project, staying)) >= cur.role.rank:
-            continue
-        add(
-            ChangeKind.SET_PROJECT_ROLE,
-            project,
-            f"keep {cur.role.value} in {project}, which a group being left gave",
-            project=project,
-            role=cur.role.value,
-        )
-        plan.warnings.append(
-            f"leaving the group(s) would also lower {project}: an individual "
-            f"{cur.role.value} grant keeps it as it is"
-        )
-
-    # --- groups last: the individual grants are in place before a group's access goes --------
-    for g in leaving.values():
-        add(
-            ChangeKind.REMOVE_GROUP_MEMBERSHIP,
-            g.id,
-            f"leave permission group {g.name!r} (it grants more than the target)",
-            group=g.name,
-        )
-
-    # --- org role --------------------------------------------------------------------------
-    if request.org_role is not None and request.org_role != member.org_role:
-        widening = request.org_role.rank > _rank(member.org_role)
-        add(
-            ChangeKind.SET_ORG_ROLE,
-            member.email,
-            f"org role {member.org_role.value if member.org_role else '?'} → "
-            f"{request.org_role.value}" + (" (widening)" if widening else ""),
-            widening=widening,
-            role=request.org_role.value,
-        )
-    final_org = request.org_role or member.org_role
-    if final_org is Role.ADMIN and any(
-        r is not None and r is not Role.ADMIN for r in request.projects.values()
-    ):
-        plan.warnings.append("an org Admin has Admin in every project whatever the project role")
-
-    # --- modules ----------------------------------------------------------------------------
-    have = set(member.modules)
-    grant = sorted(m.value for m in request.modules_add if m not in have)
-    revoke = sorted(m.value for m in request.modules_remove if m in have)
-    if grant:
-        add(
-            ChangeKind.GRANT_MODULES,
-            member.email,
-            f"add module(s) {', '.join(grant)}",
-            widening=True,
-            modules=grant,
-        )
-    if revoke:
-        add(
-            ChangeKind.REVOKE_MODULES,
-            member.email,
-            f"remove module(s) {', '.join(revoke)}",
-            modules=revoke,
-        )
-
-    concerned = [
-        s.params["project"]
-        for s in steps
-        if s.kind in (ChangeKind.SET_PROJECT_ROLE, ChangeKind.REMOVE_PROJECT_ROLE)
-    ] + [p for g in leaving.values() for p in g.projects]
-    plan.project_admins = sorted(
-        {a for p in concerned if p in by_name for a in by_name[p].admins} - {member.email}
+    leaving = groups_to_leave(mine, request)
+    union_warnings, union_blockers = group_union_findings(member, request, leaving=leaving)
+    kept, kept_warnings = kept_by_individual_grant(member, request, mine=mine, leaving=leaving)
+    steps = [
+        *requested_project_steps(member, request, leaving=leaving),
+        *kept,
+        *leave_group_steps(leaving),
+        *org_role_steps(member, request),
+        *module_steps(member, request),
+    ]
+    warnings = [
+        *pending_warnings(member),
+        *union_warnings,
+        *kept_warnings,
+        *org_admin_warnings(member, request),
+    ]
+    return plan.model_copy(
+        update={
+            "steps": steps,
+            "warnings": warnings,
+            "blockers": union_blockers,
+            "project_admins": concerned_admins(member, steps, leaving=leaving, projects=projects),
+        }
     )
-    plan.steps = steps
-    return plan
 
 
 def expected_access(member: Member, groups: list[PermissionGroup]) -> dict[str, Role]:
@@ -369,9 +450,129 @@ def expected_access(member: Member, groups: list[PermissionGroup]) -> dict[str, 
     for g in member.projects:
         if "individual" not in g.sources:
             continue
-        gmax = _max_role([x.projects[g.project] for x in mine if g.project in x.projects])
+        gmax = _group_max(g.project, mine)
         out[g.project] = g.role if _rank(gmax) < g.role.rank else Role.VIEWER
     return out
+
+
+# --- change of email: the rules ------------------------------------------------------------------
+def email_change_blockers(
+    old: Member | None, new: Member | None, *, old_email: str, new_email: str
+) -> list[str]:
+    """Why nothing can be done (nothing either, without a blocker, once the old address is
+    gone and the new one is there)."""
+    if old_email == new_email:
+        return ["the new address is the old one"]
+    if old is None:
+        return [f"{old_email} is not a member of the org"] if new is None else []
+    if old.status != "joined":
+        return [f"{old_email} has not joined the org (a pending invite): revoke it"]
+    return []
+
+
+def invite_new_address_step(
+    old: Member, individual: dict[str, Role], *, old_email: str, new_email: str
+) -> ChangeStep:
+    """The new address invited with the old one's org role, project roles and modules."""
+    invite = InviteMember(
+        role=old.org_role or Role.VIEWER,
+        projects=dict(sorted(individual.items())),
+        modules=sorted(old.modules, key=lambda m: m.value),
+    )
+    reason = f"invite {new_email} with {old_email}'s org role, project roles and modules"
+    return ChangeStep.of(invite, new_email, reason=reason, widening=True)
+
+
+def align_new_address_steps(
+    old: Member, new: Member, *, individual: dict[str, Role], old_email: str, new_email: str
+) -> list[ChangeStep]:
+    """The joined new address given what it lacks of the old one's org role, individual
+    project roles and modules."""
+    steps: list[ChangeStep] = []
+    if new.org_role is not None and old.org_role is not None and new.org_role != old.org_role:
+        steps.append(
+            ChangeStep.of(
+                SetOrgRole(role=old.org_role),
+                new_email,
+                reason=f"org role as {old_email}: {old.org_role.value}",
+                widening=new.org_role.rank < old.org_role.rank,
+            )
+        )
+    have = {g.project: g for g in new.projects}
+    for project, role in sorted(individual.items()):
+        cur = have.get(project)
+        if cur is None or "individual" not in cur.sources or cur.role.rank < role.rank:
+            steps.append(
+                ChangeStep.of(
+                    SetProjectRole(project=project, role=role, email=new_email),
+                    f"{new_email} in {project}",
+                    reason=f"{project}: {role.value} as {old_email}",
+                    widening=True,
+                )
+            )
+    missing = sorted(set(old.modules) - set(new.modules), key=lambda m: m.value)
+    if missing:
+        grant = GrantModules(modules=missing)
+        reason = f"modules as {old_email}"
+        steps.append(ChangeStep.of(grant, new_email, reason=reason, widening=True))
+    return steps
+
+
+def join_group_steps(
+    old: Member,
+    new: Member | None,
+    *,
+    groups: list[PermissionGroup],
+    old_email: str,
+    new_email: str,
+) -> tuple[list[ChangeStep], list[str]]:
+    """The new address into the old one's permission groups (a warning for an IdP-managed
+    group: the IdP must add it)."""
+    theirs = {g.id for g in _member_groups(new, groups)} if new else set()
+    steps: list[ChangeStep] = []
+    warnings: list[str] = []
+    for g in _member_groups(old, groups):
+        if g.id in theirs:
+            continue
+        steps.append(
+            ChangeStep.of(
+                AddGroupMembership(group=g.name, email=new_email),
+                g.id,
+                reason=f"join permission group {g.name!r} as {old_email}",
+                widening=True,
+            )
+        )
+        if g.idp_managed:
+            warnings.append(
+                f"permission group {g.name!r} is IdP-managed: add {new_email} in the IdP"
+            )
+    return steps, warnings
+
+
+def move_and_remove_steps(old_email: str, new_email: str, *, owned_assets: int) -> list[ChangeStep]:
+    """All content to the new address, then the old address removed."""
+    moved = f"transfer all of {old_email}'s content ({owned_assets} asset(s)) to {new_email}"
+    return [
+        ChangeStep.of(TransferContent(to=new_email), old_email, reason=moved),
+        ChangeStep.of(RemoveMember(), old_email, reason=f"remove the old address {old_email}"),
+    ]
+
+
+def new_address_blockers(new: Member | None, now: datetime, *, new_email: str) -> list[str]:
+    """The joined new address must have signed in lately to receive content."""
+    why = eligible(new, now) if new is not None else None
+    if not why:
+        return []
+    return [f"{new_email} cannot receive content yet ({why}): they must sign in first"]
+
+
+def waiting_warnings(*, old_email: str, new_email: str) -> list[str]:
+    """The new address is invited but has not joined: the rest waits for a later run."""
+    return [
+        f"{new_email} has not accepted the invitation yet: once they have joined and "
+        "signed in, run the same command again to transfer the content and remove "
+        f"{old_email}"
+    ]
 
 
 def make_email_change_plan(
@@ -387,106 +588,32 @@ def make_email_change_plan(
 ) -> ChangePlan:
     """What is left of an email change (pure): invite → (the person accepts) → groups,
     transfer all content, remove the old address."""
-    plan = ChangePlan(runbook="email_change", subject=old_email, new_email=new_email)
-    plan.production_projects = sorted(
-        p.name for p in projects if p.environment.lower() == PRODUCTION
+    emails = {"old_email": old_email, "new_email": new_email}
+    plan = ChangePlan(
+        runbook="email_change",
+        subject=old_email,
+        new_email=new_email,
+        production_projects=production_projects(projects),
+        blockers=email_change_blockers(old, new, **emails),
     )
-    if old_email == new_email:
-        plan.blockers.append("the new address is the old one")
+    if old is None or plan.blockers:
         return plan
-    if old is None:
-        if new is None:
-            plan.blockers.append(f"{old_email} is not a member of the org")
-        return plan  # nothing left to do (the old address is gone)
-    if old.status != "joined":
-        plan.blockers.append(f"{old_email} has not joined the org (a pending invite): revoke it")
-        return plan
-    steps: list[ChangeStep] = []
-    add = _stepper(steps)
-    mine = _member_groups(old, groups)
     individual = expected_access(old, groups)
-    by_name = {p.name: p for p in projects}
-    plan.project_admins = sorted(
-        {a for p in individual if p in by_name for a in by_name[p].admins} - {old_email}
+    plan.project_admins = admins_of(individual, projects, besides=old_email)
+    if new is not None and new.status != "joined":
+        update = {"waiting_for_acceptance": True, "warnings": waiting_warnings(**emails)}
+        return plan.model_copy(update=update)
+    first = (
+        [invite_new_address_step(old, individual, **emails)]
+        if new is None
+        else align_new_address_steps(old, new, individual=individual, **emails)
     )
-    if new is None:
-        add(
-            ChangeKind.INVITE_MEMBER,
-            new_email,
-            f"invite {new_email} with {old_email}'s org role, project roles and modules",
-            widening=True,
-            role=(old.org_role or Role.VIEWER).value,
-            projects={p: r.value for p, r in sorted(individual.items())},
-            modules=sorted(m.value for m in old.modules),
-        )
-    elif new.status != "joined":
-        plan.waiting_for_acceptance = True
-    else:
-        if new.org_role is not None and old.org_role is not None and new.org_role != old.org_role:
-            add(
-                ChangeKind.SET_ORG_ROLE,
-                new_email,
-                f"org role as {old_email}: {old.org_role.value}",
-                widening=new.org_role.rank < old.org_role.rank,
-                role=old.org_role.value,
-            )
-        have = {g.project: g for g in new.projects}
-        for project, role in sorted(individual.items()):
-            cur = have.get(project)
-            if cur is None or "individual" not in cur.sources or cur.role.rank < role.rank:
-                add(
-                    ChangeKind.SET_PROJECT_ROLE,
-                    f"{new_email} in {project}",
-                    f"{project}: {role.value} as {old_email}",
-                    widening=True,
-                    email=new_email,
-                    project=project,
-                    role=role.value,
-                )
-        missing = sorted(m.value for m in set(old.modules) - set(new.modules))
-        if missing:
-            add(
-                ChangeKind.GRANT_MODULES,
-                new_email,
-                f"modules as {old_email}",
-                widening=True,
-                modules=missing,
-            )
-    if new is None or new.status == "joined":
-        new_groups = {g.id for g in _member_groups(new, groups)} if new else set()
-        for g in mine:
-            if g.id not in new_groups:
-                add(
-                    ChangeKind.ADD_GROUP_MEMBERSHIP,
-                    g.id,
-                    f"join permission group {g.name!r} as {old_email}",
-                    widening=True,
-                    group=g.name,
-                    email=new_email,
-                )
-                if g.idp_managed:
-                    plan.warnings.append(
-                        f"permission group {g.name!r} is IdP-managed: add {new_email} in the IdP"
-                    )
-        add(
-            ChangeKind.TRANSFER_CONTENT,
-            old_email,
-            f"transfer all of {old_email}'s content ({owned_assets} asset(s)) to {new_email}",
-            to=new_email,
-        )
-        add(ChangeKind.REMOVE_MEMBER, old_email, f"remove the old address {old_email}")
-        if new is not None:
-            why = eligible(new, now)
-            if why:
-                plan.blockers.append(
-                    f"{new_email} cannot receive content yet ({why}): they must sign in first"
-                )
-    if plan.waiting_for_acceptance:
-        plan.warnings.append(
-            f"{new_email} has not accepted the invitation yet: once they have joined and "
-            "signed in, run the same command again to transfer the content and remove "
-            f"{old_email}"
-        )
-    # Widening (for the policy) is about the new address's grants: facts from the invite.
-    plan.steps = steps
-    return plan
+    joins, warnings = join_group_steps(old, new, groups=groups, **emails)
+    moves = move_and_remove_steps(old_email, new_email, owned_assets=owned_assets)
+    return plan.model_copy(
+        update={
+            "steps": [*first, *joins, *moves],
+            "warnings": warnings,
+            "blockers": new_address_blockers(new, now, new_email=new_email),
+        }
+    )

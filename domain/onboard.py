@@ -34,7 +34,7 @@ Production.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -44,20 +44,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.models import AccessRequest, IdpUser, Invitation, Member, Module, Project, Role
 from domain.plan import find_lookalikes
 from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
+from domain.steps import (
+    GrantModules,
+    IdpAddGroup,
+    IdpCreateUser,
+    Invite,
+    OnboardParams,
+    RecordGrant,
+    ResendInvitation,
+    TemporaryModule,
+    TemporaryProjectRole,
+)
+from domain.steps import (
+    OnboardStepKind as OnboardStepKind,  # the step kinds of an onboarding, named here too
+)
 
 PRODUCTION = "production"
 VENDOR_PREFIX = "analytics-vendor-"
 # analytics-vendor-first.last@vendor.tld (letters, hyphens inside names)
 SERVICE_ACCOUNT = re.compile(r"^analytics-vendor-[a-z]+(?:-[a-z]+)*\.[a-z]+(?:-[a-z]+)*@[^@]+$")
-
-
-class OnboardStepKind(StrEnum):
-    IDP_CREATE_USER = "idp_create_user"
-    IDP_ADD_GROUP = "idp_add_group"
-    GRANT_MODULES = "grant_modules"
-    INVITE = "invite"
-    RESEND_INVITATION = "resend_invitation"
-    RECORD_GRANT = "record_grant"
 
 
 class Outcome(StrEnum):
@@ -74,6 +79,7 @@ class OnboardStep(PlanStep):
     """One step of an onboarding."""
 
     kind: OnboardStepKind
+    params: OnboardParams
 
 
 class OnboardState(BaseModel):
@@ -202,183 +208,278 @@ def _member_access(m: Member) -> tuple[Role | None, dict[str, Role], set[Module]
     return m.org_role, {g.project: g.role for g in m.projects}, set(m.modules)
 
 
-def make_onboarding_plan(
-    request: AccessRequest, state: OnboardState, *, idp_managed: bool, now: datetime
-) -> OnboardPlan:
-    """The plan for one access request (pure; see the module docstring)."""
-    email = request.email
-    plan = OnboardPlan(subject=email, ticket=request.ticket or "")
-    steps: list[OnboardStep] = []
-    add: Callable[..., None] = lambda kind, target, reason, **params: steps.append(  # noqa: E731
-        OnboardStep(
-            id=f"{kind.value}:{target}", kind=kind, target=target, reason=reason, params=params
-        )
-    )
-    ref = f" ({request.ticket})" if request.ticket else ""
+# --- the rules -----------------------------------------------------------------------------------
+# Each rule is a small pure function; make_onboarding_plan runs them in order.
 
-    # --- the request against the org ------------------------------------------------------------
+
+def _project_named(state: OnboardState, name: str) -> Project | None:
+    """The org's project called ``name`` (case and surrounding spaces aside)."""
     by_name = {p.name.casefold(): p for p in state.projects}
+    return by_name.get(name.strip().casefold())
+
+
+def canonical_projects(
+    request: AccessRequest, state: OnboardState
+) -> tuple[dict[str, Role], list[str]]:
+    """The roles asked, by the org's own project names, and a problem for each project the org
+    does not have."""
     projects: dict[str, Role] = {}
+    problems: list[str] = []
     for name, role in request.projects.items():
-        p = by_name.get(name.strip().casefold())
+        p = _project_named(state, name)
         if p is None:
             known = ", ".join(sorted(q.name for q in state.projects)) or "none"
-            plan.problems.append(f"project '{name}' does not exist in the org (projects: {known})")
-            continue
-        projects[p.name] = role
-        if p.environment.casefold() == PRODUCTION:
-            plan.production_projects.append(p.name)
-            plan.production_roles.append(role.value)
-    if request.until is not None and request.until <= now.date():
-        plan.problems.append(
-            f"until {request.until.isoformat()} is not after today ({now.date().isoformat()})"
-        )
-    plan.projects = projects
-    plan.org_role = request.org_role
-    plan.modules = list(dict.fromkeys(request.modules))
-    plan.until = request.until.isoformat() if request.until else None
+            problems.append(f"project '{name}' does not exist in the org (projects: {known})")
+        else:
+            projects[p.name] = role
+    return projects, problems
 
-    # --- warnings -------------------------------------------------------------------------------
+
+def production_asks(request: AccessRequest, state: OnboardState) -> tuple[list[str], list[str]]:
+    """The production projects asked and the roles asked there (what the policy matches on)."""
+    asks = [
+        (p.name, role.value)
+        for name, role in request.projects.items()
+        if (p := _project_named(state, name)) is not None and p.environment.casefold() == PRODUCTION
+    ]
+    return [p for p, _ in asks], [r for _, r in asks]
+
+
+def until_problems(request: AccessRequest, now: datetime) -> list[str]:
+    """An end date that is not in the future."""
+    if request.until is None or request.until > now.date():
+        return []
+    return [f"until {request.until.isoformat()} is not after today ({now.date().isoformat()})"]
+
+
+def request_warnings(request: AccessRequest, state: OnboardState) -> list[str]:
+    """Look-alikes, a personal address for a vendor, an org Admin, temporary with no end."""
+    email, warnings = request.email, []
     lookalikes = find_lookalikes(email, state.others)
     if lookalikes:
-        plan.warnings.append(
+        warnings.append(
             f"look-alike accounts exist: {', '.join(lookalikes)} — check that {email} is the "
             "intended address"
         )
     domain = email.rsplit("@", 1)[-1]
     external = bool(state.org_domains) and domain not in state.org_domains
     if (external or email.startswith(VENDOR_PREFIX)) and not follows_naming(email):
-        plan.warnings.append(
+        warnings.append(
             f"{email} does not follow the service-account naming convention "
             "analytics-vendor-first.last@vendor: use a dedicated service account, not a "
             "personal address"
         )
     if request.org_role is Role.ADMIN:
-        plan.warnings.append("org Admin requested: full control of the org (security approves)")
+        warnings.append("org Admin requested: full control of the org (security approves)")
     if request.temporary and request.until is None:
-        plan.warnings.append("labelled temporary but no 'until' date: the access will not expire")
+        warnings.append("labelled temporary but no 'until' date: the access will not expire")
+    return warnings
 
-    if plan.problems:
-        plan.outcome = Outcome.INVALID
-        return plan
 
-    # --- who they are today -----------------------------------------------------------------------
-    m = state.member
-    if m is not None and m.status != "pending":
-        role, have, mods = _member_access(m)
-        diff: list[str] = []
-        if role is not None and role is not request.org_role:
-            diff.append(f"org role {role.value} → {request.org_role.value}")
-        for p, r in projects.items():
-            if have.get(p) is not r:
-                diff.append(f"{p}: {have[p].value if p in have else 'none'} → {r.value}")
-        missing = [mod.value for mod in plan.modules if mod not in mods]
-        if missing:
-            diff.append("modules + " + ", ".join(missing))
-        plan.change = diff
-        if diff:
-            plan.outcome = Outcome.CHANGE_NEEDED
-            plan.warnings.append(
-                f"existing member: use change (handover change {email}): " + "; ".join(diff)
-            )
-        else:
-            plan.outcome = Outcome.NOTHING_TO_DO
-        return plan
+def member_diff(plan: OnboardPlan, m: Member) -> list[str]:
+    """What an existing member lacks of the plan's access (for ``handover change``)."""
+    role, have, mods = _member_access(m)
+    diff: list[str] = []
+    if role is not None and role is not plan.org_role:
+        diff.append(f"org role {role.value} → {plan.org_role.value}")
+    for p, r in plan.projects.items():
+        if have.get(p) is not r:
+            diff.append(f"{p}: {have[p].value if p in have else 'none'} → {r.value}")
+    missing = [mod.value for mod in plan.modules if mod not in mods]
+    if missing:
+        diff.append("modules + " + ", ".join(missing))
+    return diff
 
-    pending = m is not None and m.status == "pending"
+
+def existing_member_plan(plan: OnboardPlan, m: Member) -> OnboardPlan:
+    """A joined member is never invited again: what differs is for ``handover change``."""
+    diff = member_diff(plan, m)
+    if not diff:
+        return plan.model_copy(update={"change": [], "outcome": Outcome.NOTHING_TO_DO})
+    warning = f"existing member: use change (handover change {plan.subject}): " + "; ".join(diff)
+    return plan.model_copy(
+        update={
+            "change": diff,
+            "outcome": Outcome.CHANGE_NEEDED,
+            "warnings": [*plan.warnings, warning],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """What one way of provisioning plans: its steps, warnings and blockers."""
+
+    steps: list[OnboardStep]
+    warnings: list[str] = field(default_factory=list)
+    blockers: list[str] = field(default_factory=list)
+
+
+def resend_path(plan: OnboardPlan, m: Member, *, state: OnboardState) -> Provisioning:
+    """A pending invitation (not this request's): resent, never a second one; an expired one
+    must be revoked first."""
     inv = state.invitation
-    # A pending member the IdP provisioned is the IdP's to complete: no resend, only what the
-    # groups still lack.
-    idp_pending = pending and idp_managed and m is not None and m.idp_managed
-    if pending and not state.invited_for_ticket and not idp_pending:
-        if inv is not None and inv.state == "expired":
-            plan.blockers.append(
-                f"{email} has an expired invitation: revoke it (hygiene) before inviting again"
-            )
-            plan.outcome = Outcome.BLOCKED
-            return plan
-        role, have, mods = _member_access(m)  # type: ignore[arg-type]
-        if role not in (None, request.org_role) or have != projects or mods != set(plan.modules):
-            plan.warnings.append(
-                f"the pending invitation grants other access than asked (org role "
-                f"{role.value if role else '?'}, "
-                f"{', '.join(f'{p} {r.value}' for p, r in have.items()) or 'no project'}): "
-                "change it after it is accepted"
-            )
-        add(
-            OnboardStepKind.RESEND_INVITATION,
-            email,
-            "already invited and not yet accepted: resend, never a second invitation",
+    if inv is not None and inv.state == "expired":
+        return Provisioning(
+            [],
+            blockers=[
+                f"{plan.subject} has an expired invitation: revoke it (hygiene) before "
+                "inviting again"
+            ],
         )
-    elif idp_managed:
-        user = state.idp_user
-        if user is not None and not user.active:
-            plan.blockers.append(
-                f"{email} exists in the IdP but is deactivated: reactivate on purpose, not "
-                "through onboarding"
+    role, have, mods = _member_access(m)
+    warnings = []
+    if role not in (None, plan.org_role) or have != plan.projects or mods != set(plan.modules):
+        warnings.append(
+            f"the pending invitation grants other access than asked (org role "
+            f"{role.value if role else '?'}, "
+            f"{', '.join(f'{p} {r.value}' for p, r in have.items()) or 'no project'}): "
+            "change it after it is accepted"
+        )
+    resend = OnboardStep.of(
+        ResendInvitation(),
+        plan.subject,
+        reason="already invited and not yet accepted: resend, never a second invitation",
+    )
+    return Provisioning([resend], warnings)
+
+
+def wanted_groups(plan: OnboardPlan) -> list[tuple[str, str]]:
+    """The mapped IdP groups that give the plan's access, with what each maps to."""
+    wanted = [(org_group(plan.org_role), f"org role {plan.org_role.value}")]
+    wanted += [(project_group(p, r), f"{r.value} in {p}") for p, r in plan.projects.items()]
+    return wanted
+
+
+def idp_group_steps(plan: OnboardPlan, state: OnboardState) -> Provisioning:
+    """Into each wanted IdP group the user is not in yet; a blocker for a group the IdP lacks."""
+    have = {g.casefold() for g in state.idp_user_groups}
+    known = {k.casefold(): (k, v) for k, v in state.idp_groups.items()}
+    steps: list[OnboardStep] = []
+    blockers: list[str] = []
+    for group, what in wanted_groups(plan):
+        if group.casefold() in have:
+            continue
+        if group.casefold() not in known:
+            blockers.append(
+                f"the IdP has no group {group} (maps to {what}): create it in the IdP first"
             )
-            plan.outcome = Outcome.BLOCKED
-            return plan
-        if user is None:
-            add(
-                OnboardStepKind.IDP_CREATE_USER,
-                email,
-                "pre-provision the account in the IdP (SSO org)" + ref,
-            )
-        wanted = [(org_group(request.org_role), f"org role {request.org_role.value}")]
-        wanted += [(project_group(p, r), f"{r.value} in {p}") for p, r in projects.items()]
-        have_groups = {g.casefold() for g in state.idp_user_groups}
-        known = {k.casefold(): (k, v) for k, v in state.idp_groups.items()}
-        for group, what in wanted:
-            if group.casefold() in have_groups:
-                continue
-            if group.casefold() not in known:
-                plan.blockers.append(
-                    f"the IdP has no group {group} (maps to {what}): create it in the IdP first"
-                )
-                continue
-            name, gid = known[group.casefold()]
-            add(
-                OnboardStepKind.IDP_ADD_GROUP,
+            continue
+        name, gid = known[group.casefold()]
+        steps.append(
+            OnboardStep.of(
+                IdpAddGroup(group_id=gid, email=plan.subject),
                 name,
-                f"mapped group: {what} (provisioning creates the member)",
-                group_id=gid,
-                email=email,
+                reason=f"mapped group: {what} (provisioning creates the member)",
             )
-        if plan.modules:
-            add(
-                OnboardStepKind.GRANT_MODULES,
-                email,
-                "modules asked for (no IdP group maps modules)",
-                modules=[mod.value for mod in plan.modules],
+        )
+    return Provisioning(steps, blockers=blockers)
+
+
+def idp_path(plan: OnboardPlan, state: OnboardState, *, ref: str) -> Provisioning:
+    """IdP-managed: the IdP user (created if need be), its mapped groups, then the modules (no
+    IdP group maps them); a deactivated IdP user is reactivated on purpose, not here."""
+    user = state.idp_user
+    if user is not None and not user.active:
+        return Provisioning(
+            [],
+            blockers=[
+                f"{plan.subject} exists in the IdP but is deactivated: reactivate on purpose, "
+                "not through onboarding"
+            ],
+        )
+    steps: list[OnboardStep] = []
+    if user is None:
+        reason = "pre-provision the account in the IdP (SSO org)" + ref
+        steps.append(OnboardStep.of(IdpCreateUser(), plan.subject, reason=reason))
+    groups = idp_group_steps(plan, state)
+    steps += groups.steps
+    if plan.modules:
+        steps.append(
+            OnboardStep.of(
+                GrantModules(modules=plan.modules),
+                plan.subject,
+                reason="modules asked for (no IdP group maps modules)",
             )
-    else:
-        add(
-            OnboardStepKind.INVITE,
-            email,
-            "invite with exactly the roles and modules asked" + ref,
-            org_role=request.org_role.value,
-            projects={p: r.value for p, r in projects.items()},
-            modules=[mod.value for mod in plan.modules],
-            default_project=next(iter(projects), None),
-            note=invite_note(request),
         )
-    if plan.blockers:
-        plan.outcome = Outcome.BLOCKED
-        return plan
-    if request.until is not None:
-        grants: list[dict[str, str]] = [
-            {"project": p, "role": r.value} for p, r in projects.items()
-        ]
-        grants += [{"module": mod.value} for mod in plan.modules]
-        add(
-            OnboardStepKind.RECORD_GRANT,
-            email,
-            f"temporary access until {request.until.isoformat()} (the expiry sweep removes it)",
-            until=request.until.isoformat(),
-            grants=grants,
-            sponsor=request.requester or "",
-        )
-    plan.steps = steps
-    plan.outcome = Outcome.READY if steps else Outcome.NOTHING_TO_DO
-    return plan
+    return Provisioning(steps, blockers=groups.blockers)
+
+
+def invite_step(plan: OnboardPlan, request: AccessRequest, *, ref: str) -> OnboardStep:
+    """Not IdP-managed: one invitation with exactly the roles and modules asked, and a note."""
+    invite = Invite(
+        org_role=plan.org_role,
+        projects=dict(plan.projects),
+        modules=plan.modules,
+        default_project=next(iter(plan.projects), None),
+        note=invite_note(request),
+    )
+    return OnboardStep.of(
+        invite, plan.subject, reason="invite with exactly the roles and modules asked" + ref
+    )
+
+
+def record_grant_steps(plan: OnboardPlan, request: AccessRequest) -> list[OnboardStep]:
+    """Temporary access: recorded in the ledger, for the expiry sweep to take back."""
+    if request.until is None:
+        return []
+    grants: list[TemporaryProjectRole | TemporaryModule] = [
+        TemporaryProjectRole(project=p, role=r) for p, r in plan.projects.items()
+    ]
+    grants += [TemporaryModule(module=mod) for mod in plan.modules]
+    record = RecordGrant(until=request.until, grants=grants, sponsor=request.requester or "")
+    reason = f"temporary access until {request.until.isoformat()} (the expiry sweep removes it)"
+    return [OnboardStep.of(record, plan.subject, reason=reason)]
+
+
+def provisioning(
+    plan: OnboardPlan, request: AccessRequest, *, state: OnboardState, idp_managed: bool
+) -> Provisioning:
+    """How someone who is not a joined member gets the access: a resend of their pending
+    invitation, the IdP's groups, or an invitation. A pending member the IdP provisioned is the
+    IdP's to complete (only what the groups still lack); a pending invitation this very
+    request sent is planned again as the same invite (same hash: the case skips it)."""
+    ref = f" ({request.ticket})" if request.ticket else ""
+    m = state.member
+    if (
+        m is not None
+        and m.status == "pending"
+        and not state.invited_for_ticket
+        and not (idp_managed and m.idp_managed)
+    ):
+        return resend_path(plan, m, state=state)
+    if idp_managed:
+        return idp_path(plan, state, ref=ref)
+    return Provisioning([invite_step(plan, request, ref=ref)])
+
+
+def make_onboarding_plan(
+    request: AccessRequest, state: OnboardState, *, idp_managed: bool, now: datetime
+) -> OnboardPlan:
+    """The plan for one access request (pure; see the module docstring)."""
+    projects, problems = canonical_projects(request, state)
+    production_projects, production_roles = production_asks(request, state)
+    plan = OnboardPlan(
+        subject=request.email,
+        ticket=request.ticket or "",
+        problems=problems + until_problems(request, now),
+        projects=projects,
+        org_role=request.org_role,
+        modules=list(dict.fromkeys(request.modules)),
+        production_projects=production_projects,
+        production_roles=production_roles,
+        until=request.until.isoformat() if request.until else None,
+        warnings=request_warnings(request, state),
+    )
+    if plan.problems:
+        return plan.model_copy(update={"outcome": Outcome.INVALID})
+    if state.member is not None and state.member.status != "pending":
+        return existing_member_plan(plan, state.member)
+    path = provisioning(plan, request, state=state, idp_managed=idp_managed)
+    warnings = [*plan.warnings, *path.warnings]
+    if path.blockers:
+        update = {"warnings": warnings, "blockers": path.blockers, "outcome": Outcome.BLOCKED}
+        return plan.model_copy(update=update)
+    steps = path.steps + record_grant_steps(plan, request)
+    outcome = Outcome.READY if steps else Outcome.NOTHING_TO_DO
+    return plan.model_copy(update={"warnings": warnings, "steps": steps, "outcome": outcome})

@@ -19,13 +19,21 @@ re-plan of the same world is the same.
 An emergency locks out first: IdP deactivation and group removal → revoke keys → promote
 replacements (the org refuses to remove a sole admin) → remove from the org → transfer the
 now-unassigned content → collect 30 days of activity for security.
+
+The planner is a short sequence of named rules, each a small pure function with its own table
+of cases (``tests/domain/test_plan_rules.py``): :func:`choose_replacements` (sole-admin
+projects), :func:`place_assets` (who receives what, who needs access first), the narrowing
+rules (:func:`groups_to_leave`, :func:`grants_to_keep`, :func:`idp_groups_to_leave`), one
+builder per phase (:func:`promote_steps`, :func:`transfer_steps`, :func:`idp_steps`,
+:func:`key_steps`, :func:`org_removal_steps` or :func:`narrowing_steps`, …), the two orders
+(:func:`normal_order`, :func:`emergency_order`) and the warnings and blockers they raise.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -46,6 +54,25 @@ from domain.models import (
     RosterStatus,
 )
 from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
+from domain.steps import (
+    CollectActivity,
+    DeactivateIdpUser,
+    GrantProjectAccess,
+    OffboardParams,
+    PromoteAdmin,
+    RemoveGroupMembership,
+    RemoveIdpGroup,
+    RemoveMember,
+    RemoveOwnProjectRole,
+    RevokeInvitation,
+    RevokeKey,
+    RevokeModules,
+    RotateKey,
+    TransferAssets,
+)
+from domain.steps import (
+    StepKind as StepKind,  # the step kinds of an offboarding, named here too
+)
 
 RECEIVER_LOGIN_DAYS = 30
 ACTIVITY_DAYS = 30
@@ -58,22 +85,6 @@ class Reason(StrEnum):
     INACTIVITY = "inactivity"
     SECURITY_INCIDENT = "security_incident"
     IDP_REMOVAL = "idp_removal"
-
-
-class StepKind(StrEnum):
-    GRANT_PROJECT_ACCESS = "grant_project_access"
-    PROMOTE_ADMIN = "promote_admin"
-    TRANSFER_ASSETS = "transfer_assets"
-    REMOVE_IDP_GROUP = "remove_idp_group"
-    DEACTIVATE_IDP_USER = "deactivate_idp_user"
-    REVOKE_KEY = "revoke_key"
-    ROTATE_KEY = "rotate_key"
-    REMOVE_PROJECT_ROLE = "remove_project_role"
-    REMOVE_GROUP_MEMBERSHIP = "remove_group_membership"
-    REVOKE_MODULES = "revoke_modules"
-    REVOKE_INVITATION = "revoke_invitation"
-    REMOVE_MEMBER = "remove_member"
-    COLLECT_ACTIVITY = "collect_activity"
 
 
 # Steps after which the person can no longer get in (the emergency path's "lockout").
@@ -89,6 +100,7 @@ class Step(PlanStep):
     """One step of an offboarding."""
 
     kind: StepKind
+    params: OffboardParams
 
 
 class Inventory(BaseModel):
@@ -250,302 +262,485 @@ def _access(m: Member, project: str, admins: Iterable[str] = ()) -> Role | None:
     return Role.ADMIN if m.org_role is Role.ADMIN or m.email in admins else None
 
 
-def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
-    """The plan for one person (pure; see the module docstring)."""
-    now = inv.taken_at
-    plan = Plan(
-        subject=inv.subject,
-        reason=opts.reason,
-        emergency=opts.emergency,
-        keep_projects=list(opts.keep_projects),
-    )
-    steps: list[Step] = []
-    add: Callable[..., None] = lambda kind, target, reason, **params: steps.append(  # noqa: E731
-        Step(id=f"{kind.value}:{target}", kind=kind, target=target, reason=reason, params=params)
-    )
-    if inv.lookalikes:
-        plan.warnings.append(
-            "look-alike accounts exist (not touched): " + ", ".join(inv.lookalikes)
-        )
-    m = inv.member
-    narrowing = opts.reason is Reason.ROLE_CHANGE and bool(opts.keep_projects)
-    projects_by_name = {p.name: p for p in inv.projects}
+# --- the rules -----------------------------------------------------------------------------------
+# Each rule is a small pure function of the inventory and the options (and of what an earlier
+# rule chose); make_offboarding_plan runs them and puts their steps in the runbook's order.
 
-    # --- sole-admin projects: a replacement, promoted first -----------------------------------
-    manager = inv.roster.manager if inv.roster else None
+
+def is_narrowing(opts: Options) -> bool:
+    """A role change with projects to keep narrows access instead of offboarding."""
+    return opts.reason is Reason.ROLE_CHANGE and bool(opts.keep_projects)
+
+
+def manager_of(inv: Inventory) -> str | None:
+    """The leaver's manager on the HR roster."""
+    return inv.roster.manager if inv.roster else None
+
+
+def lookalike_warnings(inv: Inventory) -> list[str]:
+    """Accounts that look like the leaver's: named to the approvers, never touched."""
+    if not inv.lookalikes:
+        return []
+    return ["look-alike accounts exist (not touched): " + ", ".join(inv.lookalikes)]
+
+
+# --- sole-admin projects: a replacement, promoted first ------------------------------------------
+def sole_admin_projects(inv: Inventory, opts: Options) -> list[Project]:
+    """The projects whose only Admin is the leaver (but those a narrowing keeps), by name."""
+    return [
+        p
+        for p in sorted(inv.projects, key=lambda p: p.name)
+        if set(p.admins) == {inv.subject}
+        and not (is_narrowing(opts) and p.name in opts.keep_projects)
+    ]
+
+
+def replacement_for(inv: Inventory, opts: Options, *, project: Project) -> str | None:
+    """Who replaces the leaver as Admin of ``project``: the receiver, the manager, then anyone
+    with access to it (by email) — the first who may receive content."""
+    candidates = [c for c in (opts.receiver, manager_of(inv)) if c]
+    candidates += sorted(
+        e for e, m in inv.people.items() if _access(m, project.name, project.admins) is not None
+    )
+    return next(
+        (
+            c
+            for c in candidates
+            if c != inv.subject and receiver_problem(inv, c, inv.taken_at) is None
+        ),
+        None,
+    )
+
+
+def choose_replacements(inv: Inventory, opts: Options) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(who, project)`` to promote for each sole-admin project, and a blocker for each project
+    nobody qualifies to take over."""
     promotions: list[tuple[str, str]] = []
-    for p in sorted(inv.projects, key=lambda p: p.name):
-        if set(p.admins) != {inv.subject}:
-            continue
-        if narrowing and p.name in opts.keep_projects:
-            continue
-        cands = ([opts.receiver] if opts.receiver else []) + ([manager] if manager else [])
-        cands += sorted(
-            e for e, pm in inv.people.items() if _access(pm, p.name, p.admins) is not None
-        )
-        who = next(
-            (c for c in cands if c and c != inv.subject and receiver_problem(inv, c, now) is None),
-            None,
-        )
+    blockers: list[str] = []
+    for p in sole_admin_projects(inv, opts):
+        who = replacement_for(inv, opts, project=p)
         if who is None:
-            plan.blockers.append(
+            blockers.append(
                 f"{inv.subject} is the sole Admin of {p.name} and nobody "
                 "qualifies to replace them: choose one (--receiver)"
             )
         else:
             promotions.append((who, p.name))
-    promoted_in: dict[str, list[str]] = defaultdict(list)
-    for who, project in promotions:
-        promoted_in[project].append(who)
+    return promotions, blockers
 
-    # --- who receives what -------------------------------------------------------------------
-    moving = [a for a in inv.assets if not narrowing or a.project not in opts.keep_projects]
-    granted: set[tuple[str, str]] = set()
-    grants: list[tuple[str, str]] = []
-    receivers: dict[str, list[str]] = defaultdict(list)
-    unplaced: dict[str, list[str]] = defaultdict(list)
-    receiver_ok = False
+
+# --- who receives what ---------------------------------------------------------------------------
+def _receiver_refusal(inv: Inventory, opts: Options) -> str | None:
+    """Why the receiver named (``--receiver``) cannot receive content (None: they can)."""
+    if not opts.receiver:
+        return None
+    if opts.receiver == inv.subject:
+        return "is the person leaving"
+    return receiver_problem(inv, opts.receiver, inv.taken_at)
+
+
+def receiver_blockers(inv: Inventory, opts: Options) -> list[str]:
+    """The receiver named cannot receive content: a person must choose another."""
+    why = _receiver_refusal(inv, opts)
+    return [f"the receiver {opts.receiver} cannot receive content: {why}"] if why else []
+
+
+def manager_warnings(inv: Inventory, opts: Options) -> list[str]:
+    """No receiver named and the manager cannot receive content: each project's admin will."""
+    manager = manager_of(inv)
+    if not manager or opts.receiver:
+        return []
+    why = receiver_problem(inv, manager, inv.taken_at)
+    if not why:
+        return []
+    return [
+        f"manager {manager} cannot receive content ({why}): falling back to each project's admin"
+    ]
+
+
+def default_receiver(inv: Inventory, opts: Options) -> str | None:
+    """Who receives all the content: the receiver named if they may, else (none named) the
+    manager if they may; None: each asset goes to an admin of its project."""
     if opts.receiver:
-        why = (
-            "is the person leaving"
-            if opts.receiver == inv.subject
-            else receiver_problem(inv, opts.receiver, now)
-        )
-        if why:
-            plan.blockers.append(f"the receiver {opts.receiver} cannot receive content: {why}")
-        receiver_ok = not why
-    mgr_why = None
-    if manager and not opts.receiver:
-        mgr_why = receiver_problem(inv, manager, now)
-        if mgr_why:
-            plan.warnings.append(
-                f"manager {manager} cannot receive content ({mgr_why}): "
-                "falling back to each project's admin"
-            )
-    for a in moving:
-        choice = None
-        admins = projects_by_name[a.project].admins if a.project in projects_by_name else ()
-        admins = (*admins, *promoted_in.get(a.project, ()))  # a replacement counts as admin
-        if receiver_ok:
-            choice = opts.receiver
-        elif manager and not opts.receiver and not mgr_why and manager != inv.subject:
-            choice = manager
-        if choice is None:
-            choice = next(
-                (
-                    p
-                    for p in sorted(admins)
-                    if p != inv.subject and receiver_problem(inv, p, now) is None
-                ),
-                None,
-            )
-        if choice is None:
-            unplaced[a.project].append(a.id)
+        return None if _receiver_refusal(inv, opts) else opts.receiver
+    manager = manager_of(inv)
+    if manager and manager != inv.subject and not receiver_problem(inv, manager, inv.taken_at):
+        return manager
+    return None
+
+
+def admins_after_promotion(
+    inv: Inventory, promotions: list[tuple[str, str]]
+) -> dict[str, tuple[str, ...]]:
+    """Each project's admins once the replacements are promoted (a replacement counts)."""
+    admins = {p.name: p.admins for p in inv.projects}
+    for who, project in promotions:
+        admins[project] = (*admins.get(project, ()), who)
+    return admins
+
+
+def moving_assets(inv: Inventory, opts: Options) -> list[Asset]:
+    """The assets that change owner: all of them, or (narrowing) those outside the kept
+    projects."""
+    if not is_narrowing(opts):
+        return list(inv.assets)
+    return [a for a in inv.assets if a.project not in opts.keep_projects]
+
+
+def receiver_of(inv: Inventory, default: str | None, *, admins: Iterable[str]) -> str | None:
+    """Who receives an asset: the default receiver, else the first of its project's admins (by
+    email) who may receive content; None: nobody qualifies."""
+    if default is not None:
+        return default
+    return next(
+        (
+            a
+            for a in sorted(admins)
+            if a != inv.subject and receiver_problem(inv, a, inv.taken_at) is None
+        ),
+        None,
+    )
+
+
+def needs_access(inv: Inventory, who: str, *, project: str, admins: Iterable[str]) -> bool:
+    """A receiver with no access to ``project`` must be granted it before a transfer."""
+    m = inv.people.get(who)
+    return m is not None and _access(m, project, admins) is None
+
+
+def _sorted_ids(ids: list[str]) -> list[str]:
+    return sorted(ids, key=int) if all(x.isdigit() for x in ids) else sorted(ids)
+
+
+@dataclass
+class Placement:
+    """Where the leaver's content goes."""
+
+    receivers: dict[str, list[str]] = field(default_factory=dict)  # receiver → asset ids
+    grants: list[tuple[str, str]] = field(default_factory=list)  # (receiver, project) to grant
+    unplaced: dict[str, list[str]] = field(default_factory=dict)  # project → asset ids
+
+
+def place_assets(inv: Inventory, opts: Options, *, promotions: list[tuple[str, str]]) -> Placement:
+    """Who receives each moving asset, who needs project access first, and what nobody may
+    receive (receivers sorted by email, their asset ids in order)."""
+    default = default_receiver(inv, opts)
+    admins_of = admins_after_promotion(inv, promotions)
+    out = Placement()
+    for a in moving_assets(inv, opts):
+        admins = admins_of.get(a.project, ())
+        who = receiver_of(inv, default, admins=admins)
+        if who is None:
+            out.unplaced.setdefault(a.project, []).append(a.id)
             continue
-        receivers[choice].append(a.id)
-        rm = inv.people.get(choice)
+        out.receivers.setdefault(who, []).append(a.id)
         if (
-            rm is not None
-            and _access(rm, a.project, admins) is None
-            and (choice, a.project) not in granted
+            needs_access(inv, who, project=a.project, admins=admins)
+            and (who, a.project) not in out.grants
         ):
-            granted.add((choice, a.project))
-            grants.append((choice, a.project))
-    for project, ids in sorted(unplaced.items()):
-        plan.blockers.append(
-            f"nobody qualifies to receive {len(ids)} asset(s) in {project}: "
-            "choose a receiver (--receiver)"
-        )
-    plan.receivers = {
-        k: sorted(v, key=int) if all(x.isdigit() for x in v) else sorted(v)
-        for k, v in sorted(receivers.items())
+            out.grants.append((who, a.project))
+    out.receivers = {k: _sorted_ids(v) for k, v in sorted(out.receivers.items())}
+    return out
+
+
+def unplaced_blockers(placement: Placement) -> list[str]:
+    """Content nobody qualifies to receive, per project: a person must choose a receiver."""
+    return [
+        f"nobody qualifies to receive {len(ids)} asset(s) in {project}: "
+        "choose a receiver (--receiver)"
+        for project, ids in sorted(placement.unplaced.items())
+    ]
+
+
+# --- narrowing (a role change with projects to keep) ---------------------------------------------
+def _group_names(grant: ProjectGrant) -> set[str]:
+    """The groups a grant comes from (its ``group:<name>`` sources)."""
+    return {s.removeprefix("group:") for s in grant.sources if s.startswith("group:")}
+
+
+def groups_to_leave(inv: Inventory, opts: Options) -> set[str]:
+    """Narrowing: the groups (by name) that grant a project outside the kept ones."""
+    if not is_narrowing(opts) or inv.member is None:
+        return set()
+    return {
+        name
+        for g in inv.member.projects
+        if g.project not in opts.keep_projects
+        for name in _group_names(g)
     }
 
-    # --- what a narrowing leaves: groups that grant a project outside the kept ones ----------
-    kept = set(opts.keep_projects)
-    leaving: set[str] = set()  # group names
-    keep_grants: list[ProjectGrant] = []  # kept projects that such a group grants
-    if narrowing and m is not None:
-        for g in m.projects:
-            if g.project not in kept:
-                leaving |= {src[6:] for src in g.sources if src.startswith("group:")}
-        keep_grants = sorted(
-            (
-                g
-                for g in m.projects
-                if g.project in kept and any(src[6:] in leaving for src in g.sources)
-            ),
-            key=lambda g: g.project,
-        )
 
-    # --- the steps, in order -------------------------------------------------------------------
-    idp_mapped = sorted(
+def grants_to_keep(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[ProjectGrant]:
+    """Narrowing: the kept projects that a group being left also grants (kept by an individual
+    grant), by project."""
+    if not is_narrowing(opts) or inv.member is None:
+        return []
+    return sorted(
+        (
+            g
+            for g in inv.member.projects
+            if g.project in opts.keep_projects and _group_names(g) & leaving
+        ),
+        key=lambda g: g.project,
+    )
+
+
+def idp_groups_to_leave(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[IdpGroup]:
+    """The mapped IdP groups to leave, by name: all of them, or (narrowing) those behind a
+    group being left — the org-role groups stay, or the next sync deprovisions the person."""
+    mapped = sorted(
         (g for g in inv.idp_groups if is_mapped_idp_group(g.name)), key=lambda g: (g.name, g.id)
     )
-    idp_active = inv.idp_user is not None and inv.idp_user.active
-    if narrowing:
-        # A person in no mapped group is deprovisioned by the next sync: only the groups that
-        # grant something outside the kept projects go (org-role groups stay).
-        idp_leaving = [g for g in idp_mapped if g.name in leaving]
-        if idp_leaving and len(idp_leaving) == len(idp_mapped) and m is not None and m.idp_managed:
-            plan.blockers.append(
-                f"leaving {', '.join(g.name for g in idp_leaving)} puts {inv.subject} in no "
-                "mapped IdP group: the next IdP sync would remove them from the org; add them "
-                "to a mapped group for what they keep first (or offboard them fully)"
-            )
-        idp_mapped = idp_leaving
+    return [g for g in mapped if g.name in leaving] if is_narrowing(opts) else mapped
 
-    def lockout_idp() -> None:
-        for g in idp_mapped:
-            add(
-                StepKind.REMOVE_IDP_GROUP,
-                g.id,
-                f"IdP group {g.name} grants a project they no longer need: remove it in the "
-                "IdP, or the next sync adds it back"
-                if narrowing
-                else f"IdP group {g.name} provisions the org: "
-                "remove first, or the next sync re-provisions them",
-                group=g.name,
-                user_id=inv.idp_user.id if inv.idp_user else "",
-            )
-        if idp_active and not narrowing:
-            add(
-                StepKind.DEACTIVATE_IDP_USER,
-                inv.idp_user.id,  # type: ignore[union-attr]
-                "deactivate in the IdP before removing from the org",
-                email=inv.subject,
-            )
 
-    def promote() -> None:
-        for who, project in promotions:
-            add(
-                StepKind.PROMOTE_ADMIN,
-                project,
-                f"{inv.subject} is the sole Admin of {project}: promote {who} first",
-                email=who,
-            )
+def idp_sync_blockers(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[str]:
+    """Narrowing an IdP-managed member out of every mapped IdP group: the next sync would
+    remove them from the org."""
+    going = idp_groups_to_leave(inv, opts, leaving=leaving)
+    mapped = [g for g in inv.idp_groups if is_mapped_idp_group(g.name)]
+    m = inv.member
+    if not (is_narrowing(opts) and going and len(going) == len(mapped)):
+        return []
+    if m is None or not m.idp_managed:
+        return []
+    return [
+        f"leaving {', '.join(g.name for g in going)} puts {inv.subject} in no "
+        "mapped IdP group: the next IdP sync would remove them from the org; add them "
+        "to a mapped group for what they keep first (or offboard them fully)"
+    ]
 
-    def transfer() -> None:
-        promoted = set(promotions)
-        for who, project in sorted(grants):
-            if (who, project) in promoted:
-                continue  # promoted to Admin there: a Viewer grant would demote them
-            add(
-                StepKind.GRANT_PROJECT_ACCESS,
-                f"{who}:{project}",
-                f"{who} receives content in {project} without access to it",
-                email=who,
-                project=project,
-                role=Role.VIEWER.value,
-            )
-        for who, ids in plan.receivers.items():
-            add(
-                StepKind.TRANSFER_ASSETS,
-                who,
-                f"{len(ids)} asset(s) of {inv.subject} go to {who}",
-                asset_ids=ids,
-                from_email=inv.subject,
-            )
 
-    def keep_access() -> None:
-        for g in keep_grants:
-            add(
-                StepKind.GRANT_PROJECT_ACCESS,
-                f"{inv.subject}:{g.project}",
-                f"role change: keeps {g.project} ({g.role.value}) once the groups that also "
-                "grant other projects are left",
-                email=inv.subject,
-                project=g.project,
-                role=g.role.value,
-            )
-
-    def keys(kind: StepKind) -> None:
-        for k in sorted(inv.api_keys, key=lambda k: k.id):
-            if k.status != "active":
-                continue
-            others = sorted({x for x in k.managers if x != inv.subject})
-            if not others and kind is StepKind.ROTATE_KEY:
-                plan.warnings.append(
-                    f"key {k.name!r} ({k.id}) has no other manager: nobody receives the new "
-                    "secret; name one before it is rotated"
-                )
-            add(
-                kind,
-                k.id,
-                f"{inv.subject} manages key {k.name!r}"
-                + ("" if kind is StepKind.ROTATE_KEY else ": revoked at once (emergency)"),
-                name=k.name,
-                notify=others,
-            )
-
-    def remove() -> None:
-        if m is None:
-            return
-        if narrowing:
-            for g in sorted(m.projects, key=lambda g: g.project):
-                if g.project not in kept and "individual" in g.sources:
-                    add(
-                        StepKind.REMOVE_PROJECT_ROLE,
-                        g.project,
-                        f"role change: no longer needs {g.project}",
-                        email=inv.subject,
-                    )
-            for gid, name in sorted(inv.org_groups):
-                if name not in leaving:
-                    continue
-                add(
-                    StepKind.REMOVE_GROUP_MEMBERSHIP,
-                    gid,
-                    f"group {name} grants access beyond the projects kept",
-                    email=inv.subject,
-                    group=name,
-                )
-            if m.modules:
-                add(
-                    StepKind.REVOKE_MODULES,
-                    inv.subject,
-                    "role change: modules off",
-                    modules=sorted(x.value for x in m.modules),
-                )
-            return
-        if m.status == "pending":
-            add(StepKind.REVOKE_INVITATION, inv.subject, "revoke the pending invitation")
-        else:
-            add(StepKind.REMOVE_MEMBER, inv.subject, f"offboarding ({opts.reason.value})")
-
-    if opts.emergency:
-        lockout_idp()
-        keys(StepKind.REVOKE_KEY)
-        promote()
-        remove()
-        transfer()
-        add(
-            StepKind.COLLECT_ACTIVITY,
-            inv.subject,
-            f"security: the last {ACTIVITY_DAYS} days of exports, changes and invitations",
-            days=ACTIVITY_DAYS,
+# --- the steps of each phase ---------------------------------------------------------------------
+def promote_steps(inv: Inventory, promotions: list[tuple[str, str]]) -> list[Step]:
+    """Promote each sole-admin project's replacement."""
+    return [
+        Step.of(
+            PromoteAdmin(email=who),
+            project,
+            reason=f"{inv.subject} is the sole Admin of {project}: promote {who} first",
         )
-    else:
-        promote()
-        transfer()
-        keep_access()
-        lockout_idp()
-        remove()
-        if not narrowing:
-            keys(StepKind.ROTATE_KEY)
+        for who, project in promotions
+    ]
 
-    since = now - timedelta(days=ACTIVITY_DAYS)
-    recent_exports = [e for e in inv.activity if e.action == "export" and e.at >= since]
-    if recent_exports:
-        plan.warnings.append(
-            f"{len(recent_exports)} data export(s) by {inv.subject} in the "
-            f"last {ACTIVITY_DAYS} days"
+
+def transfer_steps(
+    inv: Inventory, placement: Placement, *, promotions: list[tuple[str, str]]
+) -> list[Step]:
+    """Viewer access for receivers who lack it (never where they were just promoted: that would
+    demote them), then one transfer per receiver."""
+    grants = [
+        Step.of(
+            GrantProjectAccess(email=who, project=project, role=Role.VIEWER),
+            f"{who}:{project}",
+            reason=f"{who} receives content in {project} without access to it",
         )
-    if (
-        inv.roster
-        and inv.roster.status is RosterStatus.ACTIVE
-        and opts.reason in (Reason.TERMINATION, Reason.CONTRACT_END)
-    ):
-        plan.warnings.append(f"the HR roster still lists {inv.subject} as active")
-    plan.steps = steps
-    return plan
+        for who, project in sorted(placement.grants)
+        if (who, project) not in promotions
+    ]
+    transfers = [
+        Step.of(
+            TransferAssets(asset_ids=ids, from_email=inv.subject),
+            who,
+            reason=f"{len(ids)} asset(s) of {inv.subject} go to {who}",
+        )
+        for who, ids in placement.receivers.items()
+    ]
+    return grants + transfers
+
+
+def keep_access_steps(inv: Inventory, keep: list[ProjectGrant]) -> list[Step]:
+    """Narrowing: an individual grant for what a group being left gave in a kept project."""
+    return [
+        Step.of(
+            GrantProjectAccess(email=inv.subject, project=g.project, role=g.role),
+            f"{inv.subject}:{g.project}",
+            reason=f"role change: keeps {g.project} ({g.role.value}) once the groups that also "
+            "grant other projects are left",
+        )
+        for g in keep
+    ]
+
+
+def idp_steps(inv: Inventory, groups: list[IdpGroup], *, narrowing: bool) -> list[Step]:
+    """Out of the mapped IdP groups first (or the next sync re-provisions), then (offboarding)
+    deactivated in the IdP."""
+    user = inv.idp_user
+    steps = [
+        Step.of(
+            RemoveIdpGroup(group=g.name, user_id=user.id if user else ""),
+            g.id,
+            reason=f"IdP group {g.name} grants a project they no longer need: remove it in the "
+            "IdP, or the next sync adds it back"
+            if narrowing
+            else f"IdP group {g.name} provisions the org: "
+            "remove first, or the next sync re-provisions them",
+        )
+        for g in groups
+    ]
+    if user is not None and user.active and not narrowing:
+        steps.append(
+            Step.of(
+                DeactivateIdpUser(email=inv.subject),
+                user.id,
+                reason="deactivate in the IdP before removing from the org",
+            )
+        )
+    return steps
+
+
+def key_steps(inv: Inventory, opts: Options) -> tuple[list[Step], list[str]]:
+    """The leaver's active keys: revoked at once in an emergency, else rotated (the new secret
+    to the other managers; a warning when there is none); a narrowing keeps them."""
+    steps: list[Step] = []
+    warnings: list[str] = []
+    if is_narrowing(opts) and not opts.emergency:
+        return steps, warnings
+    for k in sorted(inv.api_keys, key=lambda k: k.id):
+        if k.status != "active":
+            continue
+        others = sorted({x for x in k.managers if x != inv.subject})
+        reason = f"{inv.subject} manages key {k.name!r}"
+        if opts.emergency:
+            revoke = RevokeKey(name=k.name, notify=others)
+            steps.append(Step.of(revoke, k.id, reason=reason + ": revoked at once (emergency)"))
+            continue
+        if not others:
+            warnings.append(
+                f"key {k.name!r} ({k.id}) has no other manager: nobody receives the new "
+                "secret; name one before it is rotated"
+            )
+        steps.append(Step.of(RotateKey(name=k.name, notify=others), k.id, reason=reason))
+    return steps, warnings
+
+
+def narrowing_steps(inv: Inventory, opts: Options, *, leaving: set[str]) -> list[Step]:
+    """Narrowing: the individual grants outside the kept projects, the org groups being left,
+    and the modules."""
+    m, s = inv.member, inv.subject
+    if m is None:
+        return []
+    steps = [
+        Step.of(
+            RemoveOwnProjectRole(email=s),
+            g.project,
+            reason=f"role change: no longer needs {g.project}",
+        )
+        for g in sorted(m.projects, key=lambda g: g.project)
+        if g.project not in opts.keep_projects and "individual" in g.sources
+    ]
+    steps += [
+        Step.of(
+            RemoveGroupMembership(email=s, group=name),
+            gid,
+            reason=f"group {name} grants access beyond the projects kept",
+        )
+        for gid, name in sorted(inv.org_groups)
+        if name in leaving
+    ]
+    if m.modules:
+        modules = sorted(m.modules, key=lambda x: x.value)
+        steps.append(Step.of(RevokeModules(modules=modules), s, reason="role change: modules off"))
+    return steps
+
+
+def org_removal_steps(inv: Inventory, opts: Options) -> list[Step]:
+    """Out of the org: the pending invitation revoked, or the member removed."""
+    if inv.member is None:
+        return []
+    if inv.member.status == "pending":
+        return [Step.of(RevokeInvitation(), inv.subject, reason="revoke the pending invitation")]
+    return [Step.of(RemoveMember(), inv.subject, reason=f"offboarding ({opts.reason.value})")]
+
+
+def collect_activity_step(inv: Inventory) -> Step:
+    """Emergency: what the leaver did lately, for security."""
+    return Step.of(
+        CollectActivity(days=ACTIVITY_DAYS),
+        inv.subject,
+        reason=f"security: the last {ACTIVITY_DAYS} days of exports, changes and invitations",
+    )
+
+
+# --- the order -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phases:
+    """The steps of each phase, before they are put in order."""
+
+    promote: list[Step]
+    transfer: list[Step]  # access grants, then transfers
+    keep_access: list[Step]
+    idp: list[Step]
+    keys: list[Step]
+    remove: list[Step]  # from the org, or (narrowing) from what is not kept
+    collect: list[Step]
+
+
+def normal_order(p: Phases) -> list[Step]:
+    """Promote → access and transfers → keep (narrowing) → IdP → org → keys."""
+    return [*p.promote, *p.transfer, *p.keep_access, *p.idp, *p.remove, *p.keys]
+
+
+def emergency_order(p: Phases) -> list[Step]:
+    """Lock out first: IdP → revoke keys → promote (the org refuses to remove a sole admin) →
+    org → access and transfers of the now-unassigned content → collect activity."""
+    return [*p.idp, *p.keys, *p.promote, *p.remove, *p.transfer, *p.collect]
+
+
+# --- what the approvers are told besides the steps -----------------------------------------------
+def export_warnings(inv: Inventory) -> list[str]:
+    """Data the leaver exported lately."""
+    since = inv.taken_at - timedelta(days=ACTIVITY_DAYS)
+    n = sum(1 for e in inv.activity if e.action == "export" and e.at >= since)
+    if not n:
+        return []
+    return [f"{n} data export(s) by {inv.subject} in the last {ACTIVITY_DAYS} days"]
+
+
+def roster_warnings(inv: Inventory, opts: Options) -> list[str]:
+    """A termination or contract end of someone HR still lists as active."""
+    leaving = opts.reason in (Reason.TERMINATION, Reason.CONTRACT_END)
+    if inv.roster and inv.roster.status is RosterStatus.ACTIVE and leaving:
+        return [f"the HR roster still lists {inv.subject} as active"]
+    return []
+
+
+def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
+    """The plan for one person (pure; see the module docstring)."""
+    promotions, replacement_blockers = choose_replacements(inv, opts)
+    placement = place_assets(inv, opts, promotions=promotions)
+    leaving = groups_to_leave(inv, opts)
+    narrowing = is_narrowing(opts)
+    keys, key_warnings = key_steps(inv, opts)
+    phases = Phases(
+        promote=promote_steps(inv, promotions),
+        transfer=transfer_steps(inv, placement, promotions=promotions),
+        keep_access=keep_access_steps(inv, grants_to_keep(inv, opts, leaving=leaving)),
+        idp=idp_steps(inv, idp_groups_to_leave(inv, opts, leaving=leaving), narrowing=narrowing),
+        keys=keys,
+        remove=narrowing_steps(inv, opts, leaving=leaving)
+        if narrowing
+        else org_removal_steps(inv, opts),
+        collect=[collect_activity_step(inv)],
+    )
+    return Plan(
+        subject=inv.subject,
+        reason=opts.reason,
+        emergency=opts.emergency,
+        keep_projects=list(opts.keep_projects),
+        receivers=placement.receivers,
+        steps=emergency_order(phases) if opts.emergency else normal_order(phases),
+        warnings=[
+            *lookalike_warnings(inv),
+            *manager_warnings(inv, opts),
+            *key_warnings,
+            *export_warnings(inv),
+            *roster_warnings(inv, opts),
+        ],
+        blockers=[
+            *replacement_blockers,
+            *receiver_blockers(inv, opts),
+            *unplaced_blockers(placement),
+            *idp_sync_blockers(inv, opts, leaving=leaving),
+        ],
+    )

@@ -17,15 +17,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.models import Effect, WriteResult
+from domain.steps import StepParams
 
 
 class PlanStep(BaseModel):
     """One thing to do, with its reason; ``id`` is stable across re-plans of the same world.
 
-    Runbooks narrow ``kind`` to their own enum of step kinds.
+    Runbooks narrow ``kind`` to their own enum of step kinds and ``params`` to their own union
+    of typed parameters (``domain.steps``), whose ``kind`` is the step's.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -34,7 +36,38 @@ class PlanStep(BaseModel):
     kind: StrEnum
     target: str
     reason: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: StepParams
+
+    @classmethod
+    def of(cls, params: StepParams, target: str, *, reason: str, **extra: Any) -> Self:
+        """The step that does ``params`` to ``target``: its kind is the parameters' kind, its id
+        ``kind:target``."""
+        return cls(
+            id=f"{params.kind}:{target}",
+            kind=params.kind,
+            target=target,
+            reason=reason,
+            params=params,
+            **extra,
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_of_kind(cls, data: Any) -> Any:
+        """Parameters given as a dict (a plan read back, a test) are those of the step's kind:
+        the kind picks their model."""
+        if isinstance(data, dict) and "kind" in data:
+            params = data.get("params", {})
+            if isinstance(params, dict) and "kind" not in params:
+                kind = data["kind"]
+                data = {**data, "params": {**params, "kind": getattr(kind, "value", kind)}}
+        return data
+
+    @model_validator(mode="after")
+    def _params_match_kind(self) -> Self:
+        if self.params.kind != self.kind.value:
+            raise ValueError(f"{self.kind.value} step with {self.params.kind} parameters")
+        return self
 
     @property
     def label(self) -> str:
@@ -67,7 +100,7 @@ class RunbookPlan(BaseModel, Generic[S]):
         core = {
             "runbook": self.runbook,
             "subject": self.subject,
-            "steps": [[s.kind.value, s.target, s.params] for s in self.steps],
+            "steps": [[s.kind.value, s.target, s.params.as_dict()] for s in self.steps],
             "blockers": self.blockers,
             **self.hash_facts(),
         }

@@ -4,13 +4,25 @@ case, verify on effective access, record. The rules are in ``domain.change``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from prefect import task
 
 from connectors.capabilities import AssetOwnership, InviteSpec, PermissionGroups, ProjectAccess, has
-from domain.change import ChangeKind, ChangePlan, ChangeStep
-from domain.models import Member, Module, PermissionGroup, Project, Role, WriteResult
+from domain.change import ChangePlan, ChangeStep
+from domain.models import Member, PermissionGroup, Project, WriteResult
+from domain.steps import (
+    AddGroupMembership,
+    GrantModules,
+    InviteMember,
+    RemoveGroupMembership,
+    RemoveMember,
+    RemoveProjectRole,
+    RevokeModules,
+    SetOrgRole,
+    SetProjectRole,
+    TransferContent,
+)
 from tasks.runtime import runtime
 from tasks.steps import StepScope, executor
 
@@ -50,38 +62,38 @@ def execute_change_step(step: ChangeStep, scope: StepScope) -> tuple[WriteResult
 
 
 def _change(step: ChangeStep, subject: str) -> WriteResult:
-    org, p = runtime().org, step.params
-    who = p.get("email", subject)
-    match step.kind:
-        case ChangeKind.SET_PROJECT_ROLE:
-            return org.set_project_role(who, p["project"], Role(p["role"]))
-        case ChangeKind.REMOVE_PROJECT_ROLE:
-            return org.set_project_role(who, p["project"], None)
-        case ChangeKind.REMOVE_GROUP_MEMBERSHIP:
-            return org.remove_group_members(step.target, [who])
-        case ChangeKind.ADD_GROUP_MEMBERSHIP:
-            return org.add_group_members(step.target, [who])
-        case ChangeKind.SET_ORG_ROLE:
-            return org.set_org_role(step.target, Role(p["role"]))
-        case ChangeKind.GRANT_MODULES:
-            return org.set_modules(step.target, grant=[Module(m) for m in p["modules"]])
-        case ChangeKind.REVOKE_MODULES:
-            return org.set_modules(step.target, revoke=[Module(m) for m in p["modules"]])
-        case ChangeKind.INVITE_MEMBER:
+    org = runtime().org
+    match step.params:
+        case SetProjectRole(project=project, role=role, email=email):
+            return org.set_project_role(email or subject, project, role)
+        case RemoveProjectRole(project=project):
+            return org.set_project_role(subject, project, None)
+        case RemoveGroupMembership(email=email):
+            return org.remove_group_members(step.target, [email or subject])
+        case AddGroupMembership(email=email):
+            return org.add_group_members(step.target, [email])
+        case SetOrgRole(role=role):
+            return org.set_org_role(step.target, role)
+        case GrantModules(modules=modules):
+            return org.set_modules(step.target, grant=modules)
+        case RevokeModules(modules=modules):
+            return org.set_modules(step.target, revoke=modules)
+        case InviteMember(role=role, projects=projects, modules=modules):
             return org.invite(
                 InviteSpec(
                     email=step.target,
-                    org_role=Role(p["role"]),
-                    projects={k: Role(v) for k, v in p["projects"].items()},
-                    modules=tuple(Module(m) for m in p["modules"]),
+                    org_role=role,
+                    projects=dict(projects),
+                    modules=tuple(modules),
                     note=f"email change from {subject}",
                 )
             )
-        case ChangeKind.TRANSFER_CONTENT:
-            return org.transfer_all(step.target, p["to"])
-        case ChangeKind.REMOVE_MEMBER:
+        case TransferContent(to=to):
+            return org.transfer_all(step.target, to)
+        case RemoveMember():
             return org.remove_member(step.target)
-    raise ValueError(f"unknown step kind {step.kind}")
+        case _:
+            assert_never(step.params)
 
 
 @task(name="verify_change")
@@ -103,14 +115,15 @@ def verify_change(plan: ChangePlan) -> dict[str, str]:
         out["org_role"] = (
             "pass" if got_org == plan.target_org_role else f"fail: org role is {got_org}"
         )
-    mods = {m.value for m in member.modules}
+    mods = set(member.modules)
     for s in plan.steps:
-        if s.kind is ChangeKind.GRANT_MODULES:
-            missing = set(s.params["modules"]) - mods
-            out["modules_added"] = "pass" if not missing else f"fail: missing {sorted(missing)}"
-        if s.kind is ChangeKind.REVOKE_MODULES:
-            left = set(s.params["modules"]) & mods
-            out["modules_removed"] = "pass" if not left else f"fail: still has {sorted(left)}"
+        match s.params:
+            case GrantModules(modules=added):
+                missing = sorted(m.value for m in set(added) - mods)
+                out["modules_added"] = "pass" if not missing else f"fail: missing {missing}"
+            case RevokeModules(modules=removed):
+                left = sorted(m.value for m in set(removed) & mods)
+                out["modules_removed"] = "pass" if not left else f"fail: still has {left}"
     return out
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from prefect import task
 
@@ -23,7 +23,7 @@ from connectors.capabilities import (
     has,
 )
 from connectors.errors import ConnectorError
-from domain.models import ApiKey, Member, Module, Project, Role, RosterStatus, WriteResult
+from domain.models import ApiKey, Member, Project, Role, RosterStatus, WriteResult
 from domain.plan import (
     ACTIVITY_DAYS,
     Inventory,
@@ -34,6 +34,21 @@ from domain.plan import (
     is_mapped_idp_group,
 )
 from domain.records import ApprovalState
+from domain.steps import (
+    CollectActivity,
+    DeactivateIdpUser,
+    GrantProjectAccess,
+    PromoteAdmin,
+    RemoveGroupMembership,
+    RemoveIdpGroup,
+    RemoveMember,
+    RemoveOwnProjectRole,
+    RevokeInvitation,
+    RevokeKey,
+    RevokeModules,
+    RotateKey,
+    TransferAssets,
+)
 from ledger import LedgerDB
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
@@ -152,74 +167,88 @@ def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
 def execute_offboard_step(step: Step, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
     """Do one offboarding step through its connector; the detail never holds a secret."""
     rt = runtime()
-    subject, case_id = scope.subject, scope.case_id
-    org, idp, p = rt.org, rt.idp, step.params
-    match step.kind:
-        case StepKind.GRANT_PROJECT_ACCESS:
-            return org.set_project_role(p["email"], p["project"], Role(p["role"])), {}
-        case StepKind.PROMOTE_ADMIN:
-            return org.set_project_role(p["email"], step.target, Role.ADMIN), {}
-        case StepKind.TRANSFER_ASSETS:
-            return org.transfer_assets(p["asset_ids"], step.target), {"assets": len(p["asset_ids"])}
-        case StepKind.REMOVE_IDP_GROUP:
-            return idp.remove_from_group(step.target, p["user_id"]), {}
-        case StepKind.DEACTIVATE_IDP_USER:
+    org, idp, subject = rt.org, rt.idp, scope.subject
+    match step.params:
+        case GrantProjectAccess(email=email, project=project, role=role):
+            return org.set_project_role(email, project, role), {}
+        case PromoteAdmin(email=email):
+            return org.set_project_role(email, step.target, Role.ADMIN), {}
+        case TransferAssets(asset_ids=ids):
+            return org.transfer_assets(ids, step.target), {"assets": len(ids)}
+        case RemoveIdpGroup(user_id=user_id):
+            return idp.remove_from_group(step.target, user_id), {}
+        case DeactivateIdpUser():
             return idp.set_active(step.target, False), {}
-        case StepKind.REVOKE_KEY:
+        case RevokeKey():
             result = org.revoke_key(step.target)
             org.remove_key_manager(step.target, subject)
             return result, {}
-        case StepKind.ROTATE_KEY:
-            # Keyed by case and step: a retry after a lost answer, or this step re-run after the
-            # worker was killed, gets the same rotation (and secret) back, never a second one.
-            result, secret = org.rotate_key(
-                step.target, idempotency_key=f"handover-case-{case_id}-{step.id}"
-            )
-            told = []
-            # The new secret reaches the key's remaining managers by Slack DM only: never a
-            # channel, a log line, the ticket or the audit log.
-            for person in p.get("notify", []):
-                with contextlib.suppress(ConnectorError):
-                    rt.messenger.dm(
-                        person,
-                        f"The API key {p['name']!r} was rotated because "
-                        f"{subject} left. New secret (store it now, it will not be "
-                        f"shown again): {secret.get_secret_value()}",
-                    )
-                    told.append(person)
-            # Off the managers only once the secret reached them: killed before this, a re-run
-            # plans the rotation again, replays it (same key) and tells them.
-            org.remove_key_manager(step.target, subject)
-            return result, {"notified": told}
-        case StepKind.REMOVE_PROJECT_ROLE:
+        case RotateKey() as rotate:
+            return _rotate_key(step, rotate, scope)
+        case RemoveOwnProjectRole():
             return org.set_project_role(subject, step.target, None), {}
-        case StepKind.REMOVE_GROUP_MEMBERSHIP:
+        case RemoveGroupMembership():
             return org.remove_group_members(step.target, [subject]), {}
-        case StepKind.REVOKE_MODULES:
-            return org.set_modules(subject, revoke=[Module(m) for m in p["modules"]]), {}
-        case StepKind.REVOKE_INVITATION:
+        case RevokeModules(modules=modules):
+            return org.set_modules(subject, revoke=modules), {}
+        case RevokeInvitation():
             return org.revoke_invitation(subject), {}
-        case StepKind.REMOVE_MEMBER:
+        case RemoveMember():
             return org.remove_member(subject), {}
-        case StepKind.COLLECT_ACTIVITY:
-            events = org.events(actor=subject, since=rt.clock() - timedelta(days=p["days"]))
-            kinds: dict[str, int] = {}
-            for e in events:
-                kinds[e.action] = kinds.get(e.action, 0) + 1
-            return WriteResult.noop("read only"), {
-                "events": kinds,
-                "exports": [
-                    {"at": e.at.isoformat(), "target": e.target, **e.details}
-                    for e in events
-                    if e.action == "export"
-                ][:100],
-                "changes": [
-                    {"at": e.at.isoformat(), "action": e.action, "target": e.target}
-                    for e in events
-                    if e.action not in ("login", "export")
-                ][:100],
-            }
-    raise ValueError(f"unknown step kind {step.kind}")
+        case CollectActivity(days=days):
+            return WriteResult.noop("read only"), _activity(subject, days)
+        case _:
+            assert_never(step.params)
+
+
+def _rotate_key(
+    step: Step, rotate: RotateKey, scope: StepScope
+) -> tuple[WriteResult, dict[str, Any]]:
+    rt = runtime()
+    org = rt.org
+    # Keyed by case and step: a retry after a lost answer, or this step re-run after the
+    # worker was killed, gets the same rotation (and secret) back, never a second one.
+    result, secret = org.rotate_key(
+        step.target, idempotency_key=f"handover-case-{scope.case_id}-{step.id}"
+    )
+    told = []
+    # The new secret reaches the key's remaining managers by Slack DM only: never a
+    # channel, a log line, the ticket or the audit log.
+    for person in rotate.notify:
+        with contextlib.suppress(ConnectorError):
+            rt.messenger.dm(
+                person,
+                f"The API key {rotate.name!r} was rotated because "
+                f"{scope.subject} left. New secret (store it now, it will not be "
+                f"shown again): {secret.get_secret_value()}",
+            )
+            told.append(person)
+    # Off the managers only once the secret reached them: killed before this, a re-run
+    # plans the rotation again, replays it (same key) and tells them.
+    org.remove_key_manager(step.target, scope.subject)
+    return result, {"notified": told}
+
+
+def _activity(subject: str, days: int) -> dict[str, Any]:
+    """The subject's last ``days`` days for security: counts by action, exports, changes."""
+    rt = runtime()
+    events = rt.org.events(actor=subject, since=rt.clock() - timedelta(days=days))
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e.action] = kinds.get(e.action, 0) + 1
+    return {
+        "events": kinds,
+        "exports": [
+            {"at": e.at.isoformat(), "target": e.target, **e.details}
+            for e in events
+            if e.action == "export"
+        ][:100],
+        "changes": [
+            {"at": e.at.isoformat(), "action": e.action, "target": e.target}
+            for e in events
+            if e.action not in ("login", "export")
+        ][:100],
+    }
 
 
 @task(name="verify_offboarding")

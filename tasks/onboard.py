@@ -10,18 +10,27 @@ import contextlib
 import hashlib
 from collections import Counter
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, assert_never
 
 from prefect import task
 
 from connectors.capabilities import InviteSpec
 from connectors.errors import ConnectorError
 from domain.access_request import AccessRequestError
-from domain.models import AccessRequest, Effect, Module, Role, WriteResult
+from domain.models import AccessRequest, Effect, WriteResult
 from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKind
 from domain.plan import is_mapped_idp_group
 from domain.records import AuditEvent, Grant
 from domain.runbook import Case
+from domain.steps import (
+    GrantModules,
+    IdpAddGroup,
+    IdpCreateUser,
+    Invite,
+    RecordGrant,
+    ResendInvitation,
+    TemporaryProjectRole,
+)
 from ledger.audit import append
 from ledger.cases import done_steps, find_closed_case, open_case, update_case
 from ledger.grants import grants, record_grant
@@ -117,64 +126,71 @@ def take_onboard_inventory(
     )
 
 
-def _end_of(day: str) -> datetime:
-    return datetime.combine(date.fromisoformat(day), time(23, 59, 59), tzinfo=UTC)
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
 @executor(OnboardStep)
 def execute_onboard_step(step: OnboardStep, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
     """Do one onboarding step through the IdP, the org or the ledger (a temporary grant)."""
     rt = runtime()
-    ticket = scope.ticket
-    org, idp, p = rt.org, rt.idp, step.params
-    match step.kind:
-        case OnboardStepKind.IDP_CREATE_USER:
+    org, idp = rt.org, rt.idp
+    match step.params:
+        case IdpCreateUser():
             result, user = idp.create_user(email=step.target)
             return result, {"id": user.id}
-        case OnboardStepKind.IDP_ADD_GROUP:
-            user = idp.find_user(p["email"])
-            if user is None:
-                raise ValueError(f"idp: no user {p['email']} to add to {step.target}")
-            return idp.add_to_group(p["group_id"], user.id), {}
-        case OnboardStepKind.GRANT_MODULES:
-            return org.set_modules(  # type: ignore[union-attr]
-                step.target, grant=[Module(m) for m in p["modules"]]
-            ), {}
-        case OnboardStepKind.INVITE:
+        case IdpAddGroup(group_id=group_id, email=email):
+            found = idp.find_user(email)
+            if found is None:
+                raise ValueError(f"idp: no user {email} to add to {step.target}")
+            return idp.add_to_group(group_id, found.id), {}
+        case GrantModules(modules=modules):
+            return org.set_modules(step.target, grant=modules), {}  # type: ignore[union-attr]
+        case Invite() as invite:
             spec = InviteSpec(
                 email=step.target,
-                org_role=Role(p["org_role"]),
-                projects={k: Role(v) for k, v in p["projects"].items()},
-                modules=tuple(Module(m) for m in p["modules"]),
-                note=p["note"],
-                default_project=p["default_project"],
+                org_role=invite.org_role,
+                projects=dict(invite.projects),
+                modules=tuple(invite.modules),
+                note=invite.note,
+                default_project=invite.default_project,
             )
             result = org.invite(spec)
             return result, dict(result.detail)
-        case OnboardStepKind.RESEND_INVITATION:
+        case ResendInvitation():
             result = org.resend_invitation(step.target)  # type: ignore[union-attr]
             return result, dict(result.detail)
-        case OnboardStepKind.RECORD_GRANT:
-            now = rt.clock()
-            ids = []
-            for g in p["grants"]:
-                ids.append(
-                    record_grant(
-                        rt.ledger,
-                        Grant(
-                            subject=step.target,
-                            project=g.get("project"),
-                            role=g.get("role"),
-                            module=g.get("module"),
-                            start=now,
-                            end=_end_of(p["until"]),
-                            ticket=ticket,
-                            sponsor=p.get("sponsor", ""),
-                        ),
-                    ).id
-                )
-            return WriteResult(effect=Effect.CREATED), {"grants": ids, "until": p["until"]}
-    raise ValueError(f"unknown step kind {step.kind}")
+        case RecordGrant() as record:
+            return _record_grant(step.target, record, ticket=scope.ticket)
+        case _:
+            assert_never(step.params)
+
+
+def _record_grant(
+    subject: str, record: RecordGrant, *, ticket: str
+) -> tuple[WriteResult, dict[str, Any]]:
+    """The temporary access in the ledger, one grant per project role and module."""
+    rt = runtime()
+    now, ids = rt.clock(), []
+    for g in record.grants:
+        project, role, module = (
+            (g.project, g.role.value, None)
+            if isinstance(g, TemporaryProjectRole)
+            else (None, None, g.module.value)
+        )
+        grant = Grant(
+            subject=subject,
+            project=project,
+            role=role,
+            module=module,
+            start=now,
+            end=_end_of(record.until),
+            ticket=ticket,
+            sponsor=record.sponsor,
+        )
+        ids.append(record_grant(rt.ledger, grant).id)
+    until = record.until.isoformat()
+    return WriteResult(effect=Effect.CREATED), {"grants": ids, "until": until}
 
 
 @task(name="verify_onboarding")

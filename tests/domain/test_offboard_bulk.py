@@ -4,6 +4,8 @@ one approval covers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from domain.offboard_bulk import (
@@ -59,8 +61,16 @@ def test_file_errors(text: str, words: str) -> None:
         parse_leavers(text)
 
 
+def _params(kind: StepKind, email: str) -> dict[str, Any]:
+    """What a step of ``kind`` needs (a transfer names its assets; the others here, nothing)."""
+    return {"asset_ids": ["1"], "from_email": email} if kind is StepKind.TRANSFER_ASSETS else {}
+
+
 def _plan(email: str, *kinds: StepKind, blockers: tuple[str, ...] = ()) -> Plan:
-    steps = [Step(id=f"{k.value}:{email}", kind=k, target=email, reason="test") for k in kinds]
+    steps = [
+        Step(id=f"{k.value}:{email}", kind=k, target=email, reason="test", params=_params(k, email))
+        for k in kinds
+    ]
     return Plan(subject=email, reason=Reason.TERMINATION, steps=steps, blockers=list(blockers))
 
 

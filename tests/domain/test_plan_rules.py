@@ -1,0 +1,641 @@
+"""The offboarding planner's rules (domain/plan.py), each as its own small table of cases.
+
+``test_plan.py`` checks whole plans; here each rule is checked alone, in a world as small as
+the rule needs: Dana leaves, Sofia is her manager, Alice and Raj administer projects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from domain.models import (
+    ApiKey,
+    Asset,
+    AssetKind,
+    IdpGroup,
+    IdpUser,
+    Member,
+    Module,
+    OrgEvent,
+    Project,
+    ProjectGrant,
+    Role,
+    RosterEntry,
+    RosterStatus,
+)
+from domain.plan import (
+    Inventory,
+    Options,
+    Phases,
+    Placement,
+    Reason,
+    Step,
+    StepKind,
+    admins_after_promotion,
+    choose_replacements,
+    default_receiver,
+    emergency_order,
+    export_warnings,
+    grants_to_keep,
+    groups_to_leave,
+    idp_groups_to_leave,
+    idp_steps,
+    idp_sync_blockers,
+    is_narrowing,
+    keep_access_steps,
+    key_steps,
+    lookalike_warnings,
+    manager_warnings,
+    moving_assets,
+    narrowing_steps,
+    needs_access,
+    normal_order,
+    org_removal_steps,
+    place_assets,
+    promote_steps,
+    receiver_blockers,
+    receiver_of,
+    replacement_for,
+    roster_warnings,
+    sole_admin_projects,
+    transfer_steps,
+    unplaced_blockers,
+)
+from domain.steps import RemoveMember
+
+T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
+DANA = "dana@x.com"  # leaving
+SOFIA = "sofia@x.com"  # her manager
+ALICE = "alice@x.com"  # admin of Web
+RAJ = "raj@x.com"  # admin of Mobile
+RITA = "rita@x.com"
+
+
+def grant(project: str, role: Role = Role.MEMBER, *sources: str) -> ProjectGrant:
+    return ProjectGrant(project=project, role=role, sources=sources or ("individual",))
+
+
+def person(email: str, *grants: ProjectGrant, days: int | None = 1, **kw: Any) -> Member:
+    login = None if days is None else T0 - timedelta(days=days)
+    return Member(
+        **{"email": email, "org_role": Role.MEMBER, "last_login_at": login, **kw}, projects=grants
+    )
+
+
+def asset(id_: str, project: str) -> Asset:
+    return Asset(id=id_, kind=AssetKind.CHART, name=id_, project=project, owner=DANA)
+
+
+def world(**kw: Any) -> Inventory:
+    base: dict[str, Any] = {
+        "subject": DANA,
+        "member": person(DANA, grant("Web")),
+        "projects": [
+            Project(id="1", name="Web", admins=(ALICE,)),
+            Project(id="2", name="Mobile", admins=(RAJ,)),
+        ],
+        "people": {e: person(e) for e in (SOFIA, ALICE, RAJ, RITA)},
+        "roster": RosterEntry(
+            email=DANA, name="Dana", status=RosterStatus.TERMINATED, manager=SOFIA
+        ),
+        "taken_at": T0,
+    }
+    return Inventory(**{**base, **kw})
+
+
+def opts(reason: Reason = Reason.TERMINATION, **kw: Any) -> Options:
+    return Options(reason=reason, **kw)
+
+
+NARROW = opts(Reason.ROLE_CHANGE, keep_projects=("Web",))
+
+
+def ids(steps: list[Step]) -> list[str]:
+    return [s.id for s in steps]
+
+
+# --- narrowing or not ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("o", "narrowing"),
+    [
+        pytest.param(NARROW, True, id="role-change-keeping-projects"),
+        pytest.param(opts(Reason.ROLE_CHANGE), False, id="role-change-keeping-nothing"),
+        pytest.param(opts(keep_projects=("Web",)), False, id="termination"),
+    ],
+)
+def test_is_narrowing(o: Options, narrowing: bool) -> None:
+    assert is_narrowing(o) is narrowing
+
+
+# --- sole-admin replacement ----------------------------------------------------------------------
+SOLE = [
+    Project(id="3", name="Pay", admins=(DANA,)),
+    Project(id="4", name="Ads", admins=(DANA, ALICE)),
+    Project(id="5", name="Apps", admins=(DANA,)),
+]
+
+
+@pytest.mark.parametrize(
+    ("o", "sole"),
+    [
+        pytest.param(opts(), ["Apps", "Pay"], id="by-name-co-admin-aside"),
+        pytest.param(opts(Reason.ROLE_CHANGE, keep_projects=("Pay",)), ["Apps"], id="kept"),
+    ],
+)
+def test_sole_admin_projects(o: Options, sole: list[str]) -> None:
+    assert [p.name for p in sole_admin_projects(world(projects=SOLE), o)] == sole
+
+
+PAY = SOLE[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "o", "who"),
+    [
+        pytest.param({}, opts(receiver=RITA), RITA, id="receiver-first"),
+        pytest.param({}, opts(), SOFIA, id="then-the-manager"),
+        pytest.param(
+            {
+                "people": {
+                    SOFIA: person(SOFIA, days=45),
+                    RITA: person(RITA, grant("Pay")),
+                    ALICE: person(ALICE),
+                }
+            },
+            opts(),
+            RITA,
+            id="then-someone-with-access",
+        ),
+        pytest.param({"roster": None, "people": {RITA: person(RITA)}}, opts(), None, id="nobody"),
+        pytest.param({}, opts(receiver=DANA), SOFIA, id="never-the-leaver"),
+    ],
+)
+def test_replacement_for(changes: dict[str, Any], o: Options, who: str | None) -> None:
+    assert replacement_for(world(**changes), o, project=PAY) == who
+
+
+def test_choose_replacements_promotes_or_blocks_per_project() -> None:
+    inv = world(projects=SOLE, people={RITA: person(RITA, grant("Pay"))}, roster=None)
+    promotions, blockers = choose_replacements(inv, opts())
+    assert promotions == [(RITA, "Pay")]
+    assert blockers == [
+        f"{DANA} is the sole Admin of Apps and nobody qualifies to replace them: "
+        "choose one (--receiver)"
+    ]
+
+
+# --- who receives what ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("changes", "o", "default", "blocker", "warning"),
+    [
+        pytest.param({}, opts(), SOFIA, None, None, id="manager"),
+        pytest.param({}, opts(receiver=RITA), RITA, None, None, id="receiver"),
+        pytest.param(
+            {},
+            opts(receiver="nobody@x.com"),
+            None,
+            "the receiver nobody@x.com cannot receive content: not a member",
+            None,
+            id="receiver-not-a-member",
+        ),
+        pytest.param(
+            {},
+            opts(receiver=DANA),
+            None,
+            f"the receiver {DANA} cannot receive content: is the person leaving",
+            None,
+            id="receiver-is-the-leaver",
+        ),
+        pytest.param(
+            {"departed": [SOFIA]},
+            opts(),
+            None,
+            None,
+            f"manager {SOFIA} cannot receive content (terminated per the HR roster): "
+            "falling back to each project's admin",
+            id="manager-departed",
+        ),
+        pytest.param({"roster": None}, opts(), None, None, None, id="no-manager"),
+    ],
+)
+def test_default_receiver_and_what_it_raises(
+    changes: dict[str, Any],
+    o: Options,
+    default: str | None,
+    blocker: str | None,
+    warning: str | None,
+) -> None:
+    inv = world(**changes)
+    assert default_receiver(inv, o) == default
+    assert receiver_blockers(inv, o) == ([blocker] if blocker else [])
+    assert manager_warnings(inv, o) == ([warning] if warning else [])
+
+
+def test_admins_after_promotion_counts_the_replacement() -> None:
+    admins = admins_after_promotion(world(projects=SOLE), [(RITA, "Pay"), (SOFIA, "New")])
+    assert admins["Pay"] == (DANA, RITA)
+    assert admins["Ads"] == (DANA, ALICE)
+    assert admins["New"] == (SOFIA,)
+
+
+@pytest.mark.parametrize(
+    ("o", "moving"),
+    [
+        pytest.param(opts(), ["1", "2", "3"], id="everything"),
+        pytest.param(NARROW, ["2", "3"], id="narrowing-keeps-web"),
+    ],
+)
+def test_moving_assets(o: Options, moving: list[str]) -> None:
+    inv = world(assets=[asset("1", "Web"), asset("2", "Mobile"), asset("3", "Growth")])
+    assert [a.id for a in moving_assets(inv, o)] == moving
+
+
+@pytest.mark.parametrize(
+    ("changes", "default", "admins", "who"),
+    [
+        pytest.param({}, RITA, (ALICE,), RITA, id="default-wins"),
+        pytest.param({}, None, (RAJ, ALICE), ALICE, id="first-admin-by-email"),
+        pytest.param(
+            {"people": {ALICE: person(ALICE, days=31), RAJ: person(RAJ)}},
+            None,
+            (ALICE, RAJ),
+            RAJ,
+            id="inactive-admin-skipped",
+        ),
+        pytest.param({}, None, (DANA,), None, id="only-the-leaver"),
+        pytest.param({}, None, (), None, id="no-admin"),
+    ],
+)
+def test_receiver_of(
+    changes: dict[str, Any], default: str | None, admins: tuple[str, ...], who: str | None
+) -> None:
+    assert receiver_of(world(**changes), default, admins=admins) == who
+
+
+@pytest.mark.parametrize(
+    ("receiver", "admins", "needs"),
+    [
+        pytest.param(person(RITA), (), True, id="no-grant"),
+        pytest.param(person(RITA, grant("Mobile", Role.VIEWER)), (), False, id="has-a-grant"),
+        pytest.param(person(RITA, org_role=Role.ADMIN), (), False, id="org-admin"),
+        pytest.param(person(RITA), (RITA,), False, id="listed-admin"),
+        pytest.param(None, (), False, id="unknown-person"),
+    ],
+)
+def test_needs_access(receiver: Member | None, admins: tuple[str, ...], needs: bool) -> None:
+    inv = world(people={RITA: receiver} if receiver else {})
+    assert needs_access(inv, RITA, project="Mobile", admins=admins) is needs
+
+
+ASSETS = [asset("10", "Mobile"), asset("9", "Mobile"), asset("2", "Web"), asset("7", "Old")]
+
+
+@pytest.mark.parametrize(
+    ("changes", "promotions", "receivers", "grants", "unplaced"),
+    [
+        pytest.param(
+            {},
+            [],
+            {SOFIA: ["2", "7", "9", "10"]},  # numeric ids in number order
+            [(SOFIA, "Mobile"), (SOFIA, "Old")],  # once per project, where she has no access
+            {},
+            id="manager-receives-everything",
+        ),
+        pytest.param(
+            {"roster": None},
+            [],
+            {ALICE: ["2"], RAJ: ["9", "10"]},
+            [],
+            {"Old": ["7"]},
+            id="each-project-admin-and-nobody-for-old",
+        ),
+        pytest.param(
+            {"roster": None},
+            [(RITA, "Old")],
+            {ALICE: ["2"], RAJ: ["9", "10"], RITA: ["7"]},
+            [],  # Rita is Old's admin once promoted: no Viewer grant
+            {},
+            id="a-replacement-receives-as-admin",
+        ),
+    ],
+)
+def test_place_assets(
+    changes: dict[str, Any],
+    promotions: list[tuple[str, str]],
+    receivers: dict[str, list[str]],
+    grants: list[tuple[str, str]],
+    unplaced: dict[str, list[str]],
+) -> None:
+    people = {e: person(e) for e in (ALICE, RAJ, RITA)} | {SOFIA: person(SOFIA, grant("Web"))}
+    inv = world(assets=ASSETS, people=people, **changes)
+    placed = place_assets(inv, opts(), promotions=promotions)
+    assert placed.receivers == receivers
+    assert list(placed.receivers) == sorted(receivers)
+    assert placed.grants == grants
+    assert placed.unplaced == unplaced
+
+
+@pytest.mark.parametrize(
+    ("unplaced", "blockers"),
+    [
+        pytest.param({}, [], id="none"),
+        pytest.param(
+            {"Web": ["1"], "Ads": ["2", "3"]},
+            [
+                "nobody qualifies to receive 2 asset(s) in Ads: choose a receiver (--receiver)",
+                "nobody qualifies to receive 1 asset(s) in Web: choose a receiver (--receiver)",
+            ],
+            id="per-project-by-name",
+        ),
+    ],
+)
+def test_unplaced_blockers(unplaced: dict[str, list[str]], blockers: list[str]) -> None:
+    assert unplaced_blockers(Placement(unplaced=unplaced)) == blockers
+
+
+# --- narrowing -----------------------------------------------------------------------------------
+NARROWED = person(
+    DANA,
+    grant("Web", Role.MANAGER, "individual", "group:web"),
+    grant("Web2", Role.VIEWER, "group:analysts"),
+    grant("Mobile", Role.VIEWER, "individual", "group:amplitude-project-viewers-mobile"),
+    grant("Growth", Role.MEMBER, "group:analysts"),
+    modules=(Module.GOVERN, Module.EXPERIMENT),
+    idp_managed=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("o", "keep", "leaving", "kept"),
+    [
+        pytest.param(
+            NARROW, ("Web",), {"analysts", "amplitude-project-viewers-mobile"}, [], id="web"
+        ),
+        pytest.param(
+            opts(Reason.ROLE_CHANGE, keep_projects=("Web", "Web2")),
+            ("Web", "Web2"),
+            {"analysts", "amplitude-project-viewers-mobile"},
+            ["Web2"],
+            id="a-kept-project-a-leaving-group-grants",
+        ),
+        pytest.param(opts(), (), set(), [], id="not-narrowing"),
+    ],
+)
+def test_groups_to_leave_and_grants_to_keep(
+    o: Options, keep: tuple[str, ...], leaving: set[str], kept: list[str]
+) -> None:
+    inv = world(member=NARROWED)
+    assert groups_to_leave(inv, o) == leaving
+    assert [g.project for g in grants_to_keep(inv, o, leaving=leaving)] == kept
+
+
+IDP_GROUPS = [
+    IdpGroup(id="i3", name="amplitude-project-viewers-mobile"),
+    IdpGroup(id="i1", name="amplitude-org-members"),
+    IdpGroup(id="i2", name="everyone"),
+]
+
+
+@pytest.mark.parametrize(
+    ("groups", "o", "leaving", "left", "blocked"),
+    [
+        pytest.param(IDP_GROUPS, opts(), set(), ["i1", "i3"], False, id="all-mapped-by-name"),
+        pytest.param(
+            IDP_GROUPS,
+            NARROW,
+            {"amplitude-project-viewers-mobile"},
+            ["i3"],
+            False,
+            id="narrowing-keeps-the-org-group",
+        ),
+        pytest.param(
+            IDP_GROUPS[:1],
+            NARROW,
+            {"amplitude-project-viewers-mobile"},
+            ["i3"],
+            True,
+            id="narrowing-out-of-every-mapped-group",
+        ),
+    ],
+)
+def test_idp_groups_to_leave_and_the_sync_blocker(
+    groups: list[IdpGroup], o: Options, leaving: set[str], left: list[str], blocked: bool
+) -> None:
+    inv = world(member=NARROWED, idp_groups=groups)
+    assert [g.id for g in idp_groups_to_leave(inv, o, leaving=leaving)] == left
+    blockers = idp_sync_blockers(inv, o, leaving=leaving)
+    assert bool(blockers) is blocked
+    if blocked:
+        assert "the next IdP sync would remove them from the org" in blockers[0]
+
+
+# --- the steps of each phase ---------------------------------------------------------------------
+def test_promote_steps() -> None:
+    (step,) = promote_steps(world(), [(SOFIA, "Pay")])
+    assert (step.id, step.params) == ("promote_admin:Pay", {"email": SOFIA})
+    assert step.reason == f"{DANA} is the sole Admin of Pay: promote {SOFIA} first"
+
+
+@pytest.mark.parametrize(
+    ("promotions", "expected"),
+    [
+        pytest.param(
+            [],
+            [f"grant_project_access:{SOFIA}:Mobile", f"grant_project_access:{SOFIA}:Pay"],
+            id="grants-by-receiver-and-project",
+        ),
+        pytest.param([(SOFIA, "Pay")], [f"grant_project_access:{SOFIA}:Mobile"], id="never-demote"),
+    ],
+)
+def test_transfer_steps_grant_access_before_the_transfers(
+    promotions: list[tuple[str, str]], expected: list[str]
+) -> None:
+    placement = Placement(
+        receivers={ALICE: ["1"], SOFIA: ["2", "3"]},
+        grants=[(SOFIA, "Pay"), (SOFIA, "Mobile")],
+    )
+    steps = transfer_steps(world(), placement, promotions=promotions)
+    assert ids(steps) == [*expected, f"transfer_assets:{ALICE}", f"transfer_assets:{SOFIA}"]
+    assert steps[-1].params == {"asset_ids": ["2", "3"], "from_email": DANA}
+    assert steps[0].params["role"] == "viewer"
+
+
+def test_keep_access_steps_give_the_role_the_group_gave() -> None:
+    (step,) = keep_access_steps(world(), [grant("Web", Role.MANAGER, "group:analysts")])
+    assert step.id == f"grant_project_access:{DANA}:Web"
+    assert step.params == {"email": DANA, "project": "Web", "role": "manager"}
+
+
+@pytest.mark.parametrize(
+    ("user", "narrowing", "expected"),
+    [
+        pytest.param(
+            IdpUser(id="u1", user_name=DANA),
+            False,
+            ["remove_idp_group:i1", "deactivate_idp_user:u1"],
+            id="out-of-groups-then-deactivated",
+        ),
+        pytest.param(
+            IdpUser(id="u1", user_name=DANA, active=False),
+            False,
+            ["remove_idp_group:i1"],
+            id="already-inactive",
+        ),
+        pytest.param(
+            IdpUser(id="u1", user_name=DANA), True, ["remove_idp_group:i1"], id="narrowing"
+        ),
+    ],
+)
+def test_idp_steps(user: IdpUser, narrowing: bool, expected: list[str]) -> None:
+    steps = idp_steps(world(idp_user=user), [IDP_GROUPS[1]], narrowing=narrowing)
+    assert ids(steps) == expected
+    assert steps[0].params == {"group": "amplitude-org-members", "user_id": "u1"}
+    assert ("grants a project they no longer need" in steps[0].reason) is narrowing
+
+
+def key(id_: str, *managers: str, status: str = "active") -> ApiKey:
+    return ApiKey(
+        id=id_, name=f"key {id_}", kind="ingestion", project="Web", managers=managers, status=status
+    )
+
+
+KEYS = [key("k2", DANA), key("k1", DANA, RAJ, ALICE), key("k0", DANA, status="revoked")]
+
+
+@pytest.mark.parametrize(
+    ("o", "expected", "warned"),
+    [
+        pytest.param(opts(), ["rotate_key:k1", "rotate_key:k2"], ["k2"], id="rotate"),
+        pytest.param(
+            opts(Reason.SECURITY_INCIDENT, emergency=True),
+            ["revoke_key:k1", "revoke_key:k2"],
+            [],
+            id="emergency-revokes",
+        ),
+        pytest.param(NARROW, [], [], id="narrowing-keeps-keys"),
+        pytest.param(
+            NARROW.model_copy(update={"emergency": True}),
+            ["revoke_key:k1", "revoke_key:k2"],
+            [],
+            id="emergency-narrowing-still-revokes",
+        ),
+    ],
+)
+def test_key_steps(o: Options, expected: list[str], warned: list[str]) -> None:
+    steps, warnings = key_steps(world(api_keys=KEYS), o)
+    assert ids(steps) == expected
+    assert [w.split("(")[1].split(")")[0] for w in warnings] == warned
+    if steps:
+        assert steps[0].params == {"name": "key k1", "notify": [ALICE, RAJ]}
+
+
+def test_narrowing_steps_remove_what_is_not_kept() -> None:
+    inv = world(
+        member=NARROWED,
+        org_groups=[("og2", "analysts"), ("og1", "web"), ("og3", "newsletter")],
+    )
+    steps = narrowing_steps(inv, NARROW, leaving={"analysts"})
+    assert ids(steps) == [
+        "remove_project_role:Mobile",  # individual; Growth and Web2 come from groups only
+        "remove_group_membership:og2",
+        f"revoke_modules:{DANA}",
+    ]
+    assert steps[1].params == {"email": DANA, "group": "analysts"}
+    assert steps[2].params == {"modules": ["experiment", "govern"]}
+    assert narrowing_steps(world(member=None), NARROW, leaving=set()) == []
+
+
+@pytest.mark.parametrize(
+    ("member", "expected"),
+    [
+        pytest.param(person(DANA), [f"remove_member:{DANA}"], id="joined"),
+        pytest.param(person(DANA, status="pending"), [f"revoke_invitation:{DANA}"], id="pending"),
+        pytest.param(None, [], id="not-a-member"),
+    ],
+)
+def test_org_removal_steps(member: Member | None, expected: list[str]) -> None:
+    assert ids(org_removal_steps(world(member=member), opts())) == expected
+
+
+# --- the order -----------------------------------------------------------------------------------
+def phases() -> Phases:
+    def one(name: str) -> list[Step]:
+        return [Step.of(RemoveMember(), name, reason=name)]
+
+    names = ["promote", "transfer", "keep_access", "idp", "keys", "remove", "collect"]
+    return Phases(**{n: one(n) for n in names})
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        pytest.param(
+            normal_order,
+            ["promote", "transfer", "keep_access", "idp", "remove", "keys"],
+            id="normal",
+        ),
+        pytest.param(
+            emergency_order,
+            ["idp", "keys", "promote", "remove", "transfer", "collect"],
+            id="emergency-locks-out-first",
+        ),
+    ],
+)
+def test_order(order: Any, expected: list[str]) -> None:
+    assert [s.target for s in order(phases())] == expected
+
+
+# --- warnings ------------------------------------------------------------------------------------
+def event(days_ago: int, action: str = "export") -> OrgEvent:
+    return OrgEvent(at=T0 - timedelta(days=days_ago), actor=DANA, action=action)
+
+
+@pytest.mark.parametrize(
+    ("activity", "warnings"),
+    [
+        pytest.param([], [], id="none"),
+        pytest.param(
+            [event(1), event(30), event(31), event(2, "login")],
+            [f"2 data export(s) by {DANA} in the last 30 days"],
+            id="exports-within-30-days",
+        ),
+    ],
+)
+def test_export_warnings(activity: list[OrgEvent], warnings: list[str]) -> None:
+    assert export_warnings(world(activity=activity)) == warnings
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "warned"),
+    [
+        pytest.param(RosterStatus.ACTIVE, Reason.TERMINATION, True, id="active-terminated"),
+        pytest.param(RosterStatus.ACTIVE, Reason.CONTRACT_END, True, id="active-contract-end"),
+        pytest.param(RosterStatus.ACTIVE, Reason.INACTIVITY, False, id="inactivity"),
+        pytest.param(RosterStatus.TERMINATED, Reason.TERMINATION, False, id="terminated"),
+    ],
+)
+def test_roster_warnings(status: RosterStatus, reason: Reason, warned: bool) -> None:
+    roster = RosterEntry(email=DANA, name="Dana", status=status)
+    assert bool(roster_warnings(world(roster=roster), opts(reason))) is warned
+
+
+@pytest.mark.parametrize(
+    ("lookalikes", "warnings"),
+    [
+        pytest.param([], [], id="none"),
+        pytest.param(
+            ["d4na@x.com", "dana@y.com"],
+            ["look-alike accounts exist (not touched): d4na@x.com, dana@y.com"],
+            id="listed",
+        ),
+    ],
+)
+def test_lookalike_warnings(lookalikes: list[str], warnings: list[str]) -> None:
+    assert lookalike_warnings(world(lookalikes=lookalikes)) == warnings
+
+
+def test_kind_enum_is_still_named_by_the_plan_module() -> None:
+    assert StepKind.REMOVE_MEMBER.value == "remove_member"
