@@ -16,6 +16,7 @@ import httpx
 from domain.models import Role
 from domain.records import Grant
 from domain.runbook import RunbookFailed
+from ledger.cases import open_case
 from ledger.grants import record_grant
 from sandbox.app import create_app
 from tasks.runtime import Runtime, set_runtime
@@ -69,16 +70,18 @@ def extend_buttons(url: str, email: str) -> list[str]:
     ]
 
 
+def access_ticket(rt: Runtime, email: str, summary: str) -> str:
+    """A new access request in Jira about ``email``; its key."""
+    return rt.tickets.create(
+        project="ACC", issue_type="Access Request", summary=summary, description=f"email: {email}"
+    ).key
+
+
 def temporary_staging_manager(rt: Runtime, start: datetime) -> Grant:
     """Carla's temporary Staging Manager role, from ``start`` for 2 days, on a ticket,
     sponsored by Sofia: given in the org and recorded in the ledger."""
     rt.org.set_project_role(CARLA, "Staging", Role.MANAGER)  # type: ignore[union-attr]
-    ticket = rt.tickets.create(
-        project="ACC",
-        issue_type="Access Request",
-        summary=f"Temporary Staging Manager for {CARLA}",
-        description=f"email: {CARLA}",
-    ).key
+    ticket = access_ticket(rt, CARLA, f"Temporary Staging Manager for {CARLA}")
     return record_grant(
         rt.ledger,
         Grant(
@@ -91,3 +94,19 @@ def temporary_staging_manager(rt: Runtime, start: datetime) -> Grant:
             sponsor=SPONSOR,
         ),
     )
+
+
+def onboarding_case(rt: Runtime, email: str) -> str:
+    """An earlier onboarding case of ``email`` in the ledger, asked by Sofia on a new ticket
+    (how the hygiene finds an invitation's ticket); the ticket."""
+    ticket = access_ticket(rt, email, f"Amplitude access for {email}")
+    open_case(
+        rt.ledger,
+        runbook="onboard",
+        subject=email,
+        reason="access_request",
+        requester=SPONSOR,
+        ticket=ticket,
+        now=rt.clock(),
+    )
+    return ticket

@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from ledger.audit import records, verify
-from ledger.cases import open_case
 from tests.flows.offboard_stack import ADMIN, OffboardStack
-from tests.flows.sweep_stack import demo_stack, sweep
+from tests.flows.sweep_stack import demo_stack, onboarding_case, sweep
 
 pytestmark = pytest.mark.slow
 
@@ -53,21 +52,7 @@ def audit(st: OffboardStack, action: str, subject: str) -> list[Any]:
 def test_sweeps_resend_once_revoke_and_record(stack: OffboardStack) -> None:
     st = stack
     # The ledger knows the ticket of the expired invitation (an earlier onboarding case).
-    ticket = st.rt.tickets.create(
-        project="ACC",
-        issue_type="Access Request",
-        summary=f"Amplitude access for {EXPIRED}",
-        description=f"email: {EXPIRED}",
-    ).key
-    open_case(
-        st.rt.ledger,
-        runbook="onboard",
-        subject=EXPIRED,
-        reason="access_request",
-        requester="sofia.lead@acme.com",
-        ticket=ticket,
-        now=st.rt.clock(),
-    )
+    ticket = onboarding_case(st.rt, EXPIRED)
 
     # The inviter is on Slack (in the demo seed, it-admin is not: it would be told in #it-access).
     r = httpx.post(

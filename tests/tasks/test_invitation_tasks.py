@@ -13,7 +13,6 @@ import pytest
 
 from domain.invitations import Action, ActionKind, hygiene_actions, invitation_key
 from ledger.audit import records
-from ledger.cases import open_case
 from tasks.invitations import (
     apply_action,
     read_invitations,
@@ -24,7 +23,7 @@ from tasks.invitations import (
 from tasks.runtime import set_runtime
 from tasks.sweeps import Applied
 from tests.flows.offboard_stack import ADMIN, OffboardStack
-from tests.flows.sweep_stack import sandbox_now
+from tests.flows.sweep_stack import onboarding_case, sandbox_now
 from tests.tasks.sandbox_runtime import Without, demo_stack
 
 pytestmark = pytest.mark.slow
@@ -106,18 +105,7 @@ def test_a_resend_happens_once_and_the_inviter_is_told_once(stack: OffboardStack
 
 def test_a_revocation_happens_once_and_its_ticket_is_told_once(stack: OffboardStack) -> None:
     st = stack
-    ticket = st.rt.tickets.create(
-        project="ACC", issue_type="Access Request", summary=f"Access for {EXPIRED}", description=""
-    ).key
-    open_case(
-        st.rt.ledger,
-        runbook="onboard",
-        subject=EXPIRED,
-        reason="access_request",
-        requester="sofia.lead@acme.com",
-        ticket=ticket,
-        now=st.rt.clock(),
-    )
+    ticket = onboarding_case(st.rt, EXPIRED)
     revoke = actions(st)[EXPIRED]
     assert revoke.kind is ActionKind.REVOKE
     cid = case_id()
