@@ -21,9 +21,12 @@ changed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from domain.models import Frozen, Member, Role
 from domain.records import Grant, GrantStatus
@@ -283,6 +286,83 @@ def drift(
                 "and no IdP mapping: check it (not changed)"
             )
     return out
+
+
+class Extension(Frozen):
+    """Extending one temporary grant by ``days`` from its current end (runbook ``extend``):
+    what the approvers approve, and how the run names it."""
+
+    grant: Grant
+    days: int
+    requester: str
+
+    @property
+    def old_end(self) -> datetime:
+        return utc(self.grant.end)
+
+    @property
+    def new_end(self) -> datetime:
+        return self.old_end + timedelta(days=self.days)
+
+    @property
+    def target(self) -> str:
+        return f"{self.grant.subject} ({describe(self.grant)})"
+
+    @property
+    def step_id(self) -> str:
+        """The step id, as in the other runbooks' results (``kind:target``)."""
+        return f"extend:{self.target}"
+
+    @property
+    def blockers(self) -> list[str]:
+        g = self.grant
+        if g.status is GrantStatus.ACTIVE:
+            return []
+        return [f"grant {g.id} is {g.status.value}: only an active grant can be extended"]
+
+    @property
+    def hash(self) -> str:
+        """What approvers approve: this grant, from this end to that one."""
+        facts = [self.grant.id, self.old_end.isoformat(), self.new_end.isoformat()]
+        return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+
+    def _ends(self) -> tuple[str, str]:
+        return self.old_end.isoformat(timespec="minutes"), self.new_end.isoformat(
+            timespec="minutes"
+        )
+
+    def plan(self) -> dict[str, Any]:
+        """The ``--json`` outcome's ``plan``: one ``extend`` step and the blockers."""
+        old, new = self._ends()
+        reason = f"end {old} → {new} (+{self.days} days), asked by {self.requester}"
+        step = {"kind": "extend", "target": self.target, "reason": reason}
+        return {"hash": self.hash, "steps": [step], "blockers": self.blockers}
+
+    def summary(self) -> str:
+        """What the approvers are shown."""
+        (old, new), g = self._ends(), self.grant
+        sponsor = f" (sponsor {g.sponsor})" if g.sponsor else ""
+        return (
+            f"{self.target}: grant {g.id} ends {old}; extend by {self.days} days to {new}{sponsor}"
+        )
+
+    def comment(self, approved_by: Sequence[str]) -> str:
+        """The ticket's comment once the end has moved."""
+        (old, new), g = self._ends(), self.grant
+        return (
+            f"Handover extended the temporary access of {g.subject} ({describe(g)}; grant "
+            f"{g.id}) from {old} to {new}, asked by {self.requester}, approved by "
+            f"{', '.join(approved_by) or 'policy'}."
+        )
+
+    def moved(self, now: Grant) -> bool:
+        """Whether ``now`` (the grant as it is now) has this extension's end, still active."""
+        return utc(now.end) == self.new_end and now.status is GrantStatus.ACTIVE
+
+    def still_due(self, now: Grant) -> bool:
+        """Whether ``now`` is still the active grant with the end this extension moves
+        (another run, a second click, may have moved it meanwhile)."""
+        return now.status is GrantStatus.ACTIVE and utc(now.end) == self.old_end
 
 
 EXTEND_ACTION = "extend"  # the Extend button of a reminder (domain.blocks.reminder_blocks)

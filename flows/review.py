@@ -10,7 +10,9 @@ with ``approve="per_item"`` one approval per item (a denied item is skipped, the
 Each offboarding subflow still follows its own policy (HR or the manager approves a termination):
 the review decides *who* is removed, the offboarding *how* (transfers first, sole admins
 replaced); an offboarding that is blocked or denied is reported on its item, never a crash.
-Removals run in a bounded thread pool (``max_concurrency``), each call a subflow run.
+Removals run in a bounded thread pool (``max_concurrency``), each call a subflow run. The flow
+only composes: ``tasks.review`` reads and writes, ``domain.review`` decides; a failed review ends
+Failed, a denied one Completed named Denied (``flows.sweep.end``).
 """
 
 from __future__ import annotations
@@ -20,27 +22,36 @@ import hashlib
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
-from approvals.gate import PlanSummary, gate
-from approvals.services import Services
-from connectors.hris import RosterFile
+from approvals.gate import PlanSummary
+from domain.models import RosterEntry
 from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
+from domain.runbook import RunbookFailed
 from flows.offboard import offboard
-from flows.report import gate_services
-from ledger.audit import last_seq
-from tasks.review import read_review_inputs, revoke_invitation, write_reports
-from tasks.runtime import runtime
+from flows.runbook import run_id
+from flows.sweep import ask, end
+from tasks.cases import audit_seq
+from tasks.review import (
+    ReviewInputs,
+    read_review_inputs,
+    read_roster,
+    revoke_invitation,
+    write_reports,
+)
+from tasks.sweeps import clock
 
 RUNBOOK = "review"
 DEFAULT_REPORT_DIR = Path(".handover") / "reports"
+NOT_DONE = ("failed", "offboard failed", "offboard blocked")  # outcomes that fail the review
 
 
 class ReviewRequest(BaseModel):
@@ -59,6 +70,98 @@ def plan_hash(items: list[Finding]) -> str:
     return hashlib.sha256(
         json.dumps(sorted([f.id, f.action.value] for f in items)).encode()
     ).hexdigest()
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """Who approved each item (id → approvers) and under which approval (the offboarding
+    subflow runs on it), and the outcome of each item not approved."""
+
+    approved: dict[str, list[str]] = field(default_factory=dict)
+    approval_of: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def of(self, items: list[Finding], action: Recommendation) -> list[Finding]:
+        """The approved items that ``action``."""
+        return [f for f in items if f.id in self.approved and f.action is action]
+
+
+@dataclass
+class Review:
+    """One review's findings and what became of each (``outcomes``: finding id → outcome;
+    what is not actionable is ``reported``)."""
+
+    findings: list[Finding]
+    warnings: list[str]
+    today: str
+    directory: Path
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.outcomes.update({f.id: "reported" for f in self.findings if not f.actionable})
+
+    @classmethod
+    def find(
+        cls, org: ReviewInputs, people: list[RosterEntry], *, now: datetime, req: ReviewRequest
+    ) -> Review:
+        """The findings of ``org`` against the roster's ``people`` at ``now`` (the rules:
+        :func:`domain.review.review_findings`)."""
+        findings = review_findings(
+            org.members,
+            people,
+            org.invitations,
+            now,
+            inactive_days=req.inactive_days,
+            groups=org.groups,
+            individual_roles=org.individual_roles,
+        )
+        directory = Path(req.report_dir) if req.report_dir else DEFAULT_REPORT_DIR
+        return cls(findings, org.warnings, now.date().isoformat(), directory)
+
+    @property
+    def items(self) -> list[Finding]:
+        """What can be acted on: removals and invitation revocations."""
+        return [f for f in self.findings if f.actionable]
+
+    def failures(self) -> list[str]:
+        """The items that failed (or whose offboarding failed or is blocked)."""
+        out = ((f, self.outcomes.get(f.id, "")) for f in self.items)
+        return [f"{f.action.value} {f.subject}: {o}" for f, o in out if o.startswith(NOT_DONE)]
+
+    def settled(self, approvals: Approvals) -> str:
+        """How the review ended once applied: denied (nothing approved), failed or done."""
+        if not approvals.approved:
+            return "denied"
+        return "failed" if self.failures() else "done"
+
+    def end(self, status: str) -> Any:
+        """Publish the table and the reports; the outcome, in its Prefect state."""
+        items = self.items
+        _artifact(self.findings, self.outcomes)
+        reports = write_reports(
+            self.findings,
+            self.outcomes,
+            directory=self.directory,
+            stem=f"review-{self.today}",
+            title=f"Access review {self.today}",
+        )
+        out = {
+            "run_id": run_id(),
+            "status": status,
+            "plan": {"hash": plan_hash(items), "steps": [_step(f) for f in items]},
+            "findings": [
+                {**f.model_dump(mode="json"), "outcome": self.outcomes.get(f.id, "")}
+                for f in self.findings
+            ],
+            "effects": {
+                f"{f.action.value}:{f.subject}": self.outcomes.get(f.id, "") for f in items
+            },
+            "reports": reports,
+            "verification": {},
+            "warnings": self.warnings,
+            "audit_seq": audit_seq(),
+        }
+        return end(out, failures=self.failures())
 
 
 def _step(f: Finding) -> dict[str, str]:
@@ -81,50 +184,6 @@ def _artifact(findings: list[Finding], outcomes: dict[str, str]) -> None:
         key="access-review",
         description="Access review: findings",
     )
-
-
-def _approve(
-    svc: Services, items: list[Finding], *, mode: str, requester: str, run_id: str, today: str
-) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
-    """Who approved each item (id → approvers), the outcome of those not approved, and the
-    approval of each approved item (the offboarding subflow runs on that approval)."""
-    approved: dict[str, list[str]] = {}
-    refused: dict[str, str] = {}
-    approval_of: dict[str, str] = {}
-    batches = [items] if mode == "bulk" else [[f] for f in items]
-    for batch in batches:
-        subject = f"access-review {today}" if mode == "bulk" else batch[0].subject
-        counts: dict[str, int] = {}
-        for f in batch:
-            counts[f.action.value] = counts.get(f.action.value, 0) + 1
-        res = gate(
-            svc,
-            ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
-            plan_hash=plan_hash(batch),
-            summary=PlanSummary(
-                counts, [f"{f.action.value} {f.subject}: {f.detail}" for f in batch]
-            ),
-            flow_run_id=run_id,
-        )
-        for f in batch:
-            if res.approved:
-                approved[f.id] = res.approved_by
-                approval_of[f.id] = res.approval.id
-            else:
-                refused[f.id] = f"not approved ({res.state.value}, {res.approval.id})"
-    return approved, refused, approval_of
-
-
-def _in_context(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` in a copy of this flow run's context: a flow called there is a subflow run."""
-    ctx = contextvars.copy_context()
-    return lambda *a, **kw: ctx.run(fn, *a, **kw)
-
-
-def _offboard_outcome(out: dict[str, Any]) -> str:
-    status = out.get("status", "failed")
-    extra = out.get("failure") or "; ".join(out.get("plan", {}).get("blockers", []))
-    return f"offboard {status}" + (f" ({extra})" if extra else "")
 
 
 @flow(name="access-review", log_prints=False)
@@ -153,7 +212,9 @@ def access_review(
         ``run_id``, ``status`` (planned | done | nothing_to_do | failed | denied), ``plan``
         (``hash``, ``steps``: action/subject/reason of each actionable finding), ``findings``
         (every finding with its ``outcome``), ``effects`` (``action:subject`` → outcome),
-        ``reports`` (csv, html), ``verification`` (empty), ``warnings``, ``audit_seq``.
+        ``reports`` (csv, html), ``verification`` (empty), ``warnings``, ``audit_seq``. A
+        failed review ends Failed (``RunbookFailed`` carries the outcome), a denied one
+        Completed named Denied.
 
     Raises:
         RosterError: the roster file is missing or invalid.
@@ -167,115 +228,109 @@ def access_review(
         max_concurrency=max_concurrency,
         requester=requester,
     )
-    log = get_run_logger()
-    rt = runtime()
-    entries = RosterFile(req.roster).entries()
-    now = rt.clock()
-    run_id = str(flow_run.id or "")
-    inputs = read_review_inputs()
-    findings = review_findings(
-        inputs.members,
-        entries,
-        inputs.invitations,
-        now,
-        inactive_days=req.inactive_days,
-        groups=inputs.groups,
-        individual_roles=inputs.individual_roles,
-    )
-    items = [f for f in findings if f.actionable]
-    outcomes: dict[str, str] = {f.id: "reported" for f in findings if not f.actionable}
-    today = now.date().isoformat()
-    directory = Path(req.report_dir) if req.report_dir else DEFAULT_REPORT_DIR
-
-    def finish(status: str) -> dict[str, Any]:
-        _artifact(findings, outcomes)
-        reports = write_reports(
-            findings,
-            outcomes,
-            directory=directory,
-            stem=f"review-{today}",
-            title=f"Access review {today}",
-        )
-        return {
-            "run_id": run_id,
-            "status": status,
-            "plan": {"hash": plan_hash(items), "steps": [_step(f) for f in items]},
-            "findings": [
-                {**f.model_dump(mode="json"), "outcome": outcomes.get(f.id, "")} for f in findings
-            ],
-            "effects": {f"{f.action.value}:{f.subject}": outcomes.get(f.id, "") for f in items},
-            "reports": reports,
-            "verification": {},
-            "warnings": inputs.warnings,
-            "audit_seq": last_seq(rt.ledger),
-        }
-
+    people = read_roster(req.roster)
+    now = clock()
+    org = read_review_inputs()
+    review = Review.find(org, people, now=now, req=req)
+    items = review.items
     if req.dry_run:
-        for f in items:
-            outcomes[f.id] = "planned"
-        return finish("planned")
+        review.outcomes.update({f.id: "planned" for f in items})
+        return review.end("planned")
     if not items:
-        return finish("nothing_to_do")
-    approved, refused, approval_of = _approve(
-        gate_services(rt),
-        items,
-        mode=req.approve,
-        requester=req.requester,
-        run_id=run_id,
-        today=today,
-    )
-    outcomes.update(refused)
-    p_hash = plan_hash(items)
-    for f in items:
-        if f.id in approved and f.action is Recommendation.REVOKE_INVITATION:
-            try:
-                outcomes[f.id] = "revoke_invitation " + revoke_invitation(
-                    f, flow_run_id=run_id, approvers=approved[f.id], plan_hash=p_hash
-                )
-            except Exception as exc:  # one item must not stop the others
-                outcomes[f.id] = f"failed: {exc}"
-                log.error("review: revoking %s failed: %s", f.subject, exc)
-    removals = [f for f in items if f.id in approved and f.action is Recommendation.REMOVE]
-    if removals:
+        return review.end("nothing_to_do")
+    approvals = _approve(items, req, today=review.today)
+    review.outcomes.update(approvals.refused)
+    review.outcomes.update(_revoke_invitations(items, approvals))
+    review.outcomes.update(_remove(items, approvals, req))
+    return review.end(review.settled(approvals))
 
-        def remove(f: Finding) -> str:
-            try:
-                # Security's review approval stands for the removal: no second approval.
-                out = offboard(
-                    email=f.subject,
-                    reason=f.reason,
-                    requester=req.requester,
-                    review_approval=approval_of[f.id],
-                )
-            except Exception as exc:  # a subflow that raises is this item's failure
-                log.error("review: offboarding %s raised: %s", f.subject, exc)
-                return f"failed: {exc}"
-            return _offboard_outcome(out)
 
-        with ThreadPoolExecutor(
-            max_workers=req.max_concurrency, thread_name_prefix="review-offboard"
-        ) as pool:
-            futures = {f.id: pool.submit(_in_context(remove), f) for f in removals}
-            for fid, fut in futures.items():
-                outcomes[fid] = fut.result()
-        # A blocked offboarding (e.g. nobody to receive content while the project's sole admin
-        # was being offboarded alongside) is tried once more after the others: their outcome
-        # may have made a receiver. Still blocked: reported on its item.
-        for f in removals:
-            if outcomes[f.id].startswith("offboard blocked"):
-                log.info("review: trying the blocked offboarding of %s again", f.subject)
-                outcomes[f.id] = remove(f)
-    bad = [
-        o
-        for f in items
-        if (o := outcomes.get(f.id, "")).startswith("failed")
-        or o.startswith("offboard failed")
-        or o.startswith("offboard blocked")
-    ]
-    if not approved:
-        status = "denied"
-    elif bad:
-        status = "failed"
-    else:
-        status = "done"
-    return finish(status)
+def _approve(items: list[Finding], req: ReviewRequest, *, today: str) -> Approvals:
+    """Security's approval of the items: one for all (``bulk``) or one per item."""
+    mode, requester = req.approve, req.requester
+    approvals = Approvals()
+    batches = [items] if mode == "bulk" else [[f] for f in items]
+    for batch in batches:
+        subject = f"access-review {today}" if mode == "bulk" else batch[0].subject
+        counts: dict[str, int] = {}
+        for f in batch:
+            counts[f.action.value] = counts.get(f.action.value, 0) + 1
+        res = ask(
+            ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
+            plan_hash=plan_hash(batch),
+            summary=PlanSummary(
+                counts, [f"{f.action.value} {f.subject}: {f.detail}" for f in batch]
+            ),
+        )
+        for f in batch:
+            if res.approved:
+                approvals.approved[f.id] = res.approved_by
+                approvals.approval_of[f.id] = res.approval.id
+            else:
+                approvals.refused[f.id] = f"not approved ({res.state.value}, {res.approval.id})"
+    return approvals
+
+
+def _revoke_invitations(items: list[Finding], approvals: Approvals) -> dict[str, str]:
+    """Revoke each approved invitation; the outcome of each (one failing never stops the
+    others)."""
+    log = get_run_logger()
+    outcomes: dict[str, str] = {}
+    digest = plan_hash(items)
+    for f in approvals.of(items, Recommendation.REVOKE_INVITATION):
+        try:
+            effect = revoke_invitation(
+                f, flow_run_id=run_id(), approvers=approvals.approved[f.id], plan_hash=digest
+            )
+            outcomes[f.id] = f"revoke_invitation {effect}"
+        except Exception as exc:  # one item must not stop the others
+            outcomes[f.id] = f"failed: {exc}"
+            log.error("review: revoking %s failed: %s", f.subject, exc)
+    return outcomes
+
+
+def _remove(items: list[Finding], approvals: Approvals, req: ReviewRequest) -> dict[str, str]:
+    """Offboard each approved removal as a subflow run, ``max_concurrency`` at a time; the
+    outcome of each."""
+    log = get_run_logger()
+    removals = approvals.of(items, Recommendation.REMOVE)
+
+    def remove(f: Finding) -> str:
+        return _offboard(f, approval=approvals.approval_of[f.id], requester=req.requester)
+
+    with ThreadPoolExecutor(
+        max_workers=req.max_concurrency, thread_name_prefix="review-offboard"
+    ) as pool:
+        futures = {f.id: pool.submit(_in_context(remove), f) for f in removals}
+        outcomes = {fid: fut.result() for fid, fut in futures.items()}
+    # A blocked offboarding (e.g. nobody to receive content while the project's sole admin was
+    # being offboarded alongside) is tried once more after the others: their outcome may have
+    # made a receiver. Still blocked: reported on its item.
+    for f in removals:
+        if outcomes[f.id].startswith("offboard blocked"):
+            log.info("review: trying the blocked offboarding of %s again", f.subject)
+            outcomes[f.id] = remove(f)
+    return outcomes
+
+
+def _offboard(f: Finding, *, approval: str, requester: str) -> str:
+    """Offboard one person as a subflow (security's review approval stands for the removal:
+    no second approval); its outcome in words."""
+    try:
+        out = offboard(
+            email=f.subject, reason=f.reason, requester=requester, review_approval=approval
+        )
+    except RunbookFailed as exc:  # failed or blocked: the outcome says which, and why
+        out = exc.outcome
+    except Exception as exc:  # a subflow that raises is this item's failure
+        get_run_logger().error("review: offboarding %s raised: %s", f.subject, exc)
+        return f"failed: {exc}"
+    status = out.get("status", "failed")
+    extra = out.get("failure") or "; ".join(out.get("plan", {}).get("blockers", []))
+    return f"offboard {status}" + (f" ({extra})" if extra else "")
+
+
+def _in_context(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` in a copy of this flow run's context: a flow called there is a subflow run."""
+    ctx = contextvars.copy_context()
+    return lambda *a, **kw: ctx.run(fn, *a, **kw)

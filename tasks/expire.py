@@ -11,20 +11,20 @@ done right after it happened, and the grant itself says what is left (status ``e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from prefect import task
 
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
-from domain.expiry import ExpiryAction, ExpiryKind, duration
-from domain.models import Member, Module
-from domain.records import AuditEvent, Grant, GrantStatus
-from ledger.audit import append
-from ledger.cases import done_steps, mark_done, sweep_case_id
+from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration
+from domain.models import Member, Module, Role
+from domain.onboard import PRODUCTION
+from domain.policy import ApprovalContext
+from domain.records import Grant, GrantStatus
 from ledger.grants import grants, set_grant
 from tasks.runtime import Runtime, runtime
+from tasks.sweeps import About, Applied, OnCase, audit, open_sweep_case
 
 RUNBOOK = "expiry"
 CASE_SUBJECT = "expiry-sweep"
@@ -56,37 +56,14 @@ def read_grants() -> Snapshot:
     return Snapshot(all_grants, access)
 
 
-def sweep_case(rt: Runtime, *, create: bool, now: datetime) -> int | None:
+def expiry_case(*, create: bool) -> int | None:
     """The sweep's long-lived case (``create``: open it when there is none)."""
-    return sweep_case_id(
-        rt.ledger, runbook=RUNBOOK, subject=CASE_SUBJECT, reason="expiry", create=create, now=now
-    )
+    return open_sweep_case(RUNBOOK, CASE_SUBJECT, "expiry", create=create)
 
 
-def _audit(
-    rt: Runtime,
-    action: ExpiryAction,
-    what: str,
-    effect: str,
-    *,
-    flow_run_id: str,
-    on_behalf_of: str = "",
-    **after: Any,
-) -> None:
-    append(
-        rt.ledger,
-        AuditEvent(
-            action=what,
-            subject=action.subject,
-            target=f"grant {','.join(map(str, action.grant_ids))}: {action.what}",
-            on_behalf_of=on_behalf_of,
-            after={"reason": action.reason, **after},
-            effect=effect,
-            flow_run_id=flow_run_id,
-            ticket=action.ticket,
-        ),
-        now=rt.clock(),
-    )
+def _about(action: ExpiryAction) -> About:
+    grants_ = ",".join(map(str, action.grant_ids))
+    return About(action.subject, f"grant {grants_}: {action.what}", action.reason, action.ticket)
 
 
 def _revoke(rt: Runtime, a: ExpiryAction) -> tuple[str, str]:
@@ -117,98 +94,79 @@ def _revoke(rt: Runtime, a: ExpiryAction) -> tuple[str, str]:
 
 
 @task(name="apply_expiry_action")
-def apply_action(action: ExpiryAction, *, case_id: int, flow_run_id: str) -> dict[str, Any]:
-    """Apply one action; what it did (``effect``, ``verification``, and ``notes``).
+def apply_action(action: ExpiryAction, *, case_id: int, flow_run_id: str) -> Applied:
+    """Apply one action once on the sweep's case; what it did (``effect``, ``verification``
+    of a revocation, and ``notes``).
 
     Raises:
-        ConnectorError: the org refused or could not answer (the sweep goes on with the
-            other grants; this one is tried again by the next sweep).
+        ConnectorError: the org refused, could not answer, or the revocation did not show
+            (the sweep goes on; this grant is tried again by the next sweep).
     """
-    rt = runtime()
-    done = done_steps(rt.ledger, case_id)
-    notes: list[str] = []
-    key = action.key
+    c = OnCase.load(case_id, flow_run_id=flow_run_id)
     if action.kind is ExpiryKind.REMIND:
-        return _remind(rt, action, case_id=case_id, flow_run_id=flow_run_id, done=done)
-
-    step = f"revoke:{key}"
-    verification = ""
-    if step in done:
-        effect = "noop(revoked already)"
-        verification = str(done[step]["detail"].get("verification", ""))
-    else:
-        effect, verification = _revoke(rt, action)
-        if verification.startswith("fail"):
-            # Not marked done: the next sweep tries again.
-            _audit(rt, action, "grant.revoke_failed", verification, flow_run_id=flow_run_id)
-            raise ConnectorError(
-                f"revocation not verified: {verification}",
-                system="org",
-                operation=action.kind.value,
-                subject=action.subject,
-            )
-        late = duration(action.late_by) if action.late_by else ""
-        for gid in action.grant_ids:
-            set_grant(rt.ledger, gid, status=GrantStatus.EXPIRED)
-        mark_done(
-            rt.ledger,
-            case_id,
-            step,
-            effect,
-            {"verification": verification, "late_by": late},
-            rt.clock(),
-        )
-        _audit(
-            rt,
-            action,
-            "grant.expired",
-            effect,
-            flow_run_id=flow_run_id,
-            ends_at=action.ends_at.isoformat(),
-            late_by=late,
-            verification=verification,
-            removed=action.kind.value,
-        )
-    if action.ticket and f"comment:{key}" not in done:
-        body = (
-            f"Handover revoked the temporary access of {action.subject} ({action.what}; grant "
-            f"{', '.join(map(str, action.grant_ids))}, ended "
-            f"{action.ends_at.isoformat(timespec='minutes')}): {action.reason}. "
-            "If access is still needed, request it again."
-        )
-        try:
-            res = str(rt.tickets.comment(action.ticket, body))
-            notes.append(f"commented on {action.ticket}")
-        except ConnectorError as exc:  # the ledger has the record; the comment is a courtesy
-            res = f"failed({exc})"
-            notes.append(f"could not comment on {action.ticket}: {exc}")
-        if not res.startswith("failed"):
-            mark_done(
-                rt.ledger,
-                case_id,
-                f"comment:{key}",
-                res,
-                {"ticket": action.ticket},
-                rt.clock(),
-            )
-            _audit(rt, action, "ticket.commented", res, flow_run_id=flow_run_id)
-    elif not action.ticket:
-        notes.append("no ticket known")
-    return {"effect": effect, "verification": verification, "notes": notes}
+        return _remind(c, action)
+    effect, verification = _revoke_once(c, action)
+    notes = _comment(c, action) if action.ticket else ["no ticket known"]
+    return Applied(effect, notes, verification)
 
 
-def _remind(
-    rt: Runtime,
-    action: ExpiryAction,
-    *,
-    case_id: int,
-    flow_run_id: str,
-    done: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
+def _revoke_once(c: OnCase, action: ExpiryAction) -> tuple[str, str]:
+    """Revoke (once per grant and end), mark the grants expired; (effect, verification)."""
+    step = f"revoke:{action.key}"
+    if step in c.done:
+        return "noop(revoked already)", str(c.done[step]["detail"].get("verification", ""))
+    effect, verification = _revoke(c.rt, action)
+    if verification.startswith("fail"):
+        # Not marked done: the next sweep tries again.
+        c.audit(_about(action), "grant.revoke_failed", verification)
+        raise ConnectorError(
+            f"revocation not verified: {verification}",
+            system="org",
+            operation=action.kind.value,
+            subject=action.subject,
+        )
+    late = duration(action.late_by) if action.late_by else ""
+    for gid in action.grant_ids:
+        set_grant(c.rt.ledger, gid, status=GrantStatus.EXPIRED)
+    c.mark(step, effect, {"verification": verification, "late_by": late})
+    c.audit(
+        _about(action),
+        "grant.expired",
+        effect,
+        ends_at=action.ends_at.isoformat(),
+        late_by=late,
+        verification=verification,
+        removed=action.kind.value,
+    )
+    return effect, verification
+
+
+def _comment(c: OnCase, action: ExpiryAction) -> list[str]:
+    """Tell the grant's ticket, once; the notes (commented, or why not)."""
+    step = f"comment:{action.key}"
+    if step in c.done:
+        return []
+    body = (
+        f"Handover revoked the temporary access of {action.subject} ({action.what}; grant "
+        f"{', '.join(map(str, action.grant_ids))}, ended "
+        f"{action.ends_at.isoformat(timespec='minutes')}): {action.reason}. "
+        "If access is still needed, request it again."
+    )
+    try:
+        res = str(c.rt.tickets.comment(action.ticket, body))
+    except ConnectorError as exc:  # the ledger has the record; the comment is a courtesy
+        return [f"could not comment on {action.ticket}: {exc}"]
+    c.mark(step, res, {"ticket": action.ticket})
+    c.audit(_about(action), "ticket.commented", res)
+    return [f"commented on {action.ticket}"]
+
+
+def _remind(c: OnCase, action: ExpiryAction) -> Applied:
+    """Remind the person and the sponsor, each once, with an Extend button."""
     key = f"{action.key}:{action.reminder}"
     step = f"remind:{key}"
-    if step in done:
-        return {"effect": "noop(reminded already)", "verification": "", "notes": []}
+    if step in c.done:
+        return Applied("noop(reminded already)")
     (gid,) = action.grant_ids
     text = (
         f"Temporary access ends soon: {action.what} for {action.subject} ends "
@@ -222,27 +180,120 @@ def _remind(
     sent: list[str] = []
     for who in dict.fromkeys(w for w in (action.subject, action.sponsor) if w):
         dm = f"dm:{key}:{who}"
-        if dm in done:
+        if dm in c.done:
             sent.append(who)
             continue
         try:
-            rt.messenger.dm(who, text, body)
+            c.rt.messenger.dm(who, text, body)
         except ConnectorError as exc:  # not on Slack, or Slack down: said, not retried
             notes.append(f"could not tell {who}: {exc}")
             continue
-        mark_done(rt.ledger, case_id, dm, "sent", {}, rt.clock())
+        c.mark(dm, "sent")
         sent.append(who)
         notes.append(f"told {who}")
-    set_grant(rt.ledger, gid, last_reminder=action.reminder)
+    set_grant(c.rt.ledger, gid, last_reminder=action.reminder)
     effect = "sent" if sent else "failed(nobody could be told)"
-    mark_done(rt.ledger, case_id, step, effect, {"to": sent}, rt.clock())
-    _audit(
-        rt,
-        action,
-        "grant.reminded",
-        effect,
-        flow_run_id=flow_run_id,
-        reminder=action.reminder,
-        to=sent,
+    c.mark(step, effect, {"to": sent})
+    c.audit(_about(action), "grant.reminded", effect, reminder=action.reminder, to=sent)
+    return Applied(effect, notes)
+
+
+# ---------------------------------------------------------------------------- extension
+@task(name="read_grant")
+def read_grant(grant_id: int) -> Grant:
+    """The ledger's grant ``grant_id`` as it is now.
+
+    Raises:
+        ValueError: there is no such grant.
+    """
+    found = [g for g in grants(runtime().ledger) if g.id == grant_id]
+    if not found:
+        raise ValueError(f"no grant {grant_id}")
+    return found[0]
+
+
+@task(name="extension_approval")
+def extension_approval(ext: Extension) -> ApprovalContext:
+    """What the approval policy decides an extension on: the grant's project (its admins;
+    a Manager or Admin role in production), module, and the person's manager (the roster)."""
+    rt, g = runtime(), ext.grant
+    production_roles: tuple[str, ...] = ()
+    project_admins: tuple[str, ...] = ()
+    if g.project:
+        project = next((p for p in rt.org.list_projects() if p.name == g.project), None)  # type: ignore[union-attr]
+        if project is not None:
+            project_admins = project.admins
+            if project.environment.casefold() == PRODUCTION and g.role in (
+                Role.MANAGER.value,
+                Role.ADMIN.value,
+            ):
+                production_roles = (str(g.role),)
+    roster = rt.roster.get(g.subject) if rt.roster else None
+    return ApprovalContext(
+        runbook="extend",
+        subject=g.subject,
+        requester=ext.requester,
+        reason="extension",
+        subject_manager=roster.manager if roster else None,
+        production_roles=production_roles,
+        modules=(g.module,) if g.module else (),
+        project_admins=project_admins,
     )
-    return {"effect": effect, "verification": "", "notes": notes}
+
+
+def _audit_extension(
+    ext: Extension, what: str, effect: str, *, flow_run_id: str, **kw: Any
+) -> None:
+    g = ext.grant
+    audit(
+        what,
+        subject=g.subject,
+        target=f"grant {g.id}",
+        effect=effect,
+        flow_run_id=flow_run_id,
+        ticket=g.ticket,
+        **kw,
+    )
+
+
+@task(name="record_extension_denied")
+def record_extension_denied(ext: Extension, *, state: str, flow_run_id: str) -> None:
+    """The audit event of an extension that was not approved (``state``: denied, expired)."""
+    _audit_extension(ext, "grant.extension_denied", state, flow_run_id=flow_run_id)
+
+
+@task(name="extend_grant_end")
+def extend_end(ext: Extension, *, approvers: list[str], flow_run_id: str) -> Applied:
+    """Move the grant's end (approved by ``approvers``), audit it and tell its ticket; what it
+    did: ``updated`` with the verification (the grant re-read), or ``noop(grant changed
+    meanwhile)`` (another run, a second click, moved it first) with no verification."""
+    rt, g = runtime(), ext.grant
+    assert g.id is not None
+    # Compare and set: another run (a second click) may have moved the end meanwhile.
+    if not ext.still_due(read_grant.fn(g.id)):
+        return Applied("noop(grant changed meanwhile)")
+    updated = set_grant(
+        rt.ledger,
+        g.id,
+        end=ext.new_end,
+        extended_from=ext.old_end,
+        last_reminder="",
+    )
+    _audit_extension(
+        ext,
+        "grant.extended",
+        "updated",
+        flow_run_id=flow_run_id,
+        on_behalf_of=", ".join(approvers),
+        before={"end": ext.old_end.isoformat()},
+        after={"end": ext.new_end.isoformat(), "requester": ext.requester},
+        plan_hash=ext.hash,
+    )
+    notes: list[str] = []
+    if g.ticket:
+        try:
+            rt.tickets.comment(g.ticket, ext.comment(approvers))
+            notes.append(f"commented on {g.ticket}")
+        except Exception as exc:  # the ledger has the record; the comment is a courtesy
+            notes.append(f"could not comment on {g.ticket}: {exc}")
+    return Applied("updated", notes, "pass" if ext.moved(updated) else "fail")

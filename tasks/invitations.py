@@ -11,8 +11,8 @@ nothing twice.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -21,11 +21,11 @@ from sqlalchemy import select
 from connectors.capabilities import Invitations, has
 from connectors.errors import ConnectorError, NotFoundError
 from domain.invitations import Action, ActionKind, invitation_key
-from domain.models import Invitation
-from domain.records import AuditEvent
-from ledger.audit import append, records
-from ledger.cases import CaseRow, done_steps, mark_done, sweep_case_id
+from domain.models import Invitation, WriteResult
+from ledger.audit import records
+from ledger.cases import CaseRow, done_steps, mark_done
 from tasks.runtime import Runtime, runtime
+from tasks.sweeps import About, Applied, OnCase, open_sweep_case
 
 RUNBOOK = "invitations"
 ACCESS_CHANNEL = "it-access"  # where a requester who is not on Slack is told
@@ -69,12 +69,6 @@ def read_invitations() -> Snapshot:
     return Snapshot(invitations, members)
 
 
-def _case(rt: Runtime, *, create: bool, now: datetime) -> int | None:
-    return sweep_case_id(
-        rt.ledger, runbook=RUNBOOK, subject=CASE_SUBJECT, reason="hygiene", create=create, now=now
-    )
-
-
 def _keys(done: dict[str, Any], prefix: str) -> frozenset[str]:
     return frozenset(k.removeprefix(prefix) for k in done if k.startswith(prefix))
 
@@ -82,9 +76,8 @@ def _keys(done: dict[str, Any], prefix: str) -> frozenset[str]:
 @task(name="recall_sweeps")
 def recall(*, create: bool) -> Memory:
     """What earlier sweeps did (``create``: open the sweep's case when there is none)."""
-    rt = runtime()
-    case_id = _case(rt, create=create, now=rt.clock())
-    done = done_steps(rt.ledger, case_id) if case_id is not None else {}
+    case_id = open_sweep_case(RUNBOOK, CASE_SUBJECT, "hygiene", create=create)
+    done = done_steps(runtime().ledger, case_id) if case_id is not None else {}
     return Memory(
         case_id=case_id,
         resent=_keys(done, "resend:"),
@@ -155,132 +148,108 @@ def requester_of(rt: Runtime, action: Action) -> str:
 
 
 # ---------------------------------------------------------------------------- apply
-def _audit(
-    rt: Runtime,
-    action: Action,
-    what: str,
-    effect: str,
-    *,
-    flow_run_id: str,
-    ticket: str = "",
-    on_behalf_of: str = "",
-    **after: Any,
-) -> None:
-    append(
-        rt.ledger,
-        AuditEvent(
-            action=what,
-            subject=action.email,
-            target=f"invitation sent {action.sent_at.isoformat()}",
-            on_behalf_of=on_behalf_of,
-            after={"reason": action.reason, **after},
-            effect=effect,
-            flow_run_id=flow_run_id,
-            ticket=ticket,
-        ),
-        now=rt.clock(),
-    )
+def _about(action: Action) -> About:
+    return About(action.email, f"invitation sent {action.sent_at.isoformat()}", action.reason)
+
+
+def _once(c: OnCase, step: str, write: Callable[[], WriteResult]) -> WriteResult | None:
+    """``write`` and mark ``step`` done with its detail; None when ``step`` is done already."""
+    if step in c.done:
+        return None
+    res = write()
+    c.mark(step, str(res), res.detail)
+    return res
 
 
 @task(name="apply_invitation_action")
-def apply_action(action: Action, *, case_id: int, flow_run_id: str) -> dict[str, Any]:
-    """Apply one action; what it did (``effect``, and ``notes``: DMs, comments, skips).
+def apply_action(action: Action, *, case_id: int, flow_run_id: str) -> Applied:
+    """Apply one action once on the sweep's case; what it did (``effect``, ``notes``: DMs,
+    comments, skips; ``ticket``: the invitation's, where it was looked for).
 
     Raises:
-        ConnectorError: the org refused or could not answer (the sweep goes on with the
-            other invitations; this one is tried again by the next sweep).
+        ConnectorError: the org or Jira refused or could not answer (the sweep goes on; what
+            is not marked done is tried again by the next sweep).
     """
-    rt = runtime()
-    done = done_steps(rt.ledger, case_id)
-    key, notes = action.key, []
+    c = OnCase.load(case_id, flow_run_id=flow_run_id)
     if action.kind is ActionKind.RESEND:
-        step = f"resend:{key}"
-        if step in done:
-            effect = "noop(resent already)"
-        else:
-            res = rt.org.resend_invitation(action.email)  # type: ignore[union-attr]
-            effect = str(res)
-            mark_done(rt.ledger, case_id, step, effect, res.detail, rt.clock())
-            _audit(rt, action, "invitation.resent", effect, flow_run_id=flow_run_id, **res.detail)
-            done = done_steps(rt.ledger, case_id)
-        expires = done[step]["detail"].get("expires_at", "")
-        who = requester_of(rt, action)
-        if who and f"notify:{key}" not in done and not effect.startswith("noop(no pending"):
-            text = (
-                f"The Amplitude invitation for {action.email} (sent "
-                f"{action.sent_at.date().isoformat()}) has not been accepted: {action.reason}. "
-                f"Handover resent it once{f' (it now expires {expires[:10]})' if expires else ''}"
-                ". Please check with them that it arrived (spam folder); it is revoked 14 days "
-                "after it was first sent."
-            )
-            try:
-                rt.messenger.dm(who, text)
-                notes.append(f"told {who}")
-                status = "sent"
-            except NotFoundError:  # not on Slack: the access channel, naming them
-                try:
-                    rt.messenger.post(ACCESS_CHANNEL, f"{who}: {text}")
-                    notes.append(f"told {who} in #{ACCESS_CHANNEL} (not on Slack)")
-                    status = f"posted(#{ACCESS_CHANNEL})"
-                except ConnectorError as exc:
-                    notes.append(f"could not tell {who}: {exc}")
-                    status = f"failed({exc})"
-            except ConnectorError as exc:
-                notes.append(f"could not tell {who}: {exc}")
-                status = f"failed({exc})"
-            mark_done(rt.ledger, case_id, f"notify:{key}", status, {"to": who}, rt.clock())
-            _audit(
-                rt,
-                action,
-                "invitation.requester_notified",
-                status,
-                flow_run_id=flow_run_id,
-                on_behalf_of=who,
-            )
-        elif not who:
-            notes.append("nobody to tell (no requester known)")
-        return {"effect": effect, "notes": notes}
-
+        return _resend(c, action)
     if action.kind is ActionKind.REVOKE:
-        step = f"revoke:{key}"
-        ticket = find_ticket(rt, action.email)
-        if step in done:
-            effect = "noop(revoked already)"
-        else:
-            res = rt.org.revoke_invitation(action.email)  # type: ignore[union-attr]
-            effect = str(res)
-            mark_done(rt.ledger, case_id, step, effect, res.detail, rt.clock())
-            _audit(rt, action, "invitation.revoked", effect, flow_run_id=flow_run_id, ticket=ticket)
-        if ticket and f"comment:{key}" not in done:
-            body = (
-                f"Handover revoked the Amplitude invitation for {action.email} (first sent "
-                f"{action.sent_at.date().isoformat()}): {action.reason}. If access is still "
-                "needed, request it again."
-            )
-            res = rt.tickets.comment(ticket, body)
-            mark_done(
-                rt.ledger, case_id, f"comment:{key}", str(res), {"ticket": ticket}, rt.clock()
-            )
-            _audit(
-                rt,
-                action,
-                "ticket.commented",
-                str(res),
-                flow_run_id=flow_run_id,
-                ticket=ticket,
-            )
-            notes.append(f"commented on {ticket}")
-        elif not ticket:
-            notes.append("no ticket known")
-        return {"effect": effect, "notes": notes, "ticket": ticket}
+        return _revoke(c, action)
+    return _record_accepted(c, action)
 
-    step = f"accepted:{key}"
-    if step in done:
-        return {"effect": "noop(recorded already)", "notes": notes}
-    ticket = find_ticket(rt, action.email)
-    if mark_done(rt.ledger, case_id, step, "recorded", {}, rt.clock()):
-        _audit(
-            rt, action, "invitation.accepted", "recorded", flow_run_id=flow_run_id, ticket=ticket
-        )
-        return {"effect": "recorded", "notes": notes, "ticket": ticket}
-    return {"effect": "noop(recorded already)", "notes": notes}
+
+def _resend(c: OnCase, action: Action) -> Applied:
+    """Resend once; tell the requester once (unless the org had nothing pending to resend)."""
+    key, step = action.key, f"resend:{action.key}"
+    res = _once(c, step, lambda: c.rt.org.resend_invitation(action.email))  # type: ignore[union-attr]
+    effect = "noop(resent already)" if res is None else str(res)
+    if res is not None:
+        c.audit(_about(action), "invitation.resent", effect, **res.detail)
+        c = c.reload()
+    who = requester_of(c.rt, action)
+    if not who:
+        return Applied(effect, ["nobody to tell (no requester known)"])
+    if f"notify:{key}" in c.done or effect.startswith("noop(no pending"):
+        return Applied(effect)
+    expires = c.done[step]["detail"].get("expires_at", "")
+    text = (
+        f"The Amplitude invitation for {action.email} (sent "
+        f"{action.sent_at.date().isoformat()}) has not been accepted: {action.reason}. "
+        f"Handover resent it once{f' (it now expires {expires[:10]})' if expires else ''}"
+        ". Please check with them that it arrived (spam folder); it is revoked 14 days "
+        "after it was first sent."
+    )
+    status, note = _tell(c.rt, who, text)
+    c.mark(f"notify:{key}", status, {"to": who})
+    c.audit(_about(action), "invitation.requester_notified", status, on_behalf_of=who)
+    return Applied(effect, [note])
+
+
+def _tell(rt: Runtime, who: str, text: str) -> tuple[str, str]:
+    """DM ``who`` (not on Slack: the access channel, naming them); (status, note)."""
+    try:
+        rt.messenger.dm(who, text)
+        return "sent", f"told {who}"
+    except NotFoundError:  # not on Slack: the access channel, naming them
+        try:
+            rt.messenger.post(ACCESS_CHANNEL, f"{who}: {text}")
+            return f"posted(#{ACCESS_CHANNEL})", f"told {who} in #{ACCESS_CHANNEL} (not on Slack)"
+        except ConnectorError as exc:
+            return f"failed({exc})", f"could not tell {who}: {exc}"
+    except ConnectorError as exc:
+        return f"failed({exc})", f"could not tell {who}: {exc}"
+
+
+def _revoke(c: OnCase, action: Action) -> Applied:
+    """Revoke once; comment on the invitation's ticket once (when one is known)."""
+    key, step = action.key, f"revoke:{action.key}"
+    ticket = find_ticket(c.rt, action.email)
+    res = _once(c, step, lambda: c.rt.org.revoke_invitation(action.email))  # type: ignore[union-attr]
+    effect = "noop(revoked already)" if res is None else str(res)
+    if res is not None:
+        c.audit(_about(action), "invitation.revoked", effect, ticket=ticket)
+    if not ticket:
+        return Applied(effect, ["no ticket known"], ticket=ticket)
+    if f"comment:{key}" in c.done:
+        return Applied(effect, ticket=ticket)
+    body = (
+        f"Handover revoked the Amplitude invitation for {action.email} (first sent "
+        f"{action.sent_at.date().isoformat()}): {action.reason}. If access is still "
+        "needed, request it again."
+    )
+    res = c.rt.tickets.comment(ticket, body)
+    c.mark(f"comment:{key}", str(res), {"ticket": ticket})
+    c.audit(_about(action), "ticket.commented", str(res), ticket=ticket)
+    return Applied(effect, [f"commented on {ticket}"], ticket=ticket)
+
+
+def _record_accepted(c: OnCase, action: Action) -> Applied:
+    """Record an acceptance once (the audit event names the invitation's ticket)."""
+    step = f"accepted:{action.key}"
+    if step in c.done:
+        return Applied("noop(recorded already)")
+    ticket = find_ticket(c.rt, action.email)
+    if not c.mark(step, "recorded"):
+        return Applied("noop(recorded already)")
+    c.audit(_about(action), "invitation.accepted", "recorded", ticket=ticket)
+    return Applied("recorded", ticket=ticket)

@@ -1,5 +1,6 @@
-"""The access review's tasks: read what the review needs from the org, revoke an invitation
-(recorded), write the CSV and HTML reports. The rules are in :mod:`domain.review`.
+"""The access review's tasks: read the HR roster and what the review needs from the org,
+revoke an invitation (recorded), write the CSV and HTML reports. The rules are in
+:mod:`domain.review`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any
 from prefect import task
 
 from connectors.capabilities import Invitations, PermissionGroups, has
-from domain.models import Invitation, Member, PermissionGroup, Role
-from domain.records import AuditEvent
+from connectors.hris import RosterFile
+from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
 from domain.review import Finding
-from ledger.audit import append
 from tasks.runtime import runtime
+from tasks.sweeps import audit
 
 REPORT_COLUMNS = ("id", "kind", "subject", "project", "group", "detail", "action", "outcome")
 
@@ -56,6 +57,16 @@ def _individual_roles(org: Any, email: str) -> dict[str, Role] | None:
     return out
 
 
+@task(name="read_roster")
+def read_roster(path: str) -> list[RosterEntry]:
+    """The HR roster file's people (CSV or JSON; :class:`connectors.hris.RosterFile`).
+
+    Raises:
+        RosterError: the file is missing or invalid (its row and field problems named).
+    """
+    return RosterFile(path).entries()
+
+
 @task(name="read_review_inputs")
 def read_review_inputs() -> ReviewInputs:
     """Every member and invitation, the permission groups and — for the members in two or more
@@ -66,7 +77,7 @@ def read_review_inputs() -> ReviewInputs:
     invitations = org.list_invitations() if has(org, Invitations) else []  # type: ignore[union-attr]
     if not has(org, Invitations):
         warnings.append(f"{type(org).__name__} cannot list invitations: not reviewed")
-    groups = org.list_groups() if has(org, PermissionGroups) else []  # type: ignore[union-attr]
+    groups = org.list_groups() if has(org, PermissionGroups) else []
     if not has(org, PermissionGroups):
         warnings.append(f"{type(org).__name__} cannot list permission groups: not reviewed")
     count: dict[str, int] = {}
@@ -94,22 +105,17 @@ def revoke_invitation(
     finding: Finding, *, flow_run_id: str, approvers: list[str], plan_hash: str
 ) -> str:
     """Revoke the invitation a finding names; the effect (``deleted`` or ``noop(…)``)."""
-    rt = runtime()
-    res = rt.org.revoke_invitation(finding.subject)  # type: ignore[union-attr]
+    res = runtime().org.revoke_invitation(finding.subject)  # type: ignore[union-attr]
     effect = str(res)
-    append(
-        rt.ledger,
-        AuditEvent(
-            action="org.revoke_invitation",
-            subject=finding.subject,
-            target=f"invitation ({finding.kind.value})",
-            on_behalf_of=", ".join(approvers),
-            after={"finding": finding.id, "detail": finding.detail},
-            effect=effect,
-            flow_run_id=flow_run_id,
-            plan_hash=plan_hash,
-        ),
-        now=rt.clock(),
+    audit(
+        "org.revoke_invitation",
+        subject=finding.subject,
+        target=f"invitation ({finding.kind.value})",
+        on_behalf_of=", ".join(approvers),
+        after={"finding": finding.id, "detail": finding.detail},
+        effect=effect,
+        flow_run_id=flow_run_id,
+        plan_hash=plan_hash,
     )
     return effect
 

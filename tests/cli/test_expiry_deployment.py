@@ -32,36 +32,19 @@ from fastapi.testclient import TestClient
 from cli.approvals_cmd import block_actions_body, sign
 from cli.deploy import PREFECT_YAML, deploy_all
 from tests.cli.deploy_stack import DeployStack, wait_for
+from tests.flows.sweep_stack import (
+    CARLA,
+    SPONSOR,
+    extend_buttons,
+    sandbox_now,
+    temporary_staging_manager,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-CARLA = "carla.contract@agency.io"
-SPONSOR = "sofia.lead@acme.com"
 ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
 EXPIRE = "expire-access/expire-access"
 EXTEND = "extend-grant/extend-grant"
-
-
-def sandbox_now(url: str) -> datetime:
-    r = httpx.get(f"{url}/_sandbox/clock", headers=ADMIN, timeout=10)
-    r.raise_for_status()
-    return datetime.fromisoformat(str(r.json()["now"]).replace("Z", "+00:00"))
-
-
-def extend_buttons(url: str, email: str) -> list[str]:
-    """The values of the Extend buttons in ``email``'s DMs."""
-    r = httpx.get(
-        f"{url}/_sandbox/slack/messages", params={"user_email": email}, headers=ADMIN, timeout=10
-    )
-    r.raise_for_status()
-    return [
-        el["value"]
-        for m in r.json()["messages"]
-        for b in m.get("blocks") or []
-        if b.get("type") == "actions"
-        for el in b.get("elements", [])
-        if el.get("action_id") == "extend"
-    ]
 
 
 def signed(secret: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -81,7 +64,7 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     from intake.app import create_intake
     from intake.launch import deployment_launcher
     from ledger.approvals import list_approvals
-    from ledger.grants import grants, record_grant
+    from ledger.grants import grants
 
     t_start = time.monotonic()
     deploy_all(PREFECT_YAML, env=stack.env)
@@ -101,26 +84,8 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
         return g
 
     # A temporary Staging Manager role, ending in 2 days, on a ticket, sponsored by Sofia.
-    rt.org.set_project_role(CARLA, "Staging", Role.MANAGER)
-    ticket = rt.tickets.create(
-        project="ACC",
-        issue_type="Access Request",
-        summary=f"Temporary Staging Manager for {CARLA}",
-        description=f"email: {CARLA}",
-    ).key
     t0 = sandbox_now(stack.url)
-    g = record_grant(
-        rt.ledger,
-        Grant(
-            subject=CARLA,
-            project="Staging",
-            role="manager",
-            start=t0,
-            end=t0 + timedelta(days=2),
-            ticket=ticket,
-            sponsor=SPONSOR,
-        ),
-    )
+    g = temporary_staging_manager(rt, t0)
     assert g.id is not None
     gid = g.id
 

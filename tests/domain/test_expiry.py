@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain.expiry import ExpiryKind, drift, duration, expiry_actions
+from domain.expiry import ExpiryKind, Extension, drift, duration, expiry_actions
 from domain.models import Member, Module, ProjectGrant, Role
 from domain.records import Grant, GrantStatus
 
@@ -190,3 +190,40 @@ def test_drift_reports_unexplained_project_access() -> None:
         f"{WHO}: Production viewer",
     ]
     assert drift(grants, {}) == []
+
+
+def test_an_extension_is_approved_by_its_hash_and_says_what_it_moves() -> None:
+    g = grant(1, 2 * D)
+    ext = Extension(grant=g, days=30, requester=WHO)
+    end = NOW + 2 * D
+    assert (ext.old_end, ext.new_end) == (end, end + 30 * D)  # naive ledger times read as UTC
+    assert ext.target == f"{WHO} (Staging manager)" and ext.step_id == f"extend:{ext.target}"
+    assert ext.blockers == []
+    plan = ext.plan()
+    assert plan["hash"] == ext.hash and plan["blockers"] == []
+    (step,) = plan["steps"]
+    assert step["kind"] == "extend" and step["target"] == ext.target
+    assert step["reason"] == (
+        "end 2025-06-03T09:00+00:00 → 2025-07-03T09:00+00:00 (+30 days), asked by " + WHO
+    )
+    assert ext.summary().endswith(
+        "extend by 30 days to 2025-07-03T09:00+00:00 (sponsor sofia.lead@acme.com)"
+    )
+    assert "approved by sec@acme.com." in ext.comment(["sec@acme.com"])
+    assert ext.comment([]).endswith("approved by policy.")
+    # The hash is of the grant and both ends: another length, or another end, is another plan.
+    assert Extension(grant=g, days=30, requester="someone-else@acme.com").hash == ext.hash
+    assert Extension(grant=g, days=31, requester=WHO).hash != ext.hash
+    assert Extension(grant=grant(1, 3 * D), days=30, requester=WHO).hash != ext.hash
+
+
+def test_only_an_active_grant_is_extended_and_only_from_its_end() -> None:
+    g = grant(1, 2 * D)
+    ext = Extension(grant=g, days=30, requester=WHO)
+    assert ext.still_due(g) and not ext.moved(g)
+    moved = g.model_copy(update={"end": ext.new_end})
+    assert ext.moved(moved) and not ext.still_due(moved)
+    expired = grant(1, 2 * D, status=GrantStatus.EXPIRED)
+    assert not ext.still_due(expired)
+    (blocker,) = Extension(grant=expired, days=30, requester=WHO).blockers
+    assert blocker == "grant 1 is expired: only an active grant can be extended"

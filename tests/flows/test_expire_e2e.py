@@ -11,67 +11,46 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
 from cli.approvals_cmd import sign
-from cli.expire_cmd import expire
 from domain.expiry import utc
 from domain.models import Role
 from domain.records import Grant, GrantStatus
 from intake.app import create_intake
 from intake.launch import thread_launcher
 from ledger.audit import records, verify
-from ledger.grants import grants, record_grant
-from sandbox.app import create_app
-from tasks.runtime import set_runtime
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import ADMIN, SECRET, OffboardStack, make_stack
+from ledger.grants import grants
+from tests.flows.offboard_stack import ADMIN, SECRET, OffboardStack
+from tests.flows.sweep_stack import (
+    CARLA,
+    SPONSOR,
+    demo_stack,
+    sandbox_now,
+    sweep,
+    temporary_staging_manager,
+)
+from tests.flows.sweep_stack import extend_buttons as buttons
 
 pytestmark = pytest.mark.slow
 
-CARLA = "carla.contract@agency.io"
-SPONSOR = "sofia.lead@acme.com"
+stack = pytest.fixture(name="stack")(demo_stack)
 
 
-@pytest.fixture
-def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    yield make_stack(sb, tmp_path)
-    sb.stop()
-
-
-def sandbox_now(st: OffboardStack) -> datetime:
-    return datetime.fromisoformat(str(st.get("/_sandbox/clock")["now"]).replace("Z", "+00:00"))
-
-
-def sweep(st: OffboardStack, **params: Any) -> dict[str, Any]:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
+def expire_sweep(st: OffboardStack, **params: Any) -> dict[str, Any]:
     from flows.expire import expire_access
 
-    set_runtime(st.rt)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return expire_access(now=sandbox_now(st).isoformat(), **params)
+    return sweep(expire_access, st, **params)
 
 
 def extend_buttons(st: OffboardStack, email: str) -> list[str]:
-    """The values of the Extend buttons in ``email``'s DMs."""
-    out = []
-    for m in st.dms(email):
-        for b in m.get("blocks") or []:
-            for el in b.get("elements", []) if b.get("type") == "actions" else []:
-                if el.get("action_id") == "extend":
-                    out.append(el["value"])
-    return out
+    return buttons(st.url, email)
 
 
 def click_extend(intake: TestClient, st: OffboardStack, email: str, value: str) -> Any:
@@ -102,37 +81,20 @@ def test_remind_extend_and_expire(stack: OffboardStack) -> None:
     intake = TestClient(create_intake(st.svc, extend_launcher=launcher))
 
     # A temporary Staging Manager role, ending in 2 days, on a ticket, sponsored by Sofia.
-    st.rt.org.set_project_role(CARLA, "Staging", Role.MANAGER)  # type: ignore[union-attr]
-    ticket = st.rt.tickets.create(
-        project="ACC",
-        issue_type="Access Request",
-        summary=f"Temporary Staging Manager for {CARLA}",
-        description=f"email: {CARLA}",
-    ).key
-    t0 = sandbox_now(st)
-    g = record_grant(
-        st.rt.ledger,
-        Grant(
-            subject=CARLA,
-            project="Staging",
-            role="manager",
-            start=t0,
-            end=t0 + timedelta(days=2),
-            ticket=ticket,
-            sponsor=SPONSOR,
-        ),
-    )
+    t0 = sandbox_now(st.url)
+    g = temporary_staging_manager(st.rt, t0)
+    ticket = g.ticket
     assert g.id is not None
 
     # A dry run decides and writes nothing.
     before = st.seq()
-    dry = sweep(st, dry_run=True)
+    dry = expire_sweep(st, dry_run=True)
     assert dry["status"] == "planned"
     assert [s["kind"] for s in dry["plan"]["steps"]] == ["remind"]
     assert st.writes(before) == []
 
     # First sweep: nothing revoked; the 3-day reminder (it ends in 2 days), once, to both.
-    first = sweep(st)
+    first = expire_sweep(st)
     assert first["status"] == "done", first
     assert [(s["kind"], s["target"]) for s in first["plan"]["steps"]] == [
         ("remind", f"{CARLA} (Staging manager)")
@@ -147,7 +109,7 @@ def test_remind_extend_and_expire(stack: OffboardStack) -> None:
 
     # Second sweep: nothing sent.
     before = st.seq()
-    second = sweep(st)
+    second = expire_sweep(st)
     assert second["status"] == "nothing_to_do" and second["plan"]["steps"] == []
     assert st.writes(before) == []
     assert len(extend_buttons(st, CARLA)) == 1 and len(extend_buttons(st, SPONSOR)) == 1
@@ -170,12 +132,12 @@ def test_remind_extend_and_expire(stack: OffboardStack) -> None:
     assert utc(extended.extended_from) == t0 + timedelta(days=2)
     assert extended.last_reminder == ""
     assert len(grants(st.rt.ledger, subject=CARLA)) == 1  # never a second grant row
-    assert sweep(st)["status"] == "nothing_to_do"
+    assert expire_sweep(st)["status"] == "nothing_to_do"
 
     # 40 days later (nothing ran meanwhile): revoked at the next sweep, saying how late.
     r = httpx.post(f"{st.url}/_sandbox/clock", json={"advance_days": 40}, headers=ADMIN, timeout=10)
     assert r.status_code == 200, r.text
-    late = sweep(st)
+    late = expire_sweep(st)
     assert late["status"] == "done", late
     (step,) = late["plan"]["steps"]
     assert step["kind"] == "revoke_role" and step["target"] == f"{CARLA} (Staging manager)"
@@ -194,7 +156,7 @@ def test_remind_extend_and_expire(stack: OffboardStack) -> None:
 
     # A second sweep does nothing.
     before = st.seq()
-    again = sweep(st)
+    again = expire_sweep(st)
     assert again["status"] == "nothing_to_do"
     assert st.writes(before) == []
     assert verify(st.rt.ledger).ok
@@ -209,13 +171,3 @@ def test_extend_click_for_an_unknown_grant_starts_nothing(stack: OffboardStack) 
     r = click_extend(intake, st, CARLA, "grant:x")
     assert r.status_code == 400
     assert started == []
-
-
-def test_cli_refuses_a_bad_now() -> None:
-    import typer
-
-    app = typer.Typer()
-    app.command()(expire)
-    out = CliRunner().invoke(app, ["--now", "yesterday-ish"])
-    assert out.exit_code == 2
-    assert "ISO 8601" in out.output

@@ -8,21 +8,14 @@ The sandbox's clock is moved, so every sweep is given the sandbox's time (``GET
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from cli.hygiene_cmd import hygiene
 from ledger.audit import records, verify
-from ledger.cases import open_case
-from sandbox.app import create_app
-from tasks.runtime import set_runtime
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
+from tests.flows.offboard_stack import ADMIN, OffboardStack
+from tests.flows.sweep_stack import demo_stack, onboarding_case, sweep
 
 pytestmark = pytest.mark.slow
 
@@ -32,26 +25,13 @@ EXPIRED = "expired.invite@partner.io"
 LOOKALIKE = "j\u043en.smith@acme.com"
 INVITER = "it-admin@acme.com"
 
-
-@pytest.fixture
-def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    yield make_stack(sb, tmp_path)
-    sb.stop()
+stack = pytest.fixture(name="stack")(demo_stack)
 
 
-def sandbox_now(st: OffboardStack) -> str:
-    return str(st.get("/_sandbox/clock")["now"])
-
-
-def sweep(st: OffboardStack, **params: Any) -> dict[str, Any]:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
+def hygiene_sweep(st: OffboardStack, **params: Any) -> dict[str, Any]:
     from flows.hygiene import invitation_hygiene
 
-    set_runtime(st.rt)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return invitation_hygiene(now=sandbox_now(st), **params)
+    return sweep(invitation_hygiene, st, **params)
 
 
 def kinds(result: dict[str, Any]) -> dict[str, str]:
@@ -72,21 +52,7 @@ def audit(st: OffboardStack, action: str, subject: str) -> list[Any]:
 def test_sweeps_resend_once_revoke_and_record(stack: OffboardStack) -> None:
     st = stack
     # The ledger knows the ticket of the expired invitation (an earlier onboarding case).
-    ticket = st.rt.tickets.create(
-        project="ACC",
-        issue_type="Access Request",
-        summary=f"Amplitude access for {EXPIRED}",
-        description=f"email: {EXPIRED}",
-    ).key
-    open_case(
-        st.rt.ledger,
-        runbook="onboard",
-        subject=EXPIRED,
-        reason="access_request",
-        requester="sofia.lead@acme.com",
-        ticket=ticket,
-        now=st.rt.clock(),
-    )
+    ticket = onboarding_case(st.rt, EXPIRED)
 
     # The inviter is on Slack (in the demo seed, it-admin is not: it would be told in #it-access).
     r = httpx.post(
@@ -99,14 +65,14 @@ def test_sweeps_resend_once_revoke_and_record(stack: OffboardStack) -> None:
 
     # A dry run decides and writes nothing.
     before = st.seq()
-    dry = sweep(st, dry_run=True)
+    dry = hygiene_sweep(st, dry_run=True)
     assert dry["status"] == "planned"
     assert kinds(dry) == {EXPIRED: "revoke", SLOW: "resend"}
     assert st.writes(before) == []
 
     # First sweep: slow.accept resent once (its inviter told), expired.invite revoked (ticket
     # commented), new.hire left alone, the look-alike held and reported.
-    first = sweep(st)
+    first = hygiene_sweep(st)
     assert first["status"] == "done", first
     assert kinds(first) == {EXPIRED: "revoke", SLOW: "resend"}
     assert first["effects"] == {f"revoke:{EXPIRED}": "deleted", f"resend:{SLOW}": "updated"}
@@ -125,7 +91,7 @@ def test_sweeps_resend_once_revoke_and_record(stack: OffboardStack) -> None:
 
     # Second sweep at the same time: nothing at all.
     before = st.seq()
-    second = sweep(st)
+    second = hygiene_sweep(st)
     assert second["status"] == "nothing_to_do" and second["plan"]["steps"] == []
     assert st.writes(before) == []
     assert len([m for m in st.dms(INVITER) if SLOW in m["text"]]) == 1
@@ -133,34 +99,20 @@ def test_sweeps_resend_once_revoke_and_record(stack: OffboardStack) -> None:
     # Accept new.hire's invitation, then sweep: recorded once.
     r = httpx.post(f"{st.url}/_sandbox/members/{NEW}/accept", headers=ADMIN, timeout=10)
     assert r.status_code == 200, r.text
-    third = sweep(st)
+    third = hygiene_sweep(st)
     assert kinds(third) == {NEW: "record_accepted"}
     assert third["effects"] == {f"record_accepted:{NEW}": "recorded"}
-    assert sweep(st)["status"] == "nothing_to_do"
+    assert hygiene_sweep(st)["status"] == "nothing_to_do"
     assert len(audit(st, "invitation.accepted", NEW)) == 1
 
     # 15 days later: everything still pending is revoked (slow.accept is never resent again).
     r = httpx.post(f"{st.url}/_sandbox/clock", json={"advance_days": 15}, headers=ADMIN, timeout=10)
     assert r.status_code == 200, r.text
-    late = sweep(st)
+    late = hygiene_sweep(st)
     assert kinds(late) == {SLOW: "revoke", LOOKALIKE: "revoke"}, late
     assert set(late["effects"].values()) == {"deleted"}
     assert invitation(st, SLOW)["resend_count"] == 1
     assert invitation(st, SLOW)["state"] == "revoked"
     assert invitation(st, LOOKALIKE)["state"] == "revoked"
-    assert sweep(st)["status"] == "nothing_to_do"
+    assert hygiene_sweep(st)["status"] == "nothing_to_do"
     assert verify(st.rt.ledger).ok
-
-
-def test_cli_refuses_a_bad_now() -> None:
-    out = CliRunner().invoke(_app(), ["--now", "yesterday-ish"])
-    assert out.exit_code == 2
-    assert "ISO 8601" in out.output
-
-
-def _app() -> Any:
-    import typer
-
-    app = typer.Typer()
-    app.command()(hygiene)
-    return app
