@@ -71,8 +71,12 @@ class Stack:
         run = Run(threading.Thread(target=lambda: None))
 
         def target() -> None:
+            from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
             try:
-                run.result.append(gated(self.key, ctx, plan_hash, ticket))
+                # A sync flow joins its heartbeat thread at the end (~1 s each): off in tests.
+                with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                    run.result.append(gated(self.key, ctx, plan_hash, ticket))
             except BaseException as exc:  # surfaced by Run.wait
                 run.result.clear()
                 print("flow raised", repr(exc))
