@@ -28,8 +28,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite runs in parallel: one process per worker, each with its own Prefect server
+# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers is the
+# fastest on the 2-core machines (measured: see the commit that set it).
+TEST_WORKERS ?= 3
 test: lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 up: setup
 	$(BIN)/handover up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -28,18 +29,33 @@ IDP = {"Authorization": "Bearer sandbox-idp-token"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Point Prefect at this session's own server before anything imports prefect.
+    """Point Prefect at this process's own server before anything imports prefect.
 
     Prefect freezes its settings when imported, and real approvals need a real server
-    (PREFECT_NOTES.md: pauses die with an ephemeral one), so every test that runs a flow shares
-    one ``prefect server`` (the ``prefect_server`` fixture starts it on first use).
+    (PREFECT_NOTES.md: pauses die with an ephemeral one), so every test of a process that runs a
+    flow shares one ``prefect server`` (the ``prefect_server`` fixture starts it on first use).
+
+    Under pytest-xdist each worker is a process of its own with a server of its own: the
+    controller's environment (set here first) is inherited by the workers, so the home and port
+    are keyed by ``PYTEST_XDIST_WORKER`` and a worker replaces what it inherited.
     """
-    if os.environ.get("HANDOVER_TEST_PREFECT_HOME"):
-        return
-    home = tempfile.mkdtemp(prefix="handover-prefect-")
-    port = free_port()
+    owner = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if owner == "main" and getattr(config.option, "dist", "no") == "worksteal":
+        from tests.scheduling import Plugin  # the long tests first (tests/scheduling.py)
+
+        config.pluginmanager.register(Plugin(), "handover-scheduling")
+    if os.environ.get("HANDOVER_TEST_PREFECT_OWNER") == owner:
+        return  # set up already for this process (a nested run)
+    if "prefect" in sys.modules:
+        raise pytest.UsageError(
+            "prefect was imported before tests/conftest.py could point it at this process's "
+            "server: its settings are frozen at import"
+        )
+    home = tempfile.mkdtemp(prefix=f"handover-prefect-{owner}-")
+    port = reserved_port()
     os.environ.update(
         {
+            "HANDOVER_TEST_PREFECT_OWNER": owner,
             "HANDOVER_TEST_PREFECT_HOME": home,
             "HANDOVER_TEST_PREFECT_PORT": str(port),
             "PREFECT_HOME": home,
@@ -47,8 +63,21 @@ def pytest_configure(config: pytest.Config) -> None:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_TO_API_ENABLED": "false",
+            # Nobody looks at the UI of a test server; without it the server starts sooner.
+            "PREFECT_UI_ENABLED": "false",
         }
     )
+    config.stash[_PREFECT_HOME] = home
+
+
+_PREFECT_HOME = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the Prefect home this process made (its server is stopped by then)."""
+    home = config.stash.get(_PREFECT_HOME, None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +93,9 @@ def prefect_server() -> Iterator[str]:
         env=os.environ.copy(),
     )
     url = os.environ["PREFECT_API_URL"]
-    deadline = time.monotonic() + 90
+    # ~10-20 s on an idle 2-core machine; far longer when other suites load it. A session
+    # fixture that fails errors every test of the worker that needs it, so wait generously.
+    deadline = time.monotonic() + 300
     try:
         while True:
             try:
@@ -73,8 +104,10 @@ def prefect_server() -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start (see {log.name})")
-            time.sleep(0.3)
+                with open(log.name) as f:
+                    tail = f.read()[-3000:]
+                raise RuntimeError(f"prefect server did not start ({log.name}):\n{tail}")
+            time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
@@ -83,6 +116,34 @@ def prefect_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def reserved_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server started later.
+
+    A port from :func:`free_port` is free *now*; the Prefect server binds it only when the first
+    test needs it, and by then a sandbox of this or another xdist worker may have been given the
+    same ephemeral port. Ports below the ephemeral range are never handed out by ``bind(0)``.
+    """
+    low = _ephemeral_low()
+    rng = random.Random(f"{os.getpid()}-{time.time_ns()}")
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:

@@ -71,8 +71,12 @@ class Stack:
         run = Run(threading.Thread(target=lambda: None))
 
         def target() -> None:
+            from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
             try:
-                run.result.append(gated(self.key, ctx, plan_hash, ticket))
+                # A sync flow joins its heartbeat thread at the end (~1 s each): off in tests.
+                with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                    run.result.append(gated(self.key, ctx, plan_hash, ticket))
             except BaseException as exc:  # surfaced by Run.wait
                 run.result.clear()
                 print("flow raised", repr(exc))
@@ -95,6 +99,32 @@ class Stack:
                     return found[-1]
             time.sleep(0.2)
         raise AssertionError(f"no paused gate for {subject}")
+
+    def settled(self, appr: ApprovalRequest, run: Run, timeout: float = 2.5) -> bool:
+        """Wait until the flow has tallied every decision given so far and paused again.
+
+        Each decision the flow read is marked (counted, or a reason why not) before it pauses,
+        so "all marked, still pending, paused" means the flow woke, saw them all and went back
+        to sleep. Gives up after ``timeout`` (False): e.g. a click that landed while the flow
+        was between two pauses is only read on its next wake-up.
+        """
+        from prefect.client.orchestration import get_client
+
+        from domain.records import ApprovalState
+        from ledger.approvals import get_approval
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and run.thread.is_alive():
+            now = get_approval(self.svc.ledger, appr.id)
+            if now.state is ApprovalState.PENDING and all(
+                d.counted or d.reason for d in now.decisions
+            ):
+                with get_client(sync_client=True) as c:
+                    state = c.read_flow_run(UUID(str(now.flow_run_id))).state
+                if state is not None and state.is_paused():
+                    return True
+            time.sleep(0.05)
+        return False
 
     def click(
         self,

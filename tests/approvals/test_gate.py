@@ -63,7 +63,8 @@ def test_quorum_needs_two_distinct_people_and_self_approval_is_ignored(stack: St
     appr = stack.paused(PROD_GRANT["subject"])
     assert stack.click(appr, "sofia.lead@acme.com").status_code == 200  # the requester
     assert stack.click(appr, "sec.lead@acme.com").status_code == 200
-    time.sleep(2.5)  # the flow woke twice and went back to sleep: one seat is still empty
+    # The flow woke, tallied both and went back to sleep: one seat is still empty.
+    stack.settled(appr, run)
     assert run.thread.is_alive()
     assert stack.click(appr, "alice.admin@acme.com").status_code == 200
     assert run.wait() == "approved"
@@ -104,7 +105,7 @@ def test_an_old_plan_is_ignored_and_a_double_click_counts_once(stack: Stack) -> 
     again = stack.click(appr, "sec.lead@acme.com")
     assert first.json()["recorded"] is True, first.text
     assert again.json().get("recorded") is False, again.text
-    time.sleep(2.5)
+    stack.settled(appr, run)
     assert run.thread.is_alive()  # alice's approval named another plan: not counted
     stack.click(appr, "alice.admin@acme.com")
     assert run.wait() == "approved"
