@@ -250,8 +250,10 @@ def open_approval(
 
 def _comment(svc: Services, ticket: str, text: str) -> None:
     # The ledger has the record; a ticket comment is a courtesy copy.
+    if svc.tickets is None:
+        return
     with contextlib.suppress(ConnectorError):
-        svc.tickets.comment(ticket, text)  # type: ignore[union-attr]
+        svc.tickets.comment(ticket, text)
 
 
 def _finish(

@@ -52,12 +52,12 @@ def pause_run(wait_for_input: type[M], *, timeout: int, poll_interval: int = 10,
             then fails the run).
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.objects import State, StateType
     from prefect.client.schemas.responses import SetStateStatus
     from prefect.context import FlowRunContext
     from prefect.exceptions import FlowPauseTimeout
     from prefect.input.run_input import keyset_from_paused_state, run_input_subclass_from_type
-    from prefect.states import Paused, State
+    from prefect.states import Paused
 
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:

@@ -210,7 +210,8 @@ def onboarding_story(console: Console, url: str, intake: Any) -> None:
     vendor = "analytics-vendor-max.roe@vendorco.com"
 
     def issue(key: str) -> dict[str, Any]:
-        return httpx.get(f"{url}/_sandbox/jira/issues/{key}").json()  # type: ignore[no-any-return]
+        found: dict[str, Any] = httpx.get(f"{url}/_sandbox/jira/issues/{key}").json()
+        return found
 
     bad = wait_for(
         "ACC-2 rejected", lambda: issue("ACC-2")["status"] == "Rejected" and issue("ACC-2")

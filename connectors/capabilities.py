@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import date, datetime
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import SecretStr
+from typing_extensions import TypeIs
 
-from domain.models import ApiKey as ApiKeyInfo
+from connectors.errors import CapabilityMissing
 from domain.models import (
+    AccessRequest,
     Asset,
     IdpGroup,
     IdpUser,
@@ -32,11 +34,31 @@ from domain.models import (
     Ticket,
     WriteResult,
 )
+from domain.models import ApiKey as ApiKeyInfo
+
+C = TypeVar("C")
 
 
-def has(connector: object, capability: type) -> bool:
-    """Whether ``connector`` offers ``capability`` (a runtime-checkable Protocol)."""
+def has(connector: object, capability: type[C]) -> TypeIs[C]:
+    """Whether ``connector`` offers ``capability`` (a runtime-checkable Protocol); the type
+    checker then knows it does."""
     return isinstance(connector, capability)
+
+
+def require(connector: object, capability: type[C], *, system: str, operation: str) -> C:
+    """``connector`` as a ``capability`` it must offer for ``operation``.
+
+    Raises:
+        CapabilityMissing: the backend has no API for it (a SCIM-only org, say): said
+            explicitly, never an attribute error half-way through a run.
+    """
+    if not isinstance(connector, capability):
+        raise CapabilityMissing(
+            f"{system}: {operation} needs {capability.__name__}, which this backend does not offer",
+            system=system,
+            operation=operation,
+        )
+    return connector
 
 
 def capabilities_of(connector: object) -> list[str]:
@@ -157,6 +179,10 @@ class AssetOwnership(Protocol):
         """
         ...
 
+    def transfer_all(self, from_email: str, to: str, *, project: str | None = None) -> WriteResult:
+        """Everything ``from_email`` owns, or left unassigned, goes to ``to`` (bulk transfer)."""
+        ...
+
 
 @runtime_checkable
 class KeyManagement(Protocol):
@@ -267,6 +293,14 @@ class Tickets(Protocol):
 
     def transition_to(self, key: str, status: str) -> WriteResult:
         """Move to ``status`` by the transition whose target it is; ``noop`` if already there."""
+        ...
+
+    def read_access_request(self, key: str, *, today: date | None = None) -> AccessRequest:
+        """The access request an Access Request ticket carries.
+
+        Raises:
+            AccessRequestError: what is wrong with it, every problem with its line.
+        """
         ...
 
 

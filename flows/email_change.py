@@ -17,7 +17,7 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.change import ChangeKind, make_email_change_plan
-from domain.models import Email
+from domain.models import Email, Member
 from flows.change import approval_context, open_change_case
 from flows.runbook import outcome, run_plan
 from tasks.cases import open_case_of
@@ -39,6 +39,12 @@ class EmailChangeRequest(BaseModel):
         if self.old == self.new:
             raise ValueError("the new address is the old one")
         return self
+
+
+def _joined(old: Member | None) -> Member:
+    """The old member, which a plan without blockers always has."""
+    assert old is not None, "an email change without the old member is invalid"
+    return old
 
 
 @flow(name="email-change", log_prints=False)
@@ -86,7 +92,7 @@ def change_email(
         case=open_change_case(plan, requester=req.requester, ticket=req.ticket),
         requester=req.requester,
         approval=approval_context(plan, requester=req.requester, reason="email_change"),
-        verify=lambda _: verify_email_change(old_m, req.new),  # type: ignore[arg-type]
+        verify=lambda _: verify_email_change(_joined(old_m), req.new),
         close=finishing or old_m is None,
         # Before the invitee has joined, only the invitation: the rest of the approved plan
         # (groups, transfer, removal) waits for the re-run after acceptance.

@@ -138,7 +138,7 @@ def _extension(
     effects: dict[str, str] | None = None,
     verification: dict[str, str] | None = None,
     **extra: Any,
-) -> Any:
+) -> dict[str, Any]:
     """The extension's outcome, with the grant as it is after the run, in its Prefect state."""
     assert ext.grant.id is not None
     return end(

@@ -134,7 +134,7 @@ class Review:
             return "denied"
         return "failed" if self.failures() else "done"
 
-    def end(self, status: str) -> Any:
+    def end(self, status: str) -> dict[str, Any]:
         """Publish the table and the reports; the outcome, in its Prefect state."""
         items = self.items
         _artifact(self.findings, self.outcomes)

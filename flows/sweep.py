@@ -32,7 +32,7 @@ from approvals.gate import GateResult, PlanSummary, gate
 from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
 from flows.report import gate_services
-from flows.runbook import Outcome, finish, run_id
+from flows.runbook import Outcome, as_outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.runtime import runtime
 from tasks.sweeps import Applied
@@ -150,16 +150,16 @@ def _outcome(
     }
 
 
-def end(out: Outcome, *, failures: Sequence[str] = ()) -> Any:
+def end(out: Outcome, *, failures: Sequence[str] = ()) -> Outcome:
     """:func:`flows.runbook.finish`, naming the ``failures`` (the actions or items that
     failed) in the Failed state's message."""
     if out["status"] == "failed" and failures:
         message = f"failed: {'; '.join(failures)}"[:500]
-        return Failed(message=message, data=RunbookFailed(out))
+        return as_outcome(Failed(message=message, data=RunbookFailed(out)))
     return finish(out)
 
 
-def unapplied(sweeper: Sweeper[A], found: Found[A], *, dry_run: bool) -> Any:
+def unapplied(sweeper: Sweeper[A], found: Found[A], *, dry_run: bool) -> Outcome:
     """A blocked sweep, or a dry run's decision: nothing is written anywhere."""
     if found.blocker:
         return end(_outcome(sweeper, found, "blocked"))
@@ -167,7 +167,7 @@ def unapplied(sweeper: Sweeper[A], found: Found[A], *, dry_run: bool) -> Any:
     return end(_outcome(sweeper, found, "planned" if found.actions else "nothing_to_do"))
 
 
-def apply_sweep(sweeper: Sweeper[A], found: Found[A], *, case_id: int | None) -> Any:
+def apply_sweep(sweeper: Sweeper[A], found: Found[A], *, case_id: int | None) -> Outcome:
     """Apply each action once on the sweep's case, publish the table, end the run: the
     outcome (:func:`_outcome`) in its Prefect state (failed: *Failed*, naming the failures;
     ``RunbookFailed`` carries the outcome to a caller)."""

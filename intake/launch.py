@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -179,6 +179,8 @@ class DeploymentLauncher:
             idempotency_key=f"{self.deployment_name}|{key}" if key else None,
             as_subflow=False,
         )
+        # run_deployment is sync-compatible: called from sync code, it returns the FlowRun.
+        assert not isinstance(flow_run, Coroutine)
         return str(flow_run.id)
 
 

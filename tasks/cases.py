@@ -139,7 +139,9 @@ def record_outcome(
         warnings=plan.warnings,
         ticket_url=f"{rt.ticket_base_url}{ticket}" if ticket else None,
     )
-    notices = [(requester, text, summary)] if requester and "@" in requester else []
+    notices: list[tuple[str, str, list[dict[str, Any]] | None]] = []
+    if requester and "@" in requester:
+        notices.append((requester, text, summary))
     notices += [(who, msg, None) for who, msg in plan.notices(status, ticket)]
     for who, msg, body in notices:
         with contextlib.suppress(ConnectorError):

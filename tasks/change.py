@@ -8,7 +8,15 @@ from typing import Any, assert_never
 
 from prefect import task
 
-from connectors.capabilities import AssetOwnership, InviteSpec, PermissionGroups, ProjectAccess, has
+from connectors.capabilities import (
+    AssetOwnership,
+    InviteSpec,
+    ModuleAccess,
+    PermissionGroups,
+    ProjectAccess,
+    has,
+    require,
+)
 from domain.change import ChangePlan, ChangeStep
 from domain.models import Member, PermissionGroup, Project, WriteResult
 from domain.steps import (
@@ -23,7 +31,7 @@ from domain.steps import (
     SetProjectRole,
     TransferContent,
 )
-from tasks.runtime import runtime
+from tasks.runtime import org_as, runtime
 from tasks.steps import StepScope, executor
 
 
@@ -65,19 +73,23 @@ def _change(step: ChangeStep, subject: str) -> WriteResult:
     org = runtime().org
     match step.params:
         case SetProjectRole(project=project, role=role, email=email):
-            return org.set_project_role(email or subject, project, role)
+            return require(
+                org, ProjectAccess, system="org", operation="set_project_role"
+            ).set_project_role(email or subject, project, role)
         case RemoveProjectRole(project=project):
-            return org.set_project_role(subject, project, None)
+            return require(
+                org, ProjectAccess, system="org", operation="set_project_role"
+            ).set_project_role(subject, project, None)
         case RemoveGroupMembership(email=email):
             return org.remove_group_members(step.target, [email or subject])
         case AddGroupMembership(email=email):
             return org.add_group_members(step.target, [email])
         case SetOrgRole(role=role):
-            return org.set_org_role(step.target, role)
+            return org_as(ProjectAccess, "set_org_role").set_org_role(step.target, role)
         case GrantModules(modules=modules):
-            return org.set_modules(step.target, grant=modules)
+            return org_as(ModuleAccess, "set_modules").set_modules(step.target, grant=modules)
         case RevokeModules(modules=modules):
-            return org.set_modules(step.target, revoke=modules)
+            return org_as(ModuleAccess, "set_modules").set_modules(step.target, revoke=modules)
         case InviteMember(role=role, projects=projects, modules=modules):
             return org.invite(
                 InviteSpec(
@@ -89,7 +101,9 @@ def _change(step: ChangeStep, subject: str) -> WriteResult:
                 )
             )
         case TransferContent(to=to):
-            return org.transfer_all(step.target, to)
+            return require(
+                org, AssetOwnership, system="org", operation="transfer_all"
+            ).transfer_all(step.target, to)
         case RemoveMember():
             return org.remove_member(step.target)
         case _:
@@ -104,7 +118,12 @@ def verify_change(plan: ChangePlan) -> dict[str, str]:
     member = org.get_member(plan.subject)
     if member is None:
         return {"member_exists": f"fail: {plan.subject} is not in the org"}
-    eff = {g.project: g.role.value for g in org.effective_access(plan.subject)}
+    eff = {
+        g.project: g.role.value
+        for g in require(
+            org, ProjectAccess, system="org", operation="effective_access"
+        ).effective_access(plan.subject)
+    }
     for project, role in plan.target.items():
         got = eff.get(project)
         out[f"effective:{project}"] = (
@@ -146,7 +165,12 @@ def verify_email_change(old: Member, new_email: str) -> dict[str, str]:
             f"{new.org_role} ≠ {old.org_role}",
         )
         want = {g.project: g.role.value for g in old.projects}
-        got = {g.project: g.role.value for g in org.effective_access(new_email)}
+        got = {
+            g.project: g.role.value
+            for g in require(
+                org, ProjectAccess, system="org", operation="effective_access"
+            ).effective_access(new_email)
+        }
         check("same_effective_roles", want == got, f"{got} ≠ {want}")
         check(
             "same_modules",

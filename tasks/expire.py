@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import task
 
+from connectors.capabilities import ModuleAccess, ProjectAccess, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
 from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration
@@ -76,12 +77,14 @@ def _revoke(rt: Runtime, a: ExpiryAction) -> tuple[str, str]:
             return effect, "pass" if left is None else f"fail(still {left.status})"
         if a.kind is ExpiryKind.REVOKE_MODULE:
             assert a.module is not None
-            effect = str(org.set_modules(a.subject, revoke=[Module(a.module)]))  # type: ignore[union-attr]
-            mods = org.get_modules(a.subject)  # type: ignore[union-attr]
+            modules = require(org, ModuleAccess, system="org", operation="revoke_module")
+            effect = str(modules.set_modules(a.subject, revoke=[Module(a.module)]))
+            mods = modules.get_modules(a.subject)
             return effect, "pass" if Module(a.module) not in mods else "fail(module still granted)"
         assert a.project is not None
-        effect = str(org.set_project_role(a.subject, a.project, None))  # type: ignore[union-attr]
-        now_has = [p for p in org.effective_access(a.subject) if p.project == a.project]  # type: ignore[union-attr]
+        access = require(org, ProjectAccess, system="org", operation="remove_project_role")
+        effect = str(access.set_project_role(a.subject, a.project, None))
+        now_has = [p for p in access.effective_access(a.subject) if p.project == a.project]
         if not now_has:
             return effect, "pass"
         if "individual" in now_has[0].sources:
@@ -220,7 +223,8 @@ def extension_approval(ext: Extension) -> ApprovalContext:
     production_roles: tuple[str, ...] = ()
     project_admins: tuple[str, ...] = ()
     if g.project:
-        project = next((p for p in rt.org.list_projects() if p.name == g.project), None)  # type: ignore[union-attr]
+        access = require(rt.org, ProjectAccess, system="org", operation="list_projects")
+        project = next((p for p in access.list_projects() if p.name == g.project), None)
         if project is not None:
             project_admins = project.admins
             if project.environment.casefold() == PRODUCTION and g.role in (

@@ -18,7 +18,7 @@ from typing import Any
 from prefect import task
 from sqlalchemy import select
 
-from connectors.capabilities import Invitations, has
+from connectors.capabilities import Invitations, has, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain.invitations import Action, ActionKind, invitation_key
 from domain.models import Invitation, WriteResult
@@ -64,7 +64,7 @@ def read_invitations() -> Snapshot:
         return Snapshot(
             [], [], blocker=f"the org connector ({type(org).__name__}) cannot list invitations"
         )
-    invitations = org.list_invitations()  # type: ignore[union-attr]
+    invitations = org.list_invitations()
     members = [m.email for m in org.list_members() if m.status == "joined"]
     return Snapshot(invitations, members)
 
@@ -181,7 +181,8 @@ def apply_action(action: Action, *, case_id: int, flow_run_id: str) -> Applied:
 def _resend(c: OnCase, action: Action) -> Applied:
     """Resend once; tell the requester once (unless the org had nothing pending to resend)."""
     key, step = action.key, f"resend:{action.key}"
-    res = _once(c, step, lambda: c.rt.org.resend_invitation(action.email))  # type: ignore[union-attr]
+    invites = require(c.rt.org, Invitations, system="org", operation="resend_invitation")
+    res = _once(c, step, lambda: invites.resend_invitation(action.email))
     effect = "noop(resent already)" if res is None else str(res)
     if res is not None:
         c.audit(_about(action), "invitation.resent", effect, **res.detail)
@@ -224,7 +225,8 @@ def _revoke(c: OnCase, action: Action) -> Applied:
     """Revoke once; comment on the invitation's ticket once (when one is known)."""
     key, step = action.key, f"revoke:{action.key}"
     ticket = find_ticket(c.rt, action.email)
-    res = _once(c, step, lambda: c.rt.org.revoke_invitation(action.email))  # type: ignore[union-attr]
+    invites = require(c.rt.org, Invitations, system="org", operation="revoke_invitation")
+    res = _once(c, step, lambda: invites.revoke_invitation(action.email))
     effect = "noop(revoked already)" if res is None else str(res)
     if res is not None:
         c.audit(_about(action), "invitation.revoked", effect, ticket=ticket)

@@ -17,10 +17,13 @@ from prefect import task
 
 from connectors.capabilities import (
     AssetOwnership,
+    Invitations,
     KeyManagement,
+    ModuleAccess,
     OrgActivityLog,
     ProjectAccess,
     has,
+    require,
 )
 from connectors.errors import ConnectorError
 from domain.models import ApiKey, Member, Project, Role, RosterStatus, WriteResult
@@ -52,7 +55,7 @@ from domain.steps import (
 from ledger import LedgerDB
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
-from tasks.runtime import runtime
+from tasks.runtime import org_as, runtime
 from tasks.steps import StepScope, executor
 
 # The org's member emails, for the look-alike warning only, read at most once a minute per
@@ -170,29 +173,41 @@ def execute_offboard_step(step: Step, scope: StepScope) -> tuple[WriteResult, di
     org, idp, subject = rt.org, rt.idp, scope.subject
     match step.params:
         case GrantProjectAccess(email=email, project=project, role=role):
-            return org.set_project_role(email, project, role), {}
+            return require(
+                org, ProjectAccess, system="org", operation="set_project_role"
+            ).set_project_role(email, project, role), {}
         case PromoteAdmin(email=email):
-            return org.set_project_role(email, step.target, Role.ADMIN), {}
+            return require(
+                org, ProjectAccess, system="org", operation="set_project_role"
+            ).set_project_role(email, step.target, Role.ADMIN), {}
         case TransferAssets(asset_ids=ids):
-            return org.transfer_assets(ids, step.target), {"assets": len(ids)}
+            return require(
+                org, AssetOwnership, system="org", operation="transfer_assets"
+            ).transfer_assets(ids, step.target), {"assets": len(ids)}
         case RemoveIdpGroup(user_id=user_id):
             return idp.remove_from_group(step.target, user_id), {}
         case DeactivateIdpUser():
             return idp.set_active(step.target, False), {}
         case RevokeKey():
-            result = org.revoke_key(step.target)
-            org.remove_key_manager(step.target, subject)
+            result = org_as(KeyManagement, "revoke_key").revoke_key(step.target)
+            require(
+                org, KeyManagement, system="org", operation="remove_key_manager"
+            ).remove_key_manager(step.target, subject)
             return result, {}
         case RotateKey() as rotate:
             return _rotate_key(step, rotate, scope)
         case RemoveOwnProjectRole():
-            return org.set_project_role(subject, step.target, None), {}
+            return require(
+                org, ProjectAccess, system="org", operation="set_project_role"
+            ).set_project_role(subject, step.target, None), {}
         case RemoveGroupMembership():
             return org.remove_group_members(step.target, [subject]), {}
         case RevokeModules(modules=modules):
-            return org.set_modules(subject, revoke=modules), {}
+            return org_as(ModuleAccess, "set_modules").set_modules(subject, revoke=modules), {}
         case RevokeInvitation():
-            return org.revoke_invitation(subject), {}
+            return require(
+                org, Invitations, system="org", operation="revoke_invitation"
+            ).revoke_invitation(subject), {}
         case RemoveMember():
             return org.remove_member(subject), {}
         case CollectActivity(days=days):
@@ -205,10 +220,9 @@ def _rotate_key(
     step: Step, rotate: RotateKey, scope: StepScope
 ) -> tuple[WriteResult, dict[str, Any]]:
     rt = runtime()
-    org = rt.org
     # Keyed by case and step: a retry after a lost answer, or this step re-run after the
     # worker was killed, gets the same rotation (and secret) back, never a second one.
-    result, secret = org.rotate_key(
+    result, secret = org_as(KeyManagement, "rotate_key").rotate_key(
         step.target, idempotency_key=f"handover-case-{scope.case_id}-{step.id}"
     )
     told = []
@@ -225,14 +239,16 @@ def _rotate_key(
             told.append(person)
     # Off the managers only once the secret reached them: killed before this, a re-run
     # plans the rotation again, replays it (same key) and tells them.
-    org.remove_key_manager(step.target, scope.subject)
+    org_as(KeyManagement, "remove_key_manager").remove_key_manager(step.target, scope.subject)
     return result, {"notified": told}
 
 
 def _activity(subject: str, days: int) -> dict[str, Any]:
     """The subject's last ``days`` days for security: counts by action, exports, changes."""
     rt = runtime()
-    events = rt.org.events(actor=subject, since=rt.clock() - timedelta(days=days))
+    events = org_as(OrgActivityLog, "events").events(
+        actor=subject, since=rt.clock() - timedelta(days=days)
+    )
     kinds: dict[str, int] = {}
     for e in events:
         kinds[e.action] = kinds.get(e.action, 0) + 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -47,7 +47,8 @@ class _Once:
         with lock:
             if key not in self._values:
                 self._values[key] = compute()
-            return self._values[key]  # type: ignore[return-value]
+            # The value under a key is what that key's compute returned: always a T here.
+            return cast(T, self._values[key])
 
 
 class BatchReader:

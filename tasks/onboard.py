@@ -14,7 +14,7 @@ from typing import Any, assert_never
 
 from prefect import task
 
-from connectors.capabilities import InviteSpec
+from connectors.capabilities import Invitations, InviteSpec, ModuleAccess, ProjectAccess, require
 from connectors.errors import ConnectorError
 from domain.access_request import AccessRequestError
 from domain.models import AccessRequest, Effect, WriteResult
@@ -62,7 +62,7 @@ def read_access_request(ticket: str) -> AccessRequest | str:
     """
     rt = runtime()
     try:
-        return rt.tickets.read_access_request(ticket, today=rt.clock().date())  # type: ignore[attr-defined,no-any-return]
+        return rt.tickets.read_access_request(ticket, today=rt.clock().date())
     except AccessRequestError as exc:
         return str(exc)
 
@@ -100,7 +100,8 @@ def take_onboard_inventory(
     org_domains = [d for d, n in domains.most_common(1)]
     invitation = None
     if member is not None and member.status == "pending":
-        mine = [i for i in org.list_invitations() if i.email == email]  # type: ignore[union-attr]
+        pending = require(org, Invitations, system="org", operation="list_invitations")
+        mine = [i for i in pending.list_invitations() if i.email == email]
         invitation = max(mine, key=lambda i: i.sent_at) if mine else None
     idp_user = idp.find_user(email)
     user_groups = [g.name for g in idp.groups_of(idp_user.id)] if idp_user else []
@@ -115,7 +116,9 @@ def take_onboard_inventory(
         subject=email,
         member=member,
         invitation=invitation,
-        projects=org.list_projects(),  # type: ignore[union-attr]
+        projects=require(
+            org, ProjectAccess, system="org", operation="list_projects"
+        ).list_projects(),
         others=[e for e in emails if e != email],
         org_domains=org_domains,
         idp_user=idp_user,
@@ -145,7 +148,8 @@ def execute_onboard_step(step: OnboardStep, scope: StepScope) -> tuple[WriteResu
                 raise ValueError(f"idp: no user {email} to add to {step.target}")
             return idp.add_to_group(group_id, found.id), {}
         case GrantModules(modules=modules):
-            return org.set_modules(step.target, grant=modules), {}  # type: ignore[union-attr]
+            access = require(org, ModuleAccess, system="org", operation="grant_modules")
+            return access.set_modules(step.target, grant=modules), {}
         case Invite() as invite:
             spec = InviteSpec(
                 email=step.target,
@@ -158,7 +162,8 @@ def execute_onboard_step(step: OnboardStep, scope: StepScope) -> tuple[WriteResu
             result = org.invite(spec)
             return result, dict(result.detail)
         case ResendInvitation():
-            result = org.resend_invitation(step.target)  # type: ignore[union-attr]
+            invites = require(org, Invitations, system="org", operation="resend_invitation")
+            result = invites.resend_invitation(step.target)
             return result, dict(result.detail)
         case RecordGrant() as record:
             return _record_grant(step.target, record, ticket=scope.ticket)
@@ -208,7 +213,9 @@ def verify_onboarding(plan: OnboardPlan) -> dict[str, str]:
     if OnboardStepKind.INVITE in kinds or OnboardStepKind.RESEND_INVITATION in kinds:
         pending = [
             i
-            for i in org.list_invitations(state="pending")  # type: ignore[union-attr]
+            for i in require(
+                org, Invitations, system="org", operation="list_invitations"
+            ).list_invitations(state="pending")
             if i.email == s
         ]
         check(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from prefect import task
 
+from connectors.capabilities import Invitations, ProjectAccess, require
 from connectors.errors import ConnectorError
 from domain.onboard import OnboardState
 from domain.plan import is_mapped_idp_group
@@ -31,8 +32,10 @@ def take_bulk_inventory(
     all_emails = [m.email for m in members.values()]
     domains = Counter(e.rsplit("@", 1)[-1] for e in all_emails)
     org_domains = [d for d, _ in domains.most_common(1)]
-    projects = org.list_projects()  # type: ignore[union-attr]
-    invitations = org.list_invitations()  # type: ignore[union-attr]
+    projects = require(org, ProjectAccess, system="org", operation="list_projects").list_projects()
+    invitations = require(
+        org, Invitations, system="org", operation="list_invitations"
+    ).list_invitations()
     idp_groups = (
         {g.name: g.id for g in idp.list_groups() if is_mapped_idp_group(g.name)}
         if idp_managed

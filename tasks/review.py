@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect import task
 
-from connectors.capabilities import Invitations, PermissionGroups, has
+from connectors.capabilities import Invitations, PermissionGroups, has, require
 from connectors.hris import RosterFile
 from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
 from domain.review import Finding
@@ -74,7 +74,7 @@ def read_review_inputs() -> ReviewInputs:
     org = runtime().org
     warnings: list[str] = []
     members = list(org.list_members())
-    invitations = org.list_invitations() if has(org, Invitations) else []  # type: ignore[union-attr]
+    invitations = org.list_invitations() if has(org, Invitations) else []
     if not has(org, Invitations):
         warnings.append(f"{type(org).__name__} cannot list invitations: not reviewed")
     groups = org.list_groups() if has(org, PermissionGroups) else []
@@ -105,7 +105,8 @@ def revoke_invitation(
     finding: Finding, *, flow_run_id: str, approvers: list[str], plan_hash: str
 ) -> str:
     """Revoke the invitation a finding names; the effect (``deleted`` or ``noop(…)``)."""
-    res = runtime().org.revoke_invitation(finding.subject)  # type: ignore[union-attr]
+    invites = require(runtime().org, Invitations, system="org", operation="revoke_invitation")
+    res = invites.revoke_invitation(finding.subject)
     effect = str(res)
     audit(
         "org.revoke_invitation",

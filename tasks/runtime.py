@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from connectors.capabilities import Messenger, Roster, Tickets
+from connectors.capabilities import Messenger, Roster, Tickets, require
 from connectors.hris import RosterFile
 from connectors.idp import ScimIdp
 from connectors.org import AmplitudeScim, SandboxOrg, make_org
@@ -16,6 +17,8 @@ from connectors.settings import Settings, load_settings
 from connectors.slack import SlackMessenger
 from connectors.tickets import JiraTickets
 from ledger import LedgerDB, open_ledger
+
+C = TypeVar("C")
 
 
 def utcnow() -> datetime:
@@ -64,6 +67,15 @@ def runtime() -> Runtime:
         if _current is None:
             _current = Runtime.from_settings()
         return _current
+
+
+def org_as(capability: type[C], operation: str) -> C:
+    """The runtime's org connector as a ``capability`` that ``operation`` needs.
+
+    Raises:
+        CapabilityMissing: the org backend offers no API for it (a SCIM-only org).
+    """
+    return require(runtime().org, capability, system="org", operation=operation)
 
 
 def set_runtime(rt: Runtime | None) -> None:
