@@ -107,7 +107,7 @@ def start_prefect_server(home: Path, *, port: int | None = None) -> PrefectServe
             stderr=subprocess.STDOUT,
             env=env,
         )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a loaded 2-core machine: ~10 s idle, 90+ s seen
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
