@@ -15,6 +15,9 @@ modules added); a narrowing-only plan matches no specific rule and goes through 
 project roles, groups and modules; once it has joined (and signed in within 30 days), transfer
 all content and remove the old address. Each call plans only what is left, with stable step ids,
 so a re-run continues where the last one stopped.
+
+Both planners are short sequences of named rules, each a small pure function with its own
+table of cases (``tests/domain/test_change_rules.py``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,12 @@ Outcomes:
 Least privilege: the plan grants exactly what is asked — Viewer when no org role is given, no
 module unless asked — and nothing is implied: an Admin role in Staging says nothing about
 Production.
+
+The planner is a short sequence of named rules, each a small pure function with its own table
+of cases (``tests/domain/test_onboard_rules.py``): the request against the org
+(:func:`canonical_projects`, :func:`until_problems`, :func:`request_warnings`), an existing
+member (:func:`existing_member_plan`), then one way of provisioning (:func:`provisioning`:
+:func:`resend_path`, :func:`idp_path` or :func:`invite_step`) and :func:`record_grant_steps`.
 """
 
 from __future__ import annotations
