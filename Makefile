@@ -29,8 +29,10 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs in parallel: one process per worker, each with its own Prefect server
-# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers is the
-# fastest on the 2-core machines (measured: see the commit that set it).
+# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
+# 2-core machines: the chaos test holds one for its whole run, two share the rest (with 2, one
+# worker would run ~15 min of other tests alone); each more worker adds a Prefect server
+# (~18 s of CPU to start, ~3 % of a core idle). TEST_WORKERS=0 runs it serially.
 TEST_WORKERS ?= 3
 test: lint docs
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
