@@ -17,15 +17,11 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.states import Completed, Failed
 
-from approvals.gate import GateResult, PlanSummary, gate
-from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
-from flows.report import gate_services
 from flows.runbook import as_outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.onboard_bulk import notify_requester
 from tasks.progress import report
-from tasks.runtime import runtime
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,13 +53,6 @@ def run_all(
             if artifact is not None:
                 update_progress_artifact(cast(UUID, artifact), 100.0 * i / len(items))
     return out
-
-
-def batch_gate(ctx: ApprovalContext, *, plan_hash: str, summary: PlanSummary) -> GateResult:
-    """The one approval of the batch (the batch is the subject: the policy's rule applies)."""
-    return gate(
-        gate_services(runtime()), ctx, plan_hash=plan_hash, summary=summary, flow_run_id=run_id()
-    )
 
 
 def batch_status(rows: Iterable[dict[str, Any]], *, all_noop: str = "done") -> str:

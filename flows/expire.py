@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from approvals.gate import PlanSummary
 from approvals.policy import load_policy
 from domain.expiry import ExpiryAction, Extension, drift, expiry_actions
-from flows.runbook import run_id
-from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, ask, end, unapplied
+from flows.runbook import ask, run_id
+from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, end, unapplied
 from tasks.cases import audit_seq
 from tasks.expire import (
     apply_action,

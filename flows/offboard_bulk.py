@@ -48,7 +48,6 @@ from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
 from flows.batch import (
     GOOD,
-    batch_gate,
     batch_outcome,
     batch_status,
     finish_batch,
@@ -56,6 +55,7 @@ from flows.batch import (
     tell_requester,
 )
 from flows.offboard import OffboardRequest, offboard
+from flows.runbook import ask
 from tasks.cases import approve_case, open_case_of, open_run_case
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
 
@@ -342,7 +342,7 @@ def offboard_bulk(
     if req.dry_run or not batch.ready:
         status = "planned" if req.dry_run else batch_status(planned, all_noop="nothing_to_do")
         return finish_batch(_result(batch, planned, status=status, subject=subject))
-    res = batch_gate(
+    res = ask(
         ApprovalContext(
             runbook=RUNBOOK,
             subject=subject,

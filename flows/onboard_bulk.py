@@ -36,14 +36,13 @@ from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
 from flows.batch import (
     GOOD,
-    batch_gate,
     batch_outcome,
     batch_status,
     finish_batch,
     run_all,
     tell_requester,
 )
-from flows.runbook import Standing, run_plan
+from flows.runbook import Standing, ask, run_plan
 from tasks.cases import open_run_case
 from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
 from tasks.onboard_bulk import take_bulk_inventory
@@ -208,7 +207,7 @@ def onboard_bulk(
     approvers: list[str] = []
     approval = ""
     if batch.needs_approval():  # anything beyond resends, which grant nothing new
-        res = batch_gate(
+        res = ask(
             _approval(batch, states, requester),
             plan_hash=batch.hash,
             summary=PlanSummary(batch.counts_by_kind(), batch.warnings()),

@@ -37,8 +37,8 @@ from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
 from domain.runbook import RunbookFailed
 from flows.offboard import offboard
-from flows.runbook import run_id
-from flows.sweep import ask, end
+from flows.runbook import ask, run_id
+from flows.sweep import end
 from tasks.cases import audit_seq
 from tasks.review import (
     ReviewInputs,

@@ -166,13 +166,33 @@ def _approve(
     return plan, res.approved_by, res.send_notice
 
 
-def _gate(plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> GateResult:
+def ask(
+    ctx: ApprovalContext,
+    *,
+    plan_hash: str,
+    summary: PlanSummary,
+    ticket: str = "",
+    run_key: str | None = None,
+    defer_notice: bool = False,
+) -> GateResult:
+    """The approval gate (``approvals.gate``) over this run's runtime, for ``plan_hash``."""
     return gate(
         gate_services(runtime()),
+        ctx,
+        plan_hash=plan_hash,
+        summary=summary,
+        flow_run_id=run_id(),
+        ticket=ticket,
+        run_key=run_key,
+        defer_notice=defer_notice,
+    )
+
+
+def _gate(plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> GateResult:
+    return ask(
         approval,
         plan_hash=plan.hash,
         summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
-        flow_run_id=run_id(),
         ticket=case.ticket,
         run_key=case.key,
         # An emergency tells security after the lockout, never before it.

@@ -28,13 +28,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from approvals.gate import GateResult, PlanSummary, gate
-from domain.policy import ApprovalContext
 from domain.runbook import RunbookFailed
-from flows.report import gate_services
 from flows.runbook import Outcome, as_outcome, finish, run_id
 from tasks.cases import audit_seq
-from tasks.runtime import runtime
 from tasks.sweeps import Applied
 
 
@@ -214,18 +210,4 @@ def _table(
         rows or [{"#": 0, "action": "none", "reason": "nothing to do"}],
         key=sweeper.artifact,
         description=sweeper.description,
-    )
-
-
-def ask(
-    ctx: ApprovalContext, *, plan_hash: str, summary: PlanSummary, ticket: str = ""
-) -> GateResult:
-    """The approval gate (``approvals.gate``) over this run's runtime, for ``plan_hash``."""
-    return gate(
-        gate_services(runtime()),
-        ctx,
-        plan_hash=plan_hash,
-        summary=summary,
-        flow_run_id=run_id(),
-        ticket=ticket,
     )
