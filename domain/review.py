@@ -24,12 +24,19 @@ Kinds, and what each recommends:
   14 days ago → ``revoke_invitation``.
 
 Each finding has a stable id (the same fact gives the same id in every run).
+
+:func:`review_findings` is a short sequence of named rules, each a small pure function with its
+own table of cases (``tests/domain/test_review_rules.py``): per member or invitee, what the
+roster says (:func:`roster_finding`: :func:`terminated_finding`, :func:`unknown_finding` or
+:func:`idle_finding`) and, for a joined member, :func:`over_privileged_findings`; then
+:func:`admins_finding`, :func:`stale_invitation_findings`, and :func:`review_order`. The rules
+take an aware ``now`` (:func:`review_findings` reads a naive one as UTC).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -116,11 +123,90 @@ def _idle_days(m: Member, now: datetime) -> int | None:
     return None if since is None else _days(now - _utc(since))
 
 
-def _group_union(
+def terminated_finding(m: Member, entry: RosterEntry) -> Finding:
+    """HR says terminated and the person is still here: a member is removed (offboarding reason
+    ``termination``), an invitee's invitation revoked."""
+    joined = m.status == "joined"
+    when = f" on {entry.end_date.isoformat()}" if entry.end_date else ""
+    return _make(
+        Kind.TERMINATED,
+        m.email,
+        f"terminated by HR{when}; still " + ("in the org" if joined else "invited (pending)"),
+        Recommendation.REMOVE if joined else Recommendation.REVOKE_INVITATION,
+        reason="termination" if joined else "",
+    )
+
+
+def unknown_finding(m: Member, known: Collection[str]) -> Finding | None:
+    """Not on the HR roster: a joined member is removed (nobody vouches for them); a pending
+    invitee only when the address looks like someone ``known`` (partners are invited without
+    being employees).
+
+    Args:
+        m: the member or invitee.
+        known: the lower-cased emails of the roster and of the joined members.
+    """
+    alike = find_lookalikes(m.email, sorted(set(known) - {m.email.lower()}))
+    like = f"; looks like {', '.join(alike)}" if alike else ""
+    if m.status == "joined":
+        role = m.org_role.value if m.org_role else "member"
+        detail = f"a {role} in the org, not on the HR roster{like}"
+        return _make(Kind.UNKNOWN, m.email, detail, Recommendation.REMOVE, reason="termination")
+    if alike:
+        detail = f"a pending invitation, not on the HR roster{like}"
+        return _make(Kind.UNKNOWN, m.email, detail, Recommendation.REVOKE_INVITATION)
+    return None
+
+
+def idle_finding(
+    m: Member, entry: RosterEntry, *, now: datetime, inactive_days: int
+) -> Finding | None:
+    """A joined member on the roster with no login for ``inactive_days`` (never logged in:
+    counted from the invitation): removed for inactivity, or only reviewed when HR says they
+    are on leave (someone should confirm the return). Invitees are never idle."""
+    idle = _idle_days(m, now) if m.status == "joined" else None
+    if idle is None or idle < inactive_days:
+        return None
+    idle_txt = "never logged in" if m.last_login_at is None else f"last login {idle} days ago"
+    if entry.status == "leave":
+        detail = f"on leave per HR and {idle_txt}: not removed; confirm the return"
+        return _make(Kind.ON_LEAVE, m.email, detail, Recommendation.REVIEW)
+    detail = f"{idle_txt} (threshold {inactive_days} days)"
+    return _make(Kind.INACTIVE, m.email, detail, Recommendation.REMOVE, reason="inactivity")
+
+
+def roster_finding(
+    m: Member,
+    entry: RosterEntry | None,
+    *,
+    now: datetime,
+    known: Collection[str],
+    inactive_days: int,
+) -> Finding | None:
+    """What the HR roster says about one member or invitee, at most one finding: terminated
+    comes first (a terminated and inactive member is one finding), then unknown, then idle."""
+    if entry is not None and entry.status == "terminated":
+        return terminated_finding(m, entry)
+    if entry is None:
+        return unknown_finding(m, known)
+    return idle_finding(m, entry, now=now, inactive_days=inactive_days)
+
+
+def over_privileged_findings(
     m: Member,
     groups: Sequence[PermissionGroup],
+    *,
     individual: Mapping[str, Role] | None,
 ) -> list[Finding]:
+    """The group-union trap, per project of a joined member: two or more of their groups raise
+    the role above their own grant (or all do, when the grant is unknown) with different roles,
+    and the highest of them gives the effective role → ``review``, naming that group.
+
+    Args:
+        m: the member, with each project grant's sources.
+        groups: the permission groups.
+        individual: per project, the member's own (individual) grant.
+    """
     mine = [g for g in groups if m.email in {e.lower() for e in g.members}]
     out: list[Finding] = []
     for grant in m.projects:
@@ -157,6 +243,46 @@ def _group_union(
             )
         )
     return out
+
+
+def admins_finding(people: Iterable[Member]) -> Finding:
+    """One informational finding: the joined org Admins, counted and named."""
+    admins = sorted(m.email for m in people if m.status == "joined" and m.org_role is Role.ADMIN)
+    return _make(
+        Kind.ADMINS,
+        ADMINS_SUBJECT,
+        f"{len(admins)} org Admin{'s' * (len(admins) != 1)}: {', '.join(admins) or 'none'}",
+        Recommendation.NONE,
+    )
+
+
+def stale_invitation_findings(invitations: Iterable[Invitation], now: datetime) -> list[Finding]:
+    """A pending (or expired, never revoked) invitation first sent more than
+    ``STALE_INVITATION`` ago → ``revoke_invitation``; accepted and revoked ones are done with."""
+    out: list[Finding] = []
+    for inv in invitations:
+        if inv.state not in ("pending", "expired"):
+            continue
+        age = now - _utc(inv.sent_at)
+        if age > STALE_INVITATION:
+            detail = (
+                f"invitation {inv.state}, first sent {_days(age)} days ago "
+                f"({inv.sent_at.date().isoformat()}) by {inv.invited_by or 'unknown'}"
+            )
+            out.append(
+                _make(Kind.STALE_INVITATION, inv.email, detail, Recommendation.REVOKE_INVITATION)
+            )
+    return out
+
+
+def review_order(findings: Iterable[Finding]) -> list[Finding]:
+    """The admins finding first, then by subject, by kind (in :class:`Kind`'s order) and by
+    project; ties keep the order they were found in."""
+    order = list(Kind)
+    return sorted(
+        findings,
+        key=lambda f: (f.subject != ADMINS_SUBJECT, f.subject, order.index(f.kind), f.project),
+    )
 
 
 def review_findings(
@@ -196,92 +322,13 @@ def review_findings(
     out: list[Finding] = []
     for m in people:
         email = m.email.lower()
-        entry = roster.get(email)
-        joined = m.status == "joined"
-        idle = _idle_days(m, now) if joined else None
-        is_idle = idle is not None and idle >= inactive_days
-        idle_txt = "never logged in" if m.last_login_at is None else f"last login {idle} days ago"
-        if entry is not None and entry.status == "terminated":
-            when = f" on {entry.end_date.isoformat()}" if entry.end_date else ""
-            out.append(
-                _make(
-                    Kind.TERMINATED,
-                    m.email,
-                    f"terminated by HR{when}; still "
-                    + ("in the org" if joined else "invited (pending)"),
-                    Recommendation.REMOVE if joined else Recommendation.REVOKE_INVITATION,
-                    reason="termination" if joined else "",
-                )
-            )
-        elif entry is None:
-            alike = find_lookalikes(m.email, sorted(known - {email}))
-            like = f"; looks like {', '.join(alike)}" if alike else ""
-            if joined:
-                out.append(
-                    _make(
-                        Kind.UNKNOWN,
-                        m.email,
-                        f"a {m.org_role.value if m.org_role else 'member'} in the org, not on "
-                        f"the HR roster{like}",
-                        Recommendation.REMOVE,
-                        reason="termination",
-                    )
-                )
-            elif alike:
-                out.append(
-                    _make(
-                        Kind.UNKNOWN,
-                        m.email,
-                        f"a pending invitation, not on the HR roster{like}",
-                        Recommendation.REVOKE_INVITATION,
-                    )
-                )
-        elif entry.status == "leave":
-            if is_idle:
-                out.append(
-                    _make(
-                        Kind.ON_LEAVE,
-                        m.email,
-                        f"on leave per HR and {idle_txt}: not removed; confirm the return",
-                        Recommendation.REVIEW,
-                    )
-                )
-        elif is_idle:
-            out.append(
-                _make(
-                    Kind.INACTIVE,
-                    m.email,
-                    f"{idle_txt} (threshold {inactive_days} days)",
-                    Recommendation.REMOVE,
-                    reason="inactivity",
-                )
-            )
-        if joined:
-            out += _group_union(m, groups, (individual_roles or {}).get(email))
-    admins = sorted(m.email for m in people if m.status == "joined" and m.org_role is Role.ADMIN)
-    out.append(
-        _make(
-            Kind.ADMINS,
-            ADMINS_SUBJECT,
-            f"{len(admins)} org Admin{'s' * (len(admins) != 1)}: {', '.join(admins) or 'none'}",
-            Recommendation.NONE,
+        found = roster_finding(
+            m, roster.get(email), now=now, known=known, inactive_days=inactive_days
         )
-    )
-    for inv in invitations:
-        if inv.state not in ("pending", "expired"):
-            continue
-        age = now - _utc(inv.sent_at)
-        if age > STALE_INVITATION:
-            out.append(
-                _make(
-                    Kind.STALE_INVITATION,
-                    inv.email,
-                    f"invitation {inv.state}, first sent {_days(age)} days ago "
-                    f"({inv.sent_at.date().isoformat()}) by {inv.invited_by or 'unknown'}",
-                    Recommendation.REVOKE_INVITATION,
-                )
-            )
-    order = list(Kind)
-    return sorted(
-        out, key=lambda f: (f.subject != ADMINS_SUBJECT, f.subject, order.index(f.kind), f.project)
-    )
+        out += [found] if found is not None else []
+        if m.status == "joined":
+            individual = (individual_roles or {}).get(email)
+            out += over_privileged_findings(m, groups, individual=individual)
+    out.append(admins_finding(people))
+    out += stale_invitation_findings(invitations, now)
+    return review_order(out)
