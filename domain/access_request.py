@@ -14,6 +14,11 @@ a problem of its line, and the line is echoed back with those characters spelled
 (``\\u202e``) and cut short, so the comment shows what was really sent. Emails must be plain
 (``domain.models.PlainEmail``); look-alike letters are letters, kept as written (the runbook
 warns when an account looks like another).
+
+:func:`parse_access_request` is a short sequence of named rules, each a small pure function with
+its own table of cases (``tests/domain/test_access_request_rules.py``): each line through
+:func:`key_problem`, :func:`text_problem` and :func:`parse_value` (:func:`read_lines`), then
+:func:`missing_errors` and :func:`build_request`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 
 from pydantic import TypeAdapter, ValidationError
@@ -196,6 +201,136 @@ def _until(value: str, today: date) -> tuple[date | None, str | None]:
     return until, None
 
 
+# --- the rules -----------------------------------------------------------------------------------
+# Each rule is a small pure function; parse_access_request runs them over each line in order.
+
+
+def key_problem(line: str, *, seen: Mapping[str, int]) -> tuple[str, str, str | None]:
+    """The line's key (normalised) and value, and what is wrong with its key, if anything: no
+    ``key: value`` shape, an unknown key (with the closest known one), or a key already
+    ``seen`` (key → the line it was first on)."""
+    raw_key, colon, value = line.partition(":")
+    key = _key(raw_key)
+    if not colon or not key:
+        return key, value, "expected 'key: value', e.g. " + _EXAMPLES["email"]
+    if key not in KEYS:
+        hint = difflib.get_close_matches(key, KEYS, n=1)
+        also = f" (did you mean '{hint[0]}'?)" if hint else ""
+        known = f"; the keys are {', '.join(KEYS)}"
+        return key, value, f"unknown key '{shown(raw_key.strip())}'{also}{known}"
+    if key in seen:
+        return key, value, f"'{key}' is given twice (first on line {seen[key]})"
+    return key, value, None
+
+
+def text_problem(line: str, value: str) -> str | None:
+    """Hostile text: invisible or control characters anywhere on the line (a tab is only
+    whitespace), or a value longer than ``MAX_VALUE``."""
+    try:
+        visible(line.replace("\t", " "))
+    except ValueError as exc:
+        return f"{exc}: retype the line without them"
+    if len(value.strip()) > MAX_VALUE:
+        return f"the value is {len(value.strip())} characters long; at most {MAX_VALUE}"
+    return None
+
+
+def parse_value(key: str, value: str, *, today: date) -> tuple[object, list[str]]:
+    """The value of a known key, parsed (``None`` where it is wrong), and its problems;
+    ``justification`` and ``sow`` are free text."""
+    if key == "email":
+        email, why = _email(value)
+        return email, [why] if why else []
+    if key == "projects":
+        return _projects(value)
+    if key == "org_role":
+        role = _role(value)
+        if role is None:
+            roles = _listing(r.value for r in Role)
+            return None, [f"unknown org role '{value.strip()}': use {roles}"]
+        return role, []
+    if key == "modules":
+        return _modules(value)
+    if key == "until":
+        until, why = _until(value, today)
+        return until, [why] if why else []
+    return value.strip(), []
+
+
+@dataclass
+class ParsedLines:
+    """What the lines of a description say: each key's value, the line each key is on, and
+    every problem found, in line order."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    errors: list[LineError] = field(default_factory=list)
+
+
+def read_lines(description: str | None, *, today: date) -> ParsedLines:
+    """Every non-blank line through :func:`key_problem`, :func:`text_problem` and
+    :func:`parse_value`, in that order. A known key counts as given from its first line on,
+    even when that line's text is refused (so a second line with it is "given twice", and it
+    is not "missing")."""
+    read = ParsedLines()
+    for no, line in enumerate((description or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, value, why = key_problem(line, seen=read.seen)
+        if why is None:
+            read.seen[key] = no
+            why = text_problem(line, value)
+        if why is None:
+            read.values[key], problems = parse_value(key, value, today=today)
+        else:
+            problems = [why]
+        read.errors += [LineError(no, line, p) for p in problems]
+    return read
+
+
+def missing_errors(seen: Collection[str]) -> list[LineError]:
+    """A problem, on no line, for each required key no line gives."""
+    return [
+        LineError(None, "", f"'{key}' is missing: add a line like '{_EXAMPLES[key]}'")
+        for key in REQUIRED
+        if key not in seen
+    ]
+
+
+def build_request(
+    values: Mapping[str, object],
+    *,
+    ticket: str | None,
+    labels: Iterable[str],
+    requester: str | None,
+) -> AccessRequest:
+    """The request from the parsed values, the defaults filled in (Viewer, no module).
+
+    Raises:
+        AccessRequestError: the model refuses a value (only reachable if the model gains
+            rules the parser lacks).
+    """
+    temporary = any(lbl.strip().lower() == TEMPORARY_LABEL for lbl in labels)
+    try:
+        return AccessRequest(
+            ticket=ticket,
+            email=values["email"],
+            projects=values["projects"],
+            org_role=values.get("org_role") or Role.VIEWER,
+            modules=values.get("modules") or (),
+            until=values.get("until"),
+            justification=values.get("justification") or "",
+            sow=values.get("sow") or "",
+            # An end date is what makes access temporary; the label alone asks for it too.
+            temporary=temporary or values.get("until") is not None,
+            requester=requester,
+        )
+    except ValidationError as exc:
+        raise AccessRequestError(
+            LineError(None, "", f"{'.'.join(map(str, e['loc']))}: {e['msg']}") for e in exc.errors()
+        ) from exc
+
+
 def parse_access_request(
     description: str | None,
     *,
@@ -224,96 +359,8 @@ def parse_access_request(
     Raises:
         AccessRequestError: with every problem found, each naming its line.
     """
-    errors: list[LineError] = []
-    seen: dict[str, int] = {}
-    values: dict[str, object] = {}
-
-    for no, line in enumerate((description or "").splitlines(), start=1):
-        if not line.strip():
-            continue
-        raw_key, colon, value = line.partition(":")
-        key = _key(raw_key)
-        if not colon or not key:
-            errors.append(LineError(no, line, "expected 'key: value', e.g. " + _EXAMPLES["email"]))
-            continue
-        if key not in KEYS:
-            hint = difflib.get_close_matches(key, KEYS, n=1)
-            also = f" (did you mean '{hint[0]}'?)" if hint else ""
-            known = f"; the keys are {', '.join(KEYS)}"
-            unknown = f"unknown key '{shown(raw_key.strip())}'{also}{known}"
-            errors.append(LineError(no, line, unknown))
-            continue
-        if key in seen:
-            twice = f"'{key}' is given twice (first on line {seen[key]})"
-            errors.append(LineError(no, line, twice))
-            continue
-        seen[key] = no
-        try:
-            visible(line.replace("\t", " "))
-        except ValueError as exc:
-            errors.append(LineError(no, line, f"{exc}: retype the line without them"))
-            continue
-        if len(value.strip()) > MAX_VALUE:
-            too_long = f"the value is {len(value.strip())} characters long; at most {MAX_VALUE}"
-            errors.append(LineError(no, line, too_long))
-            continue
-
-        def problem(message: str, _no: int = no, _line: str = line) -> None:
-            errors.append(LineError(_no, _line, message))
-
-        if key == "email":
-            email, why = _email(value)
-            if why:
-                problem(why)
-            values["email"] = email
-        elif key == "projects":
-            projects, problems = _projects(value)
-            for p in problems:
-                problem(p)
-            values["projects"] = projects
-        elif key == "org_role":
-            role = _role(value)
-            if role is None:
-                roles = _listing(r.value for r in Role)
-                problem(f"unknown org role '{value.strip()}': use {roles}")
-            values["org_role"] = role
-        elif key == "modules":
-            modules, problems = _modules(value)
-            for p in problems:
-                problem(p)
-            values["modules"] = modules
-        elif key == "until":
-            until, why = _until(value, today)
-            if why:
-                problem(why)
-            values["until"] = until
-        else:  # justification, sow: free text
-            values[key] = value.strip()
-
-    for key in REQUIRED:
-        if key not in seen:
-            errors.append(
-                LineError(None, "", f"'{key}' is missing: add a line like '{_EXAMPLES[key]}'")
-            )
+    read = read_lines(description, today=today)
+    errors = read.errors + missing_errors(read.seen)
     if errors:
         raise AccessRequestError(errors)
-
-    temporary = any(lbl.strip().lower() == TEMPORARY_LABEL for lbl in labels)
-    try:
-        return AccessRequest(
-            ticket=ticket,
-            email=values["email"],
-            projects=values["projects"],
-            org_role=values.get("org_role") or Role.VIEWER,
-            modules=values.get("modules") or (),
-            until=values.get("until"),
-            justification=values.get("justification") or "",
-            sow=values.get("sow") or "",
-            # An end date is what makes access temporary; the label alone asks for it too.
-            temporary=temporary or values.get("until") is not None,
-            requester=requester,
-        )
-    except ValidationError as exc:  # only reachable if the model gains rules the parser lacks
-        raise AccessRequestError(
-            LineError(None, "", f"{'.'.join(map(str, e['loc']))}: {e['msg']}") for e in exc.errors()
-        ) from exc
+    return build_request(read.values, ticket=ticket, labels=labels, requester=requester)
