@@ -17,6 +17,12 @@ The rules, per active grant of the ledger, given the time and each grantee's cur
 Drift: a project role of a temporary grantee (anyone with a grant in the ledger) that neither
 an active grant nor an IdP mapping (a ``group:amplitude-…`` source) explains is reported, never
 changed.
+
+:func:`expiry_actions` is a short sequence of named rules, each a small pure function with its
+own table of cases (``tests/domain/test_expiry_rules.py``): per grantee's active grants
+(:func:`active_by_subject`), either one :func:`membership_removal` (when
+:func:`removes_membership`, after :func:`other_access`) or a :func:`revocation` per due grant,
+then a :func:`reminder` per grant not yet due; :func:`sweep_order` orders them.
 """
 
 from __future__ import annotations
@@ -112,8 +118,15 @@ def _label_days(label: str) -> int | None:
         return None
 
 
-def _other_access(member: Member, due: Sequence[Grant]) -> list[str]:
-    """What the member keeps once the due grants are revoked (empty: nothing)."""
+# --- the rules -----------------------------------------------------------------------------------
+# Each rule is a small pure function; expiry_actions runs them per grantee. They take an aware
+# ``now`` (expiry_actions reads a naive one as UTC).
+
+
+def other_access(member: Member, due: Sequence[Grant]) -> list[str]:
+    """What the member keeps once the due grants are revoked (empty: nothing): the org Admin
+    role, a project the due grants do not cover or that something besides an individual grant
+    gives (a group; unknown sources count as something), a module not due."""
     due_projects = {g.project for g in due if g.project}
     due_modules = {g.module for g in due if g.module}
     left: list[str] = []
@@ -125,6 +138,124 @@ def _other_access(member: Member, due: Sequence[Grant]) -> list[str]:
             left.append(f"{p.project} {p.role.value}")
     left += [f"module {m.value}" for m in member.modules if m.value not in due_modules]
     return left
+
+
+def active_by_subject(grants: Iterable[Grant]) -> dict[str, list[Grant]]:
+    """The active grants the ledger has stored (with an id), per grantee, in the order given."""
+    by_subject: dict[str, list[Grant]] = {}
+    for g in grants:
+        if g.status is GrantStatus.ACTIVE and g.id is not None:
+            by_subject.setdefault(g.subject, []).append(g)
+    return by_subject
+
+
+def removes_membership(
+    due: Sequence[Grant], remaining: Sequence[Grant], *, member: Member | None
+) -> bool:
+    """Whether the due grants take the whole membership: one of them is the membership itself,
+    or nothing else of the person's stays active in the ledger and, by their member record
+    (``None``: unknown, never removed), nothing else in the org either."""
+    if not due:
+        return False
+    if any(not g.project and not g.module for g in due):
+        return True
+    return not remaining and member is not None and not other_access(member, due)
+
+
+def _late_by(late: timedelta, late_after: timedelta) -> timedelta | None:
+    return late if late > late_after else None
+
+
+def _due_reason(what: str, late: timedelta, late_after: timedelta, *, whole: bool) -> str:
+    tail = " (nothing else remains: the membership is removed)" if whole else ""
+    if late > late_after:
+        return f"{what}: expired {duration(late)} ago, revoked at the next sweep{tail}"
+    return f"{what}: expired{tail}"
+
+
+def membership_removal(
+    subject: str, due: Sequence[Grant], *, now: datetime, late_after: timedelta
+) -> ExpiryAction:
+    """One removal of the membership for all the due grants (the earliest end names it)."""
+    first = min(due, key=lambda g: utc(g.end))
+    late = now - utc(first.end)
+    what = ", ".join(describe(g) for g in due)
+    return ExpiryAction(
+        kind=ExpiryKind.REMOVE_MEMBER,
+        subject=subject,
+        grant_ids=tuple(sorted(g.id for g in due if g.id is not None)),
+        what="membership",
+        ends_at=utc(first.end),
+        reason=_due_reason(what, late, late_after, whole=True),
+        late_by=_late_by(late, late_after),
+        sponsor=first.sponsor,
+        ticket=first.ticket,
+    )
+
+
+def revocation(g: Grant, *, now: datetime, late_after: timedelta) -> ExpiryAction:
+    """A due grant's own project role or module, revoked."""
+    assert g.id is not None  # only stored grants are acted on (active_by_subject)
+    late = now - utc(g.end)
+    return ExpiryAction(
+        kind=ExpiryKind.REVOKE_ROLE if g.project else ExpiryKind.REVOKE_MODULE,
+        subject=g.subject,
+        grant_ids=(g.id,),
+        what=describe(g),
+        project=g.project,
+        role=g.role,
+        module=g.module,
+        ends_at=utc(g.end),
+        reason=_due_reason(describe(g), late, late_after, whole=False),
+        late_by=_late_by(late, late_after),
+        sponsor=g.sponsor,
+        ticket=g.ticket,
+    )
+
+
+def reminder(g: Grant, *, now: datetime, days: Sequence[int]) -> ExpiryAction | None:
+    """The tightest reminder day that applies to a grant not yet due, unless that reminder (or
+    a tighter one) was sent already (``last_reminder``); a missed wider one is never sent."""
+    left = utc(g.end) - now
+    applies = [d for d in days if left <= timedelta(days=d)]
+    if not applies:
+        return None
+    tightest = min(applies)
+    sent = _label_days(g.last_reminder)
+    if sent is not None and sent <= tightest:
+        return None  # this reminder (or a tighter one) was sent already
+    assert g.id is not None  # only stored grants are acted on (active_by_subject)
+    return ExpiryAction(
+        kind=ExpiryKind.REMIND,
+        subject=g.subject,
+        grant_ids=(g.id,),
+        what=describe(g),
+        project=g.project,
+        role=g.role,
+        module=g.module,
+        ends_at=utc(g.end),
+        reason=(
+            f"ends in {duration(left)} ({utc(g.end).isoformat(timespec='minutes')}):"
+            f" {tightest}-day reminder"
+        ),
+        reminder=reminder_label(tightest),
+        sponsor=g.sponsor,
+        ticket=g.ticket,
+    )
+
+
+SWEEP_ORDER = {
+    ExpiryKind.REMOVE_MEMBER: 0,
+    ExpiryKind.REVOKE_ROLE: 1,
+    ExpiryKind.REVOKE_MODULE: 1,
+    ExpiryKind.REMIND: 2,
+}
+
+
+def sweep_order(actions: Iterable[ExpiryAction]) -> list[ExpiryAction]:
+    """Membership removals, then role and module revocations, then reminders; within each, by
+    end, grantee and grants."""
+    return sorted(actions, key=lambda a: (SWEEP_ORDER[a.kind], a.ends_at, a.subject, a.grant_ids))
 
 
 def expiry_actions(
@@ -148,101 +279,17 @@ def expiry_actions(
     """
     now = utc(now)
     days = sorted({int(d) for d in reminder_days if int(d) > 0})
-    active = [g for g in grants if g.status is GrantStatus.ACTIVE and g.id is not None]
-    by_subject: dict[str, list[Grant]] = {}
-    for g in active:
-        by_subject.setdefault(g.subject, []).append(g)
     out: list[ExpiryAction] = []
-    for subject, theirs in sorted(by_subject.items()):
+    for subject, theirs in sorted(active_by_subject(grants).items()):
         due = [g for g in theirs if utc(g.end) <= now]
         remaining = [g for g in theirs if utc(g.end) > now]
         member = (active_access or {}).get(subject)
-        membership_grant = any(not g.project and not g.module for g in due)
-        whole = bool(due) and (
-            membership_grant
-            or (not remaining and member is not None and not _other_access(member, due))
-        )
-        if whole:
-            first = min(due, key=lambda g: utc(g.end))
-            late = now - utc(first.end)
-            out.append(
-                ExpiryAction(
-                    kind=ExpiryKind.REMOVE_MEMBER,
-                    subject=subject,
-                    grant_ids=tuple(sorted(g.id for g in due if g.id is not None)),
-                    what="membership",
-                    ends_at=utc(first.end),
-                    reason=_due_reason(
-                        ", ".join(describe(g) for g in due), late, late_after, whole=True
-                    ),
-                    late_by=late if late > late_after else None,
-                    sponsor=first.sponsor,
-                    ticket=first.ticket,
-                )
-            )
+        if removes_membership(due, remaining, member=member):
+            out.append(membership_removal(subject, due, now=now, late_after=late_after))
         else:
-            for g in due:
-                late = now - utc(g.end)
-                assert g.id is not None
-                out.append(
-                    ExpiryAction(
-                        kind=ExpiryKind.REVOKE_ROLE if g.project else ExpiryKind.REVOKE_MODULE,
-                        subject=subject,
-                        grant_ids=(g.id,),
-                        what=describe(g),
-                        project=g.project,
-                        role=g.role,
-                        module=g.module,
-                        ends_at=utc(g.end),
-                        reason=_due_reason(describe(g), late, late_after, whole=False),
-                        late_by=late if late > late_after else None,
-                        sponsor=g.sponsor,
-                        ticket=g.ticket,
-                    )
-                )
-        for g in remaining:
-            left = utc(g.end) - now
-            applies = [d for d in days if left <= timedelta(days=d)]
-            if not applies:
-                continue
-            tightest = min(applies)
-            sent = _label_days(g.last_reminder)
-            if sent is not None and sent <= tightest:
-                continue  # this reminder (or a tighter one) was sent already
-            assert g.id is not None
-            out.append(
-                ExpiryAction(
-                    kind=ExpiryKind.REMIND,
-                    subject=subject,
-                    grant_ids=(g.id,),
-                    what=describe(g),
-                    project=g.project,
-                    role=g.role,
-                    module=g.module,
-                    ends_at=utc(g.end),
-                    reason=(
-                        f"ends in {duration(left)} ({utc(g.end).isoformat(timespec='minutes')}):"
-                        f" {tightest}-day reminder"
-                    ),
-                    reminder=reminder_label(tightest),
-                    sponsor=g.sponsor,
-                    ticket=g.ticket,
-                )
-            )
-    order = {
-        ExpiryKind.REMOVE_MEMBER: 0,
-        ExpiryKind.REVOKE_ROLE: 1,
-        ExpiryKind.REVOKE_MODULE: 1,
-        ExpiryKind.REMIND: 2,
-    }
-    return sorted(out, key=lambda a: (order[a.kind], a.ends_at, a.subject, a.grant_ids))
-
-
-def _due_reason(what: str, late: timedelta, late_after: timedelta, *, whole: bool) -> str:
-    tail = " (nothing else remains: the membership is removed)" if whole else ""
-    if late > late_after:
-        return f"{what}: expired {duration(late)} ago, revoked at the next sweep{tail}"
-    return f"{what}: expired{tail}"
+            out += [revocation(g, now=now, late_after=late_after) for g in due]
+        out += [r for g in remaining if (r := reminder(g, now=now, days=days)) is not None]
+    return sweep_order(out)
 
 
 def drift(
