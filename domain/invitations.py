@@ -12,6 +12,11 @@ The rules, per invitation, given the time and what the ledger remembers:
 
 An invitation is identified by its email and first-sent time (:func:`invitation_key`): a person
 invited again after a revocation is a new invitation, with its own single resend.
+
+:func:`hygiene_actions` is a short sequence of named rules, each a small pure function with its
+own table of cases (``tests/domain/test_invitations_rules.py``): per invitation,
+:func:`record_reason` when accepted, or :func:`pending_action` (:func:`revoke_reason`, else
+:func:`resend_reason`) when pending or expired; :func:`hygiene_order` orders them.
 """
 
 from __future__ import annotations
@@ -67,6 +72,93 @@ def _lookalikes(inv: Invitation, members: Collection[str]) -> list[str]:
     return find_lookalikes(inv.email, members) if members else []
 
 
+# --- the rules -----------------------------------------------------------------------------------
+# Each rule is a small pure function; hygiene_actions runs them per invitation. They take an
+# aware ``now`` (hygiene_actions reads a naive one as UTC).
+
+
+def record_reason(
+    inv: Invitation, now: datetime, *, recorded: bool, seen_pending: bool
+) -> str | None:
+    """Why an accepted invitation is recorded, or ``None``: recorded once, and only when an
+    earlier sweep saw it pending or it was accepted before it would have expired (so a first
+    sweep does not record every member who joined years ago)."""
+    if recorded:
+        return None
+    if seen_pending or _utc(inv.expires_at) > now:
+        return f"accepted (invited {_utc(inv.sent_at).date().isoformat()})"
+    return None
+
+
+def revoke_reason(inv: Invitation, now: datetime, *, revoke_after: timedelta) -> str | None:
+    """Why a pending (or expired) invitation is revoked, or ``None``: it expired, or it is
+    still unaccepted ``revoke_after`` after it was first sent."""
+    if inv.state == "expired" or _utc(inv.expires_at) <= now:
+        return f"expired on {_utc(inv.expires_at).date().isoformat()} without being accepted"
+    age = now - _utc(inv.sent_at)
+    if age >= revoke_after:
+        return f"not accepted {_age(age)} after it was first sent (limit {_age(revoke_after)})"
+    return None
+
+
+def resend_reason(
+    inv: Invitation,
+    now: datetime,
+    *,
+    resend_after: timedelta,
+    resent: bool,
+    members: Collection[str],
+) -> str | None:
+    """Why a pending invitation is resent, or ``None``: unaccepted ``resend_after`` after it
+    was sent, and resent by nobody yet (``resend_count``, or ``resent``: the ledger remembers);
+    never to a look-alike of a member. Revocation goes first (:func:`pending_action`)."""
+    age = now - _utc(inv.sent_at)
+    if age < resend_after:
+        return None
+    if inv.resend_count > 0 or resent:
+        return None  # resent once already: never a second time
+    if _lookalikes(inv, members):
+        return None  # reported by lookalike_warnings, never resent
+    return f"not accepted {_age(age)} after it was sent (resend after {_age(resend_after)}, once)"
+
+
+def pending_action(
+    inv: Invitation,
+    now: datetime,
+    *,
+    resend_after: timedelta,
+    revoke_after: timedelta,
+    resent: bool,
+    members: Collection[str],
+) -> tuple[ActionKind, str] | None:
+    """A pending (or expired) invitation: revoked (:func:`revoke_reason`), else resent
+    (:func:`resend_reason`), else left alone."""
+    why = revoke_reason(inv, now, revoke_after=revoke_after)
+    if why is not None:
+        return ActionKind.REVOKE, why
+    why = resend_reason(inv, now, resend_after=resend_after, resent=resent, members=members)
+    return None if why is None else (ActionKind.RESEND, why)
+
+
+HYGIENE_ORDER = {ActionKind.REVOKE: 0, ActionKind.RESEND: 1, ActionKind.RECORD_ACCEPTED: 2}
+
+
+def hygiene_order(actions: Iterable[Action]) -> list[Action]:
+    """Revocations first, then resends, then records; within each, by email and key."""
+    return sorted(actions, key=lambda a: (HYGIENE_ORDER[a.kind], a.email, a.key))
+
+
+def _action(inv: Invitation, kind: ActionKind, reason: str, *, key: str) -> Action:
+    return Action(
+        kind=kind,
+        email=inv.email,
+        key=key,
+        reason=reason,
+        invited_by=inv.invited_by,
+        sent_at=_utc(inv.sent_at),
+    )
+
+
 def hygiene_actions(
     invitations: Iterable[Invitation],
     now: datetime,
@@ -96,51 +188,25 @@ def hygiene_actions(
     now = _utc(now)
     out: list[Action] = []
     for inv in invitations:
-        key, sent = invitation_key(inv), _utc(inv.sent_at)
-        age = now - sent
-
-        def act(kind: ActionKind, reason: str, inv: Invitation = inv, key: str = key) -> None:
-            out.append(
-                Action(
-                    kind=kind,
-                    email=inv.email,
-                    key=key,
-                    reason=reason,
-                    invited_by=inv.invited_by,
-                    sent_at=_utc(inv.sent_at),
-                )
-            )
-
+        key = invitation_key(inv)
+        found: tuple[ActionKind, str] | None = None
         if inv.state == "accepted":
-            if key in already_recorded:
-                continue
-            if key in seen_pending or _utc(inv.expires_at) > now:
-                act(ActionKind.RECORD_ACCEPTED, f"accepted (invited {sent.date().isoformat()})")
-            continue
-        if inv.state not in ("pending", "expired"):
-            continue  # revoked: nothing left to do
-        if inv.state == "expired" or _utc(inv.expires_at) <= now:
-            act(
-                ActionKind.REVOKE,
-                f"expired on {_utc(inv.expires_at).date().isoformat()} without being accepted",
+            why = record_reason(
+                inv, now, recorded=key in already_recorded, seen_pending=key in seen_pending
             )
-        elif age >= revoke_after:
-            act(
-                ActionKind.REVOKE,
-                f"not accepted {_age(age)} after it was first sent (limit {_age(revoke_after)})",
+            found = None if why is None else (ActionKind.RECORD_ACCEPTED, why)
+        elif inv.state in ("pending", "expired"):  # revoked: nothing left to do
+            found = pending_action(
+                inv,
+                now,
+                resend_after=resend_after,
+                revoke_after=revoke_after,
+                resent=key in already_resent,
+                members=members,
             )
-        elif age >= resend_after:
-            if inv.resend_count > 0 or key in already_resent:
-                continue  # resent once already: never a second time
-            if _lookalikes(inv, members):
-                continue  # reported by lookalike_warnings, never resent
-            act(
-                ActionKind.RESEND,
-                f"not accepted {_age(age)} after it was sent (resend after "
-                f"{_age(resend_after)}, once)",
-            )
-    order = {ActionKind.REVOKE: 0, ActionKind.RESEND: 1, ActionKind.RECORD_ACCEPTED: 2}
-    return sorted(out, key=lambda a: (order[a.kind], a.email, a.key))
+        if found is not None:
+            out.append(_action(inv, *found, key=key))
+    return hygiene_order(out)
 
 
 def lookalike_warnings(
