@@ -160,6 +160,25 @@ def parse_decision_value(value: str) -> tuple[str, str]:
     return approval_id, plan_hash
 
 
+def planned_steps(counts_by_kind: Mapping[str, int]) -> list[str]:
+    """One ``kind: n`` line per kind of step the plan has, by kind; kinds with none left out."""
+    return [f"{kind}: {n}" for kind, n in sorted(counts_by_kind.items()) if n]
+
+
+def approval_actions(approval_id: str, plan_hash: str) -> Block:
+    """The Approve and Deny buttons (block ``approval``), both carrying
+    ``<approval id>:<plan hash>``: the approver decides exactly the plan shown."""
+    value = decision_value(approval_id, plan_hash)
+    return {
+        "type": "actions",
+        "block_id": APPROVAL_BLOCK_ID,
+        "elements": [
+            _button("Approve", action_id=APPROVE_ACTION, value=value, style="primary"),
+            _button("Deny", action_id=DENY_ACTION, value=value, style="danger"),
+        ],
+    }
+
+
 def approval_request_blocks(
     *,
     approval_id: str,
@@ -186,7 +205,7 @@ def approval_request_blocks(
         Block Kit blocks with an ``actions`` block (id ``approval``) holding Approve
         (``approve``) and Deny (``deny``).
     """
-    steps = [f"{kind}: {n}" for kind, n in sorted(counts_by_kind.items()) if n]
+    steps = planned_steps(counts_by_kind)
     blocks = [
         _header(f"Approval needed: {runbook} {subject}"),
         _fields(_plan_fields(runbook, subject, plan_hash, ticket_url)),
@@ -200,26 +219,7 @@ def approval_request_blocks(
             "before it is applied, you will be asked again."
         )
     )
-    blocks.append(
-        {
-            "type": "actions",
-            "block_id": APPROVAL_BLOCK_ID,
-            "elements": [
-                _button(
-                    "Approve",
-                    action_id=APPROVE_ACTION,
-                    value=decision_value(approval_id, plan_hash),
-                    style="primary",
-                ),
-                _button(
-                    "Deny",
-                    action_id=DENY_ACTION,
-                    value=decision_value(approval_id, plan_hash),
-                    style="danger",
-                ),
-            ],
-        }
-    )
+    blocks.append(approval_actions(approval_id, plan_hash))
     return blocks
 
 
