@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,7 +86,11 @@ def prefect_server() -> Iterator[str]:
     """A real ``prefect server`` for the session (SQLite in a temporary PREFECT_HOME)."""
     port = os.environ["HANDOVER_TEST_PREFECT_PORT"]
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
-    log = open(os.path.join(os.environ["PREFECT_HOME"], "server.log"), "w")  # noqa: SIM115
+    # Kept after the session (the home is removed): a stalled or failed run is explained there.
+    logs = Path(__file__).resolve().parents[1] / ".handover" / "test-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    owner = os.environ["HANDOVER_TEST_PREFECT_OWNER"]
+    log = open(logs / f"prefect-server-{owner}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
         stdout=log,

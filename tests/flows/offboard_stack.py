@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,15 @@ ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
 REPO = Path(__file__).resolve().parents[2]
 
 
+def thread_stacks() -> str:
+    """Where every thread of this process is (for a run that did not finish: which wait)."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(
+        f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame)[-12:])
+        for ident, frame in sys._current_frames().items()
+    )
+
+
 @dataclass
 class Run:
     """A flow run in a thread of the test process (it may pause at the gate)."""
@@ -47,7 +57,7 @@ class Run:
 
     def wait(self, timeout: float = 60) -> dict[str, Any]:
         self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the flow did not finish"
+        assert not self.thread.is_alive(), f"the flow did not finish:\n{thread_stacks()}"
         assert not self.error, f"the flow raised {self.error[0]!r}"
         return self.result[0]  # type: ignore[no-any-return]
 

@@ -114,7 +114,9 @@ def test_ten_leavers_one_approval_and_a_rerun_does_nothing(stack: OffboardStack)
     assert appr.runbook == "offboard" and len(appr.required) == 1 and HR in appr.required[0]
     r = stack.click(appr, HR)
     assert r.status_code == 200 and r.json()["recorded"] is True, r.text
-    res = run.wait(timeout=120)
+    # A bound for a stuck run, not a speed check (bench/offboard_bulk.py measures speed): once,
+    # on a loaded machine, every Prefect API call of the run stalled for a minute.
+    res = run.wait(timeout=300)
     print(f"\nbulk offboarding of {N}: {time.monotonic() - t0:.1f}s (flow {res['elapsed_s']}s)")
 
     assert res["status"] == "partial", res["members"]
