@@ -30,12 +30,10 @@ lint: setup
 
 # The suite runs in parallel: one process per worker, each with its own Prefect server
 # (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
-# 2-core machines: the chaos test holds one for its whole run, two share the rest (with 2, one
-# worker would run ~15 min of other tests alone); each more worker adds a Prefect server
-# (~18 s of CPU to start, ~3 % of a core idle). `make test TEST_WORKERS=3` runs it so. The
-# default stays serial until parallel runs are shown to pass on a quiet machine: the only
-# parallel runs so far were on a machine loaded by other work, where timing-bound tests failed.
-TEST_WORKERS ?= 0
+# 2-core machines: the chaos test holds one for ~7 min, two share the rest; each more worker
+# adds a Prefect server (~18 s of CPU to start). Measured from a clean clone on an idle 2-core
+# machine: 12.0 min with 3 workers (30 min serial); `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= 3
 test: lint docs
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
