@@ -26,7 +26,8 @@ projects), :func:`place_assets` (who receives what, who needs access first), the
 rules (:func:`groups_to_leave`, :func:`grants_to_keep`, :func:`idp_groups_to_leave`), one
 builder per phase (:func:`promote_steps`, :func:`transfer_steps`, :func:`idp_steps`,
 :func:`key_steps`, :func:`org_removal_steps` or :func:`narrowing_steps`, …), the two orders
-(:func:`normal_order`, :func:`emergency_order`) and the warnings and blockers they raise.
+(:func:`normal_order`, :func:`emergency_order`) and the warnings and blockers they raise
+(among them :func:`sole_org_admin_blockers`: the org's only Admin is never removed).
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class Inventory(BaseModel):
     roster: RosterEntry | None = None
     departed: list[str] = Field(default_factory=list)  # possible receivers HR says have left
     activity: list[OrgEvent] = Field(default_factory=list)  # the subject's, last 30 days
+    org_admins: list[str] | None = None  # the org's joined Admins (None: the org does not say)
     taken_at: datetime
 
 
@@ -343,6 +345,23 @@ def receiver_blockers(inv: Inventory, opts: Options) -> list[str]:
     """The receiver named cannot receive content: a person must choose another."""
     why = _receiver_refusal(inv, opts)
     return [f"the receiver {opts.receiver} cannot receive content: {why}"] if why else []
+
+
+def sole_org_admin_blockers(inv: Inventory, opts: Options) -> list[str]:
+    """The org's only Admin cannot be removed until another is designated (seed 002), and
+    choosing who gets the org's highest role is a person's decision, not a planner's: block
+    before anything is written. An emergency still locks them out (IdP first); the org then
+    refuses the removal and the run says so."""
+    m = inv.member
+    removing = m is not None and m.status != "pending" and not is_narrowing(opts)
+    if not removing or opts.emergency or inv.org_admins is None:
+        return []
+    if m is not None and m.org_role is Role.ADMIN and not set(inv.org_admins) - {inv.subject}:
+        return [
+            f"{inv.subject} is the organization's only Admin: promote another Admin first "
+            "(Settings > Organization settings > Members & Groups), then run again"
+        ]
+    return []
 
 
 def manager_warnings(inv: Inventory, opts: Options) -> list[str]:
@@ -738,6 +757,7 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
             *roster_warnings(inv, opts),
         ],
         blockers=[
+            *sole_org_admin_blockers(inv, opts),
             *replacement_blockers,
             *receiver_blockers(inv, opts),
             *unplaced_blockers(placement),

@@ -48,6 +48,7 @@ from domain.plan import (
     keep_access_steps,
     key_steps,
     lookalike_warnings,
+    make_offboarding_plan,
     manager_warnings,
     moving_assets,
     narrowing_steps,
@@ -61,6 +62,7 @@ from domain.plan import (
     replacement_for,
     roster_warnings,
     sole_admin_projects,
+    sole_org_admin_blockers,
     transfer_steps,
     unplaced_blockers,
 )
@@ -558,6 +560,39 @@ def test_narrowing_steps_remove_what_is_not_kept() -> None:
 )
 def test_org_removal_steps(member: Member | None, expected: list[str]) -> None:
     assert ids(org_removal_steps(world(member=member), opts())) == expected
+
+
+@pytest.mark.parametrize(
+    ("member", "admins", "o", "blocked"),
+    [
+        pytest.param(person(DANA, org_role=Role.ADMIN), [DANA], opts(), True, id="sole-admin"),
+        pytest.param(
+            person(DANA, org_role=Role.ADMIN), [DANA, ALICE], opts(), False, id="another-admin"
+        ),
+        pytest.param(person(DANA), [ALICE], opts(), False, id="not-an-admin"),
+        pytest.param(
+            person(DANA, org_role=Role.ADMIN), [DANA], NARROW, False, id="narrowing-keeps-her"
+        ),
+        pytest.param(
+            person(DANA, org_role=Role.ADMIN),
+            [DANA],
+            opts(Reason.SECURITY_INCIDENT, emergency=True),
+            False,
+            id="emergency-locks-out-anyway",
+        ),
+        pytest.param(person(DANA, org_role=Role.ADMIN), None, opts(), False, id="org-does-not-say"),
+        pytest.param(None, [DANA], opts(), False, id="not-a-member"),
+    ],
+)
+def test_sole_org_admin_blockers(
+    member: Member | None, admins: list[str] | None, o: Options, blocked: bool
+) -> None:
+    blockers = sole_org_admin_blockers(world(member=member, org_admins=admins), o)
+    assert bool(blockers) is blocked
+    if blocked:
+        assert blockers[0].startswith(f"{DANA} is the organization's only Admin")
+    plan = make_offboarding_plan(world(member=member, org_admins=admins), o)
+    assert (blockers[0] in plan.blockers) if blocked else not blockers
 
 
 # --- the order -----------------------------------------------------------------------------------
