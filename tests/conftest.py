@@ -217,3 +217,15 @@ def live() -> Iterator[LiveSandbox]:
     sb = serve(create_app(None, seed="empty", rng_seed=1))
     yield sb
     sb.stop()
+
+
+def state_names(flow_run_id: str) -> list[str]:
+    """The names of the states a flow run went through, in order (e.g. to show that a run
+    never paused: an event to check, not a time to measure)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as c:
+        states = c.read_flow_run_states(UUID(flow_run_id))
+    return [s.name or s.type.value for s in sorted(states, key=lambda s: s.timestamp)]

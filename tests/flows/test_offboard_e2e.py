@@ -35,7 +35,7 @@ from domain.records import ApprovalRequest, ApprovalState
 from ledger.approvals import list_approvals
 from ledger.audit import export, records, verify
 from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
+from tests.conftest import LiveSandbox, serve, state_names
 from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,6 @@ class Terminated:
     asked: list[dict[str, Any]]  # sofia's DMs while the flow waited
     writes: list[dict[str, Any]]  # every write of the run, in order
     assets: list[int]  # dana's assets before
-    seconds: float
 
 
 @pytest.fixture(scope="module")
@@ -131,22 +130,13 @@ def terminated(
         stack = make_stack(sb, tmp_path_factory.mktemp("terminated"))
         assets = [a["id"] for a in stack.get("/admin/v1/assets", owner=DANA)["assets"]]
         seq0 = stack.seq()
-        t0 = time.monotonic()
         run = stack.start(email=DANA, reason="termination", requester=HR)
         appr = stack.paused(DANA)
         asked = stack.dms(SOFIA)
         r = stack.click(appr, SOFIA)
         assert r.status_code == 200 and r.json()["recorded"] is True, r.text
         result = run.wait()
-        yield Terminated(
-            stack,
-            result,
-            appr,
-            asked,
-            stack.writes(seq0),
-            assets,
-            time.monotonic() - t0,
-        )
+        yield Terminated(stack, result, appr, asked, stack.writes(seq0), assets)
     finally:
         sb.stop()
 
@@ -159,7 +149,7 @@ def test_a_termination_approved_by_a_signed_slack_click(terminated: Terminated) 
     assert not texts(st, HR, "Approval needed")
     assert res["status"] == "done", res
     assert res["verification"] == dict.fromkeys(CHECKS, "pass")
-    assert terminated.seconds < 30
+    assert "Paused" in state_names(res["run_id"])  # it waited at the gate (cf. the emergency)
     # The ticket was created, commented and moved to Done.
     key = res["ticket"]
     assert key.startswith("IT-")
@@ -336,11 +326,10 @@ def test_the_emergency_path_locks_out_first_without_waiting_for_approval(
     keys = {k["name"]: k["id"] for k in stack.get("/admin/v1/api-keys", manager=DANA)["api_keys"]}
     assert len(keys) == 2 and all(stack.ingest(old[str(k)]) == 200 for k in keys.values())
     seq0 = stack.seq()
-    t0 = time.monotonic()
     res = stack.start(
         email=DANA, reason="security_incident", emergency=True, requester="alice.admin@acme.com"
-    ).wait(timeout=30)  # no click: the flow must not pause
-    assert time.monotonic() - t0 < 20
+    ).wait(timeout=120)  # no click: the flow must not pause
+    assert "Paused" not in state_names(res["run_id"])
     assert res["status"] == "done", res
     assert res["verification"] == dict.fromkeys(CHECKS, "pass")
     (appr,) = list_approvals(stack.svc.ledger)

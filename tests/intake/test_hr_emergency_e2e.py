@@ -8,7 +8,6 @@ thread launcher (as ``handover demo`` wires it).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from intake.hooks import sign_hr
 from intake.launch import thread_launcher
 from ledger.approvals import list_approvals
 from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
+from tests.conftest import LiveSandbox, serve, state_names
 from tests.flows.offboard_stack import OffboardStack, make_stack
 
 pytestmark = pytest.mark.slow
@@ -70,14 +69,13 @@ def test_a_security_risk_event_runs_the_emergency_offboarding(stack: OffboardSta
     ).encode()
     secret = stack.svc.settings.hr_webhook_secret.get_secret_value()
     stamp = int(stack.svc.clock().timestamp())
-    t0 = time.monotonic()
     r = intake.post("/hooks/hr", content=body, headers=sign_hr(secret, body, stamp))
     assert r.status_code == 202 and r.json()["status"] == "started", r.text
     res = launcher.wait(r.json()["run"], timeout=60)  # nobody clicks: it must not pause
     assert isinstance(res, dict), res
     assert res["status"] == "done", res
     assert all(v == "pass" for v in res["verification"].values()), res["verification"]
-    assert time.monotonic() - t0 < 30
+    assert "Paused" not in state_names(res["run_id"])
     assert stack.member(DANA) is None
     (appr,) = list_approvals(stack.svc.ledger)
     assert appr.state is ApprovalState.APPROVED and appr.quorum == 0 and appr.decisions == []
