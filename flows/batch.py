@@ -17,7 +17,7 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.states import Completed, Failed
 
-from domain.runbook import RunbookFailed
+from domain.runbook import RunbookFailed, RunbookPlan
 from flows.runbook import as_outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.onboard_bulk import notify_requester
@@ -77,13 +77,19 @@ def batch_outcome(
     entries: tuple[str, list[dict[str, Any]]],
     order: str,
     plan_hash: str,
-    steps: list[dict[str, Any]],
+    ready: Iterable[tuple[dict[str, Any], RunbookPlan[Any] | None]],
     warnings: list[str],
     **extra: Any,
 ) -> dict[str, Any]:
     """The batch's outcome: its status, the entries (``entries``: the key and the rows, sorted
-    by ``order``) with their counts by status, the flattened plan, warnings and audit_seq."""
+    by ``order``) with their counts by status, the plan flattened over the ``ready`` entries
+    (each step under the fields that name its entry), warnings and audit_seq."""
     key, rows = entries
+    steps = [
+        {**who, "kind": s.kind.value, "target": s.target, "reason": s.reason}
+        for who, plan in ready
+        for s in (plan.steps if plan else [])
+    ]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1

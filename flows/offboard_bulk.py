@@ -222,17 +222,11 @@ def _table(rows: list[dict[str, Any]], *, key: str, description: str) -> None:
 
 
 def _result(batch: OffboardBatch, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    steps = [
-        {"index": m.index, "email": m.email, "kind": s.kind.value, "target": s.target}
-        | {"reason": s.reason}
-        for m in batch.ready
-        for s in (m.plan.steps if m.plan else [])
-    ]
     return batch_outcome(
         entries=("members", rows),
         order="index",
         plan_hash=batch.hash,
-        steps=steps,
+        ready=[({"index": m.index, "email": m.email}, m.plan) for m in batch.ready],
         warnings=batch.warnings(),
         **extra,
     )

@@ -92,17 +92,11 @@ def _apply_row(
 
 
 def _result(batch: BatchPlan, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    steps = [
-        {"row": r.line, "email": r.email, "kind": s.kind.value, "target": s.target}
-        | {"reason": s.reason}
-        for r in batch.ready
-        for s in (r.plan.steps if r.plan else [])
-    ]
     return batch_outcome(
         entries=("rows", rows),
         order="row",
         plan_hash=batch.hash,
-        steps=steps,
+        ready=[({"row": r.line, "email": r.email}, r.plan) for r in batch.ready],
         warnings=batch.warnings(),
         subject=f"onboard-batch-{batch.hash[:12]}",
         **extra,
