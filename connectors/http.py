@@ -69,6 +69,8 @@ class HttpApi:
         headers: sent with every request (credentials included; never logged).
         per_minute: the backend's limit; None uses its published limit.
         client: an ``httpx.Client`` to use instead of a new one (e.g. in-process tests).
+        rejected: what a 401 means for this backend's credentials, said before the backend's
+            own message (e.g. a regenerated SCIM key).
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class HttpApi:
         attempts: int = 6,
         max_seconds: float = 60.0,
         limiter: TokenBucket | None = None,
+        rejected: str = "",
     ) -> None:
         self.system = system
+        self.rejected = rejected
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter or limiter_for(backend, self.base_url, per_minute)
         self.client = client or httpx.Client(timeout=timeout)
@@ -156,9 +160,12 @@ class HttpApi:
                 self.limiter.penalize(retry_after or 1.0)
             elif resp.status_code >= 500:
                 self.stats.add(server_errors=1)
+            message = error_message(resp)
+            if resp.status_code == 401 and self.rejected:
+                message = f"{self.rejected}: {message}"
             raise error_for_status(
                 resp.status_code,
-                error_message(resp),
+                message,
                 system=self.system,
                 operation=operation,
                 subject=subject,

@@ -48,6 +48,10 @@ def scim_api(
         system=SYSTEM,
         backend="org_scim",
         base_url=f"{settings.org_url.rstrip('/')}/scim/1",
+        # Regenerating the SCIM key in the org's console invalidates the old one at once (seed
+        # 002): a 401 says which credential to replace, not only "unauthorized".
+        rejected="the SCIM key was rejected (regenerated? "
+        "set HANDOVER_ORG_SCIM_TOKEN to the new key)",
         headers={
             "Authorization": f"Bearer {settings.org_scim_token.get_secret_value()}",
             "Accept": "application/scim+json, application/json",

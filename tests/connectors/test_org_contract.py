@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from connectors.capabilities import InviteSpec
-from connectors.errors import ConflictError, InvalidRequestError, NotFoundError
+from connectors.errors import AuthError, ConflictError, InvalidRequestError, NotFoundError
 from connectors.redact import redact
 from domain.models import AssetKind, Effect, Module, Role
 from tests.connectors import org_fixtures
@@ -53,6 +53,20 @@ def test_list_members_pages_through_everyone(any_org: Impl) -> None:
         pages = [r for r in w.requests(api="org_scim") if r["path"] == "/scim/1/Users"]
         assert len(pages) == 2
         assert all("itemsPerPage=100" in r["query"] for r in pages)
+
+
+def test_a_rejected_scim_key_says_so_and_is_not_retried(any_org: Impl) -> None:
+    w = any_org.world
+    w.join("kim@acme.com")
+    bad = w.scim(org_scim_token="regenerated-since") if any_org.is_scim_only else None
+    bad = bad or w.sandbox_org(org_scim_token="regenerated-since")
+    with pytest.raises(AuthError) as err:
+        bad.remove_member("kim@acme.com")
+    assert err.value.status_code == 401
+    assert "the SCIM key was rejected (regenerated?" in str(err.value)
+    assert "HANDOVER_ORG_SCIM_TOKEN" in str(err.value)
+    assert "regenerated-since" not in str(err.value)  # never the key itself
+    assert w.member("kim@acme.com") is not None
 
 
 def test_remove_member_then_noop(any_org: Impl) -> None:
