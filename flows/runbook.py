@@ -39,7 +39,6 @@ from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
 from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan
-from flows.report import gate_services
 from tasks.cases import approve_case, audit_seq, close_case, record_outcome
 from tasks.progress import report
 from tasks.runtime import runtime
@@ -175,9 +174,10 @@ def ask(
     run_key: str | None = None,
     defer_notice: bool = False,
 ) -> GateResult:
-    """The approval gate (``approvals.gate``) over this run's runtime, for ``plan_hash``."""
+    """The approval gate (``approvals.gate``) over this run's runtime (a Runtime *is* the
+    gate's Services: the same ledger, policy, Slack, Jira and clock), for ``plan_hash``."""
     return gate(
-        gate_services(runtime()),
+        runtime(),
         ctx,
         plan_hash=plan_hash,
         summary=summary,

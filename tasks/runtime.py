@@ -1,14 +1,19 @@
-"""The connectors and the ledger a runbook works with, built once per process from the
-settings (Prefect parameters must be plain data, so flows do not receive these)."""
+"""The connectors, the ledger and the policy a runbook works with, built once per process from
+the settings (Prefect parameters must be plain data, so flows do not receive these).
+
+A :class:`Runtime` *is* the approval gate's :class:`approvals.services.Services` (settings,
+ledger, policy, Slack, Jira, clock) plus the org, the IdP and the HR roster the steps touch: one
+container, so the gate is handed the runbook's runtime itself.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
+from approvals.policy import load_policy
+from approvals.services import Services
 from connectors.capabilities import Messenger, Roster, Tickets, require
 from connectors.hris import RosterFile
 from connectors.idp import ScimIdp
@@ -16,44 +21,43 @@ from connectors.org import AmplitudeScim, SandboxOrg, make_org
 from connectors.settings import Settings, load_settings
 from connectors.slack import SlackMessenger
 from connectors.tickets import JiraTickets
-from ledger import LedgerDB, open_ledger
+from ledger import open_ledger
 
 C = TypeVar("C")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclass(kw_only=True)
+class Runtime(Services):
+    """Everything a runbook's tasks touch: the gate's services and the org, the IdP and the
+    HR roster (``None``: no roster configured)."""
 
-
-@dataclass
-class Runtime:
-    """Everything a runbook's tasks touch."""
-
-    settings: Settings
-    ledger: LedgerDB
+    # Required here (optional for the gate alone): ``field()`` overrides Services' None default.
+    messenger: Messenger = field()
+    tickets: Tickets = field()
     org: SandboxOrg | AmplitudeScim
     idp: ScimIdp
-    messenger: Messenger
-    tickets: Tickets
     roster: Roster | None = None
-    clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
+        """The connectors, the ledger and the policy the settings name.
+
+        Raises:
+            SettingsError: an unusable setting (e.g. an unknown org backend).
+            PolicyError: the policy file is missing or invalid.
+        """
         settings = settings or load_settings()
         return cls(
             settings=settings,
             ledger=open_ledger(settings.ledger_database_url()),
-            org=make_org(settings),
-            idp=ScimIdp(settings),
+            policy=load_policy(settings.policy),
             messenger=SlackMessenger(settings),
             tickets=JiraTickets(settings),
+            ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
+            org=make_org(settings),
+            idp=ScimIdp(settings),
             roster=RosterFile(settings.roster) if settings.roster else None,
         )
-
-    @property
-    def ticket_base_url(self) -> str:
-        return self.settings.jira_url.rstrip("/") + "/browse/"
 
 
 _current: Runtime | None = None

@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 import tasks.runtime as runtime_module
+from approvals.policy import load_policy
 from domain.change import ChangeStep
 from domain.models import Effect, Module, Role, WriteResult
 from domain.onboard import OnboardStep
@@ -80,6 +81,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
     fake = Runtime(
         settings=None,  # type: ignore[arg-type]
         ledger=open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"),
+        policy=load_policy(),
         org=Recorder(),  # type: ignore[arg-type]
         idp=Recorder(),  # type: ignore[arg-type]
         messenger=Recorder(),  # type: ignore[arg-type]

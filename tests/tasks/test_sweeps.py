@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from approvals.policy import load_policy
 from connectors.settings import Settings
 from ledger import open_ledger
 from ledger.audit import records
@@ -26,6 +27,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
     runtime = Runtime(
         settings=Settings(policy=tmp_path / "policy.yaml", home=tmp_path),
         ledger=open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"),
+        policy=load_policy(),
         org=none,
         idp=none,
         messenger=none,
