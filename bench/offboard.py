@@ -57,21 +57,25 @@ def main() -> None:
     prefect = start_prefect_server(tmp / "prefect")
     sb = start_sandbox(db=None, seed="demo")
     try:
-        run(sb.url, tmp, args)
+        from cli.stack import local_runtime
+        from tasks.runtime import use_runtime
+
+        # Every offboarding here, and those the intake launches in threads, runs on this.
+        with use_runtime(local_runtime(sb.url, tmp)) as rt:
+            run(sb.url, rt, args)
     finally:
         sb.stop()
         prefect.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(url: str, tmp: Path, args: argparse.Namespace) -> None:
+def run(url: str, rt: Any, args: argparse.Namespace) -> None:
     from approvals.handler import decide
-    from cli.stack import local_runtime
     from domain.records import ApprovalState
     from flows.offboard import offboard
     from ledger.approvals import list_approvals
 
-    rt, svc = local_runtime(url, tmp)
+    svc = rt  # the runtime is also the gate's services (approvals.services.Services)
     admin = httpx.Client(
         base_url=f"{url}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
     )

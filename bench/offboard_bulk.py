@@ -187,9 +187,9 @@ def worker(cfg_path: Path) -> None:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from cli.stack import local_runtime
-    from tasks.runtime import Runtime, set_runtime
+    from tasks.runtime import Runtime, use_runtime
 
-    rt, _ = local_runtime(cfg["url"], Path(cfg["home"]))
+    rt = local_runtime(cfg["url"], Path(cfg["home"]))
     rate = cfg["rate"]
     rt = Runtime.from_settings(
         rt.settings.model_copy(
@@ -200,14 +200,13 @@ def worker(cfg_path: Path) -> None:
             }
         )
     )
-    set_runtime(rt)
     if cfg["cached_members"]:
         cache_member_list()
     from flows.offboard_bulk import offboard_bulk
 
     updates = {} if cfg["heartbeats"] else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     t0 = time.perf_counter()
-    with temporary_settings(updates=updates):
+    with temporary_settings(updates=updates), use_runtime(rt):
         res = offboard_bulk(
             emails=cfg["emails"],
             reason="termination",
@@ -383,7 +382,7 @@ def run_flow(
 
     from cli.stack import local_runtime
 
-    _, svc = local_runtime(url, tmp)  # the same ledger file as the worker's: HR decides here
+    svc = local_runtime(url, tmp)  # the same ledger file as the worker's: HR decides here
     cfg = tmp / "worker.json"
     out = tmp / "worker-out.json"
     cfg.write_text(

@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,9 +74,16 @@ def run(*, keep: bool = False) -> int:
     intake = None
     try:
         show_world(console, sb.url, Credentials())
-        intake = offboarding_story(console, sb.url, home)
-        onboarding_story(console, sb.url, intake)
-        expiry_story(console)
+        # Imported here: PREFECT_API_URL must point at our server before prefect is imported.
+        from cli.stack import local_runtime
+        from tasks.runtime import use_runtime
+
+        # The stories' runtime, bound for every flow run of this process: the runs the intake
+        # launches in threads get it with the launcher's context (intake.launch).
+        with use_runtime(local_runtime(sb.url, home)) as rt:
+            intake = offboarding_story(console, rt)
+            onboarding_story(console, rt, intake)
+            expiry_story(console, rt)
     finally:
         if intake is not None:
             intake.stop()
@@ -90,10 +96,10 @@ def run(*, keep: bool = False) -> int:
     return 0
 
 
-def offboarding_story(console: Console, url: str, home: Path) -> Any:
+def offboarding_story(console: Console, rt: Any) -> Any:
     # Imported here: PREFECT_API_URL must point at our server before prefect is imported.
     from cli.approvals_cmd import send_click
-    from cli.stack import local_runtime, serve_app
+    from cli.stack import serve_app
     from flows.offboard import offboard
     from intake.app import create_intake
     from intake.hooks import sign_hr
@@ -101,13 +107,12 @@ def offboarding_story(console: Console, url: str, home: Path) -> Any:
     from ledger.approvals import list_approvals
     from ledger.audit import verify
 
-    rt, svc = local_runtime(url, home)
-    settings = rt.settings
+    url, settings = rt.settings.org_url, rt.settings
     from flows.onboard import onboard
 
     launcher = thread_launcher(offboard)
     intake = serve_app(
-        create_intake(svc, launcher=launcher, onboard_launcher=thread_launcher(onboard)),
+        create_intake(rt, launcher=launcher, onboard_launcher=thread_launcher(onboard)),
         name="intake",
     )
     console.rule("[bold]HR terminates dana.sole@acme.com")
@@ -187,14 +192,13 @@ def offboarding_story(console: Console, url: str, home: Path) -> Any:
     return intake
 
 
-def onboarding_story(console: Console, url: str, intake: Any) -> None:
+def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
     from cli.approvals_cmd import send_click
     from intake.jira_hook import sign_jira
     from ledger.approvals import list_approvals
     from ledger.grants import grants
-    from tasks.runtime import runtime
 
-    rt = runtime()
+    url = rt.settings.org_url
     secret = rt.settings.jira_webhook_secret.get_secret_value()
     console.rule("[bold]A vendor asks for access in Jira (ACC-1, and the invalid ACC-2)")
     for key in ("ACC-2", "ACC-1"):
@@ -256,14 +260,12 @@ def onboarding_story(console: Console, url: str, intake: Any) -> None:
     console.print(t)
 
 
-def expiry_story(console: Console) -> None:
+def expiry_story(console: Console, rt: Any) -> None:
     from datetime import timedelta
 
     from flows.expire import expire_access
     from ledger.grants import grants
-    from tasks.runtime import runtime
 
-    rt = runtime()
     vendor = "analytics-vendor-max.roe@vendorco.com"
     ends = min(g.end for g in grants(rt.ledger, subject=vendor))
     console.rule("[bold]Time passes: the vendor's temporary access")

@@ -69,12 +69,13 @@ def run_flow(
     threads (a bulk runbook's bar counts leavers, not each leaver's steps).
     """
     from approvals.gate import set_waiting_hook
+    from approvals.policy import PolicyError
     from tasks.progress import set_reporter
-    from tasks.runtime import Runtime, set_runtime
+    from tasks.runtime import Runtime, use_runtime
 
     try:
-        set_runtime(Runtime.from_settings(load_settings()))
-    except SettingsError as e:
+        rt = Runtime.from_settings(load_settings())
+    except (SettingsError, PolicyError) as e:
         raise _bad(str(e)) from None
     err = Console(stderr=True)
 
@@ -103,7 +104,8 @@ def run_flow(
 
         set_reporter(progress)
         try:
-            return fn(**params)
+            with use_runtime(rt):  # the flow (and its subflows) run on this runtime
+                return fn(**params)
         except RunbookFailed as e:  # the run ended Failed: its outcome says how far it got
             return e.outcome
         finally:

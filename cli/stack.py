@@ -148,13 +148,12 @@ def serve_app(
     raise RuntimeError(f"{name} did not answer on {url} within 30 s")
 
 
-def local_runtime(url: str, home: Path, *, roster: bool = True) -> tuple[Any, Any]:
-    """The runbooks' runtime and the gate's services for a sandbox at ``url``, with the ledger
-    (and the sandbox's HR roster) under ``home``; installed as this process's runtime."""
-    from approvals.policy import load_policy
-    from approvals.services import Services
+def local_runtime(url: str, home: Path, *, roster: bool = True) -> Any:
+    """The runbooks' runtime (``tasks.runtime.Runtime``, which is also the gate's services) for
+    a sandbox at ``url``, with the ledger (and the sandbox's HR roster) under ``home``. Flows
+    run in this process get it once it is bound (``with tasks.runtime.use_runtime(rt):``)."""
     from connectors.settings import Settings
-    from tasks.runtime import Runtime, set_runtime
+    from tasks.runtime import Runtime
 
     roster_file = None
     if roster:
@@ -168,15 +167,4 @@ def local_runtime(url: str, home: Path, *, roster: bool = True) -> tuple[Any, An
         ledger_url=f"sqlite:///{home / 'ledger.db'}",
         roster=roster_file,
     )
-    rt = Runtime.from_settings(settings)
-    set_runtime(rt)
-    svc = Services(
-        settings=settings,
-        ledger=rt.ledger,
-        policy=load_policy(settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
-    return rt, svc
+    return Runtime.from_settings(settings)

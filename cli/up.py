@@ -73,23 +73,12 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
 
 
 def services_from_env() -> Any:
-    """The gate's services (and this process's runtime) from the ``HANDOVER_*`` settings."""
-    from approvals.policy import load_policy
+    """The intake's services from the ``HANDOVER_*`` settings (the runs are the worker's: each
+    builds its own runtime from the same settings)."""
     from approvals.services import Services
     from connectors.settings import load_settings
-    from tasks.runtime import Runtime, set_runtime
 
-    rt = Runtime.from_settings(load_settings())
-    set_runtime(rt)
-    return Services(
-        settings=rt.settings,
-        ledger=rt.ledger,
-        policy=load_policy(rt.settings.policy),
-        messenger=rt.messenger,
-        tickets=rt.tickets,
-        clock=rt.clock,
-        ticket_base_url=rt.ticket_base_url,
-    )
+    return Services.from_settings(load_settings())
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

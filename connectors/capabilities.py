@@ -241,6 +241,12 @@ class GroupMembership(Protocol):
     def remove_from_group(self, group_id: str, user_id: str) -> WriteResult: ...
 
 
+@runtime_checkable
+class IdentityProvider(UserDirectory, GroupMembership, Protocol):
+    """What every IdP connector offers (SCIM 2.0 and the vendors' APIs alike): its users and
+    their group memberships."""
+
+
 # ---------------------------------------------------------------------------- people systems
 @dataclass(frozen=True)
 class MessageRef:

@@ -22,6 +22,7 @@ from flows.runbook import as_outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.onboard_bulk import notify_requester
 from tasks.progress import report
+from tasks.runtime import Runtime
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,9 +38,10 @@ def run_all(
     said: Callable[[R], str],
     progress: str = "",
 ) -> list[R]:
-    """``fn`` over ``items`` in a bounded pool of threads, in this flow run's context (the
-    connectors' token buckets keep every backend under its rate limit whatever ``workers``
-    is), in completion order, with the terminal's progress (``said`` names what was done)
+    """``fn`` over ``items`` in a bounded pool of threads, in this flow run's context (its
+    Prefect run, and the runtime bound with ``tasks.runtime.use_runtime``; the connectors'
+    token buckets keep every backend under its rate limit whatever ``workers`` is), in
+    completion order, with the terminal's progress (``said`` names what was done)
     and, when ``progress`` names it, a Prefect progress artifact."""
     artifact = create_progress_artifact(0.0, key=progress, description=name) if progress else None
     out: list[R] = []
@@ -64,13 +66,14 @@ def batch_status(rows: Iterable[dict[str, Any]], *, all_noop: str = "done") -> s
     return "partial" if good else "failed"
 
 
-def tell_requester(requester: str, headline: str, bad: list[str]) -> None:
+def tell_requester(rt: Runtime, requester: str, headline: str, bad: list[str]) -> None:
     """One DM for the batch (never one per entry): the headline and what did not go well."""
     if "@" in requester:
-        notify_requester(requester, "\n".join([headline, *bad[:50]]))
+        notify_requester(rt, requester, "\n".join([headline, *bad[:50]]))
 
 
 def batch_outcome(
+    rt: Runtime,
     *,
     status: str,
     subject: str,
@@ -101,7 +104,7 @@ def batch_outcome(
         "counts": counts,
         "plan": {"hash": plan_hash, "steps": steps, "blockers": []},
         "warnings": warnings,
-        "audit_seq": audit_seq(),
+        "audit_seq": audit_seq(rt),
         **extra,
     }
 

@@ -21,6 +21,7 @@ from domain.runbook import Case
 from flows.runbook import outcome, run_plan
 from tasks.cases import open_case_of, open_run_case
 from tasks.change import manager_of, read_access, verify_change
+from tasks.runtime import Runtime, this_runs_runtime
 
 
 class ChangeAccessRequest(BaseModel):
@@ -69,9 +70,10 @@ def validate_change(**params: Any) -> ChangeRequest:
     return ChangeAccessRequest(**params).to_domain()
 
 
-def open_change_case(plan: ChangePlan, *, requester: str, ticket: str) -> Case:
+def open_change_case(rt: Runtime, plan: ChangePlan, *, requester: str, ticket: str) -> Case:
     """The change's case (a change of email is the old address's)."""
     return open_run_case(
+        rt,
         runbook=plan.runbook,
         subject=plan.subject,
         reason=plan.runbook,
@@ -80,7 +82,9 @@ def open_change_case(plan: ChangePlan, *, requester: str, ticket: str) -> Case:
     )
 
 
-def approval_context(plan: ChangePlan, *, requester: str, reason: str) -> ApprovalContext:
+def approval_context(
+    rt: Runtime, plan: ChangePlan, *, requester: str, reason: str
+) -> ApprovalContext:
     """What the approval policy decides a change on: what it grants more than before."""
     facts = plan.approval_facts()
     return ApprovalContext(
@@ -88,7 +92,7 @@ def approval_context(plan: ChangePlan, *, requester: str, reason: str) -> Approv
         subject=plan.subject,
         requester=requester,
         reason=reason,
-        subject_manager=manager_of(plan.subject),
+        subject_manager=manager_of(rt, plan.subject),
         production_roles=facts["production_roles"],
         org_role=facts["org_role"],
         modules=facts["modules"],
@@ -136,21 +140,23 @@ def change_access(
         domain_req = req.to_domain()
     except ValidationError as e:
         raise ValueError(str(e)) from None
-    members, groups, all_projects = read_access([req.email])
+    rt = this_runs_runtime()
+    members, groups, all_projects = read_access(rt, [req.email])
     plan = make_change_plan(members[req.email], groups, all_projects, domain_req)
     if plan.blockers:
         # An unknown member or project is bad input: nothing was written (exit 2).
-        return outcome(plan, status="invalid" if not plan.warnings else "blocked")
+        return outcome(rt, plan, status="invalid" if not plan.warnings else "blocked")
     if req.dry_run:
-        return outcome(plan, status="planned")
-    if plan.is_noop and open_case_of("change", req.email) is None:
-        return outcome(plan, status="nothing_to_do", verification=verify_change(plan))
+        return outcome(rt, plan, status="planned")
+    if plan.is_noop and open_case_of(rt, "change", req.email) is None:
+        return outcome(rt, plan, status="nothing_to_do", verification=verify_change(rt, plan))
     return run_plan(
+        rt,
         plan,
-        case=open_change_case(plan, requester=req.requester, ticket=req.ticket),
+        case=open_change_case(rt, plan, requester=req.requester, ticket=req.ticket),
         requester=req.requester,
         approval=approval_context(
-            plan, requester=req.requester, reason="widen" if plan.widening else "narrow"
+            rt, plan, requester=req.requester, reason="widen" if plan.widening else "narrow"
         ),
-        verify=verify_change,
+        verify=lambda p: verify_change(rt, p),
     )

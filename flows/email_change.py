@@ -22,7 +22,7 @@ from flows.change import approval_context, open_change_case
 from flows.runbook import outcome, run_plan
 from tasks.cases import open_case_of
 from tasks.change import count_assets, read_access, verify_email_change
-from tasks.runtime import runtime
+from tasks.runtime import this_runs_runtime
 
 
 class EmailChangeRequest(BaseModel):
@@ -62,8 +62,8 @@ def change_email(
         blocked | failed | nothing_to_do | invalid.
     """
     req = EmailChangeRequest(old=old, new=new, ticket=ticket, dry_run=dry_run, requester=requester)
-    rt = runtime()
-    members, groups, projects = read_access([req.old, req.new])
+    rt = this_runs_runtime()
+    members, groups, projects = read_access(rt, [req.old, req.new])
     old_m, new_m = members[req.old], members[req.new]
     plan = make_email_change_plan(
         old_m,
@@ -73,26 +73,27 @@ def change_email(
         old_email=req.old,
         new_email=req.new,
         now=rt.clock(),
-        owned_assets=count_assets(req.old) if old_m is not None else 0,
+        owned_assets=count_assets(rt, req.old) if old_m is not None else 0,
     )
     if plan.blockers:
         return outcome(
-            plan, status="invalid" if old_m is None or old_m.status != "joined" else "blocked"
+            rt, plan, status="invalid" if old_m is None or old_m.status != "joined" else "blocked"
         )
     if req.dry_run:
         return outcome(
-            plan, status="waiting_for_acceptance" if plan.waiting_for_acceptance else "planned"
+            rt, plan, status="waiting_for_acceptance" if plan.waiting_for_acceptance else "planned"
         )
     waiting = plan.waiting_for_acceptance
-    if plan.is_noop and not waiting and open_case_of("email_change", req.old) is None:
-        return outcome(plan, status="nothing_to_do")
+    if plan.is_noop and not waiting and open_case_of(rt, "email_change", req.old) is None:
+        return outcome(rt, plan, status="nothing_to_do")
     finishing = old_m is not None and new_m is not None and new_m.status == "joined"
     out = run_plan(
+        rt,
         plan,
-        case=open_change_case(plan, requester=req.requester, ticket=req.ticket),
+        case=open_change_case(rt, plan, requester=req.requester, ticket=req.ticket),
         requester=req.requester,
-        approval=approval_context(plan, requester=req.requester, reason="email_change"),
-        verify=lambda _: verify_email_change(_joined(old_m), req.new),
+        approval=approval_context(rt, plan, requester=req.requester, reason="email_change"),
+        verify=lambda _: verify_email_change(rt, _joined(old_m), req.new),
         close=finishing or old_m is None,
         # Before the invitee has joined, only the invitation: the rest of the approved plan
         # (groups, transfer, removal) waits for the re-run after acceptance.

@@ -19,7 +19,6 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
 from approvals.gate import PlanSummary
-from approvals.policy import load_policy
 from domain.expiry import ExpiryAction, Extension, drift, expiry_actions
 from flows.runbook import ask, run_id
 from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, end, unapplied
@@ -33,7 +32,8 @@ from tasks.expire import (
     read_grants,
     record_extension_denied,
 )
-from tasks.sweeps import clock, policy_file
+from tasks.runtime import Runtime, this_runs_runtime
+from tasks.sweeps import clock
 
 EXPIRY: Sweeper[ExpiryAction] = Sweeper(
     name="expiry",
@@ -63,9 +63,10 @@ def expire_access(now: str | None = None, dry_run: bool = False) -> dict[str, An
         nothing explains, reported, not changed). A failed or blocked sweep ends Failed.
     """
     req = SweepRequest(now=now, dry_run=dry_run)
-    at = req.now or clock()
-    reminder_days = load_policy(policy_file()).reminder_days
-    snap = read_grants()
+    rt = this_runs_runtime()
+    at = req.now or clock(rt)
+    reminder_days = rt.policy.reminder_days
+    snap = read_grants(rt)
     actions = (
         []
         if snap.blocker
@@ -73,8 +74,8 @@ def expire_access(now: str | None = None, dry_run: bool = False) -> dict[str, An
     )
     found = Found(at, actions, drift(snap.grants, snap.access, revoked=actions), snap.blocker)
     if found.blocker or req.dry_run:
-        return unapplied(EXPIRY, found, dry_run=req.dry_run)
-    return apply_sweep(EXPIRY, found, case_id=expiry_case(create=bool(actions)))
+        return unapplied(rt, EXPIRY, found, dry_run=req.dry_run)
+    return apply_sweep(rt, EXPIRY, found, case_id=expiry_case(rt, create=bool(actions)))
 
 
 # ---------------------------------------------------------------------------- extension
@@ -110,29 +111,32 @@ def extend_grant(
         Completed named Denied.
     """
     req = ExtendRequest(grant_id=grant_id, days=days, requester=requester, dry_run=dry_run)
-    ext = Extension(grant=read_grant(req.grant_id), days=req.days, requester=req.requester)
+    rt = this_runs_runtime()
+    ext = Extension(grant=read_grant(rt, req.grant_id), days=req.days, requester=req.requester)
     if ext.blockers:
-        return _extension(ext, "blocked")
+        return _extension(rt, ext, "blocked")
     if req.dry_run:
-        return _extension(ext, "planned")
+        return _extension(rt, ext, "planned")
     res = ask(
-        extension_approval(ext),
+        rt,
+        extension_approval(rt, ext),
         plan_hash=ext.hash,
         summary=PlanSummary({"extend": 1}, [ext.summary()]),
         ticket=ext.grant.ticket,
     )
     if not res.approved:
-        record_extension_denied(ext, state=res.state.value, flow_run_id=run_id())
-        return _extension(ext, "denied", approval=res.approval.id)
-    moved = extend_end(ext, approvers=res.approved_by, flow_run_id=run_id())
+        record_extension_denied(rt, ext, state=res.state.value, flow_run_id=run_id())
+        return _extension(rt, ext, "denied", approval=res.approval.id)
+    moved = extend_end(rt, ext, approvers=res.approved_by, flow_run_id=run_id())
     effects = {ext.step_id: moved.effect}
     if not moved.verification:  # another run (a second click) moved the end first
-        return _extension(ext, "nothing_to_do", effects, approval=res.approval.id)
+        return _extension(rt, ext, "nothing_to_do", effects, approval=res.approval.id)
     checks = {ext.step_id: moved.verification}
-    return _extension(ext, "done", effects, checks, approval=res.approval.id)
+    return _extension(rt, ext, "done", effects, checks, approval=res.approval.id)
 
 
 def _extension(
+    rt: Runtime,
     ext: Extension,
     status: str,
     effects: dict[str, str] | None = None,
@@ -149,8 +153,8 @@ def _extension(
             "effects": effects or {},
             "verification": verification or {},
             "warnings": [],
-            "audit_seq": audit_seq(),
-            "grant": read_grant(ext.grant.id).model_dump(mode="json"),
+            "audit_seq": audit_seq(rt),
+            "grant": read_grant(rt, ext.grant.id).model_dump(mode="json"),
             **extra,
         }
     )

@@ -17,6 +17,7 @@ from prefect import flow
 from domain.invitations import Action, hygiene_actions, lookalike_warnings
 from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, unapplied
 from tasks.invitations import apply_action, read_invitations, recall, remember_pending
+from tasks.runtime import this_runs_runtime
 from tasks.sweeps import clock
 
 HYGIENE: Sweeper[Action] = Sweeper(
@@ -40,9 +41,10 @@ def invitation_hygiene(now: str | None = None, dry_run: bool = False) -> dict[st
         failed or blocked sweep ends Failed (``RunbookFailed`` carries the outcome).
     """
     req = SweepRequest(now=now, dry_run=dry_run)
-    at = req.now or clock()
-    snap = read_invitations()
-    memory = recall(create=not req.dry_run)
+    rt = this_runs_runtime()
+    at = req.now or clock(rt)
+    snap = read_invitations(rt)
+    memory = recall(rt, create=not req.dry_run)
     actions = (
         []
         if snap.blocker
@@ -58,6 +60,6 @@ def invitation_hygiene(now: str | None = None, dry_run: bool = False) -> dict[st
     warnings = lookalike_warnings(snap.invitations, snap.members, at)
     found = Found(at, actions, warnings, snap.blocker)
     if found.blocker or req.dry_run:
-        return unapplied(HYGIENE, found, dry_run=req.dry_run)
-    remember_pending(snap.invitations, memory)
-    return apply_sweep(HYGIENE, found, case_id=memory.case_id)
+        return unapplied(rt, HYGIENE, found, dry_run=req.dry_run)
+    remember_pending(rt, snap.invitations, memory)
+    return apply_sweep(rt, HYGIENE, found, case_id=memory.case_id)

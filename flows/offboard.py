@@ -22,7 +22,7 @@ from domain.runbook import Case
 from flows.runbook import Standing, block, finish, outcome, run_plan
 from tasks.cases import REFUSED, file_ticket, finished_case, open_case_of, open_run_case
 from tasks.offboard import review_approvers, take_inventory, verify_offboarding
-from tasks.runtime import runtime
+from tasks.runtime import Runtime, this_runs_runtime
 
 RUNBOOK = "offboard"
 
@@ -87,17 +87,18 @@ class OffboardRequest(BaseModel):
             subject_manager=inv.roster.manager if inv.roster else None,
         )
 
-    def standing(self) -> Standing | None:
+    def standing(self, rt: Runtime) -> Standing | None:
         """An approved access review that stands for the gate, if one is named."""
         if not self.review_approval:
             return None
         approval_id, email = self.review_approval, self.email
-        return Standing(approval_id, lambda: review_approvers(runtime().ledger, approval_id, email))
+        return Standing(approval_id, lambda: review_approvers(rt.ledger, approval_id, email))
 
 
-def _open_case(req: OffboardRequest) -> Case:
+def _open_case(rt: Runtime, req: OffboardRequest) -> Case:
     """The offboarding's case (a resumed one if a run died), with its ticket filed once."""
     case = open_run_case(
+        rt,
         runbook=RUNBOOK,
         subject=req.email,
         reason=req.reason.value,
@@ -105,6 +106,7 @@ def _open_case(req: OffboardRequest) -> Case:
         ticket=req.ticket,
     )
     return file_ticket(
+        rt,
         case,
         project="IT",
         issue_type="Offboarding",
@@ -136,31 +138,33 @@ def offboard(
         nothing_to_do, plan, effects, verification, warnings, audit_seq.
     """
     req = OffboardRequest.model_validate(locals())  # exactly the parameters above
+    rt = this_runs_runtime()
     log = get_run_logger()
-    inv = take_inventory(req.email, receiver=req.receiver)
+    inv = take_inventory(rt, req.email, receiver=req.receiver)
     plan = make_offboarding_plan(inv, req.options())
     if req.dry_run:
-        return outcome(plan, status="planned")
-    if plan.is_noop and open_case_of(RUNBOOK, req.email) is None:
+        return outcome(rt, plan, status="planned")
+    if plan.is_noop and open_case_of(rt, RUNBOOK, req.email) is None:
         # Nothing to do and no interrupted run to finish: no case, no ticket, no message (an
         # unknown or already offboarded address must not write anywhere).
-        return outcome(plan, status="nothing_to_do")
-    refused = finished_case(RUNBOOK, req.email, req.ticket, outcomes=REFUSED)
+        return outcome(rt, plan, status="nothing_to_do")
+    refused = finished_case(rt, RUNBOOK, req.email, req.ticket, outcomes=REFUSED)
     if refused is not None:
         # This ticket's offboarding was refused: a re-delivered event or a run resumed after its
         # worker died must not ask again (a new request comes with a new ticket).
         log.warning("offboarding of %s under %s was %s", req.email, req.ticket, refused.outcome)
-        return finish(outcome(plan, status="denied", ticket=req.ticket))
-    case = _open_case(req)
+        return finish(outcome(rt, plan, status="denied", ticket=req.ticket))
+    case = _open_case(rt, req)
     if plan.blockers:
         log.warning("offboarding of %s needs a choice: %s", req.email, "; ".join(plan.blockers))
-        return block(plan, case, requester=req.requester)
+        return block(rt, plan, case, requester=req.requester)
     narrowed = bool(req.keep_projects)
     return run_plan(
+        rt,
         plan,
         case=case,
         requester=req.requester,
         approval=req.approval(inv),
-        standing=req.standing(),
-        verify=lambda p: verify_offboarding(inv, p, narrowed=narrowed, case_id=case.id),
+        standing=req.standing(rt),
+        verify=lambda p: verify_offboarding(rt, inv, p, narrowed=narrowed, case_id=case.id),
     )

@@ -58,6 +58,7 @@ from flows.offboard import OffboardRequest, offboard
 from flows.runbook import ask
 from tasks.cases import approve_case, open_case_of, open_run_case
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
+from tasks.runtime import Runtime, this_runs_runtime
 
 RUNBOOK = "offboard"
 
@@ -105,10 +106,10 @@ def _validate(req: BulkOffboardRequest) -> list[BatchMember]:
     return out
 
 
-def _plan_one(m: BatchMember, opts: Options, reader: BatchReader) -> BatchMember:
+def _plan_one(rt: Runtime, m: BatchMember, opts: Options, reader: BatchReader) -> BatchMember:
     """Inventory and plan one leaver (in a worker thread); never raises."""
     try:
-        inv = take_batch_inventory(m.email, reader=reader, receiver=opts.receiver)
+        inv = take_batch_inventory(rt, m.email, reader=reader, receiver=opts.receiver)
     except Exception as exc:  # this leaver cannot be read now; the others go on
         m.error = f"inventory failed: {exc}"
         return m
@@ -118,6 +119,7 @@ def _plan_one(m: BatchMember, opts: Options, reader: BatchReader) -> BatchMember
 
 
 def _approved_case(
+    rt: Runtime,
     plan: Plan,
     *,
     reason: str,
@@ -128,17 +130,17 @@ def _approved_case(
     """Record on the leaver's case that this plan is approved (the batch approval stands for
     it). An open case whose approved plan already covers these steps (an interrupted earlier
     run) is left as it is: its subflow continues it."""
-    case = open_case_of(RUNBOOK, plan.subject)
+    case = open_case_of(rt, RUNBOOK, plan.subject)
     earlier = case.approved_plan if case is not None else None
     if earlier is not None and earlier.covers(plan):
         return
     if case is None:
         case = open_run_case(
-            runbook=RUNBOOK, subject=plan.subject, reason=reason, requester=requester
+            rt, runbook=RUNBOOK, subject=plan.subject, reason=reason, requester=requester
         )
     # What an interrupted earlier run transferred stays to be verified and announced.
     merged = plan.resumed_from(earlier) if earlier is not None else plan
-    approve_case(case, merged.approved(approvers, batch_approval=approval, requester=requester))
+    approve_case(rt, case, merged.approved(approvers, batch_approval=approval, requester=requester))
 
 
 def _member_row(m: BatchMember, **kw: Any) -> dict[str, Any]:
@@ -154,6 +156,7 @@ def _member_row(m: BatchMember, **kw: Any) -> dict[str, Any]:
 
 
 def _offboard_one(
+    rt: Runtime,
     m: BatchMember,
     *,
     opts: Options,
@@ -166,6 +169,7 @@ def _offboard_one(
     t0 = time.monotonic()
     try:
         _approved_case(
+            rt,
             m.plan,
             reason=opts.reason.value,
             requester=opts.requester,
@@ -221,8 +225,11 @@ def _table(rows: list[dict[str, Any]], *, key: str, description: str) -> None:
     )
 
 
-def _result(batch: OffboardBatch, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _result(
+    rt: Runtime, batch: OffboardBatch, rows: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
     return batch_outcome(
+        rt,
         entries=("members", rows),
         order="index",
         plan_hash=batch.hash,
@@ -232,16 +239,16 @@ def _result(batch: OffboardBatch, rows: list[dict[str, Any]], **extra: Any) -> d
     )
 
 
-def _plan_all(req: BulkOffboardRequest) -> tuple[OffboardBatch, Options]:
+def _plan_all(rt: Runtime, req: BulkOffboardRequest) -> tuple[OffboardBatch, Options]:
     """Every leaver planned with the same inventory and planner as one offboarding, from one
     read of what they share (the member list, projects, keys, receivers)."""
     members = _validate(req)
     opts = Options(reason=req.reason, receiver=req.receiver, requester=req.requester)
-    reader = BatchReader()
+    reader = BatchReader(rt.org)
     todo = [m for m in members if not m.error]
     run_all(
         todo,
-        lambda m: _plan_one(m, opts, reader),
+        lambda m: _plan_one(rt, m, opts, reader),
         workers=req.max_workers,
         name="offboard-bulk-plan",
         said=lambda _: "planning",
@@ -251,7 +258,7 @@ def _plan_all(req: BulkOffboardRequest) -> tuple[OffboardBatch, Options]:
     return batch, opts
 
 
-def _denied(batch: OffboardBatch, subject: str, res: GateResult) -> dict[str, Any]:
+def _denied(rt: Runtime, batch: OffboardBatch, subject: str, res: GateResult) -> dict[str, Any]:
     """The batch was not approved: every ready leaver is ``denied``, nothing was changed."""
     rows = [
         _member_row(m, status="denied", message=f"batch {res.state.value}")
@@ -259,10 +266,11 @@ def _denied(batch: OffboardBatch, subject: str, res: GateResult) -> dict[str, An
         else _member_row(m)
         for m in batch.members
     ]
-    return _result(batch, rows, status="denied", subject=subject, approval=res.approval.id)
+    return _result(rt, batch, rows, status="denied", subject=subject, approval=res.approval.id)
 
 
 def _report(
+    rt: Runtime,
     batch: OffboardBatch,
     rows: list[dict[str, Any]],
     subject: str,
@@ -276,12 +284,15 @@ def _report(
     done = sum(r["status"] == "done" for r in rows)
     bad = [f"#{r['index']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD]
     tell_requester(
-        requester, f"Bulk offboarding {subject}: {status} ({done} offboarded, {len(bad)} not)", bad
+        rt,
+        requester,
+        f"Bulk offboarding {subject}: {status} ({done} offboarded, {len(bad)} not)",
+        bad,
     )
     elapsed = round(time.monotonic() - t0, 1)
     get_run_logger().info("%s: %s in %.1fs", subject, status, elapsed)
     return _result(
-        batch, rows, status=status, subject=subject, approval=approval, elapsed_s=elapsed
+        rt, batch, rows, status=status, subject=subject, approval=approval, elapsed_s=elapsed
     )
 
 
@@ -328,15 +339,17 @@ def offboard_bulk(
     """
     req = BulkOffboardRequest.model_validate(locals())  # exactly the parameters above
     t0 = time.monotonic()
-    batch, opts = _plan_all(req)
+    rt = this_runs_runtime()
+    batch, opts = _plan_all(rt, req)
     subject = f"offboard-batch-{batch.hash[:12]}"
     planned = [_member_row(m) for m in batch.members]
     _table(planned, key="offboard-bulk-plan", description=f"Bulk offboarding {subject}: plan")
     get_run_logger().info("%s: %s", subject, batch.summary())
     if req.dry_run or not batch.ready:
         status = "planned" if req.dry_run else batch_status(planned, all_noop="nothing_to_do")
-        return finish_batch(_result(batch, planned, status=status, subject=subject))
+        return finish_batch(_result(rt, batch, planned, status=status, subject=subject))
     res = ask(
+        rt,
         ApprovalContext(
             runbook=RUNBOOK,
             subject=subject,
@@ -348,17 +361,17 @@ def offboard_bulk(
         summary=PlanSummary(batch.counts_by_kind(), batch.summary_lines()),
     )
     if not res.approved:
-        return finish_batch(_denied(batch, subject, res))
+        return finish_batch(_denied(rt, batch, subject, res))
     go, rows = _split_approvers(batch, res.approved_by)
     rows += [_member_row(m) for m in batch.members if m.status != "ready"]
     rows += run_all(
         go,
         lambda m: _offboard_one(
-            m, opts=opts, batch=subject, approval=res.approval.id, approvers=res.approved_by
+            rt, m, opts=opts, batch=subject, approval=res.approval.id, approvers=res.approved_by
         ),
         workers=req.max_workers,
         name=f"Bulk offboarding {subject}",
         said=lambda row: f"offboarded {row['email']} ({row['status']})",
         progress="offboard-bulk-progress",
     )
-    return finish_batch(_report(batch, rows, subject, res.approval.id, req.requester, t0))
+    return finish_batch(_report(rt, batch, rows, subject, res.approval.id, req.requester, t0))

@@ -33,6 +33,7 @@ from domain.onboard import (
     make_onboarding_plan,
 )
 from domain.policy import ApprovalContext
+from domain.runbook import Case
 from flows.runbook import outcome, run_id, run_plan
 from tasks.cases import open_case_of, open_run_case
 from tasks.onboard import (
@@ -45,6 +46,7 @@ from tasks.onboard import (
     ticket_reporter,
     verify_onboarding,
 )
+from tasks.runtime import Runtime, this_runs_runtime
 
 TICKET = r"^([A-Z][A-Z0-9]+-\d+)?$"
 
@@ -131,75 +133,95 @@ def onboard(
         pydantic.ValidationError: the options are not a valid request (nothing was read).
     """
     req = OnboardRequest.model_validate(locals())  # exactly the parameters above
+    rt = this_runs_runtime()
     log = get_run_logger()
-    use_idp = req.idp_managed if req.idp_managed is not None else idp_managed_default()
-    got = _resolve(req)
+    use_idp = req.idp_managed if req.idp_managed is not None else idp_managed_default(rt)
+    got = _resolve(rt, req)
     if isinstance(got, dict):
         return got
     request, requester_ = got
     the_ticket = request.ticket or ""
-    if previous_outcome(request.email, the_ticket) is not None:
+    if previous_outcome(rt, request.email, the_ticket) is not None:
         log.info("ticket %s was already handled for %s", the_ticket, request.email)
-        return outcome(None, status="nothing_to_do", ticket=the_ticket)
-    state = _inventory(request.email, the_ticket)
+        return outcome(rt, None, status="nothing_to_do", ticket=the_ticket)
+    state = _inventory(rt, request.email, the_ticket)
     plan = make_onboarding_plan(request, state, idp_managed=use_idp, now=state.taken_at)
     if req.dry_run:
         status = "planned" if plan.outcome is Outcome.READY else plan.outcome.value
         return outcome(
-            plan, status="rejected" if status == "invalid" else status, ticket=the_ticket
+            rt, plan, status="rejected" if status == "invalid" else status, ticket=the_ticket
         )
     if plan.outcome is Outcome.INVALID:
-        return _reject(the_ticket, request.email, _problems_text(plan.problems), requester_, plan)
+        problems = _problems_text(plan.problems)
+        return _reject(rt, the_ticket, request.email, problems, requester_, plan)
     if plan.outcome in (Outcome.CHANGE_NEEDED, Outcome.NOTHING_TO_DO, Outcome.BLOCKED):
         # Nothing is written: a joined member is a change (handover change), not a new invite.
         log.warning("onboarding of %s: %s", request.email, plan.outcome.value)
-        return outcome(plan, status=plan.outcome.value, ticket=the_ticket, change=plan.change)
+        return outcome(rt, plan, status=plan.outcome.value, ticket=the_ticket, change=plan.change)
     return run_plan(
+        rt,
         plan,
-        case=open_run_case(
-            runbook=RUNBOOK,
-            subject=request.email,
-            reason="access_request",
-            requester=requester_,
-            ticket=the_ticket,
-        ),
+        case=_open_case(rt, request, requester_),
         requester=requester_,
         approval=approval_context(plan, state, requester=requester_),
-        verify=verify_onboarding,
+        verify=lambda p: verify_onboarding(rt, p),
     )
 
 
-def _inventory(email: str, ticket: str) -> OnboardState:
+def _open_case(rt: Runtime, request: AccessRequest, requester: str) -> Case:
+    """The onboarding's case, keyed by the person (a resumed one if a run died)."""
+    return open_run_case(
+        rt,
+        runbook=RUNBOOK,
+        subject=request.email,
+        reason="access_request",
+        requester=requester,
+        ticket=request.ticket or "",
+    )
+
+
+def _inventory(rt: Runtime, email: str, ticket: str) -> OnboardState:
     """What the plan is made on; an interrupted run of this very ticket's case tells what it
     already did (its invitation is its own, not a duplicate to refuse)."""
-    open_ = open_case_of(RUNBOOK, email)
+    open_ = open_case_of(rt, RUNBOOK, email)
     same_case = open_ is not None and open_.ticket == ticket
     return take_onboard_inventory(
-        email, ticket=ticket, case_id=open_.id if same_case and open_ else None
+        rt, email, ticket=ticket, case_id=open_.id if same_case and open_ else None
     )
 
 
-def _resolve(req: OnboardRequest) -> tuple[AccessRequest, str] | dict[str, Any]:
+def _resolve(rt: Runtime, req: OnboardRequest) -> tuple[AccessRequest, str] | dict[str, Any]:
     """The request and who asked: from the ticket (an invalid one is rejected on it and its
     outcome returned), or from the options."""
     if not req.ticket:
         return req.access_request(), req.requester
-    got = read_access_request(req.ticket)
+    got = read_access_request(rt, req.ticket)
     if isinstance(got, str):
         if req.dry_run:
-            return outcome(None, status="rejected", problems=got, ticket=req.ticket)
-        return _reject(req.ticket, f"ticket:{req.ticket}", got, ticket_reporter(req.ticket))
+            return outcome(rt, None, status="rejected", problems=got, ticket=req.ticket)
+        reporter = ticket_reporter(rt, req.ticket)
+        return _reject(rt, req.ticket, f"ticket:{req.ticket}", got, reporter)
     return got, got.requester or req.requester
 
 
 def _reject(
-    ticket: str, subject: str, problems: str, requester: str | None, plan: OnboardPlan | None = None
+    rt: Runtime,
+    ticket: str,
+    subject: str,
+    problems: str,
+    requester: str | None,
+    plan: OnboardPlan | None = None,
 ) -> dict[str, Any]:
     """An invalid request: said on the ticket and to the requester; nothing provisioned."""
     status = reject_request(
-        ticket=ticket, subject=subject, problems=problems, requester=requester, flow_run_id=run_id()
+        rt,
+        ticket=ticket,
+        subject=subject,
+        problems=problems,
+        requester=requester,
+        flow_run_id=run_id(),
     )
-    return outcome(plan, status=status, problems=problems, ticket=ticket)
+    return outcome(rt, plan, status=status, problems=problems, ticket=ticket)
 
 
 def approval_context(

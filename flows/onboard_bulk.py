@@ -46,6 +46,7 @@ from flows.runbook import Standing, ask, run_plan
 from tasks.cases import open_run_case
 from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
 from tasks.onboard_bulk import take_bulk_inventory
+from tasks.runtime import Runtime, this_runs_runtime
 
 
 def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> dict[str, Any]:
@@ -60,7 +61,13 @@ def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> 
 
 
 def _apply_row(
-    r: BatchRow, *, batch_hash: str, approval: str, approvers: list[str], requester: str
+    rt: Runtime,
+    r: BatchRow,
+    *,
+    batch_hash: str,
+    approval: str,
+    approvers: list[str],
+    requester: str,
 ) -> dict[str, Any]:
     """Apply, verify and record one row (in a worker thread) on its own case, the batch's
     approval standing for the row's; never raises."""
@@ -69,9 +76,10 @@ def _apply_row(
     effects: dict[str, str] = {}
     try:
         case = open_run_case(
-            runbook=RUNBOOK, subject=plan.subject, reason="bulk", requester=requester
+            rt, runbook=RUNBOOK, subject=plan.subject, reason="bulk", requester=requester
         )
         out = run_plan(
+            rt,
             plan,
             case=case,
             requester="",  # one DM for the batch, not one per row
@@ -79,7 +87,7 @@ def _apply_row(
             standing=Standing(
                 approval or f"batch-{batch_hash[:12]}", lambda: approvers, kind="batch_approval"
             ),
-            verify=verify_onboarding,
+            verify=lambda p: verify_onboarding(rt, p),
         )
     except RunbookFailed as exc:
         out = exc.outcome
@@ -91,8 +99,11 @@ def _apply_row(
     return _row_result(r, out["status"], message, effects=effects)
 
 
-def _result(batch: BatchPlan, rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _result(
+    rt: Runtime, batch: BatchPlan, rows: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
     return batch_outcome(
+        rt,
         entries=("rows", rows),
         order="row",
         plan_hash=batch.hash,
@@ -103,13 +114,15 @@ def _result(batch: BatchPlan, rows: list[dict[str, Any]], **extra: Any) -> dict[
     )
 
 
-def _plan_all(csv_text: str, *, requester: str) -> tuple[BatchPlan, dict[str, OnboardState]]:
+def _plan_all(
+    rt: Runtime, csv_text: str, *, requester: str
+) -> tuple[BatchPlan, dict[str, OnboardState]]:
     """Every row parsed and planned with the single onboarding's planner, from one read of
     the org (a bad row is kept with its line and why)."""
-    use_idp = idp_managed_default()
-    parsed = parse_bulk_csv(csv_text, today=today(), requester=requester)
-    good = [p for p in parsed if p.ok]
-    states = take_bulk_inventory([p.email for p in good], idp_managed=use_idp) if good else {}
+    use_idp = idp_managed_default(rt)
+    parsed = parse_bulk_csv(csv_text, today=today(rt), requester=requester)
+    good = [p.email for p in parsed if p.ok]
+    states = take_bulk_inventory(rt, good, idp_managed=use_idp) if good else {}
     batch = BatchPlan()
     for p in parsed:
         if not p.ok or p.request is None:
@@ -143,7 +156,13 @@ def _approval(batch: BatchPlan, states: dict[str, OnboardState], requester: str)
 
 
 def _report(
-    batch: BatchPlan, rows: list[dict[str, Any]], *, requester: str, approval: str, t0: float
+    rt: Runtime,
+    batch: BatchPlan,
+    rows: list[dict[str, Any]],
+    *,
+    requester: str,
+    approval: str,
+    t0: float,
 ) -> dict[str, Any]:
     """The table of rows, one DM to the requester, and the batch's outcome."""
     status = batch_status(rows)
@@ -159,13 +178,14 @@ def _report(
     done = sum(r["status"] == "done" for r in rows)
     bad = [f"line {r['row']} {r['email']}: {r['status']}" for r in rows if r["status"] not in GOOD]
     tell_requester(
+        rt,
         requester,
         f"Bulk onboarding {batch.hash[:12]}: {status} ({done} onboarded, {len(bad)} not)",
         bad,
     )
     elapsed = round(time.monotonic() - t0, 1)
     get_run_logger().info("batch %s: %s in %.1fs", batch.hash[:12], status, elapsed)
-    return _result(batch, rows, status=status, approval=approval, elapsed_s=elapsed)
+    return _result(rt, batch, rows, status=status, approval=approval, elapsed_s=elapsed)
 
 
 @flow(name="onboard-bulk", log_prints=False)
@@ -191,32 +211,39 @@ def onboard_bulk(
         domain.bulk.BulkFileError: the file is empty or its header is wrong (nothing was read).
     """
     t0 = time.monotonic()
-    batch, states = _plan_all(csv_text, requester=requester)
+    rt = this_runs_runtime()
+    batch, states = _plan_all(rt, csv_text, requester=requester)
     planned = [_row_result(r) for r in batch.rows]
     get_run_logger().info("batch %s: %s", batch.hash[:12], batch.summary())
     if dry_run or not batch.ready:
         return finish_batch(
-            _result(batch, planned, status="planned" if dry_run else batch_status(planned))
+            _result(rt, batch, planned, status="planned" if dry_run else batch_status(planned))
         )
     approvers: list[str] = []
     approval = ""
     if batch.needs_approval():  # anything beyond resends, which grant nothing new
         res = ask(
+            rt,
             _approval(batch, states, requester),
             plan_hash=batch.hash,
             summary=PlanSummary(batch.counts_by_kind(), batch.warnings()),
         )
         approval, approvers = res.approval.id, res.approved_by
         if not res.approved:
-            return finish_batch(_result(batch, planned, status="denied", approval=approval))
+            return finish_batch(_result(rt, batch, planned, status="denied", approval=approval))
     rows = [_row_result(r) for r in batch.rows if r.status != "ready"]
     rows += run_all(
         batch.ready,
         lambda r: _apply_row(
-            r, batch_hash=batch.hash, approval=approval, approvers=approvers, requester=requester
+            rt,
+            r,
+            batch_hash=batch.hash,
+            approval=approval,
+            approvers=approvers,
+            requester=requester,
         ),
         workers=max(1, min(int(max_workers), 32)),
         name="onboard-row",
         said=lambda row: f"onboarded {row['email']}",
     )
-    return finish_batch(_report(batch, rows, requester=requester, approval=approval, t0=t0))
+    return finish_batch(_report(rt, batch, rows, requester=requester, approval=approval, t0=t0))

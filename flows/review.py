@@ -47,6 +47,7 @@ from tasks.review import (
     revoke_invitation,
     write_reports,
 )
+from tasks.runtime import Runtime, this_runs_runtime
 from tasks.sweeps import clock
 
 RUNBOOK = "review"
@@ -134,7 +135,7 @@ class Review:
             return "denied"
         return "failed" if self.failures() else "done"
 
-    def end(self, status: str) -> dict[str, Any]:
+    def end(self, rt: Runtime, status: str) -> dict[str, Any]:
         """Publish the table and the reports; the outcome, in its Prefect state."""
         items = self.items
         _artifact(self.findings, self.outcomes)
@@ -159,7 +160,7 @@ class Review:
             "reports": reports,
             "verification": {},
             "warnings": self.warnings,
-            "audit_seq": audit_seq(),
+            "audit_seq": audit_seq(rt),
         }
         return end(out, failures=self.failures())
 
@@ -228,24 +229,25 @@ def access_review(
         max_concurrency=max_concurrency,
         requester=requester,
     )
+    rt = this_runs_runtime()
     people = read_roster(req.roster)
-    now = clock()
-    org = read_review_inputs()
+    now = clock(rt)
+    org = read_review_inputs(rt)
     review = Review.find(org, people, now=now, req=req)
     items = review.items
     if req.dry_run:
         review.outcomes.update({f.id: "planned" for f in items})
-        return review.end("planned")
+        return review.end(rt, "planned")
     if not items:
-        return review.end("nothing_to_do")
-    approvals = _approve(items, req, today=review.today)
+        return review.end(rt, "nothing_to_do")
+    approvals = _approve(rt, items, req, today=review.today)
     review.outcomes.update(approvals.refused)
-    review.outcomes.update(_revoke_invitations(items, approvals))
+    review.outcomes.update(_revoke_invitations(rt, items, approvals))
     review.outcomes.update(_remove(items, approvals, req))
-    return review.end(review.settled(approvals))
+    return review.end(rt, review.settled(approvals))
 
 
-def _approve(items: list[Finding], req: ReviewRequest, *, today: str) -> Approvals:
+def _approve(rt: Runtime, items: list[Finding], req: ReviewRequest, *, today: str) -> Approvals:
     """Security's approval of the items: one for all (``bulk``) or one per item."""
     mode, requester = req.approve, req.requester
     approvals = Approvals()
@@ -256,6 +258,7 @@ def _approve(items: list[Finding], req: ReviewRequest, *, today: str) -> Approva
         for f in batch:
             counts[f.action.value] = counts.get(f.action.value, 0) + 1
         res = ask(
+            rt,
             ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
             plan_hash=plan_hash(batch),
             summary=PlanSummary(
@@ -271,7 +274,7 @@ def _approve(items: list[Finding], req: ReviewRequest, *, today: str) -> Approva
     return approvals
 
 
-def _revoke_invitations(items: list[Finding], approvals: Approvals) -> dict[str, str]:
+def _revoke_invitations(rt: Runtime, items: list[Finding], approvals: Approvals) -> dict[str, str]:
     """Revoke each approved invitation; the outcome of each (one failing never stops the
     others)."""
     log = get_run_logger()
@@ -280,7 +283,7 @@ def _revoke_invitations(items: list[Finding], approvals: Approvals) -> dict[str,
     for f in approvals.of(items, Recommendation.REVOKE_INVITATION):
         try:
             effect = revoke_invitation(
-                f, flow_run_id=run_id(), approvers=approvals.approved[f.id], plan_hash=digest
+                rt, f, flow_run_id=run_id(), approvers=approvals.approved[f.id], plan_hash=digest
             )
             outcomes[f.id] = f"revoke_invitation {effect}"
         except Exception as exc:  # one item must not stop the others

@@ -12,6 +12,10 @@ case; :func:`run_plan` does the rest the same way for all of them:
 - **verify** (the runbook's own checks), **record** (ticket, Slack, audit), **publish** (table
   and summary artifacts), close the case when done.
 
+The runbook flow takes its runtime once (``rt = tasks.runtime.this_runs_runtime()``, at its
+top) and passes it here; every function of this module that reads or writes hands the same
+``rt`` on to its tasks and to the gate (a Runtime is the gate's Services).
+
 :func:`finish` ends the flow run in the Prefect state of its outcome: failed or blocked runs
 are *Failed* (named ``Blocked`` when a person must act), denied ones *Completed* named
 ``Denied``; Prefect's automations and notifications act on those.
@@ -39,10 +43,9 @@ from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
 from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan
-from flows.report import gate_services
 from tasks.cases import approve_case, audit_seq, close_case, record_outcome
 from tasks.progress import report
-from tasks.runtime import runtime
+from tasks.runtime import Runtime
 from tasks.steps import StepScope, apply_step
 
 P = TypeVar("P", bound=RunbookPlan[Any])
@@ -64,6 +67,7 @@ def run_id() -> str:
 
 
 def outcome(
+    rt: Runtime,
     plan: RunbookPlan[Any] | None,
     *,
     status: str,
@@ -85,7 +89,7 @@ def outcome(
         "effects": {k: str(v) for k, v in (effects or {}).items()},
         "verification": dict(verification or {}),
         "warnings": list(plan.warnings) if plan else [],
-        "audit_seq": audit_seq(),
+        "audit_seq": audit_seq(rt),
         **(plan.outcome_facts() if plan else {}),
         **extra,
     }
@@ -114,9 +118,10 @@ def finish(out: Outcome) -> Outcome:
     return out
 
 
-def block(plan: P, case: Case, *, requester: str) -> Outcome:
+def block(rt: Runtime, plan: P, case: Case, *, requester: str) -> Outcome:
     """A plan a person must complete first (e.g. choose a receiver): recorded, case kept."""
     record_outcome(
+        rt,
         plan,
         case=case,
         requester=requester,
@@ -125,10 +130,11 @@ def block(plan: P, case: Case, *, requester: str) -> Outcome:
         verification={},
         flow_run_id=run_id(),
     )
-    return finish(outcome(plan, status="blocked", ticket=case.ticket))
+    return finish(outcome(rt, plan, status="blocked", ticket=case.ticket))
 
 
 def _approve(
+    rt: Runtime,
     plan: P,
     case: Case,
     approval: ApprovalContext | None,
@@ -144,29 +150,35 @@ def _approve(
         plan = plan.resumed_from(approved)
         notice = nothing
         if approval is not None and approval.emergency:  # died before telling security?
-            notice = _gate(plan, case, approval).send_notice
+            notice = _gate(rt, plan, case, approval).send_notice
         return plan, approved.approvers, notice
     if not plan.steps:
         return plan, [], nothing
     if standing is not None:
         approvers = standing.approvers()
-        approve_case(case, plan.approved(approvers, **{standing.kind: standing.approval_id}))
+        approve_case(rt, case, plan.approved(approvers, **{standing.kind: standing.approval_id}))
         return plan, approvers, nothing
     if approval is None:
         return plan, [], nothing
-    res = _gate(plan, case, approval)
+    res = _gate(rt, plan, case, approval)
     if not res.approved:
-        _end(plan, case, requester=approval.requester, status=res.state.value)
-        close_case(case, res.state.value)
+        _end(rt, plan, case, requester=approval.requester, status=res.state.value)
+        close_case(rt, case, res.state.value)
         out = outcome(
-            plan, status="denied", ticket=case.ticket, approval=res.approval.id, reason=res.reason
+            rt,
+            plan,
+            status="denied",
+            ticket=case.ticket,
+            approval=res.approval.id,
+            reason=res.reason,
         )
         return finish(out)
-    approve_case(case, plan.approved(res.approved_by))
+    approve_case(rt, case, plan.approved(res.approved_by))
     return plan, res.approved_by, res.send_notice
 
 
 def ask(
+    rt: Runtime,
     ctx: ApprovalContext,
     *,
     plan_hash: str,
@@ -175,9 +187,10 @@ def ask(
     run_key: str | None = None,
     defer_notice: bool = False,
 ) -> GateResult:
-    """The approval gate (``approvals.gate``) over this run's runtime, for ``plan_hash``."""
+    """The approval gate (``approvals.gate``) over this run's runtime (a Runtime *is* the
+    gate's Services: the same ledger, policy, Slack, Jira and clock), for ``plan_hash``."""
     return gate(
-        gate_services(runtime()),
+        rt,
         ctx,
         plan_hash=plan_hash,
         summary=summary,
@@ -188,8 +201,9 @@ def ask(
     )
 
 
-def _gate(plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> GateResult:
+def _gate(rt: Runtime, plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> GateResult:
     return ask(
+        rt,
         approval,
         plan_hash=plan.hash,
         summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
@@ -201,6 +215,7 @@ def _gate(plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> Gate
 
 
 def _end(
+    rt: Runtime,
     plan: RunbookPlan[Any],
     case: Case,
     *,
@@ -210,6 +225,7 @@ def _end(
     verification: dict[str, str] | None = None,
 ) -> None:
     record_outcome(
+        rt,
         plan,
         case=case,
         requester=requester,
@@ -221,7 +237,12 @@ def _end(
 
 
 def apply_steps(
-    plan: RunbookPlan[Any], case: Case, *, approvers: list[str], todo: list[PlanStep]
+    rt: Runtime,
+    plan: RunbookPlan[Any],
+    case: Case,
+    *,
+    approvers: list[str],
+    todo: list[PlanStep],
 ) -> tuple[dict[str, WriteResult], str]:
     """Each step once per case, in order, with progress; stops at the first that keeps
     failing. Returns the effects by step id and the failure (empty when none)."""
@@ -237,7 +258,12 @@ def apply_steps(
         report(i, len(todo), step.label)
         try:
             effects[step.id] = apply_step(
-                step, scope=scope, plan_hash=plan.hash, flow_run_id=run_id(), approvers=approvers
+                rt,
+                step,
+                scope=scope,
+                plan_hash=plan.hash,
+                flow_run_id=run_id(),
+                approvers=approvers,
             )
         except Exception as exc:  # stop at this safe point; a re-run continues from here
             failure = f"{step.label}: {exc}"
@@ -250,6 +276,7 @@ def apply_steps(
 
 
 def run_plan(
+    rt: Runtime,
     plan: P,
     *,
     case: Case,
@@ -266,12 +293,12 @@ def run_plan(
     steps to apply in this run (default all; the rest waits for a later run). ``close``: the
     case ends here (an email change waiting for the new address to join stays open).
     """
-    got = _approve(plan, case, approval, standing)
+    got = _approve(rt, plan, case, approval, standing)
     if not isinstance(got, tuple):  # denied
         return got
     plan, approvers, notice = got
     todo = [s for s in plan.steps if now is None or now(s)]
-    effects, failure = apply_steps(plan, case, approvers=approvers, todo=todo)
+    effects, failure = apply_steps(rt, plan, case, approvers=approvers, todo=todo)
     notice()  # an emergency's post-hoc review notice, now that the lockout is done (or stopped)
     verification = verify(plan) if not failure and close else {}
     if failure or any(v != "pass" for v in verification.values()):
@@ -280,12 +307,21 @@ def run_plan(
         status = "waiting_for_acceptance"
     else:
         status = "done" if plan.steps or case.resumed else "nothing_to_do"
-    _end(plan, case, requester=requester, status=status, effects=effects, verification=verification)
+    _end(
+        rt,
+        plan,
+        case,
+        requester=requester,
+        status=status,
+        effects=effects,
+        verification=verification,
+    )
     publish(plan, status, effects, verification)
     if status in ("done", "nothing_to_do"):
-        close_case(case, status)
+        close_case(rt, case, status)
     not_done = [s.label for s in plan.steps if s.id not in effects]
     out = outcome(
+        rt,
         plan,
         status=status,
         effects=effects,

@@ -5,12 +5,13 @@ A sweep's flow reads its world (a task), decides its actions (pure, ``domain``) 
 it found here: :func:`unapplied` ends a blocked sweep or a dry run, writing nothing;
 :func:`apply_sweep` applies each action once through the sweep's task (one failing action never
 stops the others: it is tried again by the next sweep), publishes the table artifact and ends
-the run in the Prefect state of its outcome (failed or blocked: *Failed*). What earlier sweeps
+the run in the Prefect state of its outcome (failed or blocked: *Failed*); both take the run's
+runtime (``rt``, from the sweep's flow) and hand it to the sweep's task. What earlier sweeps
 did is remembered by the sweep's long-lived case (``tasks.sweeps``), so a second sweep at the
 same time does nothing.
 
-Also here: :func:`ask`, the approval gate for the scheduled runbooks' own approvals (an
-extension of a grant, an access review's removals).
+The scheduled runbooks' own approvals (an extension of a grant, an access review's removals)
+go through ``flows.runbook.ask``, the same gate as every runbook's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from domain.runbook import RunbookFailed
 from flows.runbook import Outcome, as_outcome, finish, run_id
 from tasks.cases import audit_seq
+from tasks.runtime import Runtime
 from tasks.sweeps import Applied
 
 
@@ -88,7 +90,7 @@ class SweepRequest(BaseModel):
 class Sweeper(Generic[A]):
     """What makes a sweep of actions ``A`` its own: its name (logs), how an action shows as a
     plan step and in the table artifact, what of it the plan hash covers, and the task that
-    applies it (``(action, case_id=, flow_run_id=) → Applied``)."""
+    applies it (``(rt, action, case_id=, flow_run_id=) → Applied``)."""
 
     name: str
     artifact: str  # the table artifact's key
@@ -122,6 +124,7 @@ def _plan(sweeper: Sweeper[A], found: Found[A]) -> dict[str, Any]:
 
 
 def _outcome(
+    rt: Runtime,
     sweeper: Sweeper[A],
     found: Found[A],
     status: str,
@@ -141,7 +144,7 @@ def _outcome(
         "effects": effects or {},
         "verification": verification or {},
         "warnings": found.warnings,
-        "audit_seq": audit_seq(),
+        "audit_seq": audit_seq(rt),
         **extra,
     }
 
@@ -155,15 +158,17 @@ def end(out: Outcome, *, failures: Sequence[str] = ()) -> Outcome:
     return finish(out)
 
 
-def unapplied(sweeper: Sweeper[A], found: Found[A], *, dry_run: bool) -> Outcome:
+def unapplied(rt: Runtime, sweeper: Sweeper[A], found: Found[A], *, dry_run: bool) -> Outcome:
     """A blocked sweep, or a dry run's decision: nothing is written anywhere."""
     if found.blocker:
-        return end(_outcome(sweeper, found, "blocked"))
+        return end(_outcome(rt, sweeper, found, "blocked"))
     assert dry_run, "only a blocked sweep or a dry run ends unapplied"
-    return end(_outcome(sweeper, found, "planned" if found.actions else "nothing_to_do"))
+    return end(_outcome(rt, sweeper, found, "planned" if found.actions else "nothing_to_do"))
 
 
-def apply_sweep(sweeper: Sweeper[A], found: Found[A], *, case_id: int | None) -> Outcome:
+def apply_sweep(
+    rt: Runtime, sweeper: Sweeper[A], found: Found[A], *, case_id: int | None
+) -> Outcome:
     """Apply each action once on the sweep's case, publish the table, end the run: the
     outcome (:func:`_outcome`) in its Prefect state (failed: *Failed*, naming the failures;
     ``RunbookFailed`` carries the outcome to a caller)."""
@@ -175,7 +180,7 @@ def apply_sweep(sweeper: Sweeper[A], found: Found[A], *, case_id: int | None) ->
     for a in found.actions:
         assert case_id is not None
         try:
-            did = sweeper.apply(a, case_id=case_id, flow_run_id=run_id())
+            did = sweeper.apply(rt, a, case_id=case_id, flow_run_id=run_id())
         except Exception as exc:  # one action must not stop the others
             failures.append(f"{a.id}: {exc}")
             log.error("%s: %s failed: %s", sweeper.name, a.id, exc)
@@ -186,7 +191,9 @@ def apply_sweep(sweeper: Sweeper[A], found: Found[A], *, case_id: int | None) ->
             verification[a.id] = did.verification
     _table(sweeper, found, effects, notes)
     status = "failed" if failures else ("done" if found.actions else "nothing_to_do")
-    out = _outcome(sweeper, found, status, effects, verification, notes=notes, failures=failures)
+    out = _outcome(
+        rt, sweeper, found, status, effects, verification, notes=notes, failures=failures
+    )
     return end(out, failures=failures)
 
 

@@ -5,8 +5,9 @@ whoever builds the intake (the CLI, a test) injects a ``Launcher``: a callable t
 flow's parameters and returns a reference to the run it started. Two kinds:
 
 - ``thread_launcher(offboard)``: runs the flow function in a daemon thread of this process
-  (``handover demo``, the sandbox stack); the reference is a fresh uuid, also used as the
-  Prefect flow-run name so the run can be found.
+  (``handover demo``, the sandbox stack), in a copy of the context the launcher was made in (so
+  a runtime its maker bound with ``tasks.runtime.use_runtime`` is the run's); the reference is
+  a fresh uuid, also used as the Prefect flow-run name so the run can be found.
 - ``deployment_launcher("offboard/offboard")``: ``run_deployment(..., timeout=0)`` on the Prefect
   server (``handover up``); a worker runs the flow. The requester carries the event id
   (``hr-system:<event_id>``), used as the idempotency key, so even a re-launch after a crash
@@ -20,6 +21,7 @@ launchers: cli/watchdog_cmd.py).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -44,12 +46,15 @@ class ThreadLauncher:
     """A ``Launcher`` running ``flow_fn(**params)`` in a daemon thread of this process.
 
     ``runs`` keeps each run's thread and ``results`` its return value (or the exception it
-    raised), by reference, for the demo and tests to wait on.
+    raised), by reference, for the demo and tests to wait on. Each run starts in a copy of
+    ``context``, the context the launcher was made in: a request handler's thread has none of
+    its maker's bindings (the runtime its runs must use).
     """
 
     flow_fn: Callable[..., Any]
     runs: dict[str, threading.Thread] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     def __call__(self, params: dict[str, Any]) -> str:
         ref = str(uuid.uuid4())
@@ -68,7 +73,10 @@ class ThreadLauncher:
                 self.results[ref] = exc
                 log.error("run %s (%s) raised %s", ref, params.get("requester", ""), exc)
 
-        thread = threading.Thread(target=target, name=f"handover-run-{ref[:8]}", daemon=True)
+        ctx = self.context.copy()  # one copy per run: a context is entered by one thread at once
+        thread = threading.Thread(
+            target=ctx.run, args=(target,), name=f"handover-run-{ref[:8]}", daemon=True
+        )
         self.runs[ref] = thread
         thread.start()
         return ref
@@ -82,7 +90,8 @@ class ThreadLauncher:
 
 
 def thread_launcher(flow_fn: Callable[..., Any]) -> ThreadLauncher:
-    """A launcher that runs ``flow_fn`` (e.g. ``flows.offboard.offboard``) in a daemon thread."""
+    """A launcher that runs ``flow_fn`` (e.g. ``flows.offboard.offboard``) in a daemon thread,
+    in a copy of the caller's context."""
     return ThreadLauncher(flow_fn)
 
 

@@ -2,7 +2,7 @@
 once, keep what was approved, record how it ended (ticket, Slack, audit) and close it.
 
 The flows never touch the ledger or a connector themselves (import-linter); these are the
-functions and tasks they compose.
+functions and tasks they compose, each given the run's :class:`tasks.runtime.Runtime` first.
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ from ledger.cases import (
     open_case,
     update_case,
 )
-from tasks.runtime import runtime
+from tasks.runtime import UNCACHED, Runtime
 
 REFUSED = (ApprovalState.DENIED.value, ApprovalState.EXPIRED.value)
 
 
 def open_run_case(
-    *, runbook: str, subject: str, reason: str, requester: str, ticket: str = ""
+    rt: Runtime, *, runbook: str, subject: str, reason: str, requester: str, ticket: str = ""
 ) -> Case:
     """The open case of this person and runbook (``resumed``), or a new one."""
-    rt = runtime()
     return open_case(
         rt.ledger,
         runbook=runbook,
@@ -47,18 +46,24 @@ def open_run_case(
     )
 
 
-def open_case_of(runbook: str, subject: str) -> Case | None:
+def open_case_of(rt: Runtime, runbook: str, subject: str) -> Case | None:
     """The open case of this person and runbook, without opening one."""
-    return find_open_case(runtime().ledger, runbook=runbook, subject=subject)
+    return find_open_case(rt.ledger, runbook=runbook, subject=subject)
 
 
 def finished_case(
-    runbook: str, subject: str, ticket: str, *, outcomes: tuple[str, ...], reason: str = ""
+    rt: Runtime,
+    runbook: str,
+    subject: str,
+    ticket: str,
+    *,
+    outcomes: tuple[str, ...],
+    reason: str = "",
 ) -> Case | None:
     """The closed case of this runbook, person and ticket that ended in one of ``outcomes``:
     a re-run of a finished (or refused) request finds it and does nothing twice."""
     return find_closed_case(
-        runtime().ledger,
+        rt.ledger,
         runbook=runbook,
         subject=subject,
         ticket=ticket,
@@ -67,15 +72,14 @@ def finished_case(
     )
 
 
-@task(name="file_ticket")
+@task(name="file_ticket", cache_policy=UNCACHED)
 def file_ticket(
-    case: Case, *, project: str, issue_type: str, summary: str, description: str
+    rt: Runtime, case: Case, *, project: str, issue_type: str, summary: str, description: str
 ) -> Case:
     """The case's ticket, filed once: Jira has no idempotency key, so the ticket carries the
     case's label and a run killed between filing and recording it finds it again."""
     if case.ticket:
         return case
-    rt = runtime()
     t = rt.tickets.create(
         project=project,
         issue_type=issue_type,
@@ -88,23 +92,23 @@ def file_ticket(
     )
 
 
-def approve_case(case: Case, approved: ApprovedPlan) -> Case:
+def approve_case(rt: Runtime, case: Case, approved: ApprovedPlan) -> Case:
     """Keep on the case what its approval covered (a resumed run applies the rest)."""
-    return update_case(runtime().ledger, case.id, approved_plan=approved)
+    return update_case(rt.ledger, case.id, approved_plan=approved)
 
 
-def close_case(case: Case, outcome: str) -> Case:
-    rt = runtime()
+def close_case(rt: Runtime, case: Case, outcome: str) -> Case:
     return update_case(rt.ledger, case.id, outcome=outcome, closed_at=rt.clock())
 
 
-def audit_seq() -> int:
+def audit_seq(rt: Runtime) -> int:
     """The audit log's last sequence number (the ``--json`` outcome's ``audit_seq``)."""
-    return last_seq(runtime().ledger)
+    return last_seq(rt.ledger)
 
 
-@task(name="record_outcome")
+@task(name="record_outcome", cache_policy=UNCACHED)
 def record_outcome(
+    rt: Runtime,
     plan: RunbookPlan[Any],
     *,
     case: Case,
@@ -116,7 +120,6 @@ def record_outcome(
 ) -> None:
     """Ticket comment (and Done), a Slack DM to the requester (and the plan's own notices,
     e.g. to whoever received content), an audit event; once per case, status and plan."""
-    rt = runtime()
     step_id = f"record:{status}:{plan.hash[:12]}"
     if step_id in done_steps(rt.ledger, case.id):
         return

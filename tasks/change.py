@@ -10,6 +10,7 @@ from prefect import task
 
 from connectors.capabilities import (
     AssetOwnership,
+    Inviter,
     InviteSpec,
     ModuleAccess,
     PermissionGroups,
@@ -31,46 +32,49 @@ from domain.steps import (
     SetProjectRole,
     TransferContent,
 )
-from tasks.runtime import org_as, runtime
+from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
 
 
-@task(name="read_access")
+@task(name="read_access", cache_policy=UNCACHED)
 def read_access(
-    emails: Sequence[str],
+    rt: Runtime, emails: Sequence[str]
 ) -> tuple[dict[str, Member | None], list[PermissionGroup], list[Project]]:
     """The members (None: not in the org), every permission group and every project."""
-    org = runtime().org
+    org = rt.org
     members = {e: org.get_member(e) for e in emails}
     groups = org.list_groups() if has(org, PermissionGroups) else []
     projects = org.list_projects() if has(org, ProjectAccess) else []
     return members, groups, projects
 
 
-def manager_of(email: str) -> str | None:
+def manager_of(rt: Runtime, email: str) -> str | None:
     """The person's manager, from the HR roster (when there is one)."""
-    roster = runtime().roster
+    roster = rt.roster
     entry = roster.get(email) if roster else None
     return entry.manager if entry else None
 
 
-@task(name="count_assets")
-def count_assets(email: str) -> int:
-    org = runtime().org
+@task(name="count_assets", cache_policy=UNCACHED)
+def count_assets(rt: Runtime, email: str) -> int:
+    """How many assets ``email`` owns or left unassigned (0: the backend cannot say)."""
+    org = rt.org
     if not has(org, AssetOwnership):
         return 0
     return len(org.list_assets(owner=email)) + len(org.list_assets(former_owner=email))
 
 
 @executor(ChangeStep)
-def execute_change_step(step: ChangeStep, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
+def execute_change_step(
+    rt: Runtime, step: ChangeStep, scope: StepScope
+) -> tuple[WriteResult, dict[str, Any]]:
     """Do one step of a change of access or email through the org."""
-    result = _change(step, scope.subject)
+    result = _change(rt, step, scope.subject)
     return result, dict(result.detail)
 
 
-def _change(step: ChangeStep, subject: str) -> WriteResult:
-    org = runtime().org
+def _change(rt: Runtime, step: ChangeStep, subject: str) -> WriteResult:
+    org = rt.org
     match step.params:
         case SetProjectRole(project=project, role=role, email=email):
             return require(
@@ -81,17 +85,19 @@ def _change(step: ChangeStep, subject: str) -> WriteResult:
                 org, ProjectAccess, system="org", operation="set_project_role"
             ).set_project_role(subject, project, None)
         case RemoveGroupMembership(email=email):
-            return org.remove_group_members(step.target, [email or subject])
+            groups = rt.org_as(PermissionGroups, "remove_group_members")
+            return groups.remove_group_members(step.target, [email or subject])
         case AddGroupMembership(email=email):
-            return org.add_group_members(step.target, [email])
+            groups = rt.org_as(PermissionGroups, "add_group_members")
+            return groups.add_group_members(step.target, [email])
         case SetOrgRole(role=role):
-            return org_as(ProjectAccess, "set_org_role").set_org_role(step.target, role)
+            return rt.org_as(ProjectAccess, "set_org_role").set_org_role(step.target, role)
         case GrantModules(modules=modules):
-            return org_as(ModuleAccess, "set_modules").set_modules(step.target, grant=modules)
+            return rt.org_as(ModuleAccess, "set_modules").set_modules(step.target, grant=modules)
         case RevokeModules(modules=modules):
-            return org_as(ModuleAccess, "set_modules").set_modules(step.target, revoke=modules)
+            return rt.org_as(ModuleAccess, "set_modules").set_modules(step.target, revoke=modules)
         case InviteMember(role=role, projects=projects, modules=modules):
-            return org.invite(
+            return rt.org_as(Inviter, "invite").invite(
                 InviteSpec(
                     email=step.target,
                     org_role=role,
@@ -110,10 +116,10 @@ def _change(step: ChangeStep, subject: str) -> WriteResult:
             assert_never(step.params)
 
 
-@task(name="verify_change")
-def verify_change(plan: ChangePlan) -> dict[str, str]:
+@task(name="verify_change", cache_policy=UNCACHED)
+def verify_change(rt: Runtime, plan: ChangePlan) -> dict[str, str]:
     """Re-read the *effective* access: check → ``pass`` or ``fail: why``."""
-    org = runtime().org
+    org = rt.org
     out: dict[str, str] = {}
     member = org.get_member(plan.subject)
     if member is None:
@@ -146,11 +152,11 @@ def verify_change(plan: ChangePlan) -> dict[str, str]:
     return out
 
 
-@task(name="verify_email_change")
-def verify_email_change(old: Member, new_email: str) -> dict[str, str]:
+@task(name="verify_email_change", cache_policy=UNCACHED)
+def verify_email_change(rt: Runtime, old: Member, new_email: str) -> dict[str, str]:
     """The new address has the old one's org role, effective roles and modules; the old one is
     gone and owns nothing."""
-    org = runtime().org
+    org = rt.org
     out: dict[str, str] = {}
 
     def check(name: str, ok: bool, why: str) -> None:

@@ -24,7 +24,7 @@ from domain.onboard import PRODUCTION
 from domain.policy import ApprovalContext
 from domain.records import Grant, GrantStatus
 from ledger.grants import grants, set_grant
-from tasks.runtime import Runtime, runtime
+from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import About, Applied, OnCase, audit, open_sweep_case
 
 RUNBOOK = "expiry"
@@ -40,11 +40,10 @@ class Snapshot:
     blocker: str = ""
 
 
-@task(name="read_grants")
-def read_grants() -> Snapshot:
+@task(name="read_grants", cache_policy=UNCACHED)
+def read_grants(rt: Runtime) -> Snapshot:
     """Every grant of the ledger, and each grantee's access (a grantee who is no member is
     missing from ``access``)."""
-    rt = runtime()
     all_grants = grants(rt.ledger)
     access: dict[str, Member] = {}
     try:
@@ -57,9 +56,9 @@ def read_grants() -> Snapshot:
     return Snapshot(all_grants, access)
 
 
-def expiry_case(*, create: bool) -> int | None:
+def expiry_case(rt: Runtime, *, create: bool) -> int | None:
     """The sweep's long-lived case (``create``: open it when there is none)."""
-    return open_sweep_case(RUNBOOK, CASE_SUBJECT, "expiry", create=create)
+    return open_sweep_case(rt, RUNBOOK, CASE_SUBJECT, "expiry", create=create)
 
 
 def _about(action: ExpiryAction) -> About:
@@ -96,8 +95,8 @@ def _revoke(rt: Runtime, a: ExpiryAction) -> tuple[str, str]:
         return "noop(not a member)", "pass"
 
 
-@task(name="apply_expiry_action")
-def apply_action(action: ExpiryAction, *, case_id: int, flow_run_id: str) -> Applied:
+@task(name="apply_expiry_action", cache_policy=UNCACHED)
+def apply_action(rt: Runtime, action: ExpiryAction, *, case_id: int, flow_run_id: str) -> Applied:
     """Apply one action once on the sweep's case; what it did (``effect``, ``verification``
     of a revocation, and ``notes``).
 
@@ -105,7 +104,7 @@ def apply_action(action: ExpiryAction, *, case_id: int, flow_run_id: str) -> App
         ConnectorError: the org refused, could not answer, or the revocation did not show
             (the sweep goes on; this grant is tried again by the next sweep).
     """
-    c = OnCase.load(case_id, flow_run_id=flow_run_id)
+    c = OnCase.load(rt, case_id, flow_run_id=flow_run_id)
     if action.kind is ExpiryKind.REMIND:
         return _remind(c, action)
     effect, verification = _revoke_once(c, action)
@@ -202,24 +201,24 @@ def _remind(c: OnCase, action: ExpiryAction) -> Applied:
 
 
 # ---------------------------------------------------------------------------- extension
-@task(name="read_grant")
-def read_grant(grant_id: int) -> Grant:
+@task(name="read_grant", cache_policy=UNCACHED)
+def read_grant(rt: Runtime, grant_id: int) -> Grant:
     """The ledger's grant ``grant_id`` as it is now.
 
     Raises:
         ValueError: there is no such grant.
     """
-    found = [g for g in grants(runtime().ledger) if g.id == grant_id]
+    found = [g for g in grants(rt.ledger) if g.id == grant_id]
     if not found:
         raise ValueError(f"no grant {grant_id}")
     return found[0]
 
 
-@task(name="extension_approval")
-def extension_approval(ext: Extension) -> ApprovalContext:
+@task(name="extension_approval", cache_policy=UNCACHED)
+def extension_approval(rt: Runtime, ext: Extension) -> ApprovalContext:
     """What the approval policy decides an extension on: the grant's project (its admins;
     a Manager or Admin role in production), module, and the person's manager (the roster)."""
-    rt, g = runtime(), ext.grant
+    g = ext.grant
     production_roles: tuple[str, ...] = ()
     project_admins: tuple[str, ...] = ()
     if g.project:
@@ -246,10 +245,11 @@ def extension_approval(ext: Extension) -> ApprovalContext:
 
 
 def _audit_extension(
-    ext: Extension, what: str, effect: str, *, flow_run_id: str, **kw: Any
+    rt: Runtime, ext: Extension, what: str, effect: str, *, flow_run_id: str, **kw: Any
 ) -> None:
     g = ext.grant
     audit(
+        rt,
         what,
         subject=g.subject,
         target=f"grant {g.id}",
@@ -260,21 +260,21 @@ def _audit_extension(
     )
 
 
-@task(name="record_extension_denied")
-def record_extension_denied(ext: Extension, *, state: str, flow_run_id: str) -> None:
+@task(name="record_extension_denied", cache_policy=UNCACHED)
+def record_extension_denied(rt: Runtime, ext: Extension, *, state: str, flow_run_id: str) -> None:
     """The audit event of an extension that was not approved (``state``: denied, expired)."""
-    _audit_extension(ext, "grant.extension_denied", state, flow_run_id=flow_run_id)
+    _audit_extension(rt, ext, "grant.extension_denied", state, flow_run_id=flow_run_id)
 
 
-@task(name="extend_grant_end")
-def extend_end(ext: Extension, *, approvers: list[str], flow_run_id: str) -> Applied:
+@task(name="extend_grant_end", cache_policy=UNCACHED)
+def extend_end(rt: Runtime, ext: Extension, *, approvers: list[str], flow_run_id: str) -> Applied:
     """Move the grant's end (approved by ``approvers``), audit it and tell its ticket; what it
     did: ``updated`` with the verification (the grant re-read), or ``noop(grant changed
     meanwhile)`` (another run, a second click, moved it first) with no verification."""
-    rt, g = runtime(), ext.grant
+    g = ext.grant
     assert g.id is not None
     # Compare and set: another run (a second click) may have moved the end meanwhile.
-    if not ext.still_due(read_grant.fn(g.id)):
+    if not ext.still_due(read_grant.fn(rt, g.id)):
         return Applied("noop(grant changed meanwhile)")
     updated = set_grant(
         rt.ledger,
@@ -284,6 +284,7 @@ def extend_end(ext: Extension, *, approvers: list[str], flow_run_id: str) -> App
         last_reminder="",
     )
     _audit_extension(
+        rt,
         ext,
         "grant.extended",
         "updated",

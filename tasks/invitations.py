@@ -24,7 +24,7 @@ from domain.invitations import Action, ActionKind, invitation_key
 from domain.models import Invitation, WriteResult
 from ledger.audit import records
 from ledger.cases import CaseRow, done_steps, mark_done
-from tasks.runtime import Runtime, runtime
+from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import About, Applied, OnCase, open_sweep_case
 
 RUNBOOK = "invitations"
@@ -56,10 +56,10 @@ class Memory:
     seen_pending: frozenset[str]
 
 
-@task(name="read_invitations")
-def read_invitations() -> Snapshot:
+@task(name="read_invitations", cache_policy=UNCACHED)
+def read_invitations(rt: Runtime) -> Snapshot:
     """Every invitation of the org, and who has joined (for the look-alike check)."""
-    org = runtime().org
+    org = rt.org
     if not has(org, Invitations):
         return Snapshot(
             [], [], blocker=f"the org connector ({type(org).__name__}) cannot list invitations"
@@ -73,11 +73,11 @@ def _keys(done: dict[str, Any], prefix: str) -> frozenset[str]:
     return frozenset(k.removeprefix(prefix) for k in done if k.startswith(prefix))
 
 
-@task(name="recall_sweeps")
-def recall(*, create: bool) -> Memory:
+@task(name="recall_sweeps", cache_policy=UNCACHED)
+def recall(rt: Runtime, *, create: bool) -> Memory:
     """What earlier sweeps did (``create``: open the sweep's case when there is none)."""
-    case_id = open_sweep_case(RUNBOOK, CASE_SUBJECT, "hygiene", create=create)
-    done = done_steps(runtime().ledger, case_id) if case_id is not None else {}
+    case_id = open_sweep_case(rt, RUNBOOK, CASE_SUBJECT, "hygiene", create=create)
+    done = done_steps(rt.ledger, case_id) if case_id is not None else {}
     return Memory(
         case_id=case_id,
         resent=_keys(done, "resend:"),
@@ -86,10 +86,9 @@ def recall(*, create: bool) -> Memory:
     )
 
 
-@task(name="remember_pending")
-def remember_pending(invitations: list[Invitation], memory: Memory) -> None:
+@task(name="remember_pending", cache_policy=UNCACHED)
+def remember_pending(rt: Runtime, invitations: list[Invitation], memory: Memory) -> None:
     """Note the pending invitations, so their acceptance is recorded whenever it comes."""
-    rt = runtime()
     assert memory.case_id is not None
     for inv in invitations:
         key = invitation_key(inv)
@@ -161,8 +160,8 @@ def _once(c: OnCase, step: str, write: Callable[[], WriteResult]) -> WriteResult
     return res
 
 
-@task(name="apply_invitation_action")
-def apply_action(action: Action, *, case_id: int, flow_run_id: str) -> Applied:
+@task(name="apply_invitation_action", cache_policy=UNCACHED)
+def apply_action(rt: Runtime, action: Action, *, case_id: int, flow_run_id: str) -> Applied:
     """Apply one action once on the sweep's case; what it did (``effect``, ``notes``: DMs,
     comments, skips; ``ticket``: the invitation's, where it was looked for).
 
@@ -170,7 +169,7 @@ def apply_action(action: Action, *, case_id: int, flow_run_id: str) -> Applied:
         ConnectorError: the org or Jira refused or could not answer (the sweep goes on; what
             is not marked done is tried again by the next sweep).
     """
-    c = OnCase.load(case_id, flow_run_id=flow_run_id)
+    c = OnCase.load(rt, case_id, flow_run_id=flow_run_id)
     if action.kind is ActionKind.RESEND:
         return _resend(c, action)
     if action.kind is ActionKind.REVOKE:

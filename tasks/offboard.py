@@ -19,8 +19,10 @@ from connectors.capabilities import (
     AssetOwnership,
     Invitations,
     KeyManagement,
+    MemberDirectory,
     ModuleAccess,
     OrgActivityLog,
+    PermissionGroups,
     ProjectAccess,
     has,
     require,
@@ -55,7 +57,7 @@ from domain.steps import (
 from ledger import LedgerDB
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
-from tasks.runtime import org_as, runtime
+from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
 
 # The org's member emails, for the look-alike warning only, read at most once a minute per
@@ -64,11 +66,13 @@ from tasks.steps import StepScope, executor
 # offboard_bulk.py). A member who joined in the last minute is at worst one warning short.
 _MEMBER_TTL_S = 60.0
 # Per connector object (weakly: a runtime replaced is forgotten, never mistaken for another).
-_members: weakref.WeakKeyDictionary[Any, tuple[float, list[str]]] = weakref.WeakKeyDictionary()
+_members: weakref.WeakKeyDictionary[MemberDirectory, tuple[float, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
 _members_lock = threading.Lock()
 
 
-def _member_emails(org: Any) -> list[str]:
+def _member_emails(org: MemberDirectory) -> list[str]:
     with _members_lock:  # one read at a time: concurrent leavers share it
         hit = _members.get(org)
         if hit is None or time.monotonic() - hit[0] > _MEMBER_TTL_S:
@@ -93,29 +97,34 @@ class OrgReads(Protocol):
 
 
 class LiveReads:
-    """Each read from the org as it is now (the member list: at most a minute old)."""
+    """Each read from ``org`` as it is now (the member list: at most a minute old)."""
+
+    def __init__(self, org: MemberDirectory) -> None:
+        self.org = org
 
     def member_emails(self) -> list[str]:
-        return _member_emails(runtime().org)
+        return _member_emails(self.org)
 
     def group_names(self) -> dict[str, str]:
-        return {g.id: g.name for g in runtime().org.list_groups()}
+        groups = require(self.org, PermissionGroups, system="org", operation="list_groups")
+        return {g.id: g.name for g in groups.list_groups()}
 
     def projects(self) -> list[Project]:
-        org = runtime().org
+        org = self.org
         return org.list_projects() if has(org, ProjectAccess) else []
 
     def keys_of(self, email: str) -> list[ApiKey]:
-        org = runtime().org
+        org = self.org
         return org.list_keys(manager=email) if has(org, KeyManagement) else []
 
     def person(self, email: str) -> Member | None:
-        return runtime().org.get_member(email)
+        return self.org.get_member(email)
 
 
-def read_inventory(email: str, reads: OrgReads, *, receiver: str | None = None) -> Inventory:
+def read_inventory(
+    rt: Runtime, email: str, reads: OrgReads, *, receiver: str | None = None
+) -> Inventory:
     """Everything the systems say about ``email`` and about who could receive their content."""
-    rt = runtime()
     org, now = rt.org, rt.clock()
     member = org.get_member(email)
     lookalikes = find_lookalikes(email, reads.member_emails())
@@ -160,16 +169,17 @@ def read_inventory(email: str, reads: OrgReads, *, receiver: str | None = None) 
     )
 
 
-@task(name="take_inventory")
-def take_inventory(email: str, *, receiver: str | None = None) -> Inventory:
+@task(name="take_inventory", cache_policy=UNCACHED)
+def take_inventory(rt: Runtime, email: str, *, receiver: str | None = None) -> Inventory:
     """Read everything the systems say about ``email`` and about who could receive content."""
-    return read_inventory(email, LiveReads(), receiver=receiver)
+    return read_inventory(rt, email, LiveReads(rt.org), receiver=receiver)
 
 
 @executor(Step)
-def execute_offboard_step(step: Step, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
+def execute_offboard_step(
+    rt: Runtime, step: Step, scope: StepScope
+) -> tuple[WriteResult, dict[str, Any]]:
     """Do one offboarding step through its connector; the detail never holds a secret."""
-    rt = runtime()
     org, idp, subject = rt.org, rt.idp, scope.subject
     match step.params:
         case GrantProjectAccess(email=email, project=project, role=role):
@@ -189,21 +199,22 @@ def execute_offboard_step(step: Step, scope: StepScope) -> tuple[WriteResult, di
         case DeactivateIdpUser():
             return idp.set_active(step.target, False), {}
         case RevokeKey():
-            result = org_as(KeyManagement, "revoke_key").revoke_key(step.target)
+            result = rt.org_as(KeyManagement, "revoke_key").revoke_key(step.target)
             require(
                 org, KeyManagement, system="org", operation="remove_key_manager"
             ).remove_key_manager(step.target, subject)
             return result, {}
         case RotateKey() as rotate:
-            return _rotate_key(step, rotate, scope)
+            return _rotate_key(rt, step, rotate, scope)
         case RemoveOwnProjectRole():
             return require(
                 org, ProjectAccess, system="org", operation="set_project_role"
             ).set_project_role(subject, step.target, None), {}
         case RemoveGroupMembership():
-            return org.remove_group_members(step.target, [subject]), {}
+            groups = rt.org_as(PermissionGroups, "remove_group_members")
+            return groups.remove_group_members(step.target, [subject]), {}
         case RevokeModules(modules=modules):
-            return org_as(ModuleAccess, "set_modules").set_modules(subject, revoke=modules), {}
+            return rt.org_as(ModuleAccess, "set_modules").set_modules(subject, revoke=modules), {}
         case RevokeInvitation():
             return require(
                 org, Invitations, system="org", operation="revoke_invitation"
@@ -211,18 +222,17 @@ def execute_offboard_step(step: Step, scope: StepScope) -> tuple[WriteResult, di
         case RemoveMember():
             return org.remove_member(subject), {}
         case CollectActivity(days=days):
-            return WriteResult.noop("read only"), _activity(subject, days)
+            return WriteResult.noop("read only"), _activity(rt, subject, days)
         case _:
             assert_never(step.params)
 
 
 def _rotate_key(
-    step: Step, rotate: RotateKey, scope: StepScope
+    rt: Runtime, step: Step, rotate: RotateKey, scope: StepScope
 ) -> tuple[WriteResult, dict[str, Any]]:
-    rt = runtime()
     # Keyed by case and step: a retry after a lost answer, or this step re-run after the
     # worker was killed, gets the same rotation (and secret) back, never a second one.
-    result, secret = org_as(KeyManagement, "rotate_key").rotate_key(
+    result, secret = rt.org_as(KeyManagement, "rotate_key").rotate_key(
         step.target, idempotency_key=f"handover-case-{scope.case_id}-{step.id}"
     )
     told = []
@@ -239,14 +249,13 @@ def _rotate_key(
             told.append(person)
     # Off the managers only once the secret reached them: killed before this, a re-run
     # plans the rotation again, replays it (same key) and tells them.
-    org_as(KeyManagement, "remove_key_manager").remove_key_manager(step.target, scope.subject)
+    rt.org_as(KeyManagement, "remove_key_manager").remove_key_manager(step.target, scope.subject)
     return result, {"notified": told}
 
 
-def _activity(subject: str, days: int) -> dict[str, Any]:
+def _activity(rt: Runtime, subject: str, days: int) -> dict[str, Any]:
     """The subject's last ``days`` days for security: counts by action, exports, changes."""
-    rt = runtime()
-    events = org_as(OrgActivityLog, "events").events(
+    events = rt.org_as(OrgActivityLog, "events").events(
         actor=subject, since=rt.clock() - timedelta(days=days)
     )
     kinds: dict[str, int] = {}
@@ -267,16 +276,15 @@ def _activity(subject: str, days: int) -> dict[str, Any]:
     }
 
 
-@task(name="verify_offboarding")
+@task(name="verify_offboarding", cache_policy=UNCACHED)
 def verify_offboarding(
-    inv: Inventory, plan: Plan, *, narrowed: bool, case_id: int | None = None
+    rt: Runtime, inv: Inventory, plan: Plan, *, narrowed: bool, case_id: int | None = None
 ) -> dict[str, str]:
     """Re-read the systems: check → ``pass`` or ``fail: why``.
 
     ``case_id``: a key the case rotated in an earlier (interrupted) run already shows that
     rotation in this run's inventory, so the case's done steps count too.
     """
-    rt = runtime()
     org, idp, s = rt.org, rt.idp, inv.subject
     out: dict[str, str] = {}
 

@@ -18,17 +18,19 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from connectors.capabilities import (
     KeyManagement,
+    MemberDirectory,
+    PermissionGroups,
     ProjectAccess,
     has,
+    require,
 )
 from domain.models import ApiKey, Member, Project
 from domain.plan import Inventory
 from tasks.offboard import read_inventory
-from tasks.runtime import runtime
+from tasks.runtime import UNCACHED, Runtime
 
 T = TypeVar("T")
 
@@ -52,27 +54,28 @@ class _Once:
 
 
 class BatchReader:
-    """Reads shared by every leaver of one batch (one instance per batch)."""
+    """Reads of ``org`` shared by every leaver of one batch (one instance per batch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, org: MemberDirectory) -> None:
+        self.org = org
         self._once = _Once()
 
     def member_emails(self) -> list[str]:
-        org = runtime().org
+        org = self.org
         return self._once.get("members", lambda: [m.email for m in org.list_members()])
 
     def group_names(self) -> dict[str, str]:
-        org = runtime().org
-        return self._once.get("groups", lambda: {g.id: g.name for g in org.list_groups()})
+        groups = require(self.org, PermissionGroups, system="org", operation="list_groups")
+        return self._once.get("groups", lambda: {g.id: g.name for g in groups.list_groups()})
 
     def projects(self) -> list[Project]:
-        org = runtime().org
+        org = self.org
         if not has(org, ProjectAccess):
             return []
         return self._once.get("projects", org.list_projects)
 
     def api_keys(self) -> list[ApiKey]:
-        org = runtime().org
+        org = self.org
         if not has(org, KeyManagement):
             return []
         return self._once.get("keys", org.list_keys)
@@ -82,16 +85,17 @@ class BatchReader:
         return [k for k in self.api_keys() if email in {m.strip().lower() for m in k.managers}]
 
     def person(self, email: str) -> Member | None:
-        org = runtime().org
+        org = self.org
         return self._once.get(f"member:{email}", lambda: org.get_member(email))
 
 
-# Not cached: the reader is live state, and an inventory must be read afresh on every run.
-@task(name="take_batch_inventory", cache_policy=NO_CACHE)
+# Not cached (tasks.runtime.UNCACHED): the runtime and the reader are live state, and an
+# inventory must be read afresh on every run.
+@task(name="take_batch_inventory", cache_policy=UNCACHED)
 def take_batch_inventory(
-    email: str, *, reader: BatchReader, receiver: str | None = None
+    rt: Runtime, email: str, *, reader: BatchReader, receiver: str | None = None
 ) -> Inventory:
     """Everything the systems say about ``email`` and who could receive their content, as
     :func:`tasks.offboard.take_inventory` reads it, with the batch's shared reads from
     ``reader``."""
-    return read_inventory(email, reader, receiver=receiver)
+    return read_inventory(rt, email, reader, receiver=receiver)

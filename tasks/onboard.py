@@ -14,7 +14,14 @@ from typing import Any, assert_never
 
 from prefect import task
 
-from connectors.capabilities import Invitations, InviteSpec, ModuleAccess, ProjectAccess, require
+from connectors.capabilities import (
+    Invitations,
+    Inviter,
+    InviteSpec,
+    ModuleAccess,
+    ProjectAccess,
+    require,
+)
 from connectors.errors import ConnectorError
 from domain.access_request import AccessRequestError
 from domain.models import AccessRequest, Effect, WriteResult
@@ -34,24 +41,24 @@ from domain.steps import (
 from ledger.audit import append
 from ledger.cases import done_steps, find_closed_case, open_case, update_case
 from ledger.grants import grants, record_grant
-from tasks.runtime import runtime
+from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
 
 RUNBOOK = "onboard"
 
 
-def today() -> date:
+def today(rt: Runtime) -> date:
     """Today, by the runtime's clock (what "until" dates are checked against)."""
-    return runtime().clock().date()
+    return rt.clock().date()
 
 
-def idp_managed_default() -> bool:
+def idp_managed_default(rt: Runtime) -> bool:
     """Whether onboardings pre-provision in the IdP when the request does not say."""
-    return bool(getattr(runtime().settings, "idp_managed", False))
+    return bool(getattr(rt.settings, "idp_managed", False))
 
 
-@task(name="read_access_request")
-def read_access_request(ticket: str) -> AccessRequest | str:
+@task(name="read_access_request", cache_policy=UNCACHED)
+def read_access_request(rt: Runtime, ticket: str) -> AccessRequest | str:
     """The request a ticket carries, or the text explaining what is wrong with it.
 
     Returns:
@@ -60,25 +67,24 @@ def read_access_request(ticket: str) -> AccessRequest | str:
     Raises:
         ConnectorError: the ticket cannot be read (or is not an Access Request).
     """
-    rt = runtime()
     try:
         return rt.tickets.read_access_request(ticket, today=rt.clock().date())
     except AccessRequestError as exc:
         return str(exc)
 
 
-@task(name="ticket_reporter")
-def ticket_reporter(ticket: str) -> str | None:
+@task(name="ticket_reporter", cache_policy=UNCACHED)
+def ticket_reporter(rt: Runtime, ticket: str) -> str | None:
     """Who opened the ticket (they asked, so they never approve it)."""
-    return runtime().tickets.get(ticket).reporter
+    return rt.tickets.get(ticket).reporter
 
 
-def previous_outcome(subject: str, ticket: str, reason: str = "") -> Case | None:
+def previous_outcome(rt: Runtime, subject: str, ticket: str, reason: str = "") -> Case | None:
     """The closed case of this runbook, subject and ticket (and ``reason``, when given) that
     finished it: a re-run of the same ticket finds it and does nothing twice. A denial ends the
     ticket too: a run resumed after its worker died must not ask the approvers again."""
     return find_closed_case(
-        runtime().ledger,
+        rt.ledger,
         runbook=RUNBOOK,
         subject=subject,
         ticket=ticket,
@@ -87,12 +93,11 @@ def previous_outcome(subject: str, ticket: str, reason: str = "") -> Case | None
     )
 
 
-@task(name="take_onboard_inventory")
+@task(name="take_onboard_inventory", cache_policy=UNCACHED)
 def take_onboard_inventory(
-    email: str, *, ticket: str = "", case_id: int | None = None
+    rt: Runtime, email: str, *, ticket: str = "", case_id: int | None = None
 ) -> OnboardState:
     """Read what the org and the IdP say about ``email`` and the org's projects."""
-    rt = runtime()
     org, idp, now = rt.org, rt.idp, rt.clock()
     member = org.get_member(email)
     emails = [m.email for m in org.list_members()]
@@ -134,9 +139,10 @@ def _end_of(day: date) -> datetime:
 
 
 @executor(OnboardStep)
-def execute_onboard_step(step: OnboardStep, scope: StepScope) -> tuple[WriteResult, dict[str, Any]]:
+def execute_onboard_step(
+    rt: Runtime, step: OnboardStep, scope: StepScope
+) -> tuple[WriteResult, dict[str, Any]]:
     """Do one onboarding step through the IdP, the org or the ledger (a temporary grant)."""
-    rt = runtime()
     org, idp = rt.org, rt.idp
     match step.params:
         case IdpCreateUser():
@@ -159,23 +165,22 @@ def execute_onboard_step(step: OnboardStep, scope: StepScope) -> tuple[WriteResu
                 note=invite.note,
                 default_project=invite.default_project,
             )
-            result = org.invite(spec)
+            result = rt.org_as(Inviter, "invite").invite(spec)
             return result, dict(result.detail)
         case ResendInvitation():
             invites = require(org, Invitations, system="org", operation="resend_invitation")
             result = invites.resend_invitation(step.target)
             return result, dict(result.detail)
         case RecordGrant() as record:
-            return _record_grant(step.target, record, ticket=scope.ticket)
+            return _record_grant(rt, step.target, record, ticket=scope.ticket)
         case _:
             assert_never(step.params)
 
 
 def _record_grant(
-    subject: str, record: RecordGrant, *, ticket: str
+    rt: Runtime, subject: str, record: RecordGrant, *, ticket: str
 ) -> tuple[WriteResult, dict[str, Any]]:
     """The temporary access in the ledger, one grant per project role and module."""
-    rt = runtime()
     now, ids = rt.clock(), []
     for g in record.grants:
         project, role, module = (
@@ -198,10 +203,9 @@ def _record_grant(
     return WriteResult(effect=Effect.CREATED), {"grants": ids, "until": until}
 
 
-@task(name="verify_onboarding")
-def verify_onboarding(plan: OnboardPlan) -> dict[str, str]:
+@task(name="verify_onboarding", cache_policy=UNCACHED)
+def verify_onboarding(rt: Runtime, plan: OnboardPlan) -> dict[str, str]:
     """Re-read the systems: check → ``pass`` or ``fail: why``."""
-    rt = runtime()
     org, idp, s = rt.org, rt.idp, plan.subject
     out: dict[str, str] = {}
 
@@ -264,15 +268,23 @@ def verify_onboarding(plan: OnboardPlan) -> dict[str, str]:
     return out
 
 
-def _dm(email: str | None, text: str, summary: list[dict[str, Any]] | None = None) -> None:
+def _dm(
+    rt: Runtime, email: str | None, text: str, summary: list[dict[str, Any]] | None = None
+) -> None:
     if email and "@" in email:
         with contextlib.suppress(ConnectorError):
-            runtime().messenger.dm(email, text, summary)
+            rt.messenger.dm(email, text, summary)
 
 
-@task(name="reject_request")
+@task(name="reject_request", cache_policy=UNCACHED)
 def reject_request(
-    *, ticket: str, subject: str, problems: str, requester: str | None, flow_run_id: str
+    rt: Runtime,
+    *,
+    ticket: str,
+    subject: str,
+    problems: str,
+    requester: str | None,
+    flow_run_id: str,
 ) -> str:
     """An invalid request: one comment with every problem, the ticket to Rejected, a DM to the
     requester and an audit event — once per ticket and distinct problems; nothing provisioned.
@@ -280,9 +292,8 @@ def reject_request(
     Returns:
         ``"rejected"``, or ``"nothing_to_do"`` when this very rejection was recorded before.
     """
-    rt = runtime()
     digest = hashlib.sha256(problems.encode()).hexdigest()[:16]
-    if previous_outcome(subject, ticket, digest) is not None:
+    if previous_outcome(rt, subject, ticket, digest) is not None:
         return "nothing_to_do"
     case = open_case(
         rt.ledger,
@@ -298,7 +309,7 @@ def reject_request(
         with contextlib.suppress(ConnectorError):
             rt.tickets.comment(ticket, problems)
             rt.tickets.transition_to(ticket, "Rejected")
-    _dm(requester, f"Access request {ticket or subject} was rejected:\n{problems}")
+    _dm(rt, requester, f"Access request {ticket or subject} was rejected:\n{problems}")
     append(
         rt.ledger,
         AuditEvent(

@@ -18,15 +18,14 @@ from connectors.capabilities import Invitations, ProjectAccess, require
 from connectors.errors import ConnectorError
 from domain.onboard import OnboardState
 from domain.plan import is_mapped_idp_group
-from tasks.runtime import runtime
+from tasks.runtime import UNCACHED, Runtime
 
 
-@task(name="take_bulk_inventory")
+@task(name="take_bulk_inventory", cache_policy=UNCACHED)
 def take_bulk_inventory(
-    emails: Sequence[str], *, idp_managed: bool = False
+    rt: Runtime, emails: Sequence[str], *, idp_managed: bool = False
 ) -> dict[str, OnboardState]:
     """What the systems say about every address of a batch (keyed by the address as given)."""
-    rt = runtime()
     org, idp, now = rt.org, rt.idp, rt.clock()
     members = {m.email.casefold(): m for m in org.list_members()}
     all_emails = [m.email for m in members.values()]
@@ -66,9 +65,9 @@ def take_bulk_inventory(
     return out
 
 
-@task(name="notify_requester")
-def notify_requester(email: str, text: str) -> None:
+@task(name="notify_requester", cache_policy=UNCACHED)
+def notify_requester(rt: Runtime, email: str, text: str) -> None:
     """One Slack DM to whoever asked for the batch (a Slack outage does not fail the batch)."""
     if email and "@" in email:
         with contextlib.suppress(ConnectorError):
-            runtime().messenger.dm(email, text)
+            rt.messenger.dm(email, text)

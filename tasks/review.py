@@ -9,15 +9,14 @@ import csv
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 
-from connectors.capabilities import Invitations, PermissionGroups, has, require
+from connectors.capabilities import Invitations, MemberDirectory, PermissionGroups, has
 from connectors.hris import RosterFile
 from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
 from domain.review import Finding
-from tasks.runtime import runtime
+from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import audit
 
 REPORT_COLUMNS = ("id", "kind", "subject", "project", "group", "detail", "action", "outcome")
@@ -34,7 +33,7 @@ class ReviewInputs:
     warnings: list[str] = field(default_factory=list)
 
 
-def _individual_roles(org: Any, email: str) -> dict[str, Role] | None:
+def _individual_roles(org: MemberDirectory, email: str) -> dict[str, Role] | None:
     """The member's own project grants, where the backend says (the sandbox's admin API);
     None where it does not (then the domain says "individual grant of unknown role")."""
     admin = getattr(org, "admin", None)
@@ -67,11 +66,11 @@ def read_roster(path: str) -> list[RosterEntry]:
     return RosterFile(path).entries()
 
 
-@task(name="read_review_inputs")
-def read_review_inputs() -> ReviewInputs:
+@task(name="read_review_inputs", cache_policy=UNCACHED)
+def read_review_inputs(rt: Runtime) -> ReviewInputs:
     """Every member and invitation, the permission groups and — for the members in two or more
     groups (the only ones the group-union check concerns) — their project grants."""
-    org = runtime().org
+    org = rt.org
     warnings: list[str] = []
     members = list(org.list_members())
     invitations = org.list_invitations() if has(org, Invitations) else []
@@ -100,15 +99,16 @@ def read_review_inputs() -> ReviewInputs:
     return ReviewInputs(detailed, invitations, groups, individual, warnings)
 
 
-@task(name="revoke_review_invitation")
+@task(name="revoke_review_invitation", cache_policy=UNCACHED)
 def revoke_invitation(
-    finding: Finding, *, flow_run_id: str, approvers: list[str], plan_hash: str
+    rt: Runtime, finding: Finding, *, flow_run_id: str, approvers: list[str], plan_hash: str
 ) -> str:
     """Revoke the invitation a finding names; the effect (``deleted`` or ``noop(…)``)."""
-    invites = require(runtime().org, Invitations, system="org", operation="revoke_invitation")
+    invites = rt.org_as(Invitations, "revoke_invitation")
     res = invites.revoke_invitation(finding.subject)
     effect = str(res)
     audit(
+        rt,
         "org.revoke_invitation",
         subject=finding.subject,
         target=f"invitation ({finding.kind.value})",

@@ -1,85 +1,149 @@
-"""The connectors and the ledger a runbook works with, built once per process from the
-settings (Prefect parameters must be plain data, so flows do not receive these)."""
+"""The context a runbook runs in (STYLE.md point 10a): its connectors, the ledger, the approval
+policy and the clock, built once per flow run and passed to every task explicitly.
+
+A :class:`Runtime` is the approval gate's :class:`approvals.services.Services` (settings, ledger,
+policy, Slack, Jira, clock) plus what the steps touch: the org, the IdP and the HR roster. Its
+connectors are typed by their capability Protocols (``connectors.capabilities``), so a task
+asks :func:`~connectors.capabilities.has` (or :meth:`Runtime.org_as`) before using anything
+beyond the org's member directory, and a test passes small fakes of those Protocols.
+
+How a run gets its runtime: Prefect parameters must be plain data, so a flow does not receive
+one. Each runbook flow calls :func:`this_runs_runtime` once, at its top, and passes the result
+to its tasks (``some_task(rt, ...)``); nothing below the flow looks it up. Whoever starts a
+flow in this process (the CLI, the demo, a test) binds the runtime with :func:`use_runtime`;
+a flow run nobody bound one for (a deployment's run on a worker) builds it from the settings.
+The binding is a :class:`contextvars.ContextVar`: it reaches what runs in this context — a
+sync flow and its direct task calls run in the caller's thread, ``.submit()`` on Prefect's
+``ThreadPoolTaskRunner`` and ``flows.batch.run_all`` run in copies of it — and a thread
+started without a copy of the context sees none.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TypeVar
 
-from connectors.capabilities import Messenger, Roster, Tickets, require
+from prefect.cache_policies import NO_CACHE
+
+from approvals.policy import load_policy
+from approvals.services import Services
+from connectors.capabilities import (
+    IdentityProvider,
+    MemberDirectory,
+    Messenger,
+    Roster,
+    Tickets,
+    require,
+)
 from connectors.hris import RosterFile
 from connectors.idp import ScimIdp
-from connectors.org import AmplitudeScim, SandboxOrg, make_org
+from connectors.org import make_org
 from connectors.settings import Settings, load_settings
 from connectors.slack import SlackMessenger
 from connectors.tickets import JiraTickets
-from ledger import LedgerDB, open_ledger
+from ledger import open_ledger
 
 C = TypeVar("C")
 
+# The cache policy of every task that takes a Runtime. Prefect's default policy hashes a task's
+# inputs for a cache key, and a Runtime (open connections, a database engine, a clock) cannot
+# be hashed: Prefect would log "Error encountered when computing cache key" on every call.
+# Nothing is lost: a task's idempotency comes from the ledger's case (its done steps), not from
+# Prefect's cache, and task results are not persisted.
+UNCACHED = NO_CACHE
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
+@dataclass(kw_only=True)
+class Runtime(Services):
+    """Everything a runbook's tasks touch: the gate's services and the org, the IdP and the
+    HR roster (``None``: no roster configured)."""
 
-@dataclass
-class Runtime:
-    """Everything a runbook's tasks touch."""
-
-    settings: Settings
-    ledger: LedgerDB
-    org: SandboxOrg | AmplitudeScim
-    idp: ScimIdp
-    messenger: Messenger
-    tickets: Tickets
+    # Required here (optional for the gate alone): ``field()`` overrides Services' None default.
+    messenger: Messenger = field()
+    tickets: Tickets = field()
+    org: MemberDirectory
+    idp: IdentityProvider
     roster: Roster | None = None
-    clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
+        """The connectors, the ledger and the policy the settings name.
+
+        Raises:
+            SettingsError: an unusable setting (e.g. an unknown org backend).
+            PolicyError: the policy file is missing or invalid.
+        """
         settings = settings or load_settings()
         return cls(
             settings=settings,
             ledger=open_ledger(settings.ledger_database_url()),
-            org=make_org(settings),
-            idp=ScimIdp(settings),
+            policy=load_policy(settings.policy),
             messenger=SlackMessenger(settings),
             tickets=JiraTickets(settings),
+            ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
+            org=make_org(settings),
+            idp=ScimIdp(settings),
             roster=RosterFile(settings.roster) if settings.roster else None,
         )
 
-    @property
-    def ticket_base_url(self) -> str:
-        return self.settings.jira_url.rstrip("/") + "/browse/"
+    def org_as(self, capability: type[C], operation: str) -> C:
+        """The org connector as a ``capability`` that ``operation`` needs.
+
+        Raises:
+            CapabilityMissing: the org backend offers no API for it (a SCIM-only org).
+        """
+        return require(self.org, capability, system="org", operation=operation)
 
 
-_current: Runtime | None = None
-_lock = threading.Lock()
+_bound: ContextVar[Runtime | None] = ContextVar("handover_runtime", default=None)
 
 
-def runtime() -> Runtime:
-    """The process's runtime (built from the settings on first use)."""
-    global _current
-    with _lock:
-        if _current is None:
-            _current = Runtime.from_settings()
-        return _current
+@contextmanager
+def use_runtime(rt: Runtime) -> Iterator[Runtime]:
+    """Bind ``rt`` for the flows run inside this block (and in copies of this context)."""
+    token = _bound.set(rt)
+    try:
+        yield rt
+    finally:
+        _bound.reset(token)
 
 
-def org_as(capability: type[C], operation: str) -> C:
-    """The runtime's org connector as a ``capability`` that ``operation`` needs.
+def this_runs_runtime() -> Runtime:
+    """The runtime bound by :func:`use_runtime`, else the one of the settings (``HANDOVER_*``).
 
-    Raises:
-        CapabilityMissing: the org backend offers no API for it (a SCIM-only org).
+    Called once per flow run, at the top of each runbook flow.
     """
-    return require(runtime().org, capability, system="org", operation=operation)
+    bound = _bound.get()
+    return bound if bound is not None else _from_settings.get(load_settings())
 
 
-def set_runtime(rt: Runtime | None) -> None:
-    """Use ``rt`` from now on (tests, the demo, the CLI after validating its settings)."""
-    global _current
-    with _lock:
-        _current = rt
+class _BySettings:
+    """One runtime per settings value, built on first use.
+
+    Why memoised: a process that runs many flow runs (a served deployment, the review's and the
+    bulk offboarding's subflows, each calling :func:`this_runs_runtime`) would otherwise open
+    the ledger (an engine and its connection pool) and new connectors (HTTP connection pools)
+    for every run. The same settings give the same runtime; other settings (a changed
+    environment) give a runtime of their own. The policy file is read when a runtime is built:
+    a process worker's runs, each a process of its own, read it afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._built: list[tuple[Settings, Runtime]] = []
+
+    def get(self, settings: Settings) -> Runtime:
+        with self._lock:
+            for known, rt in self._built:
+                if known == settings:
+                    return rt
+            rt = Runtime.from_settings(settings)
+            self._built.append((settings, rt))
+            return rt
+
+
+_from_settings = _BySettings()

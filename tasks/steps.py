@@ -2,8 +2,10 @@
 and leave an audit event whatever happens.
 
 Every runbook's step type registers its executor here (``tasks.offboard``, ``tasks.onboard``,
-``tasks.change``); a new step kind is a model in ``domain/``, a branch of its runbook's
-executor and, where it can be re-read, a check in that runbook's verification.
+``tasks.change``): ``(rt, step, scope)``, given the run's runtime by :func:`apply_step`, which
+the runbook machinery (``flows.runbook``) calls with it. A new step kind is a model in
+``domain/``, a branch of its runbook's executor and, where it can be re-read, a check in that
+runbook's verification.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from domain.records import AuditEvent
 from domain.runbook import PlanStep, done_earlier
 from ledger.audit import append
 from ledger.cases import done_steps, mark_done
-from tasks.runtime import runtime
+from tasks.runtime import UNCACHED, Runtime
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,21 @@ class StepScope:
 
 
 S = TypeVar("S", bound=PlanStep)
-Executor = Callable[[Any, StepScope], tuple[WriteResult, dict[str, Any]]]
+Executor = Callable[[Runtime, Any, StepScope], tuple[WriteResult, dict[str, Any]]]
+# Filled once, at import, by the ``@executor`` decorators of the runbooks' task modules: a
+# registry of code, never swapped (a test calls an executor directly, with a fake runtime).
 _executors: dict[type[PlanStep], Executor] = {}
 
 
-def executor(step_type: type[S]) -> Callable[[Callable[[S, StepScope], Any]], Executor]:
-    """Register the function that does ``step_type``'s steps: ``(step, scope) → (result,
+def executor(
+    step_type: type[S],
+) -> Callable[[Callable[[Runtime, S, StepScope], Any]], Executor]:
+    """Register the function that does ``step_type``'s steps: ``(rt, step, scope) → (result,
     detail)``; the detail is audited and kept with the case, so it never holds a secret."""
 
-    def register(fn: Callable[[S, StepScope], tuple[WriteResult, dict[str, Any]]]) -> Executor:
+    def register(
+        fn: Callable[[Runtime, S, StepScope], tuple[WriteResult, dict[str, Any]]],
+    ) -> Executor:
         _executors[step_type] = fn
         return fn
 
@@ -55,8 +63,9 @@ def _audit_view(step: PlanStep) -> dict[str, Any]:
     return {"reason": step.reason, **{k: v for k, v in step.params.items() if k != "asset_ids"}}
 
 
-@task(name="apply_step")
+@task(name="apply_step", cache_policy=UNCACHED)
 def apply_step(
+    rt: Runtime,
     step: PlanStep,
     *,
     scope: StepScope,
@@ -69,7 +78,6 @@ def apply_step(
     Raises:
         ConnectorError: the step failed after the connector's retries (the run stops here).
     """
-    rt = runtime()
     done = done_steps(rt.ledger, scope.case_id)
     if step.id in done:
         return done_earlier(done[step.id]["detail"])
@@ -96,7 +104,7 @@ def apply_step(
         )
 
     try:
-        result, detail = do(step, scope)
+        result, detail = do(rt, step, scope)
     except ConnectorError as exc:
         audit(f"failed({exc})", None)
         raise

@@ -1,5 +1,5 @@
-"""What the scheduled sweeps' tasks share (expiry, invitation hygiene): the clock and the policy
-file of the runtime, the sweep's long-lived case and what an action's task sees of it, what an
+"""What the scheduled sweeps' tasks share (expiry, invitation hygiene): the clock of the run's
+runtime, the sweep's long-lived case and what an action's task sees of it, what an
 applied action did, and audit events.
 
 A sweep keeps one long-lived ledger case per runbook (``expiry``, ``invitations``) whose done
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from domain.records import AuditEvent
 from ledger.audit import append
 from ledger.cases import done_steps, mark_done, sweep_case_id
-from tasks.runtime import Runtime, runtime
+from tasks.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -33,26 +32,23 @@ class Applied:
     ticket: str = ""
 
 
-def clock() -> datetime:
+def clock(rt: Runtime) -> datetime:
     """The runtime's time (a sweep given no ``now`` sweeps at this time)."""
-    return runtime().clock()
+    return rt.clock()
 
 
-def policy_file() -> Path | None:
-    """The approval policy file of the runtime's settings (None: the default policy)."""
-    return runtime().settings.policy
-
-
-def open_sweep_case(runbook: str, subject: str, reason: str, *, create: bool) -> int | None:
+def open_sweep_case(
+    rt: Runtime, runbook: str, subject: str, reason: str, *, create: bool
+) -> int | None:
     """The sweep's long-lived case (``create``: open it when there is none; otherwise None
     when there is none, so a sweep with nothing to do writes nothing)."""
-    rt = runtime()
     return sweep_case_id(
         rt.ledger, runbook=runbook, subject=subject, reason=reason, create=create, now=rt.clock()
     )
 
 
 def audit(
+    rt: Runtime,
     what: str,
     *,
     subject: str,
@@ -67,7 +63,6 @@ def audit(
 ) -> None:
     """Append one event (``what``: e.g. ``grant.expired``) to the audit log, at the runtime's
     time."""
-    rt = runtime()
     append(
         rt.ledger,
         AuditEvent(
@@ -109,8 +104,7 @@ class OnCase:
     done: dict[str, dict[str, Any]]
 
     @classmethod
-    def load(cls, case_id: int, *, flow_run_id: str) -> OnCase:
-        rt = runtime()
+    def load(cls, rt: Runtime, case_id: int, *, flow_run_id: str) -> OnCase:
         return cls(rt, case_id, flow_run_id, done_steps(rt.ledger, case_id))
 
     def reload(self) -> OnCase:
@@ -136,6 +130,7 @@ class OnCase:
         """Audit ``what`` (e.g. ``grant.expired``) of the action ``about``; ``after`` adds to
         the reason; ``ticket`` overrides the action's."""
         audit(
+            self.rt,
             what,
             subject=about.subject,
             target=about.target,

@@ -56,8 +56,9 @@ class DeployStack:
         wait_for_worker(POOL)
         return w
 
-    def runtime(self) -> tuple[Any, Any]:
-        """This process's runtime and services over the sandbox and the worker's ledger."""
+    def runtime(self) -> Any:
+        """A runtime over the sandbox and the worker's ledger (``tasks.runtime.Runtime``: also
+        the gate's and the intake's services)."""
         return local_runtime(self.sandbox.url, self.home)
 
     def wait(

@@ -53,7 +53,7 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(stack: Dep
         parameters={"email": EMAIL, "reason": "termination", "requester": "it.ops@acme.com"},
         timeout=0,
     )
-    _rt, svc = stack.runtime()
+    svc = stack.runtime()
 
     def state(run_id: UUID) -> Any:
         with get_client(sync_client=True) as c:

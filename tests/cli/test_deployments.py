@@ -93,7 +93,7 @@ def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
     stack.worker()
 
     # The intake in this process reads the same ledger; runs go through the deployment.
-    _rt, svc = stack.runtime()
+    svc = stack.runtime()
     assert str(svc.settings.ledger_database_url()) == stack.env["HANDOVER_LEDGER_URL"]
     launcher = deployment_launcher("offboard/offboard")
     body = json.dumps(

@@ -72,7 +72,7 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     stack.worker()
 
     # The ledger the worker uses, and the org it acts on, seen from this process.
-    rt, svc = stack.runtime()
+    rt = svc = stack.runtime()
     assert str(svc.settings.ledger_database_url()) == stack.env["HANDOVER_LEDGER_URL"]
     secret = svc.settings.slack_signing_secret.get_secret_value()
 

@@ -17,13 +17,17 @@ times, as an operator would.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.runbook import RunbookFailed
+
+if TYPE_CHECKING:
+    from tasks.runtime import Runtime
 
 TAG = "chaos"
 FINAL = ("done", "denied", "expired", "rejected")
@@ -59,14 +63,13 @@ def reap() -> int:
     return len(runs)
 
 
-def finished(job: dict[str, Any]) -> bool:
+def finished(rt: Runtime, job: dict[str, Any]) -> bool:
     """The request has an outcome in the ledger (its case was closed)."""
     from ledger.cases import find_closed_case
-    from tasks.runtime import runtime
 
     return (
         find_closed_case(
-            runtime().ledger,
+            rt.ledger,
             runbook=job["runbook"],
             subject=job["email"],
             ticket=job["ticket"],
@@ -76,13 +79,14 @@ def finished(job: dict[str, Any]) -> bool:
     )
 
 
-def run_job(job: dict[str, Any]) -> str:
-    """Run one job to an outcome (retrying failed runs); its last status."""
+def run_job(rt: Runtime, job: dict[str, Any]) -> str:
+    """Run one job to an outcome (retrying failed runs) on ``rt``; its last status."""
     from prefect import tags
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.offboard import offboard
     from flows.onboard import onboard
+    from tasks.runtime import use_runtime
 
     status = "not run"
     for _attempt in range(6):
@@ -91,6 +95,7 @@ def run_job(job: dict[str, Any]) -> str:
             with (
                 temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
                 tags(TAG),
+                use_runtime(rt),  # a pool thread: the binding is made in it
             ):
                 if job["runbook"] == "offboard":
                     out = offboard(
@@ -113,16 +118,16 @@ def run_job(job: dict[str, Any]) -> str:
 
 def main() -> None:
     from connectors.settings import load_settings
-    from tasks.runtime import Runtime, set_runtime
+    from tasks.runtime import Runtime
 
     jobs: list[dict[str, Any]] = json.loads(Path(sys.argv[1]).read_text())
-    set_runtime(Runtime.from_settings(load_settings()))
+    rt = Runtime.from_settings(load_settings())
     crashed = reap()
-    todo = [j for j in jobs if not finished(j)]
+    todo = [j for j in jobs if not finished(rt, j)]
     print(f"worker {sys.argv[2]}: {crashed} crashed runs marked, {len(todo)} jobs to run")
     sys.stdout.flush()
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="chaos-job") as pool:
-        statuses = list(pool.map(run_job, todo))
+        statuses = list(pool.map(functools.partial(run_job, rt), todo))
     print(json.dumps({"statuses": statuses}), flush=True)
 
 

@@ -1,6 +1,7 @@
 """An offboarding test stack: a demo sandbox over loopback, the HR roster it exports written to a
-file, a :class:`tasks.runtime.Runtime` over both and a tmp ledger (installed for the flow), and
-the intake in-process for signed Slack clicks. Flows run on the session's real Prefect server.
+file, a :class:`tasks.runtime.Runtime` over both and a tmp ledger (bound with
+``tasks.runtime.use_runtime`` for each flow run the stack starts), and the intake in-process for
+signed Slack clicks. Flows run on the session's real Prefect server.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from domain.runbook import RunbookFailed
 from intake.app import create_intake
 from ledger.approvals import list_approvals
 from sandbox.db import Setting
-from tasks.runtime import Runtime, set_runtime
+from tasks.runtime import Runtime, use_runtime
 from tests.conftest import LiveSandbox
 
 SECRET = "sandbox-signing-secret"
@@ -134,13 +135,15 @@ class OffboardStack:
 
         from flows.offboard import offboard
 
-        set_runtime(self.rt)  # another test (or the CLI) may have installed its own
         run = Run(threading.Thread(target=lambda: None))
 
         def target() -> None:
             try:
                 # A sync flow joins its heartbeat thread at the end (~1 s each): off in tests.
-                with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                with (
+                    temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                    use_runtime(self.rt),  # a new thread: the binding is made in it
+                ):
                     run.result.append(offboard(**params))
             except RunbookFailed as exc:  # a failed run's outcome
                 run.result.append(exc.outcome)
@@ -236,7 +239,7 @@ def make_stack(
         home=tmp / "home",
     )
     rt = Runtime.from_settings(settings)
-    set_runtime(rt)
+    # The intake's own services (it runs no steps), over the runtime's ledger and connectors.
     svc = Services(
         settings=settings,
         ledger=rt.ledger,

@@ -19,7 +19,7 @@ from domain.runbook import RunbookFailed
 from ledger.cases import open_case
 from ledger.grants import record_grant
 from sandbox.app import create_app
-from tasks.runtime import Runtime, set_runtime
+from tasks.runtime import Runtime, use_runtime
 from tests.conftest import LiveSandbox, serve
 from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
 
@@ -46,8 +46,7 @@ def sweep(flow: Callable[..., dict[str, Any]], st: OffboardStack, **params: Any)
     sweep's too)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    set_runtime(st.rt)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), use_runtime(st.rt):
         try:
             return flow(now=sandbox_now(st.url).isoformat(), **params)
         except RunbookFailed as exc:  # the run ended Failed: its outcome says why

@@ -48,14 +48,16 @@ def start(stack: OffboardStack, fn: Callable[..., dict[str, Any]], **params: Any
     """Run a flow in a thread (it may pause at the gate)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from tasks.runtime import set_runtime
+    from tasks.runtime import use_runtime
 
-    set_runtime(stack.rt)
     run = Run(threading.Thread(target=lambda: None))
 
     def target() -> None:
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with (
+                temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                use_runtime(stack.rt),
+            ):
                 run.result.append(fn(**params))
         except RunbookFailed as exc:  # a failed run's outcome
             run.result.append(exc.outcome)

@@ -37,7 +37,6 @@ from approvals.services import Services
 from approvals.watchdog import sweep
 from connectors.settings import Settings
 from domain.records import ApprovalState
-from flows.report import gate_services
 from ledger.approvals import list_approvals
 from ledger.audit import AuditRow, verify
 from ledger.cases import CaseRow, done_steps
@@ -172,7 +171,7 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
         roster=roster,
         home=tmp_path / "home",
     )
-    svc = gate_services(Runtime.from_settings(settings))
+    svc: Services = Runtime.from_settings(settings)  # a runtime is the gate's services too
     httpx.put(
         f"{url}/_sandbox/faults",
         json={"fault_rate": 0.2, "fault_after": 0.5, "rate_limit": 1200, "burst": 10},

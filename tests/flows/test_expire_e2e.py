@@ -75,9 +75,11 @@ def staging(st: OffboardStack) -> list[Any]:
 
 def test_remind_extend_and_expire(stack: OffboardStack) -> None:
     from flows.expire import extend_grant
+    from tasks.runtime import use_runtime
 
     st = stack
-    launcher = thread_launcher(extend_grant)
+    with use_runtime(st.rt):  # the launcher's runs start in a copy of this context
+        launcher = thread_launcher(extend_grant)
     intake = TestClient(create_intake(st.svc, extend_launcher=launcher))
 
     # A temporary Staging Manager role, ending in 2 days, on a ticket, sponsored by Sofia.

@@ -24,7 +24,7 @@ import pytest
 from domain.records import ApprovalRequest
 from ledger.approvals import list_approvals
 from sandbox.app import create_app
-from tasks.runtime import set_runtime
+from tasks.runtime import use_runtime
 from tests.conftest import LiveSandbox, serve
 from tests.flows.offboard_stack import ADMIN, OffboardStack, Run, make_stack
 
@@ -60,12 +60,14 @@ def start(stack: OffboardStack, **params: Any) -> Run:
 
     from flows.offboard_bulk import offboard_bulk
 
-    set_runtime(stack.rt)
     run = Run(threading.Thread(target=lambda: None))
 
     def target() -> None:
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with (
+                temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                use_runtime(stack.rt),
+            ):
                 run.result.append(offboard_bulk(**params))
         except BaseException as exc:
             run.error.append(exc)

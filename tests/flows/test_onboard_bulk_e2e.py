@@ -27,7 +27,7 @@ from ledger.approvals import list_approvals
 from sandbox.app import create_app
 from sandbox.org.models import Member as OrgMember
 from sandbox.org.models import ModuleGrant, Project, ProjectRole
-from tasks.runtime import Runtime, set_runtime
+from tasks.runtime import Runtime, use_runtime
 from tests.conftest import LiveSandbox, serve
 from tests.flows.offboard_stack import ADMIN, OffboardStack, Run, make_stack
 
@@ -93,7 +93,6 @@ def stack(sandbox: LiveSandbox, tmp_path: Path, prefect_server: str) -> Offboard
         }
     )
     st.rt = Runtime.from_settings(settings)
-    set_runtime(st.rt)
     r = httpx.put(f"{st.url}/_sandbox/faults", json={"rate_limit": RATE}, headers=ADMIN)
     r.raise_for_status()
     return st
@@ -104,12 +103,14 @@ def start(stack: OffboardStack, **params: Any) -> Run:
 
     from flows.onboard_bulk import onboard_bulk
 
-    set_runtime(stack.rt)
     run = Run(threading.Thread(target=lambda: None))
 
     def target() -> None:
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with (
+                temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                use_runtime(stack.rt),
+            ):
                 run.result.append(onboard_bulk(**params))
         except RunbookFailed as exc:  # a failed batch's outcome
             run.result.append(exc.outcome)

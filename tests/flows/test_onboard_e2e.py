@@ -54,14 +54,16 @@ def start(stack: OffboardStack, **params: Any) -> Run:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.onboard import onboard
-    from tasks.runtime import set_runtime
+    from tasks.runtime import use_runtime
 
-    set_runtime(stack.rt)
     run = Run(threading.Thread(target=lambda: None))
 
     def target() -> None:
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with (
+                temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                use_runtime(stack.rt),
+            ):
                 run.result.append(onboard(**params))
         except RunbookFailed as exc:  # a failed run's outcome
             run.result.append(exc.outcome)
@@ -95,8 +97,10 @@ def test_acc1_from_the_jira_hook_to_done(stack: OffboardStack) -> None:
     from flows.onboard import onboard
     from intake.jira_hook import jira_router, sign_jira
     from intake.launch import thread_launcher
+    from tasks.runtime import use_runtime
 
-    launcher = thread_launcher(onboard)
+    with use_runtime(stack.rt):  # the launcher's runs start in a copy of this context
+        launcher = thread_launcher(onboard)
     app = FastAPI()
     app.include_router(jira_router(stack.svc, launcher))
     hooks = TestClient(app)

@@ -61,12 +61,16 @@ def start_review(stack: OffboardStack, **params: Any) -> Run:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.review import access_review
+    from tasks.runtime import use_runtime
 
     run = Run(threading.Thread(target=lambda: None))
 
     def target() -> None:
         try:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            with (
+                temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+                use_runtime(stack.rt),
+            ):
                 run.result.append(access_review(roster=str(stack.roster), **params))
         except BaseException as exc:
             run.error.append(exc)

@@ -15,7 +15,7 @@ import pytest
 from domain.records import GrantStatus
 from domain.runbook import RunbookFailed
 from ledger.grants import set_grant
-from tasks.runtime import Runtime, set_runtime
+from tasks.runtime import Runtime, use_runtime
 from tests.flows.offboard_stack import OffboardStack
 from tests.flows.sweep_stack import CARLA, demo_stack, sandbox_now, temporary_staging_manager
 from tests.tasks.sandbox_runtime import Ignoring, Without
@@ -29,8 +29,7 @@ def final(flow: Any, rt: Runtime, **params: Any) -> tuple[Any, dict[str, Any]]:
     """Run ``flow`` over ``rt``; its final state and its outcome."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    set_runtime(rt)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), use_runtime(rt):
         state = flow(**params, return_state=True)
     data = state.result(raise_on_failure=False)
     return state, data.outcome if isinstance(data, RunbookFailed) else data

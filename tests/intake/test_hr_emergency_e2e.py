@@ -55,8 +55,10 @@ class WithoutHeartbeats:
 
 def test_a_security_risk_event_runs_the_emergency_offboarding(stack: OffboardStack) -> None:
     from flows.offboard import offboard
+    from tasks.runtime import use_runtime
 
-    launcher = thread_launcher(WithoutHeartbeats(offboard))
+    with use_runtime(stack.rt):  # the launcher's runs start in a copy of this context
+        launcher = thread_launcher(WithoutHeartbeats(offboard))
     intake = TestClient(create_intake(stack.svc, launcher=launcher))
     body = json.dumps(
         {

@@ -1,7 +1,8 @@
-"""The runtime the task unit tests call ``the_task.fn(...)`` with: the demo sandbox over
-loopback (a stateful fake of every vendor), its HR roster and a tmp ledger, installed as the
-process's runtime; no Prefect server (``.fn`` runs the bare function). Fakes for the failures
-the sandbox cannot be asked for on cue.
+"""The runtime the task tests call ``the_task.fn(stack.rt, ...)`` with: the demo sandbox over
+loopback (a stateful fake of every vendor), its HR roster and a tmp ledger; no Prefect server
+(``.fn`` runs the bare function). Fakes for the failures the sandbox cannot be asked for on
+cue, to wrap a connector of a replaced runtime: ``dataclasses.replace(rt, org=Down(rt.org,
+"get_member"))``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from connectors.errors import ConnectorError
 from sandbox.app import create_app
-from tasks.runtime import set_runtime
 from tests.conftest import serve
 from tests.flows.offboard_stack import OffboardStack, make_stack
 
@@ -21,7 +21,6 @@ def demo_stack(tmp_path: Path) -> Iterator[OffboardStack]:
     """The demo sandbox and a runtime over it (a fixture: ``pytest.fixture(...)``)."""
     sb = serve(create_app(None, seed="demo", rng_seed=5))
     yield make_stack(sb, tmp_path)
-    set_runtime(None)
     sb.stop()
 
 

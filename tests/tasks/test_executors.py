@@ -2,12 +2,11 @@
 stands for, with typed arguments (roles and modules as enums, dates as dates).
 
 A recording org and IdP stand in for the connectors (the end-to-end tests run the same
-executors against the sandbox); the ledger is a real one.
+executors against the sandbox) in a runtime passed to each executor; the ledger is a real one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-import tasks.runtime as runtime_module
 from domain.change import ChangeStep
 from domain.models import Effect, Module, Role, WriteResult
 from domain.onboard import OnboardStep
@@ -40,13 +38,13 @@ from domain.steps import (
     TransferAssets,
     TransferContent,
 )
-from ledger import open_ledger
 from ledger.grants import grants
 from tasks.change import execute_change_step
 from tasks.offboard import execute_offboard_step
 from tasks.onboard import execute_onboard_step
 from tasks.runtime import Runtime
 from tasks.steps import StepScope
+from tests.tasks.fakes import fake_runtime
 
 NOW = datetime(2026, 11, 1, 9, tzinfo=UTC)
 SUBJECT = "dana@x.com"
@@ -75,20 +73,15 @@ class Recorder:
 
 
 @pytest.fixture
-def rt(tmp_path: Path) -> Iterator[Runtime]:
-    before = runtime_module._current
-    fake = Runtime(
-        settings=None,  # type: ignore[arg-type]
-        ledger=open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"),
-        org=Recorder(),  # type: ignore[arg-type]
-        idp=Recorder(),  # type: ignore[arg-type]
-        messenger=Recorder(),  # type: ignore[arg-type]
-        tickets=Recorder(),  # type: ignore[arg-type]
-        clock=lambda: NOW,
+def rt(tmp_path: Path) -> Runtime:
+    return fake_runtime(
+        tmp_path,
+        now=NOW,
+        org=Recorder(),
+        idp=Recorder(),
+        messenger=Recorder(),
+        tickets=Recorder(),
     )
-    runtime_module.set_runtime(fake)
-    yield fake
-    runtime_module.set_runtime(before)
 
 
 def calls(recorder: Any) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
@@ -126,14 +119,14 @@ def calls(recorder: Any) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
 )
 def test_offboard_executor(rt: Runtime, params: StepParams, target: str, call: Any) -> None:
     step = Step.of(params, target, reason="r")
-    result, _ = execute_offboard_step(step, SCOPE)
+    result, _ = execute_offboard_step(rt, step, SCOPE)
     assert result == DONE
     assert calls(rt.org) == [call]
 
 
 def test_a_rotation_tells_the_other_managers_by_name(rt: Runtime) -> None:
     step = Step.of(RotateKey(name="ingest", notify=["b@x.com"]), "k1", reason="r")
-    _, detail = execute_offboard_step(step, SCOPE)
+    _, detail = execute_offboard_step(rt, step, SCOPE)
     assert detail == {"notified": ["b@x.com"]}
     ((name, args, _),) = calls(rt.messenger)
     assert name == "dm" and args[0] == "b@x.com" and "'ingest'" in args[1]
@@ -143,7 +136,7 @@ def test_a_rotation_tells_the_other_managers_by_name(rt: Runtime) -> None:
 
 def test_activity_is_read_for_the_days_planned(rt: Runtime) -> None:
     step = Step.of(CollectActivity(days=30), SUBJECT, reason="r")
-    result, detail = execute_offboard_step(step, SCOPE)
+    result, detail = execute_offboard_step(rt, step, SCOPE)
     assert result.effect is Effect.NOOP and detail["events"] == {}
     ((_, _, kwargs),) = calls(rt.org)
     assert kwargs == {"actor": SUBJECT, "since": datetime(2026, 10, 2, 9, tzinfo=UTC)}
@@ -197,13 +190,13 @@ def test_activity_is_read_for_the_days_planned(rt: Runtime) -> None:
     ],
 )
 def test_change_executor(rt: Runtime, params: StepParams, target: str, call: Any) -> None:
-    execute_change_step(ChangeStep.of(params, target, reason="r"), SCOPE)
+    execute_change_step(rt, ChangeStep.of(params, target, reason="r"), SCOPE)
     assert calls(rt.org) == [call]
 
 
 def test_an_email_change_invites_with_typed_roles(rt: Runtime) -> None:
     invite = InviteMember(role=Role.MEMBER, projects={"Web": Role.ADMIN}, modules=[Module.GOVERN])
-    execute_change_step(ChangeStep.of(invite, "new@x.com", reason="r"), SCOPE)
+    execute_change_step(rt, ChangeStep.of(invite, "new@x.com", reason="r"), SCOPE)
     ((name, (spec,), _),) = calls(rt.org)
     assert name == "invite"
     assert (spec.email, spec.org_role, spec.projects, spec.modules) == (
@@ -223,7 +216,7 @@ def test_onboard_invite_and_idp_group(rt: Runtime) -> None:
         default_project="Staging",
         note="ticket ACC-1",
     )
-    execute_onboard_step(OnboardStep.of(invite, "v@x.com", reason="r"), SCOPE)
+    execute_onboard_step(rt, OnboardStep.of(invite, "v@x.com", reason="r"), SCOPE)
     ((_, (spec,), _),) = calls(rt.org)
     assert (spec.default_project, spec.note, spec.projects) == (
         "Staging",
@@ -231,7 +224,7 @@ def test_onboard_invite_and_idp_group(rt: Runtime) -> None:
         {"Staging": Role.MANAGER},
     )
     group = IdpAddGroup(group_id="g4", email="v@x.com")
-    execute_onboard_step(OnboardStep.of(group, "amplitude-org-members", reason="r"), SCOPE)
+    execute_onboard_step(rt, OnboardStep.of(group, "amplitude-org-members", reason="r"), SCOPE)
     assert calls(rt.idp) == [("find_user", ("v@x.com",), {}), ("add_to_group", ("g4", "u1"), {})]
 
 
@@ -244,7 +237,7 @@ def test_a_temporary_grant_is_recorded_per_role_and_module(rt: Runtime) -> None:
         ],
         sponsor="s@x.com",
     )
-    result, detail = execute_onboard_step(OnboardStep.of(record, "v@x.com", reason="r"), SCOPE)
+    result, detail = execute_onboard_step(rt, OnboardStep.of(record, "v@x.com", reason="r"), SCOPE)
     assert result.effect is Effect.CREATED and detail["until"] == "2026-12-01"
     kept = grants(rt.ledger, subject="v@x.com")
     assert {(g.project, g.role, g.module) for g in kept} == {

@@ -1,7 +1,7 @@
 """Expiry's tasks (``tasks.expire``) called as functions (``.fn``) over the demo sandbox: each
 action is applied once, verified, recorded and commented on; a revocation that does not show is
 never marked done; an extension moves the same grant once. Failures are fakes over the real
-connectors (``tests.tasks.sandbox_runtime``).
+connectors (``tests.tasks.sandbox_runtime``) in a replaced runtime.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tasks.expire import (
     read_grants,
     record_extension_denied,
 )
-from tasks.runtime import set_runtime
 from tasks.sweeps import Applied
 from tests.flows.offboard_stack import OffboardStack
 from tests.flows.sweep_stack import CARLA, SPONSOR, sandbox_now, temporary_staging_manager
@@ -69,7 +68,7 @@ def test_read_grants_reads_each_grantees_access(stack: OffboardStack) -> None:
     temporary_staging_manager(stack.rt, now)
     ghost = Grant(subject="ghost@agency.io", module="experiment", start=now, end=now)
     record_grant(stack.rt.ledger, ghost)
-    snap = read_grants.fn()
+    snap = read_grants.fn(stack.rt)
     assert snap.blocker == ""
     assert {g.subject for g in snap.grants} == {CARLA, "ghost@agency.io"}
     assert set(snap.access) == {CARLA}  # not a member: missing, never removed
@@ -78,8 +77,8 @@ def test_read_grants_reads_each_grantees_access(stack: OffboardStack) -> None:
 
 def test_read_grants_is_blocked_when_the_org_cannot_answer(stack: OffboardStack) -> None:
     temporary_staging_manager(stack.rt, sandbox_now(stack.url))
-    set_runtime(dataclasses.replace(stack.rt, org=Down(stack.rt.org, "get_member")))
-    snap = read_grants.fn()
+    rt = dataclasses.replace(stack.rt, org=Down(stack.rt.org, "get_member"))
+    snap = read_grants.fn(rt)
     assert snap.blocker.startswith("the org could not say who has what: org: get_member failed")
     assert snap.access == {} and len(snap.grants) == 1
 
@@ -89,11 +88,11 @@ def test_a_due_grant_is_revoked_once_verified_and_commented(stack: OffboardStack
     g = temporary_staging_manager(st.rt, now - timedelta(days=3))  # ended a day ago
     action = action_at(st, now)
     assert action.kind is ExpiryKind.REVOKE_ROLE
-    assert expiry_case(create=False) is None
-    case_id = expiry_case(create=True)
+    assert expiry_case(st.rt, create=False) is None
+    case_id = expiry_case(st.rt, create=True)
     assert case_id is not None
 
-    did = apply_action.fn(action, case_id=case_id, flow_run_id="run-1")
+    did = apply_action.fn(st.rt, action, case_id=case_id, flow_run_id="run-1")
     assert did == Applied("deleted", [f"commented on {g.ticket}"], "pass")
     assert staging(st) == []
     assert the_grant(st, g.id).status is GrantStatus.EXPIRED
@@ -104,7 +103,7 @@ def test_a_due_grant_is_revoked_once_verified_and_commented(stack: OffboardStack
     assert sum("revoked the temporary access" in c for c in comments(st, g.ticket)) == 1
 
     # Again (a second sweep, or a re-run after a crash): nothing twice.
-    again = apply_action.fn(action, case_id=case_id, flow_run_id="run-2")
+    again = apply_action.fn(st.rt, action, case_id=case_id, flow_run_id="run-2")
     assert again == Applied("noop(revoked already)", [], "pass")
     assert sum("revoked the temporary access" in c for c in comments(st, g.ticket)) == 1
     assert len(audited(st, "grant.expired")) == 1
@@ -114,11 +113,11 @@ def test_a_revocation_that_does_not_show_is_not_marked_done(stack: OffboardStack
     st, now = stack, sandbox_now(stack.url)
     g = temporary_staging_manager(st.rt, now - timedelta(days=3))
     action = action_at(st, now)
-    case_id = expiry_case(create=True)
+    case_id = expiry_case(st.rt, create=True)
     assert case_id is not None
-    set_runtime(dataclasses.replace(st.rt, org=Ignoring(st.rt.org, "set_project_role")))
+    rt = dataclasses.replace(st.rt, org=Ignoring(st.rt.org, "set_project_role"))
     with pytest.raises(ConnectorError, match="revocation not verified"):
-        apply_action.fn(action, case_id=case_id, flow_run_id="run-1")
+        apply_action.fn(rt, action, case_id=case_id, flow_run_id="run-1")
     assert the_grant(st, g.id).status is GrantStatus.ACTIVE  # the next sweep tries again
     assert done_steps(st.rt.ledger, case_id) == {}
     (failed,) = audited(st, "grant.revoke_failed")
@@ -130,14 +129,13 @@ def test_a_comment_jira_refuses_is_a_note_and_tried_again(stack: OffboardStack) 
     st, now = stack, sandbox_now(stack.url)
     g = temporary_staging_manager(st.rt, now - timedelta(days=3))
     action = action_at(st, now)
-    case_id = expiry_case(create=True)
+    case_id = expiry_case(st.rt, create=True)
     assert case_id is not None
-    set_runtime(dataclasses.replace(st.rt, tickets=Down(st.rt.tickets, "comment", system="jira")))
-    did = apply_action.fn(action, case_id=case_id, flow_run_id="run-1")
+    rt = dataclasses.replace(st.rt, tickets=Down(st.rt.tickets, "comment", system="jira"))
+    did = apply_action.fn(rt, action, case_id=case_id, flow_run_id="run-1")
     assert (did.effect, did.verification) == ("deleted", "pass")
     assert did.notes == [f"could not comment on {g.ticket}: jira: comment failed: 503 unavailable"]
-    set_runtime(st.rt)
-    again = apply_action.fn(action, case_id=case_id, flow_run_id="run-2")
+    again = apply_action.fn(st.rt, action, case_id=case_id, flow_run_id="run-2")
     assert again == Applied("noop(revoked already)", [f"commented on {g.ticket}"], "pass")
     assert sum("revoked the temporary access" in c for c in comments(st, g.ticket)) == 1
 
@@ -147,13 +145,13 @@ def test_a_reminder_goes_to_the_person_and_the_sponsor_once(stack: OffboardStack
     g = temporary_staging_manager(st.rt, now)  # ends in 2 days: the 3-day reminder
     action = action_at(st, now)
     assert (action.kind, action.reminder) == (ExpiryKind.REMIND, "3d")
-    case_id = expiry_case(create=True)
+    case_id = expiry_case(st.rt, create=True)
     assert case_id is not None
-    did = apply_action.fn(action, case_id=case_id, flow_run_id="run-1")
+    did = apply_action.fn(st.rt, action, case_id=case_id, flow_run_id="run-1")
     assert did == Applied("sent", [f"told {CARLA}", f"told {SPONSOR}"])
     assert the_grant(st, g.id).last_reminder == "3d"
     assert staging(st)[0].role is Role.MANAGER  # nothing revoked
-    assert apply_action.fn(action, case_id=case_id, flow_run_id="run-2") == Applied(
+    assert apply_action.fn(st.rt, action, case_id=case_id, flow_run_id="run-2") == Applied(
         "noop(reminded already)"
     )
     assert len([m for m in st.dms(SPONSOR) if CARLA in m["text"]]) == 1
@@ -162,7 +160,7 @@ def test_a_reminder_goes_to_the_person_and_the_sponsor_once(stack: OffboardStack
 # ---------------------------------------------------------------------------- extension
 def test_read_grant_refuses_an_unknown_grant(stack: OffboardStack) -> None:
     with pytest.raises(ValueError, match="no grant 999"):
-        read_grant.fn(999)
+        read_grant.fn(stack.rt, 999)
 
 
 def test_the_approval_of_an_extension_knows_the_project_and_the_manager(
@@ -170,7 +168,7 @@ def test_the_approval_of_an_extension_knows_the_project_and_the_manager(
 ) -> None:
     now = sandbox_now(stack.url)
     g = temporary_staging_manager(stack.rt, now)
-    ctx = extension_approval.fn(Extension(grant=g, days=30, requester=CARLA))
+    ctx = extension_approval.fn(stack.rt, Extension(grant=g, days=30, requester=CARLA))
     assert (ctx.runbook, ctx.subject, ctx.requester, ctx.reason) == (
         "extend",
         CARLA,
@@ -182,7 +180,7 @@ def test_the_approval_of_an_extension_knows_the_project_and_the_manager(
     assert "raj.admin@acme.com" in ctx.project_admins
     prod = g.model_copy(update={"project": "Production"})
     assert extension_approval.fn(
-        Extension(grant=prod, days=30, requester=CARLA)
+        stack.rt, Extension(grant=prod, days=30, requester=CARLA)
     ).production_roles == ("manager",)
 
 
@@ -190,7 +188,7 @@ def test_an_extension_moves_the_same_grant_once(stack: OffboardStack) -> None:
     st, now = stack, sandbox_now(stack.url)
     g = temporary_staging_manager(st.rt, now)
     ext = Extension(grant=g, days=30, requester=CARLA)
-    did = extend_end.fn(ext, approvers=[SPONSOR], flow_run_id="run-1")
+    did = extend_end.fn(st.rt, ext, approvers=[SPONSOR], flow_run_id="run-1")
     assert did == Applied("updated", [f"commented on {g.ticket}"], "pass")
     moved = the_grant(st, g.id)
     assert utc(moved.end) == utc(g.end) + timedelta(days=30)
@@ -199,7 +197,7 @@ def test_an_extension_moves_the_same_grant_once(stack: OffboardStack) -> None:
     (rec,) = audited(st, "grant.extended")
     assert (rec.on_behalf_of, rec.plan_hash, rec.target) == (SPONSOR, ext.hash, f"grant {g.id}")
     # A second click's run, approved too: the grant moved meanwhile, nothing is done.
-    assert extend_end.fn(ext, approvers=[SPONSOR], flow_run_id="run-2") == Applied(
+    assert extend_end.fn(st.rt, ext, approvers=[SPONSOR], flow_run_id="run-2") == Applied(
         "noop(grant changed meanwhile)"
     )
     assert utc(the_grant(st, g.id).end) == utc(g.end) + timedelta(days=30)
@@ -209,7 +207,7 @@ def test_an_extension_moves_the_same_grant_once(stack: OffboardStack) -> None:
 def test_a_refused_extension_is_audited(stack: OffboardStack) -> None:
     g = temporary_staging_manager(stack.rt, sandbox_now(stack.url))
     record_extension_denied.fn(
-        Extension(grant=g, days=30, requester=CARLA), state="denied", flow_run_id="run-1"
+        stack.rt, Extension(grant=g, days=30, requester=CARLA), state="denied", flow_run_id="run-1"
     )
     (rec,) = audited(stack, "grant.extension_denied")
     assert (rec.effect, rec.target, rec.ticket) == ("denied", f"grant {g.id}", g.ticket)

@@ -50,7 +50,7 @@ def test_read_roster(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_read_review_inputs_details_the_members_of_two_groups(stack: OffboardStack) -> None:
-    org = read_review_inputs.fn()
+    org = read_review_inputs.fn(stack.rt)
     assert org.warnings == []
     assert EXPIRED in {i.email for i in org.invitations}
     assert {"Analysts Production", "Prod Managers"} <= {g.name for g in org.groups}
@@ -64,7 +64,7 @@ def test_read_review_inputs_details_the_members_of_two_groups(stack: OffboardSta
 def test_an_approved_invitation_is_revoked_and_audited(stack: OffboardStack) -> None:
     finding = stale(EXPIRED)
     effect = revoke_invitation.fn(
-        finding, flow_run_id="run-1", approvers=["sec.lead@acme.com"], plan_hash="h" * 64
+        stack.rt, finding, flow_run_id="run-1", approvers=["sec.lead@acme.com"], plan_hash="h" * 64
     )
     assert effect == "deleted"
     invites = {i.email: i.state for i in stack.rt.org.list_invitations()}  # type: ignore[union-attr]
@@ -79,7 +79,7 @@ def test_an_approved_invitation_is_revoked_and_audited(stack: OffboardStack) -> 
     assert rec.plan_hash == "h" * 64 and rec.target == "invitation (stale_invitation)"
     # Again: nothing pending any more.
     assert revoke_invitation.fn(
-        finding, flow_run_id="run-2", approvers=["sec.lead@acme.com"], plan_hash="h" * 64
+        stack.rt, finding, flow_run_id="run-2", approvers=["sec.lead@acme.com"], plan_hash="h" * 64
     ).startswith("noop")
 
 

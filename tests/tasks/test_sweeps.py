@@ -1,62 +1,49 @@
 """What the sweeps' tasks share (``tasks.sweeps``): the long-lived case, a step marked done
-once, audit events at the runtime's time. Only the ledger is real here: no connector is used.
+once, audit events at the runtime's time. Only the ledger is real here: no connector is used
+(the runtime passed to each function is ``tests.tasks.fakes.fake_runtime``'s).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connectors.settings import Settings
-from ledger import open_ledger
 from ledger.audit import records
-from tasks.runtime import Runtime, set_runtime
-from tasks.sweeps import About, OnCase, audit, clock, open_sweep_case, policy_file
+from tasks.runtime import Runtime
+from tasks.sweeps import About, OnCase, audit, clock, open_sweep_case
+from tests.tasks.fakes import fake_runtime
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def rt(tmp_path: Path) -> Iterator[Runtime]:
-    none: Any = None
-    runtime = Runtime(
-        settings=Settings(policy=tmp_path / "policy.yaml", home=tmp_path),
-        ledger=open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"),
-        org=none,
-        idp=none,
-        messenger=none,
-        tickets=none,
-        clock=lambda: NOW,
-    )
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
+def rt(tmp_path: Path) -> Runtime:
+    return fake_runtime(tmp_path, now=NOW)
 
 
-def test_the_clock_and_the_policy_file_are_the_runtimes(rt: Runtime, tmp_path: Path) -> None:
-    assert clock() == NOW
-    assert policy_file() == tmp_path / "policy.yaml"
+def test_the_clock_is_the_runtimes(rt: Runtime) -> None:
+    # (The policy the expiry sweep reads is the runtime's too: ``rt.policy``, no longer a file
+    # name looked up here.)
+    assert clock(rt) == NOW
 
 
 def test_a_sweep_case_is_opened_only_when_asked_and_then_kept(rt: Runtime) -> None:
-    assert open_sweep_case("expiry", "expiry-sweep", "expiry", create=False) is None
-    case_id = open_sweep_case("expiry", "expiry-sweep", "expiry", create=True)
+    assert open_sweep_case(rt, "expiry", "expiry-sweep", "expiry", create=False) is None
+    case_id = open_sweep_case(rt, "expiry", "expiry-sweep", "expiry", create=True)
     assert case_id is not None
-    assert open_sweep_case("expiry", "expiry-sweep", "expiry", create=False) == case_id
-    assert open_sweep_case("expiry", "expiry-sweep", "expiry", create=True) == case_id
+    assert open_sweep_case(rt, "expiry", "expiry-sweep", "expiry", create=False) == case_id
+    assert open_sweep_case(rt, "expiry", "expiry-sweep", "expiry", create=True) == case_id
     # Another sweep keeps its own case.
-    other = open_sweep_case("invitations", "invitation-hygiene", "hygiene", create=True)
+    other = open_sweep_case(rt, "invitations", "invitation-hygiene", "hygiene", create=True)
     assert other not in (None, case_id)
 
 
 def test_a_step_is_marked_done_once(rt: Runtime) -> None:
-    case_id = open_sweep_case("expiry", "expiry-sweep", "expiry", create=True)
+    case_id = open_sweep_case(rt, "expiry", "expiry-sweep", "expiry", create=True)
     assert case_id is not None
-    c = OnCase.load(case_id, flow_run_id="run-1")
+    c = OnCase.load(rt, case_id, flow_run_id="run-1")
     assert c.done == {}
     assert c.mark("revoke:1@t", "deleted", {"verification": "pass"}) is True
     assert c.mark("revoke:1@t", "deleted") is False
@@ -67,9 +54,9 @@ def test_a_step_is_marked_done_once(rt: Runtime) -> None:
 
 
 def test_an_actions_audit_event_names_it_and_its_reason(rt: Runtime) -> None:
-    case_id = open_sweep_case("expiry", "expiry-sweep", "expiry", create=True)
+    case_id = open_sweep_case(rt, "expiry", "expiry-sweep", "expiry", create=True)
     assert case_id is not None
-    c = OnCase.load(case_id, flow_run_id="run-1")
+    c = OnCase.load(rt, case_id, flow_run_id="run-1")
     about = About("carla@agency.io", "grant 7: Staging manager", "expired", ticket="ACC-7")
     c.audit(about, "grant.expired", "deleted", late_by="2 days")
     c.audit(about, "ticket.commented", "created", ticket="ACC-8", on_behalf_of="sec@acme.com")
@@ -86,6 +73,7 @@ def test_an_actions_audit_event_names_it_and_its_reason(rt: Runtime) -> None:
 
 def test_audit_appends_one_event_at_the_runtimes_time(rt: Runtime) -> None:
     audit(
+        rt,
         "grant.extended",
         subject="carla@agency.io",
         target="grant 7",
