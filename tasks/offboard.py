@@ -10,6 +10,7 @@ import contextlib
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Protocol, assert_never
 
@@ -95,6 +96,13 @@ class OrgReads(Protocol):
 
     def person(self, email: str) -> Member | None: ...
 
+    def org_admins(self) -> list[str]: ...
+
+
+def joined_admins(members: Iterable[Member]) -> list[str]:
+    """The org's joined Admins, of a member list."""
+    return sorted(m.email for m in members if m.org_role is Role.ADMIN and m.status == "joined")
+
 
 class LiveReads:
     """Each read from ``org`` as it is now (the member list: at most a minute old)."""
@@ -120,6 +128,11 @@ class LiveReads:
     def person(self, email: str) -> Member | None:
         return self.org.get_member(email)
 
+    def org_admins(self) -> list[str]:
+        # Read now, never from the minute-old member list: whether someone is the last Admin
+        # must not be an old answer. Only asked when the leaver is an Admin.
+        return joined_admins(self.org.list_members())
+
 
 def read_inventory(
     rt: Runtime, email: str, reads: OrgReads, *, receiver: str | None = None
@@ -139,6 +152,9 @@ def read_inventory(
     if has(org, OrgActivityLog):
         activity = org.events(actor=email, since=now - timedelta(days=ACTIVITY_DAYS))
     roster = rt.roster.get(email) if rt.roster else None
+    # Whether they are the org's last Admin (domain.plan.sole_org_admin_blockers); None where
+    # they are no Admin, or the org does not say (a SCIM-only org gives no org role).
+    admins = reads.org_admins() if member and member.org_role is Role.ADMIN else None
     wanted = {receiver, roster.manager if roster else None}
     wanted |= {a for p in projects for a in p.admins}
     people = {
@@ -165,6 +181,7 @@ def read_inventory(
         roster=roster,
         departed=departed,
         activity=activity,
+        org_admins=admins,
         taken_at=now,
     )
 

@@ -29,7 +29,7 @@ from connectors.capabilities import (
 )
 from domain.models import ApiKey, Member, Project
 from domain.plan import Inventory
-from tasks.offboard import read_inventory
+from tasks.offboard import joined_admins, read_inventory
 from tasks.runtime import UNCACHED, Runtime
 
 T = TypeVar("T")
@@ -60,9 +60,17 @@ class BatchReader:
         self.org = org
         self._once = _Once()
 
-    def member_emails(self) -> list[str]:
+    def members(self) -> list[Member]:
         org = self.org
-        return self._once.get("members", lambda: [m.email for m in org.list_members()])
+        return self._once.get("members", lambda: list(org.list_members()))
+
+    def member_emails(self) -> list[str]:
+        return [m.email for m in self.members()]
+
+    def org_admins(self) -> list[str]:
+        # As the batch read them: two Admins of one batch each see the other; the org still
+        # refuses to remove its last Admin (409), and that leaver's row says so.
+        return joined_admins(self.members())
 
     def group_names(self) -> dict[str, str]:
         groups = require(self.org, PermissionGroups, system="org", operation="list_groups")

@@ -273,6 +273,27 @@ def test_content_never_goes_to_someone_hr_terminated(
     assert not {s["target"] for s in steps_of(res, "transfer_assets")} & gone
 
 
+def test_the_orgs_last_admin_is_blocked_before_anything_is_written(stack: OffboardStack) -> None:
+    alice, raj = "alice.admin@acme.com", "raj.admin@acme.com"
+    r = httpx.put(
+        f"{stack.url}/admin/v1/members/{raj}/org-role",
+        json={"role": "member"},
+        headers=ADMIN,
+        timeout=10,
+    )
+    assert r.status_code == 200 and r.json()["changed"], r.text  # alice: the only Admin left
+    seq0 = stack.seq()
+    res = stack.run(email=alice, reason="termination", requester=HR)
+    assert res["status"] == "blocked", res
+    assert any(
+        b.startswith(f"{alice} is the organization's only Admin") for b in res["plan"]["blockers"]
+    )
+    # Nothing written to the org or the IdP (the ticket and the requester's DM say why).
+    assert not [w for w in stack.writes(seq0) if w["api"] not in ("jira", "slack")]
+    assert (stack.member(alice) or {}).get("org_role") == "admin"
+    assert "Paused" not in state_names(res["run_id"])  # nobody was asked to approve it
+
+
 def test_a_member_in_two_groups_is_removed_cleanly(stack: OffboardStack) -> None:
     gina = "gina.groups@acme.com"
 
