@@ -1,6 +1,6 @@
 """Capabilities as small Protocols (STYLE.md point 2). A runbook depends on the capability it
-needs, and asks :func:`has` before a step: a backend without it (real Amplitude has no API for
-ownership transfer, key rotation or project roles) turns that step into a human task.
+needs, and asks :func:`has` (or :func:`require`, which raises ``CapabilityMissing``) before a
+step: real Amplitude has no API for ownership transfer, key rotation or project roles.
 
 Writes are idempotent and return :class:`domain.models.WriteResult` (created | updated |
 deleted | noop(reason)); errors are those of :mod:`connectors.errors`.

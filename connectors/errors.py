@@ -7,7 +7,7 @@
         ├── NotFoundError       404, 410
         ├── ConflictError       409 (sole admin, already exists, …)
         ├── InvalidRequestError 400, 413, 422 and other 4xx
-        └── CapabilityMissing   the backend has no API for this (a human task instead)
+        └── CapabilityMissing   the backend has no API for this
 
 Every error carries keyword-only ``system`` and ``operation`` (and ``status_code`` when there was
 an HTTP answer) and reads like "org: remove_member failed for a@b.com: 409 sole admin of project
@@ -87,7 +87,7 @@ class InvalidRequestError(PermanentError):
 
 
 class CapabilityMissing(PermanentError):
-    """The backend offers no API for this step: the runbook turns it into a human task."""
+    """The backend offers no API for this step (e.g. a transfer on a SCIM-only org)."""
 
 
 def error_for_status(

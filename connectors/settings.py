@@ -24,6 +24,7 @@ from pydantic_settings import (
 SANDBOX = "http://127.0.0.1:8800"
 
 # The published development credentials of the sandbox (README) — never valid elsewhere.
+ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
 DEV_CREDENTIALS: dict[str, str] = {
     "org_scim_token": "sandbox-scim-key",
     "org_admin_token": "sandbox-admin-token",
@@ -71,8 +72,8 @@ class Settings(BaseSettings):
     org_url: str = SANDBOX
     org_scim_token: SecretStr = SecretStr(DEV_CREDENTIALS["org_scim_token"])
     org_admin_token: SecretStr = SecretStr(DEV_CREDENTIALS["org_admin_token"])
-    # "sandbox": the admin API covers transfers, keys, project roles; "amplitude": SCIM only,
-    # every other step becomes a human task.
+    # "sandbox": the admin API covers transfers, keys, project roles; "amplitude": SCIM only
+    # (docs/deployment.md: what the runbooks cannot do on it yet).
     org_backend: str = "sandbox"
     # The org is provisioned by the IdP (SCIM): onboarding pre-provisions there, not by invite.
     idp_managed: bool = False
@@ -138,6 +139,20 @@ class Settings(BaseSettings):
                 f"sandbox: set {', '.join('HANDOVER_' + b.upper() for b in bad)}"
             )
 
+    def org_backend_kind(self) -> str:
+        """``org_backend`` as one of :data:`ORG_BACKENDS` (case and spaces ignored).
+
+        Raises:
+            SettingsError: it names neither.
+        """
+        backend = self.org_backend.strip().lower()
+        if backend not in ORG_BACKENDS:
+            raise SettingsError(
+                f"HANDOVER_ORG_BACKEND must be one of {', '.join(ORG_BACKENDS)}, "
+                f"not {self.org_backend!r}"
+            )
+        return backend
+
     def ledger_database_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
 
@@ -148,5 +163,6 @@ def load_settings(**overrides: Any) -> Settings:
 
     settings = Settings(**overrides)
     settings.check_safe()
+    settings.org_backend_kind()  # a misspelt backend is refused here, not in a run
     install_redaction(settings.secret_values())
     return settings

@@ -1,8 +1,9 @@
 """The org backend (Amplitude-style): pick the connector the settings name.
 
 - ``org_backend = "amplitude"`` → :class:`AmplitudeScim`: only what Amplitude's SCIM API offers
-  (MemberDirectory, PermissionGroups, and :class:`Inviter`); every other org step becomes a
-  human task, because ``has(org, AssetOwnership)`` and the like answer False;
+  (MemberDirectory, PermissionGroups, and :class:`Inviter`); ``has(org, AssetOwnership)`` and
+  the like answer False and ``require`` raises ``CapabilityMissing`` (the runbooks do not yet
+  turn such steps into tasks for a person);
 - ``org_backend = "sandbox"`` → :class:`SandboxOrg`: SCIM plus the sandbox's admin API, every org
   capability of :mod:`connectors.capabilities`.
 """
@@ -14,9 +15,8 @@ import httpx
 from connectors.capabilities import Inviter
 from connectors.org.admin import SandboxOrg
 from connectors.org.scim import AmplitudeScim
-from connectors.settings import Settings, SettingsError
-
-BACKENDS = ("amplitude", "sandbox")
+from connectors.settings import ORG_BACKENDS as BACKENDS
+from connectors.settings import Settings
 
 __all__ = ["BACKENDS", "AmplitudeScim", "Inviter", "SandboxOrg", "make_org"]
 
@@ -36,11 +36,6 @@ def make_org(
     Raises:
         SettingsError: ``org_backend`` names neither.
     """
-    backend = settings.org_backend.strip().lower()
-    if backend == "amplitude":
+    if settings.org_backend_kind() == "amplitude":
         return AmplitudeScim.from_settings(settings, client=client)
-    if backend == "sandbox":
-        return SandboxOrg.from_settings(settings, client=client)
-    raise SettingsError(
-        f"HANDOVER_ORG_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.org_backend!r}"
-    )
+    return SandboxOrg.from_settings(settings, client=client)

@@ -5,7 +5,7 @@ Capabilities (``connectors.capabilities``): :class:`MemberDirectory` and
 :class:`Invitations`: SCIM can invite (``POST /Users``) and revoke a pending invite
 (``active: false``, i.e. :meth:`AmplitudeScim.remove_member`), but it cannot list invitations
 (pending invitees are ``active: true`` like everyone else) nor resend one, so a runbook asking
-``has(org, Invitations)`` learns to make those steps human tasks. Nor does SCIM carry org roles,
+``has(org, Invitations)`` learns that it cannot. Nor does SCIM carry org roles,
 project roles, modules, assets, API keys or an activity log: those capabilities are absent.
 
 Amplitude's quirks handled here: the email (``userName``) is the id; ``filter`` supports only
@@ -186,7 +186,7 @@ class AmplitudeScim:
 
         SCIM carries only the email and the name. What else the spec asks for (org role above
         Viewer, project roles, modules, a note, a default project) cannot be applied here; it
-        is listed in ``detail["not_applied"]`` so the runbook turns it into a human task.
+        is listed in ``detail["not_applied"]``, so the result says what was not done.
 
         Returns:
             ``created``, or ``noop("already a member or invited")`` on the backend's 409.

@@ -22,7 +22,7 @@ from connectors.capabilities import (
     has,
 )
 from connectors.org import AmplitudeScim, Inviter, SandboxOrg, make_org
-from connectors.settings import Settings, SettingsError
+from connectors.settings import Settings, SettingsError, load_settings
 from tests.connectors import org_fixtures
 from tests.connectors.org_fixtures import OrgWorld
 
@@ -84,6 +84,14 @@ def test_make_org_picks_by_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         SettingsError, match="HANDOVER_ORG_BACKEND must be one of amplitude, sandbox"
     ):
         make_org(Settings(org_backend="okta"))
+
+
+def test_a_misspelt_backend_is_refused_when_the_settings_are_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HANDOVER_ORG_BACKEND", "amplitud")
+    with pytest.raises(SettingsError, match="must be one of amplitude, sandbox, not 'amplitud'"):
+        load_settings()
 
 
 def test_make_org_builds_both_apis_from_settings() -> None:
