@@ -34,6 +34,9 @@ from cli.recover import HEARTBEAT_SECONDS, ensure_crash_detection
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
 POOL = "handover-process"
+# The deployments the front door and the watchdog start runs of (prefect.yaml names them).
+OFFBOARD_DEPLOYMENT = "offboard/offboard"
+ONBOARD_DEPLOYMENT = "onboard/onboard"
 
 
 class DeployError(RuntimeError):

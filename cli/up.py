@@ -44,8 +44,6 @@ import httpx
 from cli.stack import HOME, serve_app, start_prefect_server, start_sandbox
 from cli.watchdog_cmd import start_watchdog
 
-OFFBOARD_DEPLOYMENT = "offboard/offboard"
-ONBOARD_DEPLOYMENT = "onboard/onboard"
 EXTEND_DEPLOYMENT = "extend-grant/extend-grant"
 SWEEP_SECONDS = 30.0
 
@@ -175,6 +173,8 @@ def up(
             svc = services_from_env()  # refuses development credentials outside loopback
 
             from cli.deploy import (
+                OFFBOARD_DEPLOYMENT,
+                ONBOARD_DEPLOYMENT,
                 POOL,
                 PREFECT_YAML,
                 REPO,

@@ -53,7 +53,7 @@ def watchdog(
     log = _log_to_stdout()
     also = []
     if launch:
-        from cli.up import OFFBOARD_DEPLOYMENT, ONBOARD_DEPLOYMENT
+        from cli.deploy import OFFBOARD_DEPLOYMENT, ONBOARD_DEPLOYMENT
         from intake.launch import Launcher, deployment_launcher, launch_due
 
         launchers: dict[str, Launcher] = {
