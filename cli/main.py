@@ -13,9 +13,9 @@ from cli import (
     change_cmd,
     expire_cmd,
     hygiene_cmd,
+    offboard_cmd,
     onboard_cmd,
     review_cmd,
-    runbooks,
     watchdog_cmd,
 )
 from cli.stack import HOME
@@ -32,7 +32,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(approvals_cmd.audit_app, name="audit")
 app.command("approvals")(approvals_cmd.list_approvals)
 app.command("approve")(approvals_cmd.approve)
-app.command("offboard")(runbooks.offboard)
+app.command("offboard")(offboard_cmd.offboard)
 app.command("onboard")(onboard_cmd.onboard)
 app.command("hygiene")(hygiene_cmd.hygiene)
 app.command("expire")(expire_cmd.expire)

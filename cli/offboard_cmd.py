@@ -1,0 +1,83 @@
+"""``handover offboard EMAIL`` (or ``--csv FILE``): the leaver runbook from the terminal.
+
+Exit codes (INTERFACES.md): 0 done or planned, 1 failed or blocked, 2 bad input (nothing
+changed), 3 denied or timed out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+from cli.offboard_bulk_cmd import offboard_csv
+from cli.options import AsJson, DryRun, Requester
+from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
+
+
+def offboard(
+    email: str | None = typer.Argument(None, help="who leaves (exact email)"),
+    reason: str = typer.Option(
+        ...,
+        help="termination | contract_end | role_change | "
+        "inactivity | security_incident | idp_removal",
+    ),
+    ticket: str = typer.Option("", help="Jira ticket key (created when missing)"),
+    emergency: bool = typer.Option(False, help="lock out first, transfer after"),
+    receiver: str | None = typer.Option(None, help="who receives their content"),
+    keep_project: list[str] = typer.Option([], help="role_change: keep this project"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+    requester: Requester = "operator",
+    csv: Path | None = typer.Option(
+        None, "--csv", help="a file of leavers (CSV with an email column, or one per line)"
+    ),
+    max_workers: int = typer.Option(8, min=1, max=32, help="--csv: leavers offboarded at once"),
+) -> None:
+    """Leaver runbook: inventory, plan, approval, transfer, removal, rotation, verification.
+
+    With --csv FILE: every leaver of the file, one approval for the batch.
+    """
+    from flows.offboard import OffboardRequest
+    from flows.offboard import offboard as offboard_flow
+
+    if csv is not None:
+        if email or emergency or keep_project or ticket:
+            raise _bad("--csv takes no EMAIL, --emergency, --keep-project or --ticket")
+        offboard_csv(
+            csv,
+            reason=reason,
+            receiver=receiver,
+            requester=requester,
+            dry_run=dry_run,
+            as_json=as_json,
+            max_workers=max_workers,
+        )
+    if email is None:
+        raise _bad("give the leaver's EMAIL (or --csv FILE)")
+
+    params = {
+        "email": email,
+        "reason": reason,
+        "ticket": ticket,
+        "emergency": emergency,
+        "receiver": receiver,
+        "keep_projects": keep_project,
+        "dry_run": dry_run,
+        "requester": requester,
+    }
+    try:
+        OffboardRequest(**params)
+    except ValidationError as e:
+        raise _bad(validation_message(e)) from None
+    result = run_flow(offboard_flow, params, as_json=as_json)
+    if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:
+        show(result, as_json=as_json)
+    elif result["status"] == "nothing_to_do":
+        # Say so (exit 0): an unknown or already offboarded address, or a typo — the warnings
+        # name look-alike accounts.
+        typer.echo(f"nothing_to_do: {email} has no access, content or keys to remove")
+        for w in result.get("warnings", []):
+            typer.echo(f"warning: {w}")
+    raise typer.Exit(EXIT.get(result["status"], 1))
