@@ -139,6 +139,7 @@ class ScimIdp:
         client: an ``httpx.Client`` to send through (e.g. a Starlette TestClient, in-process).
         limiter: a rate-limit bucket instead of the process-wide one of this URL.
         page_size: the ``count`` asked for per page (servers may answer fewer).
+        attempts: tries per call while the errors are transient.
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class ScimIdp:
         client: httpx.Client | None = None,
         limiter: TokenBucket | None = None,
         page_size: int = 100,
+        attempts: int = 6,
     ) -> None:
         if settings is None and (base_url is None or token is None):
             settings = Settings()
@@ -165,6 +167,7 @@ class ScimIdp:
             per_minute=settings.idp_rate_per_minute if settings else None,
             client=client,
             limiter=limiter,
+            attempts=attempts,
         )
 
     def __repr__(self) -> str:

@@ -166,11 +166,17 @@ def _ops(org: SandboxOrg, idp: ScimIdp, data: dict[str, Any], rng: random.Random
 def test_500_mixed_operations_under_faults_and_rate_limit(world: OrgWorld) -> None:
     data = _setup(world, 60)
     admin_bucket, scim_bucket, idp_bucket = (TokenBucket(LIMIT) for _ in range(3))
+    # 10 tries per call for every backend: at 20 % faults, 6 tries all fail once in ~15 600
+    # calls (a run makes ~700, so about one run in twenty would end an operation wrong, as the
+    # IdP's 6 did); 10 tries fail together once in ~10 million calls.
     org = SandboxOrg.from_settings(
         world.settings(), scim_limiter=scim_bucket, admin_limiter=admin_bucket, attempts=10
     )
     idp = ScimIdp(
-        base_url=f"{world.url}/idp/scim/v2", token="sandbox-idp-token", limiter=idp_bucket
+        base_url=f"{world.url}/idp/scim/v2",
+        token="sandbox-idp-token",
+        limiter=idp_bucket,
+        attempts=10,
     )
     world.faults(fault_rate=0.2, rate_limit=LIMIT)
     chains = _ops(org, idp, data, random.Random(3))
