@@ -48,6 +48,19 @@ def thread_stacks() -> str:
     )
 
 
+STACKS_EVERY_S = 30.0
+TEST_LOGS = REPO / ".handover" / "test-logs"
+
+
+def keep_stacks() -> None:
+    """Append this process's thread stacks, with the time and the test, to a file per worker."""
+    TEST_LOGS.mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?")
+    with (TEST_LOGS / f"slow-runs-{worker}.txt").open("a") as f:
+        f.write(f"=== {time.strftime('%H:%M:%S')} {test}\n{thread_stacks()}\n")
+
+
 @dataclass
 class Run:
     """A flow run in a thread of the test process (it may pause at the gate)."""
@@ -57,7 +70,13 @@ class Run:
     error: list[BaseException] = field(default_factory=list)
 
     def wait(self, timeout: float = 60) -> dict[str, Any]:
-        self.thread.join(timeout)
+        # Every 30 s the run is still going, where each thread is goes to .handover/test-logs/
+        # (a run that stalls but still finishes in time leaves its trace there too).
+        deadline = time.monotonic() + timeout
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            self.thread.join(min(STACKS_EVERY_S, max(0.0, deadline - time.monotonic())))
+            if self.thread.is_alive() and time.monotonic() < deadline:
+                keep_stacks()
         assert not self.thread.is_alive(), f"the flow did not finish:\n{thread_stacks()}"
         assert not self.error, f"the flow raised {self.error[0]!r}"
         return self.result[0]  # type: ignore[no-any-return]
