@@ -130,7 +130,7 @@ def test_429_is_waited_out_and_the_message_goes_through_once(
 ) -> None:
     m, live = slack
     add_slack_user(live, "erin@example.com")
-    set_faults(live, rate_limit=60, burst=2)
+    set_faults(live, rate_limit=20, burst=2)  # a token every 3 s: the third call finds none
     # lookupByEmail, conversations.open, chat.postMessage: the third meets an empty bucket
     ref = m.dm("erin@example.com", "rate limited, still delivered")
     statuses = [r["status"] for r in request_log(live, "slack")]

@@ -116,12 +116,13 @@ def test_rate_limit_answers_429_with_retry_after_per_api(client: TestClient) -> 
 
 
 def test_rate_limit_refills_over_time(client: TestClient) -> None:
-    faults(client, rate_limit=200, burst=1)  # one token every 0.3 s
+    # One token every 5 s: far longer than two calls take even on a loaded machine.
+    faults(client, rate_limit=12, burst=1)
     assert client.get("/admin/v1/members", headers=ORG_ADMIN).status_code == 200
     r = client.get("/admin/v1/members", headers=ORG_ADMIN)
     assert r.status_code == 429
-    assert r.headers["Retry-After"] == "1"  # whole seconds, rounded up
-    time.sleep(0.35)
+    assert r.headers["Retry-After"] == "5"  # whole seconds, rounded up
+    time.sleep(5.05)
     assert client.get("/admin/v1/members", headers=ORG_ADMIN).status_code == 200
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -140,19 +139,17 @@ def test_errors_answer_like_slack(live: LiveSandbox) -> None:
 
 
 def test_rate_limit_429_then_retry_handler_gets_through(live: LiveSandbox) -> None:
-    httpx.put(f"{live.url}/_sandbox/faults", json={"rate_limit": 60, "burst": 2}).raise_for_status()
+    httpx.put(f"{live.url}/_sandbox/faults", json={"rate_limit": 20, "burst": 2}).raise_for_status()
     plain = sdk(live, retry_handlers=[])
     plain.auth_test()
-    plain.auth_test()  # the bucket of two is now empty; one token a second comes back
+    plain.auth_test()  # the bucket of two is now empty; one token every 3 s comes back
     with pytest.raises(SlackApiError) as exc:
         plain.auth_test()
     assert exc.value.response.status_code == 429 and api_error(exc) == "ratelimited"
     assert int(exc.value.response.headers["Retry-After"][0]) >= 1
 
-    started = time.monotonic()
     patient = sdk(live, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3)])
     assert patient.auth_test()["ok"]
-    assert time.monotonic() - started < 5
     log = httpx.get(f"{live.url}/_sandbox/requests", params={"api": "slack"}).json()["requests"]
     assert [r["status"] for r in log].count(429) >= 1 and log[-1]["status"] == 200
 
