@@ -53,7 +53,7 @@ class Run:
     thread: threading.Thread
     result: list[Any] = field(default_factory=list)
 
-    def wait(self, timeout: float = 60) -> str:
+    def wait(self, timeout: float = 180) -> str:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "the flow did not finish"
         assert self.result, "the flow raised"
@@ -85,7 +85,7 @@ class Stack:
         run.thread.start()
         return run
 
-    def paused(self, subject: str, timeout: float = 60) -> ApprovalRequest:
+    def paused(self, subject: str, timeout: float = 180) -> ApprovalRequest:
         """Wait until the flow about ``subject`` is paused at the gate; its approval."""
         from prefect.client.orchestration import get_client
 

@@ -69,7 +69,7 @@ class Run:
     result: list[Any] = field(default_factory=list)
     error: list[BaseException] = field(default_factory=list)
 
-    def wait(self, timeout: float = 60) -> dict[str, Any]:
+    def wait(self, timeout: float = 180) -> dict[str, Any]:
         # Every 30 s the run is still going, where each thread is goes to .handover/test-logs/
         # (a run that stalls but still finishes in time leaves its trace there too).
         deadline = time.monotonic() + timeout
@@ -177,7 +177,7 @@ class OffboardStack:
         """Run a flow that needs no approval to the end."""
         return self.start(**params).wait()
 
-    def paused(self, subject: str, timeout: float = 60) -> ApprovalRequest:
+    def paused(self, subject: str, timeout: float = 180) -> ApprovalRequest:
         """Wait until the flow about ``subject`` is paused at the gate; its approval."""
         from prefect.client.orchestration import get_client
 

@@ -125,7 +125,7 @@ def test_remind_extend_and_expire(stack: OffboardStack) -> None:
     r = st.click(appr, SPONSOR)
     assert r.status_code == 200 and r.json()["recorded"], r.text
     (ref,) = launcher.runs
-    out = launcher.wait(ref, timeout=60)
+    out = launcher.wait(ref, timeout=180)
     assert isinstance(out, dict) and out["status"] == "done", out
     extended = the_grant(st, g.id)
     assert extended.status is GrantStatus.ACTIVE

@@ -77,7 +77,7 @@ def start(stack: OffboardStack, **params: Any) -> Run:
     return run
 
 
-def paused_batch(stack: OffboardStack, timeout: float = 60) -> ApprovalRequest:
+def paused_batch(stack: OffboardStack, timeout: float = 180) -> ApprovalRequest:
     """The batch's approval, once its flow run is paused at the gate."""
     from prefect.client.orchestration import get_client
 
@@ -141,7 +141,7 @@ def test_ten_leavers_one_approval_and_a_rerun_does_nothing(stack: OffboardStack)
     # The same list again: nothing to do for anyone, no approval, no write anywhere.
     seq = stack.seq()
     again = start(stack, emails=entries, reason="termination", requester="it.ops@acme.com")
-    res2 = again.wait(timeout=60)
+    res2 = again.wait(timeout=180)
     assert res2["counts"] == {"nothing_to_do": N + 1, "invalid": 2}, res2["members"]
     assert [a.id for a in list_approvals(stack.svc.ledger)] == [appr.id]
     assert stack.writes(seq) == []

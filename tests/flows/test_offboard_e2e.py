@@ -480,7 +480,7 @@ def test_a_run_killed_after_the_transfers_converges_when_run_again(
     assets = [a["id"] for a in stack.get("/admin/v1/assets", owner=DANA)["assets"]]
     first = stack.handover(*args)
     try:
-        appr = stack.paused(DANA, timeout=60)
+        appr = stack.paused(DANA, timeout=180)
         # Slow every API call down so the kill lands right after the transfer step.
         httpx.put(f"{stack.url}/_sandbox/faults", json={"latency_ms": 150}, timeout=10)
         decide(stack.svc, appr.id, approver=SOFIA, decision="approve")

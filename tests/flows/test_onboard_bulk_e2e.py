@@ -122,7 +122,7 @@ def start(stack: OffboardStack, **params: Any) -> Run:
     return run
 
 
-def paused_batch(stack: OffboardStack, timeout: float = 60) -> ApprovalRequest:
+def paused_batch(stack: OffboardStack, timeout: float = 180) -> ApprovalRequest:
     """The batch's approval, once its flow run is paused at the gate."""
     from prefect.client.orchestration import get_client
 

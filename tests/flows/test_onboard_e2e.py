@@ -120,7 +120,7 @@ def test_acc1_from_the_jira_hook_to_done(stack: OffboardStack) -> None:
     assert appr.required == [[GOV]]  # govern → data governance; the reporter never approves
     r = stack.click(appr, GOV)
     assert r.status_code == 200 and r.json()["recorded"] is True, r.text
-    res = launcher.wait(ref, timeout=60)
+    res = launcher.wait(ref, timeout=180)
     assert isinstance(res, dict), res
     assert res["status"] == "done", res
     assert all(v == "pass" for v in res["verification"].values()), res["verification"]
@@ -159,7 +159,7 @@ def test_acc1_from_the_jira_hook_to_done(stack: OffboardStack) -> None:
     body2 = hook_body("ACC-1", "jira:issue_updated", ts=2)
     r = hooks.post("/hooks/jira", content=body2, headers=sign_jira(JIRA_SECRET, body2))
     assert r.status_code == 202
-    res2 = launcher.wait(r.json()["run"], timeout=60)
+    res2 = launcher.wait(r.json()["run"], timeout=180)
     assert res2["status"] == "nothing_to_do", res2
     assert org_writes(stack, seq1) == []
     assert len(issue(stack, "ACC-1")["comments"]) == comments
