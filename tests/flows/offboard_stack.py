@@ -40,12 +40,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def thread_stacks() -> str:
-    """Where every thread of this process is (for a run that did not finish: which wait)."""
+    """Where every thread of this process is (for a run that did not finish: which wait): the
+    frames of this repository's code, then the innermost library frames below them."""
     names = {t.ident: t.name for t in threading.enumerate()}
-    return "\n".join(
-        f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame)[-12:])
-        for ident, frame in sys._current_frames().items()
-    )
+    out = []
+    for ident, frame in sys._current_frames().items():
+        frames = traceback.extract_stack(frame)
+        ours = [f for f in frames if str(REPO) in f.filename and "/.venv/" not in f.filename]
+        shown = [*ours[-15:], *frames[-8:]]
+        out.append(f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_list(shown)))
+    return "\n".join(out)
 
 
 STACKS_EVERY_S = 30.0
