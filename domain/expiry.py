@@ -195,21 +195,12 @@ def membership_removal(
 
 def revocation(g: Grant, *, now: datetime, late_after: timedelta) -> ExpiryAction:
     """A due grant's own project role or module, revoked."""
-    assert g.id is not None  # only stored grants are acted on (active_by_subject)
     late = now - utc(g.end)
-    return ExpiryAction(
-        kind=ExpiryKind.REVOKE_ROLE if g.project else ExpiryKind.REVOKE_MODULE,
-        subject=g.subject,
-        grant_ids=(g.id,),
-        what=describe(g),
-        project=g.project,
-        role=g.role,
-        module=g.module,
-        ends_at=utc(g.end),
+    return grant_action(
+        g,
+        ExpiryKind.REVOKE_ROLE if g.project else ExpiryKind.REVOKE_MODULE,
         reason=_due_reason(describe(g), late, late_after, whole=False),
         late_by=_late_by(late, late_after),
-        sponsor=g.sponsor,
-        ticket=g.ticket,
     )
 
 
@@ -224,9 +215,22 @@ def reminder(g: Grant, *, now: datetime, days: Sequence[int]) -> ExpiryAction | 
     sent = _label_days(g.last_reminder)
     if sent is not None and sent <= tightest:
         return None  # this reminder (or a tighter one) was sent already
+    return grant_action(
+        g,
+        ExpiryKind.REMIND,
+        reason=(
+            f"ends in {duration(left)} ({utc(g.end).isoformat(timespec='minutes')}):"
+            f" {tightest}-day reminder"
+        ),
+        reminder=reminder_label(tightest),
+    )
+
+
+def grant_action(g: Grant, kind: ExpiryKind, *, reason: str, **extra: Any) -> ExpiryAction:
+    """An action on one stored grant, naming it as the sweep reports it."""
     assert g.id is not None  # only stored grants are acted on (active_by_subject)
     return ExpiryAction(
-        kind=ExpiryKind.REMIND,
+        kind=kind,
         subject=g.subject,
         grant_ids=(g.id,),
         what=describe(g),
@@ -234,13 +238,10 @@ def reminder(g: Grant, *, now: datetime, days: Sequence[int]) -> ExpiryAction | 
         role=g.role,
         module=g.module,
         ends_at=utc(g.end),
-        reason=(
-            f"ends in {duration(left)} ({utc(g.end).isoformat(timespec='minutes')}):"
-            f" {tightest}-day reminder"
-        ),
-        reminder=reminder_label(tightest),
+        reason=reason,
         sponsor=g.sponsor,
         ticket=g.ticket,
+        **extra,
     )
 
 
