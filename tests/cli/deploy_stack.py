@@ -22,8 +22,11 @@ from cli.stack import Running, local_runtime, start_sandbox
 from cli.up import sandbox_env
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    """Poll ``check`` every half second until it answers something truthy; that answer."""
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
+    """Poll ``check`` every half second until it answers something truthy; that answer.
+
+    ``timeout`` bounds a stuck run, it is no speed check: a Prefect server on SQLite may hold
+    an API call for its 60 s busy timeout when the machine is loaded."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -62,7 +65,7 @@ class DeployStack:
         return local_runtime(self.sandbox.url, self.home)
 
     def wait(
-        self, what: str, check: Callable[[], Any], timeout: float = 60, *, log: str = "worker.log"
+        self, what: str, check: Callable[[], Any], timeout: float = 180, *, log: str = "worker.log"
     ) -> Any:
         """``wait_for``; when it fails (a timeout, or ``check`` asserting), the tail of the
         worker's ``log`` is printed first: it says what the worker did."""

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from cli.deploy import POOL, PREFECT_YAML, deploy_all
 from tests.cli.deploy_stack import DeployStack, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 EMAIL = "dana.sole@acme.com"
 
@@ -86,7 +86,7 @@ def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
         wait_for(
             "scheduled runs of the timed deployments",
             lambda: scheduled("expire-access") and scheduled("invitation-hygiene"),
-            timeout=60,
+            timeout=180,
         )
 
     # A real process worker, with the sandbox's settings and a tmp ledger.
