@@ -6,7 +6,7 @@ partner, sent ``age`` ago and valid 14 days unless said otherwise.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -22,30 +22,10 @@ from domain.invitations import (
     revoke_reason,
 )
 from domain.models import Invitation
+from tests.domain.test_invitations import NOW, D, H, inv  # the same invitations
 
-NOW = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
-H, D = timedelta(hours=1), timedelta(days=1)
 LOOKALIKE = "j\u043en.smith@acme.com"  # a Cyrillic o
 MEMBERS = ["jon.smith@acme.com"]
-
-
-def inv(
-    age: timedelta,
-    *,
-    state: str = "pending",
-    resends: int = 0,
-    email: str = "x@partner.io",
-    ttl: timedelta = 14 * D,
-) -> Invitation:
-    sent = NOW - age
-    return Invitation(
-        email=email,
-        state=state,
-        sent_at=sent,
-        last_sent_at=sent,
-        expires_at=sent + ttl,
-        resend_count=resends,
-    )
 
 
 @pytest.mark.parametrize(
