@@ -263,7 +263,7 @@ def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
 def expiry_story(console: Console, rt: Any) -> None:
     from datetime import timedelta
 
-    from domain.runbook import RunbookFailed
+    from domain.runbook import call_runbook
     from flows.expire import expire_access
     from ledger.grants import grants
 
@@ -275,10 +275,7 @@ def expiry_story(console: Console, rt: Any) -> None:
         ("6 hours after the end", ends + timedelta(hours=6)),
         ("the next sweep", ends + timedelta(hours=6, minutes=15)),
     ):
-        try:
-            out = expire_access(now=when.isoformat())
-        except RunbookFailed as exc:  # a failed or blocked sweep ends Failed: say how far it got
-            out = exc.outcome
+        out = call_runbook(expire_access, now=when.isoformat())
         done = [f"{k} → {v}" for k, v in out["effects"].items()] or ["nothing to do"]
         console.print(f"sweep at {label} ({when:%Y-%m-%d %H:%M} UTC): {out['status']}")
         for line in done:

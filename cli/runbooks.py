@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from connectors.settings import SettingsError, load_settings
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 
 EXIT = {"done": 0, "planned": 0, "nothing_to_do": 0, "failed": 1, "blocked": 1, "denied": 3}
 
@@ -104,9 +104,7 @@ def run_flow(
         set_reporter(progress)
         try:
             with use_runtime(rt):  # the flow (and its subflows) run on this runtime
-                return fn(**params)
-        except RunbookFailed as e:  # the run ended Failed: its outcome says how far it got
-            return e.outcome
+                return call_runbook(fn, **params)
         finally:
             set_reporter(None)
             set_waiting_hook(None)

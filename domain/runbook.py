@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -295,3 +296,41 @@ class RunbookFailed(Exception):
             outcome.get("failure") or "; ".join(outcome.get("plan", {}).get("blockers", []))
         )
         self.outcome = outcome
+
+
+# The outcomes of the runs that ended under a call_runbook, innermost call first. A list, so
+# the threads a flow fans out to (each in a copy of its context) hand over to the same call.
+_handed_over: ContextVar[list[dict[str, Any]] | None] = ContextVar("outcomes", default=None)
+
+
+def hand_over(outcome: dict[str, Any]) -> None:
+    """Give a run's outcome to the :func:`call_runbook` it runs under (the runbook machinery
+    calls this as the run ends)."""
+    if (box := _handed_over.get()) is not None:
+        box.append(outcome)
+
+
+def call_runbook(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run a runbook (a flow: a subflow when called inside a flow run) and return its outcome,
+    whichever state it ended in.
+
+    The outcome is handed over in-process (:func:`hand_over`), not read back from the run's
+    final Prefect state: a state proposal the client sends again (after the server answered
+    "database is locked") is rejected as already final, and Prefect then gives the caller the
+    server's copy of the state, which has no data (a bare ``FailedRun`` for a blocked run,
+    ``None`` for a denied one). A run that raised before it ended raises here."""
+    box: list[dict[str, Any]] = []
+    token = _handed_over.set(box)
+    try:
+        try:
+            returned = fn(*args, **kwargs)
+        except RunbookFailed as exc:
+            returned = exc.outcome
+        except Exception:
+            if not box:
+                raise
+            returned = None
+    finally:
+        _handed_over.reset(token)
+    # The run's own outcome is handed over last: its subflows end before it does.
+    return box[-1] if box else cast(dict[str, Any], returned)

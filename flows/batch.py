@@ -15,10 +15,9 @@ from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.states import Completed, Failed
 
-from domain.runbook import RunbookFailed, RunbookPlan
-from flows.runbook import as_outcome, finish, run_id
+from domain.runbook import RunbookPlan
+from flows.runbook import finish, run_id
 from tasks.cases import audit_seq
 from tasks.onboard_bulk import notify_requester
 from tasks.progress import report
@@ -111,9 +110,5 @@ def batch_outcome(
 
 def finish_batch(out: dict[str, Any]) -> dict[str, Any]:
     """A batch ends like a single run (failed: Failed, denied: Denied); one where some entries
-    failed is a Completed run named ``Partial``."""
-    if out["status"] == "partial":
-        return as_outcome(Completed(name="Partial", message=f"partial: {out['counts']}", data=out))
-    if out["status"] == "failed":
-        return as_outcome(Failed(message=f"failed: {out['counts']}", data=RunbookFailed(out)))
-    return finish(out)
+    failed is a Completed run named ``Partial``; both messages give the counts."""
+    return finish(out, why=str(out["counts"]))

@@ -45,7 +45,7 @@ from domain.models import Email
 from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from flows.batch import (
     GOOD,
     batch_outcome,
@@ -177,11 +177,13 @@ def _offboard_one(
             approvers=approvers,
         )
         # The batch is the subflow's requester: the person who asked hears once, for the batch.
-        out = offboard(
-            email=m.email, reason=opts.reason.value, receiver=opts.receiver, requester=batch
+        out = call_runbook(
+            offboard,
+            email=m.email,
+            reason=opts.reason.value,
+            receiver=opts.receiver,
+            requester=batch,
         )
-    except RunbookFailed as exc:  # failed or blocked: the outcome says how far it got
-        out = exc.outcome
     except Exception as exc:  # a subflow that raises is this leaver's failure only
         return _member_row(
             m, status="failed", message=f"{type(exc).__name__}: {exc}"[:500], seconds=0.0

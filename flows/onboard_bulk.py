@@ -33,7 +33,7 @@ from approvals.gate import PlanSummary
 from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
 from domain.onboard import OnboardState, make_onboarding_plan
 from domain.policy import ApprovalContext
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from flows.batch import (
     GOOD,
     batch_outcome,
@@ -78,7 +78,8 @@ def _apply_row(
         case = open_run_case(
             rt, runbook=RUNBOOK, subject=plan.subject, reason="bulk", requester=requester
         )
-        out = run_plan(
+        out = call_runbook(
+            run_plan,
             rt,
             plan,
             case=case,
@@ -89,8 +90,6 @@ def _apply_row(
             ),
             verify=lambda p: verify_onboarding(rt, p),
         )
-    except RunbookFailed as exc:
-        out = exc.outcome
     except Exception as exc:  # the ledger or a read failed: this row only
         return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)
     effects = out["effects"]

@@ -35,7 +35,7 @@ from approvals.gate import PlanSummary
 from domain.models import RosterEntry
 from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from flows.offboard import offboard
 from flows.runbook import ask, run_id
 from flows.sweep import end
@@ -320,11 +320,13 @@ def _offboard(f: Finding, *, approval: str, requester: str) -> str:
     """Offboard one person as a subflow (security's review approval stands for the removal:
     no second approval); its outcome in words."""
     try:
-        out = offboard(
-            email=f.subject, reason=f.reason, requester=requester, review_approval=approval
+        out = call_runbook(
+            offboard,
+            email=f.subject,
+            reason=f.reason,
+            requester=requester,
+            review_approval=approval,
         )
-    except RunbookFailed as exc:  # failed or blocked: the outcome says which, and why
-        out = exc.outcome
     except Exception as exc:  # a subflow that raises is this item's failure
         get_run_logger().error("review: offboarding %s raised: %s", f.subject, exc)
         return f"failed: {exc}"

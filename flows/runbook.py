@@ -18,7 +18,10 @@ top) and passes it here; every function of this module that reads or writes hand
 
 :func:`finish` ends the flow run in the Prefect state of its outcome: failed or blocked runs
 are *Failed* (named ``Blocked`` when a person must act), denied ones *Completed* named
-``Denied``; Prefect's automations and notifications act on those.
+``Denied``; Prefect's automations and notifications act on those. Whoever starts a runbook
+and needs its outcome (the CLI, the intake, a batch or a review running one per person) calls
+it through ``domain.runbook.call_runbook``, which hands the outcome over in-process, whatever
+the state.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from prefect.states import Completed, Failed
 from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
-from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan
+from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan, hand_over
 from tasks.cases import approve_case, audit_seq, close_case, record_outcome
 from tasks.progress import report
 from tasks.runtime import Runtime
@@ -101,11 +104,14 @@ def as_outcome(state: State[Any]) -> Outcome:
     return cast(Outcome, state)
 
 
-def finish(out: Outcome) -> Outcome:
-    """The flow's return value: the outcome, in the Prefect state that says what happened."""
+def finish(out: Outcome, *, why: str = "") -> Outcome:
+    """The flow's return value: the outcome, in the Prefect state that says what happened
+    (``why`` replaces the reason in a failed or partial state's message); handed over to the
+    ``domain.runbook.call_runbook`` that started the run, if any."""
+    hand_over(out)
     status = out["status"]
     if status == "failed":
-        why = out.get("failure") or "verification failed"
+        why = why or out.get("failure") or "verification failed"
         return as_outcome(Failed(message=f"failed: {why}"[:500], data=RunbookFailed(out)))
     if status == "blocked":
         why = "; ".join(out["plan"]["blockers"]) or "a person must act first"
@@ -113,6 +119,8 @@ def finish(out: Outcome) -> Outcome:
             name="Blocked", message=f"blocked: {why}"[:500], data=RunbookFailed(out)
         )
         return as_outcome(failed)
+    if status == "partial":
+        return as_outcome(Completed(name="Partial", message=f"partial: {why}"[:500], data=out))
     if status == "denied":
         return as_outcome(Completed(name="Denied", message=out.get("reason") or "denied", data=out))
     return out

@@ -26,11 +26,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from domain.runbook import RunbookFailed
-from flows.runbook import Outcome, as_outcome, finish, run_id
+from flows.runbook import Outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.runtime import Runtime
 from tasks.sweeps import Applied
@@ -152,10 +150,7 @@ def _outcome(
 def end(out: Outcome, *, failures: Sequence[str] = ()) -> Outcome:
     """:func:`flows.runbook.finish`, naming the ``failures`` (the actions or items that
     failed) in the Failed state's message."""
-    if out["status"] == "failed" and failures:
-        message = f"failed: {'; '.join(failures)}"[:500]
-        return as_outcome(Failed(message=message, data=RunbookFailed(out)))
-    return finish(out)
+    return finish(out, why="; ".join(failures))
 
 
 def unapplied(rt: Runtime, sweeper: Sweeper[A], found: Found[A], *, dry_run: bool) -> Outcome:

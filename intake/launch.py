@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from approvals.services import Services
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from ledger.db import LedgerDB
 from ledger.events import due_events, mark_started, release_event, set_event_run
 
@@ -66,9 +66,7 @@ class ThreadLauncher:
 
         def target() -> None:
             try:
-                self.results[ref] = fn(**params)
-            except RunbookFailed as exc:  # the run ended Failed: keep its outcome
-                self.results[ref] = exc.outcome
+                self.results[ref] = call_runbook(fn, **params)
             except BaseException as exc:  # a failed run must not take the intake down
                 self.results[ref] = exc
                 log.error("run %s (%s) raised %s", ref, params.get("requester", ""), exc)

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 
 if TYPE_CHECKING:
     from tasks.runtime import Runtime
@@ -98,17 +98,16 @@ def run_job(rt: Runtime, job: dict[str, Any]) -> str:
                 use_runtime(rt),  # a pool thread: the binding is made in it
             ):
                 if job["runbook"] == "offboard":
-                    out = offboard(
+                    out = call_runbook(
+                        offboard,
                         email=job["email"],
                         reason="termination",
                         ticket=job["ticket"],
                         requester="it.ops@acme.com",
                     )
                 else:
-                    out = onboard(ticket=job["ticket"])
+                    out = call_runbook(onboard, ticket=job["ticket"])
             status = str(out["status"])
-        except RunbookFailed as exc:  # the run ended Failed: an operator would start it again
-            status = str(exc.outcome["status"])
         except Exception as exc:  # the run failed: an operator would start it again
             status = f"error: {exc}"
         if status in FINAL or status == "nothing_to_do":

@@ -27,7 +27,7 @@ from approvals.services import Services
 from cli.approvals_cmd import block_actions_body, sign
 from connectors.settings import Settings
 from domain.records import ApprovalRequest
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from intake.app import create_intake
 from ledger.approvals import list_approvals
 from sandbox.db import Setting
@@ -167,9 +167,7 @@ class OffboardStack:
                     temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
                     use_runtime(self.rt),  # a new thread: the binding is made in it
                 ):
-                    run.result.append(offboard(**params))
-            except RunbookFailed as exc:  # a failed run's outcome
-                run.result.append(exc.outcome)
+                    run.result.append(call_runbook(offboard, **params))
             except BaseException as exc:  # surfaced by Run.wait
                 run.error.append(exc)
 

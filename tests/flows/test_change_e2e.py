@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.change_cmd import change, change_email
 from domain.records import ApprovalState
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from ledger.approvals import get_approval
 from sandbox.app import create_app
 from tests.conftest import LiveSandbox, serve
@@ -58,9 +58,7 @@ def start(stack: OffboardStack, fn: Callable[..., dict[str, Any]], **params: Any
                 temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
                 use_runtime(stack.rt),
             ):
-                run.result.append(fn(**params))
-        except RunbookFailed as exc:  # a failed run's outcome
-            run.result.append(exc.outcome)
+                run.result.append(call_runbook(fn, **params))
         except BaseException as exc:
             run.error.append(exc)
 

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.records import ApprovalRequest
-from domain.runbook import RunbookFailed
+from domain.runbook import call_runbook
 from ledger.approvals import list_approvals
 from sandbox.app import create_app
 from sandbox.org.models import Member as OrgMember
@@ -111,9 +111,7 @@ def start(stack: OffboardStack, **params: Any) -> Run:
                 temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
                 use_runtime(stack.rt),
             ):
-                run.result.append(onboard_bulk(**params))
-        except RunbookFailed as exc:  # a failed batch's outcome
-            run.result.append(exc.outcome)
+                run.result.append(call_runbook(onboard_bulk, **params))
         except BaseException as exc:
             run.error.append(exc)
 

@@ -4,7 +4,9 @@ denied one Completed named Denied — what Prefect's automations and notificatio
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -15,7 +17,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.states import State
 
-from domain.runbook import RunbookFailed
+from domain.runbook import RunbookFailed, call_runbook
 from flows.runbook import finish
 from sandbox.app import create_app
 from tests.conftest import LiveSandbox, serve
@@ -99,3 +101,56 @@ def test_a_done_outcome_is_the_plain_result(prefect_server: str) -> None:
     state = _ends("done", return_state=True)
     assert state.is_completed() and state.name == "Completed"
     assert state.result()["status"] == "done"
+
+
+@pytest.fixture
+def final_state_sent_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP request that proposes a flow run's final state is sent twice and the client
+    keeps the second answer: what Prefect's client does when the server committed the state but
+    its answer was lost or late (it retries a 503 "database is locked" from its SQLite server
+    under load). The retry carries the same ``transition_id``, so the server rejects it as a
+    duplicate and answers with its copy of the state, which has no data."""
+    from prefect.client.base import PrefectHttpxSyncClient
+
+    real = PrefectHttpxSyncClient.send
+
+    def twice(self: PrefectHttpxSyncClient, request: httpx.Request, *a: Any, **kw: Any) -> Any:
+        first = real(self, request, *a, **kw)
+        final = b'"type":"FAILED"' in request.content or b'"type":"COMPLETED"' in request.content
+        if request.url.path.endswith("/set_state") and final:
+            return real(self, request, *a, **kw)
+        return first
+
+    monkeypatch.setattr(PrefectHttpxSyncClient, "send", twice)
+
+
+@pytest.mark.parametrize("status", ["blocked", "failed", "denied", "done"])
+def test_the_caller_gets_the_outcome_when_the_final_state_was_sent_twice(
+    prefect_server: str, final_state_sent_twice: None, status: str
+) -> None:
+    assert call_runbook(_ends, status)["status"] == status
+
+
+def test_a_direct_call_loses_a_blocked_outcome_when_the_final_state_was_sent_twice(
+    prefect_server: str, final_state_sent_twice: None
+) -> None:
+    # Why call_runbook exists: Prefect hands the caller the server's copy of the state.
+    with pytest.raises(Exception) as e:
+        _ends("blocked")
+    assert not isinstance(e.value, RunbookFailed)
+    assert "blocked: choose a receiver" in str(e.value)
+
+
+def test_a_subflow_run_in_a_thread_hands_its_outcome_to_its_own_caller(prefect_server: str):
+    @flow
+    def parent() -> Any:
+        ctx = contextvars.copy_context()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futs = [
+                pool.submit(ctx.copy().run, call_runbook, _ends, s) for s in ("blocked", "done")
+            ]
+            inner = [f.result()["status"] for f in futs]
+        return finish({"status": "done", "plan": {"blockers": []}, "inner": inner})
+
+    out = call_runbook(parent)
+    assert out["status"] == "done" and out["inner"] == ["blocked", "done"]
