@@ -113,7 +113,7 @@ def approve(
 
 
 def click(
-    approval_id: str = typer.Argument(...),
+    approval_id: str = typer.Argument(..., help="an approval id (apr-…) or a task id (task-…)"),
     as_: str = typer.Option(..., "--as", help="the person clicking"),
     deny: bool = typer.Option(False, "--deny"),
     intake: str = typer.Option("http://127.0.0.1:8801", help="the intake's base URL"),
@@ -121,14 +121,22 @@ def click(
         None, help="the plan hash the message showed (default: the approval's current one)"
     ),
 ) -> None:
-    """Act as that person clicking the Slack button: a signed block_actions request."""
+    """Act as that person clicking the Slack button (Approve/Deny, or a task's Done): a signed
+    block_actions request."""
     from ledger.approvals import get_approval
+    from ledger.tasks import get_task
 
     settings = load_settings()
+    is_task = approval_id.startswith("task-")
     try:
-        appr = get_approval(_ledger(), approval_id)
+        if is_task:
+            get_task(_ledger(), approval_id)
+        else:
+            appr = get_approval(_ledger(), approval_id)
     except KeyError:
-        raise _fail(f"no approval {approval_id}") from None
+        raise _fail(f"no {'task' if is_task else 'approval'} {approval_id}") from None
+    if is_task and deny:
+        raise _fail("a task has no Deny button: `handover tasks cant ID --reason …`")
     from connectors.slack import SlackMessenger
 
     user = SlackMessenger(settings).user_id(as_)
@@ -138,9 +146,10 @@ def click(
         intake,
         settings.slack_signing_secret.get_secret_value(),
         approval_id=approval_id,
-        plan_hash=plan_hash or appr.plan_hash,
+        plan_hash="" if is_task else plan_hash or appr.plan_hash,
         slack_user=user,
         deny=deny,
+        task=is_task,
     )
     typer.echo(f"{status} {body}")
     if status != 200:
@@ -155,8 +164,19 @@ def block_actions_body(
     deny: bool,
     channel: str | None = None,
     ts: str | None = None,
+    task: bool = False,
 ) -> bytes:
-    """The form body Slack posts for a button click (``payload=<json>``)."""
+    """The form body Slack posts for a button click (``payload=<json>``): Approve or Deny on
+    an approval, or (``task``) Done on the task ``approval_id``."""
+    action = (
+        {"action_id": "task_done", "block_id": "human_task", "value": approval_id}
+        if task
+        else {
+            "action_id": "deny" if deny else "approve",
+            "block_id": "approval",
+            "value": f"{approval_id}:{plan_hash}",
+        }
+    )
     payload = {
         "type": "block_actions",
         "user": {"id": slack_user},
@@ -164,9 +184,7 @@ def block_actions_body(
         "trigger_id": f"{time.time_ns()}.sandbox",
         "actions": [
             {
-                "action_id": "deny" if deny else "approve",
-                "block_id": "approval",
-                "value": f"{approval_id}:{plan_hash}",
+                **action,
                 "type": "button",
                 "action_ts": f"{time.time():.6f}",
             }

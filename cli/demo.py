@@ -33,6 +33,7 @@ from rich.table import Table
 
 from cli.stack import HOME, start_prefect_server, start_sandbox
 from cli.watchdog_cmd import start_watchdog
+from domain.tasks import is_ok
 from ledger import open_ledger
 from sandbox.world import Credentials
 
@@ -175,7 +176,7 @@ def offboarding_story(console: Console, rt: Any) -> Any:
     checks.add_column("check")
     checks.add_column("result")
     for k, v in result["verification"].items():
-        checks.add_row(k, f"[green]{v}[/]" if v == "pass" else f"[red]{v}[/]")
+        checks.add_row(k, f"[green]{v}[/]" if is_ok(v) else f"[red]{v}[/]")
     console.print(checks)
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")

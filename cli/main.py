@@ -16,6 +16,7 @@ from cli import (
     offboard_cmd,
     onboard_cmd,
     review_cmd,
+    tasks_cmd,
     watchdog_cmd,
 )
 from cli.stack import HOME
@@ -30,6 +31,7 @@ sandbox_app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(approvals_cmd.audit_app, name="audit")
+app.add_typer(tasks_cmd.tasks_app, name="tasks")
 app.command("approvals")(approvals_cmd.list_approvals)
 app.command("approve")(approvals_cmd.approve)
 app.command("offboard")(offboard_cmd.offboard)

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from connectors.settings import SettingsError, load_settings
 from domain.runbook import call_runbook
+from domain.tasks import is_ok
 
 EXIT = {"done": 0, "planned": 0, "nothing_to_do": 0, "failed": 1, "blocked": 1, "denied": 3}
 
@@ -142,7 +143,7 @@ def show(result: dict[str, Any], *, as_json: bool) -> None:
         v.add_column("check")
         v.add_column("result")
         for k, r in result["verification"].items():
-            v.add_row(k, f"[green]{r}[/]" if r == "pass" else f"[red]{r}[/]")
+            v.add_row(k, f"[green]{r}[/]" if is_ok(r) else f"[red]{r}[/]")
         c.print(v)
     for b in result["plan"].get("blockers", []):
         c.print(f"[red]needs a choice:[/] {b}")

@@ -280,7 +280,8 @@ def human_task_blocks(*, task_id: str, title: str, instructions: str) -> list[Bl
         _section(escape(instructions)),
         _context(
             f"Task `{escape(task_id)}`. Press Done when it is finished; Handover then checks "
-            "what it can."
+            "what it can. Can't do it? `handover tasks cant "
+            f"{escape(task_id)} --reason …` says why, and the run stops there."
         ),
         {
             "type": "actions",
@@ -292,21 +293,25 @@ def human_task_blocks(*, task_id: str, title: str, instructions: str) -> list[Bl
     ]
 
 
-def task_done_blocks(*, task_id: str, title: str, done_by: str, done_at: datetime) -> list[Block]:
-    """What a task message becomes once a person pressed Done; no buttons.
+def task_done_blocks(
+    *, task_id: str, title: str, done_by: str, done_at: datetime, label: str = "Done"
+) -> list[Block]:
+    """What a task message becomes once a person answered (Done, or Can't do); no buttons.
 
     Args:
         task_id: the task.
         title: as in the task message.
-        done_by: who pressed Done (email).
+        done_by: who answered (email).
         done_at: when (shown in UTC).
+        label: the answer.
 
     Returns:
         Block Kit blocks without interactive elements.
     """
     return [
         _section(
-            f":white_check_mark: *Done*: {escape(title)}\nby {escape(done_by)} on {_when(done_at)}"
+            f"{':white_check_mark:' if label == 'Done' else ':no_entry:'} *{escape(label)}*: "
+            f"{escape(title)}\nby {escape(done_by)} on {_when(done_at)}"
         ),
         _context(f"Task `{escape(task_id)}`"),
     ]

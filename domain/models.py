@@ -130,6 +130,7 @@ class Effect(StrEnum):
     UPDATED = "updated"
     DELETED = "deleted"
     NOOP = "noop"
+    ATTESTED = "attested"  # a person did it by hand (a human task) and said so
 
 
 class WriteResult(Frozen):

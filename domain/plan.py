@@ -59,6 +59,7 @@ from domain.steps import (
     CollectActivity,
     DeactivateIdpUser,
     GrantProjectAccess,
+    HumanTask,
     OffboardParams,
     PromoteAdmin,
     RemoveGroupMembership,
@@ -73,6 +74,12 @@ from domain.steps import (
 )
 from domain.steps import (
     StepKind as StepKind,  # the step kinds of an offboarding, named here too
+)
+from domain.tasks import (
+    export_activity_task,
+    replace_sole_admin_task,
+    rotate_keys_task,
+    transfer_content_task,
 )
 
 RECEIVER_LOGIN_DAYS = 30
@@ -124,6 +131,9 @@ class Inventory(BaseModel):
     departed: list[str] = Field(default_factory=list)  # possible receivers HR says have left
     activity: list[OrgEvent] = Field(default_factory=list)  # the subject's, last 30 days
     org_admins: list[str] | None = None  # the org's joined Admins (None: the org does not say)
+    # What the org has no API to read (a SCIM-only org: "assets", "keys", "projects",
+    # "activity"): the plan puts a human task where a step would need it.
+    unreadable: list[str] = Field(default_factory=list)
     taken_at: datetime
 
 
@@ -241,6 +251,10 @@ def eligible(m: Member | None, now: datetime) -> str | None:
     """Why ``m`` cannot receive content (None when they can): the product's 30-day rule."""
     if m is None:
         return "not a member"
+    if m.status == "unknown":
+        # A SCIM-only org says neither whether they joined nor when they last logged in: the
+        # transfer task asks the person doing it to check (domain.tasks).
+        return None
     if m.status != "joined":
         return "has not joined"
     if m.last_login_at is None or now - m.last_login_at > timedelta(days=RECEIVER_LOGIN_DAYS):
@@ -681,6 +695,61 @@ def collect_activity_step(inv: Inventory) -> Step:
     )
 
 
+# --- what no API can do: human tasks -------------------------------------------------------------
+def _task(task: HumanTask, subject: str, reason: str) -> Step:
+    # One task of each kind per person: the kind in the target keeps the step ids apart.
+    return Step.of(task, f"{task.task.value}:{subject}", reason=reason)
+
+
+def _in_org(inv: Inventory) -> bool:
+    # A member who may own content: not an invitee (SCIM says "unknown", not "joined").
+    return inv.member is not None and inv.member.status != "pending"
+
+
+def console_receiver_blockers(inv: Inventory, opts: Options) -> list[str]:
+    """Content the org cannot list still goes to someone: the transfer task names them."""
+    if "assets" not in inv.unreadable or not _in_org(inv) or is_narrowing(opts):
+        return []
+    if default_receiver(inv, opts) is not None:
+        return []
+    return [
+        f"the org cannot list the content of {inv.subject}: name who receives it "
+        "(--receiver, an active member) for the transfer task"
+    ]
+
+
+def console_tasks(inv: Inventory, opts: Options) -> Phases:
+    """The human tasks standing in for the steps the org has no API for (seed 004: do not skip
+    the asset transfer; replace a sole Admin first; rotate the keys they manage), in the
+    phases those steps would take; empty where the org can read and do everything."""
+    none = Phases([], [], [], [], [], [], [])
+    if not inv.unreadable or not _in_org(inv) or is_narrowing(opts):
+        return none
+    s, no_api = inv.subject, "the org has no API for it: a person does it in the console"
+    receiver = default_receiver(inv, opts)
+    promote = (
+        [_task(replace_sole_admin_task(s, receiver), s, f"project roles: {no_api}")]
+        if "projects" in inv.unreadable
+        else []
+    )
+    transfer = (
+        [_task(transfer_content_task(s, receiver), s, f"content transfer: {no_api}")]
+        if "assets" in inv.unreadable and receiver is not None
+        else []
+    )
+    keys = (
+        [_task(rotate_keys_task(s, revoke=opts.emergency), s, f"API keys: {no_api}")]
+        if "keys" in inv.unreadable
+        else []
+    )
+    collect = (
+        [_task(export_activity_task(s, ACTIVITY_DAYS), s, f"activity: {no_api}")]
+        if opts.emergency and "activity" in inv.unreadable
+        else []
+    )
+    return Phases(promote, transfer, [], [], keys, [], collect)
+
+
 # --- the order -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Phases:
@@ -695,15 +764,39 @@ class Phases:
     collect: list[Step]
 
 
-def normal_order(p: Phases) -> list[Step]:
-    """Promote → access and transfers → keep (narrowing) → IdP → org → keys."""
-    return [*p.promote, *p.transfer, *p.keep_access, *p.idp, *p.remove, *p.keys]
+def normal_order(p: Phases, t: Phases) -> list[Step]:
+    """Promote → access and transfers → keep (narrowing) → IdP → org → keys; each human task
+    (``t``) where its step would be, so the removal waits for the transfer and the
+    replacement Admin."""
+    return [
+        *p.promote,
+        *t.promote,
+        *p.transfer,
+        *t.transfer,
+        *p.keep_access,
+        *p.idp,
+        *p.remove,
+        *p.keys,
+        *t.keys,
+    ]
 
 
-def emergency_order(p: Phases) -> list[Step]:
+def emergency_order(p: Phases, t: Phases) -> list[Step]:
     """Lock out first: IdP → revoke keys → promote (the org refuses to remove a sole admin) →
-    org → access and transfers of the now-unassigned content → collect activity."""
-    return [*p.idp, *p.keys, *p.promote, *p.remove, *p.transfer, *p.collect]
+    org → access and transfers of the now-unassigned content → collect activity; the human
+    tasks (``t``) after the removal: nobody waits for a person before the lockout."""
+    return [
+        *p.idp,
+        *p.keys,
+        *p.promote,
+        *p.remove,
+        *t.keys,
+        *t.promote,
+        *p.transfer,
+        *t.transfer,
+        *p.collect,
+        *t.collect,
+    ]
 
 
 # --- what the approvers are told besides the steps -----------------------------------------------
@@ -740,15 +833,16 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
         remove=narrowing_steps(inv, opts, leaving=leaving)
         if narrowing
         else org_removal_steps(inv, opts),
-        collect=[collect_activity_step(inv)],
+        collect=[] if "activity" in inv.unreadable else [collect_activity_step(inv)],
     )
+    tasks = console_tasks(inv, opts)
     return Plan(
         subject=inv.subject,
         reason=opts.reason,
         emergency=opts.emergency,
         keep_projects=list(opts.keep_projects),
         receivers=placement.receivers,
-        steps=emergency_order(phases) if opts.emergency else normal_order(phases),
+        steps=emergency_order(phases, tasks) if opts.emergency else normal_order(phases, tasks),
         warnings=[
             *lookalike_warnings(inv),
             *manager_warnings(inv, opts),
@@ -762,5 +856,6 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
             *receiver_blockers(inv, opts),
             *unplaced_blockers(placement),
             *idp_sync_blockers(inv, opts, leaving=leaving),
+            *console_receiver_blockers(inv, opts),
         ],
     )

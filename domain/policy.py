@@ -74,11 +74,14 @@ class Policy(BaseModel):
     timeout_hours: float = Field(24, gt=0)
     escalate_after_hours: float = Field(12, gt=0)
     reminder_days: list[int] = Field(default_factory=lambda: [3, 1])
+    task_group: str | None = None  # who does human tasks; default the fallback group
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
         if self.fallback_group not in self.groups:
             raise ValueError(f"fallback_group {self.fallback_group!r} is not a defined group")
+        if self.task_group is not None and self.task_group not in self.groups:
+            raise ValueError(f"task_group {self.task_group!r} is not a defined group")
         if self.escalate_after_hours >= self.timeout_hours:
             raise ValueError("escalate_after_hours must be shorter than timeout_hours")
         for rule in self.rules:
@@ -89,6 +92,12 @@ class Policy(BaseModel):
             if rule.pre_approval and not rule.seats:
                 raise ValueError(f"rule {rule.name!r} needs seats (or pre_approval: false)")
         return self
+
+
+def task_assignees(policy: Policy) -> list[str]:
+    """Who is asked to do a human task: the policy's ``task_group`` (default its fallback
+    group, the IT admins)."""
+    return list(policy.groups[policy.task_group or policy.fallback_group])
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,16 @@ class StepKind(StrEnum):
     REVOKE_INVITATION = "revoke_invitation"
     REMOVE_MEMBER = "remove_member"
     COLLECT_ACTIVITY = "collect_activity"
+    HUMAN_TASK = "human_task"
+
+
+class TaskKind(StrEnum):
+    """What a human task asks a person to do in the org's console (``domain.tasks``)."""
+
+    TRANSFER_CONTENT = "transfer_content"
+    REPLACE_SOLE_ADMIN = "replace_sole_admin"
+    ROTATE_KEYS = "rotate_keys"
+    EXPORT_ACTIVITY = "export_activity"
 
 
 class OnboardStepKind(StrEnum):
@@ -216,6 +226,16 @@ class CollectActivity(StepParams):
     days: int
 
 
+class HumanTask(StepParams):
+    """A step no API of the org can do: a person does it in the console, following
+    ``instructions``, and says Done (or Can't do, with a reason)."""
+
+    kind: Literal["human_task"] = "human_task"
+    task: TaskKind
+    title: str
+    instructions: str
+
+
 OffboardParams = Annotated[
     GrantProjectAccess
     | PromoteAdmin
@@ -229,7 +249,8 @@ OffboardParams = Annotated[
     | RevokeModules
     | RevokeInvitation
     | RemoveMember
-    | CollectActivity,
+    | CollectActivity
+    | HumanTask,
     Field(discriminator="kind"),
 ]
 

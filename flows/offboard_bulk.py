@@ -46,6 +46,7 @@ from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
 from domain.plan import Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import call_runbook
+from domain.tasks import is_ok
 from flows.batch import (
     GOOD,
     batch_outcome,
@@ -188,7 +189,7 @@ def _offboard_one(
         return _member_row(
             m, status="failed", message=f"{type(exc).__name__}: {exc}"[:500], seconds=0.0
         )
-    failed = [f"{k}: {v}" for k, v in out.get("verification", {}).items() if v != "pass"]
+    failed = [f"{k}: {v}" for k, v in out.get("verification", {}).items() if not is_ok(v)]
     message = (
         out.get("failure")
         or "; ".join(out.get("plan", {}).get("blockers", []))

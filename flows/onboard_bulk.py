@@ -34,6 +34,7 @@ from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
 from domain.onboard import OnboardState, make_onboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import call_runbook
+from domain.tasks import is_ok
 from flows.batch import (
     GOOD,
     batch_outcome,
@@ -93,7 +94,7 @@ def _apply_row(
     except Exception as exc:  # the ledger or a read failed: this row only
         return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)
     effects = out["effects"]
-    failed = [f"{k} {v}" for k, v in out["verification"].items() if v != "pass"]
+    failed = [f"{k} {v}" for k, v in out["verification"].items() if not is_ok(v)]
     message = out.get("failure") or ("; ".join(failed) if failed else plan.granted_text())
     return _row_result(r, out["status"], message, effects=effects)
 

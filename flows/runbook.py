@@ -46,6 +46,7 @@ from approvals.gate import GateResult, PlanSummary, gate
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
 from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan, hand_over
+from domain.tasks import TaskRefused, is_ok
 from tasks.cases import approve_case, audit_seq, close_case, record_outcome
 from tasks.progress import report
 from tasks.runtime import Runtime
@@ -114,7 +115,7 @@ def finish(out: Outcome, *, why: str = "") -> Outcome:
         why = why or out.get("failure") or "verification failed"
         return as_outcome(Failed(message=f"failed: {why}"[:500], data=RunbookFailed(out)))
     if status == "blocked":
-        why = "; ".join(out["plan"]["blockers"]) or "a person must act first"
+        why = "; ".join(out["plan"]["blockers"]) or out.get("failure") or "a person must act first"
         failed: State[Any] = Failed(
             name="Blocked", message=f"blocked: {why}"[:500], data=RunbookFailed(out)
         )
@@ -251,9 +252,10 @@ def apply_steps(
     *,
     approvers: list[str],
     todo: list[PlanStep],
-) -> tuple[dict[str, WriteResult], str]:
+) -> tuple[dict[str, WriteResult], str, bool]:
     """Each step once per case, in order, with progress; stops at the first that keeps
-    failing. Returns the effects by step id and the failure (empty when none)."""
+    failing, or at a human task a person answered Can't do. Returns the effects by step id,
+    the failure (empty when none) and whether it is a person's refusal (the run is blocked)."""
     log = get_run_logger()
     scope = StepScope(plan.runbook, plan.subject, case.id, case.ticket)
     effects: dict[str, WriteResult] = {}
@@ -273,14 +275,17 @@ def apply_steps(
                 flow_run_id=run_id(),
                 approvers=approvers,
             )
+        except TaskRefused as exc:  # a person can't do it: blocked on their reason
+            log.warning("blocked at step %d/%d: %s", i + 1, len(todo), exc)
+            return effects, f"{step.label}: {exc}", True
         except Exception as exc:  # stop at this safe point; a re-run continues from here
             failure = f"{step.label}: {exc}"
             log.error("stopped at step %d/%d: %s", i + 1, len(todo), failure)
-            return effects, failure
+            return effects, failure, False
         # Prefect's artifact functions are sync-compatible: called from sync code, a UUID.
         update_progress_artifact(cast(UUID, progress), 100.0 * (i + 1) / len(todo))
     report(len(todo), len(todo), "done")
-    return effects, ""
+    return effects, "", False
 
 
 def run_plan(
@@ -306,10 +311,12 @@ def run_plan(
         return got
     plan, approvers, notice = got
     todo = [s for s in plan.steps if now is None or now(s)]
-    effects, failure = apply_steps(rt, plan, case, approvers=approvers, todo=todo)
+    effects, failure, refused = apply_steps(rt, plan, case, approvers=approvers, todo=todo)
     notice()  # an emergency's post-hoc review notice, now that the lockout is done (or stopped)
     verification = verify(plan) if not failure and close else {}
-    if failure or any(v != "pass" for v in verification.values()):
+    if refused:
+        status = "blocked"
+    elif failure or not all(is_ok(v) for v in verification.values()):
         status = "failed"
     elif not close:
         status = "waiting_for_acceptance"

@@ -40,9 +40,11 @@ from approvals.handler import (
     wake_flow,
 )
 from approvals.services import Services
-from domain.blocks import APPROVE_ACTION, DENY_ACTION, parse_decision_value
+from approvals.tasks import TaskRefusedInput, announce_answer, record_answer
+from domain.blocks import APPROVE_ACTION, DENY_ACTION, TASK_DONE_ACTION, parse_decision_value
 from domain.expiry import EXTEND_ACTION, parse_extend_value
 from domain.records import GrantStatus
+from domain.tasks import TaskState
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
 from intake.launch import Launcher
@@ -229,6 +231,8 @@ def create_intake(
         action = payload.actions[0]
         if action.action_id == EXTEND_ACTION:
             return extend(payload, action, background)
+        if action.action_id == TASK_DONE_ACTION:
+            return task_done(payload, action, background)
         if action.action_id not in (APPROVE_ACTION, DENY_ACTION):
             return JSONResponse({"ok": True, "ignored": action.action_id})
         try:
@@ -259,6 +263,24 @@ def create_intake(
 
         background.add_task(after_answer)
         return JSONResponse({"ok": True, "recorded": outcome.recorded, "message": outcome.message})
+
+    def task_done(
+        payload: BlockActions, action: SlackAction, background: BackgroundTasks
+    ) -> JSONResponse:
+        """Done clicked on a human task, by one of its assignees: recorded, then the run woken."""
+        who = svc.messenger.email_of(payload.user.id) if svc.messenger else None
+        if not who:
+            return refuse(403, "this Slack user has no email Handover knows")
+        try:
+            task, closed = record_answer(
+                svc, action.value, by=who, state=TaskState.DONE, channel="slack"
+            )
+        except TaskRefusedInput as exc:
+            return JSONResponse({"ok": True, "recorded": False, "message": str(exc)})
+        if closed:
+            background.add_task(announce_answer, svc, task)
+        message = "recorded" if closed else f"already {task.state.value} by {task.decided_by}"
+        return JSONResponse({"ok": True, "recorded": closed, "message": message})
 
     def extend(
         payload: BlockActions, action: SlackAction, background: BackgroundTasks

@@ -17,6 +17,7 @@ from domain import blocks
 from domain.models import WriteResult
 from domain.records import ApprovalState, AuditEvent
 from domain.runbook import ApprovedPlan, Case, RunbookPlan, effect_counts
+from domain.tasks import is_ok
 from ledger.audit import append, last_seq
 from ledger.cases import (
     done_steps,
@@ -124,7 +125,7 @@ def record_outcome(
     if step_id in done_steps(rt.ledger, case.id):
         return
     ticket = case.ticket
-    failed = [k for k, v in verification.items() if v != "pass"]
+    failed = [k for k, v in verification.items() if not is_ok(v)]
     text = plan.record_text(status, failed)
     # The ledger keeps the record; the ticket is a copy, so a Jira outage does not fail the run.
     with contextlib.suppress(ConnectorError):
@@ -138,7 +139,7 @@ def record_outcome(
         status=status,
         run_id=flow_run_id or None,
         effects=effect_counts(effects),
-        verification={k: v == "pass" for k, v in verification.items()},
+        verification={k: is_ok(v) for k, v in verification.items()},
         warnings=plan.warnings,
         ticket_url=f"{rt.ticket_base_url}{ticket}" if ticket else None,
     )

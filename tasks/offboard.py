@@ -44,6 +44,7 @@ from domain.steps import (
     CollectActivity,
     DeactivateIdpUser,
     GrantProjectAccess,
+    HumanTask,
     PromoteAdmin,
     RemoveGroupMembership,
     RemoveIdpGroup,
@@ -58,6 +59,7 @@ from domain.steps import (
 from ledger import LedgerDB
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
+from tasks.human import do_human_task, task_checks
 from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
 
@@ -134,6 +136,21 @@ class LiveReads:
         return joined_admins(self.org.list_members())
 
 
+# What an offboarding reads besides the member, and the capability it takes to read it: an org
+# without one (real Amplitude's SCIM API) gets a human task in the plan instead of a step.
+_READS: tuple[tuple[str, type], ...] = (
+    ("assets", AssetOwnership),
+    ("keys", KeyManagement),
+    ("projects", ProjectAccess),
+    ("activity", OrgActivityLog),
+)
+
+
+def unreadable(org: object) -> list[str]:
+    """What ``org`` has no API to read, of what an offboarding needs."""
+    return [name for name, capability in _READS if not has(org, capability)]
+
+
 def read_inventory(
     rt: Runtime, email: str, reads: OrgReads, *, receiver: str | None = None
 ) -> Inventory:
@@ -182,6 +199,7 @@ def read_inventory(
         departed=departed,
         activity=activity,
         org_admins=admins,
+        unreadable=unreadable(org),
         taken_at=now,
     )
 
@@ -240,6 +258,8 @@ def execute_offboard_step(
             return org.remove_member(subject), {}
         case CollectActivity(days=days):
             return WriteResult.noop("read only"), _activity(rt, subject, days)
+        case HumanTask() as task:
+            return do_human_task(rt, step, task, scope)
         case _:
             assert_never(step.params)
 
@@ -367,6 +387,8 @@ def verify_offboarding(
             and f"{StepKind.ROTATE_KEY.value}:{k}" not in rotated_earlier
         ]
         check("old_keys_rejected", not stale, f"keys {stale} still carry the old secret")
+    # What no API could read: the person who did it in the console attests it.
+    out.update(task_checks(rt, list(plan.steps), case_id))
     return out
 
 

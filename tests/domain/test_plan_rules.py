@@ -596,9 +596,9 @@ def test_sole_org_admin_blockers(
 
 
 # --- the order -----------------------------------------------------------------------------------
-def phases() -> Phases:
+def phases(prefix: str = "") -> Phases:
     def one(name: str) -> list[Step]:
-        return [Step.of(RemoveMember(), name, reason=name)]
+        return [Step.of(RemoveMember(), prefix + name, reason=name)]
 
     names = ["promote", "transfer", "keep_access", "idp", "keys", "remove", "collect"]
     return Phases(**{n: one(n) for n in names})
@@ -609,18 +609,39 @@ def phases() -> Phases:
     [
         pytest.param(
             normal_order,
-            ["promote", "transfer", "keep_access", "idp", "remove", "keys"],
-            id="normal",
+            [
+                "promote",
+                "task:promote",
+                "transfer",
+                "task:transfer",
+                "keep_access",
+                "idp",
+                "remove",
+                "keys",
+                "task:keys",
+            ],
+            id="normal-tasks-where-their-steps-are",
         ),
         pytest.param(
             emergency_order,
-            ["idp", "keys", "promote", "remove", "transfer", "collect"],
-            id="emergency-locks-out-first",
+            [
+                "idp",
+                "keys",
+                "promote",
+                "remove",
+                "task:keys",
+                "task:promote",
+                "transfer",
+                "task:transfer",
+                "collect",
+                "task:collect",
+            ],
+            id="emergency-locks-out-first-tasks-after",
         ),
     ],
 )
 def test_order(order: Any, expected: list[str]) -> None:
-    assert [s.target for s in order(phases())] == expected
+    assert [s.target for s in order(phases(), phases("task:"))] == expected
 
 
 # --- warnings ------------------------------------------------------------------------------------
@@ -674,3 +695,85 @@ def test_lookalike_warnings(lookalikes: list[str], warnings: list[str]) -> None:
 
 def test_kind_enum_is_still_named_by_the_plan_module() -> None:
     assert StepKind.REMOVE_MEMBER.value == "remove_member"
+
+
+# --- human tasks: what a SCIM-only org has no API for --------------------------------------------
+SCIM = ["assets", "keys", "projects", "activity"]
+
+
+def scim_world(**kw: Any) -> Inventory:
+    """What a SCIM-only org says: a member, with no role, login, content, keys or projects."""
+    scim_person = {"org_role": None, "status": "unknown", "last_login_at": None}
+    base: dict[str, Any] = {
+        "member": Member(email=DANA, **scim_person),
+        "projects": [],
+        "people": {SOFIA: Member(email=SOFIA, **scim_person)},
+        "unreadable": SCIM,
+    }
+    return world(**{**base, **kw})
+
+
+def task_kinds(steps: list[Step]) -> list[str]:
+    return [s.params.task.value for s in steps if s.kind is StepKind.HUMAN_TASK]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("inv", "o", "expected"),
+    [
+        pytest.param(world(), opts(), [], id="an-org-with-every-api-needs-no-task"),
+        pytest.param(
+            scim_world(),
+            opts(),
+            ["replace_sole_admin", "transfer_content", "rotate_keys"],
+            id="scim-only-offboarding",
+        ),
+        pytest.param(
+            scim_world(),
+            opts(emergency=True),
+            ["rotate_keys", "replace_sole_admin", "transfer_content", "export_activity"],
+            id="scim-only-emergency-after-the-lockout",
+        ),
+        pytest.param(
+            scim_world(unreadable=["keys"]), opts(), ["rotate_keys"], id="only-what-is-unreadable"
+        ),
+        pytest.param(
+            scim_world(member=Member(email=DANA, status="pending")),
+            opts(),
+            [],
+            id="an-invitee-owns-nothing",
+        ),
+        pytest.param(scim_world(), NARROW, [], id="a-narrowing-removes-nobody"),
+    ],
+)
+def test_a_human_task_stands_in_for_each_step_without_an_api(
+    inv: Inventory, o: Options, expected: list[str]
+) -> None:
+    plan = make_offboarding_plan(inv, o)
+    assert task_kinds(plan.steps) == expected
+    assert not plan.blockers
+
+
+@pytest.mark.parametrize("emergency", [False, True])
+def test_tasks_before_the_removal_normally_and_after_it_in_an_emergency(emergency: bool) -> None:
+    steps = make_offboarding_plan(scim_world(), opts(emergency=emergency)).steps
+    removal = next(i for i, s in enumerate(steps) if s.kind is StepKind.REMOVE_MEMBER)
+    before = task_kinds(steps[:removal])
+    assert before == ([] if emergency else ["replace_sole_admin", "transfer_content"])
+
+
+def test_the_transfer_task_names_the_receiver_and_the_console_path() -> None:
+    plan = make_offboarding_plan(scim_world(), opts(receiver=SOFIA))
+    transfer = next(s for s in plan.steps if s.id == f"human_task:transfer_content:{DANA}")
+    text = transfer.params.instructions  # type: ignore[union-attr]
+    assert SOFIA in text and DANA in text and "Bulk Transfer Edit Access" in text
+    assert "nothing to transfer" in text  # the org cannot list it: the task asks
+
+
+def test_content_nobody_can_list_still_needs_a_receiver() -> None:
+    inv = scim_world(roster=None)  # no manager to default to
+    plan = make_offboarding_plan(inv, opts())
+    assert plan.blockers == [
+        f"the org cannot list the content of {DANA}: name who receives it "
+        "(--receiver, an active member) for the transfer task"
+    ]
+    assert "transfer_content" not in task_kinds(plan.steps)

@@ -28,8 +28,10 @@ from cli.approvals_cmd import block_actions_body, sign
 from connectors.settings import Settings
 from domain.records import ApprovalRequest
 from domain.runbook import call_runbook
+from domain.tasks import TaskRecord, TaskState
 from intake.app import create_intake
 from ledger.approvals import list_approvals
+from ledger.tasks import list_tasks
 from sandbox.db import Setting
 from tasks.runtime import Runtime, use_runtime
 from tests.conftest import LiveSandbox
@@ -208,6 +210,53 @@ class OffboardStack:
         )
         return self.intake.post("/slack/interactions", content=body, headers=sign(SECRET, body))
 
+    def task_waiting(self, subject: str, kind: str, timeout: float = 180) -> TaskRecord:
+        """Wait until the run about ``subject`` is paused on its open human task of ``kind``;
+        the task."""
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [
+                t
+                for t in list_tasks(self.svc.ledger, state=TaskState.OPEN)
+                if t.subject == subject and t.kind.value == kind and t.flow_run_id
+            ]
+            if found:
+                with get_client(sync_client=True) as c:
+                    state = c.read_flow_run(UUID(found[-1].flow_run_id)).state
+                if state is not None and state.is_paused():
+                    return found[-1]
+            time.sleep(0.2)
+        raise AssertionError(f"no run of {subject} waiting on a {kind} task")
+
+    def click_done(self, task: TaskRecord, email: str) -> Any:
+        """``email`` clicks Done on the task's DM: a signed request to the intake."""
+        user = self.svc.messenger.user_id(email)  # type: ignore[union-attr]
+        asked = [r for r in task.slack_refs if r["email"] == email]
+        body = block_actions_body(
+            approval_id=task.id,
+            plan_hash="",
+            slack_user=user,
+            deny=False,
+            channel=asked[-1]["channel"] if asked else None,
+            ts=asked[-1]["ts"] if asked else None,
+            task=True,
+        )
+        return self.intake.post("/slack/interactions", content=body, headers=sign(SECRET, body))
+
+    def console(self, method: str, path: str, actor: str, **kw: Any) -> Any:
+        """A person acting in the org's web console (the sandbox's admin API as ``actor``)."""
+        r = httpx.request(
+            method,
+            f"{self.url}/admin/v1{path}",
+            headers={**ADMIN, "X-Acting-User": actor},
+            timeout=10,
+            **kw,
+        )
+        r.raise_for_status()
+        return r.json()
+
     # --- the CLI in a subprocess ------------------------------------------------------------------
     def env(self) -> dict[str, str]:
         """The environment of a ``handover`` subprocess: same sandbox, roster and ledger."""
@@ -215,6 +264,7 @@ class OffboardStack:
         return {
             **os.environ,
             "HANDOVER_ORG_URL": s.org_url,
+            "HANDOVER_ORG_BACKEND": s.org_backend,
             "HANDOVER_IDP_URL": s.idp_url,
             "HANDOVER_SLACK_API_URL": s.slack_api_url,
             "HANDOVER_JIRA_URL": s.jira_url,
@@ -242,8 +292,10 @@ def make_stack(
     tmp: Path,
     *,
     edit_roster: Callable[[list[dict[str, Any]]], None] | None = None,
+    backend: str = "sandbox",
 ) -> OffboardStack:
-    """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake."""
+    """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake;
+    ``backend`` is ``HANDOVER_ORG_BACKEND`` (``amplitude``: the org's SCIM API only)."""
     url = sandbox.url
     rows = httpx.get(f"{url}/_sandbox/roster", timeout=10).json()["rows"]
     if edit_roster is not None:
@@ -258,6 +310,7 @@ def make_stack(
         ledger_url=f"sqlite:///{tmp / 'ledger.db'}",
         roster=roster,
         home=tmp / "home",
+        org_backend=backend,
     )
     rt = Runtime.from_settings(settings)
     # The intake's own services (it runs no steps), over the runtime's ledger and connectors.

@@ -1,0 +1,99 @@
+"""``handover tasks [--open] [--json]``, ``handover tasks done ID [--note]`` and ``handover tasks
+cant ID --reason TEXT`` (INTERFACES.md): the human tasks, and answering one without Slack."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.approvals_cmd import _fail, _ledger, _services
+
+tasks_app = typer.Typer(
+    help="Human tasks: steps no API can do, done by a person in the org's console.",
+    invoke_without_command=True,
+)
+
+FIELDS = ("id", "kind", "subject", "case", "title", "instructions", "assignees", "state")
+
+
+@tasks_app.callback()
+def list_tasks(
+    ctx: typer.Context,
+    open_: bool = typer.Option(False, "--open", help="only tasks nobody has answered"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+) -> None:
+    """List human tasks: id, kind, subject, case, title, instructions, assignees, state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from domain.tasks import TaskState
+    from ledger.tasks import list_tasks as rows
+
+    items = rows(_ledger(), state=TaskState.OPEN if open_ else None)
+    if as_json:
+        out = [
+            {
+                **t.model_dump(mode="json", include=set(FIELDS) - {"case"}),
+                "case": t.case_id,
+                "decided_by": t.decided_by,
+                "decided_at": t.decided_at.isoformat() if t.decided_at else None,
+                "note": t.note,
+                "ticket": t.ticket,
+            }
+            for t in items
+        ]
+        typer.echo(json.dumps({"tasks": out}))
+        return
+    table = Table(title="Human tasks")
+    for col in ("id", "kind", "subject", "case", "title", "assignees", "state"):
+        table.add_column(col)
+    for t in items:
+        state = t.state.value + (f" by {t.decided_by}" if t.decided_by else "")
+        table.add_row(
+            t.id, t.kind.value, t.subject, str(t.case_id), t.title, ", ".join(t.assignees), state
+        )
+    Console().print(table)
+
+
+def _answer(task_id: str, as_: str, *, done: bool, note: str) -> None:
+    from approvals.tasks import TaskRefusedInput, decide_task
+    from domain.models import _email
+    from domain.tasks import TaskState
+
+    try:
+        email = _email(as_)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
+        task, message = decide_task(
+            _services(),
+            task_id,
+            by=email,
+            state=TaskState.DONE if done else TaskState.CANT,
+            note=note,
+        )
+    except TaskRefusedInput as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"{task.id}: {'done' if done else 'cant'} by {email}: {message}")
+
+
+@tasks_app.command("done")
+def done(
+    task_id: str = typer.Argument(..., help="the task's id (task-…)"),
+    as_: str = typer.Option(..., "--as", help="who did it (one of the task's assignees)"),
+    note: str = typer.Option("", help="what was done, kept with the answer"),
+) -> None:
+    """Say a task is done: the run that waits for it goes on."""
+    _answer(task_id, as_, done=True, note=note)
+
+
+@tasks_app.command("cant")
+def cant(
+    task_id: str = typer.Argument(..., help="the task's id (task-…)"),
+    as_: str = typer.Option(..., "--as", help="who says so (one of the task's assignees)"),
+    reason: str = typer.Option(..., help="why it can't be done: the run is blocked with it"),
+) -> None:
+    """Say a task can't be done: the run that waits for it ends blocked with the reason."""
+    _answer(task_id, as_, done=False, note=reason)

@@ -1,0 +1,146 @@
+"""Human tasks: what a person does in the org's console when no API can, as data.
+
+A plan holds a :class:`domain.steps.HumanTask` step where the org's connector lacks what a step
+needs (real Amplitude offers SCIM only: no content transfer, project roles, API keys or audit
+log by API). When the run reaches that step it files one :class:`TaskRecord` (once per case and
+step), posts it to the assignees, and waits until a person says **Done** (the step's effect is
+then ``attested by <email> at <time>``: what no API can read back is never reported as a
+``pass``) or **Can't do** with a reason (the run ends *blocked* with that reason).
+
+The instructions follow the seeds' console paths (Settings → Organization settings → Members &
+Groups …), name the person and, for a transfer, the receiver; where the org cannot list what
+there is, the task asks for it ("or answer: nothing to transfer").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.steps import HumanTask, TaskKind
+
+ATTESTED = "attested by "
+CONSOLE = "Settings → Organization settings → Members & Groups"
+
+
+class TaskState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANT = "cant"
+
+
+class TaskRecord(BaseModel):
+    """One human task as the ledger keeps it; ``id`` is what people and clicks name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    case_id: int
+    step_id: str
+    kind: TaskKind
+    runbook: str
+    subject: str
+    title: str
+    instructions: str
+    assignees: list[str] = Field(default_factory=list)
+    state: TaskState = TaskState.OPEN
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    note: str = ""
+    flow_run_id: str = ""
+    ticket: str = ""
+    created_at: datetime
+    slack_refs: list[dict[str, str]] = Field(default_factory=list)
+
+    def attestation(self) -> str:
+        """How a done task is reported where a check would say ``pass``."""
+        assert self.decided_at is not None
+        return f"{ATTESTED}{self.decided_by} at {self.decided_at:%Y-%m-%d %H:%M} UTC"
+
+
+class TaskOpen(Exception):
+    """The step is a human task nobody has decided yet: the run waits for it."""
+
+    def __init__(self, task: TaskRecord) -> None:
+        super().__init__(f"task {task.id} ({task.title}) is open")
+        self.task = task
+
+
+class TaskRefused(Exception):
+    """A person answered Can't do: the run is blocked with their reason."""
+
+    def __init__(self, task: TaskRecord) -> None:
+        super().__init__(f"task {task.id} can't be done ({task.decided_by}): {task.note}")
+        self.task = task
+
+
+def is_ok(check: str) -> bool:
+    """A verification result that stands: ``pass``, or attested by a person."""
+    return check == "pass" or check.startswith(ATTESTED)
+
+
+def transfer_content_task(subject: str, receiver: str) -> HumanTask:
+    """All of ``subject``'s content to ``receiver``, done in the console (seed 004: "Do not
+    skip asset transfer")."""
+    return HumanTask(
+        task=TaskKind.TRANSFER_CONTENT,
+        title=f"Transfer the content of {subject} to {receiver}",
+        instructions=(
+            f"In {CONSOLE}, find {subject}, then Bulk Transfer Edit Access: transfer every "
+            f"chart, dashboard, notebook, cohort and metric they own to {receiver} (who must "
+            "have logged in within the last 30 days: if not, answer Can't do). "
+            "Handover cannot list their content on this org: if they own nothing, say Done "
+            "with the note 'nothing to transfer'. Their removal waits for this task."
+        ),
+    )
+
+
+def replace_sole_admin_task(subject: str, candidate: str | None) -> HumanTask:
+    """Where ``subject`` is a project's only Admin, promote a replacement first (the org
+    refuses to remove a sole Admin)."""
+    who = f" (suggested: {candidate})" if candidate else ""
+    return HumanTask(
+        task=TaskKind.REPLACE_SOLE_ADMIN,
+        title=f"Replace {subject} where they are a project's only Admin",
+        instructions=(
+            f"In Settings → Projects, check each project's Admins. Where {subject} is the only "
+            f"Admin, make another member Admin of that project{who}. Handover cannot read "
+            "project roles on this org: if they are no project's only Admin, say Done with "
+            "the note 'not a sole admin'. Their removal waits for this task."
+        ),
+    )
+
+
+def rotate_keys_task(subject: str, *, revoke: bool) -> HumanTask:
+    """The API keys ``subject`` manages: regenerated (the new secret to their other managers
+    by direct message, never a channel), or revoked at once in an emergency."""
+    what = (
+        "revoke every API key they manage now (emergency)"
+        if revoke
+        else "regenerate every API key they manage and give the new secret to the key's other "
+        "managers by direct message only (never in a channel or a ticket)"
+    )
+    return HumanTask(
+        task=TaskKind.ROTATE_KEYS,
+        title=f"{'Revoke' if revoke else 'Rotate'} the API keys managed by {subject}",
+        instructions=(
+            f"In Settings → Organization settings → API Keys, {what}. Handover cannot read API "
+            "keys on this org: if they manage none, say Done with the note 'no keys'."
+        ),
+    )
+
+
+def export_activity_task(subject: str, days: int) -> HumanTask:
+    """Emergency: the leaver's recent activity, for security (seed 004: export the audit
+    log), attached to the ticket."""
+    return HumanTask(
+        task=TaskKind.EXPORT_ACTIVITY,
+        title=f"Export the last {days} days of activity of {subject}",
+        instructions=(
+            f"In Settings → Organization settings → Audit Log, filter by {subject} over the "
+            f"last {days} days, export it and attach the file to the ticket for security. "
+            "Look for data exports, permission changes and invitations."
+        ),
+    )

@@ -1,0 +1,183 @@
+"""Offboarding on a SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``, real Amplitude's API):
+the steps no API can do are human tasks. The run waits for each; a person does it in the
+console (the sandbox's admin API, acting as that person) and says Done — by a signed Slack
+click, or ``handover tasks done`` — and the run goes on; what no API can read back is
+reported as attested, never as a pass. Nothing is removed before its transfer task is done.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from approvals.tasks import decide_task
+from domain.tasks import TaskState
+from ledger.tasks import get_task
+from sandbox.app import create_app
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+DANA = "dana.sole@acme.com"  # sole Admin of Development, owns content, manages 2 keys
+SOFIA = "sofia.lead@acme.com"  # her manager
+HR = "hr.partner@acme.com"
+ALICE = "alice.admin@acme.com"  # an IT admin: the tasks are hers to do
+
+
+@pytest.fixture
+def sandbox() -> Iterator[LiveSandbox]:
+    sb = serve(create_app(None, seed="demo", rng_seed=5))
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def scim(sandbox: LiveSandbox, tmp_path: Path, prefect_server: str) -> OffboardStack:
+    return make_stack(sandbox, tmp_path, backend="amplitude")
+
+
+def approve(stack: OffboardStack, subject: str, approver: str) -> None:
+    appr = stack.paused(subject)
+    r = stack.click(appr, approver)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+
+
+@dataclass
+class Offboarded:
+    stack: OffboardStack
+    result: dict[str, Any]
+    member_while_transferring: dict[str, Any] | None
+    answers: list[str]
+
+
+@pytest.fixture(scope="module")
+def offboarded(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: str
+) -> Iterator[Offboarded]:
+    """dana terminated on the SCIM-only org: alice does each task in the console; the first
+    Done by a Slack click, the second by ``handover tasks done``, the third in-process."""
+    sb = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        stack = make_stack(sb, tmp_path_factory.mktemp("scim"), backend="amplitude")
+        run = stack.start(email=DANA, reason="termination", requester=HR)
+        approve(stack, DANA, SOFIA)
+
+        task = stack.task_waiting(DANA, "replace_sole_admin")
+        assert SOFIA in task.instructions
+        stack.console(
+            "PUT", f"/members/{SOFIA}/projects/Development", ALICE, json={"role": "admin"}
+        )
+        r = stack.click_done(task, ALICE)
+        assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+
+        task = stack.task_waiting(DANA, "transfer_content")
+        # The run waits here: dana is still a member until her content has moved.
+        member = stack.member(DANA)
+        stack.console("POST", "/assets/bulk-transfer", ALICE, json={"from": DANA, "to": SOFIA})
+        cli = stack.handover("tasks", "done", task.id, "--as", ALICE, "--note", "moved to sofia")
+        out, err = cli.communicate(timeout=120)
+        assert cli.returncode == 0, err
+
+        task = stack.task_waiting(DANA, "rotate_keys")
+        for key in stack.get("/admin/v1/api-keys", manager=DANA)["api_keys"]:
+            stack.console("POST", f"/api-keys/{key['id']}/rotate", ALICE)
+        _, said = decide_task(stack.svc, task.id, by=ALICE, state=TaskState.DONE)
+
+        result = run.wait()
+        yield Offboarded(stack, result, member, [out, said])
+    finally:
+        sb.stop()
+
+
+def test_each_step_without_an_api_is_a_task_in_the_plan(offboarded: Offboarded) -> None:
+    kinds = [s["kind"] for s in offboarded.result["plan"]["steps"]]
+    assert kinds.count("human_task") == 3, kinds
+    targets = [s["target"] for s in offboarded.result["plan"]["steps"]]
+    # The transfer and the replacement Admin come before the removal; the keys after it.
+    assert targets.index(f"replace_sole_admin:{DANA}") < targets.index(DANA)
+    assert targets.index(f"transfer_content:{DANA}") < targets.index(DANA)
+    assert targets.index(f"rotate_keys:{DANA}") > targets.index(DANA)
+
+
+def test_the_run_is_done_and_what_a_person_did_is_attested_not_passed(
+    offboarded: Offboarded,
+) -> None:
+    res = offboarded.result
+    assert res["status"] == "done", res
+    checks = res["verification"]
+    for kind in ("replace_sole_admin", "transfer_content", "rotate_keys"):
+        assert re.fullmatch(rf"attested by {ALICE} at .+ UTC", checks[f"task_{kind}"]), checks
+    assert checks["member_removed"] == "pass"
+    assert "nothing_left_unassigned" not in checks  # no API reads it on this org: not a pass
+    assert {v for k, v in res["effects"].items() if k.startswith("human_task:")} == {"attested"}
+
+
+def test_nothing_is_removed_before_the_transfer_and_nothing_is_left_unassigned(
+    offboarded: Offboarded,
+) -> None:
+    stack = offboarded.stack
+    assert offboarded.member_while_transferring is not None
+    assert stack.member(DANA) is None
+    assets = stack.get("/admin/v1/assets", owner=DANA)["assets"]
+    assets += stack.get("/admin/v1/assets", former_owner=DANA)["assets"]
+    assert assets == []
+    admins = {p["name"]: p["admins"] for p in stack.get("/admin/v1/projects")["projects"]}
+    assert SOFIA in admins["Development"]
+
+
+def test_each_answer_is_recorded_with_who_and_audited(offboarded: Offboarded) -> None:
+    stack = offboarded.stack
+    cli = stack.handover("tasks", "--json")
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, err
+    tasks = json.loads(out)["tasks"]
+    assert {t["kind"] for t in tasks} == {"replace_sole_admin", "transfer_content", "rotate_keys"}
+    assert all(t["state"] == "done" and t["decided_by"] == ALICE for t in tasks), tasks
+    assert all(t["assignees"] == [ALICE, "raj.admin@acme.com"] for t in tasks)
+    assert "moved to sofia" in {t["note"] for t in tasks}
+    from sqlalchemy import select
+
+    from ledger.audit import AuditRow
+
+    with stack.rt.ledger.sessions() as s:
+        actions = [(r.action, r.on_behalf_of) for r in s.scalars(select(AuditRow))]
+    assert actions.count(("task.done", ALICE)) == 3
+    assert sum(1 for a, _ in actions if a == "task.opened") == 3
+    # Each assignee was asked in Slack; each message now says who answered.
+    for person in (ALICE, "raj.admin@acme.com"):
+        texts = [m["text"] for m in stack.dms(person)]
+        assert sum(t == f"Done by {ALICE}" for t in texts) == 3, texts
+
+
+def test_only_an_assignee_answers_and_cant_needs_a_reason(
+    scim: OffboardStack,
+) -> None:
+    run = scim.start(email=DANA, reason="termination", requester=HR)
+    approve(scim, DANA, SOFIA)
+    task = scim.task_waiting(DANA, "replace_sole_admin")
+    r = scim.click_done(task, SOFIA)  # the manager is not an assignee
+    assert r.json()["recorded"] is False and "not an assignee" in r.json()["message"]
+    cli = scim.handover("tasks", "cant", task.id, "--as", ALICE, "--reason", " ")
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 2 and "say why" in err
+    assert get_task(scim.rt.ledger, task.id).state is TaskState.OPEN
+    cli = scim.handover("tasks", "cant", task.id, "--as", ALICE, "--reason", "Development is gone")
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, err
+    res = run.wait()
+    assert res["status"] == "blocked", res
+    assert "Development is gone" in res["failure"]
+    assert scim.member(DANA) is not None  # blocked before the removal: nothing is lost
+    # Run again (the cause dealt with): the task is asked again, not taken as refused.
+    again = scim.start(email=DANA, reason="termination", requester=HR)
+    task = scim.task_waiting(DANA, "replace_sole_admin")
+    assert task.decided_by == "" and task.note == ""
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.CANT, note="still gone")
+    assert again.wait()["status"] == "blocked"
