@@ -16,15 +16,22 @@ and no event of the stories is scheduled, so it starts none) — stopped cleanly
 4. Time passes (the sweep is given a later "now"): the vendor's temporary access gets its
    3-day reminder (with an Extend button), then expires and is revoked, and the record says how
    late the sweep was.
+5. The same kind of offboarding on a SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``, real
+   Amplitude's API): the replacement Admin, the content transfer and the keys are human tasks;
+   an IT admin transfers the content in the console and clicks Done in Slack for each, the
+   removal waits for them, and the verification says what she attested.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,6 +92,7 @@ def run(*, keep: bool = False) -> int:
             intake = offboarding_story(console, rt)
             onboarding_story(console, rt, intake)
             expiry_story(console, rt)
+            scim_story(console, rt, intake, home)
     finally:
         if intake is not None:
             intake.stop()
@@ -283,6 +291,77 @@ def expiry_story(console: Console, rt: Any) -> None:
             console.print(f"  {line}")
     left = [f"{g.project or g.module}: {g.status.value}" for g in grants(rt.ledger, subject=vendor)]
     console.print(f"grants of {vendor}: {', '.join(left)}")
+
+
+def scim_story(console: Console, rt: Any, intake: Any, home: Path) -> None:
+    """An offboarding on a SCIM-only org (real Amplitude's API): what no API can do is a human
+    task; an IT admin does it in the console (the sandbox's admin API, acting as her) and
+    clicks Done in Slack, and the run goes on."""
+    from cli.approvals_cmd import send_click
+    from cli.stack import local_runtime
+    from domain.runbook import call_runbook
+    from domain.tasks import TaskState
+    from flows.offboard import offboard
+    from ledger.approvals import list_approvals
+    from ledger.tasks import list_tasks
+    from tasks.runtime import use_runtime
+
+    gina, sofia, alice = "gina.groups@acme.com", "sofia.lead@acme.com", "alice.admin@acme.com"
+    url, secret = rt.settings.org_url, rt.settings.slack_signing_secret.get_secret_value()
+    console.rule(f"[bold]A SCIM-only org (HANDOVER_ORG_BACKEND=amplitude): {gina} leaves")
+    scim = local_runtime(url, home, org_backend="amplitude")  # the same ledger and intake
+    out: list[Any] = []
+
+    def start() -> None:
+        with use_runtime(scim):
+            out.append(call_runbook(offboard, email=gina, reason="termination"))
+
+    thread = threading.Thread(target=start, name="scim-offboarding", daemon=True)
+    thread.start()
+
+    def click(ref: str, who: str, **kw: Any) -> int:
+        user = rt.messenger.user_id(who) or ""
+        return send_click(intake.url, secret, approval_id=ref, slack_user=user, **kw)[0]
+
+    appr = wait_for(
+        "the approval",
+        lambda: next((a for a in list_approvals(rt.ledger) if a.subject == gina), None),
+    )
+    time.sleep(1.0)
+    status = click(appr.id, sofia, plan_hash=appr.plan_hash, deny=False)
+    console.print(f"{sofia} clicks Approve in Slack → {status}")
+    admin = {"Authorization": f"Bearer {rt.settings.org_admin_token.get_secret_value()}"}
+
+    def open_task(kind: str) -> Any:
+        found = list_tasks(rt.ledger, state=TaskState.OPEN)
+        return next((t for t in found if t.subject == gina and t.kind.value == kind), None)
+
+    for kind in ("replace_sole_admin", "transfer_content", "rotate_keys"):
+        task = wait_for(f"the {kind} task", functools.partial(open_task, kind))
+        console.print(f"task [bold]{task.id}[/] ({', '.join(task.assignees)}): {task.title}")
+        if kind == "transfer_content":
+            r = httpx.post(
+                f"{url}/admin/v1/assets/bulk-transfer",
+                json={"from": gina, "to": sofia},
+                headers={**admin, "X-Acting-User": alice},
+            )
+            still = httpx.get(f"{url}/admin/v1/members/{gina}", headers=admin).status_code == 200
+            console.print(
+                f"  {alice} transfers the content in the console → {r.status_code} "
+                f"({gina} {'is still' if still else 'is no longer'} a member while it waits)"
+            )
+        time.sleep(1.0)
+        status = click(task.id, alice, plan_hash="", deny=False, task=True)
+        console.print(f"  {alice} clicks Done in Slack → {status}")
+    thread.join(120)
+    result: dict[str, Any] = out[0] if out else {"status": "did not finish", "verification": {}}
+    console.print(f"offboarding on the SCIM-only org: [bold]{result['status']}[/]")
+    checks = Table(title="verification (a person's word is attested, never a pass)")
+    checks.add_column("check")
+    checks.add_column("result")
+    for k, v in result["verification"].items():
+        checks.add_row(k, f"[green]{v}[/]" if is_ok(v) else f"[red]{v}[/]")
+    console.print(checks)
 
 
 def show_world(console: Console, url: str, creds: Credentials) -> None:

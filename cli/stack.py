@@ -148,10 +148,13 @@ def serve_app(
     raise RuntimeError(f"{name} did not answer on {url} within 30 s")
 
 
-def local_runtime(url: str, home: Path, *, roster: bool = True) -> Any:
+def local_runtime(
+    url: str, home: Path, *, roster: bool = True, org_backend: str = "sandbox"
+) -> Any:
     """The runbooks' runtime (``tasks.runtime.Runtime``, which is also the gate's services) for
-    a sandbox at ``url``, with the ledger (and the sandbox's HR roster) under ``home``. Flows
-    run in this process get it once it is bound (``with tasks.runtime.use_runtime(rt):``)."""
+    a sandbox at ``url``, with the ledger (and the sandbox's HR roster) under ``home``;
+    ``org_backend`` as ``HANDOVER_ORG_BACKEND``. Flows run in this process get it once it is
+    bound (``with tasks.runtime.use_runtime(rt):``)."""
     from connectors.settings import Settings
     from tasks.runtime import Runtime
 
@@ -166,5 +169,6 @@ def local_runtime(url: str, home: Path, *, roster: bool = True) -> Any:
         jira_url=f"{url}/jira",
         ledger_url=f"sqlite:///{home / 'ledger.db'}",
         roster=roster_file,
+        org_backend=org_backend,
     )
     return Runtime.from_settings(settings)
