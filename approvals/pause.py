@@ -28,8 +28,10 @@ happened instead of trusting one answer:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -41,9 +43,20 @@ M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("handover.approvals")
 
 
-def pause_run(wait_for_input: type[M], *, timeout: int, poll_interval: int = 10, key: str) -> Any:
+def pause_run(
+    wait_for_input: type[M],
+    *,
+    timeout: int,
+    poll_interval: int = 10,
+    key: str,
+    recheck: Callable[[], bool] | None = None,
+) -> Any:
     """Pause the current flow run under ``key`` until it is resumed; the input it was resumed
     with, as ``wait_for_input`` (its defaults when the resume carried none).
+
+    ``recheck``: asked at each poll while paused; True resumes the run from here. What it
+    checks (a human task answered, in the ledger) may have happened between the caller's last
+    look and the pause, when a resume finds the run not paused yet and is lost.
 
     Raises:
         RuntimeError: outside a flow run, or the server will not let the run pause (it is not
@@ -112,6 +125,19 @@ def pause_run(wait_for_input: type[M], *, timeout: int, poll_interval: int = 10,
             state = client.read_flow_run(run_id).state
             if state is not None and state.type is StateType.RUNNING:
                 return model.load(keyset, flow_run_id=run_id)
+            if state is not None and state.type is StateType.PAUSED and recheck and recheck():
+                _resume_self(run_id)
+                continue
             if time.monotonic() >= deadline:
                 raise FlowPauseTimeout("Flow run was paused and never resumed.")
             time.sleep(poll_interval)
+
+
+def _resume_self(run_id: UUID) -> None:
+    """Resume this paused run (what it waits for has happened); a resume that races another
+    one is no failure: either wakes it."""
+    from prefect.exceptions import NotPausedError
+    from prefect.flow_runs import resume_flow_run
+
+    with contextlib.suppress(NotPausedError):
+        resume_flow_run(run_id, run_input={"kind": "task"})

@@ -169,6 +169,8 @@ def await_task(
             timeout=TASK_PAUSE_S,
             poll_interval=1,
             key=f"{task.id}-{uuid.uuid4().hex[:12]}",  # a new key per pause (approvals/pause.py)
+            # An answer whose wake-up came before the pause (lost: "not paused") is seen here.
+            recheck=lambda: store.get_task(svc.ledger, task_id).state is not TaskState.OPEN,
         )
 
 

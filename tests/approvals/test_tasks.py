@@ -1,0 +1,71 @@
+"""The human-task lifecycle (approvals/tasks.py) on the session's real Prefect server: filed
+and posted once, only its assignees answer, and an answer whose wake-up is lost (it came
+before the run paused) still wakes the run."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.runtime import flow_run
+
+from approvals.pause import pause_run
+from approvals.tasks import (
+    TaskRefusedInput,
+    Where,
+    await_task,
+    decide_task,
+    open_task,
+)
+from domain.steps import HumanTask, TaskKind
+from domain.tasks import TaskState
+from ledger import tasks as store
+from tests.approvals.stack import SERVICES, Stack
+
+pytestmark = pytest.mark.slow
+
+WHERE = Where("offboard", "dana.sole@acme.com", case_id=7, ticket="")
+TASK = HumanTask(task=TaskKind.TRANSFER_CONTENT, title="Transfer", instructions="In the console…")
+ALICE, RAJ = "alice.admin@acme.com", "raj.admin@acme.com"
+
+
+@flow(name="task-lost-wake-up", persist_result=False)
+def answered_before_the_pause(key: str) -> str:
+    """Wait for a task whose answer is recorded between the run's last look and its pause, with
+    no wake-up (as when the intake's resume finds the run not paused yet)."""
+    svc = SERVICES[key]
+    task = open_task(svc, WHERE, step_id="human_task:x", task=TASK, flow_run_id=str(flow_run.id))
+
+    def answer_then_pause(**kw: Any) -> Any:
+        store.decide_task(
+            svc.ledger, task.id, state=TaskState.DONE, by=ALICE, note="", at=svc.clock()
+        )
+        return pause_run(**kw)
+
+    return await_task(svc, task.id, pause=answer_then_pause).state.value
+
+
+def test_an_answer_whose_wake_up_was_lost_still_wakes_the_run(stack: Stack) -> None:
+    out: list[str] = []
+    t = threading.Thread(target=lambda: out.append(answered_before_the_pause(stack.key)))
+    t.start()
+    t.join(180)
+    assert out == ["done"]
+
+
+def test_a_task_is_posted_once_to_each_assignee_and_answered_once(stack: Stack) -> None:
+    svc = stack.svc
+    first = open_task(svc, WHERE, step_id="human_task:y", task=TASK, flow_run_id="")
+    again = open_task(svc, WHERE, step_id="human_task:y", task=TASK, flow_run_id="")
+    assert first.id == again.id and first.assignees == [ALICE, RAJ]
+    assert [r["email"] for r in again.slack_refs] == [ALICE, RAJ]  # no ticket: no comment
+    with pytest.raises(TaskRefusedInput, match="not an assignee"):
+        decide_task(svc, first.id, by="dana.sole@acme.com", state=TaskState.DONE)
+    with pytest.raises(TaskRefusedInput, match="say why"):
+        decide_task(svc, first.id, by=ALICE, state=TaskState.CANT, note="  ")
+    task, said = decide_task(svc, first.id, by=RAJ, state=TaskState.DONE, note="did it")
+    assert task.state is TaskState.DONE and said.startswith("recorded; flow no flow run")
+    task, said = decide_task(svc, first.id, by=ALICE, state=TaskState.CANT, note="no")
+    assert task.decided_by == RAJ and said == f"already done by {RAJ}"
