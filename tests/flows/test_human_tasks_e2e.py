@@ -150,6 +150,11 @@ def test_each_answer_is_recorded_with_who_and_audited(offboarded: Offboarded) ->
         actions = [(r.action, r.on_behalf_of) for r in s.scalars(select(AuditRow))]
     assert actions.count(("task.done", ALICE)) == 3
     assert sum(1 for a, _ in actions if a == "task.opened") == 3
+    # The ticket says what was asked of whom, and who answered.
+    comments = stack.get(f"/_sandbox/jira/issues/{offboarded.result['ticket']}")["comments"]
+    for t in tasks:
+        assert any(c.startswith(f"Task {t['id']} for {ALICE}, raj.admin") for c in comments)
+        assert any(c.startswith(f"Task {t['id']} (") and f"Done by {ALICE}" in c for c in comments)
     # Each assignee was asked in Slack; each message now says who answered.
     for person in (ALICE, "raj.admin@acme.com"):
         texts = [m["text"] for m in stack.dms(person)]
