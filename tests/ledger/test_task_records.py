@@ -1,4 +1,7 @@
-"""Human tasks in the ledger (ledger/tasks.py): filed once per case and step, decided once."""
+"""Human tasks in the ledger (ledger/tasks.py): filed once per case and step, decided once.
+
+(Not ``test_tasks.py``: tests/approvals/test_tasks.py has that name, and test modules share
+one namespace.)
 
 from __future__ import annotations
 
