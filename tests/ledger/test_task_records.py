@@ -2,6 +2,7 @@
 
 (Not ``test_tasks.py``: tests/approvals/test_tasks.py has that name, and test modules share
 one namespace.)
+"""
 
 from __future__ import annotations
 
