@@ -323,7 +323,7 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
                 )
             )
     states = {k: v for k, v in states.items() if v}
-    assert not {"RUNNING", "PAUSED", "PENDING"} & states.keys(), states
+    assert not {"RUNNING", "PAUSED", "PENDING"} & states.keys(), (states, _left_behind())
     assert states.get("CRASHED", 0) >= 1, states
     print(
         f"\nchaos: {len(jobs)} requests, {KILLS} SIGKILLs at {kills} s (after {marks} closed), "
@@ -332,3 +332,38 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
     )
     print(tail)
     sb.stop()
+
+
+def _left_behind() -> list[dict[str, Any]]:
+    """The chaos runs still Running, Paused or Pending, with what says who left them there:
+    created when, for which request, each state they went through (and its message)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    alive = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
+    with get_client(sync_client=True) as c:
+        runs = c.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["chaos"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=alive)),
+            )
+        )
+        return [
+            {
+                "id": str(r.id),
+                "flow": r.flow_id and str(r.flow_id),
+                "created": r.created and r.created.isoformat(),
+                "parameters": r.parameters,
+                "states": [
+                    (st.timestamp.isoformat(), st.type.value, st.message)
+                    for st in c.read_flow_run_states(r.id)
+                ],
+            }
+            for r in runs
+        ]
