@@ -38,9 +38,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from cli.runbooks import verification_table
 from cli.stack import HOME, start_prefect_server, start_sandbox
 from cli.watchdog_cmd import start_watchdog
-from domain.tasks import is_ok
 from ledger import open_ledger
 from sandbox.world import Credentials
 
@@ -180,12 +180,7 @@ def offboarding_story(console: Console, rt: Any) -> Any:
             result["effects"].get(f"{s['kind']}:{s['target']}", "—"),
         )
     console.print(steps)
-    checks = Table(title="verification")
-    checks.add_column("check")
-    checks.add_column("result")
-    for k, v in result["verification"].items():
-        checks.add_row(k, f"[green]{v}[/]" if is_ok(v) else f"[red]{v}[/]")
-    console.print(checks)
+    console.print(verification_table(result["verification"]))
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
     dms = httpx.get(
@@ -356,12 +351,8 @@ def scim_story(console: Console, rt: Any, intake: Any, home: Path) -> None:
     thread.join(120)
     result: dict[str, Any] = out[0] if out else {"status": "did not finish", "verification": {}}
     console.print(f"offboarding on the SCIM-only org: [bold]{result['status']}[/]")
-    checks = Table(title="verification (a person's word is attested, never a pass)")
-    checks.add_column("check")
-    checks.add_column("result")
-    for k, v in result["verification"].items():
-        checks.add_row(k, f"[green]{v}[/]" if is_ok(v) else f"[red]{v}[/]")
-    console.print(checks)
+    title = "verification (a person's word is attested, never a pass)"
+    console.print(verification_table(result["verification"], title))
 
 
 def show_world(console: Console, url: str, creds: Credentials) -> None:

@@ -139,12 +139,7 @@ def show(result: dict[str, Any], *, as_json: bool) -> None:
         )
     c.print(t)
     if result.get("verification"):
-        v = Table(title="verification")
-        v.add_column("check")
-        v.add_column("result")
-        for k, r in result["verification"].items():
-            v.add_row(k, f"[green]{r}[/]" if is_ok(r) else f"[red]{r}[/]")
-        c.print(v)
+        c.print(verification_table(result["verification"]))
     for b in result["plan"].get("blockers", []):
         c.print(f"[red]needs a choice:[/] {b}")
     for w in result.get("warnings", []):
@@ -155,3 +150,13 @@ def show(result: dict[str, Any], *, as_json: bool) -> None:
             f"{', '.join(result.get('not_done', []))} — run the same command again to "
             "continue"
         )
+
+
+def verification_table(checks: Mapping[str, str], title: str = "verification") -> Table:
+    """Each check and its result: green when it stands (a pass, or attested by a person)."""
+    t = Table(title=title)
+    t.add_column("check")
+    t.add_column("result")
+    for k, r in checks.items():
+        t.add_row(k, f"[green]{r}[/]" if is_ok(r) else f"[red]{r}[/]")
+    return t
