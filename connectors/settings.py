@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     idp_rate_per_minute: int = 600
     slack_api_url: str = f"{SANDBOX}/slack/api/"
     slack_bot_token: SecretStr = SecretStr(DEV_CREDENTIALS["slack_bot_token"])
+    # Slack's published tiers are floors ("50+ per minute"): a workspace whose app is allowed
+    # more (or a sandbox, which has no limit) multiplies every Slack bucket by this.
+    slack_rate_scale: float = Field(default=1.0, gt=0)
     slack_signing_secret: SecretStr = SecretStr(DEV_CREDENTIALS["slack_signing_secret"])
     jira_url: str = f"{SANDBOX}/jira"
     jira_user: str = "handover"

@@ -3,7 +3,10 @@
 People are found by email (``users.lookupByEmail``), messaged in their DM
 (``conversations.open`` then ``chat.postMessage``) and messages are updated in place
 (``chat.update``) once an approval is decided. Both lookups are cached for the life of the
-connector (a run, typically): a person's user id and DM channel do not change within one.
+connector (a run, typically): a person's user id and DM channel do not change within one. That
+an email has *no* Slack account is remembered for :data:`UNKNOWN_FOR` seconds only (the person
+may be given one), so a requester outside Slack costs one lookup per few minutes, not one per
+message: ``users.lookupByEmail`` is a tier-3 method (50 a minute).
 
 Retries come in two layers, each doing what it is best at: slack-sdk's own handlers sleep out a
 429 for exactly its ``Retry-After`` and repeat a request whose connection was reset; what is
@@ -19,6 +22,7 @@ The bot token never appears in a message, a log line or ``repr``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.client import HTTPException
 from typing import Any
@@ -91,6 +95,8 @@ METHOD_LIMITS = {
     "chat.update": 50,  # tier 3
 }
 PER_CHANNEL_POSTS_PER_MINUTE = 60
+# How long "no Slack account with this email" is believed, in seconds.
+UNKNOWN_FOR = 300.0
 
 
 def _retry_after(response: SlackResponse | None) -> float | None:
@@ -142,6 +148,7 @@ class SlackMessenger:
         client: a ready ``WebClient`` to use instead (its own base URL, token and handlers).
         attempts: how many times a transient failure is tried in all (our layer).
         max_seconds: the bound on the time spent retrying one call.
+        clock: seconds, monotonic; how long an unknown email is believed is measured on it.
     """
 
     def __init__(
@@ -151,6 +158,7 @@ class SlackMessenger:
         client: WebClient | None = None,
         attempts: int = 6,
         max_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if client is None:
             settings = settings or load_settings()
@@ -166,7 +174,11 @@ class SlackMessenger:
         self.client = client
         self.base_url = client.base_url
         self.attempts, self.max_seconds = attempts, max_seconds
+        # Slack's tiers are floors ("50+ per minute"); a workspace allowed more scales them.
+        self.rate_scale = settings.slack_rate_scale if settings is not None else 1.0
+        self._clock = clock
         self._user_ids: dict[str, str] = {}
+        self._unknown: dict[str, float] = {}  # email -> when Slack last said "no such user"
         self._emails: dict[str, str] = {}
         self._dm_channels: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -186,9 +198,14 @@ class SlackMessenger:
     ) -> SlackResponse:
         """One Web API call: wait for the method's bucket (and the channel's, for a post),
         translate errors, retry transients."""
-        limiter = limiter_for(f"slack {method}", self.base_url, METHOD_LIMITS.get(method, 50))
+        scale = self.rate_scale
+        limiter = limiter_for(
+            f"slack {method}", self.base_url, METHOD_LIMITS.get(method, 50) * scale
+        )
         per_channel = (
-            limiter_for(f"slack {method} {channel}", self.base_url, PER_CHANNEL_POSTS_PER_MINUTE)
+            limiter_for(
+                f"slack {method} {channel}", self.base_url, PER_CHANNEL_POSTS_PER_MINUTE * scale
+            )
             if channel
             else None
         )
@@ -223,6 +240,9 @@ class SlackMessenger:
         key = email.strip().lower()
         if key in self._user_ids:
             return self._user_ids[key]
+        said_unknown = self._unknown.get(key)
+        if said_unknown is not None and self._clock() - said_unknown < UNKNOWN_FOR:
+            return None
         try:
             resp = self._call(
                 "users.lookupByEmail",
@@ -231,6 +251,8 @@ class SlackMessenger:
                 subject=key,
             )
         except NotFoundError:
+            with self._lock:
+                self._unknown[key] = self._clock()
             return None
         uid = str(resp["user"]["id"])
         with self._lock:

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from sandbox.app import create_app
 from sandbox.world import World
+from tests.postgres import fresh_database, pg_server
 
 ORG_SCIM = {"Authorization": "Bearer sandbox-scim-key"}
 ORG_ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
@@ -82,9 +83,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[str]:
-    """A real ``prefect server`` for the session (SQLite in a temporary PREFECT_HOME)."""
+def pg_url() -> Iterator[str | None]:
+    """This process's PostgreSQL server URL (tests/postgres.py), or None when this machine
+    cannot start one."""
+    with pg_server(reserved_port()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_server(pg_url: str | None) -> Iterator[str]:
+    """A real ``prefect server`` for the session: its database on PostgreSQL when there is one,
+    as in production (``HANDOVER_TEST_PREFECT_DB=sqlite``, or no PostgreSQL: SQLite in the
+    temporary PREFECT_HOME).
+
+    SQLite has one writer: under the load of the chaos test the server answered 503 "database
+    is locked" dozens of times, and once its requests stopped being answered at all (a write
+    lock never released); Prefect's docs recommend PostgreSQL for anything concurrent.
+    """
     port = os.environ["HANDOVER_TEST_PREFECT_PORT"]
+    env = os.environ.copy()
+    if pg_url is not None and os.environ.get("HANDOVER_TEST_PREFECT_DB") != "sqlite":
+        db = fresh_database(pg_url, "prefect").replace("+psycopg:", "+asyncpg:")
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
     # Kept after the session (the home is removed): a stalled or failed run is explained there.
     logs = Path(__file__).resolve().parents[1] / ".handover" / "test-logs"
@@ -95,7 +115,7 @@ def prefect_server() -> Iterator[str]:
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", port],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
+        env=env,
     )
     url = os.environ["PREFECT_API_URL"]
     # ~10-20 s on an idle 2-core machine; far longer when other suites load it. A session

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from urllib.error import URLError
 
 import pytest
+from pydantic import ValidationError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
@@ -19,7 +20,8 @@ from connectors.errors import (
     NotFoundError,
     TransientError,
 )
-from connectors.slack import SlackMessenger, _translate
+from connectors.rate import limiter_for
+from connectors.slack import UNKNOWN_FOR, SlackMessenger, _translate
 from domain.models import Effect
 from tests.conftest import LiveSandbox, free_port
 from tests.connectors.people_fixtures import (
@@ -110,6 +112,30 @@ def test_unknown_people_and_messages(slack: tuple[SlackMessenger, LiveSandbox]) 
         m.update(MessageRef(channel=ref.channel, ts="1.000001"), "x")
     with pytest.raises(InvalidRequestError, match="invalid_blocks"):
         m.dm("carol@example.com", "bad blocks", [{"text": "no type"}])
+
+
+@pytest.mark.slow
+def test_an_unknown_email_is_asked_again_only_after_a_while(live: LiveSandbox) -> None:
+    now = [1000.0]
+    m = SlackMessenger(settings_for(live), clock=lambda: now[0])
+    assert m.user_id("newcomer@example.com") is None
+    uid = add_slack_user(live, "newcomer@example.com")
+    now[0] += UNKNOWN_FOR - 1
+    assert m.user_id("newcomer@example.com") is None  # believed: no second lookup
+    now[0] += 1
+    assert m.user_id("Newcomer@example.com") == uid  # asked again: they have an account now
+    methods = [r["path"].rsplit("/", 1)[-1] for r in request_log(live, "slack")]
+    assert methods.count("users.lookupByEmail") == 2
+
+
+def test_a_workspace_allowed_more_scales_every_bucket() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    m = SlackMessenger(settings_for(url, slack_rate_scale=4), attempts=1)
+    with pytest.raises(TransientError):
+        m.update(MessageRef(channel="D1", ts="1.0"), "x")
+    assert limiter_for("slack chat.update", m.base_url).per_minute == 4 * 50
+    with pytest.raises(ValidationError):
+        settings_for(url, slack_rate_scale=0)
 
 
 @pytest.mark.slow
