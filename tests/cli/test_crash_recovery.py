@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -84,7 +83,6 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(stack: Dep
     )
     t_crashed = time.monotonic() - t_kill
     assert crashed
-    Path("/tmp/crash_msg.txt").write_text(repr(state(run.id).message))
     stack.worker("worker2.log")
     (resumed,) = [r for r in resume_crashed() if r.crashed == str(run.id)]
     assert not [r for r in resume_crashed() if r.crashed == str(run.id)], "started twice"
