@@ -26,6 +26,11 @@ Outcomes:
   (ticket, SOW, end date, justification);
 - ``record_grant`` when the access is temporary (``until``).
 
+On a SCIM-only org (real Amplitude, ``OnboardState.roles_by_api`` False) the invitation carries
+the email only: a ``human_task`` after it asks a person to set the org role, project roles and
+modules in the console (and to check the project names, which the org cannot list); every
+project asked counts as production for the approval, since its environment cannot be read.
+
 Least privilege: the plan grants exactly what is asked — Viewer when no org role is given, no
 module unless asked — and nothing is implied: an Admin role in Staging says nothing about
 Production.
@@ -52,6 +57,7 @@ from domain.plan import find_lookalikes
 from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
 from domain.steps import (
     GrantModules,
+    HumanTask,
     IdpAddGroup,
     IdpCreateUser,
     Invite,
@@ -64,6 +70,7 @@ from domain.steps import (
 from domain.steps import (
     OnboardStepKind as OnboardStepKind,  # the step kinds of an onboarding, named here too
 )
+from domain.tasks import set_access_task
 
 PRODUCTION = "production"
 VENDOR_PREFIX = "analytics-vendor-"
@@ -103,6 +110,9 @@ class OnboardState(BaseModel):
     idp_user_groups: list[str] = Field(default_factory=list)  # names of the user's IdP groups
     idp_groups: dict[str, str] = Field(default_factory=dict)  # mapped IdP group name → id
     invited_for_ticket: bool = False  # the pending invitation is this request's own
+    # False on a SCIM-only org (real Amplitude): its projects, roles and modules are read and
+    # set in the console only, so a person sets them (a human task) and checks the names.
+    roles_by_api: bool = True
     taken_at: datetime
 
 
@@ -231,6 +241,8 @@ def canonical_projects(
     does not have."""
     projects: dict[str, Role] = {}
     problems: list[str] = []
+    if not state.roles_by_api:  # unknown here: the console task checks the names
+        return {name.strip(): role for name, role in request.projects.items()}, []
     for name, role in request.projects.items():
         p = _project_named(state, name)
         if p is None:
@@ -242,7 +254,12 @@ def canonical_projects(
 
 
 def production_asks(request: AccessRequest, state: OnboardState) -> tuple[list[str], list[str]]:
-    """The production projects asked and the roles asked there (what the policy matches on)."""
+    """The production projects asked and the roles asked there (what the policy matches on).
+    Where the org cannot say a project's environment, every project counts as production:
+    asking one approver too many is the safe side."""
+    if not state.roles_by_api:
+        names = [name.strip() for name in request.projects]
+        return names, [role.value for role in request.projects.values()]
     asks = [
         (p.name, role.value)
         for name, role in request.projects.items()
@@ -279,6 +296,12 @@ def request_warnings(request: AccessRequest, state: OnboardState) -> list[str]:
         warnings.append("org Admin requested: full control of the org (security approves)")
     if request.temporary and request.until is None:
         warnings.append("labelled temporary but no 'until' date: the access will not expire")
+    if not state.roles_by_api and request.projects:
+        warnings.append(
+            "this org offers SCIM only: its projects and their environments cannot be read, so "
+            "every project asked counts as production, and a person sets the roles in the "
+            "console (a task)"
+        )
     return warnings
 
 
@@ -297,9 +320,14 @@ def member_diff(plan: OnboardPlan, m: Member) -> list[str]:
     return diff
 
 
-def existing_member_plan(plan: OnboardPlan, m: Member) -> OnboardPlan:
-    """A joined member is never invited again: what differs is for ``handover change``."""
-    diff = member_diff(plan, m)
+def existing_member_plan(plan: OnboardPlan, m: Member, *, roles_known: bool) -> OnboardPlan:
+    """A joined member is never invited again: what differs is for ``handover change``. Where
+    the org cannot say their roles (SCIM), nothing is claimed about what differs."""
+    diff = (
+        member_diff(plan, m)
+        if roles_known
+        else ["already in the org; their roles cannot be read by API: compare in the console"]
+    )
     if not diff:
         return plan.model_copy(update={"change": [], "outcome": Outcome.NOTHING_TO_DO})
     warning = f"existing member: use change (handover change {plan.subject}): " + "; ".join(diff)
@@ -400,7 +428,16 @@ def idp_path(plan: OnboardPlan, state: OnboardState, *, ref: str) -> Provisionin
         steps.append(OnboardStep.of(IdpCreateUser(), plan.subject, reason=reason))
     groups = idp_group_steps(plan, state)
     steps += groups.steps
-    if plan.modules:
+    if plan.modules and not state.roles_by_api:
+        task = set_access_task(
+            plan.subject,
+            org_role=plan.org_role.value,
+            projects={},
+            modules=[m.value for m in plan.modules],
+            invited=False,
+        )
+        steps.append(_console(task, plan.subject, "modules asked for: the org has no API"))
+    elif plan.modules:
         steps.append(
             OnboardStep.of(
                 GrantModules(modules=plan.modules),
@@ -423,6 +460,26 @@ def invite_step(plan: OnboardPlan, request: AccessRequest, *, ref: str) -> Onboa
     return OnboardStep.of(
         invite, plan.subject, reason="invite with exactly the roles and modules asked" + ref
     )
+
+
+def _console(task: HumanTask, subject: str, why: str) -> OnboardStep:
+    return OnboardStep.of(task, f"{task.task.value}:{subject}", reason=f"{why} (a person does it)")
+
+
+def console_access_steps(plan: OnboardPlan, state: OnboardState) -> list[OnboardStep]:
+    """On a SCIM-only org an invitation carries the email only (a Viewer with nothing): the
+    roles, projects and modules asked are a person's task in the console, after the invite."""
+    asks_more = plan.org_role is not Role.VIEWER or plan.projects or plan.modules
+    if state.roles_by_api or not asks_more:
+        return []
+    task = set_access_task(
+        plan.subject,
+        org_role=plan.org_role.value,
+        projects={p: r.value for p, r in plan.projects.items()},
+        modules=[m.value for m in plan.modules],
+        invited=True,
+    )
+    return [_console(task, plan.subject, "roles, projects and modules: SCIM cannot set them")]
 
 
 def record_grant_steps(plan: OnboardPlan, request: AccessRequest) -> list[OnboardStep]:
@@ -456,7 +513,7 @@ def provisioning(
         return resend_path(plan, m, state=state)
     if idp_managed:
         return idp_path(plan, state, ref=ref)
-    return Provisioning([invite_step(plan, request, ref=ref)])
+    return Provisioning([invite_step(plan, request, ref=ref), *console_access_steps(plan, state)])
 
 
 def make_onboarding_plan(
@@ -479,8 +536,9 @@ def make_onboarding_plan(
     )
     if plan.problems:
         return plan.model_copy(update={"outcome": Outcome.INVALID})
-    if state.member is not None and state.member.status != "pending":
-        return existing_member_plan(plan, state.member)
+    member = state.member
+    if member is not None and member.status != "pending" and not state.invited_for_ticket:
+        return existing_member_plan(plan, member, roles_known=state.roles_by_api)
     path = provisioning(plan, request, state=state, idp_managed=idp_managed)
     warnings = [*plan.warnings, *path.warnings]
     if path.blockers:

@@ -114,6 +114,9 @@ class ApprovalContext:
     org_role: str | None = None
     modules: tuple[str, ...] = ()
     project_admins: tuple[str, ...] = ()  # admins of the projects concerned
+    # The org cannot say who administers its projects (SCIM only): the fallback group (IT
+    # admins) sits in the project-admin seat, rather than a seat nobody can fill.
+    project_admins_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ def _resolve(ref: str, policy: Policy, ctx: ApprovalContext) -> list[str]:
     if ref == "manager_of_subject":
         return [ctx.subject_manager] if ctx.subject_manager else []
     if ref == "project_admin":
+        if ctx.project_admins_unknown and not ctx.project_admins:
+            return list(policy.groups[policy.fallback_group])
         return list(ctx.project_admins)
     if ref.startswith("group:"):
         return list(policy.groups[ref[6:]])

@@ -62,6 +62,7 @@ class TaskKind(StrEnum):
     REPLACE_SOLE_ADMIN = "replace_sole_admin"
     ROTATE_KEYS = "rotate_keys"
     EXPORT_ACTIVITY = "export_activity"
+    SET_ACCESS = "set_access"
 
 
 class OnboardStepKind(StrEnum):
@@ -73,6 +74,7 @@ class OnboardStepKind(StrEnum):
     INVITE = "invite"
     RESEND_INVITATION = "resend_invitation"
     RECORD_GRANT = "record_grant"
+    HUMAN_TASK = "human_task"
 
 
 class ChangeKind(StrEnum):
@@ -321,7 +323,13 @@ class RecordGrant(StepParams):
 
 
 OnboardParams = Annotated[
-    IdpCreateUser | IdpAddGroup | GrantModules | Invite | ResendInvitation | RecordGrant,
+    IdpCreateUser
+    | IdpAddGroup
+    | GrantModules
+    | Invite
+    | ResendInvitation
+    | RecordGrant
+    | HumanTask,
     Field(discriminator="kind"),
 ]
 

@@ -144,3 +144,38 @@ def export_activity_task(subject: str, days: int) -> HumanTask:
             "Look for data exports, permission changes and invitations."
         ),
     )
+
+
+def set_access_task(
+    subject: str,
+    *,
+    org_role: str,
+    projects: dict[str, str],
+    modules: list[str],
+    invited: bool,
+) -> HumanTask:
+    """The access an invitation (or the IdP's provisioning) could not carry, set in the
+    console: SCIM creates a Viewer with nothing else (seed 003: exactly the roles asked)."""
+    wants = [f"org role {org_role.capitalize()}"]
+    wants += [f"{role.capitalize()} in project {p}" for p, role in projects.items()]
+    if modules:
+        wants.append("modules " + ", ".join(modules))
+    how = (
+        "Handover invited them (pending until they accept); the invitation carried only the email"
+        if invited
+        else "the IdP provisions them; no IdP group maps what follows"
+    )
+    check = (
+        " Handover cannot list this org's projects: if a project does not exist, answer "
+        "Can't do naming it."
+        if projects
+        else ""
+    )
+    return HumanTask(
+        task=TaskKind.SET_ACCESS,
+        title=f"Give {subject} the access asked for",
+        instructions=(
+            f"In {CONSOLE}, find {subject} ({how}) and give them exactly: "
+            f"{'; '.join(wants)}. Nothing more (least privilege).{check}"
+        ),
+    )

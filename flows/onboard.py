@@ -158,13 +158,14 @@ def onboard(
         # Nothing is written: a joined member is a change (handover change), not a new invite.
         log.warning("onboarding of %s: %s", request.email, plan.outcome.value)
         return outcome(rt, plan, status=plan.outcome.value, ticket=the_ticket, change=plan.change)
+    case = _open_case(rt, request, requester_)
     return run_plan(
         rt,
         plan,
-        case=_open_case(rt, request, requester_),
+        case=case,
         requester=requester_,
         approval=approval_context(plan, state, requester=requester_),
-        verify=lambda p: verify_onboarding(rt, p),
+        verify=lambda p: verify_onboarding(rt, p, case_id=case.id),
     )
 
 
@@ -232,9 +233,11 @@ def approval_context(
     if all(s.kind is OnboardStepKind.RESEND_INVITATION for s in plan.steps):
         return None
     by_name = {p.name: p for p in state.projects}
-    admins = tuple(
-        dict.fromkeys(a for p in plan.production_projects for a in by_name[p].admins)
-    ) or tuple(dict.fromkeys(a for p in plan.projects for a in by_name[p].admins))
+
+    def admins_of(names: list[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a for p in names if p in by_name for a in by_name[p].admins))
+
+    admins = admins_of(plan.production_projects) or admins_of(list(plan.projects))
     return ApprovalContext(
         runbook=RUNBOOK,
         subject=plan.subject,
@@ -244,4 +247,5 @@ def approval_context(
         org_role=plan.org_role.value,
         modules=tuple(m.value for m in plan.modules),
         project_admins=admins,
+        project_admins_unknown=not state.roles_by_api,
     )

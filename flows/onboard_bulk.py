@@ -89,7 +89,7 @@ def _apply_row(
             standing=Standing(
                 approval or f"batch-{batch_hash[:12]}", lambda: approvers, kind="batch_approval"
             ),
-            verify=lambda p: verify_onboarding(rt, p),
+            verify=lambda p: verify_onboarding(rt, p, case_id=case.id),
         )
     except Exception as exc:  # the ledger or a read failed: this row only
         return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)

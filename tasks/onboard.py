@@ -20,17 +20,19 @@ from connectors.capabilities import (
     InviteSpec,
     ModuleAccess,
     ProjectAccess,
+    has,
     require,
 )
 from connectors.errors import ConnectorError
 from domain.access_request import AccessRequestError
-from domain.models import AccessRequest, Effect, WriteResult
+from domain.models import AccessRequest, Effect, Member, WriteResult
 from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKind
 from domain.plan import is_mapped_idp_group
 from domain.records import AuditEvent, Grant
 from domain.runbook import Case
 from domain.steps import (
     GrantModules,
+    HumanTask,
     IdpAddGroup,
     IdpCreateUser,
     Invite,
@@ -41,6 +43,7 @@ from domain.steps import (
 from ledger.audit import append
 from ledger.cases import done_steps, find_closed_case, open_case, update_case
 from ledger.grants import grants, record_grant
+from tasks.human import do_human_task, task_checks
 from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
 
@@ -108,11 +111,14 @@ def take_onboard_inventory(
         pending = require(org, Invitations, system="org", operation="list_invitations")
         mine = [i for i in pending.list_invitations() if i.email == email]
         invitation = max(mine, key=lambda i: i.sent_at) if mine else None
+    # SCIM-only (real Amplitude): no projects, roles or modules by API; the console does them.
+    roles_by_api = has(org, ProjectAccess)
     idp_user = idp.find_user(email)
     user_groups = [g.name for g in idp.groups_of(idp_user.id)] if idp_user else []
     idp_groups = {g.name: g.id for g in idp.list_groups() if is_mapped_idp_group(g.name)}
     invited_here = False
-    if case_id is not None and member is not None and member.status == "pending":
+    # "unknown": SCIM cannot tell an invitee from a member; the case can.
+    if case_id is not None and member is not None and member.status in ("pending", "unknown"):
         done = done_steps(rt.ledger, case_id)
         invited_here = any(k.startswith(f"{OnboardStepKind.INVITE.value}:") for k in done) or any(
             k.startswith(f"{OnboardStepKind.IDP_ADD_GROUP.value}:") for k in done
@@ -121,9 +127,8 @@ def take_onboard_inventory(
         subject=email,
         member=member,
         invitation=invitation,
-        projects=require(
-            org, ProjectAccess, system="org", operation="list_projects"
-        ).list_projects(),
+        projects=org.list_projects() if has(org, ProjectAccess) else [],
+        roles_by_api=roles_by_api,
         others=[e for e in emails if e != email],
         org_domains=org_domains,
         idp_user=idp_user,
@@ -173,6 +178,8 @@ def execute_onboard_step(
             return result, dict(result.detail)
         case RecordGrant() as record:
             return _record_grant(rt, step.target, record, ticket=scope.ticket)
+        case HumanTask() as human:
+            return do_human_task(rt, step, human, scope)
         case _:
             assert_never(step.params)
 
@@ -203,69 +210,90 @@ def _record_grant(
     return WriteResult(effect=Effect.CREATED), {"grants": ids, "until": until}
 
 
+Checks = dict[str, str]
+
+
+def _check(out: Checks, name: str, ok: bool, why: str = "") -> None:
+    out[name] = "pass" if ok else f"fail: {why}"
+
+
 @task(name="verify_onboarding", cache_policy=UNCACHED)
-def verify_onboarding(rt: Runtime, plan: OnboardPlan) -> dict[str, str]:
-    """Re-read the systems: check → ``pass`` or ``fail: why``."""
-    org, idp, s = rt.org, rt.idp, plan.subject
-    out: dict[str, str] = {}
-
-    def check(name: str, ok: bool, why: str = "") -> None:
-        out[name] = "pass" if ok else f"fail: {why}"
-
+def verify_onboarding(rt: Runtime, plan: OnboardPlan, *, case_id: int | None = None) -> Checks:
+    """Re-read the systems: check → ``pass`` or ``fail: why``; a human task of the plan →
+    ``attested by …``. On a SCIM-only org roles, projects and modules cannot be read back:
+    they are not checked (their task is attested), never reported as passed."""
+    org, s = rt.org, plan.subject
+    out: Checks = {}
     kinds = {st.kind for st in plan.steps}
     member = org.get_member(s)
-    if OnboardStepKind.INVITE in kinds or OnboardStepKind.RESEND_INVITATION in kinds:
-        pending = [
-            i
-            for i in require(
-                org, Invitations, system="org", operation="list_invitations"
-            ).list_invitations(state="pending")
-            if i.email == s
-        ]
-        check(
-            "invitation_pending",
-            bool(pending) or (member is not None and member.status == "joined"),
-            "no pending invitation",
-        )
-    if OnboardStepKind.INVITE in kinds:
+    roles_by_api = has(org, ProjectAccess)
+    if kinds & {OnboardStepKind.INVITE, OnboardStepKind.RESEND_INVITATION}:
+        _invitation_checks(rt, plan, member, out)
+    if OnboardStepKind.INVITE in kinds and roles_by_api:
         have = {g.project: g.role for g in (member.projects if member else ())}
-        check(
+        _check(
+            out,
             "exact_project_roles",
             have == plan.projects,
             f"has { ({k: v.value for k, v in have.items()}) }",
         )
-        check(
+        _check(
+            out,
             "exact_org_role",
             member is not None and member.org_role in (None, plan.org_role),
             f"org role {member.org_role if member else None}",
         )
         mods = set(member.modules if member else ())
-        check("exact_modules", mods == set(plan.modules), f"has {sorted(m.value for m in mods)}")
-    if OnboardStepKind.IDP_ADD_GROUP in kinds or OnboardStepKind.IDP_CREATE_USER in kinds:
-        user = idp.find_user(s)
-        check("idp_user_active", user is not None and user.active, "no active IdP user")
-        names = {g.name.casefold() for g in (idp.groups_of(user.id) if user else [])}
-        missing = [
-            st.target
-            for st in plan.steps
-            if st.kind is OnboardStepKind.IDP_ADD_GROUP and st.target.casefold() not in names
-        ]
-        check("idp_groups", not missing, f"not in {missing}")
-        check(
-            "provisioned_in_org",
-            member is not None and member.idp_managed,
-            "provisioning has not created the member",
+        _check(
+            out, "exact_modules", mods == set(plan.modules), f"has {sorted(m.value for m in mods)}"
         )
-        have = {g.project: g.role for g in (member.projects if member else ())}
-        short = [p for p, r in plan.projects.items() if p not in have or have[p].rank < r.rank]
-        check("project_roles", not short, f"missing {short}")
+    if kinds & {OnboardStepKind.IDP_ADD_GROUP, OnboardStepKind.IDP_CREATE_USER}:
+        _idp_checks(rt, plan, member, out, roles_by_api=roles_by_api)
     if OnboardStepKind.GRANT_MODULES in kinds:
         mods = set(member.modules if member else ())
-        check("modules", set(plan.modules) <= mods, f"has {sorted(m.value for m in mods)}")
+        _check(out, "modules", set(plan.modules) <= mods, f"has {sorted(m.value for m in mods)}")
     if OnboardStepKind.RECORD_GRANT in kinds and plan.until:
         ends = {g.end.date().isoformat() for g in grants(rt.ledger, subject=s)}
-        check("grant_recorded", plan.until in ends, "no grant with the end date")
+        _check(out, "grant_recorded", plan.until in ends, "no grant with the end date")
+    out.update(task_checks(rt, list(plan.steps), case_id))
     return out
+
+
+def _invitation_checks(rt: Runtime, plan: OnboardPlan, member: Member | None, out: Checks) -> None:
+    """The invitation is pending (or accepted); where the org cannot list invitations (SCIM),
+    that the person is in the org at all."""
+    if not has(rt.org, Invitations):
+        _check(out, "in_org", member is not None, "the org does not have them")
+        return
+    pending = [i for i in rt.org.list_invitations(state="pending") if i.email == plan.subject]
+    _check(
+        out,
+        "invitation_pending",
+        bool(pending) or (member is not None and member.status == "joined"),
+        "no pending invitation",
+    )
+
+
+def _idp_checks(
+    rt: Runtime, plan: OnboardPlan, member: Member | None, out: Checks, *, roles_by_api: bool
+) -> None:
+    """The IdP user is active and in the mapped groups; provisioning created the member (with
+    the project roles, where the org can say)."""
+    user = rt.idp.find_user(plan.subject)
+    _check(out, "idp_user_active", user is not None and user.active, "no active IdP user")
+    names = {g.name.casefold() for g in (rt.idp.groups_of(user.id) if user else [])}
+    missing = [
+        st.target
+        for st in plan.steps
+        if st.kind is OnboardStepKind.IDP_ADD_GROUP and st.target.casefold() not in names
+    ]
+    _check(out, "idp_groups", not missing, f"not in {missing}")
+    provisioned = member is not None and (member.idp_managed or not roles_by_api)
+    _check(out, "provisioned_in_org", provisioned, "provisioning has not created the member")
+    if roles_by_api:
+        have = {g.project: g.role for g in (member.projects if member else ())}
+        short = [p for p, r in plan.projects.items() if p not in have or have[p].rank < r.rank]
+        _check(out, "project_roles", not short, f"missing {short}")
 
 
 def _dm(

@@ -184,7 +184,7 @@ def test_member_diff(m: Member, diff: list[str]) -> None:
     ],
 )
 def test_existing_member_plan(m: Member, outcome: Outcome, warned: bool) -> None:
-    got = existing_member_plan(plan(), m)
+    got = existing_member_plan(plan(), m, roles_known=True)
     assert got.outcome is outcome and not got.steps
     assert any("use change" in w for w in got.warnings) is warned
 
@@ -367,3 +367,78 @@ def test_record_grant_steps(until: date | None, grants: list[dict[str, str]] | N
 def test_provisioning(st: OnboardState, idp_managed: bool, kinds: list[str]) -> None:
     got = provisioning(plan(), request(), state=st, idp_managed=idp_managed)
     assert [s.kind.value for s in got.steps] == kinds
+
+
+# --- a SCIM-only org (real Amplitude): roles, projects and modules are the console's ------------
+def scim(**kw: Any) -> OnboardState:
+    return state(projects=[], roles_by_api=False, **kw)
+
+
+def test_on_scim_the_projects_are_taken_as_asked_and_all_count_as_production() -> None:
+    asked = {" Staging ": Role.MANAGER, "Nope": Role.VIEWER}
+    assert canonical_projects(request(projects=asked), scim()) == (
+        {"Staging": Role.MANAGER, "Nope": Role.VIEWER},
+        [],
+    )
+    assert production_asks(request(projects=asked), scim()) == (
+        ["Staging", "Nope"],
+        ["manager", "viewer"],
+    )
+    [warning] = [w for w in request_warnings(request(), scim()) if "SCIM" in w]
+    assert "counts as production" in warning and "a task" in warning
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        pytest.param({}, id="a-project-role"),
+        pytest.param({"modules": (Module.EXPERIMENT,)}, id="and-modules"),
+    ],
+)
+def test_on_scim_an_invitation_is_followed_by_a_console_task(asked: dict[str, Any]) -> None:
+    from domain.onboard import make_onboarding_plan
+
+    got = make_onboarding_plan(request(**asked), scim(), idp_managed=False, now=T0)
+    assert got.outcome is Outcome.READY, got.blockers
+    kinds = [s.kind.value for s in got.steps]
+    # A request names at least one project: SCIM's bare Viewer is never all that was asked.
+    assert kinds == ["invite", "human_task"]
+    human = got.steps[1].params
+    assert human.task.value == "set_access"
+    text = human.instructions
+    assert VENDOR in text and "Members & Groups" in text
+    assert "Manager in project Staging" in text and "org role Member" in text
+    assert "Can't do naming it" in text  # the project names are checked by the person
+    if asked.get("modules"):
+        assert "modules experiment" in text
+
+
+def test_on_scim_the_idp_path_sets_modules_by_task_not_by_api() -> None:
+    got = idp_path(
+        plan(modules=[Module.EXPERIMENT]),
+        scim(idp_groups={"amplitude-org-members": "g1"}),
+        ref="",
+    )
+    assert [s.kind.value for s in got.steps][-1] == "human_task"
+    assert "grant_modules" not in [s.kind.value for s in got.steps]
+
+
+def test_on_scim_an_existing_account_claims_nothing_about_its_roles() -> None:
+    got = existing_member_plan(plan(), member(status="unknown", projects=()), roles_known=False)
+    assert got.outcome is Outcome.CHANGE_NEEDED
+    assert got.change == [
+        "already in the org; their roles cannot be read by API: compare in the console"
+    ]
+
+
+def test_on_scim_a_rerun_of_this_tickets_invite_plans_the_same_steps() -> None:
+    from domain.onboard import make_onboarding_plan
+
+    first = make_onboarding_plan(request(), scim(), idp_managed=False, now=T0)
+    again = make_onboarding_plan(
+        request(),
+        scim(member=member(status="unknown", projects=(), org_role=None), invited_for_ticket=True),
+        idp_managed=False,
+        now=T0,
+    )
+    assert again.outcome is Outcome.READY and again.hash == first.hash

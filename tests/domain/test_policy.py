@@ -183,6 +183,27 @@ def test_escalation_lets_the_fallback_fill_a_seat_then_timeout_expires() -> None
     assert t.state == ApprovalState.EXPIRED
 
 
+def test_where_the_org_cannot_name_project_admins_it_admins_sit_in_that_seat() -> None:
+    asked = {
+        "runbook": "onboard",
+        "subject": "v@vendor.com",
+        "requester": "sofia.lead@acme.com",
+        "production_roles": ("manager",),
+    }
+    unknown = requirement(POLICY, ctx(**asked, project_admins_unknown=True))
+    known_none = requirement(POLICY, ctx(**asked))
+    seat = "production-admin-or-manager:project-admin"
+    [got] = [s.candidates for s in unknown.seats if s.name == seat]
+    assert set(got) == set(POLICY.groups[POLICY.fallback_group]) and got
+    # An org that can say, and says nobody: the seat waits for escalation, as before.
+    assert [s.candidates for s in known_none.seats if s.name == seat] == [()]
+    # Named admins are never replaced.
+    named = requirement(
+        POLICY, ctx(**asked, project_admins=("sofia.lead@acme.com",), project_admins_unknown=True)
+    )
+    assert [s.candidates for s in named.seats if s.name == seat] == [()]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -154,11 +154,14 @@ class OffboardStack:
         return done_steps(self.rt.ledger, case_id)
 
     # --- the flow ---------------------------------------------------------------------------------
-    def start(self, **params: Any) -> Run:
-        """Run the offboarding flow in a thread (it pauses at the gate until a decision)."""
+    def start(self, runbook: Any = None, /, **params: Any) -> Run:
+        """Run the offboarding flow (or ``runbook``) in a thread (it pauses at the gate until a
+        decision)."""
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         from flows.offboard import offboard
+
+        flow = runbook or offboard
 
         run = Run(threading.Thread(target=lambda: None))
 
@@ -169,7 +172,7 @@ class OffboardStack:
                     temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
                     use_runtime(self.rt),  # a new thread: the binding is made in it
                 ):
-                    run.result.append(call_runbook(offboard, **params))
+                    run.result.append(call_runbook(flow, **params))
             except BaseException as exc:  # surfaced by Run.wait
                 run.error.append(exc)
 

@@ -1,0 +1,86 @@
+"""Onboarding on a SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``, real Amplitude's API):
+SCIM invites with the email only, so the org role, project roles and modules the ticket asks for
+are a human task after the invitation. A person sets them in the console (the sandbox's admin
+API, acting as that person) and clicks Done; the run reports that task as attested, never as a
+pass, and the org ends with exactly the access asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.app import create_app
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+VENDOR = "analytics-vendor-max.roe@vendorco.com"  # ACC-1: Staging Manager, Production Viewer
+ALICE = "alice.admin@acme.com"  # an IT admin: the task is hers to do
+
+
+@pytest.fixture
+def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        yield make_stack(sb, tmp_path, backend="amplitude")
+    finally:
+        sb.stop()
+
+
+def test_acc1_on_scim_invites_then_a_person_sets_the_access(scim: OffboardStack) -> None:
+    from flows.onboard import onboard
+
+    run = scim.start(onboard, ticket="ACC-1")
+    appr = scim.paused(VENDOR)
+    # The org cannot say which project is production: every project asked counts as one, so
+    # Staging Manager takes the production rule's project admin and security (on the sandbox
+    # backend, ACC-1 needs data governance only).
+    assert appr.rule == "production-admin-or-manager,governance-modules", appr
+    clicked: set[str] = set()
+    for seat in appr.required:
+        who = next(e for e in seat if e not in clicked)
+        clicked.add(who)
+        r = scim.click(appr, who)
+        assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+
+    task = scim.task_waiting(VENDOR, "set_access")
+    for asked in ("org role Member", "Manager in project Staging", "Viewer in project Production"):
+        assert asked in task.instructions, task.instructions
+    assert "modules govern" in task.instructions and ALICE in task.assignees
+    # SCIM carried the email only: a pending Viewer with no project yet.
+    m = scim.member(VENDOR)
+    assert m is not None and m["status"] == "pending" and m["org_role"] == "viewer"
+    assert not m["projects"], m
+
+    scim.console("PUT", f"/members/{VENDOR}/org-role", ALICE, json={"role": "member"})
+    for project, role in (("Staging", "manager"), ("Production", "viewer")):
+        scim.console("PUT", f"/members/{VENDOR}/projects/{project}", ALICE, json={"role": role})
+    scim.console("PUT", f"/members/{VENDOR}/modules", ALICE, json={"add": ["govern"]})
+    r = scim.click_done(task, ALICE)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+
+    res = run.wait()
+    assert res["status"] == "done", res
+    assert [s["kind"] for s in res["plan"]["steps"]] == ["invite", "human_task", "record_grant"]
+    checks = res["verification"]
+    assert checks["in_org"] == "pass" and checks["grant_recorded"] == "pass", checks
+    assert re.fullmatch(rf"attested by {ALICE} at .+ UTC", checks["task_set_access"]), checks
+    # What no API of this org reads back is not reported at all, never as a pass.
+    assert not {"exact_project_roles", "exact_org_role", "exact_modules"} & checks.keys()
+
+    m = scim.member(VENDOR)
+    assert m is not None and m["org_role"] == "member"
+    assert {p["project"]: p["role"] for p in m["projects"]} == {
+        "Staging": "manager",
+        "Production": "viewer",
+    }
+    assert m["modules"] == ["govern"]
+
+    # The same ticket again: handled, nothing twice.
+    again = scim.start(onboard, ticket="ACC-1").wait()
+    assert again["status"] == "nothing_to_do", again
