@@ -18,7 +18,8 @@ from domain.change import ChangePlan, ChangeRequest, make_change_plan
 from domain.models import Email, Module, Role
 from domain.policy import ApprovalContext
 from domain.runbook import Case
-from flows.runbook import outcome, run_plan
+from flows.runbook import finish, outcome, run_plan
+from tasks.backend import org_lacks
 from tasks.cases import open_case_of, open_run_case
 from tasks.change import manager_of, read_access, verify_change
 from tasks.runtime import Runtime, this_runs_runtime
@@ -141,6 +142,8 @@ def change_access(
     except ValidationError as e:
         raise ValueError(str(e)) from None
     rt = this_runs_runtime()
+    if why := org_lacks(rt, "change"):  # a SCIM-only org: refused before any read
+        return finish(outcome(rt, None, status="blocked", failure=why))
     members, groups, all_projects = read_access(rt, [req.email])
     plan = make_change_plan(members[req.email], groups, all_projects, domain_req)
     if plan.blockers:

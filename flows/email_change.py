@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.change import ChangeKind, make_email_change_plan
 from domain.models import Email, Member
 from flows.change import approval_context, open_change_case
-from flows.runbook import outcome, run_plan
+from flows.runbook import finish, outcome, run_plan
+from tasks.backend import org_lacks
 from tasks.cases import open_case_of
 from tasks.change import count_assets, read_access, verify_email_change
 from tasks.runtime import this_runs_runtime
@@ -63,6 +64,8 @@ def change_email(
     """
     req = EmailChangeRequest(old=old, new=new, ticket=ticket, dry_run=dry_run, requester=requester)
     rt = this_runs_runtime()
+    if why := org_lacks(rt, "email-change"):  # a SCIM-only org: refused before any read
+        return finish(outcome(rt, None, status="blocked", failure=why))
     members, groups, projects = read_access(rt, [req.old, req.new])
     old_m, new_m = members[req.old], members[req.new]
     plan = make_email_change_plan(

@@ -43,7 +43,8 @@ from flows.batch import (
     run_all,
     tell_requester,
 )
-from flows.runbook import Standing, ask, run_plan
+from flows.runbook import Standing, ask, finish, outcome, run_plan
+from tasks.backend import org_lacks
 from tasks.cases import open_run_case
 from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
 from tasks.onboard_bulk import take_bulk_inventory
@@ -212,6 +213,8 @@ def onboard_bulk(
     """
     t0 = time.monotonic()
     rt = this_runs_runtime()
+    if why := org_lacks(rt, "onboard-bulk"):  # a SCIM-only org: refused before any read
+        return finish(outcome(rt, None, status="blocked", failure=why))
     batch, states = _plan_all(rt, csv_text, requester=requester)
     planned = [_row_result(r) for r in batch.rows]
     get_run_logger().info("batch %s: %s", batch.hash[:12], batch.summary())

@@ -37,8 +37,9 @@ from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
 from domain.runbook import call_runbook
 from flows.offboard import offboard
-from flows.runbook import ask, run_id
+from flows.runbook import ask, finish, outcome, run_id
 from flows.sweep import end
+from tasks.backend import org_lacks
 from tasks.cases import audit_seq
 from tasks.review import (
     ReviewInputs,
@@ -230,6 +231,8 @@ def access_review(
         requester=requester,
     )
     rt = this_runs_runtime()
+    if why := org_lacks(rt, "access-review"):  # a SCIM-only org: refused before any read
+        return finish(outcome(rt, None, status="blocked", failure=why))
     people = read_roster(req.roster)
     now = clock(rt)
     org = read_review_inputs(rt)

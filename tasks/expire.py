@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import task
 
-from connectors.capabilities import ModuleAccess, ProjectAccess, require
+from connectors.capabilities import ModuleAccess, ProjectAccess, has, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
 from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration
@@ -46,6 +46,15 @@ def read_grants(rt: Runtime) -> Snapshot:
     missing from ``access``)."""
     all_grants = grants(rt.ledger)
     access: dict[str, Member] = {}
+    if not (has(rt.org, ProjectAccess) and has(rt.org, ModuleAccess)):
+        # SCIM only: a member record has no project roles or modules, so every grant would
+        # look revoked already (and be marked expired while the access stays).
+        return Snapshot(
+            all_grants,
+            {},
+            blocker="the org cannot say who has which project role or module by API (SCIM "
+            "only): the temporary grants are neither checked nor revoked; do it in the console",
+        )
     try:
         for subject in sorted({g.subject for g in all_grants}):
             m = rt.org.get_member(subject)

@@ -1,0 +1,76 @@
+"""On a SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``) the runbooks that have no human-task
+path yet end *blocked* before they read or write anything, saying what the org lacks — never a
+crash halfway, never a silent skip, never "done" for what was not done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.app import create_app
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+SOFIA, BOB = "sofia.lead@acme.com", "bob.analyst@acme.com"
+
+
+@pytest.fixture(scope="module")
+def scim(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Iterator[OffboardStack]:
+    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        yield make_stack(sb, tmp_path_factory.mktemp("scim"), backend="amplitude")
+    finally:
+        sb.stop()
+
+
+def _runbooks(roster: Path) -> list[Any]:
+    from flows.change import change_access
+    from flows.email_change import change_email
+    from flows.offboard_bulk import offboard_bulk
+    from flows.onboard_bulk import onboard_bulk
+    from flows.review import access_review
+
+    return [
+        pytest.param(change_access, {"email": SOFIA, "projects": {"Staging": "viewer"}}, "change"),
+        pytest.param(change_email, {"old": BOB, "new": "robert.analyst@acme.com"}, "email-change"),
+        pytest.param(access_review, {"roster": str(roster)}, "access-review"),
+        pytest.param(
+            onboard_bulk,
+            {"csv_text": "email,projects\nnew.one@acme.com,Staging=viewer\n"},
+            "onboard-bulk",
+        ),
+        pytest.param(offboard_bulk, {"emails": [BOB]}, "offboard-bulk"),
+    ]
+
+
+@pytest.mark.parametrize("which", range(5))
+def test_a_runbook_without_a_task_path_is_refused_before_anything(
+    scim: OffboardStack, which: int
+) -> None:
+    flow, params, name = _runbooks(scim.roster)[which].values
+    seq = scim.seq()
+    res = scim.start(flow, **params).wait()
+    assert res["status"] == "blocked", res
+    assert res["failure"].startswith(f"{name} does not run on this org yet"), res["failure"]
+    assert "SCIM only" in res["failure"] and "nothing was read or written" in res["failure"]
+    org_calls = [r for r in scim.get("/_sandbox/requests", since=seq)["requests"]]
+    assert not [r for r in org_calls if r["path"].startswith(("/scim/", "/admin/"))], org_calls
+
+
+@pytest.mark.parametrize("sweep", ["expire", "hygiene"])
+def test_the_sweeps_on_scim_change_nothing_and_say_why(scim: OffboardStack, sweep: str) -> None:
+    from flows.expire import expire_access
+    from flows.hygiene import invitation_hygiene
+
+    seq = scim.seq()
+    res = scim.start(expire_access if sweep == "expire" else invitation_hygiene).wait()
+    assert res["status"] == "blocked", res
+    said = {"expire": "SCIM only", "hygiene": "cannot list invitations"}[sweep]
+    assert said in str(res), res
+    assert not scim.writes(seq)
