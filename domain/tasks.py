@@ -98,17 +98,19 @@ def transfer_content_task(subject: str, receiver: str) -> HumanTask:
 
 
 def replace_sole_admin_task(subject: str, candidate: str | None) -> HumanTask:
-    """Where ``subject`` is a project's only Admin, promote a replacement first (the org
-    refuses to remove a sole Admin)."""
+    """Where ``subject`` is a project's (or the organization's) only Admin, promote a
+    replacement first (the org refuses to remove a sole Admin; seed 002)."""
     who = f" (suggested: {candidate})" if candidate else ""
     return HumanTask(
         task=TaskKind.REPLACE_SOLE_ADMIN,
         title=f"Replace {subject} where they are a project's only Admin",
         instructions=(
             f"In Settings → Projects, check each project's Admins. Where {subject} is the only "
-            f"Admin, make another member Admin of that project{who}. Handover cannot read "
-            "project roles on this org: if they are no project's only Admin, say Done with "
-            "the note 'not a sole admin'. Their removal waits for this task."
+            f"Admin, make another member Admin of that project{who}. If they are the "
+            f"organization's only Admin ({CONSOLE}), make another member org Admin too: that is "
+            "a security decision, so ask security who. Handover cannot read roles on this org: "
+            "if they are no project's and not the organization's only Admin, say Done with the "
+            "note 'not a sole admin'. Their removal waits for this task."
         ),
     )
 

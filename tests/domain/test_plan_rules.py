@@ -777,3 +777,13 @@ def test_content_nobody_can_list_still_needs_a_receiver() -> None:
         "(--receiver, an active member) for the transfer task"
     ]
     assert "transfer_content" not in task_kinds(plan.steps)
+
+
+def test_the_replacement_task_covers_the_organizations_only_admin_too() -> None:
+    # SCIM cannot say who the org's Admins are (org_admins None): no blocker can be planned,
+    # so the task asks the person to check the org role as well (seed 002).
+    plan = make_offboarding_plan(scim_world(), opts())
+    task = next(s for s in plan.steps if s.id == f"human_task:replace_sole_admin:{DANA}")
+    text = task.params.instructions  # type: ignore[union-attr]
+    assert "organization's only Admin" in text and "ask security who" in text
+    assert "not a sole admin" in text
