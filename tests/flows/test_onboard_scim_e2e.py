@@ -84,3 +84,45 @@ def test_acc1_on_scim_invites_then_a_person_sets_the_access(scim: OffboardStack)
     # The same ticket again: handled, nothing twice.
     again = scim.start(onboard, ticket="ACC-1").wait()
     assert again["status"] == "nothing_to_do", again
+
+
+def test_idp_managed_on_scim_provisions_through_the_idp_groups(scim: OffboardStack) -> None:
+    from flows.onboard import onboard
+
+    who = "nina.new@acme.com"
+    run = scim.start(
+        onboard,
+        email=who,
+        projects={"Staging": "member"},
+        modules=["experiment"],
+        idp_managed=True,
+        requester="sofia.lead@acme.com",
+    )
+    appr = scim.paused(who)
+    clicked: set[str] = set()
+    for seat in appr.required:
+        pick = next(e for e in seat if e not in clicked)
+        clicked.add(pick)
+        assert scim.click(appr, pick).json()["recorded"] is True
+    # The IdP's groups carry the roles; no group maps modules: a person grants them.
+    task = scim.task_waiting(who, "set_access")
+    assert "modules experiment" in task.instructions and "the IdP provisions them" in (
+        task.instructions
+    )
+    scim.console("PUT", f"/members/{who}/modules", ALICE, json={"add": ["experiment"]})
+    assert scim.click_done(task, ALICE).json()["recorded"] is True
+
+    res = run.wait()
+    assert res["status"] == "done", res
+    kinds = [s["kind"] for s in res["plan"]["steps"]]
+    assert kinds[0] == "idp_create_user" and "grant_modules" not in kinds, kinds
+    checks = res["verification"]
+    for name in ("idp_user_active", "idp_groups", "provisioned_in_org"):
+        assert checks[name] == "pass", checks
+    assert checks["task_set_access"].startswith(f"attested by {ALICE}"), checks
+    assert "project_roles" not in checks  # the org cannot say them: not reported
+    m = scim.member(who)
+    assert m is not None and {p["project"]: p["role"] for p in m["projects"]} == {
+        "Staging": "member"
+    }
+    assert m["modules"] == ["experiment"]
