@@ -783,15 +783,18 @@ def normal_order(p: Phases, t: Phases) -> list[Step]:
 
 def emergency_order(p: Phases, t: Phases) -> list[Step]:
     """Lock out first: IdP → revoke keys → promote (the org refuses to remove a sole admin) →
-    org → access and transfers of the now-unassigned content → collect activity; the human
-    tasks (``t``) after the removal: nobody waits for a person before the lockout."""
+    org → access and transfers of the now-unassigned content → collect activity. Nobody waits
+    for a person before the IdP lockout. Where keys and roles are a person's tasks (``t``, a
+    SCIM-only org), the key revocation and the sole-Admin replacement come right after the
+    IdP lockout and before the org removal: the org refuses to remove a sole Admin, and this
+    org cannot say whether they are one (the removal would fail half-done); the rest after."""
     return [
         *p.idp,
         *p.keys,
-        *p.promote,
-        *p.remove,
         *t.keys,
+        *p.promote,
         *t.promote,
+        *p.remove,
         *p.transfer,
         *t.transfer,
         *p.collect,

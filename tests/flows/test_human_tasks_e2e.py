@@ -186,3 +186,37 @@ def test_only_an_assignee_answers_and_cant_needs_a_reason(
     assert task.decided_by == "" and task.note == ""
     decide_task(scim.svc, task.id, by=ALICE, state=TaskState.CANT, note="still gone")
     assert again.wait()["status"] == "blocked"
+
+
+def test_an_emergency_locks_out_at_the_idp_first_and_removes_once_no_sole_admin(
+    scim: OffboardStack,
+) -> None:
+    seq = scim.seq()
+    run = scim.start(email=DANA, reason="security_incident", emergency=True, requester=ALICE)
+    # Nobody is waited for before the IdP lockout; the keys are the first task.
+    task = scim.task_waiting(DANA, "rotate_keys")
+    assert "revoke every API key they manage now" in task.instructions
+    writes = [(w["method"], w["path"]) for w in scim.writes(seq)]
+    assert any(p.startswith("/idp/scim/v2/Users/") for _, p in writes), writes
+    assert not [p for _, p in writes if p.startswith("/admin/")], "SCIM only: no admin API"
+    for key in scim.get("/admin/v1/api-keys", manager=DANA)["api_keys"]:
+        scim.console("POST", f"/api-keys/{key['id']}/revoke", ALICE)
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE)
+    # She is Development's only Admin, which SCIM cannot tell: the org would refuse her
+    # removal, so it waits for the replacement (it failed half-done before).
+    task = scim.task_waiting(DANA, "replace_sole_admin")
+    assert scim.member(DANA) is not None
+    scim.console("PUT", f"/members/{SOFIA}/projects/Development", ALICE, json={"role": "admin"})
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE)
+    task = scim.task_waiting(DANA, "transfer_content")
+    assert scim.member(DANA) is None  # removed before the transfer: an emergency
+    scim.console("POST", "/assets/bulk-transfer", ALICE, json={"from": DANA, "to": SOFIA})
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE)
+    task = scim.task_waiting(DANA, "export_activity")
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, note="attached to the ticket")
+    res = run.wait()
+    assert res["status"] == "done", res
+    checks = res["verification"]
+    for kind in ("rotate_keys", "replace_sole_admin", "transfer_content", "export_activity"):
+        assert checks[f"task_{kind}"].startswith(f"attested by {ALICE}"), checks
+    assert checks["member_removed"] == "pass", checks
