@@ -6,7 +6,10 @@ approval, decided once by one of its assignees.
    the two posts what was not posted when it comes back.
 2. :func:`await_task` pauses the flow run (``approvals.pause.pause_run``, as the gate does)
    until the task is decided; a later run of the same case takes the task over.
-3. :func:`decide_task` records Done or Can't do (the only way a task closes: a Slack click
+3. :func:`escalate_open_tasks` (the watchdog's sweep): a task still open after the policy's
+   ``escalate_after_hours`` is escalated once — its assignees are reminded, the fallback group
+   becomes assignees too (as it may fill any approval seat by then), the ticket says so.
+4. :func:`decide_task` records Done or Can't do (the only way a task closes: a Slack click
    through the intake, or ``handover tasks done|cant``), by an assignee only, audits it,
    updates the messages and the ticket, and wakes the run, which reads the ledger.
 """
@@ -19,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -153,6 +157,54 @@ def open_task(
     if filed.state is TaskState.OPEN and len(filed.slack_refs) < len(filed.assignees) + 1:
         filed = _post(svc, filed)
     return filed
+
+
+def escalate_open_tasks(svc: Services, *, now: datetime | None = None) -> list[str]:
+    """Escalate, once, each task open longer than the policy's ``escalate_after_hours``; the
+    ids escalated by this call (see the module docstring)."""
+    now = now or svc.clock()
+    after = timedelta(hours=svc.policy.escalate_after_hours)
+    already = store.escalated_ids(svc.ledger)
+    done: list[str] = []
+    for task in store.list_tasks(svc.ledger, state=TaskState.OPEN):
+        if task.id in already or now < task.created_at + after:
+            continue
+        if not store.mark_escalated(svc.ledger, task.id, at=now):
+            continue  # another watchdog did it
+        fallback = svc.policy.groups.get(svc.policy.fallback_group, [])
+        added = [p for p in fallback if p not in task.assignees and p != task.subject]
+        if added:
+            task = store.update_task(svc.ledger, task.id, assignees=[*task.assignees, *added])
+        hours = int((now - task.created_at).total_seconds() // 3600)
+        _remind(svc, task, hours=hours, added=added)
+        _audit(svc, "task.escalated", task, after={"open_hours": hours, "added": added})
+        done.append(task.id)
+    return done
+
+
+def _remind(svc: Services, task: TaskRecord, *, hours: int, added: list[str]) -> None:
+    """Each assignee (the new ones asked for the first time) and the ticket: still open."""
+    text = f"Still open after {hours} h: {task.title}"
+    if svc.messenger is not None:
+        body = blocks.human_task_blocks(
+            task_id=task.id, title=f"{text} (escalated)", instructions=task.instructions
+        )
+        refs = list(task.slack_refs)
+        for person in task.assignees:
+            try:
+                ref = svc.messenger.dm(person, text, body)
+            except ConnectorError as exc:  # they can still answer with `handover tasks done`
+                _audit(svc, "task.notify_failed", task, on_behalf_of=person, effect=exc.detail)
+                continue
+            # The reminder is updated too once someone answers.
+            refs.append({"email": person, "channel": ref.channel, "ts": ref.ts})
+        store.update_task(svc.ledger, task.id, slack_refs=refs)
+    if task.ticket and svc.tickets is not None:
+        with contextlib.suppress(ConnectorError):
+            who = f"; now also assigned to {', '.join(added)}" if added else ""
+            svc.tickets.comment(
+                task.ticket, f"Task {task.id} is still open after {hours} h (escalated{who})."
+            )
 
 
 def await_task(

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from approvals.handler import Wake, resume_run
 from approvals.services import Services
+from approvals.tasks import escalate_open_tasks
 from domain.records import ApprovalRequest, ApprovalState
 from ledger.approvals import list_approvals
 
@@ -157,7 +158,8 @@ def run_forever(
     stop: threading.Event | None = None,
     also: Sequence[Callable[[], object]] = (),
 ) -> None:
-    """Sweep the approvals (one :class:`Watchdog`), then run each of ``also`` (the caller's
+    """Sweep the approvals (one :class:`Watchdog`) and the open human tasks (their
+    escalation), then run each of ``also`` (the caller's
     other sweeps: the launch of due events), every ``every`` seconds until ``stop`` is set.
 
     A failing sweep never ends the loop: it is logged (once per kind of failure) and the next
@@ -165,7 +167,10 @@ def run_forever(
     """
     stop = stop or threading.Event()
     dog = Watchdog(svc, every=every)
-    sweeps: list[tuple[str, Callable[[], object]]] = [("approval", dog.sweep)]
+    sweeps: list[tuple[str, Callable[[], object]]] = [
+        ("approval", dog.sweep),
+        ("task", lambda: escalate_open_tasks(svc)),
+    ]
     sweeps += [(getattr(fn, "__name__", "other"), fn) for fn in also]
     failed: set[tuple[str, str]] = set()
     while not stop.is_set():

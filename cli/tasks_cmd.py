@@ -1,5 +1,6 @@
-"""``handover tasks [--open] [--json]``, ``handover tasks done ID [--note]`` and ``handover tasks
-cant ID --reason TEXT`` (INTERFACES.md): the human tasks, and answering one without Slack."""
+"""``handover tasks [--open] [--json] [--sweep]``, ``handover tasks done ID [--note]`` and
+``handover tasks cant ID --reason TEXT`` (INTERFACES.md): the human tasks, and answering one
+without Slack."""
 
 from __future__ import annotations
 
@@ -24,14 +25,23 @@ def list_tasks(
     ctx: typer.Context,
     open_: bool = typer.Option(False, "--open", help="only tasks nobody has answered"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    sweep: bool = typer.Option(False, help="escalate the open tasks that are due first"),
 ) -> None:
     """List human tasks: id, kind, subject, case, title, instructions, assignees, state."""
     if ctx.invoked_subcommand is not None:
         return
+    from approvals.tasks import escalate_open_tasks
     from domain.tasks import TaskState
     from ledger.tasks import list_tasks as rows
 
-    items = rows(_ledger(), state=TaskState.OPEN if open_ else None)
+    if sweep:
+        svc = _services()
+        for task_id in escalate_open_tasks(svc):
+            typer.echo(f"{task_id}: escalated", err=True)
+        db = svc.ledger
+    else:
+        db = _ledger()
+    items = rows(db, state=TaskState.OPEN if open_ else None)
     if as_json:
         out = [
             {

@@ -40,6 +40,33 @@ class TaskRow(LedgerBase):
     slack_refs: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
+class TaskEscalationRow(LedgerBase):
+    """An open task's escalation, once per task (a table of its own: the tasks table of a
+    ledger already in use stays as it is)."""
+
+    __tablename__ = "human_task_escalations"
+
+    task_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[datetime]
+
+
+def mark_escalated(db: LedgerDB, task_id: str, *, at: datetime) -> bool:
+    """Record that ``task_id`` was escalated; False when it already was (by this or another
+    watchdog), so it is escalated once."""
+    try:
+        with db.session() as s:
+            s.add(TaskEscalationRow(task_id=task_id, at=at))
+    except IntegrityError:
+        return False
+    return True
+
+
+def escalated_ids(db: LedgerDB) -> set[str]:
+    """The tasks escalated so far."""
+    with db.sessions() as s:
+        return set(s.scalars(select(TaskEscalationRow.task_id)))
+
+
 def _model(row: TaskRow) -> TaskRecord:
     return TaskRecord(**{c.name: getattr(row, c.name) for c in TaskRow.__table__.columns})
 

@@ -4,7 +4,9 @@ before the run paused) still wakes the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from approvals.tasks import (
     Where,
     await_task,
     decide_task,
+    escalate_open_tasks,
     open_task,
 )
 from domain.steps import HumanTask, TaskKind
@@ -69,3 +72,31 @@ def test_a_task_is_posted_once_to_each_assignee_and_answered_once(stack: Stack) 
     assert task.state is TaskState.DONE and said.startswith("recorded; flow no flow run")
     task, said = decide_task(svc, first.id, by=ALICE, state=TaskState.CANT, note="no")
     assert task.decided_by == RAJ and said == f"already done by {RAJ}"
+
+
+def test_an_open_task_is_escalated_once_after_the_policys_hours(stack: Stack) -> None:
+    gov = "gov.lead@acme.com"
+    t0 = stack.svc.clock()
+    now = [t0]
+    policy = stack.svc.policy.model_copy(update={"task_group": "data_governance"})
+    svc = dataclasses.replace(stack.svc, policy=policy, clock=lambda: now[0])
+    where = Where("offboard", "dana.sole@acme.com", case_id=8, ticket="")
+    task = open_task(svc, where, step_id="human_task:z", task=TASK, flow_run_id="")
+    assert task.assignees == [gov]
+    before = len(stack.dms(ALICE))  # the sandbox's Slack is shared by this module's tests
+    now[0] = t0 + timedelta(hours=policy.escalate_after_hours) - timedelta(minutes=1)
+    assert escalate_open_tasks(svc) == []
+    now[0] = t0 + timedelta(hours=policy.escalate_after_hours, minutes=1)
+    assert escalate_open_tasks(svc) == [task.id]
+    assert escalate_open_tasks(svc) == []  # once
+    # The fallback group may now answer it too, as it may fill any approval seat by then.
+    after = store.get_task(svc.ledger, task.id)
+    assert after.assignees == [gov, ALICE, RAJ]
+    hours = int(policy.escalate_after_hours)
+    for person in (gov, ALICE, RAJ):
+        texts = [m["text"] for m in stack.dms(person)]
+        assert f"Still open after {hours} h: Transfer" in texts, (person, texts)
+    done, _ = decide_task(svc, task.id, by=ALICE, state=TaskState.DONE)
+    assert done.state is TaskState.DONE
+    # Every message of the task, the reminders too, says who answered.
+    assert [m["text"] for m in stack.dms(ALICE)[before:]] == [f"Done by {ALICE}"]
