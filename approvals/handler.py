@@ -113,7 +113,12 @@ def resume_run(flow_run_id: str, kind: str = "decision") -> Wake:
     """
     if not flow_run_id:
         return Wake("no flow run")
-    from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
+    from prefect.exceptions import (
+        FlowPauseTimeout,
+        NotPausedError,
+        ObjectNotFound,
+        PrefectHTTPStatusError,
+    )
     from prefect.flow_runs import resume_flow_run
 
     try:
@@ -128,6 +133,13 @@ def resume_run(flow_run_id: str, kind: str = "decision") -> Wake:
         return Wake("not paused")
     except FlowPauseTimeout:
         return Wake("refused", "its pause timed out: it can no longer be resumed")
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise
+        # Two wake-ups at once (a click and the run's own recheck, two clicks): both found it
+        # paused, the other stored its input first and resumed it; the server refuses this
+        # input's duplicate key ("Data integrity conflict"), as PostgreSQL does under load.
+        return Wake("not paused", "resumed by another wake-up at the same moment")
     except RuntimeError as exc:  # the server's refusal ("Cannot resume this run: …")
         if "input schema not found" in str(exc).lower():
             # Prefect's own pause stores the schema only after pausing (approvals/pause.py

@@ -28,7 +28,6 @@ happened instead of trusting one answer:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -135,9 +134,15 @@ def pause_run(
 
 def _resume_self(run_id: UUID) -> None:
     """Resume this paused run (what it waits for has happened); a resume that races another
-    one is no failure: either wakes it."""
-    from prefect.exceptions import NotPausedError
+    one is no failure: either wakes it (the loser is told "not paused", or, when both found it
+    paused, 409: the winner's input is stored under the same key)."""
+    from prefect.exceptions import NotPausedError, PrefectHTTPStatusError
     from prefect.flow_runs import resume_flow_run
 
-    with contextlib.suppress(NotPausedError):
+    try:
         resume_flow_run(run_id, run_input={"kind": "task"})
+    except NotPausedError:
+        pass
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise

@@ -215,3 +215,34 @@ def test_the_gate_entered_again_in_the_same_run_waits_for_a_new_wake_up(stack: S
     assert stack.click(appr, "sofia.lead@acme.com").json()["recorded"] is True
     run.thread.join(60)
     assert result == [["cancel", "approved"]]
+
+
+def test_two_wake_ups_at_once_are_no_failure(stack: Stack) -> None:
+    """A click's resume and the run's own recheck (or two clicks) both find the run paused;
+    the first stores its input under the pause's response key and resumes it; the second's
+    store is refused by that key (409 "Data integrity conflict", seen on PostgreSQL under
+    load): it is "not paused", not an error that reaches the person who clicked."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from approvals.handler import resume_run
+
+    run = stack.start(**TERMINATION)
+    appr = stack.paused("dana.sole@acme.com")
+    run_id = UUID(appr.flow_run_id)
+    with get_client(sync_client=True) as c:
+        state = c.read_flow_run(run_id).state
+        assert state is not None and state.state_details.run_input_keyset
+        response_key = state.state_details.run_input_keyset["response"]
+        # The other wake-up, halfway: its input is stored, the run not yet Running.
+        c.create_flow_run_input(run_id, key=response_key, value=json.dumps({"kind": "decision"}))
+        wake = resume_run(appr.flow_run_id)
+        assert (wake.result, wake.why) == (
+            "not paused",
+            "resumed by another wake-up at the same moment",
+        )
+        c.set_flow_run_state(run_id, Running(), force=True)  # …and the other one resumes it
+    # The run read the other's input, tallied nothing new and waits again: a click decides.
+    appr = stack.paused("dana.sole@acme.com")
+    assert stack.click(appr, "sofia.lead@acme.com").json()["recorded"] is True
+    assert run.wait() == "approved"
