@@ -56,8 +56,7 @@ from flows.batch import (
     tell_requester,
 )
 from flows.offboard import OffboardRequest, offboard
-from flows.runbook import ask, finish, outcome
-from tasks.backend import org_lacks
+from flows.runbook import ask
 from tasks.cases import approve_case, open_case_of, open_run_case
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
 from tasks.runtime import Runtime, this_runs_runtime
@@ -344,8 +343,6 @@ def offboard_bulk(
     req = BulkOffboardRequest.model_validate(locals())  # exactly the parameters above
     t0 = time.monotonic()
     rt = this_runs_runtime()
-    if why := org_lacks(rt, "offboard-bulk"):  # a SCIM-only org: refused before any read
-        return finish(outcome(rt, None, status="blocked", failure=why))
     batch, opts = _plan_all(rt, req)
     subject = f"offboard-batch-{batch.hash[:12]}"
     planned = [_member_row(m) for m in batch.members]

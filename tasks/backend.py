@@ -26,7 +26,6 @@ NEEDS: dict[str, tuple[tuple[type, ...], str]] = {
     "email-change": ((ProjectAccess, AssetOwnership), "project roles and content ownership"),
     "access-review": ((ProjectAccess,), "roles and last logins"),
     "onboard-bulk": ((ProjectAccess, Invitations), "project roles and invitations"),
-    "offboard-bulk": ((ProjectAccess, AssetOwnership), "project roles, content and API keys"),
 }
 
 

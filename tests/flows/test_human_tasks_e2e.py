@@ -220,3 +220,32 @@ def test_an_emergency_locks_out_at_the_idp_first_and_removes_once_no_sole_admin(
     for kind in ("rotate_keys", "replace_sole_admin", "transfer_content", "export_activity"):
         assert checks[f"task_{kind}"].startswith(f"attested by {ALICE}"), checks
     assert checks["member_removed"] == "pass", checks
+
+
+def test_a_bulk_offboarding_waits_for_each_leavers_tasks(scim: OffboardStack) -> None:
+    from flows.offboard_bulk import offboard_bulk
+    from tests.flows.test_offboard_bulk_e2e import paused_batch
+
+    people = ["grace.silva@acme.com", "hugo.zimmer@acme.com"]
+    run = scim.start(offboard_bulk, emails=people, reason="termination", requester=HR)
+    appr = paused_batch(scim)
+    assert appr.required == [[SOFIA]], appr.required  # their manager; HR asked
+    assert scim.click(appr, SOFIA).json()["recorded"] is True
+    # Each leaver's own subflow waits on its own tasks; nobody is removed before the transfer.
+    for person in people:
+        for kind in ("replace_sole_admin", "transfer_content"):
+            task = scim.task_waiting(person, kind)
+            assert scim.member(person) is not None
+            if kind == "transfer_content":
+                scim.console(
+                    "POST", "/assets/bulk-transfer", ALICE, json={"from": person, "to": SOFIA}
+                )
+            decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, note="checked")
+        task = scim.task_waiting(person, "rotate_keys")
+        assert scim.member(person) is None
+        decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, note="no keys")
+    res = run.wait(timeout=300)
+    assert res["status"] == "done", res
+    assert res["counts"] == {"done": 2}, res["members"]
+    owners = {a["owner"] for a in scim.get("/admin/v1/assets")["assets"]}
+    assert not set(people) & owners
