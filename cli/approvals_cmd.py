@@ -8,6 +8,7 @@ import hmac
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -47,6 +48,17 @@ def _ledger() -> Any:
         raise _fail(str(e)) from None
 
 
+def _ledger_after(sweep: Callable[[Any], Iterable[str]] | None) -> Any:
+    """The ledger to list from; with ``sweep``, after one sweep over the services (each line
+    it reports goes to stderr, the listing stays clean on stdout)."""
+    if sweep is None:
+        return _ledger()
+    svc = _services()
+    for line in sweep(svc):
+        typer.echo(line, err=True)
+    return svc.ledger
+
+
 def list_approvals(
     pending: bool = typer.Option(False, help="only pending requests"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
@@ -57,13 +69,11 @@ def list_approvals(
     from domain.records import ApprovalState
     from ledger.approvals import list_approvals as rows
 
-    if sweep:
-        svc = _services()
-        for action in run_sweep(svc):
-            typer.echo(f"{action.approval_id}: {action.kind} ({action.result})", err=True)
-        db = svc.ledger
-    else:
-        db = _ledger()
+    db = _ledger_after(
+        (lambda svc: (f"{a.approval_id}: {a.kind} ({a.result})" for a in run_sweep(svc)))
+        if sweep
+        else None
+    )
     items = rows(db, state=ApprovalState.PENDING if pending else None)
     if as_json:
         typer.echo(json.dumps({"approvals": [a.model_dump(mode="json") for a in items]}))

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.approvals_cmd import _fail, _ledger, _services
+from cli.approvals_cmd import _fail, _ledger_after, _services
 
 tasks_app = typer.Typer(
     help="Human tasks: steps no API can do, done by a person in the org's console.",
@@ -34,13 +34,9 @@ def list_tasks(
     from domain.tasks import TaskState
     from ledger.tasks import list_tasks as rows
 
-    if sweep:
-        svc = _services()
-        for task_id in escalate_open_tasks(svc):
-            typer.echo(f"{task_id}: escalated", err=True)
-        db = svc.ledger
-    else:
-        db = _ledger()
+    db = _ledger_after(
+        (lambda svc: (f"{t}: escalated" for t in escalate_open_tasks(svc))) if sweep else None
+    )
     items = rows(db, state=TaskState.OPEN if open_ else None)
     if as_json:
         out = [

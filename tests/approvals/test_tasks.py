@@ -100,3 +100,34 @@ def test_an_open_task_is_escalated_once_after_the_policys_hours(stack: Stack) ->
     assert done.state is TaskState.DONE
     # Every message of the task, the reminders too, says who answered.
     assert [m["text"] for m in stack.dms(ALICE)[before:]] == [f"Done by {ALICE}"]
+
+
+def test_handover_tasks_sweep_escalates_what_is_due(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    long_ago = stack.svc.clock() - timedelta(hours=stack.svc.policy.escalate_after_hours + 1)
+    svc = dataclasses.replace(stack.svc, clock=lambda: long_ago)
+    where = Where("offboard", "dana.sole@acme.com", case_id=9, ticket="")
+    task = open_task(svc, where, step_id="human_task:w", task=TASK, flow_run_id="")
+    s = stack.svc.settings
+    for name, value in {
+        "HANDOVER_LEDGER_URL": str(s.ledger_url),
+        "HANDOVER_SLACK_API_URL": s.slack_api_url,
+        "HANDOVER_JIRA_URL": s.jira_url,
+        "HANDOVER_ORG_URL": s.org_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # no stray .env or handover.toml
+    out = CliRunner().invoke(app, ["tasks", "--sweep", "--open", "--json"])
+    assert out.exit_code == 0, out.output
+    assert f"{task.id}: escalated" in out.stderr
+    listed = json.loads(out.stdout)["tasks"]
+    assert task.id in [t["id"] for t in listed]
+    again = CliRunner().invoke(app, ["tasks", "--sweep", "--json"])
+    assert "escalated" not in again.stderr  # once
