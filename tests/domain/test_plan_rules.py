@@ -794,3 +794,51 @@ def test_the_replacement_task_covers_the_organizations_only_admin_too() -> None:
     text = task.params.instructions  # type: ignore[union-attr]
     assert "organization's only Admin" in text and "ask security who" in text
     assert "not a sole admin" in text
+
+
+# --- the seeds' rules, on either backend: each required step is an API step or a task ---------
+def _full(backend: str) -> Inventory:
+    """Dana as the seeds' hard case: sole Admin of Pay, owner of content, manager of a key,
+    in the IdP with a mapped group."""
+    common: dict[str, Any] = {
+        "idp_user": IdpUser(id="u1", user_name=DANA),
+        "idp_groups": [IDP_GROUPS[1]],
+    }
+    if backend == "scim":
+        return scim_world(**common)
+    return world(
+        member=person(DANA, grant("Pay", Role.ADMIN)),
+        projects=[*world().projects, Project(id="3", name="Pay", admins=(DANA,))],
+        assets=[asset("c1", "Pay")],
+        api_keys=[key("k1", DANA, RAJ)],
+        **common,
+    )
+
+
+# seed rule → the API step kind that does it, or the human task that stands in for it
+SEED_RULES = {
+    "transfer the content first (seed 004: do not skip asset transfer)": (
+        StepKind.TRANSFER_ASSETS,
+        "transfer_content",
+    ),
+    "replace a sole Admin first (seed 002)": (StepKind.PROMOTE_ADMIN, "replace_sole_admin"),
+    "rotate the keys they manage (seed 004)": (StepKind.ROTATE_KEY, "rotate_keys"),
+}
+
+
+@pytest.mark.parametrize("backend", ["sandbox", "scim"])
+@pytest.mark.parametrize("rule", list(SEED_RULES))
+def test_no_plan_leaves_out_a_step_the_seeds_require(backend: str, rule: str) -> None:
+    plan = make_offboarding_plan(_full(backend), opts())
+    assert not plan.blockers, plan.blockers
+    kind, task = SEED_RULES[rule]
+    by_api = [s for s in plan.steps if s.kind is kind]
+    by_task = [s for s in plan.steps if task in task_kinds([s])]
+    assert by_api or by_task, (rule, [s.id for s in plan.steps])
+    removal = next(i for i, s in enumerate(plan.steps) if s.kind is StepKind.REMOVE_MEMBER)
+    idp_out = next(i for i, s in enumerate(plan.steps) if s.kind is StepKind.DEACTIVATE_IDP_USER)
+    # IdP first (seed 004): the IdP no longer provisions them when the org removes them.
+    assert idp_out < removal
+    if kind is not StepKind.ROTATE_KEY:  # the transfer and the promotion come first
+        first = plan.steps.index((by_api or by_task)[0])
+        assert first < removal, (rule, [s.id for s in plan.steps])
