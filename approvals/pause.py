@@ -133,16 +133,11 @@ def pause_run(
 
 
 def _resume_self(run_id: UUID) -> None:
-    """Resume this paused run (what it waits for has happened); a resume that races another
-    one is no failure: either wakes it (the loser is told "not paused", or, when both found it
-    paused, 409: the winner's input is stored under the same key)."""
-    from prefect.exceptions import NotPausedError, PrefectHTTPStatusError
-    from prefect.flow_runs import resume_flow_run
+    """Resume this paused run (what it waits for has happened). A resume that races another
+    one is no failure: either wakes it (``approvals.handler.resume_run`` says "not paused");
+    a refusal still ends the run, as Prefect's own error did."""
+    from approvals.handler import resume_run
 
-    try:
-        resume_flow_run(run_id, run_input={"kind": "task"})
-    except NotPausedError:
-        pass
-    except PrefectHTTPStatusError as exc:
-        if exc.response.status_code != 409:
-            raise
+    wake = resume_run(str(run_id), "task")
+    if wake.result == "refused":
+        raise RuntimeError(f"Cannot resume this run: {wake.why}")
