@@ -2,12 +2,15 @@
 
 The rules, per active grant of the ledger, given the time and each grantee's current access:
 
-- due (``end <= now``) → revoked: a project grant removes the individual project role, a
-  module grant revokes the module; when nothing else of the person's remains active in the
-  ledger and they have no other access in the org (another project, a group-granted role, a
-  module, the org Admin role), the whole membership is removed instead. A grant that expired
-  while nothing ran is revoked at the next sweep, and the reason says how late
-  ("expired 2 days 3 hours ago, revoked at the next sweep");
+- due (``end <= now``) → revoked: a project grant removes the individual project role and,
+  for an IdP-managed grant, the person's membership of the grant's IdP group (the IdP wins,
+  seed 003: the org role alone would be pushed back); a module grant revokes the module. When
+  nothing else of the person's remains active in the ledger and they have no other access in
+  the org (another project, a role through another group, a module, the org Admin role), the
+  whole membership goes instead, through the offboarding runbook (``flows.expire``: content
+  transferred, IdP first). A grant that expired while nothing ran is revoked at the next
+  sweep, and the reason says how late ("expired 2 days 3 hours ago, revoked at the next
+  sweep");
 - due within N days for a reminder day N (policy ``reminder_days``, default ``[3, 1]``) →
   one reminder to the person and the sponsor: the tightest reminder that applies, once
   (``grant.last_reminder`` says which was sent last: a missed 3-day reminder is not sent
@@ -35,6 +38,7 @@ from enum import StrEnum
 from typing import Any
 
 from domain.models import Frozen, Member, Role
+from domain.onboard import project_group
 from domain.records import Grant, GrantStatus
 
 REMINDER_DAYS = (3, 1)
@@ -123,18 +127,34 @@ def _label_days(label: str) -> int | None:
 # ``now`` (expiry_actions reads a naive one as UTC).
 
 
+def grant_group(project: str, role: str | None) -> str:
+    """The IdP group an IdP-managed grant of ``role`` in ``project`` was given through (what
+    onboarding adds the person to), as a member's project source names it."""
+    return f"group:{project_group(project, Role(role or Role.VIEWER.value))}"
+
+
+def grant_sources(g: Grant) -> set[str]:
+    """The sources of a project role that are the grant's own: the individual role, or its
+    IdP group (an IdP-managed grant); any other source (another group) is not the grant's."""
+    return {"individual", grant_group(g.project, g.role)} if g.project else set()
+
+
 def other_access(member: Member, due: Sequence[Grant]) -> list[str]:
     """What the member keeps once the due grants are revoked (empty: nothing): the org Admin
-    role, a project the due grants do not cover or that something besides an individual grant
-    gives (a group; unknown sources count as something), a module not due."""
-    due_projects = {g.project for g in due if g.project}
+    role, a project the due grants do not cover or that something besides the grants' own
+    sources (:func:`grant_sources`) gives (unknown sources count as something), a module not
+    due."""
+    own: dict[str, set[str]] = {}
+    for g in due:
+        if g.project:
+            own.setdefault(g.project, set()).update(grant_sources(g))
     due_modules = {g.module for g in due if g.module}
     left: list[str] = []
     if member.org_role is Role.ADMIN:
         left.append("org Admin")
     for p in member.projects:
-        others = [s for s in p.sources if s != "individual"]
-        if p.project not in due_projects or others or not p.sources:
+        others = [s for s in p.sources if s not in own.get(p.project, set())]
+        if p.project not in own or others or not p.sources:
             left.append(f"{p.project} {p.role.value}")
     left += [f"module {m.value}" for m in member.modules if m.value not in due_modules]
     return left

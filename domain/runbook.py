@@ -157,7 +157,8 @@ class RunbookPlan(BaseModel, Generic[S]):
 
     def approved(self, approvers: list[str], **standing: str) -> ApprovedPlan:
         """What the case keeps of this plan once it is approved (``standing``: the approval
-        that stood for the gate, as ``review_approval`` or ``batch_approval``)."""
+        that stood for the gate, as ``review_approval``, ``batch_approval`` or
+        ``expired_grant``)."""
         return ApprovedPlan(
             hash=self.hash, steps=sorted(s.id for s in self.steps), approvers=approvers, **standing
         )
@@ -242,6 +243,7 @@ class ApprovedPlan(BaseModel):
     receivers: dict[str, list[str]] = Field(default_factory=dict)  # offboarding: who got what
     review_approval: str = ""  # an access review's approval stood for this one
     batch_approval: str = ""  # a bulk run's one approval stood for this one
+    expired_grant: str = ""  # the end of temporary access stood for this one (grant ids)
     requester: str = ""  # who asked for the batch
 
     def covers(self, plan: RunbookPlan[Any]) -> bool:

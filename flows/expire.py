@@ -1,8 +1,9 @@
 """Temporary-access expiry (issue 7, the "Expiry" runbook), every 15 minutes:
 read → decide → apply → record; and the extension of one grant through the approval gate.
 
-Every grant due by ``now`` is revoked (the project role, the module, or the whole membership
-when nothing else remains), verified, marked ``expired`` and its ticket commented on; a grant
+Every grant due by ``now`` is revoked (the project role and its IdP group, the module, or the
+whole membership when nothing else remains — by the offboarding runbook, as a subflow),
+verified, marked ``expired`` and its ticket commented on; a grant
 that expired while nothing ran is revoked at the next sweep and the record says how late.
 Reminders go to the person and the sponsor ``reminder_days`` (policy; default 3 and 1) before
 the end, each once, with an Extend button (the intake starts :func:`extend_grant`). Project
@@ -19,7 +20,10 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
 from approvals.gate import PlanSummary
-from domain.expiry import ExpiryAction, Extension, drift, expiry_actions
+from domain.expiry import ExpiryAction, ExpiryKind, Extension, drift, expiry_actions
+from domain.plan import Options, Reason, make_offboarding_plan, receiver_problem
+from domain.runbook import call_runbook
+from flows.offboard import offboard, preapprove
 from flows.runbook import ask, run_id
 from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, end, unapplied
 from tasks.cases import audit_seq
@@ -31,9 +35,66 @@ from tasks.expire import (
     read_grant,
     read_grants,
     record_extension_denied,
+    record_membership_expiry,
 )
+from tasks.offboard import take_inventory
 from tasks.runtime import Runtime, this_runs_runtime
-from tasks.sweeps import clock
+from tasks.sweeps import Applied, clock
+
+# Who asks for the offboarding of an expired membership (the ledger's requester of its case).
+EXPIRY_REQUESTER = "handover:expiry-sweep"
+
+
+def offboard_expired(
+    rt: Runtime, action: ExpiryAction, *, case_id: int, flow_run_id: str
+) -> Applied:
+    """An expired membership goes the way of every leaver: the offboarding runbook as a subflow
+    (reason ``contract_end``: content transferred — to the sponsor when they can receive it,
+    else the manager or each project's admin —, keys rotated, a sole admin replaced, the IdP
+    first), pre-approved by the grant's end (``expired_grant`` on its case: the access was
+    approved until then). Its outcome is recorded on the grants once it is done; blocked or
+    failed, the grants stay active and the next sweep continues the same case."""
+    grants_ = ",".join(map(str, action.grant_ids))
+    receiver: str | None = action.sponsor or None
+    inv = take_inventory(rt, action.subject, receiver=receiver)
+    if receiver and (receiver == action.subject or receiver_problem(inv, receiver, inv.taken_at)):
+        receiver = None  # the sponsor cannot receive content: the offboarding's defaults do
+        inv = take_inventory(rt, action.subject, receiver=None)
+    opts = Options(
+        reason=Reason.CONTRACT_END,
+        receiver=receiver,
+        requester=EXPIRY_REQUESTER,
+        ticket=action.ticket,
+    )
+    plan = make_offboarding_plan(inv, opts)
+    if plan.steps and not plan.blockers:
+        preapprove(
+            rt,
+            plan,
+            reason=Reason.CONTRACT_END.value,
+            requester=EXPIRY_REQUESTER,
+            approvers=[],
+            ticket=action.ticket,
+            expired_grant=f"grant {grants_} ended {action.ends_at.isoformat(timespec='minutes')}",
+        )
+    out = call_runbook(
+        offboard,
+        email=action.subject,
+        reason=Reason.CONTRACT_END.value,
+        receiver=receiver,
+        requester=EXPIRY_REQUESTER,
+        ticket=action.ticket,
+    )
+    return record_membership_expiry(rt, action, out, case_id=case_id, flow_run_id=flow_run_id)
+
+
+def apply_expiry(rt: Runtime, action: ExpiryAction, *, case_id: int, flow_run_id: str) -> Applied:
+    """One action of the sweep: a membership removal by the offboarding runbook, the rest by
+    :func:`tasks.expire.apply_action`."""
+    if action.kind is ExpiryKind.REMOVE_MEMBER:
+        return offboard_expired(rt, action, case_id=case_id, flow_run_id=flow_run_id)
+    return apply_action(rt, action, case_id=case_id, flow_run_id=flow_run_id)
+
 
 EXPIRY: Sweeper[ExpiryAction] = Sweeper(
     name="expiry",
@@ -47,7 +108,7 @@ EXPIRY: Sweeper[ExpiryAction] = Sweeper(
         "grant": ", ".join(map(str, a.grant_ids)),
         "ends": a.ends_at.isoformat(timespec="minutes"),
     },
-    apply=apply_action,
+    apply=apply_expiry,
     reported="drift (reported)",
 )
 

@@ -16,11 +16,18 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.models import Email
-from domain.plan import Inventory, Options, Reason, make_offboarding_plan
+from domain.plan import Inventory, Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import Case
 from flows.runbook import Standing, block, finish, outcome, run_plan
-from tasks.cases import REFUSED, file_ticket, finished_case, open_case_of, open_run_case
+from tasks.cases import (
+    REFUSED,
+    approve_case,
+    file_ticket,
+    finished_case,
+    open_case_of,
+    open_run_case,
+)
 from tasks.offboard import review_approvers, take_inventory, verify_offboarding
 from tasks.runtime import Runtime, this_runs_runtime
 
@@ -113,6 +120,39 @@ def _open_case(rt: Runtime, req: OffboardRequest) -> Case:
         summary=f"Offboard {req.email} ({req.reason.value})",
         description=f"email: {req.email}\nreason: {req.reason.value}",
     )
+
+
+def preapprove(
+    rt: Runtime,
+    plan: Plan,
+    *,
+    reason: str,
+    requester: str,
+    approvers: list[str],
+    ticket: str = "",
+    **standing: str,
+) -> None:
+    """Record on the person's offboarding case that this plan is approved by an approval given
+    elsewhere (``standing``: a bulk run's ``batch_approval``, an expired grant's
+    ``expired_grant``); the offboarding run started next continues it without asking. An open
+    case whose approved plan already covers these steps (an interrupted earlier run) is left
+    as it is: that run's successor continues it."""
+    case = open_case_of(rt, RUNBOOK, plan.subject)
+    earlier = case.approved_plan if case is not None else None
+    if earlier is not None and earlier.covers(plan):
+        return
+    if case is None:
+        case = open_run_case(
+            rt,
+            runbook=RUNBOOK,
+            subject=plan.subject,
+            reason=reason,
+            requester=requester,
+            ticket=ticket,
+        )
+    # What an interrupted earlier run transferred stays to be verified and announced.
+    merged = plan.resumed_from(earlier) if earlier is not None else plan
+    approve_case(rt, case, merged.approved(approvers, requester=requester, **standing))
 
 
 @flow(name="offboard", log_prints=False)

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from approvals.gate import GateResult, PlanSummary
 from domain.models import Email
 from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
-from domain.plan import Options, Plan, Reason, make_offboarding_plan
+from domain.plan import Options, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import call_runbook
 from domain.tasks import is_ok
@@ -55,9 +55,8 @@ from flows.batch import (
     run_all,
     tell_requester,
 )
-from flows.offboard import OffboardRequest, offboard
+from flows.offboard import OffboardRequest, offboard, preapprove
 from flows.runbook import ask
-from tasks.cases import approve_case, open_case_of, open_run_case
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
 from tasks.runtime import Runtime, this_runs_runtime
 
@@ -119,31 +118,6 @@ def _plan_one(rt: Runtime, m: BatchMember, opts: Options, reader: BatchReader) -
     return m
 
 
-def _approved_case(
-    rt: Runtime,
-    plan: Plan,
-    *,
-    reason: str,
-    requester: str,
-    approval: str,
-    approvers: list[str],
-) -> None:
-    """Record on the leaver's case that this plan is approved (the batch approval stands for
-    it). An open case whose approved plan already covers these steps (an interrupted earlier
-    run) is left as it is: its subflow continues it."""
-    case = open_case_of(rt, RUNBOOK, plan.subject)
-    earlier = case.approved_plan if case is not None else None
-    if earlier is not None and earlier.covers(plan):
-        return
-    if case is None:
-        case = open_run_case(
-            rt, runbook=RUNBOOK, subject=plan.subject, reason=reason, requester=requester
-        )
-    # What an interrupted earlier run transferred stays to be verified and announced.
-    merged = plan.resumed_from(earlier) if earlier is not None else plan
-    approve_case(rt, case, merged.approved(approvers, batch_approval=approval, requester=requester))
-
-
 def _member_row(m: BatchMember, **kw: Any) -> dict[str, Any]:
     return {
         "index": m.index,
@@ -169,13 +143,13 @@ def _offboard_one(
     assert m.plan is not None
     t0 = time.monotonic()
     try:
-        _approved_case(
+        preapprove(
             rt,
             m.plan,
             reason=opts.reason.value,
             requester=opts.requester,
-            approval=approval,
             approvers=approvers,
+            batch_approval=approval,
         )
         # The batch is the subflow's requester: the person who asked hears once, for the batch.
         out = call_runbook(

@@ -10,6 +10,7 @@ done right after it happened, and the grant itself says what is left (status ``e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,12 @@ from prefect import task
 from connectors.capabilities import ModuleAccess, ProjectAccess, has, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
-from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration
+from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration, grant_group
 from domain.models import Member, Module, Role
 from domain.onboard import PRODUCTION
 from domain.policy import ApprovalContext
 from domain.records import Grant, GrantStatus
+from domain.tasks import is_ok
 from ledger.grants import grants, set_grant
 from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import About, Applied, OnCase, audit, open_sweep_case
@@ -75,29 +77,44 @@ def _about(action: ExpiryAction) -> About:
     return About(action.subject, f"grant {grants_}: {action.what}", action.reason, action.ticket)
 
 
+def _leave_grant_group(rt: Runtime, a: ExpiryAction) -> str:
+    """Take the person out of the IdP group an IdP-managed grant gave (IdP first: the IdP
+    pushes its groups' roles back over an org-side change); what it did, empty when they are
+    not in it (an individual grant, or out already)."""
+    assert a.project is not None
+    name = grant_group(a.project, a.role).removeprefix("group:")
+    user = rt.idp.find_user(a.subject)
+    if user is None:
+        return ""
+    group = next((g for g in rt.idp.groups_of(user.id) if g.name.casefold() == name), None)
+    if group is None:
+        return ""
+    return f"left IdP group {group.name}: {rt.idp.remove_from_group(group.id, user.id)}"
+
+
 def _revoke(rt: Runtime, a: ExpiryAction) -> tuple[str, str]:
-    """Revoke in the org; (effect, verification: pass or what still remains)."""
+    """Revoke a role or a module; (effect, verification: pass or what still remains)."""
     org = rt.org
     try:
-        if a.kind is ExpiryKind.REMOVE_MEMBER:
-            effect = str(org.remove_member(a.subject))
-            left = org.get_member(a.subject)
-            return effect, "pass" if left is None else f"fail(still {left.status})"
         if a.kind is ExpiryKind.REVOKE_MODULE:
             assert a.module is not None
             modules = require(org, ModuleAccess, system="org", operation="revoke_module")
             effect = str(modules.set_modules(a.subject, revoke=[Module(a.module)]))
             mods = modules.get_modules(a.subject)
             return effect, "pass" if Module(a.module) not in mods else "fail(module still granted)"
-        assert a.project is not None
+        assert a.kind is ExpiryKind.REVOKE_ROLE and a.project is not None
         access = require(org, ProjectAccess, system="org", operation="remove_project_role")
+        left_group = _leave_grant_group(rt, a)
         effect = str(access.set_project_role(a.subject, a.project, None))
+        effect = f"{effect}; {left_group}" if left_group else effect
         now_has = [p for p in access.effective_access(a.subject) if p.project == a.project]
         if not now_has:
             return effect, "pass"
-        if "individual" in now_has[0].sources:
-            return effect, "fail(individual role still there)"
-        # Still there through a group: the grant is gone; the group is the IdP's business.
+        own = {"individual", grant_group(a.project, a.role)}
+        still = [s for s in now_has[0].sources if s in own]
+        if still:
+            return effect, f"fail(still through {', '.join(still)})"
+        # Still there through another group: the grant is gone; that group is not the grant's.
         via = ", ".join(now_has[0].sources)
         return effect, f"pass(remains {now_has[0].role.value} through {via})"
     except NotFoundError:
@@ -106,27 +123,65 @@ def _revoke(rt: Runtime, a: ExpiryAction) -> tuple[str, str]:
 
 @task(name="apply_expiry_action", cache_policy=UNCACHED)
 def apply_action(rt: Runtime, action: ExpiryAction, *, case_id: int, flow_run_id: str) -> Applied:
-    """Apply one action once on the sweep's case; what it did (``effect``, ``verification``
-    of a revocation, and ``notes``).
+    """Apply one role or module revocation, or one reminder, once on the sweep's case; what it
+    did (``effect``, ``verification`` of a revocation, and ``notes``). A membership removal is
+    the offboarding runbook's (``flows.expire``), recorded by :func:`record_membership_expiry`.
 
     Raises:
-        ConnectorError: the org refused, could not answer, or the revocation did not show
-            (the sweep goes on; this grant is tried again by the next sweep).
+        ConnectorError: the org or the IdP refused, could not answer, or the revocation did not
+            show (the sweep goes on; this grant is tried again by the next sweep).
     """
     c = OnCase.load(rt, case_id, flow_run_id=flow_run_id)
     if action.kind is ExpiryKind.REMIND:
         return _remind(c, action)
-    effect, verification = _revoke_once(c, action)
+    assert action.kind is not ExpiryKind.REMOVE_MEMBER, "the offboarding runbook removes members"
+    effect, verification = _revoke_once(c, action, lambda: _revoke(rt, action))
     notes = _comment(c, action) if action.ticket else ["no ticket known"]
     return Applied(effect, notes, verification)
 
 
-def _revoke_once(c: OnCase, action: ExpiryAction) -> tuple[str, str]:
+@task(name="record_membership_expiry", cache_policy=UNCACHED)
+def record_membership_expiry(
+    rt: Runtime, action: ExpiryAction, offboarded: dict[str, Any], *, case_id: int, flow_run_id: str
+) -> Applied:
+    """Record a membership removal the offboarding runbook did (``offboarded``: its outcome):
+    the grants expired, audited, the ticket told — once; verified by re-reading the org.
+
+    Raises:
+        ConnectorError: the offboarding did not end done (blocked, failed, denied: its reason),
+            or the person is still a member (the grants stay active; the next sweep tries
+            again and the offboarding continues its case).
+    """
+    c = OnCase.load(rt, case_id, flow_run_id=flow_run_id)
+
+    def removed() -> tuple[str, str]:
+        status = str(offboarded.get("status", "failed"))
+        run = offboarded.get("run_id", "")
+        effect = f"offboarded(contract_end, run {run})" if run else "offboarded(contract_end)"
+        if status not in ("done", "nothing_to_do"):
+            why = offboarded.get("failure") or "; ".join(
+                offboarded.get("plan", {}).get("blockers", [])
+            )
+            return effect, f"fail(offboarding {status}{': ' + why if why else ''})"
+        failed = [k for k, v in offboarded.get("verification", {}).items() if not is_ok(v)]
+        if failed:
+            return effect, f"fail(offboarding checks failed: {', '.join(failed)})"
+        left = rt.org.get_member(action.subject)
+        return effect, "pass" if left is None else f"fail(still {left.status})"
+
+    effect, verification = _revoke_once(c, action, removed)
+    notes = _comment(c, action) if action.ticket else ["no ticket known"]
+    return Applied(effect, notes, verification)
+
+
+def _revoke_once(
+    c: OnCase, action: ExpiryAction, revoke: Callable[[], tuple[str, str]]
+) -> tuple[str, str]:
     """Revoke (once per grant and end), mark the grants expired; (effect, verification)."""
     step = f"revoke:{action.key}"
     if step in c.done:
         return "noop(revoked already)", str(c.done[step]["detail"].get("verification", ""))
-    effect, verification = _revoke(c.rt, action)
+    effect, verification = revoke()
     if verification.startswith("fail"):
         # Not marked done: the next sweep tries again.
         c.audit(_about(action), "grant.revoke_failed", verification)

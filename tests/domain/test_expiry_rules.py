@@ -91,6 +91,18 @@ STAGING = ("Staging", ("individual",))
             id="a-group-gives-it-too",
         ),
         pytest.param(
+            member(("Staging", ("group:amplitude-project-managers-staging",))),
+            [grant(1, -H)],
+            [],
+            id="the-grants-own-idp-group",
+        ),
+        pytest.param(
+            member(("Staging", ("group:amplitude-project-viewers-staging",))),
+            [grant(1, -H)],
+            ["Staging manager"],
+            id="an-idp-group-of-another-role",
+        ),
+        pytest.param(
             member(("Staging", ())), [grant(1, -H)], ["Staging manager"], id="sources-unknown"
         ),
         pytest.param(

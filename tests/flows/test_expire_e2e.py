@@ -26,11 +26,13 @@ from domain.records import Grant, GrantStatus
 from intake.app import create_intake
 from intake.launch import thread_launcher
 from ledger.audit import records, verify
-from ledger.grants import grants
+from ledger.cases import find_closed_case
+from ledger.grants import grants, record_grant
 from tests.flows.offboard_stack import ADMIN, SECRET, OffboardStack
 from tests.flows.sweep_stack import (
     CARLA,
     SPONSOR,
+    access_ticket,
     demo_stack,
     sandbox_now,
     sweep,
@@ -173,3 +175,60 @@ def test_extend_click_for_an_unknown_grant_starts_nothing(stack: OffboardStack) 
     r = click_extend(intake, st, CARLA, "grant:x")
     assert r.status_code == 400
     assert started == []
+
+
+def test_an_expired_membership_is_offboarded_content_first(stack: OffboardStack) -> None:
+    """A temporary membership that ends goes the way of every leaver (seed 004): the
+    offboarding runbook, pre-approved by the grant's end, transfers the contractor's content to
+    the sponsor before the removal; the grant is marked expired only once that is done."""
+    st = stack
+    t0 = sandbox_now(st.url)
+    r = httpx.post(f"{st.url}/_sandbox/members/{CARLA}/login", headers=ADMIN, timeout=10)
+    assert r.status_code == 200, r.text
+    org: Any = st.rt.org
+    asset = next(a for a in org.list_assets(owner=SPONSOR))
+    org.transfer_assets([asset.id], CARLA)  # Carla owns content when her access ends
+    ticket = access_ticket(st.rt, CARLA, f"Temporary membership for {CARLA}")
+    g = record_grant(
+        st.rt.ledger,
+        Grant(
+            subject=CARLA,
+            start=t0 - timedelta(days=10),
+            end=t0 - timedelta(minutes=5),
+            ticket=ticket,
+            sponsor=SPONSOR,
+        ),
+    )
+
+    before = st.seq()
+    out = expire_sweep(st)
+    assert out["status"] == "done", out
+    (step,) = out["plan"]["steps"]
+    assert (step["kind"], step["target"]) == ("remove_member", f"{CARLA} (membership)")
+    (effect,) = out["effects"].values()
+    assert effect.startswith("offboarded(contract_end, run "), effect
+    assert list(out["verification"].values()) == ["pass"]
+    assert st.member(CARLA) is None
+    assert org.list_assets(owner=CARLA) == []
+    moved = [a for a in org.list_assets(owner=SPONSOR) if a.id == asset.id]
+    assert moved, "the sponsor received Carla's content"
+    # Content first, removal last (seed 004: "Do not skip asset transfer").
+    paths = [(w["method"], w["path"]) for w in st.writes(before)]
+    transfers = [i for i, (_m, p) in enumerate(paths) if "transfer" in p]
+    removals = [i for i, (_m, p) in enumerate(paths) if p.endswith(f"/Users/{CARLA}")]
+    assert transfers and removals and max(transfers) < min(removals), paths
+    assert the_grant(st, g.id or 0).status is GrantStatus.EXPIRED
+    case = find_closed_case(
+        st.rt.ledger, runbook="offboard", subject=CARLA, ticket=ticket, outcomes=("done",)
+    )
+    assert case is not None and case.approved_plan is not None
+    assert case.approved_plan.expired_grant.startswith(f"grant {g.id} ended"), case
+    assert case.requester == "handover:expiry-sweep" and case.reason == "contract_end"
+    issue = st.get(f"/_sandbox/jira/issues/{ticket}")
+    assert sum("revoked the temporary access" in c for c in issue["comments"]) == 1
+
+    # Again: nothing twice.
+    before = st.seq()
+    assert expire_sweep(st)["status"] == "nothing_to_do"
+    assert st.writes(before) == []
+    assert verify(st.rt.ledger).ok

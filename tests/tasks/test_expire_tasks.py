@@ -121,7 +121,7 @@ def test_a_revocation_that_does_not_show_is_not_marked_done(stack: OffboardStack
     assert the_grant(st, g.id).status is GrantStatus.ACTIVE  # the next sweep tries again
     assert done_steps(st.rt.ledger, case_id) == {}
     (failed,) = audited(st, "grant.revoke_failed")
-    assert failed.effect == "fail(individual role still there)"
+    assert failed.effect == "fail(still through individual)"
     assert comments(st, g.ticket) == []
 
 
@@ -211,3 +211,70 @@ def test_a_refused_extension_is_audited(stack: OffboardStack) -> None:
     )
     (rec,) = audited(stack, "grant.extension_denied")
     assert (rec.effect, rec.target, rec.ticket) == ("denied", f"grant {g.id}", g.ticket)
+
+
+GROUP = "amplitude-project-viewers-production"
+
+
+def idp_granted_viewer(st: OffboardStack, now: datetime) -> tuple[Grant, ExpiryAction]:
+    """A member whose Production Viewer role comes only through its mapped IdP group, with a
+    temporary grant of it that ended an hour ago; the sweep's action for it."""
+    own = {"individual", f"group:{GROUP}"}
+    org: Any = st.rt.org
+    who = next(
+        m.email
+        for m in org.list_members()
+        for p in org.effective_access(m.email)
+        if p.project == "Production" and f"group:{GROUP}" in p.sources and set(p.sources) <= own
+    )
+    org.set_project_role(who, "Production", None)
+    member = st.rt.org.get_member(who)
+    assert member is not None
+    sources = [p.sources for p in member.projects if p.project == "Production"]
+    assert sources == [(f"group:{GROUP}",)]
+    g = record_grant(
+        st.rt.ledger,
+        Grant(
+            subject=who,
+            project="Production",
+            role="viewer",
+            start=now - timedelta(days=3),
+            end=now - timedelta(hours=1),
+            sponsor=SPONSOR,
+        ),
+    )
+    (action,) = expiry_actions(grants(st.rt.ledger), now, active_access={who: member})
+    assert action.kind is ExpiryKind.REVOKE_ROLE
+    return g, action
+
+
+def test_an_idp_granted_role_is_revoked_in_the_idp(stack: OffboardStack) -> None:
+    """An IdP-managed grant (a role through its mapped IdP group) is revoked by taking the
+    person out of that group — the IdP wins (seed 003) — and verified in the org."""
+    st = stack
+    g, action = idp_granted_viewer(st, sandbox_now(st.url))
+    case_id = expiry_case(st.rt, create=True)
+    assert case_id is not None
+
+    did = apply_action.fn(st.rt, action, case_id=case_id, flow_run_id="run-1")
+    assert f"left IdP group {GROUP}" in did.effect, did
+    assert did.verification == "pass", did
+    user = st.rt.idp.find_user(g.subject)
+    assert user is not None and GROUP not in {x.name for x in st.rt.idp.groups_of(user.id)}
+    after = st.rt.org.get_member(g.subject)
+    assert after is not None, "the rest of their access stays"
+    assert "Production" not in {p.project for p in after.projects}
+    assert the_grant(st, g.id).status is GrantStatus.EXPIRED
+
+
+def test_a_role_its_idp_group_still_gives_is_never_reported_revoked(stack: OffboardStack) -> None:
+    """The IdP acknowledges the group removal but drops it: the role still comes through the
+    grant's own group, so the revocation is not verified and the grant stays active."""
+    st = stack
+    g, action = idp_granted_viewer(st, sandbox_now(st.url))
+    rt = dataclasses.replace(st.rt, idp=Ignoring(st.rt.idp, "remove_from_group"))
+    case_id = expiry_case(rt, create=True)
+    assert case_id is not None
+    with pytest.raises(ConnectorError, match=f"still through group:{GROUP}"):
+        apply_action.fn(rt, action, case_id=case_id, flow_run_id="run-1")
+    assert the_grant(st, g.id).status is GrantStatus.ACTIVE
