@@ -13,7 +13,8 @@ modules added); a narrowing-only plan matches no specific rule and goes through 
 
 :func:`make_email_change_plan` is pure too: invite the new address with the same org role,
 project roles, groups and modules; once it has joined (and signed in within 30 days), transfer
-all content and remove the old address. Each call plans only what is left, with stable step ids,
+all content, take the old address out of the mapped IdP groups that provision it (IdP first),
+and remove the old address. Each call plans only what is left, with stable step ids,
 so a re-run continues where the last one stopped.
 
 Both planners are short sequences of named rules, each a small pure function with its own
@@ -22,14 +23,23 @@ table of cases (``tests/domain/test_change_rules.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.models import Email, Member, Module, PermissionGroup, Project, ProjectGrant, Role
-from domain.plan import eligible
+from domain.models import (
+    Email,
+    IdpGroup,
+    Member,
+    Module,
+    PermissionGroup,
+    Project,
+    ProjectGrant,
+    Role,
+)
+from domain.plan import eligible, is_mapped_idp_group
 from domain.runbook import PlanStep, RunbookPlan
 from domain.steps import (
     AddGroupMembership,
@@ -37,6 +47,7 @@ from domain.steps import (
     GrantModules,
     InviteMember,
     RemoveGroupMembership,
+    RemoveIdpGroup,
     RemoveMember,
     RemoveProjectRole,
     RevokeModules,
@@ -552,11 +563,31 @@ def join_group_steps(
     return steps, warnings
 
 
-def move_and_remove_steps(old_email: str, new_email: str, *, owned_assets: int) -> list[ChangeStep]:
-    """All content to the new address, then the old address removed."""
+def move_and_remove_steps(
+    old_email: str,
+    new_email: str,
+    *,
+    owned_assets: int,
+    old_idp: tuple[str, Sequence[IdpGroup]] = ("", ()),
+) -> list[ChangeStep]:
+    """All content to the new address, then the old address out of the mapped IdP groups its
+    IdP user is in (``old_idp``: that user's id and groups; IdP first, or the next sync
+    provisions the old address again), then removed from the org."""
     moved = f"transfer all of {old_email}'s content ({owned_assets} asset(s)) to {new_email}"
+    user_id, groups = old_idp
+    idp = [
+        ChangeStep.of(
+            RemoveIdpGroup(group=g.name, user_id=user_id),
+            g.id,
+            reason=f"IdP group {g.name} provisions {old_email}: remove it first, or the next "
+            "sync adds the old address back",
+        )
+        for g in sorted(groups, key=lambda g: (g.name, g.id))
+        if user_id and is_mapped_idp_group(g.name)
+    ]
     return [
         ChangeStep.of(TransferContent(to=new_email), old_email, reason=moved),
+        *idp,
         ChangeStep.of(RemoveMember(), old_email, reason=f"remove the old address {old_email}"),
     ]
 
@@ -588,9 +619,11 @@ def make_email_change_plan(
     new_email: str,
     now: datetime,
     owned_assets: int = 0,
+    old_idp: tuple[str, Sequence[IdpGroup]] = ("", ()),
 ) -> ChangePlan:
     """What is left of an email change (pure): invite → (the person accepts) → groups,
-    transfer all content, remove the old address."""
+    transfer all content, the old address out of its mapped IdP groups (``old_idp``: the old
+    address's IdP user id and groups), remove the old address."""
     emails = {"old_email": old_email, "new_email": new_email}
     plan = ChangePlan(
         runbook="email_change",
@@ -612,7 +645,7 @@ def make_email_change_plan(
         else align_new_address_steps(old, new, individual=individual, **emails)
     )
     joins, warnings = join_group_steps(old, new, groups=groups, **emails)
-    moves = move_and_remove_steps(old_email, new_email, owned_assets=owned_assets)
+    moves = move_and_remove_steps(old_email, new_email, owned_assets=owned_assets, old_idp=old_idp)
     return plan.model_copy(
         update={
             "steps": [*first, *joins, *moves],

@@ -89,6 +89,7 @@ class ChangeKind(StrEnum):
     REVOKE_MODULES = "revoke_modules"
     INVITE_MEMBER = "invite_member"
     TRANSFER_CONTENT = "transfer_content"
+    REMOVE_IDP_GROUP = "remove_idp_group"
     REMOVE_MEMBER = "remove_member"
 
 
@@ -392,6 +393,7 @@ ChangeParams = Annotated[
     | RevokeModules
     | InviteMember
     | TransferContent
+    | RemoveIdpGroup
     | RemoveMember,
     Field(discriminator="kind"),
 ]

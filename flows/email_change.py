@@ -22,7 +22,7 @@ from flows.change import approval_context, open_change_case
 from flows.runbook import finish, outcome, run_plan
 from tasks.backend import org_lacks
 from tasks.cases import open_case_of
-from tasks.change import count_assets, read_access, verify_email_change
+from tasks.change import count_assets, read_access, read_idp_identity, verify_email_change
 from tasks.runtime import this_runs_runtime
 
 
@@ -77,6 +77,7 @@ def change_email(
         new_email=req.new,
         now=rt.clock(),
         owned_assets=count_assets(rt, req.old) if old_m is not None else 0,
+        old_idp=read_idp_identity(rt, req.old) if old_m is not None else ("", []),
     )
     if plan.blockers:
         return outcome(

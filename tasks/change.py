@@ -19,12 +19,14 @@ from connectors.capabilities import (
     require,
 )
 from domain.change import ChangePlan, ChangeStep
-from domain.models import Member, PermissionGroup, Project, WriteResult
+from domain.models import IdpGroup, Member, PermissionGroup, Project, WriteResult
+from domain.plan import is_mapped_idp_group
 from domain.steps import (
     AddGroupMembership,
     GrantModules,
     InviteMember,
     RemoveGroupMembership,
+    RemoveIdpGroup,
     RemoveMember,
     RemoveProjectRole,
     RevokeModules,
@@ -62,6 +64,14 @@ def count_assets(rt: Runtime, email: str) -> int:
     if not has(org, AssetOwnership):
         return 0
     return len(org.list_assets(owner=email)) + len(org.list_assets(former_owner=email))
+
+
+@task(name="read_idp_identity", cache_policy=UNCACHED)
+def read_idp_identity(rt: Runtime, email: str) -> tuple[str, list[IdpGroup]]:
+    """The IdP user of ``email`` (its id; empty when the IdP has none) and the groups it is
+    in."""
+    user = rt.idp.find_user(email)
+    return (user.id, rt.idp.groups_of(user.id)) if user is not None else ("", [])
 
 
 @executor(ChangeStep)
@@ -110,6 +120,8 @@ def _change(rt: Runtime, step: ChangeStep, subject: str) -> WriteResult:
             return require(
                 org, AssetOwnership, system="org", operation="transfer_all"
             ).transfer_all(step.target, to)
+        case RemoveIdpGroup(user_id=user_id):
+            return rt.idp.remove_from_group(step.target, user_id)
         case RemoveMember():
             return org.remove_member(step.target)
         case _:
@@ -184,6 +196,9 @@ def verify_email_change(rt: Runtime, old: Member, new_email: str) -> dict[str, s
             f"missing {sorted(m.value for m in set(old.modules) - set(new.modules))}",
         )
     check("old_removed", org.get_member(old.email) is None, f"{old.email} is still in the org")
+    _, groups = read_idp_identity.fn(rt, old.email)
+    mapped = sorted(g.name for g in groups if is_mapped_idp_group(g.name))
+    check("old_out_of_idp_groups", not mapped, f"{old.email} is still in the IdP groups {mapped}")
     if has(org, AssetOwnership):
         left = org.list_assets(owner=old.email) + org.list_assets(former_owner=old.email)
         check("content_moved", not left, f"{len(left)} asset(s) not moved")

@@ -14,7 +14,7 @@ from domain.change import (
     make_change_plan,
     make_email_change_plan,
 )
-from domain.models import Member, Module, PermissionGroup, Project, ProjectGrant, Role
+from domain.models import IdpGroup, Member, Module, PermissionGroup, Project, ProjectGrant, Role
 
 GINA = "gina.groups@acme.com"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -275,3 +275,39 @@ def test_email_change_phases() -> None:
     assert done.is_noop
     assert make_email_change_plan(None, None, [], PROJECTS, **common).blockers
     assert first.steps[0].kind is ChangeKind.INVITE_MEMBER
+
+
+def test_email_change_takes_the_old_address_out_of_its_idp_groups_before_removing_it() -> None:
+    """IdP first (seed 003): the old address leaves the mapped IdP groups that provision it
+    after the transfer and before the org removal; unmapped groups are not ours to change."""
+    new = "gina.g@acme.com"
+    groups = [
+        IdpGroup(id="g2", name="amplitude-project-viewers-production"),
+        IdpGroup(id="g1", name="amplitude-org-members"),
+        IdpGroup(id="g3", name="okta-everyone"),
+    ]
+    plan = make_email_change_plan(
+        gina(),
+        None,
+        [ANALYSTS, MANAGERS],
+        PROJECTS,
+        old_email=GINA,
+        new_email=new,
+        now=NOW,
+        old_idp=("u-7", groups),
+    )
+    assert [(s.kind.value, s.target) for s in plan.steps[-4:]] == [
+        ("transfer_content", GINA),
+        ("remove_idp_group", "g1"),
+        ("remove_idp_group", "g2"),
+        ("remove_member", GINA),
+    ]
+    assert plan.steps[-2].params == {
+        "group": "amplitude-project-viewers-production",
+        "user_id": "u-7",
+    }
+    # No IdP user for the old address: nothing to take out.
+    bare = make_email_change_plan(
+        gina(), None, [], PROJECTS, old_email=GINA, new_email=new, now=NOW, old_idp=("", groups)
+    )
+    assert "remove_idp_group" not in [s.kind.value for s in bare.steps]

@@ -159,9 +159,25 @@ def test_email_change_end_to_end(stack: OffboardStack) -> None:
 
     r = httpx.post(f"{stack.url}/_sandbox/members/{new}/accept", headers=ADMIN, timeout=10)
     assert r.status_code == 200, r.text
+    idp_user = stack.rt.idp.find_user(old)
+    assert idp_user is not None, "the old address is IdP-managed"
+    mapped = {g.id for g in stack.rt.idp.groups_of(idp_user.id) if g.name.startswith("amplitude-")}
+    assert mapped
+    seq = stack.seq()
     done = start(stack, flow, old=old, new=new).wait()  # no second approval
     assert done["status"] == "done", done
     assert all(v == "pass" for v in done["verification"].values()), done["verification"]
+    assert done["verification"]["old_out_of_idp_groups"] == "pass"
+    assert stack.rt.org.get_member(old) is None
+    # IdP first (seed 003: the IdP wins): out of every mapped group before the org removal,
+    # so the next sync does not provision the old address again.
+    paths = [(w["method"], w["path"]) for w in stack.writes(seq)]
+    idp_writes = [i for i, (_m, p) in enumerate(paths) if any(g in p for g in mapped)]
+    removal = [i for i, (_m, p) in enumerate(paths) if p.endswith(f"/Users/{old}")]
+    assert len(idp_writes) == len(mapped) and removal, paths
+    assert max(idp_writes) < min(removal), paths
+    r = httpx.post(f"{stack.url}/_sandbox/idp/sync", headers=ADMIN, timeout=30)
+    assert r.status_code == 200, r.text
     assert stack.rt.org.get_member(old) is None
     assert {a.id for a in stack.rt.org.list_assets(owner=new)} >= owned
     assert effective(stack, new) == want
