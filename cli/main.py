@@ -15,6 +15,7 @@ from cli import (
     hygiene_cmd,
     offboard_cmd,
     onboard_cmd,
+    org_cmd,
     review_cmd,
     tasks_cmd,
     watchdog_cmd,
@@ -32,6 +33,7 @@ sandbox_app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(approvals_cmd.audit_app, name="audit")
 app.add_typer(tasks_cmd.tasks_app, name="tasks")
+app.add_typer(org_cmd.org_app, name="org")
 app.command("approvals")(approvals_cmd.list_approvals)
 app.command("approve")(approvals_cmd.approve)
 app.command("offboard")(offboard_cmd.offboard)

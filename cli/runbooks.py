@@ -69,6 +69,7 @@ def run_flow(
     threads (a bulk runbook's bar counts leavers, not each leaver's steps).
     """
     from approvals.gate import set_waiting_hook
+    from approvals.holds import held
     from approvals.policy import PolicyError
     from tasks.progress import set_reporter
     from tasks.runtime import Runtime, use_runtime
@@ -78,6 +79,14 @@ def run_flow(
     except (SettingsError, PolicyError) as e:
         raise _bad(str(e)) from None
     err = Console(stderr=True)
+    if (hold := held(rt)) is not None:  # the run would pause here, in the terminal, for hours
+        typer.secho(
+            f"error: new runs are held since {hold.since.isoformat(timespec='seconds')}: "
+            f"{hold.reason}; replace the key, then: handover org resume --as EMAIL",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(1)
 
     def waiting(appr: Any, who: list[str]) -> None:
         err.print(

@@ -18,11 +18,11 @@ from domain.change import ChangePlan, ChangeRequest, make_change_plan
 from domain.models import Email, Module, Role
 from domain.policy import ApprovalContext
 from domain.runbook import Case
-from flows.runbook import finish, outcome, run_plan
+from flows.runbook import ON_FAILURE, begin, finish, outcome, run_plan
 from tasks.backend import org_lacks
 from tasks.cases import open_case_of, open_run_case
 from tasks.change import manager_of, read_access, verify_change
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 
 
 class ChangeAccessRequest(BaseModel):
@@ -101,7 +101,7 @@ def approval_context(
     )
 
 
-@flow(name="change", log_prints=False)
+@flow(name="change", log_prints=False, on_failure=ON_FAILURE)
 def change_access(
     email: str,
     projects: dict[str, str] | None = None,
@@ -141,7 +141,7 @@ def change_access(
         domain_req = req.to_domain()
     except ValidationError as e:
         raise ValueError(str(e)) from None
-    rt = this_runs_runtime()
+    rt = begin()
     if why := org_lacks(rt, "change"):  # a SCIM-only org: refused before any read
         return finish(outcome(rt, None, status="blocked", failure=why))
     members, groups, all_projects = read_access(rt, [req.email])

@@ -19,11 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.change import ChangeKind, make_email_change_plan
 from domain.models import Email, Member
 from flows.change import approval_context, open_change_case
-from flows.runbook import finish, outcome, run_plan
+from flows.runbook import ON_FAILURE, begin, finish, outcome, run_plan
 from tasks.backend import org_lacks
 from tasks.cases import open_case_of
 from tasks.change import count_assets, read_access, read_idp_identity, verify_email_change
-from tasks.runtime import this_runs_runtime
 
 
 class EmailChangeRequest(BaseModel):
@@ -48,7 +47,7 @@ def _joined(old: Member | None) -> Member:
     return old
 
 
-@flow(name="email-change", log_prints=False)
+@flow(name="email-change", log_prints=False, on_failure=ON_FAILURE)
 def change_email(
     old: str,
     new: str,
@@ -63,7 +62,7 @@ def change_email(
         blocked | failed | nothing_to_do | invalid.
     """
     req = EmailChangeRequest(old=old, new=new, ticket=ticket, dry_run=dry_run, requester=requester)
-    rt = this_runs_runtime()
+    rt = begin()
     if why := org_lacks(rt, "email-change"):  # a SCIM-only org: refused before any read
         return finish(outcome(rt, None, status="blocked", failure=why))
     members, groups, projects = read_access(rt, [req.old, req.new])

@@ -24,7 +24,7 @@ from domain.expiry import ExpiryAction, ExpiryKind, Extension, drift, expiry_act
 from domain.plan import Options, Reason, make_offboarding_plan, receiver_problem
 from domain.runbook import call_runbook
 from flows.offboard import offboard, preapprove
-from flows.runbook import ask, run_id
+from flows.runbook import ON_FAILURE, ask, begin, run_id
 from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, end, unapplied
 from tasks.cases import audit_seq
 from tasks.expire import (
@@ -38,7 +38,7 @@ from tasks.expire import (
     record_membership_expiry,
 )
 from tasks.offboard import take_inventory
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 from tasks.sweeps import Applied, clock
 
 # Who asks for the offboarding of an expired membership (the ledger's requester of its case).
@@ -113,7 +113,7 @@ EXPIRY: Sweeper[ExpiryAction] = Sweeper(
 )
 
 
-@flow(name="expire-access", log_prints=False)
+@flow(name="expire-access", log_prints=False, on_failure=ON_FAILURE)
 def expire_access(now: str | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Sweep the temporary grants once, at ``now`` (ISO 8601; :class:`flows.sweep.SweepRequest`:
     pass the org's time when its clock is not the orchestrator's); ``dry_run`` decides only.
@@ -124,7 +124,7 @@ def expire_access(now: str | None = None, dry_run: bool = False) -> dict[str, An
         nothing explains, reported, not changed). A failed or blocked sweep ends Failed.
     """
     req = SweepRequest(now=now, dry_run=dry_run)
-    rt = this_runs_runtime()
+    rt = begin()
     at = req.now or clock(rt)
     reminder_days = rt.policy.reminder_days
     snap = read_grants(rt)
@@ -149,7 +149,7 @@ class ExtendRequest(BaseModel):
     dry_run: bool = False
 
 
-@flow(name="extend-grant", log_prints=False)
+@flow(name="extend-grant", log_prints=False, on_failure=ON_FAILURE)
 def extend_grant(
     grant_id: int, days: int = 30, requester: str = "operator", dry_run: bool = False
 ) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def extend_grant(
         Completed named Denied.
     """
     req = ExtendRequest(grant_id=grant_id, days=days, requester=requester, dry_run=dry_run)
-    rt = this_runs_runtime()
+    rt = begin()
     ext = Extension(grant=read_grant(rt, req.grant_id), days=req.days, requester=req.requester)
     if ext.blockers:
         return _extension(rt, ext, "blocked")

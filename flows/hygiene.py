@@ -15,9 +15,9 @@ from typing import Any
 from prefect import flow
 
 from domain.invitations import Action, hygiene_actions, lookalike_warnings
+from flows.runbook import ON_FAILURE, begin
 from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, unapplied
 from tasks.invitations import apply_action, read_invitations, recall, remember_pending
-from tasks.runtime import this_runs_runtime
 from tasks.sweeps import clock
 
 HYGIENE: Sweeper[Action] = Sweeper(
@@ -31,7 +31,7 @@ HYGIENE: Sweeper[Action] = Sweeper(
 )
 
 
-@flow(name="invitation-hygiene", log_prints=False)
+@flow(name="invitation-hygiene", log_prints=False, on_failure=ON_FAILURE)
 def invitation_hygiene(now: str | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Sweep the org's invitations once (``now``, ``dry_run``: :class:`flows.sweep.SweepRequest`).
 
@@ -41,7 +41,7 @@ def invitation_hygiene(now: str | None = None, dry_run: bool = False) -> dict[st
         failed or blocked sweep ends Failed (``RunbookFailed`` carries the outcome).
     """
     req = SweepRequest(now=now, dry_run=dry_run)
-    rt = this_runs_runtime()
+    rt = begin()
     at = req.now or clock(rt)
     snap = read_invitations(rt)
     memory = recall(rt, create=not req.dry_run)

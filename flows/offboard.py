@@ -19,7 +19,7 @@ from domain.models import Email
 from domain.plan import Inventory, Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import Case
-from flows.runbook import Standing, block, finish, outcome, run_plan
+from flows.runbook import ON_FAILURE, Standing, begin, block, finish, outcome, run_plan
 from tasks.cases import (
     REFUSED,
     approve_case,
@@ -29,7 +29,7 @@ from tasks.cases import (
     open_run_case,
 )
 from tasks.offboard import review_approvers, take_inventory, verify_offboarding
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 
 RUNBOOK = "offboard"
 
@@ -155,7 +155,7 @@ def preapprove(
     approve_case(rt, case, merged.approved(approvers, requester=requester, **standing))
 
 
-@flow(name="offboard", log_prints=False)
+@flow(name="offboard", log_prints=False, on_failure=ON_FAILURE)
 def offboard(
     email: str,
     reason: str,
@@ -178,7 +178,7 @@ def offboard(
         nothing_to_do, plan, effects, verification, warnings, audit_seq.
     """
     req = OffboardRequest.model_validate(locals())  # exactly the parameters above
-    rt = this_runs_runtime()
+    rt = begin()
     log = get_run_logger()
     inv = take_inventory(rt, req.email, receiver=req.receiver)
     plan = make_offboarding_plan(inv, req.options())

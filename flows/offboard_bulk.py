@@ -56,9 +56,9 @@ from flows.batch import (
     tell_requester,
 )
 from flows.offboard import OffboardRequest, offboard, preapprove
-from flows.runbook import ask
+from flows.runbook import ON_FAILURE, ask, begin
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 
 RUNBOOK = "offboard"
 
@@ -291,7 +291,7 @@ def _split_approvers(
     return go, own
 
 
-@flow(name="offboard-bulk", log_prints=False)
+@flow(name="offboard-bulk", log_prints=False, on_failure=ON_FAILURE)
 def offboard_bulk(
     emails: list[str],
     reason: str = "termination",
@@ -316,7 +316,7 @@ def offboard_bulk(
     """
     req = BulkOffboardRequest.model_validate(locals())  # exactly the parameters above
     t0 = time.monotonic()
-    rt = this_runs_runtime()
+    rt = begin()
     batch, opts = _plan_all(rt, req)
     subject = f"offboard-batch-{batch.hash[:12]}"
     planned = [_member_row(m) for m in batch.members]

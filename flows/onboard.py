@@ -34,7 +34,7 @@ from domain.onboard import (
 )
 from domain.policy import ApprovalContext
 from domain.runbook import Case
-from flows.runbook import outcome, run_id, run_plan
+from flows.runbook import ON_FAILURE, begin, outcome, run_id, run_plan
 from tasks.cases import open_case_of, open_run_case
 from tasks.onboard import (
     RUNBOOK,
@@ -46,7 +46,7 @@ from tasks.onboard import (
     ticket_reporter,
     verify_onboarding,
 )
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 
 TICKET = r"^([A-Z][A-Z0-9]+-\d+)?$"
 
@@ -108,7 +108,7 @@ def _problems_text(problems: list[str]) -> str:
     return str(AccessRequestError(LineError(None, "", p) for p in problems))
 
 
-@flow(name="onboard", log_prints=False)
+@flow(name="onboard", log_prints=False, on_failure=ON_FAILURE)
 def onboard(
     ticket: str = "",
     email: str = "",
@@ -133,7 +133,7 @@ def onboard(
         pydantic.ValidationError: the options are not a valid request (nothing was read).
     """
     req = OnboardRequest.model_validate(locals())  # exactly the parameters above
-    rt = this_runs_runtime()
+    rt = begin()
     log = get_run_logger()
     use_idp = req.idp_managed if req.idp_managed is not None else idp_managed_default(rt)
     got = _resolve(rt, req)

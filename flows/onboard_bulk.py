@@ -43,12 +43,12 @@ from flows.batch import (
     run_all,
     tell_requester,
 )
-from flows.runbook import Standing, ask, finish, outcome, run_plan
+from flows.runbook import ON_FAILURE, Standing, ask, begin, finish, outcome, run_plan
 from tasks.backend import org_lacks
 from tasks.cases import open_run_case
 from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
 from tasks.onboard_bulk import take_bulk_inventory
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 
 
 def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def _report(
     return _result(rt, batch, rows, status=status, approval=approval, elapsed_s=elapsed)
 
 
-@flow(name="onboard-bulk", log_prints=False)
+@flow(name="onboard-bulk", log_prints=False, on_failure=ON_FAILURE)
 def onboard_bulk(
     csv_text: str, requester: str = "operator", dry_run: bool = False, max_workers: int = 4
 ) -> dict[str, Any]:
@@ -212,7 +212,7 @@ def onboard_bulk(
         domain.bulk.BulkFileError: the file is empty or its header is wrong (nothing was read).
     """
     t0 = time.monotonic()
-    rt = this_runs_runtime()
+    rt = begin()
     if why := org_lacks(rt, "onboard-bulk"):  # a SCIM-only org: refused before any read
         return finish(outcome(rt, None, status="blocked", failure=why))
     batch, states = _plan_all(rt, csv_text, requester=requester)

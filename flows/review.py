@@ -37,7 +37,7 @@ from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
 from domain.runbook import call_runbook
 from flows.offboard import offboard
-from flows.runbook import ask, finish, outcome, run_id
+from flows.runbook import ON_FAILURE, ask, begin, finish, outcome, run_id
 from flows.sweep import end
 from tasks.backend import org_lacks
 from tasks.cases import audit_seq
@@ -48,7 +48,7 @@ from tasks.review import (
     revoke_invitation,
     write_reports,
 )
-from tasks.runtime import Runtime, this_runs_runtime
+from tasks.runtime import Runtime
 from tasks.sweeps import clock
 
 RUNBOOK = "review"
@@ -188,7 +188,7 @@ def _artifact(findings: list[Finding], outcomes: dict[str, str]) -> None:
     )
 
 
-@flow(name="access-review", log_prints=False)
+@flow(name="access-review", log_prints=False, on_failure=ON_FAILURE)
 def access_review(
     roster: str,
     inactive_days: int = 90,
@@ -230,7 +230,7 @@ def access_review(
         max_concurrency=max_concurrency,
         requester=requester,
     )
-    rt = this_runs_runtime()
+    rt = begin()
     if why := org_lacks(rt, "access-review"):  # a SCIM-only org: refused before any read
         return finish(outcome(rt, None, status="blocked", failure=why))
     people = read_roster(req.roster)

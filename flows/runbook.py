@@ -12,8 +12,9 @@ case; :func:`run_plan` does the rest the same way for all of them:
 - **verify** (the runbook's own checks), **record** (ticket, Slack, audit), **publish** (table
   and summary artifacts), close the case when done.
 
-The runbook flow takes its runtime once (``rt = tasks.runtime.this_runs_runtime()``, at its
-top) and passes it here; every function of this module that reads or writes hands the same
+The runbook flow takes its runtime once (``rt = begin()``, at its top, once its parameters
+are valid: while the org rejects Handover's key, new runs wait there — ``approvals.holds``) and
+passes it here; every function of this module that reads or writes hands the same
 ``rt`` on to its tasks and to the gate (a Runtime is the gate's Services).
 
 :func:`finish` ends the flow run in the Prefect state of its outcome: failed or blocked runs
@@ -38,18 +39,20 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.flows import Flow, FlowStateHook
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
 from approvals.gate import GateResult, PlanSummary, gate
+from approvals.holds import hold_on_rejection, wait_while_held
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
 from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan, hand_over
 from domain.tasks import TaskRefused, is_ok
 from tasks.cases import approve_case, audit_seq, close_case, record_outcome
 from tasks.progress import report
-from tasks.runtime import Runtime
+from tasks.runtime import Runtime, this_runs_runtime
 from tasks.steps import StepScope, apply_step
 
 P = TypeVar("P", bound=RunbookPlan[Any])
@@ -68,6 +71,29 @@ class Standing:
 
 def run_id() -> str:
     return str(flow_run.id or "")
+
+
+def begin() -> Runtime:
+    """This run's runtime, once new runs are not held (``approvals.holds``: the org rejected
+    Handover's key; the run pauses until a person has replaced it). A runbook flow's first
+    call, after its parameters were validated."""
+    rt = this_runs_runtime()
+    wait_while_held(rt)
+    return rt
+
+
+def _hold_if_key_rejected(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """A run that raised because the org rejected the key holds new runs (``on_failure``)."""
+    try:
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, BaseException):
+            hold_on_rejection(this_runs_runtime(), exc, flow_run_id=str(flow_run.id))
+    except Exception as e:  # a hook must not hide the run's own failure
+        get_run_logger().warning("could not check the failure for a rejected key: %s", e)
+
+
+# Every runbook flow's on_failure hooks.
+ON_FAILURE: list[FlowStateHook[..., Any]] = [_hold_if_key_rejected]
 
 
 def outcome(
@@ -279,6 +305,7 @@ def apply_steps(
             log.warning("blocked at step %d/%d: %s", i + 1, len(todo), exc)
             return effects, f"{step.label}: {exc}", True
         except Exception as exc:  # stop at this safe point; a re-run continues from here
+            hold_on_rejection(rt, exc, flow_run_id=run_id())  # the org's key: hold new runs
             failure = f"{step.label}: {exc}"
             log.error("stopped at step %d/%d: %s", i + 1, len(todo), failure)
             return effects, failure, False

@@ -28,6 +28,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from approvals.holds import hold_on_rejection
 from flows.runbook import Outcome, finish, run_id
 from tasks.cases import audit_seq
 from tasks.runtime import Runtime
@@ -177,6 +178,7 @@ def apply_sweep(
         try:
             did = sweeper.apply(rt, a, case_id=case_id, flow_run_id=run_id())
         except Exception as exc:  # one action must not stop the others
+            hold_on_rejection(rt, exc, flow_run_id=run_id())  # the org's key: hold new runs
             failures.append(f"{a.id}: {exc}")
             log.error("%s: %s failed: %s", sweeper.name, a.id, exc)
             continue

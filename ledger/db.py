@@ -111,7 +111,7 @@ class LedgerDB:
 
     def create_all(self) -> None:
         # Imported for their tables.
-        from ledger import approvals, audit, cases, events, grants, replay, tasks  # noqa: F401
+        from ledger import approvals, audit, cases, events, grants, holds, replay, tasks  # noqa: F401
 
         LedgerBase.metadata.create_all(self.engine)
         # The chain head exists before any append: two first appends in two processes would

@@ -4,6 +4,8 @@ and the actions of people (accept an invite, log in, export) that no admin API o
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from datetime import datetime
 from typing import Any, Literal
 
@@ -96,6 +98,20 @@ def reset(request: Request, body: SeedBody | None = None) -> dict[str, Any]:
 def seed(request: Request, body: SeedBody) -> dict[str, Any]:
     """Add a seed's content to the current world."""
     return {"ok": True, "summary": apply_seed(world_of(request), body.seed)}
+
+
+class ScimKeyBody(BaseModel):
+    key: str = Field("", max_length=200, description="the new key (default: a random one)")
+
+
+@router.post("/scim-key")
+def regenerate_scim_key(request: Request, body: ScimKeyBody | None = None) -> dict[str, str]:
+    """Regenerate the org's SCIM key, as an admin does in the console (seed 002): the old key
+    is refused from now on; the new one is shown once."""
+    world = world_of(request)
+    key = (body.key if body else "") or f"scim-{secrets.token_urlsafe(18)}"
+    world.credentials = dataclasses.replace(world.credentials, org_scim_key=key)
+    return {"key": key}
 
 
 @router.get("/faults")

@@ -20,7 +20,7 @@ from connectors.capabilities import ModuleAccess, ProjectAccess, has, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
 from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration, grant_group
-from domain.models import Member, Module, Role
+from domain.models import Member, Module
 from domain.onboard import PRODUCTION
 from domain.policy import ApprovalContext
 from domain.records import Grant, GrantStatus
@@ -280,8 +280,8 @@ def read_grant(rt: Runtime, grant_id: int) -> Grant:
 
 @task(name="extension_approval", cache_policy=UNCACHED)
 def extension_approval(rt: Runtime, ext: Extension) -> ApprovalContext:
-    """What the approval policy decides an extension on: the grant's project (its admins;
-    a Manager or Admin role in production), module, and the person's manager (the roster)."""
+    """What the approval policy decides an extension on: the grant's project (its admins; its
+    role when the project is production), module, and the person's manager (the roster)."""
     g = ext.grant
     production_roles: tuple[str, ...] = ()
     project_admins: tuple[str, ...] = ()
@@ -290,10 +290,7 @@ def extension_approval(rt: Runtime, ext: Extension) -> ApprovalContext:
         project = next((p for p in access.list_projects() if p.name == g.project), None)
         if project is not None:
             project_admins = project.admins
-            if project.environment.casefold() == PRODUCTION and g.role in (
-                Role.MANAGER.value,
-                Role.ADMIN.value,
-            ):
+            if project.environment.casefold() == PRODUCTION and g.role:
                 production_roles = (str(g.role),)
     roster = rt.roster.get(g.subject) if rt.roster else None
     return ApprovalContext(

@@ -49,7 +49,7 @@ def d(who: str, what: str = "approve", plan: str = H, minutes: int = 1) -> Decis
                 production_roles=("admin",),
                 project_admins=("alice.admin@acme.com",),
             ),
-            ("production-admin-or-manager",),
+            ("production-access",),
             [("alice.admin@acme.com",), ("sec.lead@acme.com", "sec.oncall@acme.com")],
         ),
         (
@@ -192,7 +192,7 @@ def test_where_the_org_cannot_name_project_admins_it_admins_sit_in_that_seat() -
     }
     unknown = requirement(POLICY, ctx(**asked, project_admins_unknown=True))
     known_none = requirement(POLICY, ctx(**asked))
-    seat = "production-admin-or-manager:project-admin"
+    seat = "production-access:project-admin"
     [got] = [s.candidates for s in unknown.seats if s.name == seat]
     assert set(got) == set(POLICY.groups[POLICY.fallback_group]) and got
     # An org that can say, and says nobody: the seat waits for escalation, as before.

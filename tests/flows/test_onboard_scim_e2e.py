@@ -40,7 +40,7 @@ def test_acc1_on_scim_invites_then_a_person_sets_the_access(scim: OffboardStack)
     # The org cannot say which project is production: every project asked counts as one, so
     # Staging Manager takes the production rule's project admin and security (on the sandbox
     # backend, ACC-1 needs data governance only).
-    assert appr.rule == "production-admin-or-manager,governance-modules", appr
+    assert appr.rule == "production-access,governance-modules", appr
     clicked: set[str] = set()
     for seat in appr.required:
         who = next(e for e in seat if e not in clicked)

@@ -1,0 +1,131 @@
+"""New runs wait while the org rejects Handover's key, rather than each failing on it.
+
+Regenerating the SCIM key in Amplitude's console invalidates the old one at once (seed 002).
+From then on every run would fail at its first org call with the same 401. Instead:
+
+- the first run that meets the rejection (:func:`hold_on_rejection`, from the runbook
+  skeleton) holds new runs: the ledger keeps the hold (``ledger.holds``), the audit log gets
+  ``org.credentials_rejected`` and IT is told once in ``#it-access`` — that run stops at its
+  safe point as any failing run does;
+- every runbook run that starts while the hold is on (:func:`wait_while_held`) pauses before
+  it reads anything, as a run waiting for an approval does (Prefect state *Paused*, crash-safe:
+  a run killed there starts again and pauses again);
+- a person replaces the key and runs ``handover org resume`` (:func:`lift_hold`): the org is
+  asked once with the key the settings now hold; still refused, the hold stays and the command
+  says so; accepted, the hold is lifted (audited ``org.credentials_restored`` with who did it)
+  and every paused run goes on within a poll (:data:`POLL_S`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from approvals.pause import pause_run
+from approvals.services import Services
+from connectors.errors import AuthError, ConnectorError
+from domain.records import AuditEvent
+from ledger.audit import append
+from ledger.holds import Hold, active_hold, clear_hold, set_hold
+
+log = logging.getLogger("handover.approvals")
+
+ORG = "org"
+ALERT_CHANNEL = "it-access"
+HOLD_PAUSE_S = 30 * 24 * 3600  # a held run waits this long for the key before it fails
+POLL_S = 15  # how often a held run looks whether the hold was lifted
+
+
+class HoldWakeup(BaseModel):
+    """What resumes a held run: only why it was woken (the ledger says the hold was lifted;
+    a run's own recheck resumes it as ``task``, ``approvals.pause``)."""
+
+    kind: str = "task"
+
+
+def is_rejected_key(exc: BaseException) -> bool:
+    """Whether ``exc`` is the org refusing Handover's credentials (401/403)."""
+    return isinstance(exc, AuthError) and exc.system == ORG
+
+
+def hold_on_rejection(svc: Services, exc: BaseException, *, flow_run_id: str = "") -> bool:
+    """When ``exc`` is the org rejecting the key: hold new runs — once: audited and told to IT
+    the first time only. Whether it was such a rejection."""
+    if not is_rejected_key(exc):
+        return False
+    reason = str(exc)
+    if set_hold(svc.ledger, ORG, reason, now=svc.clock()):
+        log.error("org credentials rejected: new runs are held (%s)", reason)
+        append(
+            svc.ledger,
+            AuditEvent(
+                action="org.credentials_rejected",
+                subject=ORG,
+                effect="held",
+                after={"reason": reason},
+                flow_run_id=flow_run_id,
+            ),
+            now=svc.clock(),
+        )
+        if svc.messenger is not None:
+            try:
+                svc.messenger.post(
+                    ALERT_CHANNEL,
+                    f"Handover: the org rejected its key — {reason}. New runs wait (paused) "
+                    "until the key is replaced and `handover org resume` is run.",
+                )
+            except ConnectorError as e:  # the hold and the audit event are what count
+                log.warning("could not tell #%s: %s", ALERT_CHANNEL, e)
+    return True
+
+
+def held(svc: Services) -> Hold | None:
+    """The hold on new runs, while there is one."""
+    return active_hold(svc.ledger, ORG)
+
+
+def wait_while_held(svc: Services, *, pause: Callable[..., Any] | None = None) -> None:
+    """Pause the current flow run while new runs are held (returns at once when they are not).
+
+    Raises:
+        prefect.exceptions.FlowPauseTimeout: still held after :data:`HOLD_PAUSE_S`.
+    """
+    pause = pause or pause_run
+    while (hold := held(svc)) is not None:
+        log.warning("held since %s: %s", hold.since.isoformat(), hold.reason)
+        pause(
+            wait_for_input=HoldWakeup,
+            timeout=HOLD_PAUSE_S,
+            poll_interval=POLL_S,
+            key=f"org-hold-{uuid.uuid4().hex[:12]}",  # a new key per pause (approvals/pause.py)
+            recheck=lambda: held(svc) is None,
+        )
+
+
+def lift_hold(svc: Services, *, by: str, probe: Callable[[], object]) -> Hold | None:
+    """Ask the org once (``probe``, with the key the settings hold now); accepted, lift the
+    hold and audit it; the hold lifted, None when there was none.
+
+    Raises:
+        AuthError: the org still rejects the key (the hold stays).
+        ConnectorError: the org could not answer (the hold stays).
+    """
+    probe()
+    lifted = clear_hold(svc.ledger, ORG, by=by, now=svc.clock())
+    if lifted is not None:
+        append(
+            svc.ledger,
+            AuditEvent(
+                action="org.credentials_restored",
+                subject=ORG,
+                on_behalf_of=by,
+                effect="resumed",
+                before={"reason": lifted.reason, "since": lifted.since.isoformat()},
+            ),
+            now=svc.clock(),
+        )
+    return lifted

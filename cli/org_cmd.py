@@ -1,0 +1,71 @@
+"""``handover org`` (is Handover holding new runs?) and ``handover org resume --as EMAIL`` (the
+key was replaced: ask the org once, then let the held runs go on) — ``approvals.holds``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from cli.approvals_cmd import _fail, _services
+
+org_app = typer.Typer(
+    help="The org's credentials: whether new runs are held because the org rejected the key.",
+    invoke_without_command=True,
+)
+
+# What the probe asks for: an address no org has (the answer is "no such member" or a 401).
+PROBE_EMAIL = "handover-credentials-check@invalid.example"
+
+
+@org_app.callback()
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+) -> None:
+    """Say whether new runs are held (exit 1 while they are)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from approvals.holds import held
+
+    hold = held(_services())
+    if as_json:
+        body: dict[str, object] = {"held": hold is not None}
+        if hold is not None:
+            body |= {"since": hold.since.isoformat(), "reason": hold.reason}
+        typer.echo(json.dumps(body))
+    elif hold is None:
+        typer.echo("new runs are not held")
+    else:
+        typer.echo(
+            f"new runs are held since {hold.since.isoformat(timespec='seconds')}: {hold.reason}\n"
+            "replace the key, then: handover org resume --as EMAIL"
+        )
+    if hold is not None:
+        raise typer.Exit(1)
+
+
+@org_app.command("resume")
+def resume(
+    as_: str = typer.Option(..., "--as", help="who replaced the key (recorded in the audit log)"),
+) -> None:
+    """Ask the org once with the key the settings hold now; accepted, the held runs go on."""
+    from approvals.holds import lift_hold
+    from connectors.errors import ConnectorError
+    from domain.models import _email
+    from tasks.runtime import Runtime
+
+    try:
+        email = _email(as_)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    svc = _services()
+    org = Runtime.from_settings(svc.settings).org  # the org connector, with the key set now
+    try:
+        lifted = lift_hold(svc, by=email, probe=lambda: org.get_member(PROBE_EMAIL))
+    except ConnectorError as e:
+        raise _fail(f"the org still refuses: {e} — new runs stay held", code=1) from None
+    if lifted is None:
+        typer.echo("the org accepts the key; new runs were not held")
+    else:
+        typer.echo(f"the org accepts the key; new runs go on (held since {lifted.since})")
