@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from approvals.holds import hold_on_rejection, held, lift_hold, wait_while_held
+from approvals.holds import held, hold_on_rejection, lift_hold, wait_while_held
 from approvals.services import Services
 from connectors.errors import AuthError, ConflictError, TransientError
 from ledger.audit import records
