@@ -58,6 +58,7 @@ from domain.steps import (
 from domain.steps import (
     ChangeKind as ChangeKind,  # the step kinds of a change of access or email, named here too
 )
+from domain.tasks import change_access_task
 
 PRODUCTION = "production"
 
@@ -104,6 +105,8 @@ class ChangePlan(RunbookPlan[ChangeStep]):
     project_admins: list[str] = Field(default_factory=list)  # admins of the projects concerned
     new_email: str | None = None  # email change: the new address
     waiting_for_acceptance: bool = False  # email change: the invitee has not joined yet
+    roles_by_api: bool = True  # False: a SCIM-only org, where a person changes roles
+    modules_added: list[str] = Field(default_factory=list)  # asked (console plans only)
 
     def record_text(self, status: str, failed: list[str]) -> str:
         what = (
@@ -138,7 +141,15 @@ class ChangePlan(RunbookPlan[ChangeStep]):
 
     def approval_facts(self) -> dict[str, Any]:
         """What the approval policy matches on: production roles and org role granted more
-        than before, modules added (all empty for a narrowing-only plan)."""
+        than before, modules added (all empty for a narrowing-only plan). Where roles cannot be
+        read (``roles_by_api`` False), every role asked counts as granted in production and the
+        org role asked as widened: one approver too many is the safe side."""
+        if not self.roles_by_api:
+            return {
+                "production_roles": tuple(sorted({r for r in self.target.values() if r})),
+                "org_role": self.target_org_role,
+                "modules": tuple(sorted(self.modules_added)),
+            }
         prod = set(self.production_projects)
         roles: set[str] = set()
         org_roles: list[str] = []
@@ -453,6 +464,39 @@ def make_change_plan(
             "project_admins": concerned_admins(member, steps, leaving=leaving, projects=projects),
         }
     )
+
+
+def make_console_change_plan(member: Member | None, request: ChangeRequest) -> ChangePlan:
+    """The change on an org that can neither read nor set roles by API (SCIM only): one human
+    task with the target (pure). Every project asked counts as production and its admins are
+    unknown (the policy's fallback group fills that seat)."""
+    target = {p: (r.value if r else None) for p, r in sorted(request.projects.items())}
+    plan = ChangePlan(
+        subject=request.email,
+        target=target,
+        target_org_role=request.org_role.value if request.org_role else None,
+        production_projects=sorted(request.projects),
+        roles_by_api=False,
+        modules_added=sorted(m.value for m in request.modules_add),
+        blockers=[f"{request.email} is not a member of the org"] if member is None else [],
+    )
+    if member is None:
+        return plan
+    task = change_access_task(
+        request.email,
+        projects=target,
+        org_role=plan.target_org_role,
+        modules_add=plan.modules_added,
+        modules_remove=sorted(m.value for m in request.modules_remove),
+    )
+    step = ChangeStep.of(
+        task,
+        f"{task.task.value}:{request.email}",
+        reason="roles, projects and modules: this org has no API for them (a person does it)",
+        widening=bool(plan.approval_facts()["production_roles"] or plan.modules_added)
+        or plan.target_org_role is not None,
+    )
+    return plan.model_copy(update={"steps": [step], "warnings": pending_warnings(member)})
 
 
 def expected_access(member: Member, groups: list[PermissionGroup]) -> dict[str, Role]:

@@ -63,6 +63,7 @@ class TaskKind(StrEnum):
     ROTATE_KEYS = "rotate_keys"
     EXPORT_ACTIVITY = "export_activity"
     SET_ACCESS = "set_access"
+    CHANGE_ACCESS = "change_access"
 
 
 class OnboardStepKind(StrEnum):
@@ -91,6 +92,7 @@ class ChangeKind(StrEnum):
     TRANSFER_CONTENT = "transfer_content"
     REMOVE_IDP_GROUP = "remove_idp_group"
     REMOVE_MEMBER = "remove_member"
+    HUMAN_TASK = "human_task"
 
 
 def _absent(value: object) -> bool:
@@ -394,6 +396,7 @@ ChangeParams = Annotated[
     | InviteMember
     | TransferContent
     | RemoveIdpGroup
-    | RemoveMember,
+    | RemoveMember
+    | HumanTask,
     Field(discriminator="kind"),
 ]

@@ -181,3 +181,40 @@ def set_access_task(
             f"{'; '.join(wants)}. Nothing more (least privilege).{check}"
         ),
     )
+
+
+def change_access_task(
+    subject: str,
+    *,
+    projects: dict[str, str | None],
+    org_role: str | None,
+    modules_add: list[str],
+    modules_remove: list[str],
+) -> HumanTask:
+    """A change of access done in the console, where the org can neither read nor set roles
+    by API (seed 002: the effective role is the highest of the individual and group grants)."""
+    wants = [f"org role {org_role.capitalize()}"] if org_role else []
+    wants += [
+        f"{role.capitalize()} in project {p}" if role else f"no access to project {p}"
+        for p, role in projects.items()
+    ]
+    if modules_add:
+        wants.append("add modules " + ", ".join(modules_add))
+    if modules_remove:
+        wants.append("remove modules " + ", ".join(modules_remove))
+    union = (
+        " A permission group can give more than the individual role (the effective role is the "
+        "highest of the two): where one does in these projects, take them out of it, and keep "
+        "by an individual role what else it gave them."
+        if projects
+        else ""
+    )
+    return HumanTask(
+        task=TaskKind.CHANGE_ACCESS,
+        title=f"Change the access of {subject}",
+        instructions=(
+            f"In {CONSOLE}, find {subject} and change their access to: {'; '.join(wants)}."
+            f"{union} Handover cannot read roles or list projects on this org: if a project "
+            "does not exist, answer Can't do naming it."
+        ),
+    )

@@ -14,14 +14,14 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from domain.change import ChangePlan, ChangeRequest, make_change_plan
+from domain.change import ChangePlan, ChangeRequest, make_change_plan, make_console_change_plan
 from domain.models import Email, Module, Role
 from domain.policy import ApprovalContext
 from domain.runbook import Case
-from flows.runbook import ON_FAILURE, begin, finish, outcome, run_plan
-from tasks.backend import org_lacks
+from flows.runbook import ON_FAILURE, begin, outcome, run_plan
+from tasks.backend import roles_by_api
 from tasks.cases import open_case_of, open_run_case
-from tasks.change import manager_of, read_access, verify_change
+from tasks.change import manager_of, read_access, verify_change, verify_console_change
 from tasks.runtime import Runtime
 
 
@@ -98,6 +98,7 @@ def approval_context(
         org_role=facts["org_role"],
         modules=facts["modules"],
         project_admins=tuple(plan.project_admins),
+        project_admins_unknown=not plan.roles_by_api,
     )
 
 
@@ -142,10 +143,13 @@ def change_access(
     except ValidationError as e:
         raise ValueError(str(e)) from None
     rt = begin()
-    if why := org_lacks(rt, "change"):  # a SCIM-only org: refused before any read
-        return finish(outcome(rt, None, status="blocked", failure=why))
     members, groups, all_projects = read_access(rt, [req.email])
-    plan = make_change_plan(members[req.email], groups, all_projects, domain_req)
+    by_api = roles_by_api(rt)
+    plan = (
+        make_change_plan(members[req.email], groups, all_projects, domain_req)
+        if by_api
+        else make_console_change_plan(members[req.email], domain_req)  # SCIM only: a task
+    )
     if plan.blockers:
         # An unknown member or project is bad input: nothing was written (exit 2).
         return outcome(rt, plan, status="invalid" if not plan.warnings else "blocked")
@@ -153,13 +157,16 @@ def change_access(
         return outcome(rt, plan, status="planned")
     if plan.is_noop and open_case_of(rt, "change", req.email) is None:
         return outcome(rt, plan, status="nothing_to_do", verification=verify_change(rt, plan))
+    case = open_change_case(rt, plan, requester=req.requester, ticket=req.ticket)
     return run_plan(
         rt,
         plan,
-        case=open_change_case(rt, plan, requester=req.requester, ticket=req.ticket),
+        case=case,
         requester=req.requester,
         approval=approval_context(
             rt, plan, requester=req.requester, reason="widen" if plan.widening else "narrow"
         ),
-        verify=lambda p: verify_change(rt, p),
+        verify=lambda p: (
+            verify_change(rt, p) if by_api else verify_console_change(rt, p, case_id=case.id)
+        ),
     )

@@ -22,7 +22,6 @@ from tasks.runtime import UNCACHED, Runtime
 
 # runbook → (the capabilities it reads or writes through, in words for the message)
 NEEDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "change": ((ProjectAccess, ModuleAccess), "org roles, project roles and modules"),
     "email-change": ((ProjectAccess, AssetOwnership), "project roles and content ownership"),
     "access-review": ((ProjectAccess,), "roles and last logins"),
     "onboard-bulk": ((ProjectAccess, Invitations), "project roles and invitations"),
@@ -41,3 +40,9 @@ def org_lacks(rt: Runtime, runbook: str) -> str:
         f"({', '.join(missing)}), which this org ({rt.settings.org_backend}: SCIM only) offers "
         "in its web console only; nothing was read or written"
     )
+
+
+def roles_by_api(rt: Runtime) -> bool:
+    """Whether the org reads and sets project roles and modules by API (else a person does, in
+    its console)."""
+    return has(rt.org, ProjectAccess) and has(rt.org, ModuleAccess)

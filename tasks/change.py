@@ -24,6 +24,7 @@ from domain.plan import is_mapped_idp_group
 from domain.steps import (
     AddGroupMembership,
     GrantModules,
+    HumanTask,
     InviteMember,
     RemoveGroupMembership,
     RemoveIdpGroup,
@@ -34,6 +35,7 @@ from domain.steps import (
     SetProjectRole,
     TransferContent,
 )
+from tasks.human import do_human_task, task_checks
 from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
 
@@ -78,7 +80,10 @@ def read_idp_identity(rt: Runtime, email: str) -> tuple[str, list[IdpGroup]]:
 def execute_change_step(
     rt: Runtime, step: ChangeStep, scope: StepScope
 ) -> tuple[WriteResult, dict[str, Any]]:
-    """Do one step of a change of access or email through the org."""
+    """Do one step of a change of access or email through the org (or a person, for a human
+    task)."""
+    if isinstance(step.params, HumanTask):
+        return do_human_task(rt, step, step.params, scope)
     result = _change(rt, step, scope.subject)
     return result, dict(result.detail)
 
@@ -124,6 +129,8 @@ def _change(rt: Runtime, step: ChangeStep, subject: str) -> WriteResult:
             return rt.idp.remove_from_group(step.target, user_id)
         case RemoveMember():
             return org.remove_member(step.target)
+        case HumanTask():
+            raise TypeError("a human task is a person's (execute_change_step)")
         case _:
             assert_never(step.params)
 
@@ -203,3 +210,13 @@ def verify_email_change(rt: Runtime, old: Member, new_email: str) -> dict[str, s
         left = org.list_assets(owner=old.email) + org.list_assets(former_owner=old.email)
         check("content_moved", not left, f"{len(left)} asset(s) not moved")
     return out
+
+
+@task(name="verify_console_change", cache_policy=UNCACHED)
+def verify_console_change(rt: Runtime, plan: ChangePlan, *, case_id: int | None) -> dict[str, str]:
+    """What can be read back of a change a person did in the console: the member is still in
+    the org; the task is ``attested by …``. Roles cannot be read on this org: they are not
+    checked, never reported as passed."""
+    member = rt.org.get_member(plan.subject)
+    out = {"in_org": "pass" if member is not None else f"fail: {plan.subject} is not in the org"}
+    return out | task_checks(rt, plan.steps, case_id)

@@ -5,6 +5,7 @@ what they said — ``attested`` (never ``pass``: no API can read it back) or blo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prefect.runtime import flow_run
@@ -36,7 +37,7 @@ def do_human_task(
     return WriteResult(effect=Effect.ATTESTED), detail
 
 
-def task_checks(rt: Runtime, steps: list[PlanStep], case_id: int | None) -> dict[str, str]:
+def task_checks(rt: Runtime, steps: Sequence[PlanStep], case_id: int | None) -> dict[str, str]:
     """Each human task of the plan as its verification reports it: ``attested by <who> at
     <when>``, or ``fail: …`` while it is not done."""
     out: dict[str, str] = {}

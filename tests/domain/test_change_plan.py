@@ -311,3 +311,33 @@ def test_email_change_takes_the_old_address_out_of_its_idp_groups_before_removin
         gina(), None, [], PROJECTS, old_email=GINA, new_email=new, now=NOW, old_idp=("", groups)
     )
     assert "remove_idp_group" not in [s.kind.value for s in bare.steps]
+
+
+def test_a_change_where_roles_cannot_be_read_is_one_task_approved_as_production() -> None:
+    """SCIM only: one human task with the target; every role asked counts as a production
+    grant and the org role asked as widened (the safe side), the project admins unknown."""
+    from domain.change import make_console_change_plan
+
+    req = ChangeRequest(
+        email=GINA,
+        projects={"Staging": Role.VIEWER, "Development": None},
+        org_role=Role.MEMBER,
+        modules_add=(Module.EXPERIMENT,),
+    )
+    plan = make_console_change_plan(gina(), req)
+    (step,) = plan.steps
+    assert step.kind is ChangeKind.HUMAN_TASK and step.widening
+    text = step.params.instructions  # type: ignore[union-attr]
+    for asked in (
+        "org role Member",
+        "Viewer in project Staging",
+        "no access to project Development",
+        "add modules experiment",
+    ):
+        assert asked in text, text
+    assert plan.approval_facts() == {
+        "production_roles": ("viewer",),
+        "org_role": "member",
+        "modules": ("experiment",),
+    }
+    assert make_console_change_plan(None, req).blockers == [f"{GINA} is not a member of the org"]

@@ -1,0 +1,72 @@
+"""A change of access on a SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``): the org can
+neither read nor set roles by API, so the plan is one human task with the target; every project
+asked counts as production (the production rule's approvers, the IT admins in the project
+admin's seat). A person changes the access in the console (the sandbox's admin API, acting as
+that person) and clicks Done; the run reports the task as attested, never as a pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.app import create_app
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+SOFIA = "sofia.lead@acme.com"
+ALICE = "alice.admin@acme.com"  # an IT admin: the task is hers to do
+
+
+@pytest.fixture
+def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        yield make_stack(sb, tmp_path, backend="amplitude")
+    finally:
+        sb.stop()
+
+
+def test_a_change_on_scim_is_a_task_done_in_the_console(scim: OffboardStack) -> None:
+    from flows.change import change_access
+
+    params = {"email": SOFIA, "projects": {"Staging": "viewer"}, "modules_add": ["experiment"]}
+    seq = scim.seq()
+    dry = scim.start(change_access, dry_run=True, **params).wait()
+    assert dry["status"] == "planned", dry
+    assert [s["kind"] for s in dry["plan"]["steps"]] == ["human_task"]
+    assert scim.writes(seq) == []
+
+    run = scim.start(change_access, requester="hr.partner@acme.com", **params)
+    appr = scim.paused(SOFIA)
+    # Staging counts as production (the org cannot say): the production rule's approvers.
+    assert appr.rule == "production-access", appr
+    clicked: set[str] = set()
+    for seat in appr.required:
+        who = next(e for e in seat if e not in clicked)
+        clicked.add(who)
+        assert scim.click(appr, who).json()["recorded"] is True
+
+    task = scim.task_waiting(SOFIA, "change_access")
+    for asked in ("Viewer in project Staging", "add modules experiment", "permission group"):
+        assert asked in task.instructions, task.instructions
+    assert ALICE in task.assignees
+    scim.console("PUT", f"/members/{SOFIA}/projects/Staging", ALICE, json={"role": "viewer"})
+    scim.console("PUT", f"/members/{SOFIA}/modules", ALICE, json={"add": ["experiment"]})
+    assert scim.click_done(task, ALICE).json()["recorded"] is True
+
+    res = run.wait()
+    assert res["status"] == "done", res
+    checks = res["verification"]
+    assert checks["in_org"] == "pass", checks
+    assert re.fullmatch(rf"attested by {ALICE} at .+ UTC", checks["task_change_access"]), checks
+    assert set(checks) == {"in_org", "task_change_access"}  # nothing unread reported as a pass
+    m = scim.member(SOFIA)
+    assert m is not None
+    assert {p["project"]: p["role"] for p in m["projects"]}.get("Staging") == "viewer"
+    assert "experiment" in m["modules"]
