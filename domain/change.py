@@ -58,7 +58,7 @@ from domain.steps import (
 from domain.steps import (
     ChangeKind as ChangeKind,  # the step kinds of a change of access or email, named here too
 )
-from domain.tasks import change_access_task
+from domain.tasks import change_access_task, copy_access_task, move_content_task
 
 PRODUCTION = "production"
 
@@ -634,6 +634,59 @@ def move_and_remove_steps(
         *idp,
         ChangeStep.of(RemoveMember(), old_email, reason=f"remove the old address {old_email}"),
     ]
+
+
+def make_console_email_change_plan(
+    old: Member | None,
+    new: Member | None,
+    *,
+    old_email: str,
+    new_email: str,
+    old_idp: tuple[str, Sequence[IdpGroup]] = ("", ()),
+) -> ChangePlan:
+    """An email change on an org that cannot read roles or content by API (SCIM only), pure:
+    the new address invited (SCIM), its access copied and the content transferred by a person
+    (the transfer task stays open until the new address has joined: SCIM cannot tell), the old
+    address out of its mapped IdP groups, then removed (SCIM)."""
+    plan = ChangePlan(
+        runbook="email_change",
+        subject=old_email,
+        new_email=new_email,
+        roles_by_api=False,
+        blockers=[f"{old_email} is not a member of the org"]
+        if old is None and new is None
+        else (["the new address is the old one"] if old_email == new_email else []),
+    )
+    if old is None or plan.blockers:
+        return plan
+    invite = (
+        []
+        if new is not None
+        else [
+            ChangeStep.of(
+                InviteMember(role=Role.VIEWER, projects={}, modules=[]),
+                new_email,
+                reason=f"invite {new_email} (SCIM carries the email only)",
+                widening=True,
+            )
+        ]
+    )
+    copy, move = copy_access_task(old_email, new_email), move_content_task(old_email, new_email)
+    tasks = [
+        ChangeStep.of(
+            copy,
+            f"{copy.task.value}:{new_email}",
+            reason=f"{old_email}'s roles: this org has no API for them (a person does it)",
+            widening=True,
+        ),
+        ChangeStep.of(
+            move,
+            f"{move.task.value}:{old_email}",
+            reason="content: this org has no API for it (a person does it)",
+        ),
+    ]
+    moves = move_and_remove_steps(old_email, new_email, owned_assets=0, old_idp=old_idp)[1:]
+    return plan.model_copy(update={"steps": [*invite, *tasks, *moves]})
 
 
 def new_address_blockers(new: Member | None, now: datetime, *, new_email: str) -> list[str]:

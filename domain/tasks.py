@@ -218,3 +218,33 @@ def change_access_task(
             "does not exist, answer Can't do naming it."
         ),
     )
+
+
+def copy_access_task(old: str, new: str) -> HumanTask:
+    """An email change where roles cannot be read by API: the new address gets the old one's
+    access in the console (seed 001: invite the new address with the same access)."""
+    return HumanTask(
+        task=TaskKind.SET_ACCESS,
+        title=f"Give {new} the access of {old}",
+        instructions=(
+            f"In {CONSOLE}, give {new} (invited by Handover: pending until they accept) exactly "
+            f"the access {old} has: the org role, each project's role, the permission groups "
+            "and the modules. Handover cannot read roles on this org."
+        ),
+    )
+
+
+def move_content_task(old: str, new: str) -> HumanTask:
+    """An email change's transfer, done in the console once the new address has joined; the
+    old address's removal waits for it."""
+    return HumanTask(
+        task=TaskKind.TRANSFER_CONTENT,
+        title=f"Transfer the content of {old} to {new}",
+        instructions=(
+            f"Once {new} has accepted the invitation and signed in (the receiver must have "
+            f"logged in within the last 30 days), in {CONSOLE} use Bulk Transfer Edit Access to "
+            f"transfer every chart, dashboard, notebook, cohort and metric {old} owns to {new}. "
+            "Leave this task open until then. If they own nothing, say Done with the note "
+            f"'nothing to transfer'. The removal of {old} waits for this task."
+        ),
+    )

@@ -16,13 +16,20 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.change import ChangeKind, make_email_change_plan
+from domain.change import ChangeKind, make_console_email_change_plan, make_email_change_plan
 from domain.models import Email, Member
 from flows.change import approval_context, open_change_case
-from flows.runbook import ON_FAILURE, begin, finish, outcome, run_plan
-from tasks.backend import org_lacks
+from flows.runbook import ON_FAILURE, begin, outcome, run_plan
+from tasks.backend import roles_by_api
 from tasks.cases import open_case_of
-from tasks.change import count_assets, read_access, read_idp_identity, verify_email_change
+from tasks.change import (
+    count_assets,
+    read_access,
+    read_idp_identity,
+    verify_console_email_change,
+    verify_email_change,
+)
+from tasks.runtime import Runtime
 
 
 class EmailChangeRequest(BaseModel):
@@ -63,10 +70,10 @@ def change_email(
     """
     req = EmailChangeRequest(old=old, new=new, ticket=ticket, dry_run=dry_run, requester=requester)
     rt = begin()
-    if why := org_lacks(rt, "email-change"):  # a SCIM-only org: refused before any read
-        return finish(outcome(rt, None, status="blocked", failure=why))
     members, groups, projects = read_access(rt, [req.old, req.new])
     old_m, new_m = members[req.old], members[req.new]
+    if not roles_by_api(rt):  # SCIM only: people copy the access and move the content
+        return _in_console(rt, req, old_m, new_m)
     plan = make_email_change_plan(
         old_m,
         new_m,
@@ -109,3 +116,33 @@ def change_email(
             "content and remove the old address"
         )
     return out
+
+
+def _in_console(
+    rt: Runtime, req: EmailChangeRequest, old_m: Member | None, new_m: Member | None
+) -> dict[str, Any]:
+    """The email change on an org that cannot read roles or content by API: one run that
+    invites, waits on the two tasks (the transfer's stays open until the new address has
+    joined), takes the old address out of its IdP groups and removes it."""
+    plan = make_console_email_change_plan(
+        old_m,
+        new_m,
+        old_email=req.old,
+        new_email=req.new,
+        old_idp=read_idp_identity(rt, req.old) if old_m is not None else ("", []),
+    )
+    if plan.blockers:
+        return outcome(rt, plan, status="invalid")
+    if req.dry_run:
+        return outcome(rt, plan, status="planned")
+    if plan.is_noop and open_case_of(rt, "email_change", req.old) is None:
+        return outcome(rt, plan, status="nothing_to_do")
+    case = open_change_case(rt, plan, requester=req.requester, ticket=req.ticket)
+    return run_plan(
+        rt,
+        plan,
+        case=case,
+        requester=req.requester,
+        approval=approval_context(rt, plan, requester=req.requester, reason="email_change"),
+        verify=lambda p: verify_console_email_change(rt, p, case_id=case.id),
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 from prefect import task
 
 from connectors.capabilities import (
-    AssetOwnership,
     Invitations,
     ModuleAccess,
     ProjectAccess,
@@ -22,7 +21,6 @@ from tasks.runtime import UNCACHED, Runtime
 
 # runbook → (the capabilities it reads or writes through, in words for the message)
 NEEDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "email-change": ((ProjectAccess, AssetOwnership), "project roles and content ownership"),
     "access-review": ((ProjectAccess,), "roles and last logins"),
     "onboard-bulk": ((ProjectAccess, Invitations), "project roles and invitations"),
 }

@@ -220,3 +220,22 @@ def verify_console_change(rt: Runtime, plan: ChangePlan, *, case_id: int | None)
     member = rt.org.get_member(plan.subject)
     out = {"in_org": "pass" if member is not None else f"fail: {plan.subject} is not in the org"}
     return out | task_checks(rt, plan.steps, case_id)
+
+
+@task(name="verify_console_email_change", cache_policy=UNCACHED)
+def verify_console_email_change(
+    rt: Runtime, plan: ChangePlan, *, case_id: int | None
+) -> dict[str, str]:
+    """What can be read back of an email change done partly in the console: the new address is
+    in the org, the old one is gone and in no mapped IdP group; the tasks are ``attested by
+    …`` (roles and content cannot be read on this org: never reported as passed)."""
+    old, new = plan.subject, plan.new_email or ""
+    org = rt.org
+    out = {
+        "new_in_org": "pass" if org.get_member(new) is not None else f"fail: {new} is not in it",
+        "old_removed": "pass" if org.get_member(old) is None else f"fail: {old} is still in it",
+    }
+    _, groups = read_idp_identity.fn(rt, old)
+    mapped = sorted(g.name for g in groups if is_mapped_idp_group(g.name))
+    out["old_out_of_idp_groups"] = "pass" if not mapped else f"fail: still in {mapped}"
+    return out | task_checks(rt, plan.steps, case_id)

@@ -11,11 +11,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sandbox.app import create_app
 from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
 
 pytestmark = pytest.mark.slow
 
@@ -70,3 +71,51 @@ def test_a_change_on_scim_is_a_task_done_in_the_console(scim: OffboardStack) -> 
     assert m is not None
     assert {p["project"]: p["role"] for p in m["projects"]}.get("Staging") == "viewer"
     assert "experiment" in m["modules"]
+
+
+def test_an_email_change_on_scim_invites_then_people_copy_and_move(scim: OffboardStack) -> None:
+    """SCIM invites the new address; a person copies the access and, once the new address has
+    joined, transfers the content; the old address leaves its IdP groups (IdP first) and is
+    removed over SCIM."""
+    from flows.email_change import change_email
+
+    old, new = "ben.haddad@acme.com", "ben.h@acme.com"
+    user = scim.rt.idp.find_user(old)
+    assert user is not None
+    assert any(g.name.startswith("amplitude-") for g in scim.rt.idp.groups_of(user.id))
+    owned = scim.get("/admin/v1/assets", owner=old)["total"]
+
+    run = scim.start(change_email, old=old, new=new, requester="hr.partner@acme.com")
+    appr = scim.paused(old)
+    clicked: set[str] = set()
+    for seat in appr.required:
+        who = next(e for e in seat if e not in clicked)
+        clicked.add(who)
+        assert scim.click(appr, who).json()["recorded"] is True
+
+    copy = scim.task_waiting(old, "set_access")
+    assert f"the access {old} has" in copy.instructions, copy.instructions
+    invited = scim.member(new)
+    assert invited is not None and invited["status"] == "pending"
+    before = scim.member(old)
+    assert before is not None
+    scim.console("PUT", f"/members/{new}/org-role", ALICE, json={"role": before["org_role"]})
+    assert scim.click_done(copy, ALICE).json()["recorded"] is True
+
+    move = scim.task_waiting(old, "transfer_content")
+    assert scim.member(old) is not None  # not removed before the content is moved
+    r = httpx.post(f"{scim.url}/_sandbox/members/{new}/accept", headers=ADMIN, timeout=10)
+    assert r.status_code == 200, r.text
+    scim.console("POST", "/assets/bulk-transfer", ALICE, json={"from": old, "to": new})
+    assert scim.click_done(move, ALICE).json()["recorded"] is True
+
+    res = run.wait()
+    assert res["status"] == "done", res
+    checks = res["verification"]
+    for name in ("new_in_org", "old_removed", "old_out_of_idp_groups"):
+        assert checks[name] == "pass", checks
+    for name in ("task_set_access", "task_transfer_content"):
+        assert re.fullmatch(rf"attested by {ALICE} at .+ UTC", checks[name]), checks
+    assert scim.member(old) is None
+    assert scim.get("/admin/v1/assets", owner=new)["total"] >= owned
+    assert not [g for g in scim.rt.idp.groups_of(user.id) if g.name.startswith("amplitude-")]
