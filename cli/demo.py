@@ -229,18 +229,22 @@ def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
         "the ACC-1 approval",
         lambda: next((a for a in list_approvals(rt.ledger) if a.subject == vendor), None),
     )
-    who = [p for seat in appr.required for p in seat]
-    console.print(f"approval {appr.id} waiting for {', '.join(who)} (rule: {appr.rule})")
+    seats = " and ".join(" or ".join(seat) for seat in appr.required)
+    console.print(f"approval {appr.id} waiting for {seats} (rules: {appr.rule})")
     time.sleep(1.0)
-    status, _ = send_click(
-        intake.url,
-        rt.settings.slack_signing_secret.get_secret_value(),
-        approval_id=appr.id,
-        plan_hash=appr.plan_hash,
-        slack_user=rt.messenger.user_id(who[0]) or "",
-        deny=False,
-    )
-    console.print(f"{who[0]} clicks Approve in Slack → intake answers {status}")
+    clicked: list[str] = []
+    for seat in appr.required:  # one distinct person per seat
+        who = next(p for p in seat if p not in clicked)
+        clicked.append(who)
+        status, _ = send_click(
+            intake.url,
+            rt.settings.slack_signing_secret.get_secret_value(),
+            approval_id=appr.id,
+            plan_hash=appr.plan_hash,
+            slack_user=rt.messenger.user_id(who) or "",
+            deny=False,
+        )
+        console.print(f"{who} clicks Approve in Slack → intake answers {status}")
     done = wait_for("ACC-1 done", lambda: issue("ACC-1")["status"] == "Done" and issue("ACC-1"))
     member = httpx.get(
         f"{url}/admin/v1/members/{vendor}", headers={"Authorization": "Bearer sandbox-admin-token"}

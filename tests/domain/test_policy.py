@@ -68,10 +68,13 @@ def d(who: str, what: str = "approve", plan: str = H, minutes: int = 1) -> Decis
                 subject="v@vendor.com",
                 requester="sofia.lead@acme.com",
                 production_roles=("viewer",),
+                project_admins=("alice.admin@acme.com",),
                 subject_manager=None,
             ),
-            ("default",),
-            [("alice.admin@acme.com", "raj.admin@acme.com")],
+            # Seed 003: "Require additional approvals for production access grants" — a
+            # Viewer too: the production rule's project admin and security.
+            ("production-access",),
+            [("alice.admin@acme.com",), ("sec.lead@acme.com", "sec.oncall@acme.com")],
         ),
         (
             ctx(runbook="review", reason="inactivity"),
