@@ -64,6 +64,7 @@ class TaskKind(StrEnum):
     EXPORT_ACTIVITY = "export_activity"
     SET_ACCESS = "set_access"
     CHANGE_ACCESS = "change_access"
+    REVOKE_ACCESS = "revoke_access"
 
 
 class OnboardStepKind(StrEnum):

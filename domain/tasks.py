@@ -248,3 +248,18 @@ def move_content_task(old: str, new: str) -> HumanTask:
             f"'nothing to transfer'. The removal of {old} waits for this task."
         ),
     )
+
+
+def revoke_access_task(subject: str, what: str, *, grants: str, ended: str) -> HumanTask:
+    """Temporary access that ended, removed in the console where the org has no API for
+    roles or modules (the expiry sweep files it and looks for the answer at its next run)."""
+    return HumanTask(
+        task=TaskKind.REVOKE_ACCESS,
+        title=f"Remove the temporary access of {subject}: {what}",
+        instructions=(
+            f"The temporary access of {subject} ({what}; grant {grants}) ended {ended}. In "
+            f"{CONSOLE}, find {subject} and remove exactly that: {what} (their individual role "
+            "in that project, or that module). Leave the rest of their access as it is. If it "
+            "is gone already, say Done with the note 'already gone'."
+        ),
+    )

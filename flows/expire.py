@@ -133,7 +133,8 @@ def expire_access(now: str | None = None, dry_run: bool = False) -> dict[str, An
         if snap.blocker
         else expiry_actions(snap.grants, at, reminder_days=reminder_days, active_access=snap.access)
     )
-    found = Found(at, actions, drift(snap.grants, snap.access, revoked=actions), snap.blocker)
+    warnings = drift(snap.grants, snap.access, revoked=actions) + snap.warnings()
+    found = Found(at, actions, warnings, snap.blocker)
     if found.blocker or req.dry_run:
         return unapplied(rt, EXPIRY, found, dry_run=req.dry_run)
     return apply_sweep(rt, EXPIRY, found, case_id=expiry_case(rt, create=bool(actions)))

@@ -132,7 +132,7 @@ def _outcome(
     **extra: Any,
 ) -> Outcome:
     """The sweep's outcome as ``--json`` shows it: ``run_id``, ``status`` (done | planned |
-    nothing_to_do | failed | blocked), ``now``, ``plan`` (``hash``, ``steps`` of
+    nothing_to_do | waiting_for_task | failed | blocked), ``now``, ``plan`` (``hash``, ``steps`` of
     kind/target/reason, ``blockers``), ``effects`` (action id → effect), ``verification``,
     ``warnings``, ``audit_seq`` and, once applied, ``notes`` and ``failures``."""
     return {
@@ -187,7 +187,15 @@ def apply_sweep(
         if did.verification:
             verification[a.id] = did.verification
     _table(sweeper, found, effects, notes)
-    status = "failed" if failures else ("done" if found.actions else "nothing_to_do")
+    # A person's task still open: that action is not done, nor is the sweep.
+    waiting = [k for k, e in effects.items() if e.startswith("waiting(")]
+    status = (
+        "failed"
+        if failures
+        else "waiting_for_task"
+        if waiting
+        else ("done" if found.actions else "nothing_to_do")
+    )
     out = _outcome(
         rt, sweeper, found, status, effects, verification, notes=notes, failures=failures
     )

@@ -16,7 +16,8 @@ from typing import Any
 
 from prefect import task
 
-from connectors.capabilities import ModuleAccess, ProjectAccess, has, require
+from approvals.tasks import Where, open_task
+from connectors.capabilities import ModuleAccess, ProjectAccess, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
 from domain.expiry import ExpiryAction, ExpiryKind, Extension, duration, grant_group
@@ -24,8 +25,9 @@ from domain.models import Member, Module
 from domain.onboard import PRODUCTION
 from domain.policy import ApprovalContext
 from domain.records import Grant, GrantStatus
-from domain.tasks import is_ok
+from domain.tasks import TaskState, is_ok, revoke_access_task
 from ledger.grants import grants, set_grant
+from tasks.backend import roles_by_api
 from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import About, Applied, OnCase, audit, open_sweep_case
 
@@ -40,6 +42,17 @@ class Snapshot:
     grants: list[Grant]
     access: dict[str, Member]
     blocker: str = ""
+    by_api: bool = True  # False: roles and modules cannot be read or revoked by API
+
+    def warnings(self) -> list[str]:
+        """What the sweep cannot check on this org."""
+        if self.by_api:
+            return []
+        return [
+            "this org cannot say who has which role or module by API (SCIM only): access that "
+            "no grant explains is not checked; ended roles and modules are a person's to remove "
+            "(revoke_access tasks)"
+        ]
 
 
 @task(name="read_grants", cache_policy=UNCACHED)
@@ -48,15 +61,11 @@ def read_grants(rt: Runtime) -> Snapshot:
     missing from ``access``)."""
     all_grants = grants(rt.ledger)
     access: dict[str, Member] = {}
-    if not (has(rt.org, ProjectAccess) and has(rt.org, ModuleAccess)):
-        # SCIM only: a member record has no project roles or modules, so every grant would
-        # look revoked already (and be marked expired while the access stays).
-        return Snapshot(
-            all_grants,
-            {},
-            blocker="the org cannot say who has which project role or module by API (SCIM "
-            "only): the temporary grants are neither checked nor revoked; do it in the console",
-        )
+    if not roles_by_api(rt):
+        # SCIM only: a member record has no project roles or modules. Nobody is read: a
+        # membership grant goes through the offboarding runbook, a role or a module through a
+        # person (revoke_access tasks), and no grant is taken as revoked because it looks so.
+        return Snapshot(all_grants, {}, by_api=False)
     try:
         for subject in sorted({g.subject for g in all_grants}):
             m = rt.org.get_member(subject)
@@ -135,9 +144,33 @@ def apply_action(rt: Runtime, action: ExpiryAction, *, case_id: int, flow_run_id
     if action.kind is ExpiryKind.REMIND:
         return _remind(c, action)
     assert action.kind is not ExpiryKind.REMOVE_MEMBER, "the offboarding runbook removes members"
-    effect, verification = _revoke_once(c, action, lambda: _revoke(rt, action))
+    revoke = (lambda: _revoke(rt, action)) if roles_by_api(rt) else (lambda: _by_task(c, action))
+    effect, verification = _revoke_once(c, action, revoke)
+    if not verification:  # a person's task, still open: nothing is revoked yet
+        return Applied(effect, [f"waiting for the task ({effect})"])
     notes = _comment(c, action) if action.ticket else ["no ticket known"]
     return Applied(effect, notes, verification)
+
+
+def _by_task(c: OnCase, action: ExpiryAction) -> tuple[str, str]:
+    """Where the org has no API for roles or modules: the IdP group of an IdP-managed grant
+    left by API, the rest a person's task, filed once on the sweep's case; (effect,
+    verification): ``attested`` once Done, a failure on Can't do, and no verification (not
+    revoked yet) while it is open. Nobody waits on it: each sweep looks at its answer."""
+    left = _leave_grant_group(c.rt, action) if action.project else ""
+    task = revoke_access_task(
+        action.subject,
+        action.what,
+        grants=", ".join(map(str, action.grant_ids)),
+        ended=action.ends_at.isoformat(timespec="minutes"),
+    )
+    where = Where(RUNBOOK, action.subject, c.case_id, action.ticket)
+    filed = open_task(c.rt, where, step_id=f"task:{action.key}", task=task, flow_run_id="")
+    if filed.state is TaskState.DONE:
+        return "attested" + (f"; {left}" if left else ""), filed.attestation()
+    if filed.state is TaskState.CANT:
+        return f"task {filed.id}", f"fail(task {filed.id}: can't do: {filed.note})"
+    return f"waiting(task {filed.id} open)", ""
 
 
 @task(name="record_membership_expiry", cache_policy=UNCACHED)
@@ -182,6 +215,8 @@ def _revoke_once(
     if step in c.done:
         return "noop(revoked already)", str(c.done[step]["detail"].get("verification", ""))
     effect, verification = revoke()
+    if not verification:  # not revoked yet (a person's task is open): tried at the next sweep
+        return effect, verification
     if verification.startswith("fail"):
         # Not marked done: the next sweep tries again.
         c.audit(_about(action), "grant.revoke_failed", verification)
@@ -285,7 +320,10 @@ def extension_approval(rt: Runtime, ext: Extension) -> ApprovalContext:
     g = ext.grant
     production_roles: tuple[str, ...] = ()
     project_admins: tuple[str, ...] = ()
-    if g.project:
+    unknown = bool(g.project) and not roles_by_api(rt)
+    if unknown:  # SCIM only: the project counts as production, its admins are the fallback's
+        production_roles = (str(g.role),) if g.role else ()
+    elif g.project:
         access = require(rt.org, ProjectAccess, system="org", operation="list_projects")
         project = next((p for p in access.list_projects() if p.name == g.project), None)
         if project is not None:
@@ -302,6 +340,7 @@ def extension_approval(rt: Runtime, ext: Extension) -> ApprovalContext:
         production_roles=production_roles,
         modules=(g.module,) if g.module else (),
         project_admins=project_admins,
+        project_admins_unknown=unknown,
     )
 
 

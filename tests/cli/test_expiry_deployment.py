@@ -93,6 +93,10 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     client.__enter__()
     request.addfinalizer(lambda: client.__exit__(None, None, None))
     dep = client.read_deployment_by_name(EXPIRE)
+    # One sweep at a time (prefect.yaml): one waiting on people cancels the next ones.
+    assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
+    assert dep.concurrency_options is not None
+    assert dep.concurrency_options.collision_strategy == "CANCEL_NEW"
     (every_15,) = [x for x in dep.schedules if x.active]
     client.update_deployment_schedule(dep.id, every_15.id, active=False)
     request.addfinalizer(
