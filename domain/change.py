@@ -23,6 +23,7 @@ table of cases (``tests/domain/test_change_rules.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -39,12 +40,14 @@ from domain.models import (
     ProjectGrant,
     Role,
 )
+from domain.onboard import org_group
 from domain.plan import eligible, is_mapped_idp_group
 from domain.runbook import PlanStep, RunbookPlan
 from domain.steps import (
     AddGroupMembership,
     ChangeParams,
     GrantModules,
+    IdpAddGroup,
     InviteMember,
     RemoveGroupMembership,
     RemoveIdpGroup,
@@ -93,6 +96,29 @@ class ChangeRequest(BaseModel):
         if not (self.projects or self.org_role or self.modules_add or self.modules_remove):
             raise ValueError("nothing to change: give --project, --org-role or a module")
         return self
+
+
+class IdpView(BaseModel):
+    """What the IdP says of an IdP-managed member: their IdP user, the groups they are in and
+    every mapped (``amplitude-…``) group the IdP has, by name (each with its id)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    groups: dict[str, str] = Field(default_factory=dict)  # the user's groups: name → id
+    mapped: dict[str, str] = Field(default_factory=dict)  # the IdP's mapped groups: name → id
+
+    def group_id(self, name: str, *, mine: bool = False) -> str | None:
+        """The id of the group ``name`` (case-insensitive): one the user is in (``mine``), or
+        any mapped group of the IdP."""
+        where = self.groups if mine else self.mapped
+        return next((i for n, i in where.items() if n.casefold() == name.casefold()), None)
+
+
+def org_group_role(name: str) -> Role | None:
+    """The org role an IdP group maps to (``amplitude-org-<role>s``), if it is an org group."""
+    m = re.fullmatch(r"amplitude-org-(admin|manager|member|viewer)s", name.casefold())
+    return Role(m.group(1)) if m else None
 
 
 class ChangePlan(RunbookPlan[ChangeStep]):
@@ -162,6 +188,9 @@ class ChangePlan(RunbookPlan[ChangeStep]):
                 case SetOrgRole(role=role):
                     if s.widening:
                         org_roles.append(role.value)
+                case IdpAddGroup():
+                    if s.widening and (via := org_group_role(s.target)) is not None:
+                        org_roles.append(via.value)
                 case GrantModules(modules=mods):
                     if s.widening:
                         modules.update(m.value for m in mods)
@@ -251,10 +280,15 @@ def groups_to_leave(
 
 
 def group_union_findings(
-    member: Member, request: ChangeRequest, *, leaving: dict[str, PermissionGroup]
+    member: Member,
+    request: ChangeRequest,
+    *,
+    leaving: dict[str, PermissionGroup],
+    idp: IdpView | None = None,
 ) -> tuple[list[str], list[str]]:
     """The group-union trap, per group being left: a warning (what it would leave in place)
-    and, for an IdP-managed group, a blocker (the IdP must change the membership)."""
+    and, for an IdP-managed group the person's IdP user is not in (``idp``), a blocker (the
+    IdP must change the membership; :func:`leave_group_steps` leaves the others in the IdP)."""
     warnings: list[str] = []
     blockers: list[str] = []
     for g in leaving.values():
@@ -269,7 +303,7 @@ def group_union_findings(
             f"of the individual and group grants, so changing the individual grant alone would "
             f"leave {'; '.join(trapped)} — the plan removes {member.email} from the group"
         )
-        if g.idp_managed:
+        if g.idp_managed and (idp is None or idp.group_id(g.name, mine=True) is None):
             blockers.append(
                 f"permission group {g.name!r} is managed by the IdP: change the membership in "
                 "the IdP (an org-side removal would be undone by the next sync)"
@@ -352,16 +386,33 @@ def kept_by_individual_grant(
     return steps, warnings
 
 
-def leave_group_steps(leaving: dict[str, PermissionGroup]) -> list[ChangeStep]:
-    """Groups last: the individual grants are in place before a group's access goes."""
-    return [
-        ChangeStep.of(
-            RemoveGroupMembership(group=g.name),
-            g.id,
-            reason=f"leave permission group {g.name!r} (it grants more than the target)",
+def leave_group_steps(
+    leaving: dict[str, PermissionGroup], *, idp: IdpView | None = None
+) -> list[ChangeStep]:
+    """Groups last: the individual grants are in place before a group's access goes. A group
+    the IdP pushes is left in the IdP (the IdP wins, seed 003: an org-side removal would be
+    undone by the next sync)."""
+    steps: list[ChangeStep] = []
+    for g in leaving.values():
+        in_idp = idp.group_id(g.name, mine=True) if idp is not None and g.idp_managed else None
+        if idp is not None and in_idp is not None:
+            steps.append(
+                ChangeStep.of(
+                    RemoveIdpGroup(group=g.name, user_id=idp.user_id),
+                    in_idp,
+                    reason=f"leave IdP group {g.name!r} in the IdP (it grants more than the "
+                    "target; the IdP pushes it)",
+                )
+            )
+            continue
+        steps.append(
+            ChangeStep.of(
+                RemoveGroupMembership(group=g.name),
+                g.id,
+                reason=f"leave permission group {g.name!r} (it grants more than the target)",
+            )
         )
-        for g in leaving.values()
-    ]
+    return steps
 
 
 def org_role_steps(member: Member, request: ChangeRequest) -> list[ChangeStep]:
@@ -379,6 +430,43 @@ def org_role_steps(member: Member, request: ChangeRequest) -> list[ChangeStep]:
             widening=widening,
         )
     ]
+
+
+def idp_org_role_steps(
+    member: Member, request: ChangeRequest, idp: IdpView
+) -> tuple[list[ChangeStep], list[str]]:
+    """An IdP-managed member's org role, changed in the IdP (the IdP pushes the org role and
+    wins, seed 003): into the target's org group, then out of the other org groups (never in
+    none: the IdP would deprovision them); a blocker when the IdP has no such group."""
+    role = request.org_role
+    if role is None or role == member.org_role:
+        return [], []
+    want = org_group(role)
+    want_id = idp.group_id(want)
+    if want_id is None:
+        return [], [f"the IdP has no group {want} (maps to org role {role.value}): create it"]
+    widening = role.rank > _rank(member.org_role)
+    was = member.org_role.value if member.org_role else "?"
+    steps: list[ChangeStep] = []
+    if idp.group_id(want, mine=True) is None:
+        steps.append(
+            ChangeStep.of(
+                IdpAddGroup(group_id=want_id, email=member.email),
+                want,
+                reason=_widening(f"org role {was} → {role.value}, in the IdP", widening),
+                widening=widening,
+            )
+        )
+    for name, gid in sorted(idp.groups.items()):
+        if org_group_role(name) is not None and name.casefold() != want.casefold():
+            steps.append(
+                ChangeStep.of(
+                    RemoveIdpGroup(group=name, user_id=idp.user_id),
+                    gid,
+                    reason=f"org role {was} → {role.value}: out of {name} in the IdP",
+                )
+            )
+    return steps, []
 
 
 def org_admin_warnings(member: Member, request: ChangeRequest) -> list[str]:
@@ -428,8 +516,12 @@ def make_change_plan(
     groups: list[PermissionGroup],
     projects: list[Project],
     request: ChangeRequest,
+    *,
+    idp: IdpView | None = None,
 ) -> ChangePlan:
-    """The plan that makes ``member``'s *effective* access the request's target (pure)."""
+    """The plan that makes ``member``'s *effective* access the request's target (pure). For
+    an IdP-managed member (``idp``: what the IdP says of them) the org role and the pushed
+    groups are changed in the IdP, which wins role conflicts (seed 003)."""
     plan = ChangePlan(
         subject=request.email,
         target={p: (r.value if r else None) for p, r in sorted(request.projects.items())},
@@ -441,13 +533,19 @@ def make_change_plan(
         return plan
     mine = _member_groups(member, groups)
     leaving = groups_to_leave(mine, request)
-    union_warnings, union_blockers = group_union_findings(member, request, leaving=leaving)
+    idp = idp if member.idp_managed else None
+    union_warnings, union_blockers = group_union_findings(member, request, leaving=leaving, idp=idp)
     kept, kept_warnings = kept_by_individual_grant(member, request, mine=mine, leaving=leaving)
+    org_steps, org_blockers = (
+        idp_org_role_steps(member, request, idp)
+        if idp is not None
+        else (org_role_steps(member, request), [])
+    )
     steps = [
         *requested_project_steps(member, request, leaving=leaving),
         *kept,
-        *leave_group_steps(leaving),
-        *org_role_steps(member, request),
+        *leave_group_steps(leaving, idp=idp),
+        *org_steps,
         *module_steps(member, request),
     ]
     warnings = [
@@ -460,7 +558,7 @@ def make_change_plan(
         update={
             "steps": steps,
             "warnings": warnings,
-            "blockers": union_blockers,
+            "blockers": union_blockers + org_blockers,
             "project_admins": concerned_admins(member, steps, leaving=leaving, projects=projects),
         }
     )

@@ -92,6 +92,7 @@ class ChangeKind(StrEnum):
     INVITE_MEMBER = "invite_member"
     TRANSFER_CONTENT = "transfer_content"
     REMOVE_IDP_GROUP = "remove_idp_group"
+    IDP_ADD_GROUP = "idp_add_group"
     REMOVE_MEMBER = "remove_member"
     HUMAN_TASK = "human_task"
 
@@ -397,6 +398,7 @@ ChangeParams = Annotated[
     | InviteMember
     | TransferContent
     | RemoveIdpGroup
+    | IdpAddGroup
     | RemoveMember
     | HumanTask,
     Field(discriminator="kind"),

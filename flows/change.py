@@ -21,7 +21,13 @@ from domain.runbook import Case
 from flows.runbook import ON_FAILURE, begin, outcome, run_plan
 from tasks.backend import roles_by_api
 from tasks.cases import open_case_of, open_run_case
-from tasks.change import manager_of, read_access, verify_change, verify_console_change
+from tasks.change import (
+    manager_of,
+    read_access,
+    read_idp_view,
+    verify_change,
+    verify_console_change,
+)
 from tasks.runtime import Runtime
 
 
@@ -145,8 +151,9 @@ def change_access(
     rt = begin()
     members, groups, all_projects = read_access(rt, [req.email])
     by_api = roles_by_api(rt)
+    member = members[req.email]
     plan = (
-        make_change_plan(members[req.email], groups, all_projects, domain_req)
+        make_change_plan(member, groups, all_projects, domain_req, idp=read_idp_view(rt, member))
         if by_api
         else make_console_change_plan(members[req.email], domain_req)  # SCIM only: a task
     )

@@ -18,13 +18,14 @@ from connectors.capabilities import (
     has,
     require,
 )
-from domain.change import ChangePlan, ChangeStep
+from domain.change import ChangePlan, ChangeStep, IdpView, org_group_role
 from domain.models import IdpGroup, Member, PermissionGroup, Project, WriteResult
 from domain.plan import is_mapped_idp_group
 from domain.steps import (
     AddGroupMembership,
     GrantModules,
     HumanTask,
+    IdpAddGroup,
     InviteMember,
     RemoveGroupMembership,
     RemoveIdpGroup,
@@ -74,6 +75,21 @@ def read_idp_identity(rt: Runtime, email: str) -> tuple[str, list[IdpGroup]]:
     in."""
     user = rt.idp.find_user(email)
     return (user.id, rt.idp.groups_of(user.id)) if user is not None else ("", [])
+
+
+@task(name="read_idp_view", cache_policy=UNCACHED)
+def read_idp_view(rt: Runtime, member: Member | None) -> IdpView | None:
+    """What the IdP says of an IdP-managed member (None: not IdP-managed, or no IdP user)."""
+    if member is None or not member.idp_managed:
+        return None
+    user = rt.idp.find_user(member.email)
+    if user is None:
+        return None
+    return IdpView(
+        user_id=user.id,
+        groups={g.name: g.id for g in rt.idp.groups_of(user.id)},
+        mapped={g.name: g.id for g in rt.idp.list_groups() if is_mapped_idp_group(g.name)},
+    )
 
 
 @executor(ChangeStep)
@@ -127,6 +143,11 @@ def _change(rt: Runtime, step: ChangeStep, subject: str) -> WriteResult:
             ).transfer_all(step.target, to)
         case RemoveIdpGroup(user_id=user_id):
             return rt.idp.remove_from_group(step.target, user_id)
+        case IdpAddGroup(group_id=group_id, email=email):
+            user = rt.idp.find_user(email)
+            if user is None:
+                raise ValueError(f"idp: no user {email} to add to {step.target}")
+            return rt.idp.add_to_group(group_id, user.id)
         case RemoveMember():
             return org.remove_member(step.target)
         case HumanTask():
@@ -159,6 +180,14 @@ def verify_change(rt: Runtime, plan: ChangePlan) -> dict[str, str]:
         out["org_role"] = (
             "pass" if got_org == plan.target_org_role else f"fail: org role is {got_org}"
         )
+        if member.idp_managed:  # the next sync pushes the IdP's org groups: they must agree
+            view = read_idp_view.fn(rt, member)
+            roles = sorted(
+                r.value for n in (view.groups if view else {}) if (r := org_group_role(n))
+            )
+            out["idp_org_group"] = (
+                "pass" if roles == [plan.target_org_role] else f"fail: the IdP maps {roles}"
+            )
     mods = set(member.modules)
     for s in plan.steps:
         match s.params:

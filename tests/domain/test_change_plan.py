@@ -341,3 +341,38 @@ def test_a_change_where_roles_cannot_be_read_is_one_task_approved_as_production(
         "modules": ("experiment",),
     }
     assert make_console_change_plan(None, req).blockers == [f"{GINA} is not a member of the org"]
+
+
+def test_an_idp_managed_members_roles_change_in_the_idp() -> None:
+    """Seed 003, the IdP wins role conflicts: an IdP-managed member's org role moves between
+    the IdP's org groups (the new one first: never in none), and a group the IdP pushes is
+    left in the IdP; without an IdP user the pushed group still blocks."""
+    from domain.change import IdpView
+
+    pushed = MANAGERS.model_copy(update={"idp_managed": True})
+    member = gina(idp_managed=True)
+    view = IdpView(
+        user_id="u-1",
+        groups={"amplitude-org-members": "g-m", "Prod Managers": "g-pm", "okta-everyone": "g-e"},
+        mapped={"amplitude-org-members": "g-m", "amplitude-org-viewers": "g-v"},
+    )
+    request = req(projects={"Production": Role.MEMBER}, org_role=Role.VIEWER)
+    plan = make_change_plan(member, [ANALYSTS, pushed], PROJECTS, request, idp=view)
+    assert not plan.blockers, plan.blockers
+    rows = [(s.kind.value, s.target) for s in plan.steps]
+    assert ("remove_idp_group", "g-pm") in rows  # the pushed group, left in the IdP
+    assert ("remove_group_membership", "11") not in rows
+    org = [r for r in rows if r[1] in ("amplitude-org-viewers", "g-m")]
+    assert org == [("idp_add_group", "amplitude-org-viewers"), ("remove_idp_group", "g-m")]
+    assert "set_org_role" not in [k for k, _ in rows]
+    # Widening the org role through the IdP is what the policy sees.
+    up = make_change_plan(member, [], PROJECTS, req(org_role=Role.ADMIN), idp=view)
+    assert up.blockers == [
+        "the IdP has no group amplitude-org-admins (maps to org role admin): create it"
+    ]
+    view_admins = view.model_copy(update={"mapped": {**view.mapped, "amplitude-org-admins": "a"}})
+    up = make_change_plan(member, [], PROJECTS, req(org_role=Role.ADMIN), idp=view_admins)
+    assert up.approval_facts()["org_role"] == "admin"
+    # Not IdP-managed in the org: the IdP view is not used.
+    plain_plan = make_change_plan(gina(), [ANALYSTS], PROJECTS, request, idp=view)
+    assert "set_org_role" in [s.kind.value for s in plain_plan.steps]

@@ -16,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from cli.change_cmd import change, change_email
+from domain.models import Role
 from domain.records import ApprovalState
 from domain.runbook import call_runbook
 from ledger.approvals import get_approval
@@ -212,3 +213,39 @@ def test_bad_input_exits_2(stack: OffboardStack) -> None:
         res = runner.invoke(app, args, env=env)
         assert res.exit_code == 2, (args, res.output)
     assert stack.writes(seq) == []
+
+
+def test_an_idp_managed_members_change_goes_through_the_idp(stack: OffboardStack) -> None:
+    """Seed 003, the IdP wins role conflicts: an IdP-managed member's org role is changed in
+    the IdP's org groups and a group the IdP pushes is left in the IdP, so an IdP sync
+    afterwards keeps the change instead of undoing it."""
+    from flows.change import change_access as flow
+
+    org: Any = stack.rt.org
+    pushed = "group:amplitude-project-viewers-production"
+    who = next(
+        m.email
+        for m in org.list_members()
+        if m.idp_managed
+        and m.org_role is Role.MEMBER
+        and m.email not in (GINA, JON, IT, PROD_ADMIN)
+        and any(
+            p.project == "Production" and set(p.sources) == {"individual", pushed}
+            for p in org.effective_access(m.email)
+        )
+    )
+    run = start(stack, flow, email=who, projects={"Production": "none"}, org_role="viewer")
+    stack.approve_every_seat(stack.paused(who))
+    res = run.wait()
+    assert res["status"] == "done", res
+    kinds = [(s["kind"], s["target"]) for s in res["plan"]["steps"]]
+    assert ("idp_add_group", "amplitude-org-viewers") in kinds, kinds
+    assert not [k for k, _ in kinds if k in ("set_org_role", "remove_group_membership")], kinds
+    assert all(v == "pass" for v in res["verification"].values()), res["verification"]
+    assert res["verification"]["idp_org_group"] == "pass"
+
+    r = httpx.post(f"{stack.url}/_sandbox/idp/sync", headers=ADMIN, timeout=30)
+    assert r.status_code == 200, r.text
+    after = stack.rt.org.get_member(who)
+    assert after is not None and after.org_role is Role.VIEWER  # the sync kept it
+    assert "Production" not in effective(stack, who)
