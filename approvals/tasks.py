@@ -241,6 +241,35 @@ def decide_task(
     return task, f"recorded; flow {announce_answer(svc, task)}"
 
 
+def ask_why(svc: Services, task_id: str, *, by: str, trigger_id: str) -> str:
+    """Can't do clicked by ``by``: open the modal that asks why (``domain.blocks.
+    cant_reason_view``) for their click's ``trigger_id``; what happened, in words. Nothing is
+    recorded until the reason is sent.
+
+    Raises:
+        TaskRefusedInput: no such task, ``by`` is not one of its assignees, the task is
+            answered already, or the click carries no trigger.
+    """
+    by = by.strip().lower()
+    try:
+        task = store.get_task(svc.ledger, task_id)
+    except KeyError:
+        raise TaskRefusedInput(f"no task {task_id}") from None
+    if by not in task.assignees:
+        raise TaskRefusedInput(f"{by} is not an assignee of {task_id}")
+    if task.state is not TaskState.OPEN:
+        raise TaskRefusedInput(f"already {task.state.value} by {task.decided_by}")
+    if not trigger_id or svc.messenger is None:
+        raise TaskRefusedInput("a Can't do click carries a trigger_id")
+    try:
+        svc.messenger.open_view(
+            trigger_id, blocks.cant_reason_view(task_id=task.id, title=task.title)
+        )
+    except ConnectorError as exc:  # an expired trigger: the person clicks again
+        return f"could not ask why: {exc}"
+    return "asked why"
+
+
 def record_answer(
     svc: Services, task_id: str, *, by: str, state: TaskState, note: str = "", channel: str = "cli"
 ) -> tuple[TaskRecord, bool]:

@@ -274,6 +274,10 @@ class Messenger(Protocol):
         self, ref: MessageRef, text: str, blocks: list[dict[str, Any]] | None = None
     ) -> WriteResult: ...
 
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> str:
+        """Open a modal for the person whose click carried ``trigger_id``; the view's id."""
+        ...
+
 
 @runtime_checkable
 class Tickets(Protocol):

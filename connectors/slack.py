@@ -93,6 +93,7 @@ METHOD_LIMITS = {
     # telling different people, queue behind one another at one message a second.
     "chat.postMessage": 300,
     "chat.update": 50,  # tier 3
+    "views.open": 100,  # tier 4
 }
 PER_CHANNEL_POSTS_PER_MINUTE = 60
 # How long "no Slack account with this email" is believed, in seconds.
@@ -401,3 +402,20 @@ class SlackMessenger:
             subject=f"{ref.channel}/{ref.ts}",
         )
         return WriteResult(effect=Effect.UPDATED, detail={"channel": ref.channel, "ts": ref.ts})
+
+    # ---------------------------------------------------------------- modals
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> str:
+        """Open a modal (``views.open``) for the person whose click carried ``trigger_id``
+        (Slack accepts it for 3 seconds after the click); the view's id.
+
+        Raises:
+            ConnectorError: Slack refused (an expired trigger: ``expired_trigger_id``) or
+                could not answer, after retries.
+        """
+        resp = self._call(
+            "views.open",
+            lambda: self.client.views_open(trigger_id=trigger_id, view=view),
+            operation="open_view",
+        )
+        opened = resp["view"]
+        return str(opened["id"]) if isinstance(opened, dict) else ""

@@ -23,6 +23,9 @@ Block = dict[str, Any]
 APPROVE_ACTION = "approve"
 DENY_ACTION = "deny"
 TASK_DONE_ACTION = "task_done"
+TASK_CANT_ACTION = "task_cant"  # opens the modal that asks why (CANT_VIEW)
+CANT_VIEW = "task_cant"  # the modal's callback_id; its private_metadata is the task id
+CANT_REASON = "reason"  # the modal's input: block_id and action_id
 APPROVAL_BLOCK_ID = "approval"
 TASK_BLOCK_ID = "human_task"
 
@@ -273,24 +276,52 @@ def human_task_blocks(*, task_id: str, title: str, instructions: str) -> list[Bl
 
     Returns:
         Block Kit blocks with an ``actions`` block (id ``human_task``) holding Done
-        (``task_done``).
+        (``task_done``) and Can't do (``task_cant``: the intake opens :func:`cant_reason_view`).
     """
     return [
         _header(f"Task: {title}"),
         _section(escape(instructions)),
         _context(
             f"Task `{escape(task_id)}`. Press Done when it is finished; Handover then checks "
-            "what it can. Can't do it? `handover tasks cant "
-            f"{escape(task_id)} --reason …` says why, and the run stops there."
+            "what it can. Can't do it? Press Can't do and say why (or `handover tasks cant "
+            f"{escape(task_id)} --reason …`): the run stops there with your reason."
         ),
         {
             "type": "actions",
             "block_id": TASK_BLOCK_ID,
             "elements": [
-                _button("Done", action_id=TASK_DONE_ACTION, value=task_id, style="primary")
+                _button("Done", action_id=TASK_DONE_ACTION, value=task_id, style="primary"),
+                _button("Can't do", action_id=TASK_CANT_ACTION, value=task_id, style="danger"),
             ],
         },
     ]
+
+
+def cant_reason_view(*, task_id: str, title: str) -> Block:
+    """The modal a Can't do click opens: why the task cannot be done (required), sent back as
+    a ``view_submission`` with the task id in ``private_metadata``."""
+    return {
+        "type": "modal",
+        "callback_id": CANT_VIEW,
+        "private_metadata": task_id,
+        "title": {"type": "plain_text", "text": "Can't do this task"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(escape(title)[:SECTION_MAX]),
+            {
+                "type": "input",
+                "block_id": CANT_REASON,
+                "label": {"type": "plain_text", "text": "Why can't it be done?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": CANT_REASON,
+                    "multiline": True,
+                    "max_length": 2000,
+                },
+            },
+        ],
+    }
 
 
 def task_done_blocks(

@@ -41,7 +41,16 @@ from approvals.handler import (
 )
 from approvals.services import Services
 from approvals.tasks import TaskRefusedInput, announce_answer, record_answer
-from domain.blocks import APPROVE_ACTION, DENY_ACTION, TASK_DONE_ACTION, parse_decision_value
+from approvals.tasks import ask_why as ask_why_cant
+from domain.blocks import (
+    APPROVE_ACTION,
+    CANT_REASON,
+    CANT_VIEW,
+    DENY_ACTION,
+    TASK_CANT_ACTION,
+    TASK_DONE_ACTION,
+    parse_decision_value,
+)
 from domain.expiry import EXTEND_ACTION, parse_extend_value
 from domain.records import GrantStatus
 from domain.tasks import TaskState
@@ -93,6 +102,30 @@ class BlockActions(BaseModel):
     user: SlackUser
     actions: list[SlackAction] = Field(min_length=1, max_length=5)
     container: SlackContainer = Field(default_factory=SlackContainer)
+    trigger_id: str = Field("", max_length=200)  # opens a modal (Can't do), 3 s to use
+
+
+class SubmittedView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    callback_id: str = Field("", max_length=255)
+    private_metadata: str = Field("", max_length=3000)
+    state: dict[str, Any] = Field(default_factory=dict)
+
+    def text(self, block_id: str, action_id: str) -> str:
+        """The value typed into one input of the modal (empty when missing)."""
+        values = self.state.get("values", {})
+        field = values.get(block_id, {}).get(action_id, {}) if isinstance(values, dict) else {}
+        value = field.get("value") if isinstance(field, dict) else None
+        return value if isinstance(value, str) else ""
+
+
+class ViewSubmission(BaseModel):
+    """The part of a ``view_submission`` payload we use (a modal's Send)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["view_submission"]
+    user: SlackUser
+    view: SubmittedView
 
 
 class SlackAnswer(BaseModel):
@@ -223,7 +256,10 @@ def create_intake(
             return refuse(401, "replayed request")
         try:
             form = parse_qs(raw.decode("utf-8"), strict_parsing=True)
-            payload = BlockActions.model_validate(json.loads(form["payload"][0]))
+            data = json.loads(form["payload"][0])
+            if isinstance(data, dict) and data.get("type") == "view_submission":
+                return cant_submitted(ViewSubmission.model_validate(data), background)
+            payload = BlockActions.model_validate(data)
         except (ValueError, KeyError, UnicodeDecodeError, RecursionError, ValidationError):
             return refuse(400, "expected a form field 'payload' holding a block_actions JSON")
         if payload.type != "block_actions":
@@ -233,6 +269,8 @@ def create_intake(
             return extend(payload, action, background)
         if action.action_id == TASK_DONE_ACTION:
             return task_done(payload, action, background)
+        if action.action_id == TASK_CANT_ACTION:
+            return ask_why(payload, action)
         if action.action_id not in (APPROVE_ACTION, DENY_ACTION):
             return JSONResponse({"ok": True, "ignored": action.action_id})
         try:
@@ -281,6 +319,42 @@ def create_intake(
             background.add_task(announce_answer, svc, task)
         message = "recorded" if closed else f"already {task.state.value} by {task.decided_by}"
         return JSONResponse({"ok": True, "recorded": closed, "message": message})
+
+    def ask_why(payload: BlockActions, action: SlackAction) -> JSONResponse:
+        """Can't do clicked on a human task, by one of its assignees: the modal that asks why
+        (opened now: Slack's trigger lasts 3 seconds). Nothing is recorded until it is sent."""
+        who = svc.messenger.email_of(payload.user.id) if svc.messenger else None
+        if not who:
+            return refuse(403, "this Slack user has no email Handover knows")
+        try:
+            message = ask_why_cant(svc, action.value, by=who, trigger_id=payload.trigger_id)
+        except TaskRefusedInput as exc:
+            return JSONResponse({"ok": True, "recorded": False, "message": str(exc)})
+        return JSONResponse({"ok": True, "recorded": False, "message": message})
+
+    def cant_submitted(sent: ViewSubmission, background: BackgroundTasks) -> JSONResponse:
+        """The Can't do modal sent: the task refused with the reason typed, by who sent it
+        (an assignee); the run ends blocked with it. A refused answer shows in the modal."""
+        if sent.view.callback_id != CANT_VIEW:
+            return JSONResponse({"ok": True, "ignored": sent.view.callback_id})
+        who = svc.messenger.email_of(sent.user.id) if svc.messenger else None
+        if not who:
+            return refuse(403, "this Slack user has no email Handover knows")
+        reason = sent.view.text(CANT_REASON, CANT_REASON)
+        try:
+            task, closed = record_answer(
+                svc,
+                sent.view.private_metadata,
+                by=who,
+                state=TaskState.CANT,
+                note=reason,
+                channel="slack",
+            )
+        except TaskRefusedInput as exc:
+            return JSONResponse({"response_action": "errors", "errors": {CANT_REASON: str(exc)}})
+        if closed:
+            background.add_task(announce_answer, svc, task)
+        return JSONResponse({"response_action": "clear"})  # closes the modal
 
     def extend(
         payload: BlockActions, action: SlackAction, background: BackgroundTasks

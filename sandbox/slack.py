@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, ForeignKey, String, select
+from sqlalchemy import JSON, ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sandbox.db import Base, Setting
@@ -69,6 +69,16 @@ class SlackMessage(Base):
     thread_ts: Mapped[str | None] = mapped_column(String(20), default=None)
     edited: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)  # earlier versions
+
+
+class SlackView(Base):
+    """A modal opened with ``views.open`` (what the person now sees, to fill and submit)."""
+
+    __tablename__ = "slack_views"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    trigger_id: Mapped[str] = mapped_column(String(200), unique=True)
+    view: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class SlackError(Exception):
@@ -381,6 +391,29 @@ def conversations_history(s: Session, w: World, a: dict[str, Any]) -> dict[str, 
     }
 
 
+def views_open(s: Session, w: World, a: dict[str, Any]) -> dict[str, Any]:
+    """A modal for the person whose click carried ``trigger_id``: each trigger opens one view
+    (Slack's trigger ids are single-use and expire after 3 seconds; the sandbox checks the
+    single use)."""
+    trigger = str(a.get("trigger_id") or "")
+    if not trigger:
+        raise SlackError("invalid_arguments")
+    view = a.get("view")
+    if isinstance(view, str):
+        try:
+            view = json.loads(view)
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+    if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("blocks"):
+        raise SlackError("invalid_arguments")
+    if s.scalar(select(SlackView).where(SlackView.trigger_id == trigger)) is not None:
+        raise SlackError("exchanged_trigger_id")
+    n = (s.scalar(select(func.count()).select_from(SlackView)) or 0) + 1
+    row = SlackView(id=f"V{n:08d}", trigger_id=trigger, view=view)
+    s.add(row)
+    return {"view": {"id": row.id, **view}}
+
+
 METHODS: dict[str, Callable[[Session, World, dict[str, Any]], dict[str, Any]]] = {
     "auth.test": auth_test,
     "chat.postMessage": chat_post_message,
@@ -390,6 +423,7 @@ METHODS: dict[str, Callable[[Session, World, dict[str, Any]], dict[str, Any]]] =
     "users.list": users_list,
     "conversations.open": conversations_open,
     "conversations.history": conversations_history,
+    "views.open": views_open,
 }
 
 
@@ -463,6 +497,14 @@ def get_messages(
     with request.app.state.world.db.session() as s:
         msgs = list_messages(s, channel=channel, user_email=user_email)
     return {"messages": msgs, "count": len(msgs)}
+
+
+@control_router.get("/views")
+def get_views(request: Request) -> dict[str, Any]:
+    """The modals opened so far, oldest first (what each person was shown to fill in)."""
+    with request.app.state.world.db.session() as s:
+        rows = list(s.scalars(select(SlackView).order_by(SlackView.id)))
+        return {"views": [{"id": v.id, "trigger_id": v.trigger_id, **v.view} for v in rows]}
 
 
 @control_router.get("/users")

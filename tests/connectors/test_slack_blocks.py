@@ -175,12 +175,26 @@ def test_decision_has_who_and_when_and_no_buttons() -> None:
     assert ":no_entry: *Denied* by sec.lead@example.com on 2026-03-02 09:30 UTC" in text_of(denied)
 
 
-def test_human_task_has_a_done_button_carrying_the_task_id() -> None:
+def test_human_task_has_done_and_cant_do_buttons_carrying_the_task_id() -> None:
     blocks = every_message()["task"]
-    [done] = actions(blocks)
+    [done, cant] = actions(blocks)
     assert (done["action_id"], done["value"]) == ("task_done", "task_42")
+    assert (cant["action_id"], cant["value"]) == ("task_cant", "task_42")
     assert "*Settings → Content*" in text_of(blocks)  # mrkdwn kept
     assert actions(every_message()["task_done"]) == []
+
+
+def test_cant_do_opens_a_modal_that_requires_a_reason() -> None:
+    view = bk.cant_reason_view(task_id="task_42", title="Transfer <content>")
+    assert (view["type"], view["callback_id"], view["private_metadata"]) == (
+        "modal",
+        "task_cant",
+        "task_42",
+    )
+    (field,) = [b for b in view["blocks"] if b["type"] == "input"]
+    assert field["block_id"] == field["element"]["action_id"] == "reason"
+    assert not field.get("optional", False)
+    assert "&lt;content&gt;" in text_of(view["blocks"])  # escaped
 
 
 def test_summary_lists_effects_in_order_and_failed_checks() -> None:

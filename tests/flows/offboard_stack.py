@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 import httpx
@@ -257,6 +258,46 @@ class OffboardStack:
             task=True,
         )
         return self.intake.post("/slack/interactions", content=body, headers=sign(SECRET, body))
+
+    def _interaction(self, payload: dict[str, Any]) -> Any:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.intake.post("/slack/interactions", content=body, headers=sign(SECRET, body))
+
+    def click_cant(self, task: TaskRecord, email: str) -> tuple[Any, dict[str, Any] | None]:
+        """``email`` clicks Can't do on the task's DM (a signed request, with Slack's
+        trigger id); the intake's answer and the modal Slack then shows them, if any."""
+        trigger = f"{time.time_ns()}.sandbox"
+        r = self._interaction(
+            {
+                "type": "block_actions",
+                "user": {"id": self.svc.messenger.user_id(email)},  # type: ignore[union-attr]
+                "trigger_id": trigger,
+                "actions": [{"action_id": "task_cant", "block_id": "human_task", "value": task.id}],
+            }
+        )
+        views = [
+            v for v in self.get("/_sandbox/slack/views")["views"] if v["trigger_id"] == trigger
+        ]
+        return r, (views[0] if views else None)
+
+    def send_view(self, view: dict[str, Any], email: str, reason: str) -> Any:
+        """``email`` types ``reason`` into the Can't do modal and sends it (signed)."""
+        return self._interaction(
+            {
+                "type": "view_submission",
+                "user": {"id": self.svc.messenger.user_id(email)},  # type: ignore[union-attr]
+                "view": {
+                    "id": view["id"],
+                    "callback_id": view["callback_id"],
+                    "private_metadata": view["private_metadata"],
+                    "state": {
+                        "values": {
+                            "reason": {"reason": {"type": "plain_text_input", "value": reason}}
+                        }
+                    },
+                },
+            }
+        )
 
     def console(self, method: str, path: str, actor: str, **kw: Any) -> Any:
         """A person acting in the org's web console (the sandbox's admin API as ``actor``)."""

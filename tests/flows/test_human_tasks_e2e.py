@@ -188,6 +188,33 @@ def test_only_an_assignee_answers_and_cant_needs_a_reason(
     assert again.wait()["status"] == "blocked"
 
 
+def test_cant_do_in_slack_asks_why_and_blocks_the_run_with_the_reason(
+    scim: OffboardStack,
+) -> None:
+    """Can't do opens a modal (Slack's views.open) asking why; only an assignee's reason,
+    sent from it, counts; the run ends blocked with it and the task says who refused."""
+    run = scim.start(email=DANA, reason="termination", requester=HR)
+    approve(scim, DANA, SOFIA)
+    task = scim.task_waiting(DANA, "replace_sole_admin")
+    r, view = scim.click_cant(task, SOFIA)  # the manager is not an assignee: no modal
+    assert r.json()["recorded"] is False and "not an assignee" in r.json()["message"]
+    assert view is None
+    r, view = scim.click_cant(task, ALICE)
+    assert r.status_code == 200 and r.json()["message"] == "asked why", r.text
+    assert view is not None and view["private_metadata"] == task.id
+    blank = scim.send_view(view, ALICE, "  ")
+    assert blank.json()["response_action"] == "errors", blank.text  # shown in the modal
+    assert get_task(scim.rt.ledger, task.id).state is TaskState.OPEN
+    sent = scim.send_view(view, ALICE, "Development has no other member to promote")
+    assert sent.json() == {"response_action": "clear"}, sent.text
+    res = run.wait()
+    assert res["status"] == "blocked", res
+    assert "Development has no other member to promote" in res["failure"]
+    refused = get_task(scim.rt.ledger, task.id)
+    assert refused.state is TaskState.CANT and refused.decided_by == ALICE
+    assert scim.member(DANA) is not None  # blocked before the removal: nothing is lost
+
+
 def test_an_emergency_locks_out_at_the_idp_first_and_removes_once_no_sole_admin(
     scim: OffboardStack,
 ) -> None:
