@@ -1,5 +1,6 @@
-"""``handover review --roster FILE [--inactive-days 90] [--json] [--dry-run]``: the quarterly
-access review against an HR roster (CSV or JSON), in this process.
+"""``handover review --roster FILE [--inactive-days 90] [--members-export FILE] [--json]
+[--dry-run]``: the quarterly access review against an HR roster (CSV or JSON), in this process
+(``--members-export``: the console's Members export, for a SCIM-only org).
 
 Exit codes (INTERFACES.md): 0 done, planned or nothing to do; 1 failed; 2 bad input (the roster's
 row and field problems on stderr, nothing read from the org); 3 denied or timed out.
@@ -21,6 +22,12 @@ def review(
     ),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
     dry_run: bool = typer.Option(False, "--dry-run", help="find and report; change nothing"),
+    members_export: Path | None = typer.Option(
+        None,
+        "--members-export",
+        help="the console's Members export (CSV): last logins and roles a SCIM-only org "
+        "does not give by API",
+    ),
 ) -> None:
     """Access review: terminated, unknown and inactive people, Admins, group over-privilege and
     stale invitations; security approves the removals, which run the offboarding."""
@@ -33,11 +40,20 @@ def review(
         RosterFile(roster)
     except RosterError as e:
         raise _bad(str(e)) from None
-    result = run_flow(
-        access_review,
-        {"roster": str(roster), "inactive_days": inactive_days, "dry_run": dry_run},
-        as_json=as_json,
-    )
+    params: dict[str, object] = {
+        "roster": str(roster),
+        "inactive_days": inactive_days,
+        "dry_run": dry_run,
+    }
+    if members_export is not None:
+        from connectors.org.export import MembersExportError, read_members_export
+
+        try:
+            read_members_export(members_export)
+        except MembersExportError as e:
+            raise _bad(f"--members-export: {e}") from None
+        params["members_export"] = str(members_export)
+    result = run_flow(access_review, params, as_json=as_json)
     if as_json:
         show(result, as_json=True)
     else:

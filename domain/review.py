@@ -125,8 +125,9 @@ def _idle_days(m: Member, now: datetime) -> int | None:
 
 def terminated_finding(m: Member, entry: RosterEntry) -> Finding:
     """HR says terminated and the person is still here: a member is removed (offboarding reason
-    ``termination``), an invitee's invitation revoked."""
-    joined = m.status == "joined"
+    ``termination``), an invitee's invitation revoked. A member whose status the org does not
+    say (SCIM) is removed: the offboarding handles an invitee too."""
+    joined = m.status != "pending"
     when = f" on {entry.end_date.isoformat()}" if entry.end_date else ""
     return _make(
         Kind.TERMINATED,
@@ -152,6 +153,11 @@ def unknown_finding(m: Member, known: Collection[str]) -> Finding | None:
         role = m.org_role.value if m.org_role else "member"
         detail = f"a {role} in the org, not on the HR roster{like}"
         return _make(Kind.UNKNOWN, m.email, detail, Recommendation.REMOVE, reason="termination")
+    if m.status != "pending":  # the org does not say (SCIM): a person looks, nobody is removed
+        if not alike:
+            return None
+        detail = f"in the org (joined or invited: the org does not say), not on the HR roster{like}"
+        return _make(Kind.UNKNOWN, m.email, detail, Recommendation.REVIEW)
     if alike:
         detail = f"a pending invitation, not on the HR roster{like}"
         return _make(Kind.UNKNOWN, m.email, detail, Recommendation.REVOKE_INVITATION)
@@ -245,13 +251,20 @@ def over_privileged_findings(
     return out
 
 
-def admins_finding(people: Iterable[Member]) -> Finding:
-    """One informational finding: the joined org Admins, counted and named."""
-    admins = sorted(m.email for m in people if m.status == "joined" and m.org_role is Role.ADMIN)
+def admins_finding(people: Sequence[Member]) -> Finding | None:
+    """One informational finding: the joined org Admins, counted and named; the members whose
+    role the org does not say are counted apart; none at all when it says nobody's (SCIM
+    without the console's export: "0 Admins" would be a claim nobody checked)."""
+    joined = [m for m in people if m.status == "joined"]
+    unknown = [m for m in people if m.org_role is None]
+    if people and len(unknown) == len(people):
+        return None
+    admins = sorted(m.email for m in joined if m.org_role is Role.ADMIN)
+    tail = f" (the org role of {len(unknown)} member(s) is unknown)" if unknown else ""
     return _make(
         Kind.ADMINS,
         ADMINS_SUBJECT,
-        f"{len(admins)} org Admin{'s' * (len(admins) != 1)}: {', '.join(admins) or 'none'}",
+        f"{len(admins)} org Admin{'s' * (len(admins) != 1)}: {', '.join(admins) or 'none'}{tail}",
         Recommendation.NONE,
     )
 
@@ -329,6 +342,67 @@ def review_findings(
         if m.status == "joined":
             individual = (individual_roles or {}).get(email)
             out += over_privileged_findings(m, groups, individual=individual)
-    out.append(admins_finding(people))
+    admins = admins_finding(people)
+    out += [admins] if admins is not None else []
     out += stale_invitation_findings(invitations, now)
     return review_order(out)
+
+
+# --- a SCIM-only org: what the console's Members export adds --------------------------------------
+class ConsoleRecord(Frozen):
+    """One row of the console's Members export (``connectors.org.export``)."""
+
+    email: str  # lower-case
+    org_role: Role | None = None
+    status: str | None = None  # joined | pending; None: the export does not say
+    last_login: datetime | None = None
+
+
+NO_EXPORT = (
+    "this org (SCIM only) says neither last logins, nor org roles, nor who has joined: without "
+    "--members-export FILE (the console's Members export) inactive and on-leave people, joined "
+    "members unknown to HR and the Admins were not checked"
+)
+
+
+def with_console_export(
+    members: Sequence[Member], export: Sequence[ConsoleRecord] | None
+) -> tuple[list[Member], list[str]]:
+    """The members a SCIM-only org lists, with what the console's export says of each (org
+    role, status, last login); what could not be checked, as warnings.
+
+    A member missing from the export keeps what SCIM says (no role, status unknown) and is
+    named; an exported address SCIM does not list is left out (removed since the export?).
+    """
+    if export is None:
+        return list(members), [NO_EXPORT]
+    rows = {r.email.casefold(): r for r in export}
+    out: list[Member] = []
+    missing: list[str] = []
+    for m in members:
+        r = rows.get(m.email.casefold())
+        if r is None:
+            missing.append(m.email)
+            out.append(m)
+            continue
+        status = r.status or ("joined" if r.last_login is not None else m.status)
+        out.append(
+            m.model_copy(
+                update={"org_role": r.org_role, "status": status, "last_login_at": r.last_login}
+            )
+        )
+    warnings: list[str] = []
+    if missing:
+        names = ", ".join(sorted(missing)[:10]) + (" …" if len(missing) > 10 else "")
+        warnings.append(
+            f"{len(missing)} member(s) are not in the members export (exported before they "
+            f"joined?): not checked for inactivity, role or joining: {names}"
+        )
+    listed = {m.email.casefold() for m in members}
+    gone = sorted(e for e in rows if e not in listed)
+    if gone:
+        warnings.append(
+            f"{len(gone)} address(es) of the export are not members by SCIM (removed since?): "
+            "left out"
+        )
+    return out, warnings

@@ -37,12 +37,12 @@ from domain.policy import ApprovalContext
 from domain.review import Finding, Recommendation, review_findings
 from domain.runbook import call_runbook
 from flows.offboard import offboard
-from flows.runbook import ON_FAILURE, ask, begin, finish, outcome, run_id
+from flows.runbook import ON_FAILURE, ask, begin, run_id
 from flows.sweep import end
-from tasks.backend import org_lacks
 from tasks.cases import audit_seq
 from tasks.review import (
     ReviewInputs,
+    read_export,
     read_review_inputs,
     read_roster,
     revoke_invitation,
@@ -66,6 +66,7 @@ class ReviewRequest(BaseModel):
     report_dir: str | None = None
     max_concurrency: int = Field(4, ge=1, le=32)
     requester: str = Field("access-review", max_length=320)
+    members_export: str | None = Field(None, min_length=1, max_length=4096)
 
 
 def plan_hash(items: list[Finding]) -> str:
@@ -197,6 +198,7 @@ def access_review(
     report_dir: str | None = None,
     max_concurrency: int = 4,
     requester: str = "access-review",
+    members_export: str | None = None,
 ) -> dict[str, Any]:
     """Review the org against the HR roster once.
 
@@ -209,6 +211,9 @@ def access_review(
         report_dir: where the CSV and HTML reports go (default ``.handover/reports``).
         max_concurrency: offboarding subflows at once.
         requester: who asked (never an approver).
+        members_export: the console's Members export (CSV), for a SCIM-only org: its last
+            logins, org roles and statuses (without it, the findings that need them are not
+            made, and the warnings say which).
 
     Returns:
         ``run_id``, ``status`` (planned | done | nothing_to_do | failed | denied), ``plan``
@@ -220,6 +225,7 @@ def access_review(
 
     Raises:
         RosterError: the roster file is missing or invalid.
+        MembersExportError: the members export is missing or invalid.
     """
     req = ReviewRequest(
         roster=roster,
@@ -229,13 +235,13 @@ def access_review(
         report_dir=report_dir,
         max_concurrency=max_concurrency,
         requester=requester,
+        members_export=members_export,
     )
     rt = begin()
-    if why := org_lacks(rt, "access-review"):  # a SCIM-only org: refused before any read
-        return finish(outcome(rt, None, status="blocked", failure=why))
     people = read_roster(req.roster)
+    export = read_export(req.members_export) if req.members_export else None
     now = clock(rt)
-    org = read_review_inputs(rt)
+    org = read_review_inputs(rt, export)
     review = Review.find(org, people, now=now, req=req)
     items = review.items
     if req.dry_run:

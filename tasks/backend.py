@@ -21,7 +21,6 @@ from tasks.runtime import UNCACHED, Runtime
 
 # runbook → (the capabilities it reads or writes through, in words for the message)
 NEEDS: dict[str, tuple[tuple[type, ...], str]] = {
-    "access-review": ((ProjectAccess,), "roles and last logins"),
     "onboard-bulk": ((ProjectAccess, Invitations), "project roles and invitations"),
 }
 

@@ -14,8 +14,10 @@ from prefect import task
 
 from connectors.capabilities import Invitations, MemberDirectory, PermissionGroups, has
 from connectors.hris import RosterFile
+from connectors.org.export import read_members_export
 from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
-from domain.review import Finding
+from domain.review import ConsoleRecord, Finding, with_console_export
+from tasks.backend import roles_by_api
 from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import audit
 
@@ -66,12 +68,37 @@ def read_roster(path: str) -> list[RosterEntry]:
     return RosterFile(path).entries()
 
 
+@task(name="read_members_export")
+def read_export(path: str) -> list[ConsoleRecord]:
+    """The console's Members export (``connectors.org.export``).
+
+    Raises:
+        MembersExportError: the file is missing or invalid (its row problems named).
+    """
+    return read_members_export(path)
+
+
 @task(name="read_review_inputs", cache_policy=UNCACHED)
-def read_review_inputs(rt: Runtime) -> ReviewInputs:
+def read_review_inputs(rt: Runtime, export: list[ConsoleRecord] | None = None) -> ReviewInputs:
     """Every member and invitation, the permission groups and — for the members in two or more
-    groups (the only ones the group-union check concerns) — their project grants."""
+    groups (the only ones the group-union check concerns) — their project grants. On a
+    SCIM-only org: the members SCIM lists, with what the console's Members ``export`` says of
+    each (org role, status, last login), and what could not be checked as warnings."""
     org = rt.org
-    warnings: list[str] = []
+    if not roles_by_api(rt):
+        members, warnings = with_console_export(list(org.list_members()), export)
+        warnings.append(
+            "this org (SCIM only) says nobody's project roles: over-privilege through groups "
+            "was not checked"
+        )
+        if not has(org, Invitations):
+            warnings.append("this org (SCIM only) cannot list invitations: not reviewed")
+        return ReviewInputs(members, [], [], {}, warnings)
+    warnings = (
+        ["--members-export is not needed here (the org's API says last logins): not used"]
+        if export is not None
+        else []
+    )
     members = list(org.list_members())
     invitations = org.list_invitations() if has(org, Invitations) else []
     if not has(org, Invitations):
@@ -103,9 +130,13 @@ def read_review_inputs(rt: Runtime) -> ReviewInputs:
 def revoke_invitation(
     rt: Runtime, finding: Finding, *, flow_run_id: str, approvers: list[str], plan_hash: str
 ) -> str:
-    """Revoke the invitation a finding names; the effect (``deleted`` or ``noop(…)``)."""
-    invites = rt.org_as(Invitations, "revoke_invitation")
-    res = invites.revoke_invitation(finding.subject)
+    """Revoke the invitation a finding names; the effect (``deleted`` or ``noop(…)``). A
+    SCIM-only org has no invitations API: the pending user is deleted over SCIM, which is what
+    revokes an invitation there."""
+    if has(rt.org, Invitations):
+        res = rt.org_as(Invitations, "revoke_invitation").revoke_invitation(finding.subject)
+    else:
+        res = rt.org.remove_member(finding.subject)
     effect = str(res)
     audit(
         rt,

@@ -10,6 +10,8 @@ apply to them. Without it the org's API token acts, with Admin rights.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.control import world_of
@@ -212,6 +214,21 @@ def list_members(
     with org_of(request) as org:
         total, rows = org.list_members(start=offset + 1, count=limit, status=status)
         return {"total": total, "members": [member_summary(org, m) for m in rows]}
+
+
+@router.get("/export/members.csv", response_class=PlainTextResponse)
+def export_members(request: Request, actor: Actor = None) -> str:
+    """The Members list as the console exports it (seed 004: "Export current Members list"):
+    Email, Name, Role, Status, Last Login (ISO 8601 UTC, blank when never)."""
+    with org_of(request, actor) as org:
+        _total, rows = org.list_members(start=1, count=1_000_000, status=None)
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\r\n")
+        w.writerow(["Email", "Name", "Role", "Status", "Last Login"])
+        for m in rows:
+            name = f"{m.given_name} {m.family_name}".strip()
+            w.writerow([m.email, name, m.org_role, m.status, iso(m.last_login_at) or ""])
+        return out.getvalue()
 
 
 @router.get("/members/{email}")

@@ -290,10 +290,16 @@ def test_over_privileged_findings(
             "2 org Admins: a@acme.com, z@acme.com",
             id="joined-only-sorted",
         ),
+        pytest.param(
+            [member("r@acme.com", org_role=Role.ADMIN), member("u@acme.com", org_role=None)],
+            "1 org Admin: r@acme.com (the org role of 1 member(s) is unknown)",
+            id="some-roles-unknown",
+        ),
     ],
 )
 def test_admins_finding(people: list[Member], detail: str) -> None:
     f = admins_finding(people)
+    assert f is not None
     assert (f.kind, f.subject, f.action, f.detail) == (
         Kind.ADMINS,
         ADMINS_SUBJECT,
@@ -364,3 +370,55 @@ def finding(kind: Kind, subject: str, project: str = "") -> Finding:
 )
 def test_review_order(found: list[Finding], expected: list[tuple[Kind, str, str]]) -> None:
     assert [(f.kind, f.subject, f.project) for f in review_order(found)] == expected
+
+
+# --- a SCIM-only org and the console's Members export --------------------------------------------
+def test_a_member_whose_status_is_unknown_and_terminated_is_removed() -> None:
+    """SCIM does not say who has joined: a terminated person it lists is removed (the
+    offboarding handles an invitee too), never left as an invitation to revoke."""
+    from domain.review import terminated_finding
+
+    scim = Member(email="t@acme.com", status="unknown")
+    entry = RosterEntry(email="t@acme.com", name="T", status="terminated")
+    found = terminated_finding(scim, entry)
+    assert (found.action.value, found.reason) == ("remove", "termination")
+
+
+def test_the_members_export_adds_roles_status_and_logins() -> None:
+    from domain.review import NO_EXPORT, ConsoleRecord, with_console_export
+
+    scim = [Member(email=e, status="unknown") for e in ("a@acme.com", "b@acme.com", "c@acme.com")]
+    assert with_console_export(scim, None) == (scim, [NO_EXPORT])
+    login = NOW - timedelta(days=100)
+    export = [
+        ConsoleRecord(email="a@acme.com", org_role=Role.ADMIN, last_login=login),
+        ConsoleRecord(email="b@acme.com", org_role=Role.VIEWER, status="pending"),
+        ConsoleRecord(email="gone@acme.com", org_role=Role.VIEWER),
+    ]
+    members, warnings = with_console_export(scim, export)
+    a, b, c = members
+    assert (a.org_role, a.status, a.last_login_at) == (Role.ADMIN, "joined", login)
+    assert (b.org_role, b.status) == (Role.VIEWER, "pending")
+    assert (c.org_role, c.status) == (None, "unknown")  # not exported: as SCIM says
+    assert any(
+        "1 member(s) are not in the members export" in w and "c@acme.com" in w for w in warnings
+    )
+    assert any("1 address(es) of the export are not members" in w for w in warnings)
+
+
+def test_no_admins_finding_where_the_org_says_nobodys_role() -> None:
+    """SCIM without the console's export: "0 org Admins" would be a claim nobody checked."""
+    assert admins_finding([Member(email="u@acme.com", status="unknown")]) is None
+
+
+def test_someone_unknown_to_hr_whose_status_is_unknown_is_only_looked_at() -> None:
+    """SCIM does not say joined or invited: a look-alike is flagged for review (nobody is
+    removed or revoked on a guess); anyone else is not flagged (the warnings say so)."""
+    from domain.review import unknown_finding
+
+    alike = unknown_finding(
+        Member(email="jon.smith@gmail.com", status="unknown"), ["jon.smith@acme.com"]
+    )
+    assert alike is not None and alike.action is Recommendation.REVIEW
+    assert "joined or invited" in alike.detail
+    assert unknown_finding(Member(email="p@partner.io", status="unknown"), ["a@acme.com"]) is None
