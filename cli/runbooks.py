@@ -23,7 +23,15 @@ from connectors.settings import SettingsError, load_settings
 from domain.runbook import call_runbook
 from domain.tasks import is_ok
 
-EXIT = {"done": 0, "planned": 0, "nothing_to_do": 0, "failed": 1, "blocked": 1, "denied": 3}
+EXIT = {
+    "done": 0,
+    "planned": 0,
+    "nothing_to_do": 0,
+    "waiting_for_task": 0,  # what was left is a person's task, filed (a sweep does not wait)
+    "failed": 1,
+    "blocked": 1,
+    "denied": 3,
+}
 
 
 def _bad(message: str) -> typer.Exit:

@@ -36,6 +36,7 @@ class ActionKind(StrEnum):
     RESEND = "resend"
     REVOKE = "revoke"
     RECORD_ACCEPTED = "record_accepted"
+    CONSOLE_REVIEW = "console_review"  # no invitations API (SCIM only): a person's weekly task
 
 
 class Action(Frozen):
@@ -230,3 +231,17 @@ def lookalike_warnings(
                 f"never resent; check it with {inv.invited_by or 'the inviter'}{held}"
             )
     return sorted(out)
+
+
+def console_review(now: datetime) -> Action:
+    """Where the org cannot list invitations (SCIM only): one review in the console per ISO
+    week, a person's task (``domain.tasks.review_invitations_task``)."""
+    year, week, _ = _utc(now).isocalendar()
+    label = f"{year}-W{week:02d}"
+    return Action(
+        kind=ActionKind.CONSOLE_REVIEW,
+        email="pending invitations",
+        key=label,
+        reason=f"the org cannot list invitations (SCIM only): a person reviews them ({label})",
+        sent_at=_utc(now),
+    )

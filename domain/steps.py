@@ -65,6 +65,7 @@ class TaskKind(StrEnum):
     SET_ACCESS = "set_access"
     CHANGE_ACCESS = "change_access"
     REVOKE_ACCESS = "revoke_access"
+    REVIEW_INVITATIONS = "review_invitations"
 
 
 class OnboardStepKind(StrEnum):

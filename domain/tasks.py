@@ -263,3 +263,19 @@ def revoke_access_task(subject: str, what: str, *, grants: str, ended: str) -> H
             "is gone already, say Done with the note 'already gone'."
         ),
     )
+
+
+def review_invitations_task(week: str) -> HumanTask:
+    """The invitation hygiene where the org cannot list invitations (SCIM only): a person
+    applies seed 003's rules in the console, once a week (``week``: ``2026-W49``)."""
+    return HumanTask(
+        task=TaskKind.REVIEW_INVITATIONS,
+        title=f"Review the pending invitations ({week})",
+        instructions=(
+            f"In {CONSOLE} → Pending: resend, once, each invitation still pending 48 hours "
+            "after it was sent, and tell whoever asked for it; revoke each one first sent 14 "
+            "days ago or more (or expired) and say so on its ticket. Never resend an address "
+            "that looks like a member's (a look-alike: check it first). Handover cannot list "
+            "invitations on this org."
+        ),
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow
 
-from domain.invitations import Action, hygiene_actions, lookalike_warnings
+from domain.invitations import Action, console_review, hygiene_actions, lookalike_warnings
 from flows.runbook import ON_FAILURE, begin
 from flows.sweep import Found, Sweeper, SweepRequest, apply_sweep, unapplied
 from tasks.invitations import apply_action, read_invitations, recall, remember_pending
@@ -48,6 +48,8 @@ def invitation_hygiene(now: str | None = None, dry_run: bool = False) -> dict[st
     actions = (
         []
         if snap.blocker
+        else [console_review(at)]  # SCIM only: a person reviews them, once a week
+        if not snap.by_api
         else hygiene_actions(
             snap.invitations,
             at,

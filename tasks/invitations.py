@@ -18,10 +18,12 @@ from typing import Any
 from prefect import task
 from sqlalchemy import select
 
+from approvals.tasks import Where, open_task
 from connectors.capabilities import Invitations, has, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain.invitations import Action, ActionKind, invitation_key
 from domain.models import Invitation, WriteResult
+from domain.tasks import TaskRefused, TaskState, review_invitations_task
 from ledger.audit import records
 from ledger.cases import CaseRow, done_steps, mark_done
 from tasks.runtime import UNCACHED, Runtime
@@ -44,6 +46,7 @@ class Snapshot:
     invitations: list[Invitation]
     members: list[str]
     blocker: str = ""
+    by_api: bool = True  # False: no invitations API (SCIM only): a person reviews them
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,7 @@ def read_invitations(rt: Runtime) -> Snapshot:
     """Every invitation of the org, and who has joined (for the look-alike check)."""
     org = rt.org
     if not has(org, Invitations):
-        return Snapshot(
-            [], [], blocker=f"the org connector ({type(org).__name__}) cannot list invitations"
-        )
+        return Snapshot([], [], by_api=False)  # a person reviews them (console_review)
     invitations = org.list_invitations()
     members = [m.email for m in org.list_members() if m.status == "joined"]
     return Snapshot(invitations, members)
@@ -170,11 +171,35 @@ def apply_action(rt: Runtime, action: Action, *, case_id: int, flow_run_id: str)
             is not marked done is tried again by the next sweep).
     """
     c = OnCase.load(rt, case_id, flow_run_id=flow_run_id)
+    if action.kind is ActionKind.CONSOLE_REVIEW:
+        return _review_in_console(c, action)
     if action.kind is ActionKind.RESEND:
         return _resend(c, action)
     if action.kind is ActionKind.REVOKE:
         return _revoke(c, action)
     return _record_accepted(c, action)
+
+
+def _review_in_console(c: OnCase, action: Action) -> Applied:
+    """The week's review task, filed once on the sweep's case; nobody waits on it: each sweep
+    looks at its answer (``attested`` once Done; ``waiting(…)`` while open).
+
+    Raises:
+        TaskRefused: a person answered Can't do (the sweep fails on their reason).
+    """
+    step = f"review:{action.key}"
+    if step in c.done:
+        return Applied("noop(reviewed already)", [], str(c.done[step]["detail"]["attested"]))
+    task = review_invitations_task(action.key)
+    where = Where(RUNBOOK, CASE_SUBJECT, c.case_id)
+    filed = open_task(c.rt, where, step_id=step, task=task, flow_run_id="")
+    if filed.state is TaskState.OPEN:
+        return Applied(f"waiting(task {filed.id} open)", [f"task {filed.id} for the console"])
+    if filed.state is TaskState.CANT:
+        raise TaskRefused(filed)
+    attested = filed.attestation()
+    c.mark(step, "attested", {"attested": attested, "task": filed.id})
+    return Applied("attested", [filed.note] if filed.note else [], attested)
 
 
 def _resend(c: OnCase, action: Action) -> Applied:

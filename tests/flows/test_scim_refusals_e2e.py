@@ -1,5 +1,5 @@
 """On a SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``) the runbooks that have no human-task
-path yet (bulk onboarding, the invitation hygiene) end *blocked* before they
+path yet (bulk onboarding) end *blocked* before they
 read or write anything, saying what the org lacks — never a
 crash halfway, never a silent skip, never "done" for what was not done.
 """
@@ -54,11 +54,28 @@ def test_a_runbook_without_a_task_path_is_refused_before_anything(
     assert not [r for r in org_calls if r["path"].startswith(("/scim/", "/admin/"))], org_calls
 
 
-def test_the_hygiene_sweep_on_scim_changes_nothing_and_says_why(scim: OffboardStack) -> None:
+def test_the_hygiene_on_scim_is_a_weekly_review_task_in_the_console(scim: OffboardStack) -> None:
+    """The org cannot list invitations: the daily sweep files one review task a week (filed
+    once, never waited on: ``waiting_for_task``), and once a person has said Done, the week's
+    review is attested; no invitation is touched by API."""
+    from domain.tasks import TaskKind
     from flows.hygiene import invitation_hygiene
+    from ledger.tasks import list_tasks
 
     seq = scim.seq()
-    res = scim.start(invitation_hygiene).wait()
-    assert res["status"] == "blocked", res
-    assert "cannot list invitations" in str(res), res
-    assert not scim.writes(seq)
+    first = scim.start(invitation_hygiene).wait()
+    assert first["status"] == "waiting_for_task", first
+    assert [s["kind"] for s in first["plan"]["steps"]] == ["console_review"]
+    (task,) = [t for t in list_tasks(scim.rt.ledger) if t.kind is TaskKind.REVIEW_INVITATIONS]
+    assert "48 hours" in task.instructions and "14 days" in task.instructions
+    assert scim.start(invitation_hygiene).wait()["status"] == "waiting_for_task"
+    assert len([t for t in list_tasks(scim.rt.ledger) if t.kind is task.kind]) == 1
+    assert scim.click_done(task, "alice.admin@acme.com").json()["recorded"] is True
+    done = scim.start(invitation_hygiene).wait()
+    assert done["status"] == "done", done
+    (check,) = done["verification"].values()
+    assert check.startswith("attested by alice.admin@acme.com at "), check
+    again = scim.start(invitation_hygiene).wait()
+    assert list(again["effects"].values()) == ["noop(reviewed already)"], again
+    org_writes = [w for w in scim.writes(seq) if w["path"].startswith(("/scim/", "/admin/"))]
+    assert org_writes == []
