@@ -31,9 +31,10 @@ from prefect.artifacts import create_table_artifact
 
 from approvals.gate import PlanSummary
 from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
-from domain.onboard import OnboardState, make_onboarding_plan
+from domain.onboard import OnboardPlan, OnboardState, make_onboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import call_runbook
+from domain.steps import HumanTask
 from domain.tasks import is_ok
 from flows.batch import (
     GOOD,
@@ -43,8 +44,7 @@ from flows.batch import (
     run_all,
     tell_requester,
 )
-from flows.runbook import ON_FAILURE, Standing, ask, begin, finish, outcome, run_plan
-from tasks.backend import org_lacks
+from flows.runbook import ON_FAILURE, Standing, ask, begin, run_plan
 from tasks.cases import open_run_case
 from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
 from tasks.onboard_bulk import take_bulk_inventory
@@ -62,6 +62,38 @@ def _row_result(r: BatchRow, status: str = "", message: str = "", **kw: Any) -> 
     }
 
 
+def _run_row(
+    rt: Runtime, plan: OnboardPlan, *, standing: Standing, requester: str
+) -> dict[str, Any]:
+    """Apply, verify and record one row's plan on its own case (the batch's approval
+    standing for the row's); its outcome."""
+    case = open_run_case(
+        rt, runbook=RUNBOOK, subject=plan.subject, reason="bulk", requester=requester
+    )
+    return run_plan(
+        rt,
+        plan,
+        case=case,
+        requester="",  # one DM for the batch, not one per row
+        approval=None,
+        standing=standing,
+        verify=lambda p: verify_onboarding(rt, p, case_id=case.id),
+    )
+
+
+@flow(name="onboard-row", log_prints=False, on_failure=ON_FAILURE)
+def onboard_row(
+    plan: dict[str, Any], approval: str, approvers: list[str], requester: str
+) -> dict[str, Any]:
+    """One row of a bulk onboarding as a flow run of its own, for a row that waits on a
+    person (a SCIM-only org's set_access task): its pause is its own, so the other rows go on
+    and nobody waits in line. The plan was approved with the batch (``approval``)."""
+    rt = begin()
+    row = OnboardPlan.model_validate(plan)
+    standing = Standing(approval, lambda: approvers, kind="batch_approval")
+    return _run_row(rt, row, standing=standing, requester=requester)
+
+
 def _apply_row(
     rt: Runtime,
     r: BatchRow,
@@ -72,26 +104,24 @@ def _apply_row(
     requester: str,
 ) -> dict[str, Any]:
     """Apply, verify and record one row (in a worker thread) on its own case, the batch's
-    approval standing for the row's; never raises."""
+    approval standing for the row's; never raises. A row with a human task runs as its own
+    flow run (:func:`onboard_row`): two rows pausing in one flow run would wake each other."""
     plan = r.plan
     assert plan is not None
     effects: dict[str, str] = {}
+    approval = approval or f"batch-{batch_hash[:12]}"
     try:
-        case = open_run_case(
-            rt, runbook=RUNBOOK, subject=plan.subject, reason="bulk", requester=requester
-        )
-        out = call_runbook(
-            run_plan,
-            rt,
-            plan,
-            case=case,
-            requester="",  # one DM for the batch, not one per row
-            approval=None,
-            standing=Standing(
-                approval or f"batch-{batch_hash[:12]}", lambda: approvers, kind="batch_approval"
-            ),
-            verify=lambda p: verify_onboarding(rt, p, case_id=case.id),
-        )
+        if any(isinstance(s.params, HumanTask) for s in plan.steps):
+            out = call_runbook(
+                onboard_row,
+                plan=plan.model_dump(mode="json"),
+                approval=approval,
+                approvers=approvers,
+                requester=requester,
+            )
+        else:
+            standing = Standing(approval, lambda: approvers, kind="batch_approval")
+            out = call_runbook(_run_row, rt, plan, standing=standing, requester=requester)
     except Exception as exc:  # the ledger or a read failed: this row only
         return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)
     effects = out["effects"]
@@ -139,10 +169,18 @@ def _plan_all(
 def _approval(batch: BatchPlan, states: dict[str, OnboardState], requester: str) -> ApprovalContext:
     """What the policy decides the batch on: the union of what the rows ask (production roles,
     the highest org role, modules; the admins of the production projects asked for)."""
-    by_name = {p.name: p for p in next(iter(states.values())).projects}
+    first = next(iter(states.values()))
+    by_name = {p.name: p for p in first.projects}
     prod = batch.project_names(production=True)
-    admins = tuple(dict.fromkeys(a for n in prod for a in by_name[n].admins)) or tuple(
-        dict.fromkeys(a for n in batch.project_names(production=False) for a in by_name[n].admins)
+    admins = tuple(
+        dict.fromkeys(a for n in prod if n in by_name for a in by_name[n].admins)
+    ) or tuple(
+        dict.fromkeys(
+            a
+            for n in batch.project_names(production=False)
+            if n in by_name
+            for a in by_name[n].admins
+        )
     )
     return ApprovalContext(
         runbook=RUNBOOK,
@@ -153,6 +191,7 @@ def _approval(batch: BatchPlan, states: dict[str, OnboardState], requester: str)
         org_role=batch.org_role(),
         modules=batch.modules(),
         project_admins=admins,
+        project_admins_unknown=not first.roles_by_api,
     )
 
 
@@ -213,8 +252,6 @@ def onboard_bulk(
     """
     t0 = time.monotonic()
     rt = begin()
-    if why := org_lacks(rt, "onboard-bulk"):  # a SCIM-only org: refused before any read
-        return finish(outcome(rt, None, status="blocked", failure=why))
     batch, states = _plan_all(rt, csv_text, requester=requester)
     planned = [_row_result(r) for r in batch.rows]
     get_run_logger().info("batch %s: %s", batch.hash[:12], batch.summary())

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from prefect import task
 
-from connectors.capabilities import Invitations, ProjectAccess, require
+from connectors.capabilities import Invitations, ProjectAccess, has, require
 from connectors.errors import ConnectorError
 from domain.onboard import OnboardState
 from domain.plan import is_mapped_idp_group
@@ -31,10 +31,18 @@ def take_bulk_inventory(
     all_emails = [m.email for m in members.values()]
     domains = Counter(e.rsplit("@", 1)[-1] for e in all_emails)
     org_domains = [d for d, _ in domains.most_common(1)]
-    projects = require(org, ProjectAccess, system="org", operation="list_projects").list_projects()
-    invitations = require(
-        org, Invitations, system="org", operation="list_invitations"
-    ).list_invitations()
+    # SCIM only (real Amplitude): no projects or invitations by API; the console does them.
+    roles_by_api = has(org, ProjectAccess)
+    projects = (
+        require(org, ProjectAccess, system="org", operation="list_projects").list_projects()
+        if roles_by_api
+        else []
+    )
+    invitations = (
+        require(org, Invitations, system="org", operation="list_invitations").list_invitations()
+        if has(org, Invitations)
+        else []
+    )
     idp_groups = (
         {g.name: g.id for g in idp.list_groups() if is_mapped_idp_group(g.name)}
         if idp_managed
@@ -55,6 +63,7 @@ def take_bulk_inventory(
             member=member,
             invitation=invitation,
             projects=projects,
+            roles_by_api=roles_by_api,
             others=[e for e in all_emails if e.casefold() != key],
             org_domains=org_domains,
             idp_user=idp_user,

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 ALICE = "alice.admin@acme.com"  # it_admins: the default rule's approver
 RATE = 300
 HEADER = "email,projects,org_role,modules,until,justification,sow\r\n"
-LAYOUTS = [  # production stays viewer-only: the default rule applies
+LAYOUTS = [  # Production Viewer: the production rule applies (seed 003)
     ("Staging=viewer; Development=member", "viewer"),
     ('"Production=viewer, Staging=member"', "member"),
     ("Development=viewer", "viewer"),
