@@ -241,6 +241,24 @@ def decide_task(
     return task, f"recorded; flow {announce_answer(svc, task)}"
 
 
+def _assigned(svc: Services, task_id: str, by: str) -> TaskRecord:
+    """Task ``task_id``, which ``by`` (an email) may answer.
+
+    Raises:
+        TaskRefusedInput: no such task, or ``by`` is not one of its assignees.
+    """
+    by = by.strip().lower()
+    try:
+        task = store.get_task(svc.ledger, task_id)
+    except KeyError:
+        raise TaskRefusedInput(f"no task {task_id}") from None
+    if by not in task.assignees:
+        raise TaskRefusedInput(
+            f"{by} is not an assignee of {task_id} (assignees: {', '.join(task.assignees)})"
+        )
+    return task
+
+
 def ask_why(svc: Services, task_id: str, *, by: str, trigger_id: str) -> str:
     """Can't do clicked by ``by``: open the modal that asks why (``domain.blocks.
     cant_reason_view``) for their click's ``trigger_id``; what happened, in words. Nothing is
@@ -250,13 +268,7 @@ def ask_why(svc: Services, task_id: str, *, by: str, trigger_id: str) -> str:
         TaskRefusedInput: no such task, ``by`` is not one of its assignees, the task is
             answered already, or the click carries no trigger.
     """
-    by = by.strip().lower()
-    try:
-        task = store.get_task(svc.ledger, task_id)
-    except KeyError:
-        raise TaskRefusedInput(f"no task {task_id}") from None
-    if by not in task.assignees:
-        raise TaskRefusedInput(f"{by} is not an assignee of {task_id}")
+    task = _assigned(svc, task_id, by)
     if task.state is not TaskState.OPEN:
         raise TaskRefusedInput(f"already {task.state.value} by {task.decided_by}")
     if not trigger_id or svc.messenger is None:
@@ -281,14 +293,7 @@ def record_answer(
             without a reason.
     """
     by = by.strip().lower()
-    try:
-        task = store.get_task(svc.ledger, task_id)
-    except KeyError:
-        raise TaskRefusedInput(f"no task {task_id}") from None
-    if by not in task.assignees:
-        raise TaskRefusedInput(
-            f"{by} is not an assignee of {task_id} (assignees: {', '.join(task.assignees)})"
-        )
+    _assigned(svc, task_id, by)
     if state is TaskState.CANT and not note.strip():
         raise TaskRefusedInput("say why it can't be done (--reason)")
     task, closed = store.decide_task(

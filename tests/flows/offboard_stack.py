@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,3 +385,16 @@ def make_stack(
         roster=roster,
         tmp=tmp,
     )
+
+
+def scim_stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    """The demo sandbox over loopback and a stack on its SCIM-only org
+    (``HANDOVER_ORG_BACKEND=amplitude``), for one test (a fixture: ``pytest.fixture(...)``)."""
+    from sandbox.app import create_app
+    from tests.conftest import serve
+
+    sb = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        yield make_stack(sb, tmp_path, backend="amplitude")
+    finally:
+        sb.stop()

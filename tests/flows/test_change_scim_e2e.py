@@ -8,15 +8,11 @@ that person) and clicks Done; the run reports the task as attested, never as a p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
+from tests.flows.offboard_stack import ADMIN, OffboardStack, scim_stack
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +20,7 @@ SOFIA = "sofia.lead@acme.com"
 ALICE = "alice.admin@acme.com"  # an IT admin: the task is hers to do
 
 
-@pytest.fixture
-def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
-    finally:
-        sb.stop()
+scim = pytest.fixture(name="scim")(scim_stack)
 
 
 def test_a_change_on_scim_is_a_task_done_in_the_console(scim: OffboardStack) -> None:

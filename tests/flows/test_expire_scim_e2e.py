@@ -8,9 +8,7 @@ Done; the next sweep records the grant expired, attested by that person.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +17,7 @@ from domain.records import Grant, GrantStatus
 from domain.tasks import TaskKind
 from ledger.grants import grants, record_grant
 from ledger.tasks import list_tasks
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import OffboardStack, scim_stack
 from tests.flows.sweep_stack import CARLA, SPONSOR, access_ticket, sandbox_now, sweep
 
 pytestmark = pytest.mark.slow
@@ -29,13 +25,7 @@ pytestmark = pytest.mark.slow
 ALICE = "alice.admin@acme.com"
 
 
-@pytest.fixture
-def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
-    finally:
-        sb.stop()
+scim = pytest.fixture(name="scim")(scim_stack)
 
 
 def expire_sweep(st: OffboardStack) -> dict[str, Any]:

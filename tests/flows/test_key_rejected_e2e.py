@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from ledger.audit import records
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
+from tests.flows.offboard_stack import ADMIN, OffboardStack, scim_stack
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +22,7 @@ GINA, HR, ALICE = "gina.groups@acme.com", "hr.partner@acme.com", "alice.admin@ac
 SANDBOX_KEY = "sandbox-scim-key"  # the key the stack's settings hold
 
 
-@pytest.fixture
-def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
-    finally:
-        sb.stop()
+scim = pytest.fixture(name="scim")(scim_stack)
 
 
 def set_key(st: OffboardStack, key: str = "") -> str:

@@ -7,14 +7,9 @@ in the console and said Done for each, the batch is done.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import OffboardStack, scim_stack
 from tests.flows.test_onboard_bulk_e2e import paused_batch
 
 pytestmark = pytest.mark.slow
@@ -23,13 +18,7 @@ ALICE = "alice.admin@acme.com"
 ONE, TWO = "analytics-vendor-una.one@vendorco.com", "analytics-vendor-tom.two@vendorco.com"
 
 
-@pytest.fixture
-def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
-    finally:
-        sb.stop()
+scim = pytest.fixture(name="scim")(scim_stack)
 
 
 def test_bulk_onboarding_on_scim_runs_each_rows_task_on_its_own(scim: OffboardStack) -> None:

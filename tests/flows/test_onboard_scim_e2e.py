@@ -8,14 +8,10 @@ pass, and the org ends with exactly the access asked for.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import OffboardStack, scim_stack
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +19,7 @@ VENDOR = "analytics-vendor-max.roe@vendorco.com"  # ACC-1: Staging Manager, Prod
 ALICE = "alice.admin@acme.com"  # an IT admin: the task is hers to do
 
 
-@pytest.fixture
-def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
-    finally:
-        sb.stop()
+scim = pytest.fixture(name="scim")(scim_stack)
 
 
 def test_acc1_on_scim_invites_then_a_person_sets_the_access(scim: OffboardStack) -> None:

@@ -8,17 +8,13 @@ on-leave people, the joined members unknown to HR and the Admins. What SCIM cann
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from domain.review import NO_EXPORT
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
+from tests.flows.offboard_stack import ADMIN, OffboardStack, scim_stack
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +22,7 @@ CYRILLIC = "j\u043en.smith@acme.com"
 ALICE = "alice.admin@acme.com"
 
 
-@pytest.fixture
-def scim(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
-    finally:
-        sb.stop()
+scim = pytest.fixture(name="scim")(scim_stack)
 
 
 def review(st: OffboardStack, **params: Any) -> dict[str, Any]:
