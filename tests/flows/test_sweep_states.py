@@ -18,7 +18,7 @@ from ledger.grants import set_grant
 from tasks.runtime import Runtime, use_runtime
 from tests.flows.offboard_stack import OffboardStack
 from tests.flows.sweep_stack import CARLA, demo_stack, sandbox_now, temporary_staging_manager
-from tests.tasks.sandbox_runtime import Ignoring, Without
+from tests.tasks.sandbox_runtime import Down, Ignoring
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,15 @@ def final(flow: Any, rt: Runtime, **params: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def test_a_sweep_that_cannot_read_ends_blocked(stack: OffboardStack) -> None:
-    from flows.hygiene import invitation_hygiene
+    from flows.expire import expire_access
 
-    rt = dataclasses.replace(stack.rt, org=Without(stack.rt.org, "list_invitations"))
-    state, out = final(invitation_hygiene, rt, now=sandbox_now(stack.url).isoformat())
+    now = sandbox_now(stack.url)
+    temporary_staging_manager(stack.rt, now - timedelta(days=3))  # a grantee to read
+    rt = dataclasses.replace(stack.rt, org=Down(stack.rt.org, "get_member"))
+    state, out = final(expire_access, rt, now=now.isoformat())
     assert state.is_failed() and state.name == "Blocked"
-    assert out["status"] == "blocked" and "cannot list invitations" in out["plan"]["blockers"][0]
+    assert out["status"] == "blocked"
+    assert out["plan"]["blockers"][0].startswith("the org could not say who has what")
 
 
 def test_a_sweep_whose_action_fails_ends_failed_and_says_which(stack: OffboardStack) -> None:

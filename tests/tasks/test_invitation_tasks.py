@@ -64,10 +64,12 @@ def test_read_invitations_and_who_has_joined(stack: OffboardStack) -> None:
     assert "jon.smith@acme.com" in snap.members and SLOW not in snap.members
 
 
-def test_read_invitations_is_blocked_without_the_capability(stack: OffboardStack) -> None:
+def test_without_the_capability_a_person_reviews_the_invitations(stack: OffboardStack) -> None:
+    """No invitations API (SCIM only): nothing is read, and the sweep hands the review to a
+    person (``console_review``) rather than blocking."""
     rt = dataclasses.replace(stack.rt, org=Without(stack.rt.org, "list_invitations"))
     snap = read_invitations.fn(rt)
-    assert snap.invitations == [] and "cannot list invitations" in snap.blocker
+    assert snap.invitations == [] and snap.blocker == "" and snap.by_api is False
 
 
 def test_recall_opens_the_case_only_when_asked_and_remembers_pending(
