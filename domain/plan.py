@@ -77,6 +77,7 @@ from domain.steps import (
 )
 from domain.tasks import (
     export_activity_task,
+    narrow_access_task,
     replace_sole_admin_task,
     rotate_keys_task,
     transfer_content_task,
@@ -653,6 +654,9 @@ def narrowing_steps(inv: Inventory, opts: Options, *, leaving: set[str]) -> list
     m, s = inv.member, inv.subject
     if m is None:
         return []
+    if "projects" in inv.unreadable:  # SCIM only: a person narrows it in the console
+        task = narrow_access_task(s, list(opts.keep_projects))
+        return [_task(task, s, "project roles, groups and modules: the org has no API for them")]
     steps = [
         Step.of(
             RemoveOwnProjectRole(email=s),

@@ -279,3 +279,20 @@ def review_invitations_task(week: str) -> HumanTask:
             "invitations on this org."
         ),
     )
+
+
+def narrow_access_task(subject: str, keep: list[str]) -> HumanTask:
+    """A role change (narrowing) where the org cannot read or set roles by API: a person
+    removes everything but the projects kept."""
+    kept = ", ".join(keep)
+    return HumanTask(
+        task=TaskKind.CHANGE_ACCESS,
+        title=f"Narrow the access of {subject} to {kept}",
+        instructions=(
+            f"In {CONSOLE}, find {subject} and remove their access to every project but {kept}: "
+            "their individual role in each other project, and every permission group that "
+            f"gives them another project (keep by an individual role what such a group gave "
+            f"them in {kept}). Turn their modules off. Leave {kept} as it is. Handover cannot "
+            "read roles on this org."
+        ),
+    )

@@ -742,7 +742,12 @@ def task_kinds(steps: list[Step]) -> list[str]:
             [],
             id="an-invitee-owns-nothing",
         ),
-        pytest.param(scim_world(), NARROW, [], id="a-narrowing-removes-nobody"),
+        pytest.param(
+            scim_world(),
+            NARROW,
+            ["change_access"],  # removes nobody; never an empty plan for what was not read
+            id="a-narrowing-is-one-change-access-task",
+        ),
     ],
 )
 def test_a_human_task_stands_in_for_each_step_without_an_api(
@@ -842,3 +847,14 @@ def test_no_plan_leaves_out_a_step_the_seeds_require(backend: str, rule: str) ->
     if kind is not StepKind.ROTATE_KEY:  # the transfer and the promotion come first
         first = plan.steps.index((by_api or by_task)[0])
         assert first < removal, (rule, [s.id for s in plan.steps])
+
+
+def test_narrowing_where_roles_cannot_be_read_is_a_task_never_an_empty_plan() -> None:
+    """SCIM only: the member record holds no roles, so the narrowing is one task naming the
+    projects kept (an empty plan would report "nothing to do" for what was not checked)."""
+    from domain.plan import narrowing_steps
+
+    inv = scim_world(member=person(DANA, status="unknown"))
+    (step,) = narrowing_steps(inv, NARROW, leaving=set())
+    assert step.kind is StepKind.HUMAN_TASK
+    assert "every project but Web" in step.params.instructions  # type: ignore[union-attr]

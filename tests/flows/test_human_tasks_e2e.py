@@ -276,3 +276,23 @@ def test_a_bulk_offboarding_waits_for_each_leavers_tasks(scim: OffboardStack) ->
     assert res["counts"] == {"done": 2}, res["members"]
     owners = {a["owner"] for a in scim.get("/admin/v1/assets")["assets"]}
     assert not set(people) & owners
+
+
+def test_narrowing_on_scim_is_a_task_and_the_person_stays(scim: OffboardStack) -> None:
+    """A role change (narrowing to the projects kept) on an org that cannot read roles: one
+    change_access task naming what is kept, never an empty plan reported as nothing to do;
+    the person stays in the org."""
+    gina = "gina.groups@acme.com"
+    run = scim.start(
+        email=gina, reason="role_change", keep_projects=["Staging"], requester="sofia.lead@acme.com"
+    )
+    scim.approve_every_seat(scim.paused(gina))
+    task = scim.task_waiting(gina, "change_access")
+    assert "every project but Staging" in task.instructions, task.instructions
+    scim.console("DELETE", f"/members/{gina}/projects/Production", ALICE)
+    assert scim.click_done(task, ALICE).json()["recorded"] is True
+    res = run.wait()
+    assert res["status"] == "done", res
+    assert [s["kind"] for s in res["plan"]["steps"]].count("human_task") == 1, res["plan"]
+    assert res["verification"]["task_change_access"].startswith(f"attested by {ALICE} at ")
+    assert scim.member(gina) is not None  # narrowed, not removed
