@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from cli.offboard_bulk_cmd import offboard_csv
 from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
+from connectors.settings import SettingsError, load_settings
 
 
 def offboard(
@@ -34,6 +35,9 @@ def offboard(
         None, "--csv", help="a file of leavers (CSV with an email column, or one per line)"
     ),
     max_workers: int = typer.Option(8, min=1, max=32, help="--csv: leavers offboarded at once"),
+    org: str = typer.Option(
+        "", help="only this org (default: the main org, then every other org they are in)"
+    ),
 ) -> None:
     """Leaver runbook: inventory, plan, approval, transfer, removal, rotation, verification.
 
@@ -66,11 +70,15 @@ def offboard(
         "keep_projects": keep_project,
         "dry_run": dry_run,
         "requester": requester,
+        "org": org,
     }
     try:
         OffboardRequest(**params)
+        load_settings().for_org(org)
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
+    except SettingsError as e:
+        raise _bad(str(e)) from None
     result = run_flow(offboard_flow, params, as_json=as_json)
     if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:
         show(result, as_json=as_json)
@@ -80,4 +88,7 @@ def offboard(
         typer.echo(f"nothing_to_do: {email} has no access, content or keys to remove")
         for w in result.get("warnings", []):
             typer.echo(f"warning: {w}")
+    if not as_json:
+        for name, theirs in result.get("orgs", {}).items():
+            typer.echo(f"org {name}: {theirs['status']} {theirs['failure']}".rstrip())
     raise typer.Exit(EXIT.get(result["status"], 1))

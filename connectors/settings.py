@@ -9,11 +9,12 @@ Handover refuses to start with a development credential.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +63,21 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+ORG_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class OrgSettings(BaseModel):
+    """Another org than the main one (``HANDOVER_EXTRA_ORGS``, e.g. the QA org): where it is,
+    which backend, and its tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000)
+    backend: str = "sandbox"
+    scim_token: SecretStr
+    admin_token: SecretStr = SecretStr("")
+
+
 class Settings(BaseSettings):
     """Where the outside systems are, and how to authenticate to them."""
 
@@ -69,6 +85,11 @@ class Settings(BaseSettings):
         env_prefix="HANDOVER_", env_file=".env", toml_file="handover.toml", extra="ignore"
     )
 
+    # The main org (seed 003: "the production org"), and any other (e.g. {"qa": {"url": …,
+    # "backend": "sandbox", "scim_token": …, "admin_token": …}}, as JSON): offboarding removes
+    # a person from every one of them.
+    org_name: str = "production"
+    extra_orgs: dict[str, OrgSettings] = Field(default_factory=dict)
     org_url: str = SANDBOX
     org_scim_token: SecretStr = SecretStr(DEV_CREDENTIALS["org_scim_token"])
     org_admin_token: SecretStr = SecretStr(DEV_CREDENTIALS["org_admin_token"])
@@ -118,7 +139,12 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redaction filter and the leak tests."""
-        out = []
+        out = [
+            t.get_secret_value()
+            for o in self.extra_orgs.values()
+            for t in (o.scim_token, o.admin_token)
+            if t.get_secret_value()
+        ]
         for name, value in self:
             if isinstance(value, SecretStr) and value.get_secret_value():
                 out.append(value.get_secret_value())
@@ -136,11 +162,60 @@ class Settings(BaseSettings):
             if getattr(self, name).get_secret_value() == dev
             and not is_loopback(getattr(self, _CREDENTIAL_URL[name]))
         ]
+        dev = {DEV_CREDENTIALS["org_scim_token"], DEV_CREDENTIALS["org_admin_token"]}
+        for name, o in self.extra_orgs.items():
+            tokens = {o.scim_token.get_secret_value(), o.admin_token.get_secret_value()}
+            if not is_loopback(o.url) and tokens & dev:
+                bad.append(f"EXTRA_ORGS[{name}]")
         if bad:
             raise SettingsError(
                 "the sandbox's published development credentials cannot be used outside the "
                 f"sandbox: set {', '.join('HANDOVER_' + b.upper() for b in bad)}"
             )
+
+    def check_orgs(self) -> None:
+        """The orgs' names and backends.
+
+        Raises:
+            SettingsError: a name that is not lower-case letters, digits and dashes, an extra
+                org named as the main one, or an unknown backend.
+        """
+        for name in (self.org_name, *self.extra_orgs):
+            if not ORG_NAME.match(name):
+                raise SettingsError(
+                    f"org name {name!r}: lower-case letters, digits and dashes (at most 31)"
+                )
+        if self.org_name in self.extra_orgs:
+            raise SettingsError(f"HANDOVER_EXTRA_ORGS names the main org {self.org_name!r}")
+        for name, o in self.extra_orgs.items():
+            if o.backend.strip().lower() not in ORG_BACKENDS:
+                raise SettingsError(
+                    f"HANDOVER_EXTRA_ORGS[{name}].backend must be one of "
+                    f"{', '.join(ORG_BACKENDS)}, not {o.backend!r}"
+                )
+
+    def for_org(self, name: str) -> Settings:
+        """These settings with ``name``'s org as the org (the main org: these settings).
+
+        Raises:
+            SettingsError: no such org.
+        """
+        if name in ("", self.org_name):
+            return self
+        o = self.extra_orgs.get(name)
+        if o is None:
+            known = ", ".join([self.org_name, *sorted(self.extra_orgs)])
+            raise SettingsError(f"unknown org {name!r}: the orgs are {known}")
+        return self.model_copy(
+            update={
+                "org_name": name,
+                "extra_orgs": {},
+                "org_url": o.url,
+                "org_backend": o.backend,
+                "org_scim_token": o.scim_token,
+                "org_admin_token": o.admin_token,
+            }
+        )
 
     def org_backend_kind(self) -> str:
         """``org_backend`` as one of :data:`ORG_BACKENDS` (case and spaces ignored).
@@ -167,5 +242,6 @@ def load_settings(**overrides: Any) -> Settings:
     settings = Settings(**overrides)
     settings.check_safe()
     settings.org_backend_kind()  # a misspelt backend is refused here, not in a run
+    settings.check_orgs()
     install_redaction(settings.secret_values())
     return settings

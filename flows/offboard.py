@@ -18,8 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from domain.models import Email
 from domain.plan import Inventory, Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
-from domain.runbook import Case
-from flows.runbook import ON_FAILURE, Standing, begin, block, finish, outcome, run_plan
+from domain.runbook import Case, call_runbook
+from flows.runbook import (
+    ON_FAILURE,
+    Outcome,
+    Standing,
+    begin,
+    block,
+    finish,
+    outcome,
+    run_plan,
+)
 from tasks.cases import (
     REFUSED,
     approve_case,
@@ -28,7 +37,7 @@ from tasks.cases import (
     open_case_of,
     open_run_case,
 )
-from tasks.offboard import review_approvers, take_inventory, verify_offboarding
+from tasks.offboard import is_member, review_approvers, take_inventory, verify_offboarding
 from tasks.runtime import Runtime
 
 RUNBOOK = "offboard"
@@ -48,6 +57,12 @@ class OffboardRequest(BaseModel):
     dry_run: bool = False
     requester: str = Field("operator", max_length=320)
     review_approval: str = Field("", max_length=40)  # an approved access review covering them
+    org: str = Field("", max_length=31)  # one org only ("": the main one, then every other)
+
+    @property
+    def runbook(self) -> str:
+        """The case's runbook: one case per person and org."""
+        return f"{RUNBOOK}@{self.org}" if self.org else RUNBOOK
 
     @field_validator("keep_projects", mode="before")
     @classmethod
@@ -106,7 +121,7 @@ def _open_case(rt: Runtime, req: OffboardRequest) -> Case:
     """The offboarding's case (a resumed one if a run died), with its ticket filed once."""
     case = open_run_case(
         rt,
-        runbook=RUNBOOK,
+        runbook=req.runbook,
         subject=req.email,
         reason=req.reason.value,
         requester=req.requester,
@@ -166,6 +181,7 @@ def offboard(
     dry_run: bool = False,
     requester: str = "operator",
     review_approval: str = "",
+    org: str = "",
 ) -> dict[str, Any]:
     """Offboard one person (the parameters are :class:`OffboardRequest`'s).
 
@@ -178,17 +194,75 @@ def offboard(
         nothing_to_do, plan, effects, verification, warnings, audit_seq.
     """
     req = OffboardRequest.model_validate(locals())  # exactly the parameters above
-    rt = begin()
+    main = begin()
+    rt = main.in_org(req.org)  # SettingsError (a ValueError): no such org, nothing read
+    out = _offboard_in(rt, req)
+    if req.org or not main.other_orgs():
+        return out
+    return _in_every_other_org(main, req, out)
+
+
+def _in_every_other_org(main: Runtime, req: OffboardRequest, out: Outcome) -> Outcome:
+    """After the main org, the person's other orgs (seed 004: "deleted but can still log in:
+    check if they have access to multiple Amplitude organizations"): one offboarding subflow
+    per org they are in, each with its own case, plan and approval (approvers see each org's
+    plan); the outcome says each org's, and is *partial* when one of them did not end done."""
+    # A failed, blocked or denied run here (a Prefect state, or a dict saying so): the other
+    # orgs are not touched.
+    if not isinstance(out, dict) or out.get("status") not in GOOD:
+        return out
+    orgs: dict[str, dict[str, str]] = {}
+    for name in main.other_orgs():
+        if not is_member(main.in_org(name), req.email):
+            continue
+        params = req.model_dump(exclude={"receiver", "keep_projects", "org"})
+        theirs = call_runbook(
+            offboard,
+            **{**params, "ticket": out.get("ticket") or req.ticket, "org": name},
+            keep_projects=req.keep_projects,
+        )
+        orgs[name] = {
+            "status": str(theirs.get("status", "failed")),
+            "run_id": str(theirs.get("run_id", "")),
+            "failure": str(theirs.get("failure") or "; ".join(theirs["plan"]["blockers"])),
+        }
+    if not orgs:
+        return out
+    statuses = [out["status"], *(o["status"] for o in orgs.values())]
+    bad = [f"org {n}: {o['status']} {o['failure']}".strip() for n, o in orgs.items()]
+    bad = [b for b, o in zip(bad, orgs.values(), strict=True) if o["status"] not in GOOD]
+    status = (
+        "partial"
+        if bad
+        else "planned"
+        if req.dry_run
+        else "nothing_to_do"
+        if set(statuses) == {"nothing_to_do"}
+        else "done"
+    )
+    return finish({**out, "status": status, "orgs": orgs}, why="; ".join(bad))
+
+
+GOOD = ("done", "nothing_to_do", "planned")
+
+
+def _offboard_in(rt: Runtime, req: OffboardRequest) -> Outcome:
+    """The offboarding in ``rt``'s org: inventory → plan → approve → apply → verify."""
     log = get_run_logger()
     inv = take_inventory(rt, req.email, receiver=req.receiver)
     plan = make_offboarding_plan(inv, req.options())
+    if req.org:  # what approvers and the ticket see: which org this is
+        where = (
+            f"in the {req.org} org (the person's other orgs are offboarded in runs of their own)"
+        )
+        plan = plan.model_copy(update={"warnings": [where, *plan.warnings]})
     if req.dry_run:
         return outcome(rt, plan, status="planned")
-    if plan.is_noop and open_case_of(rt, RUNBOOK, req.email) is None:
+    if plan.is_noop and open_case_of(rt, req.runbook, req.email) is None:
         # Nothing to do and no interrupted run to finish: no case, no ticket, no message (an
         # unknown or already offboarded address must not write anywhere).
         return outcome(rt, plan, status="nothing_to_do")
-    refused = finished_case(rt, RUNBOOK, req.email, req.ticket, outcomes=REFUSED)
+    refused = finished_case(rt, req.runbook, req.email, req.ticket, outcomes=REFUSED)
     if refused is not None:
         # This ticket's offboarding was refused: a re-delivered event or a run resumed after its
         # worker died must not ask again (a new request comes with a new ticket).

@@ -67,6 +67,11 @@ def create_app(
     # MutableMapping; Starlette passes dicts, so the app is an ASGIApp in all but the alias.
     app.mount("/idp", cast(ASGIApp, make_idp_app(world)))
 
+    # A second org, for the runbooks that span every org a person is in (seed 003: "the
+    # production org and any sandbox environments you share for QA"): its own SCIM and admin
+    # API under /orgs/qa, its own database and clock; no IdP provisions it.
+    app.mount("/orgs/qa", _second_org(seed="qa" if seed == "demo" else None))
+
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"ok": True, "now": world.clock.now().isoformat()}
@@ -78,3 +83,18 @@ def create_app(
     # The middleware wraps everything, so faults and limits apply to every API alike.
     app.add_middleware(FaultMiddleware, world=world)
     return app
+
+
+def _second_org(*, seed: str | None) -> FastAPI:
+    """The QA org: SCIM (``/scim/1``) and the admin API (``/admin/v1``) over a world of its
+    own (in memory), seeded ``qa`` alongside the demo."""
+    world = World.open(None)
+    world.db.create_all()
+    if seed is not None:
+        control.apply_seed(world, seed)
+    org = FastAPI(title="Handover sandbox: the QA org", docs_url=None, openapi_url=None)
+    org.state.world = world
+    org.include_router(scim.router)
+    org.include_router(admin.router)
+    org.exception_handler(OrgError)(scim.org_error_handler)
+    return org

@@ -45,12 +45,12 @@ def apply_seed(world: World, spec: str) -> dict[str, Any]:
 
 
 def seed_spec(spec: str) -> str:
-    """Validate a seed name: ``demo``, ``empty`` or ``scale:N`` (1 ≤ N ≤ 100000)."""
-    if spec in ("demo", "empty"):
+    """Validate a seed name: ``demo``, ``empty``, ``qa`` or ``scale:N`` (1 ≤ N ≤ 100000)."""
+    if spec in ("demo", "empty", "qa"):
         return spec
     if spec.startswith("scale:") and spec[6:].isdigit() and 1 <= int(spec[6:]) <= 100_000:
         return spec
-    raise ValueError(f"unknown seed {spec!r}: expected demo, empty or scale:N (1..100000)")
+    raise ValueError(f"unknown seed {spec!r}: expected demo, empty, qa or scale:N (1..100000)")
 
 
 class SeedBody(BaseModel):

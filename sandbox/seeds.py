@@ -1,5 +1,6 @@
 """Seeds of the sandbox world: ``empty``, ``demo`` (a believable small org with the hard cases of
-the seeds planted) and ``scale:N`` (N members with proportional assets, for benchmarks).
+the seeds planted), ``qa`` (the demo's second org, :func:`_qa`) and ``scale:N`` (N members with
+proportional assets, for benchmarks).
 
 The demo's planted cases (each one a runbook must get right):
 
@@ -142,11 +143,42 @@ def apply(world: Any, spec: str) -> dict[str, Any]:
             out: dict[str, Any] = {"seed": "empty"}
         elif spec == "demo":
             out = _demo(s, now)
+        elif spec == "qa":
+            out = _qa(s, now, world.rng)
         else:
             out = _scale(s, now, int(spec.split(":", 1)[1]))
     with world.db.session() as s:
         out.update(describe(s, world.clock.now()))
     return out
+
+
+def _qa(s: Session, now: datetime, rng: random.Random) -> dict[str, Any]:
+    """The QA org shared with the demo's people (seed 003: "any sandbox environments you share
+    for QA"): a few of them, one project; gina.groups and dana.sole own content here too, so
+    leaving the production org is not leaving Amplitude (seed 004: "check if they have access
+    to multiple Amplitude organizations")."""
+    qa = Project(name="QA", environment="staging")
+    s.add(qa)
+    s.flush()
+    for email, first, last, role in (
+        ("alice.admin@acme.com", "Alice", "Martin", "admin"),
+        ("raj.admin@acme.com", "Raj", "Patel", "admin"),
+        ("sofia.lead@acme.com", "Sofia", "Lead", "manager"),
+        ("gina.groups@acme.com", "Gina", "Groups", "member"),
+        ("dana.sole@acme.com", "Dana", "Sole", "member"),
+    ):
+        _member(s, now, email, first, last, role)
+    s.flush()
+    for email, role in (
+        ("sofia.lead@acme.com", "admin"),
+        ("gina.groups@acme.com", "member"),
+        ("dana.sole@acme.com", "member"),
+    ):
+        s.add(ProjectRole(email=email, project_id=qa.id, role=role))
+    s.flush()
+    _assets(s, now, rng, ["gina.groups@acme.com"], {"QA": qa.id}, 3)
+    _assets(s, now, rng, ["dana.sole@acme.com"], {"QA": qa.id}, 2)
+    return {"seed": "qa"}
 
 
 # ---------------------------------------------------------------------------- building blocks

@@ -205,6 +205,12 @@ def read_inventory(
 
 
 @task(name="take_inventory", cache_policy=UNCACHED)
+@task(name="is_member", cache_policy=UNCACHED)
+def is_member(rt: Runtime, email: str) -> bool:
+    """Whether ``email`` is in ``rt``'s org (joined or invited)."""
+    return rt.org.get_member(email) is not None
+
+
 def take_inventory(rt: Runtime, email: str, *, receiver: str | None = None) -> Inventory:
     """Read everything the systems say about ``email`` and about who could receive content."""
     return read_inventory(rt, email, LiveReads(rt.org), receiver=receiver)

@@ -93,7 +93,7 @@ def read_review_inputs(rt: Runtime, export: list[ConsoleRecord] | None = None) -
         )
         if not has(org, Invitations):
             warnings.append("this org (SCIM only) cannot list invitations: not reviewed")
-        return ReviewInputs(members, [], [], {}, warnings)
+        return ReviewInputs(members, [], [], {}, warnings + _other_orgs(rt))
     warnings = (
         ["--members-export is not needed here (the org's API says last logins): not used"]
         if export is not None
@@ -123,7 +123,19 @@ def read_review_inputs(rt: Runtime, export: list[ConsoleRecord] | None = None) -
                 individual[m.email.lower()] = roles
         else:
             detailed.append(m)
-    return ReviewInputs(detailed, invitations, groups, individual, warnings)
+    return ReviewInputs(detailed, invitations, groups, individual, warnings + _other_orgs(rt))
+
+
+def _other_orgs(rt: Runtime) -> list[str]:
+    """The orgs this review does not cover, said (a removal still leaves every org: the
+    offboarding does)."""
+    others = rt.other_orgs()
+    if not others:
+        return []
+    return [
+        f"only the {rt.settings.org_name} org is reviewed; not {', '.join(others)} (a removal "
+        "approved here offboards the person from every org)"
+    ]
 
 
 @task(name="revoke_review_invitation", cache_policy=UNCACHED)

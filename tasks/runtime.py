@@ -20,6 +20,7 @@ started without a copy of the context sees none.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +69,8 @@ class Runtime(Services):
     org: MemberDirectory
     idp: IdentityProvider
     roster: Roster | None = None
+    # The other orgs (settings.extra_orgs), by name: a runtime on one of them is in_org(name).
+    orgs: dict[str, MemberDirectory] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
@@ -88,7 +91,24 @@ class Runtime(Services):
             org=make_org(settings),
             idp=ScimIdp(settings),
             roster=RosterFile(settings.roster) if settings.roster else None,
+            orgs={name: make_org(settings.for_org(name)) for name in settings.extra_orgs},
         )
+
+    def in_org(self, name: str) -> Runtime:
+        """This runtime acting on org ``name`` (the main one: this runtime itself); the same
+        ledger, IdP, Slack and Jira: one person, one identity, one case history.
+
+        Raises:
+            SettingsError: no such org.
+        """
+        settings = self.settings.for_org(name)
+        if settings is self.settings:
+            return self
+        return dataclasses.replace(self, settings=settings, org=self.orgs[name], orgs={})
+
+    def other_orgs(self) -> list[str]:
+        """The names of the orgs besides this runtime's own."""
+        return sorted(self.orgs)
 
     def org_as(self, capability: type[C], operation: str) -> C:
         """The org connector as a ``capability`` that ``operation`` needs.

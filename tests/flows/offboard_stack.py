@@ -325,6 +325,12 @@ class OffboardStack:
             "HANDOVER_LEDGER_URL": str(s.ledger_url),
             "HANDOVER_ROSTER": str(self.roster),
             "HANDOVER_HOME": str(self.tmp / "home"),
+            "HANDOVER_EXTRA_ORGS": json.dumps(
+                {
+                    name: {"url": o.url, "backend": o.backend} | QA_TOKENS
+                    for name, o in s.extra_orgs.items()
+                }
+            ),
         }
 
     def handover(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
@@ -341,15 +347,21 @@ class OffboardStack:
         )
 
 
+QA_TOKENS = {"scim_token": "sandbox-scim-key", "admin_token": "sandbox-admin-token"}
+QA_ORG: dict[str, Any] = {"backend": "sandbox", **QA_TOKENS}
+
+
 def make_stack(
     sandbox: LiveSandbox,
     tmp: Path,
     *,
     edit_roster: Callable[[list[dict[str, Any]]], None] | None = None,
     backend: str = "sandbox",
+    qa_org: bool = False,
 ) -> OffboardStack:
     """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake;
-    ``backend`` is ``HANDOVER_ORG_BACKEND`` (``amplitude``: the org's SCIM API only)."""
+    ``backend`` is ``HANDOVER_ORG_BACKEND`` (``amplitude``: the org's SCIM API only);
+    ``qa_org``: the sandbox's second org (``/orgs/qa``) is an extra org of the settings."""
     url = sandbox.url
     rows = httpx.get(f"{url}/_sandbox/roster", timeout=10).json()["rows"]
     if edit_roster is not None:
@@ -365,6 +377,7 @@ def make_stack(
         roster=roster,
         home=tmp / "home",
         org_backend=backend,
+        extra_orgs={"qa": QA_ORG | {"url": f"{url}/orgs/qa"}} if qa_org else {},
     )
     rt = Runtime.from_settings(settings)
     # The intake's own services (it runs no steps), over the runtime's ledger and connectors.

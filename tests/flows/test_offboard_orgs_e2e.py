@@ -1,0 +1,96 @@
+"""Offboarding across orgs (seed 003: "the production org and any sandbox environments you share
+for QA"; seed 004: "deleted but can still log in: check if they have access to multiple
+Amplitude organizations"), end to end on the demo sandbox and its second org (``/orgs/qa``):
+after the main org, every other org the person is in gets an offboarding of its own (its own
+case, plan, approval and verification), and the outcome says each org's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger.cases import find_closed_case
+from sandbox.app import create_app
+from tests.conftest import serve
+from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+GINA, HR = "gina.groups@acme.com", "hr.partner@acme.com"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    sb = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        yield make_stack(sb, tmp_path, qa_org=True)
+    finally:
+        sb.stop()
+
+
+def qa(st: OffboardStack, path: str, **params: str) -> httpx.Response:
+    return httpx.get(f"{st.url}/orgs/qa/admin/v1{path}", params=params, headers=ADMIN, timeout=10)
+
+
+def test_a_leaver_is_offboarded_from_every_org_they_are_in(stack: OffboardStack) -> None:
+    st = stack
+    owned = qa(st, "/assets", owner=GINA).json()["total"]
+    assert owned > 0 and qa(st, f"/members/{GINA}").status_code == 200
+
+    dry = st.start(email=GINA, reason="termination", requester=HR, dry_run=True).wait()
+    assert dry["status"] == "planned" and dry["orgs"]["qa"]["status"] == "planned", dry
+
+    run = st.start(email=GINA, reason="termination", requester=HR)
+    main = st.paused(GINA)
+    st.approve_every_seat(main)
+    theirs = st.paused(GINA)  # the QA org's own plan, asked for on its own
+    assert theirs.id != main.id and theirs.plan_hash != main.plan_hash
+    st.approve_every_seat(theirs)
+    out = run.wait()
+    assert out["status"] == "done", out
+    assert out["orgs"]["qa"]["status"] == "done", out["orgs"]
+
+    assert st.member(GINA) is None
+    assert qa(st, f"/members/{GINA}").status_code == 404  # gone from the QA org too
+    assert qa(st, "/assets", owner=GINA).json()["total"] == 0  # its content transferred first
+    case = find_closed_case(
+        st.rt.ledger, runbook="offboard@qa", subject=GINA, ticket=out["ticket"], outcomes=("done",)
+    )
+    assert case is not None
+
+    # Again: nothing anywhere.
+    again = st.start(email=GINA, reason="termination", requester=HR).wait()
+    assert again["status"] == "nothing_to_do", again
+
+
+def test_an_unknown_org_is_bad_input(stack: OffboardStack) -> None:
+    from connectors.settings import SettingsError
+
+    run = stack.start(email=GINA, reason="termination", requester=HR, org="staging")
+    run.thread.join(60)
+    assert run.error and isinstance(run.error[0], SettingsError)
+    assert "unknown org 'staging'" in str(run.error[0])
+
+
+def test_the_cli_names_the_orgs_and_refuses_an_unknown_one(stack: OffboardStack) -> None:
+    seq = stack.seq()
+    p = stack.handover("offboard", GINA, "--reason", "termination", "--org", "staging")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "unknown org 'staging': the orgs are production, qa" in err, err
+    p = stack.handover("offboard", GINA, "--reason", "termination", "--dry-run")
+    out, err = p.communicate(timeout=180)
+    assert p.returncode == 0 and "org qa: planned" in out, (out, err)
+    assert stack.writes(seq) == []
+
+
+def test_the_review_says_which_orgs_it_did_not_cover(stack: OffboardStack) -> None:
+    from flows.review import access_review
+
+    out = stack.start(
+        access_review, roster=str(stack.roster), dry_run=True, report_dir=str(stack.tmp)
+    ).wait()
+    assert any(w.startswith("only the production org is reviewed; not qa") for w in out["warnings"])
