@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
+from connectors.settings import SettingsError, load_settings
 
 # Statuses of this runbook beyond the shared ones (cli.runbooks.EXIT).
 ONBOARD_EXIT = {**EXIT, "rejected": 2, "change_needed": 2}
@@ -51,6 +52,7 @@ def onboard(
         None, "--csv", help="a CSV of access requests: every row planned, one approval"
     ),
     max_workers: int = typer.Option(4, min=1, max=32, help="--csv: rows applied at once"),
+    org: str = typer.Option("", help="the org to join (default: the main org)"),
 ) -> None:
     """Joiner runbook: validate, plan, approval, invite (or IdP), verify, record."""
     from flows.onboard import OnboardRequest
@@ -76,11 +78,15 @@ def onboard(
         "requester": requester,
         "dry_run": dry_run,
         "idp_managed": idp,
+        "org": org.strip(),
     }
     try:
         checked = OnboardRequest(**{**params, "email": params["email"] or None})
+        load_settings().for_org(checked.org)
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
+    except SettingsError as e:
+        raise _bad(str(e)) from None
     if checked.until is not None and checked.until <= datetime.now(UTC).date():
         raise _bad(f"--until {checked.until.isoformat()} is not in the future")
     result = run_flow(onboard_flow, params, as_json=as_json)

@@ -66,6 +66,7 @@ class OnboardRequest(BaseModel):
     requester: str = Field("operator", max_length=320)
     dry_run: bool = False
     idp_managed: bool | None = None
+    org: str = Field("", max_length=31)  # "": the main org
 
     @field_validator("email", "projects", "modules", mode="before")
     @classmethod
@@ -87,6 +88,11 @@ class OnboardRequest(BaseModel):
                 raise ValueError("give either a ticket or --email with --project, not both")
         elif self.email is None or not self.projects:
             raise ValueError("give a ticket, or --email and at least one --project NAME=ROLE")
+        if self.org and self.until is not None:
+            # A grant names no org: the expiry sweep would take it back in the main org.
+            raise ValueError("--until with --org: temporary access is for the main org only")
+        if self.org and self.idp_managed:
+            raise ValueError("--idp with --org: the IdP provisions the main org only")
         return self
 
     def access_request(self) -> AccessRequest:
@@ -120,6 +126,7 @@ def onboard(
     requester: str = "operator",
     dry_run: bool = False,
     idp_managed: bool | None = None,
+    org: str = "",
 ) -> dict[str, Any]:
     """Onboard one person from an access-request ticket, or from options (the parameters
     are :class:`OnboardRequest`'s: ``projects`` maps a project name to a role; ``requester``,
@@ -133,7 +140,7 @@ def onboard(
         pydantic.ValidationError: the options are not a valid request (nothing was read).
     """
     req = OnboardRequest.model_validate(locals())  # exactly the parameters above
-    rt = begin()
+    rt = begin().in_org(req.org)  # SettingsError (a ValueError): no such org, nothing read
     log = get_run_logger()
     use_idp = req.idp_managed if req.idp_managed is not None else idp_managed_default(rt)
     got = _resolve(rt, req)
@@ -146,6 +153,8 @@ def onboard(
         return outcome(rt, None, status="nothing_to_do", ticket=the_ticket)
     state = _inventory(rt, request.email, the_ticket)
     plan = make_onboarding_plan(request, state, idp_managed=use_idp, now=state.taken_at)
+    if req.org:  # what approvers and the ticket see: which org this is
+        plan = plan.model_copy(update={"warnings": [f"in the {req.org} org", *plan.warnings]})
     if req.dry_run:
         status = "planned" if plan.outcome is Outcome.READY else plan.outcome.value
         return outcome(
@@ -173,7 +182,7 @@ def _open_case(rt: Runtime, request: AccessRequest, requester: str) -> Case:
     """The onboarding's case, keyed by the person (a resumed one if a run died)."""
     return open_run_case(
         rt,
-        runbook=RUNBOOK,
+        runbook=RUNBOOK + rt.org_suffix,
         subject=request.email,
         reason="access_request",
         requester=requester,
@@ -184,7 +193,7 @@ def _open_case(rt: Runtime, request: AccessRequest, requester: str) -> Case:
 def _inventory(rt: Runtime, email: str, ticket: str) -> OnboardState:
     """What the plan is made on; an interrupted run of this very ticket's case tells what it
     already did (its invitation is its own, not a duplicate to refuse)."""
-    open_ = open_case_of(rt, RUNBOOK, email)
+    open_ = open_case_of(rt, RUNBOOK + rt.org_suffix, email)
     same_case = open_ is not None and open_.ticket == ticket
     return take_onboard_inventory(
         rt, email, ticket=ticket, case_id=open_.id if same_case and open_ else None

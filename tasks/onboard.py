@@ -88,7 +88,7 @@ def previous_outcome(rt: Runtime, subject: str, ticket: str, reason: str = "") -
     ticket too: a run resumed after its worker died must not ask the approvers again."""
     return find_closed_case(
         rt.ledger,
-        runbook=RUNBOOK,
+        runbook=RUNBOOK + rt.org_suffix,
         subject=subject,
         ticket=ticket,
         outcomes=("done", "rejected", "denied"),
@@ -325,7 +325,7 @@ def reject_request(
         return "nothing_to_do"
     case = open_case(
         rt.ledger,
-        runbook=RUNBOOK,
+        runbook=RUNBOOK + rt.org_suffix,
         subject=subject,
         reason=digest,
         requester=requester or "",

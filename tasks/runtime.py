@@ -71,6 +71,9 @@ class Runtime(Services):
     roster: Roster | None = None
     # The other orgs (settings.extra_orgs), by name: a runtime on one of them is in_org(name).
     orgs: dict[str, MemberDirectory] = field(default_factory=dict)
+    # "" on the main org; "@<name>" on another, appended to the runbook of the cases it keys
+    # (one case per person and org).
+    org_suffix: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:
@@ -104,7 +107,9 @@ class Runtime(Services):
         settings = self.settings.for_org(name)
         if settings is self.settings:
             return self
-        return dataclasses.replace(self, settings=settings, org=self.orgs[name], orgs={})
+        return dataclasses.replace(
+            self, settings=settings, org=self.orgs[name], orgs={}, org_suffix=f"@{name}"
+        )
 
     def other_orgs(self) -> list[str]:
         """The names of the orgs besides this runtime's own."""

@@ -94,3 +94,40 @@ def test_the_review_says_which_orgs_it_did_not_cover(stack: OffboardStack) -> No
         access_review, roster=str(stack.roster), dry_run=True, report_dir=str(stack.tmp)
     ).wait()
     assert any(w.startswith("only the production org is reviewed; not qa") for w in out["warnings"])
+
+
+def test_onboarding_into_another_org_invites_there_only(stack: OffboardStack) -> None:
+    from flows.onboard import onboard
+
+    who = "nina.qa@acme.com"
+    run = stack.start(onboard, email=who, projects={"QA": "viewer"}, org="qa", requester=HR)
+    appr = stack.paused(who)
+    stack.approve_every_seat(appr)
+    out = run.wait()
+    assert out["status"] == "done", out
+    assert out["warnings"][0] == "in the qa org"
+    m = qa(stack, f"/members/{who}").json()
+    assert m["status"] == "pending" and {p["project"]: p["role"] for p in m["projects"]} == {
+        "QA": "viewer"
+    }
+    assert stack.member(who) is None  # nothing in the main org
+    # The same request again: the pending invitation is resent, as in the main org, never
+    # a second invitation.
+    again = stack.start(onboard, email=who, projects={"QA": "viewer"}, org="qa").wait()
+    assert list(again["effects"]) == [f"resend_invitation:{who}"], again
+
+
+def test_onboarding_into_another_org_refuses_what_only_the_main_org_has(
+    stack: OffboardStack,
+) -> None:
+    seq = stack.seq()
+    for extra, says in (
+        (["--until", "2031-01-01"], "temporary access is for the main org only"),
+        (["--idp"], "the IdP provisions the main org only"),
+    ):
+        p = stack.handover(
+            "onboard", "--email", "x@acme.com", "--project", "QA=viewer", "--org", "qa", *extra
+        )
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and says in err, err
+    assert stack.writes(seq) == []
