@@ -75,10 +75,25 @@ class Finding(Frozen):
     reason: str = ""  # offboarding reason for ``remove``: termination | inactivity
     project: str = ""
     group: str = ""
+    org: str = ""  # "": the main org
 
     @property
     def actionable(self) -> bool:
         return self.action in (Recommendation.REMOVE, Recommendation.REVOKE_INVITATION)
+
+    @property
+    def target(self) -> str:
+        """Whom it is about, and in which org when not the main one."""
+        return f"{self.subject} ({self.org})" if self.org else self.subject
+
+
+def in_org(findings: Iterable[Finding], org: str) -> list[Finding]:
+    """The findings of another org than the main one, said so and with ids of their own (the
+    same fact in two orgs is two findings)."""
+    return [
+        f.model_copy(update={"org": org, "id": finding_id(f.kind, f"{org}:{f.subject}", f.project)})
+        for f in findings
+    ]
 
 
 def finding_id(kind: Kind | str, subject: str, project: str = "") -> str:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from approvals.gate import PlanSummary
 from domain.models import RosterEntry
 from domain.policy import ApprovalContext
-from domain.review import Finding, Recommendation, review_findings
+from domain.review import Finding, Recommendation, in_org, review_findings
 from domain.runbook import call_runbook
 from flows.offboard import offboard
 from flows.runbook import ON_FAILURE, ask, begin, run_id
@@ -105,21 +105,32 @@ class Review:
 
     @classmethod
     def find(
-        cls, org: ReviewInputs, people: list[RosterEntry], *, now: datetime, req: ReviewRequest
+        cls,
+        orgs: dict[str, ReviewInputs],
+        people: list[RosterEntry],
+        *,
+        now: datetime,
+        req: ReviewRequest,
     ) -> Review:
-        """The findings of ``org`` against the roster's ``people`` at ``now`` (the rules:
-        :func:`domain.review.review_findings`)."""
-        findings = review_findings(
-            org.members,
-            people,
-            org.invitations,
-            now,
-            inactive_days=req.inactive_days,
-            groups=org.groups,
-            individual_roles=org.individual_roles,
-        )
+        """The findings of every org (``orgs``: by name, the main one as ``""``) against the
+        roster's ``people`` at ``now`` (the rules: :func:`domain.review.review_findings`); the
+        other orgs' findings and warnings say which org."""
+        findings: list[Finding] = []
+        warnings: list[str] = []
+        for name, org in orgs.items():
+            found = review_findings(
+                org.members,
+                people,
+                org.invitations,
+                now,
+                inactive_days=req.inactive_days,
+                groups=org.groups,
+                individual_roles=org.individual_roles,
+            )
+            findings += in_org(found, name) if name else found
+            warnings += [f"{name}: {w}" if name else w for w in org.warnings]
         directory = Path(req.report_dir) if req.report_dir else DEFAULT_REPORT_DIR
-        return cls(findings, org.warnings, now.date().isoformat(), directory)
+        return cls(findings, warnings, now.date().isoformat(), directory)
 
     @property
     def items(self) -> list[Finding]:
@@ -129,7 +140,7 @@ class Review:
     def failures(self) -> list[str]:
         """The items that failed (or whose offboarding failed or is blocked)."""
         out = ((f, self.outcomes.get(f.id, "")) for f in self.items)
-        return [f"{f.action.value} {f.subject}: {o}" for f, o in out if o.startswith(NOT_DONE)]
+        return [f"{f.action.value} {f.target}: {o}" for f, o in out if o.startswith(NOT_DONE)]
 
     def settled(self, approvals: Approvals) -> str:
         """How the review ended once applied: denied (nothing approved), failed or done."""
@@ -156,9 +167,7 @@ class Review:
                 {**f.model_dump(mode="json"), "outcome": self.outcomes.get(f.id, "")}
                 for f in self.findings
             ],
-            "effects": {
-                f"{f.action.value}:{f.subject}": self.outcomes.get(f.id, "") for f in items
-            },
+            "effects": {f"{f.action.value}:{f.target}": self.outcomes.get(f.id, "") for f in items},
             "reports": reports,
             "verification": {},
             "warnings": self.warnings,
@@ -168,7 +177,7 @@ class Review:
 
 
 def _step(f: Finding) -> dict[str, str]:
-    return {"kind": f.action.value, "target": f.subject, "reason": f"{f.kind.value}: {f.detail}"}
+    return {"kind": f.action.value, "target": f.target, "reason": f"{f.kind.value}: {f.detail}"}
 
 
 def _artifact(findings: list[Finding], outcomes: dict[str, str]) -> None:
@@ -178,6 +187,7 @@ def _artifact(findings: list[Finding], outcomes: dict[str, str]) -> None:
                 "#": i + 1,
                 "kind": f.kind.value,
                 "subject": f.subject,
+                "org": f.org,
                 "detail": f.detail,
                 "action": f.action.value,
                 "outcome": outcomes.get(f.id, ""),
@@ -242,7 +252,8 @@ def access_review(
     export = read_export(req.members_export) if req.members_export else None
     now = clock(rt)
     org = read_review_inputs(rt, export)
-    review = Review.find(org, people, now=now, req=req)
+    every = {"": org} | {name: read_review_inputs(rt.in_org(name)) for name in rt.other_orgs()}
+    review = Review.find(every, people, now=now, req=req)
     items = review.items
     if req.dry_run:
         review.outcomes.update({f.id: "planned" for f in items})
@@ -271,7 +282,7 @@ def _approve(rt: Runtime, items: list[Finding], req: ReviewRequest, *, today: st
             ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
             plan_hash=plan_hash(batch),
             summary=PlanSummary(
-                counts, [f"{f.action.value} {f.subject}: {f.detail}" for f in batch]
+                counts, [f"{f.action.value} {f.target}: {f.detail}" for f in batch]
             ),
         )
         for f in batch:
@@ -292,7 +303,11 @@ def _revoke_invitations(rt: Runtime, items: list[Finding], approvals: Approvals)
     for f in approvals.of(items, Recommendation.REVOKE_INVITATION):
         try:
             effect = revoke_invitation(
-                rt, f, flow_run_id=run_id(), approvers=approvals.approved[f.id], plan_hash=digest
+                rt.in_org(f.org),
+                f,
+                flow_run_id=run_id(),
+                approvers=approvals.approved[f.id],
+                plan_hash=digest,
             )
             outcomes[f.id] = f"revoke_invitation {effect}"
         except Exception as exc:  # one item must not stop the others
@@ -327,7 +342,8 @@ def _remove(items: list[Finding], approvals: Approvals, req: ReviewRequest) -> d
 
 def _offboard(f: Finding, *, approval: str, requester: str) -> str:
     """Offboard one person as a subflow (security's review approval stands for the removal:
-    no second approval); its outcome in words."""
+    no second approval) — from the finding's org, or (the main org's finding) from every org;
+    its outcome in words."""
     try:
         out = call_runbook(
             offboard,
@@ -335,6 +351,7 @@ def _offboard(f: Finding, *, approval: str, requester: str) -> str:
             reason=f.reason,
             requester=requester,
             review_approval=approval,
+            org=f.org,
         )
     except Exception as exc:  # a subflow that raises is this item's failure
         get_run_logger().error("review: offboarding %s raised: %s", f.subject, exc)

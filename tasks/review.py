@@ -21,7 +21,7 @@ from tasks.backend import roles_by_api
 from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import audit
 
-REPORT_COLUMNS = ("id", "kind", "subject", "project", "group", "detail", "action", "outcome")
+REPORT_COLUMNS = ("id", "kind", "subject", "org", "project", "group", "detail", "action", "outcome")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def read_review_inputs(rt: Runtime, export: list[ConsoleRecord] | None = None) -
         )
         if not has(org, Invitations):
             warnings.append("this org (SCIM only) cannot list invitations: not reviewed")
-        return ReviewInputs(members, [], [], {}, warnings + _other_orgs(rt))
+        return ReviewInputs(members, [], [], {}, warnings)
     warnings = (
         ["--members-export is not needed here (the org's API says last logins): not used"]
         if export is not None
@@ -123,19 +123,7 @@ def read_review_inputs(rt: Runtime, export: list[ConsoleRecord] | None = None) -
                 individual[m.email.lower()] = roles
         else:
             detailed.append(m)
-    return ReviewInputs(detailed, invitations, groups, individual, warnings + _other_orgs(rt))
-
-
-def _other_orgs(rt: Runtime) -> list[str]:
-    """The orgs this review does not cover, said (a removal still leaves every org: the
-    offboarding does)."""
-    others = rt.other_orgs()
-    if not others:
-        return []
-    return [
-        f"only the {rt.settings.org_name} org is reviewed; not {', '.join(others)} (a removal "
-        "approved here offboards the person from every org)"
-    ]
+    return ReviewInputs(detailed, invitations, groups, individual, warnings)
 
 
 @task(name="revoke_review_invitation", cache_policy=UNCACHED)
@@ -170,6 +158,7 @@ def _rows(findings: list[Finding], outcomes: dict[str, str]) -> list[dict[str, s
             "id": f.id,
             "kind": f.kind.value,
             "subject": f.subject,
+            "org": f.org,
             "project": f.project,
             "group": f.group,
             "detail": f.detail,
