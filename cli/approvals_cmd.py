@@ -29,6 +29,16 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _as(email: str) -> str:
+    """The ``--as`` email, normalised; exit 2 with the reason when it is not an email."""
+    from domain.models import _email
+
+    try:
+        return _email(email)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+
 def _services() -> Any:
     from approvals.policy import PolicyError
     from approvals.services import Services
@@ -101,12 +111,8 @@ def approve(
 ) -> None:
     """Decide an approval without Slack."""
     from approvals.handler import DecisionRefused, decide
-    from domain.models import _email
 
-    try:
-        email = _email(as_)
-    except ValueError as e:
-        raise _fail(str(e)) from None
+    email = _as(as_)
     svc = _services()
     try:
         out = decide(

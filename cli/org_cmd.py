@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from cli.approvals_cmd import _fail, _services
+from cli.approvals_cmd import _as, _fail, _services
 
 org_app = typer.Typer(
     help="The org's credentials: whether new runs are held because the org rejected the key.",
@@ -52,13 +52,9 @@ def resume(
     """Ask the org once with the key the settings hold now; accepted, the held runs go on."""
     from approvals.holds import lift_hold
     from connectors.errors import ConnectorError
-    from domain.models import _email
     from tasks.runtime import Runtime
 
-    try:
-        email = _email(as_)
-    except ValueError as e:
-        raise _fail(str(e)) from None
+    email = _as(as_)
     svc = _services()
     org = Runtime.from_settings(svc.settings).org  # the org connector, with the key set now
     try:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.approvals_cmd import _fail, _ledger_after, _services
+from cli.approvals_cmd import _as, _fail, _ledger_after, _services
 
 tasks_app = typer.Typer(
     help="Human tasks: steps no API can do, done by a person in the org's console.",
@@ -65,13 +65,9 @@ def list_tasks(
 
 def _answer(task_id: str, as_: str, *, done: bool, note: str) -> None:
     from approvals.tasks import TaskRefusedInput, decide_task
-    from domain.models import _email
     from domain.tasks import TaskState
 
-    try:
-        email = _email(as_)
-    except ValueError as e:
-        raise _fail(str(e)) from None
+    email = _as(as_)
     try:
         task, message = decide_task(
             _services(),
