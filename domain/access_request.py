@@ -34,7 +34,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from domain.models import AccessRequest, Email, Module, PlainEmail, Role, visible
 
-KEYS = ("email", "projects", "org_role", "modules", "until", "justification", "sow")
+KEYS = ("email", "projects", "org_role", "modules", "until", "justification", "sow", "org")
+_ORG = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 REQUIRED = ("email", "projects")
 TEMPORARY_LABEL = "temporary"
 MAX_VALUE = 2000  # characters in one value; a justification is a few sentences
@@ -254,6 +255,11 @@ def parse_value(key: str, value: str, *, today: date) -> tuple[object, list[str]
     if key == "until":
         until, why = _until(value, today)
         return until, [why] if why else []
+    if key == "org":
+        org = value.strip().lower()
+        if not _ORG.match(org):
+            return None, [f"org '{value.strip()}' is not an org name (e.g. 'org: qa')"]
+        return org, []
     return value.strip(), []
 
 
@@ -321,6 +327,7 @@ def build_request(
             until=values.get("until"),
             justification=values.get("justification") or "",
             sow=values.get("sow") or "",
+            org=values.get("org") or "",
             # An end date is what makes access temporary; the label alone asks for it too.
             temporary=temporary or values.get("until") is not None,
             requester=requester,

@@ -278,6 +278,7 @@ class AccessRequest(Frozen):
     sow: str = ""
     temporary: bool = False
     requester: str | None = None
+    org: str = ""  # the org to join ("": the main one)
 
 
 class Ticket(Frozen):

@@ -147,14 +147,20 @@ def onboard(
     if isinstance(got, dict):
         return got
     request, requester_ = got
+    if request.org and not req.org:  # the ticket names the org to join
+        moved = _to_ticket_org(rt, request, requester_, dry_run=req.dry_run)
+        if isinstance(moved, dict):
+            return moved
+        rt, use_idp = moved, False  # the IdP provisions the main org only
     the_ticket = request.ticket or ""
     if previous_outcome(rt, request.email, the_ticket) is not None:
         log.info("ticket %s was already handled for %s", the_ticket, request.email)
         return outcome(rt, None, status="nothing_to_do", ticket=the_ticket)
     state = _inventory(rt, request.email, the_ticket)
     plan = make_onboarding_plan(request, state, idp_managed=use_idp, now=state.taken_at)
-    if req.org:  # what approvers and the ticket see: which org this is
-        plan = plan.model_copy(update={"warnings": [f"in the {req.org} org", *plan.warnings]})
+    if rt.org_suffix:  # what approvers and the ticket see: which org this is
+        where = f"in the {rt.settings.org_name} org"
+        plan = plan.model_copy(update={"warnings": [where, *plan.warnings]})
     if req.dry_run:
         status = "planned" if plan.outcome is Outcome.READY else plan.outcome.value
         return outcome(
@@ -212,6 +218,27 @@ def _resolve(rt: Runtime, req: OnboardRequest) -> tuple[AccessRequest, str] | di
         reporter = ticket_reporter(rt, req.ticket)
         return _reject(rt, req.ticket, f"ticket:{req.ticket}", got, reporter)
     return got, got.requester or req.requester
+
+
+def _to_ticket_org(
+    rt: Runtime, request: AccessRequest, requester: str, *, dry_run: bool
+) -> Runtime | dict[str, Any]:
+    """The runtime of the org a ticket names, or the ticket's rejection (an unknown org, or
+    temporary access outside the main org: a grant names no org)."""
+    problem = ""
+    try:
+        there = rt.in_org(request.org)
+    except ValueError as e:  # SettingsError: no such org
+        problem = str(e)
+    else:
+        if there is not rt and request.until is not None:
+            problem = "until: temporary access is for the main org only"
+    if not problem:
+        return there
+    problems = _problems_text([problem])
+    if dry_run:
+        return outcome(rt, None, status="rejected", problems=problems, ticket=request.ticket or "")
+    return _reject(rt, request.ticket or "", request.email, problems, requester)
 
 
 def _reject(

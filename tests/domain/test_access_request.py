@@ -122,7 +122,7 @@ def test_every_problem_at_once_with_line_numbers() -> None:
         (
             7,
             "unknown key 'color'; the keys are email, projects, org_role, modules, until, "
-            "justification, sow",
+            "justification, sow, org",
         ),
     ]
     # what goes on the ticket: a heading, then one line per problem

@@ -55,7 +55,7 @@ TODAY = date(2026, 3, 2)
                 "emial",
                 " x",
                 "unknown key 'emial' (did you mean 'email'?); the keys are email, projects, "
-                "org_role, modules, until, justification, sow",
+                "org_role, modules, until, justification, sow, org",
             ),
             id="unknown-with-hint",
         ),
@@ -66,7 +66,7 @@ TODAY = date(2026, 3, 2)
                 "colour",
                 " x",
                 "unknown key 'colour'; the keys are email, projects, org_role, modules, until, "
-                "justification, sow",
+                "justification, sow, org",
             ),
             id="unknown-without-hint",
         ),

@@ -141,3 +141,27 @@ def test_onboarding_into_another_org_refuses_what_only_the_main_org_has(
         _, err = p.communicate(timeout=120)
         assert p.returncode == 2 and says in err, err
     assert stack.writes(seq) == []
+
+
+def test_an_access_request_ticket_names_the_org_to_join(stack: OffboardStack) -> None:
+    from flows.onboard import onboard
+
+    def ticket(description: str) -> str:
+        return stack.rt.tickets.create(
+            project="ACC", issue_type="Access Request", summary="QA access", description=description
+        ).key
+
+    who = "omar.qa@acme.com"
+    good = ticket(f"email: {who}\nprojects: QA=viewer\norg: qa")
+    run = stack.start(onboard, ticket=good)
+    stack.approve_every_seat(stack.paused(who))
+    out = run.wait()
+    assert out["status"] == "done" and out["warnings"][0] == "in the qa org", out
+    assert qa(stack, f"/members/{who}").json()["status"] == "pending"
+    assert stack.member(who) is None
+
+    bad = ticket("email: x.qa@acme.com\nprojects: QA=viewer\norg: staging")
+    res = stack.start(onboard, ticket=bad).wait()
+    assert res["status"] == "rejected" and "unknown org 'staging'" in res["problems"], res
+    comments = stack.get(f"/_sandbox/jira/issues/{bad}")["comments"]
+    assert any("unknown org 'staging'" in c for c in comments), comments
