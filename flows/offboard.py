@@ -215,12 +215,16 @@ def _in_every_other_org(main: Runtime, req: OffboardRequest, out: Outcome) -> Ou
     for name in main.other_orgs():
         if not is_member(main.in_org(name), req.email):
             continue
-        params = req.model_dump(exclude={"receiver", "keep_projects", "org"})
-        theirs = call_runbook(
-            offboard,
-            **{**params, "ticket": out.get("ticket") or req.ticket, "org": name},
-            keep_projects=req.keep_projects,
-        )
+        # The named receiver may not be in that org: its plan picks its own (the manager, else
+        # each project's admin), as any offboarding without --receiver does.
+        params = req.model_dump(exclude={"receiver", "org"})
+        try:
+            theirs = call_runbook(
+                offboard, **{**params, "ticket": out.get("ticket") or req.ticket, "org": name}
+            )
+        except Exception as exc:  # that org's failure, said; the others still go
+            orgs[name] = {"status": "failed", "run_id": "", "failure": str(exc)[:500]}
+            continue
         orgs[name] = {
             "status": str(theirs.get("status", "failed")),
             "run_id": str(theirs.get("run_id", "")),
@@ -229,8 +233,11 @@ def _in_every_other_org(main: Runtime, req: OffboardRequest, out: Outcome) -> Ou
     if not orgs:
         return out
     statuses = [out["status"], *(o["status"] for o in orgs.values())]
-    bad = [f"org {n}: {o['status']} {o['failure']}".strip() for n, o in orgs.items()]
-    bad = [b for b, o in zip(bad, orgs.values(), strict=True) if o["status"] not in GOOD]
+    bad = [
+        f"org {n}: {o['status']} {o['failure']}".strip()
+        for n, o in orgs.items()
+        if o["status"] not in GOOD
+    ]
     status = (
         "partial"
         if bad

@@ -113,8 +113,10 @@ class SubmittedView(BaseModel):
 
     def text(self, block_id: str, action_id: str) -> str:
         """The value typed into one input of the modal (empty when missing)."""
-        values = self.state.get("values", {})
-        field = values.get(block_id, {}).get(action_id, {}) if isinstance(values, dict) else {}
+        # Any shape may come (a forged or broken body): nothing but dicts is followed.
+        values = self.state.get("values")
+        block = values.get(block_id) if isinstance(values, dict) else None
+        field = block.get(action_id) if isinstance(block, dict) else None
         value = field.get("value") if isinstance(field, dict) else None
         return value if isinstance(value, str) else ""
 
