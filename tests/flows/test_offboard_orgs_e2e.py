@@ -165,3 +165,15 @@ def test_an_access_request_ticket_names_the_org_to_join(stack: OffboardStack) ->
     assert res["status"] == "rejected" and "unknown org 'staging'" in res["problems"], res
     comments = stack.get(f"/_sandbox/jira/issues/{bad}")["comments"]
     assert any("unknown org 'staging'" in c for c in comments), comments
+
+
+def test_an_emergency_locks_out_of_every_org(stack: OffboardStack) -> None:
+    """An emergency waits for nobody before the lockout, in each org: the person is gone from
+    the main org and from the QA org, each run with its own post-hoc review."""
+    out = stack.start(
+        email=GINA, reason="security_incident", emergency=True, requester="alice.admin@acme.com"
+    ).wait()
+    assert out["status"] == "done", out
+    assert out["orgs"]["qa"]["status"] == "done", out["orgs"]
+    assert stack.member(GINA) is None
+    assert qa(stack, f"/members/{GINA}").status_code == 404
