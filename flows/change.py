@@ -155,7 +155,7 @@ def change_access(
     plan = (
         make_change_plan(member, groups, all_projects, domain_req, idp=read_idp_view(rt, member))
         if by_api
-        else make_console_change_plan(members[req.email], domain_req)  # SCIM only: a task
+        else make_console_change_plan(member, domain_req)  # SCIM only: a task
     )
     if plan.blockers:
         # An unknown member or project is bad input: nothing was written (exit 2).

@@ -82,14 +82,20 @@ def read_idp_view(rt: Runtime, member: Member | None) -> IdpView | None:
     """What the IdP says of an IdP-managed member (None: not IdP-managed, or no IdP user)."""
     if member is None or not member.idp_managed:
         return None
-    user = rt.idp.find_user(member.email)
-    if user is None:
+    user_id, groups = read_idp_identity.fn(rt, member.email)
+    if not user_id:
         return None
     return IdpView(
-        user_id=user.id,
-        groups={g.name: g.id for g in rt.idp.groups_of(user.id)},
+        user_id=user_id,
+        groups={g.name: g.id for g in groups},
         mapped={g.name: g.id for g in rt.idp.list_groups() if is_mapped_idp_group(g.name)},
     )
+
+
+def mapped_groups_of(rt: Runtime, email: str) -> list[str]:
+    """The mapped (``amplitude-…``) IdP groups ``email``'s IdP user is still in, by name."""
+    _, groups = read_idp_identity.fn(rt, email)
+    return sorted(g.name for g in groups if is_mapped_idp_group(g.name))
 
 
 @executor(ChangeStep)
@@ -232,8 +238,7 @@ def verify_email_change(rt: Runtime, old: Member, new_email: str) -> dict[str, s
             f"missing {sorted(m.value for m in set(old.modules) - set(new.modules))}",
         )
     check("old_removed", org.get_member(old.email) is None, f"{old.email} is still in the org")
-    _, groups = read_idp_identity.fn(rt, old.email)
-    mapped = sorted(g.name for g in groups if is_mapped_idp_group(g.name))
+    mapped = mapped_groups_of(rt, old.email)
     check("old_out_of_idp_groups", not mapped, f"{old.email} is still in the IdP groups {mapped}")
     if has(org, AssetOwnership):
         left = org.list_assets(owner=old.email) + org.list_assets(former_owner=old.email)
@@ -264,7 +269,6 @@ def verify_console_email_change(
         "new_in_org": "pass" if org.get_member(new) is not None else f"fail: {new} is not in it",
         "old_removed": "pass" if org.get_member(old) is None else f"fail: {old} is still in it",
     }
-    _, groups = read_idp_identity.fn(rt, old)
-    mapped = sorted(g.name for g in groups if is_mapped_idp_group(g.name))
+    mapped = mapped_groups_of(rt, old)
     out["old_out_of_idp_groups"] = "pass" if not mapped else f"fail: still in {mapped}"
     return out | task_checks(rt, plan.steps, case_id)

@@ -16,7 +16,6 @@ from typing import Any
 
 from prefect import task
 
-from approvals.tasks import Where, open_task
 from connectors.capabilities import ModuleAccess, ProjectAccess, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain import blocks
@@ -164,8 +163,9 @@ def _by_task(c: OnCase, action: ExpiryAction) -> tuple[str, str]:
         grants=", ".join(map(str, action.grant_ids)),
         ended=action.ends_at.isoformat(timespec="minutes"),
     )
-    where = Where(RUNBOOK, action.subject, c.case_id, action.ticket)
-    filed = open_task(c.rt, where, step_id=f"task:{action.key}", task=task, flow_run_id="")
+    filed = c.file_task(
+        RUNBOOK, f"task:{action.key}", task, subject=action.subject, ticket=action.ticket
+    )
     if filed.state is TaskState.DONE:
         return "attested" + (f"; {left}" if left else ""), filed.attestation()
     if filed.state is TaskState.CANT:

@@ -18,7 +18,6 @@ from typing import Any
 from prefect import task
 from sqlalchemy import select
 
-from approvals.tasks import Where, open_task
 from connectors.capabilities import Invitations, has, require
 from connectors.errors import ConnectorError, NotFoundError
 from domain.invitations import Action, ActionKind, invitation_key
@@ -191,8 +190,7 @@ def _review_in_console(c: OnCase, action: Action) -> Applied:
     if step in c.done:
         return Applied("noop(reviewed already)", [], str(c.done[step]["detail"]["attested"]))
     task = review_invitations_task(action.key)
-    where = Where(RUNBOOK, CASE_SUBJECT, c.case_id)
-    filed = open_task(c.rt, where, step_id=step, task=task, flow_run_id="")
+    filed = c.file_task(RUNBOOK, step, task, subject=CASE_SUBJECT)
     if filed.state is TaskState.OPEN:
         return Applied(f"waiting(task {filed.id} open)", [f"task {filed.id} for the console"])
     if filed.state is TaskState.CANT:

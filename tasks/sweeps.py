@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from approvals.tasks import Where, open_task
 from domain.records import AuditEvent
+from domain.steps import HumanTask
+from domain.tasks import TaskRecord
 from ledger.audit import append
 from ledger.cases import done_steps, mark_done, sweep_case_id
 from tasks.runtime import Runtime
@@ -112,6 +115,15 @@ class OnCase:
         return OnCase(
             self.rt, self.case_id, self.flow_run_id, done_steps(self.rt.ledger, self.case_id)
         )
+
+    def file_task(
+        self, runbook: str, step: str, task: HumanTask, *, subject: str, ticket: str = ""
+    ) -> TaskRecord:
+        """A person's task for ``step`` on the sweep's case, filed and posted once; as it is now.
+        Nobody waits on it (no flow run takes it over: a sweep ends, the next one reads its
+        answer), so a Can't do stays one until a person answers again."""
+        where = Where(runbook, subject, self.case_id, ticket)
+        return open_task(self.rt, where, step_id=step, task=task, flow_run_id="")
 
     def mark(self, step: str, effect: str, detail: dict[str, Any] | None = None) -> bool:
         """Mark ``step`` done (False: it was already)."""
