@@ -8,8 +8,7 @@ From then on every run would fail at its first org call with the same 401. Inste
   ``org.credentials_rejected`` and IT is told once in ``#it-access`` — that run stops at its
   safe point as any failing run does;
 - every runbook run that starts while the hold is on (:func:`wait_while_held`) pauses before
-  it reads anything, as a run waiting for an approval does (Prefect state *Paused*, crash-safe:
-  a run killed there starts again and pauses again);
+  it reads anything, as a run waiting for an approval does (Prefect state *Paused*);
 - a person replaces the key and runs ``handover org resume`` (:func:`lift_hold`): the org is
   asked once with the key the settings now hold; still refused, the hold stays and the command
   says so; accepted, the hold is lifted (audited ``org.credentials_restored`` with who did it)

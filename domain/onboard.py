@@ -45,6 +45,7 @@ member (:func:`existing_member_plan`), then one way of provisioning (:func:`prov
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -190,6 +191,17 @@ class OnboardPlan(RunbookPlan[OnboardStep]):
         if self.until:
             parts.append(f"until {self.until}")
         return "; ".join(parts)
+
+
+def approving_admins(projects: Iterable[Project], *choices: Iterable[str]) -> tuple[str, ...]:
+    """The admins of the first of ``choices`` (lists of project names) whose projects have
+    any: the production projects asked for, else every project asked for."""
+    by_name = {p.name: p for p in projects}
+    for names in choices:
+        found = tuple(dict.fromkeys(a for n in names if n in by_name for a in by_name[n].admins))
+        if found:
+            return found
+    return ()
 
 
 def org_group(role: Role) -> str:

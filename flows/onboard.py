@@ -30,6 +30,7 @@ from domain.onboard import (
     OnboardState,
     OnboardStepKind,
     Outcome,
+    approving_admins,
     make_onboarding_plan,
 )
 from domain.policy import ApprovalContext
@@ -268,12 +269,7 @@ def approval_context(
     invitation (it grants nothing new)."""
     if all(s.kind is OnboardStepKind.RESEND_INVITATION for s in plan.steps):
         return None
-    by_name = {p.name: p for p in state.projects}
-
-    def admins_of(names: list[str]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(a for p in names if p in by_name for a in by_name[p].admins))
-
-    admins = admins_of(plan.production_projects) or admins_of(list(plan.projects))
+    admins = approving_admins(state.projects, plan.production_projects, plan.projects)
     return ApprovalContext(
         runbook=RUNBOOK,
         subject=plan.subject,

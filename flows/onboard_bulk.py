@@ -31,7 +31,7 @@ from prefect.artifacts import create_table_artifact
 
 from approvals.gate import PlanSummary
 from domain.bulk import BatchPlan, BatchRow, parse_bulk_csv, settle_pending
-from domain.onboard import OnboardPlan, OnboardState, make_onboarding_plan
+from domain.onboard import OnboardPlan, OnboardState, approving_admins, make_onboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import call_runbook
 from domain.steps import HumanTask
@@ -105,7 +105,8 @@ def _apply_row(
 ) -> dict[str, Any]:
     """Apply, verify and record one row (in a worker thread) on its own case, the batch's
     approval standing for the row's; never raises. A row with a human task runs as its own
-    flow run (:func:`onboard_row`): two rows pausing in one flow run would wake each other."""
+    flow run (:func:`onboard_row`), since a flow run pauses as a whole: each row waits on its
+    own task, every row's task open at once."""
     plan = r.plan
     assert plan is not None
     effects: dict[str, str] = {}
@@ -170,17 +171,10 @@ def _approval(batch: BatchPlan, states: dict[str, OnboardState], requester: str)
     """What the policy decides the batch on: the union of what the rows ask (production roles,
     the highest org role, modules; the admins of the production projects asked for)."""
     first = next(iter(states.values()))
-    by_name = {p.name: p for p in first.projects}
-    prod = batch.project_names(production=True)
-    admins = tuple(
-        dict.fromkeys(a for n in prod if n in by_name for a in by_name[n].admins)
-    ) or tuple(
-        dict.fromkeys(
-            a
-            for n in batch.project_names(production=False)
-            if n in by_name
-            for a in by_name[n].admins
-        )
+    admins = approving_admins(
+        first.projects,
+        batch.project_names(production=True),
+        batch.project_names(production=False),
     )
     return ApprovalContext(
         runbook=RUNBOOK,
