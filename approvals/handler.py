@@ -2,9 +2,12 @@
 and a wake-up of the paused flow run.
 
 The handler does not decide whether a decision counts — the flow does, with the policy — it
-records what was said, by whom, about which plan, and wakes the flow. A repeated click is stored
-once; a decision on a closed approval is refused; a flow that is not paused (already resumed,
-between pauses, paused without its input schema yet, or gone) is handled without error.
+records what was said, by whom (and how that person was authenticated), about which plan, and
+wakes the flow. Every channel names the plan hash its person was shown: a decision for any other
+hash than the approval's current one is refused (the plan changed since: look again). A repeated
+click is stored once; a decision on a closed approval is refused; a flow that is not paused
+(already resumed, between pauses, paused without its input schema yet, or gone) is handled
+without error.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
 from domain import blocks
+from domain.identity import Verified
 from domain.records import ApprovalRequest, ApprovalState, AuditEvent, Decision
 from ledger.approvals import add_decision, get_approval
 from ledger.audit import append
@@ -44,15 +48,19 @@ def record_decision(
     *,
     approver: str,
     decision: str,
-    plan_hash: str | None = None,
+    plan_hash: str,
+    verified: Verified,
     channel: str = "slack",
     comment: str = "",
 ) -> DecisionOutcome:
     """Store a decision (once per person, answer and plan) in the ledger and the audit log.
 
+    ``plan_hash``: the hash of the plan the person was shown (the whole hash, or the first 12
+    characters every channel shows); ``verified``: how the person was authenticated.
+
     Raises:
-        DecisionRefused: unknown approval, a closed approval, or a decision other than
-            ``approve``/``deny``.
+        DecisionRefused: unknown approval, a closed approval, a decision other than
+            ``approve``/``deny``, or a plan hash that is not the approval's current one.
     """
     if decision not in ("approve", "deny"):
         raise DecisionRefused(f"decision must be approve or deny, not {decision!r}")
@@ -62,13 +70,20 @@ def record_decision(
         raise DecisionRefused(f"no approval {approval_id}") from None
     if appr.state is not ApprovalState.PENDING:
         raise DecisionRefused(f"approval {approval_id} is already {appr.state.value}")
+    shown = plan_hash.strip().lower()
+    if len(shown) < 12 or not appr.plan_hash.startswith(shown):
+        raise DecisionRefused(
+            f"approval {approval_id} is for plan {appr.plan_hash[:12]} now, not the plan "
+            f"{shown[:12] or '(none)'} you were shown: the plan changed, look at it again"
+        )
     d = Decision(
         approver=approver.strip().lower(),
         decision=decision,
         at=svc.clock(),
-        plan_hash=plan_hash or appr.plan_hash,
+        plan_hash=appr.plan_hash,
         comment=comment[:2000],
         channel=channel,
+        auth=verified.method,
     )
     added = add_decision(svc.ledger, approval_id, d)
     if added:
@@ -83,7 +98,7 @@ def record_decision(
                 ticket=appr.ticket,
                 plan_hash=d.plan_hash,
                 effect=decision,
-                after={"channel": channel},
+                after={"channel": channel, **verified.audit()},
             ),
             now=d.at,
         )
@@ -197,7 +212,8 @@ def decide(
     *,
     approver: str,
     decision: str,
-    plan_hash: str | None = None,
+    plan_hash: str,
+    verified: Verified,
     channel: str = "cli",
     comment: str = "",
     ref: MessageRef | None = None,
@@ -209,6 +225,7 @@ def decide(
         approver=approver,
         decision=decision,
         plan_hash=plan_hash,
+        verified=verified,
         channel=channel,
         comment=comment,
     )

@@ -33,6 +33,7 @@ from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
 from domain import blocks
+from domain.identity import Verified
 from domain.policy import task_assignees
 from domain.records import AuditEvent
 from domain.steps import HumanTask
@@ -227,7 +228,14 @@ def await_task(
 
 
 def decide_task(
-    svc: Services, task_id: str, *, by: str, state: TaskState, note: str = "", channel: str = "cli"
+    svc: Services,
+    task_id: str,
+    *,
+    by: str,
+    state: TaskState,
+    verified: Verified,
+    note: str = "",
+    channel: str = "cli",
 ) -> tuple[TaskRecord, str]:
     """Record Done or Can't do for ``task_id`` by ``by`` (an assignee), once, then tell and
     wake (:func:`announce_answer`); the task and what happened, in words.
@@ -235,7 +243,9 @@ def decide_task(
     Raises:
         TaskRefusedInput: as :func:`record_answer`.
     """
-    task, closed = record_answer(svc, task_id, by=by, state=state, note=note, channel=channel)
+    task, closed = record_answer(
+        svc, task_id, by=by, state=state, verified=verified, note=note, channel=channel
+    )
     if not closed:
         return task, f"already {task.state.value} by {task.decided_by}"
     return task, f"recorded; flow {announce_answer(svc, task)}"
@@ -283,7 +293,14 @@ def ask_why(svc: Services, task_id: str, *, by: str, trigger_id: str) -> str:
 
 
 def record_answer(
-    svc: Services, task_id: str, *, by: str, state: TaskState, note: str = "", channel: str = "cli"
+    svc: Services,
+    task_id: str,
+    *,
+    by: str,
+    state: TaskState,
+    verified: Verified,
+    note: str = "",
+    channel: str = "cli",
 ) -> tuple[TaskRecord, bool]:
     """Store Done or Can't do for ``task_id`` by ``by`` (an assignee) in the ledger and the
     audit log, once; the task, and whether this answer closed it.
@@ -306,7 +323,7 @@ def record_answer(
             task,
             on_behalf_of=by,
             effect=state.value,
-            after={"note": task.note, "channel": channel},
+            after={"note": task.note, "channel": channel, **verified.audit()},
         )
     return task, closed
 

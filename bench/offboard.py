@@ -41,6 +41,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
+from domain.identity import SELF_DECLARED  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -104,7 +105,14 @@ def run(url: str, rt: Any, args: argparse.Namespace) -> None:
         while not stop.is_set():
             for a in list_approvals(rt.ledger, state=ApprovalState.PENDING):
                 if not a.decisions:
-                    decide(svc, a.id, approver="hr.partner@acme.com", decision="approve")
+                    decide(
+                        svc,
+                        a.id,
+                        approver="hr.partner@acme.com",
+                        decision="approve",
+                        plan_hash=a.plan_hash,
+                        verified=SELF_DECLARED,
+                    )
             time.sleep(0.05)
 
     threading.Thread(target=approver, daemon=True).start()

@@ -62,6 +62,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
+from domain.identity import SELF_DECLARED  # noqa: E402
 
 ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
 HR = "hr.partner@acme.com"  # the termination rule's approver (group hr)
@@ -325,7 +326,14 @@ def approve_batch(svc: Any, stop: threading.Event, seen: list[tuple[str, float]]
                     continue
                 state = client.read_flow_run(UUID(a.flow_run_id)).state
                 if state is not None and state.is_paused():
-                    decide(svc, a.id, approver=HR, decision="approve")
+                    decide(
+                        svc,
+                        a.id,
+                        approver=HR,
+                        decision="approve",
+                        plan_hash=a.plan_hash,
+                        verified=SELF_DECLARED,
+                    )
                     done.add(a.id)
                     seen.append((a.subject, time.time()))
             time.sleep(0.2)

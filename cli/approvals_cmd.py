@@ -111,15 +111,23 @@ def approve(
 ) -> None:
     """Decide an approval without Slack."""
     from approvals.handler import DecisionRefused, decide
+    from domain.identity import SELF_DECLARED
+    from ledger.approvals import get_approval
 
     email = _as(as_)
     svc = _services()
+    try:
+        shown = get_approval(svc.ledger, approval_id).plan_hash
+    except KeyError:
+        raise _fail(f"no approval {approval_id}") from None
     try:
         out = decide(
             svc,
             approval_id,
             approver=email,
             decision="deny" if deny else "approve",
+            plan_hash=shown,
+            verified=SELF_DECLARED,
             channel="cli",
             comment=comment,
         )

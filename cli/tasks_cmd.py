@@ -65,6 +65,7 @@ def list_tasks(
 
 def _answer(task_id: str, as_: str, *, done: bool, note: str) -> None:
     from approvals.tasks import TaskRefusedInput, decide_task
+    from domain.identity import SELF_DECLARED
     from domain.tasks import TaskState
 
     email = _as(as_)
@@ -74,6 +75,7 @@ def _answer(task_id: str, as_: str, *, done: bool, note: str) -> None:
             task_id,
             by=email,
             state=TaskState.DONE if done else TaskState.CANT,
+            verified=SELF_DECLARED,
             note=note,
         )
     except TaskRefusedInput as e:

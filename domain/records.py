@@ -80,6 +80,7 @@ class Decision(BaseModel):
     plan_hash: str
     comment: str = ""
     channel: str = "slack"  # slack | cli
+    auth: str = ""  # how the approver was authenticated (domain.identity)
     counted: bool = False
     reason: str = ""  # why it did not count
 

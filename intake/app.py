@@ -52,6 +52,7 @@ from domain.blocks import (
     parse_decision_value,
 )
 from domain.expiry import EXTEND_ACTION, parse_extend_value
+from domain.identity import SLACK, Verified
 from domain.records import GrantStatus
 from domain.tasks import TaskState
 from intake.hooks import hr_router
@@ -290,6 +291,7 @@ def create_intake(
                 approver=approver,
                 decision=decision,
                 plan_hash=plan_hash,
+                verified=Verified(SLACK, subject=payload.user.id),
                 channel="slack",
             )
         except DecisionRefused as exc:
@@ -313,7 +315,12 @@ def create_intake(
             return refuse(403, "this Slack user has no email Handover knows")
         try:
             task, closed = record_answer(
-                svc, action.value, by=who, state=TaskState.DONE, channel="slack"
+                svc,
+                action.value,
+                by=who,
+                state=TaskState.DONE,
+                verified=Verified(SLACK, subject=payload.user.id),
+                channel="slack",
             )
         except TaskRefusedInput as exc:
             return JSONResponse({"ok": True, "recorded": False, "message": str(exc)})
@@ -349,6 +356,7 @@ def create_intake(
                 sent.view.private_metadata,
                 by=who,
                 state=TaskState.CANT,
+                verified=Verified(SLACK, subject=sent.user.id),
                 note=reason,
                 channel="slack",
             )

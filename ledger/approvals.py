@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -49,6 +58,8 @@ class DecisionRow(LedgerBase):
     plan_hash: Mapped[str] = mapped_column(String(64))
     comment: Mapped[str] = mapped_column(String(2000), default="")
     channel: Mapped[str] = mapped_column(String(16), default="slack")
+    # How the approver was authenticated (domain.identity); added after the first ledgers.
+    auth: Mapped[str] = mapped_column(String(32), default="", server_default=text("''"))
     counted: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str] = mapped_column(String(300), default="")
 

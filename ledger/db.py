@@ -114,6 +114,7 @@ class LedgerDB:
         from ledger import approvals, audit, cases, events, grants, holds, replay, tasks  # noqa: F401
 
         LedgerBase.metadata.create_all(self.engine)
+        self._add_new_columns()
         # The chain head exists before any append: two first appends in two processes would
         # otherwise both try to create it (PostgreSQL has no row to lock yet).
         from sqlalchemy.exc import IntegrityError
@@ -124,6 +125,36 @@ class LedgerDB:
                     s.add(audit.ChainHead(id=1, seq=0, hash=audit.GENESIS))
         except IntegrityError:
             pass  # another process created it first
+
+    def _add_new_columns(self) -> None:
+        """Add the columns a newer Handover declares to a ledger an older one created.
+
+        ``create_all`` makes missing tables only. Every column added since is additive and
+        has a server-side default, so adding it in place keeps every row valid (a ledger is
+        never rewritten).
+        """
+        from sqlalchemy import inspect, text
+
+        insp = inspect(self.engine)
+        missing = [
+            (table.name, col)
+            for table in LedgerBase.metadata.sorted_tables
+            for col in table.columns
+            if col.server_default is not None
+            and col.name not in {c["name"] for c in insp.get_columns(table.name)}
+        ]
+        if not missing:  # the usual case: no write transaction (SQLite's lock) is taken
+            return
+        with self.engine.begin() as conn:
+            for table_name, col in missing:
+                ddl = col.type.compile(dialect=self.engine.dialect)
+                default = col.server_default.arg  # type: ignore[union-attr]
+                conn.execute(
+                    text(
+                        f"ALTER TABLE {table_name} ADD COLUMN {col.name} {ddl} "
+                        f"DEFAULT {default!s} NOT NULL"
+                    )
+                )
 
     @property
     def is_postgres(self) -> bool:

@@ -96,26 +96,25 @@ def test_forged_stale_and_replayed_clicks_are_refused_and_change_nothing(stack: 
     assert len(get_approval(stack.svc.ledger, appr.id).decisions) == 1
 
 
-def test_an_old_plan_is_ignored_and_a_double_click_counts_once(stack: Stack) -> None:
+def test_another_plan_is_refused_and_a_double_click_counts_once(stack: Stack) -> None:
     run = stack.start(**PROD_GRANT)
     appr = stack.paused(PROD_GRANT["subject"])
     old = stack.click(appr, "alice.admin@acme.com", plan_hash="b" * 64)
-    assert old.status_code == 200 and old.json()["recorded"] is True
+    assert old.status_code == 200 and old.json()["recorded"] is False
+    assert "the plan changed" in old.json()["message"]
     first = stack.click(appr, "sec.lead@acme.com")
     again = stack.click(appr, "sec.lead@acme.com")
     assert first.json()["recorded"] is True, first.text
     assert again.json().get("recorded") is False, again.text
     stack.settled(appr, run)
-    assert run.thread.is_alive()  # alice's approval named another plan: not counted
+    assert run.thread.is_alive()  # alice's click named another plan: nothing recorded
     stack.click(appr, "alice.admin@acme.com")
     assert run.wait() == "approved"
     final = get_approval(stack.svc.ledger, appr.id)
-    assert [(d.approver, d.counted) for d in final.decisions] == [
-        ("alice.admin@acme.com", False),
-        ("sec.lead@acme.com", True),
-        ("alice.admin@acme.com", True),
+    assert [(d.approver, d.counted, d.auth) for d in final.decisions] == [
+        ("sec.lead@acme.com", True, "slack"),
+        ("alice.admin@acme.com", True, "slack"),
     ]
-    assert final.decisions[0].reason == "decided an older plan"
 
 
 def test_timeout_escalates_to_the_fallback_then_auto_denies(stack: Stack) -> None:

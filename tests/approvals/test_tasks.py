@@ -22,6 +22,7 @@ from approvals.tasks import (
     escalate_open_tasks,
     open_task,
 )
+from domain.identity import SELF_DECLARED
 from domain.steps import HumanTask, TaskKind
 from domain.tasks import TaskState
 from ledger import tasks as store
@@ -65,12 +66,20 @@ def test_a_task_is_posted_once_to_each_assignee_and_answered_once(stack: Stack) 
     assert first.id == again.id and first.assignees == [ALICE, RAJ]
     assert [r["email"] for r in again.slack_refs] == [ALICE, RAJ]  # no ticket: no comment
     with pytest.raises(TaskRefusedInput, match="not an assignee"):
-        decide_task(svc, first.id, by="dana.sole@acme.com", state=TaskState.DONE)
+        decide_task(
+            svc, first.id, by="dana.sole@acme.com", state=TaskState.DONE, verified=SELF_DECLARED
+        )
     with pytest.raises(TaskRefusedInput, match="say why"):
-        decide_task(svc, first.id, by=ALICE, state=TaskState.CANT, note="  ")
-    task, said = decide_task(svc, first.id, by=RAJ, state=TaskState.DONE, note="did it")
+        decide_task(
+            svc, first.id, by=ALICE, state=TaskState.CANT, verified=SELF_DECLARED, note="  "
+        )
+    task, said = decide_task(
+        svc, first.id, by=RAJ, state=TaskState.DONE, verified=SELF_DECLARED, note="did it"
+    )
     assert task.state is TaskState.DONE and said.startswith("recorded; flow no flow run")
-    task, said = decide_task(svc, first.id, by=ALICE, state=TaskState.CANT, note="no")
+    task, said = decide_task(
+        svc, first.id, by=ALICE, state=TaskState.CANT, verified=SELF_DECLARED, note="no"
+    )
     assert task.decided_by == RAJ and said == f"already done by {RAJ}"
 
 
@@ -96,7 +105,7 @@ def test_an_open_task_is_escalated_once_after_the_policys_hours(stack: Stack) ->
     for person in (gov, ALICE, RAJ):
         texts = [m["text"] for m in stack.dms(person)]
         assert f"Still open after {hours} h: Transfer" in texts, (person, texts)
-    done, _ = decide_task(svc, task.id, by=ALICE, state=TaskState.DONE)
+    done, _ = decide_task(svc, task.id, by=ALICE, state=TaskState.DONE, verified=SELF_DECLARED)
     assert done.state is TaskState.DONE
     # Every message of the task, the reminders too, says who answered.
     assert [m["text"] for m in stack.dms(ALICE)[before:]] == [f"Done by {ALICE}"]

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from approvals.handler import decide
 from cli.deploy import PREFECT_YAML, deploy_all
 from cli.recover import AUTOMATION, ensure_crash_detection, resume_crashed
+from domain.identity import SELF_DECLARED
 from ledger.approvals import list_approvals
 from ledger.audit import AuditRow
 from tests.cli.deploy_stack import DeployStack, wait_for
@@ -74,7 +75,14 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(stack: Dep
     w.proc.wait()
     t_kill = time.monotonic()
     # HR approves meanwhile: recorded in the ledger; there is no process to wake.
-    decide(svc, appr.id, approver="hr.partner@acme.com", decision="approve")
+    decide(
+        svc,
+        appr.id,
+        approver="hr.partner@acme.com",
+        decision="approve",
+        plan_hash=appr.plan_hash,
+        verified=SELF_DECLARED,
+    )
 
     crashed = wait_for(
         "the automation to mark the run Crashed",

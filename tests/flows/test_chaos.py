@@ -36,6 +36,7 @@ from approvals.handler import decide
 from approvals.services import Services
 from approvals.watchdog import sweep
 from connectors.settings import Settings
+from domain.identity import SELF_DECLARED
 from domain.records import ApprovalState
 from ledger.approvals import list_approvals
 from ledger.audit import AuditRow, verify
@@ -105,6 +106,7 @@ def _approver(svc: Services, deny: set[str], stop: threading.Event) -> None:
                         approver=HR if a.runbook == "offboard" else IT,
                         decision="deny" if a.subject in deny else "approve",
                         plan_hash=a.plan_hash,
+                        verified=SELF_DECLARED,
                     )
             sweep(svc)
         except Exception as exc:  # a fault on the way: the next round tries again

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from approvals.tasks import decide_task
+from domain.identity import SELF_DECLARED
 from domain.tasks import TaskState
 from ledger.tasks import get_task
 from sandbox.app import create_app
@@ -88,7 +89,9 @@ def offboarded(
         task = stack.task_waiting(DANA, "rotate_keys")
         for key in stack.get("/admin/v1/api-keys", manager=DANA)["api_keys"]:
             stack.console("POST", f"/api-keys/{key['id']}/rotate", ALICE)
-        _, said = decide_task(stack.svc, task.id, by=ALICE, state=TaskState.DONE)
+        _, said = decide_task(
+            stack.svc, task.id, by=ALICE, state=TaskState.DONE, verified=SELF_DECLARED
+        )
 
         result = run.wait()
         yield Offboarded(stack, result, member, [out, said])
@@ -184,7 +187,9 @@ def test_only_an_assignee_answers_and_cant_needs_a_reason(
     again = scim.start(email=DANA, reason="termination", requester=HR)
     task = scim.task_waiting(DANA, "replace_sole_admin")
     assert task.decided_by == "" and task.note == ""
-    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.CANT, note="still gone")
+    decide_task(
+        scim.svc, task.id, by=ALICE, state=TaskState.CANT, verified=SELF_DECLARED, note="still gone"
+    )
     assert again.wait()["status"] == "blocked"
 
 
@@ -228,19 +233,26 @@ def test_an_emergency_locks_out_at_the_idp_first_and_removes_once_no_sole_admin(
     assert not [p for _, p in writes if p.startswith("/admin/")], "SCIM only: no admin API"
     for key in scim.get("/admin/v1/api-keys", manager=DANA)["api_keys"]:
         scim.console("POST", f"/api-keys/{key['id']}/revoke", ALICE)
-    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE)
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, verified=SELF_DECLARED)
     # She is Development's only Admin, which SCIM cannot tell: the org would refuse her
     # removal, so it waits for the replacement (it failed half-done before).
     task = scim.task_waiting(DANA, "replace_sole_admin")
     assert scim.member(DANA) is not None
     scim.console("PUT", f"/members/{SOFIA}/projects/Development", ALICE, json={"role": "admin"})
-    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE)
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, verified=SELF_DECLARED)
     task = scim.task_waiting(DANA, "transfer_content")
     assert scim.member(DANA) is None  # removed before the transfer: an emergency
     scim.console("POST", "/assets/bulk-transfer", ALICE, json={"from": DANA, "to": SOFIA})
-    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE)
+    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, verified=SELF_DECLARED)
     task = scim.task_waiting(DANA, "export_activity")
-    decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, note="attached to the ticket")
+    decide_task(
+        scim.svc,
+        task.id,
+        by=ALICE,
+        state=TaskState.DONE,
+        verified=SELF_DECLARED,
+        note="attached to the ticket",
+    )
     res = run.wait()
     assert res["status"] == "done", res
     checks = res["verification"]
@@ -267,10 +279,24 @@ def test_a_bulk_offboarding_waits_for_each_leavers_tasks(scim: OffboardStack) ->
                 scim.console(
                     "POST", "/assets/bulk-transfer", ALICE, json={"from": person, "to": SOFIA}
                 )
-            decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, note="checked")
+            decide_task(
+                scim.svc,
+                task.id,
+                by=ALICE,
+                state=TaskState.DONE,
+                verified=SELF_DECLARED,
+                note="checked",
+            )
         task = scim.task_waiting(person, "rotate_keys")
         assert scim.member(person) is None
-        decide_task(scim.svc, task.id, by=ALICE, state=TaskState.DONE, note="no keys")
+        decide_task(
+            scim.svc,
+            task.id,
+            by=ALICE,
+            state=TaskState.DONE,
+            verified=SELF_DECLARED,
+            note="no keys",
+        )
     res = run.wait(timeout=300)
     assert res["status"] == "done", res
     assert res["counts"] == {"done": 2}, res["members"]

@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from approvals.handler import decide
 from cli.main import app as cli
+from domain.identity import SELF_DECLARED
 from domain.records import ApprovalRequest, ApprovalState
 from ledger.approvals import list_approvals
 from ledger.audit import export, records, verify
@@ -483,7 +484,14 @@ def test_a_run_killed_after_the_transfers_converges_when_run_again(
         appr = stack.paused(DANA, timeout=180)
         # Slow every API call down so the kill lands right after the transfer step.
         httpx.put(f"{stack.url}/_sandbox/faults", json={"latency_ms": 150}, timeout=10)
-        decide(stack.svc, appr.id, approver=SOFIA, decision="approve")
+        decide(
+            stack.svc,
+            appr.id,
+            approver=SOFIA,
+            decision="approve",
+            plan_hash=appr.plan_hash,
+            verified=SELF_DECLARED,
+        )
         (case,) = stack.cases()
         deadline = time.monotonic() + 60
         while kill_after not in stack.done(case["id"]):
