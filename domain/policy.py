@@ -75,6 +75,8 @@ class Policy(BaseModel):
     escalate_after_hours: float = Field(12, gt=0)
     reminder_days: list[int] = Field(default_factory=lambda: [3, 1])
     task_group: str | None = None  # who does human tasks; default the fallback group
+    # How long an access review's approval of an item stands for its offboarding.
+    review_approval_max_days: int = Field(14, gt=0, le=90)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:

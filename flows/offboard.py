@@ -56,7 +56,9 @@ class OffboardRequest(BaseModel):
     keep_projects: list[str] = Field(default_factory=list, max_length=50)
     dry_run: bool = False
     requester: str = Field("operator", max_length=320)
-    review_approval: str = Field("", max_length=40)  # an approved access review covering them
+    # An access review's approval and its item about this person (ledger.reviews): both or none.
+    review_approval: str = Field("", max_length=40)
+    review_item: str = Field("", max_length=80)
     org: str = Field("", max_length=31)  # one org only ("": the main one, then every other)
 
     @property
@@ -86,6 +88,13 @@ class OffboardRequest(BaseModel):
             raise ValueError("--keep-project only applies to reason role_change")
         if self.receiver and self.receiver == self.email:
             raise ValueError("the receiver cannot be the person leaving")
+        if bool(self.review_approval) != bool(self.review_item):
+            raise ValueError(
+                "a review approval stands only with the review item it approved "
+                "(review_approval and review_item together)"
+            )
+        if self.review_approval and self.emergency:
+            raise ValueError("an emergency needs no review approval")
         return self
 
     def options(self) -> Options:
@@ -113,8 +122,18 @@ class OffboardRequest(BaseModel):
         """An approved access review that stands for the gate, if one is named."""
         if not self.review_approval:
             return None
-        approval_id, email = self.review_approval, self.email
-        return Standing(approval_id, lambda: review_approvers(rt.ledger, approval_id, email))
+        approval_id, item, email, org = (
+            self.review_approval,
+            self.review_item,
+            self.email,
+            self.org,
+        )
+        return Standing(
+            approval_id,
+            lambda case: review_approvers(
+                rt, approval_id, item, email=email, org=org, case_id=case.id
+            ),
+        )
 
 
 def _open_case(rt: Runtime, req: OffboardRequest) -> Case:
@@ -181,13 +200,15 @@ def offboard(
     dry_run: bool = False,
     requester: str = "operator",
     review_approval: str = "",
+    review_item: str = "",
     org: str = "",
 ) -> dict[str, Any]:
     """Offboard one person (the parameters are :class:`OffboardRequest`'s).
 
     ``receiver`` defaults to the manager, else each project admin; ``keep_projects`` (with
-    role_change) narrows access instead of removing; ``review_approval``, an approved access
-    review covering this person, stands for the approval; ``dry_run`` only plans.
+    role_change) narrows access instead of removing; ``review_approval`` with ``review_item``,
+    an access review's approved item about this person, recent and not used by another case,
+    stands for the approval (anything else is refused); ``dry_run`` only plans.
 
     Returns:
         The outcome (``--json``): status done | planned | denied | blocked | failed |
@@ -275,6 +296,17 @@ def _offboard_in(rt: Runtime, req: OffboardRequest) -> Outcome:
         # worker died must not ask again (a new request comes with a new ticket).
         log.warning("offboarding of %s under %s was %s", req.email, req.ticket, refused.outcome)
         return finish(outcome(rt, plan, status="denied", ticket=req.ticket))
+    if req.review_approval:  # refused before a case or a ticket is opened for it
+        earlier = open_case_of(rt, req.runbook, req.email)
+        review_approvers(
+            rt,
+            req.review_approval,
+            req.review_item,
+            email=req.email,
+            org=req.org,
+            case_id=earlier.id if earlier is not None else None,
+            check_only=True,
+        )
     case = _open_case(rt, req)
     if plan.blockers:
         log.warning("offboarding of %s needs a choice: %s", req.email, "; ".join(plan.blockers))

@@ -90,7 +90,7 @@ def onboard_row(
     and nobody waits in line. The plan was approved with the batch (``approval``)."""
     rt = begin()
     row = OnboardPlan.model_validate(plan)
-    standing = Standing(approval, lambda: approvers, kind="batch_approval")
+    standing = Standing(approval, lambda _case: approvers, kind="batch_approval")
     return _run_row(rt, row, standing=standing, requester=requester)
 
 
@@ -121,7 +121,7 @@ def _apply_row(
                 requester=requester,
             )
         else:
-            standing = Standing(approval, lambda: approvers, kind="batch_approval")
+            standing = Standing(approval, lambda _case: approvers, kind="batch_approval")
             out = call_runbook(_run_row, rt, plan, standing=standing, requester=requester)
     except Exception as exc:  # the ledger or a read failed: this row only
         return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)

@@ -45,6 +45,7 @@ from tasks.review import (
     read_export,
     read_review_inputs,
     read_roster,
+    record_approved_items,
     revoke_invitation,
     write_reports,
 )
@@ -285,6 +286,10 @@ def _approve(rt: Runtime, items: list[Finding], req: ReviewRequest, *, today: st
                 counts, [f"{f.action.value} {f.target}: {f.detail}" for f in batch]
             ),
         )
+        if res.approved:
+            record_approved_items(
+                rt, res.approval.id, batch, approvers=res.approved_by, run=run_id()
+            )
         for f in batch:
             if res.approved:
                 approvals.approved[f.id] = res.approved_by
@@ -351,6 +356,7 @@ def _offboard(f: Finding, *, approval: str, requester: str) -> str:
             reason=f.reason,
             requester=requester,
             review_approval=approval,
+            review_item=f.id,
             org=f.org,
         )
     except Exception as exc:  # a subflow that raises is this item's failure

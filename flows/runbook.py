@@ -62,10 +62,10 @@ Outcome = dict[str, Any]
 @dataclass(frozen=True)
 class Standing:
     """An approval given elsewhere that stands for the gate (an access review's): ``approvers``
-    says who gave it, or raises ``ValueError`` when it does not cover this plan."""
+    says who gave it for this case, or raises ``ValueError`` when it does not cover it."""
 
     approval_id: str
-    approvers: Callable[[], list[str]]
+    approvers: Callable[[Case], list[str]]
     kind: Literal["review_approval", "batch_approval"] = "review_approval"
 
 
@@ -190,7 +190,7 @@ def _approve(
     if not plan.steps:
         return plan, [], nothing
     if standing is not None:
-        approvers = standing.approvers()
+        approvers = standing.approvers(case)
         approve_case(rt, case, plan.approved(approvers, **{standing.kind: standing.approval_id}))
         return plan, approvers, nothing
     if approval is None:

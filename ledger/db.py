@@ -111,7 +111,17 @@ class LedgerDB:
 
     def create_all(self) -> None:
         # Imported for their tables.
-        from ledger import approvals, audit, cases, events, grants, holds, replay, tasks  # noqa: F401
+        from ledger import (  # noqa: F401
+            approvals,
+            audit,
+            cases,
+            events,
+            grants,
+            holds,
+            replay,
+            reviews,
+            tasks,
+        )
 
         LedgerBase.metadata.create_all(self.engine)
         self._add_new_columns()

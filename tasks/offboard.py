@@ -56,9 +56,9 @@ from domain.steps import (
     RotateKey,
     TransferAssets,
 )
-from ledger import LedgerDB
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
+from ledger.reviews import claim_item
 from tasks.human import do_human_task, task_checks
 from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
@@ -398,19 +398,40 @@ def verify_offboarding(
     return out
 
 
-def review_approvers(ledger: LedgerDB, approval_id: str, email: str) -> list[str]:
-    """Who approved ``email``'s removal in an access review.
+def review_approvers(
+    rt: Runtime,
+    approval_id: str,
+    item_id: str,
+    *,
+    email: str,
+    org: str,
+    case_id: int | None,
+    check_only: bool = False,
+) -> list[str]:
+    """Who approved ``email``'s removal in an access review: the approved item ``item_id`` of
+    review approval ``approval_id``, claimed for this offboarding's case (ledger.reviews: the
+    item is about this person and org, recent per the policy, and used by no other case).
+    ``check_only``: only check (``case_id``: the person's open case, if any).
 
     Raises:
-        ValueError: no such approval, not an approved review, or one about someone else.
+        ValueError: not an approved access review, or the item does not stand for this
+            offboarding (the message says why).
     """
     try:
-        appr = get_approval(ledger, approval_id)
+        appr = get_approval(rt.ledger, approval_id)
     except KeyError:
         raise ValueError(f"no approval {approval_id}") from None
-    # A per-item review approval names the person; a bulk one covers the whole review (its
-    # plan hash is over every item, which security saw listed in the request).
-    covers = appr.subject == email or appr.subject.startswith("access-review")
-    if appr.runbook != "review" or appr.state is not ApprovalState.APPROVED or not covers:
-        raise ValueError(f"approval {approval_id} is not an approved access review of {email}")
-    return [d.approver for d in appr.decisions if d.counted and d.decision == "approve"]
+    if appr.runbook != "review" or appr.state is not ApprovalState.APPROVED:
+        raise ValueError(f"approval {approval_id} is not an approved access review")
+    item = claim_item(
+        rt.ledger,
+        approval_id,
+        item_id,
+        subject=email,
+        org=org,
+        case=str(case_id),
+        now=rt.clock(),
+        max_age=timedelta(days=rt.policy.review_approval_max_days),
+        check_only=check_only,
+    )
+    return list(item.approvers)

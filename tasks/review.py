@@ -17,6 +17,7 @@ from connectors.hris import RosterFile
 from connectors.org.export import read_members_export
 from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
 from domain.review import ConsoleRecord, Finding, with_console_export
+from ledger.reviews import ReviewItem, record_items
 from tasks.backend import roles_by_api
 from tasks.runtime import UNCACHED, Runtime
 from tasks.sweeps import audit
@@ -124,6 +125,31 @@ def read_review_inputs(rt: Runtime, export: list[ConsoleRecord] | None = None) -
         else:
             detailed.append(m)
     return ReviewInputs(detailed, invitations, groups, individual, warnings)
+
+
+@task(name="record_review_items", cache_policy=UNCACHED)
+def record_approved_items(
+    rt: Runtime, approval_id: str, findings: list[Finding], *, approvers: list[str], run: str
+) -> None:
+    """Record the items ``approval_id`` approved (ledger.reviews): what an offboarding may
+    stand on, each once, for the policy's ``review_approval_max_days``."""
+    now = rt.clock()
+    record_items(
+        rt.ledger,
+        [
+            ReviewItem(
+                approval_id=approval_id,
+                item_id=f.id,
+                review_run=run,
+                subject=f.subject,
+                org=f.org,
+                action=f.action.value,
+                approved_at=now,
+                approvers=approvers,
+            )
+            for f in findings
+        ],
+    )
 
 
 @task(name="revoke_review_invitation", cache_policy=UNCACHED)
