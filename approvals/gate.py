@@ -9,7 +9,8 @@
    them itself with the policy — a decision counts only from an allowed approver who is neither
    requester nor subject and who named the current plan hash. Invalid decisions are recorded and
    ignored.
-3. Until quorum, a deny, or the watchdog's ``escalate`` (the fallback group is asked) and
+3. Until quorum, a deny, or the watchdog's ``escalate`` (the fallback group is asked for the
+   seats that are not separation-of-duty; those seats' own candidates are asked again) and
    ``expired`` (auto-deny) wake-ups: the pause's own timeout cannot be caught (PREFECT_NOTES.md),
    so it is set well beyond the policy's and never fires in practice.
 
@@ -362,10 +363,29 @@ def await_decision(
         if kind == "cancel":
             return _finish(svc, appr, ApprovalState.CANCELLED, [], "cancelled")
         if kind == "escalate" and not appr.escalated:
-            appr = update_approval(svc.ledger, appr.id, escalated=True)
-            _audit(svc, "approval.escalated", appr, after={"fallback": list(req.fallback)})
-            refs = _ask(svc, appr, req.approvers(escalated=True), summary)
-            update_approval(svc.ledger, appr.id, slack_refs=refs)
+            _escalate(svc, appr, req, summary)
+
+
+def _escalate(svc: Services, appr: ApprovalRequest, req: Requirement, summary: PlanSummary) -> None:
+    """The request waited ``escalate_after``: the fallback group is asked, when some seat is
+    not separation-of-duty; the separation-of-duty seats' own candidates who have not answered
+    are asked again (a reminder) — never replaced."""
+    appr = update_approval(svc.ledger, appr.id, escalated=True)
+    decided = {d.approver for d in appr.decisions if d.plan_hash == appr.plan_hash}
+    reasked = [c for c in req.reasked_on_escalation if c not in decided]
+    _audit(
+        svc,
+        "approval.escalated",
+        appr,
+        after={
+            "fallback": list(req.fallback) if req.fallback_may_fill else [],
+            "asked_again": reasked,
+        },
+    )
+    refs = _ask(svc, appr, req.approvers(escalated=True), summary)
+    if reasked:  # their first message may be buried: a fresh one, for the same plan
+        refs += _ask(svc, appr.model_copy(update={"slack_refs": []}), reasked, summary)
+    update_approval(svc.ledger, appr.id, slack_refs=refs)
 
 
 def gate(

@@ -5,7 +5,9 @@ filled by one distinct person from its candidates; a request is approved when ev
 filled by a valid approval, and denied by any valid deny. A decision counts only when its
 author is a candidate of some seat, is neither the requester nor the subject, and names the
 current plan hash (ARCHITECTURE.md, security model). After ``escalate_after`` the fallback group
-may fill any seat; after ``timeout`` the request is auto-denied.
+may fill any seat but a separation-of-duty one (the policy marks them: security, the project
+admin of a production grant), whose own candidates are asked again instead; after ``timeout``
+the request is auto-denied.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Seat(BaseModel):
 
     name: str
     any_of: list[str] = Field(min_length=1)  # emails, "group:<name>", or a DYNAMIC reference
+    # Never filled by the fallback group, however long the request waits.
+    separation_of_duty: bool = False
 
     @field_validator("any_of")
     @classmethod
@@ -91,6 +95,11 @@ class Policy(BaseModel):
                 for ref in seat.any_of:
                     if ref.startswith("group:") and ref[6:] not in self.groups:
                         raise ValueError(f"rule {rule.name!r}: unknown group {ref[6:]!r}")
+                if seat.separation_of_duty and f"group:{self.fallback_group}" in seat.any_of:
+                    raise ValueError(
+                        f"rule {rule.name!r}: seat {seat.name!r} is separation_of_duty but "
+                        f"lists the fallback group {self.fallback_group!r} as its approvers"
+                    )
             if rule.pre_approval and not rule.seats:
                 raise ValueError(f"rule {rule.name!r} needs seats (or pre_approval: false)")
         return self
@@ -125,6 +134,7 @@ class ApprovalContext:
 class ResolvedSeat:
     name: str
     candidates: tuple[str, ...]
+    separation_of_duty: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,12 +154,25 @@ class Requirement:
     def quorum(self) -> int:
         return len(self.seats)
 
+    @property
+    def fallback_may_fill(self) -> bool:
+        """Whether escalation can help: some seat is not separation-of-duty."""
+        return any(not s.separation_of_duty for s in self.seats)
+
+    @property
+    def reasked_on_escalation(self) -> list[str]:
+        """Whom escalation asks again rather than replace: the separation-of-duty seats'
+        candidates."""
+        return list(
+            dict.fromkeys(c for s in self.seats if s.separation_of_duty for c in s.candidates)
+        )
+
     def approvers(self, *, escalated: bool = False) -> list[str]:
         """Everyone who may decide, in a stable order (whom the gate asks)."""
         out: list[str] = []
         for seat in self.seats:
             out += [c for c in seat.candidates if c not in out]
-        if escalated:
+        if escalated and self.fallback_may_fill:
             out += [c for c in self.fallback if c not in out]
         return out
 
@@ -196,7 +219,9 @@ def requirement(policy: Policy, ctx: ApprovalContext) -> Requirement:
                 cands += [
                     c for c in _resolve(ref, policy, ctx) if c not in excluded and c not in cands
                 ]
-            seats.append(ResolvedSeat(f"{rule.name}:{seat.name}", tuple(cands)))
+            seats.append(
+                ResolvedSeat(f"{rule.name}:{seat.name}", tuple(cands), seat.separation_of_duty)
+            )
     post_hoc = [
         c for r in matched if r.post_hoc_review for c in policy.groups.get(r.post_hoc_review, [])
     ]
@@ -223,7 +248,8 @@ class Tally:
 def _assign(
     seats: Sequence[ResolvedSeat], people: Sequence[str], fallback: Sequence[str]
 ) -> dict[str, str]:
-    """Fill as many seats as possible with distinct people (tiny bipartite matching)."""
+    """Fill as many seats as possible with distinct people (tiny bipartite matching); the
+    ``fallback`` people fill no separation-of-duty seat."""
     best: dict[str, str] = {}
 
     def go(i: int, used: dict[str, str]) -> None:
@@ -234,7 +260,8 @@ def _assign(
             return
         seat = seats[i]
         for p in people:
-            if (p in seat.candidates or p in fallback) and p not in used.values():
+            may = p in seat.candidates or (p in fallback and not seat.separation_of_duty)
+            if may and p not in used.values():
                 used[seat.name] = p
                 go(i + 1, used)
                 del used[seat.name]
@@ -288,7 +315,7 @@ def tally(
     else:
         state = ApprovalState.PENDING
     waiting = [c for s in req.seats if s.name not in filled for c in s.candidates]
-    if escalated:
+    if escalated and any(not s.separation_of_duty for s in req.seats if s.name not in filled):
         waiting += list(fallback)
     return Tally(
         state=state,

@@ -29,6 +29,7 @@ TERMINATION = {
     "reason": "termination",
     "subject_manager": "sofia.lead@acme.com",
 }
+SEC = "sec.lead@acme.com"
 PROD_GRANT = {
     "runbook": "onboard",
     "subject": "analytics-vendor-max.roe@vendorco.com",
@@ -117,8 +118,42 @@ def test_another_plan_is_refused_and_a_double_click_counts_once(stack: Stack) ->
     ]
 
 
+def test_escalation_never_lets_it_admins_fill_the_security_seat(stack: Stack) -> None:
+    # Issue 14, finding 4: after 12 hours two IT admins approved a production Admin grant.
+    ctx = {
+        **PROD_GRANT,
+        "production_roles": ("admin",),
+        "project_admins": ("alice.admin@acme.com",),
+    }
+    run = stack.start(**ctx)
+    appr = stack.paused(ctx["subject"])
+    assert stack.click(appr, "alice.admin@acme.com").json()["recorded"] is True
+    stack.settled(appr, run)
+    raj_before, sec_before = len(stack.dms("raj.admin@acme.com")), len(stack.dms(SEC))
+    acted = sweep(stack.svc, now=appr.created_at + timedelta(hours=13))
+    assert [(a.kind, a.result) for a in acted] == [("escalate", "resumed")]
+    stack.paused(ctx["subject"])
+    assert len(stack.dms("raj.admin@acme.com")) == raj_before  # the fallback is not asked
+    assert len(stack.dms(SEC)) == sec_before + 1  # security is asked again
+    assert stack.click(appr, "raj.admin@acme.com").json()["recorded"] is True
+    stack.settled(appr, run)
+    assert run.thread.is_alive()  # still waiting for security
+    final = get_approval(stack.svc.ledger, appr.id)
+    assert [(d.approver, d.counted) for d in final.decisions] == [
+        ("alice.admin@acme.com", True),
+        ("raj.admin@acme.com", False),
+    ]
+    escalated = [r for r in records(stack.svc.ledger) if r.action == "approval.escalated"]
+    assert escalated[-1].after == {
+        "fallback": [],
+        "asked_again": ["sec.lead@acme.com", "sec.oncall@acme.com"],
+    }
+    stack.click(appr, SEC)
+    assert run.wait() == "approved"
+
+
 def test_timeout_escalates_to_the_fallback_then_auto_denies(stack: Stack) -> None:
-    ctx = {**PROD_GRANT, "project_admins": ()}  # nobody can fill the project-admin seat
+    ctx = {**TERMINATION, "subject_manager": None}  # an ordinary seat: HR, or IT after 12 h
     run = stack.start(**ctx)
     appr = stack.paused(ctx["subject"])
     before = len(stack.dms("raj.admin@acme.com"))

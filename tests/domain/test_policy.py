@@ -162,7 +162,7 @@ def test_tally(decisions: list[Decision], state: ApprovalState, counted: list[bo
     assert [c for c, _ in t.verdicts] == counted
 
 
-def test_escalation_lets_the_fallback_fill_a_seat_then_timeout_expires() -> None:
+def test_escalation_never_fills_a_separation_of_duty_seat_then_timeout_expires() -> None:
     req = requirement(
         POLICY,
         ctx(
@@ -173,17 +173,36 @@ def test_escalation_lets_the_fallback_fill_a_seat_then_timeout_expires() -> None
             project_admins=(),
         ),
     )
-    # nobody can fill the project-admin seat until escalation
-    ds = [d("sec.lead@acme.com"), d("raj.admin@acme.com")]
-    t = tally(req, ds, plan_hash=H, now=T0 + timedelta(hours=1), created_at=T0)
-    assert t.state == ApprovalState.PENDING and t.verdicts[1] == (
-        False,
-        "not an approver for this request",
-    )
+    assert not req.fallback_may_fill
+    assert req.reasked_on_escalation == list(POLICY.groups["security"])
+    assert "raj.admin@acme.com" not in req.approvers(escalated=True)
+    # nobody can fill the project-admin seat, and escalation changes nothing for it (issue 14:
+    # two IT admins approved a production Admin grant after 12 hours, security never asked)
+    ds = [d("sec.lead@acme.com"), d("raj.admin@acme.com"), d("alice.admin@acme.com")]
     t = tally(req, ds, plan_hash=H, now=T0 + timedelta(hours=13), created_at=T0, escalated=True)
-    assert t.state == ApprovalState.APPROVED
+    assert t.state == ApprovalState.PENDING
+    assert t.verdicts[1] == (False, "not an approver for this request")
+    assert "raj.admin@acme.com" not in t.waiting_for
     t = tally(req, ds[:1], plan_hash=H, now=T0 + timedelta(hours=25), created_at=T0, escalated=True)
     assert t.state == ApprovalState.EXPIRED
+
+
+def test_escalation_lets_the_fallback_fill_an_ordinary_seat() -> None:
+    req = requirement(
+        POLICY,
+        ctx(
+            runbook="offboard",
+            subject="x@acme.com",
+            requester="hr.bot@acme.com",
+            reason="termination",
+        ),
+    )
+    assert req.fallback_may_fill and req.reasked_on_escalation == []
+    ds = [d("raj.admin@acme.com")]
+    t = tally(req, ds, plan_hash=H, now=T0 + timedelta(hours=1), created_at=T0)
+    assert t.state == ApprovalState.PENDING
+    t = tally(req, ds, plan_hash=H, now=T0 + timedelta(hours=13), created_at=T0, escalated=True)
+    assert t.state == ApprovalState.APPROVED
 
 
 def test_where_the_org_cannot_name_project_admins_it_admins_sit_in_that_seat() -> None:
@@ -222,6 +241,27 @@ def test_where_the_org_cannot_name_project_admins_it_admins_sit_in_that_seat() -
         ),
         ({"rules": [{"name": "x"}]}, "needs seats"),
         ({"groups": {"it_admins": ["not-an-email"]}}, "valid email"),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "x",
+                        "seats": [
+                            {
+                                "name": "security",
+                                "any_of": ["group:it_admins"],
+                                "separation_of_duty": True,
+                            }
+                        ],
+                    }
+                ]
+            },
+            "is separation_of_duty but lists the fallback group",
+        ),
+        (
+            {"rules": [{"name": "x", "seats": [{"name": "s", "any_of": ["a@b.c"], "sod": 1}]}]},
+            "Extra inputs are not permitted",
+        ),
     ],
 )
 def test_an_invalid_policy_is_refused_with_the_reason(
