@@ -62,10 +62,13 @@ class ApprovalWakeup(BaseModel):
 
 @dataclass(frozen=True)
 class PlanSummary:
-    """What approvers are shown of a plan."""
+    """What approvers are shown of a plan: each step in words (``lines``: who gets or loses
+    what, where), its warnings, the step counts, and the org it runs in."""
 
     counts_by_kind: Mapping[str, int]
     warnings: Sequence[str] = ()
+    lines: Sequence[str] = ()
+    org: str = ""
 
 
 @dataclass
@@ -130,6 +133,8 @@ def _ask(
         counts_by_kind=summary.counts_by_kind,
         warnings=list(summary.warnings),
         ticket_url=_ticket_url(svc, appr.ticket),
+        lines=list(summary.lines),
+        org=summary.org,
     )
     text = f"Approval needed: {appr.runbook} {appr.subject} (plan {appr.plan_hash[:12]})"
     for person in people:
@@ -183,6 +188,15 @@ def _new_approval(
     return create_approval(svc.ledger, ApprovalRequest(**data))
 
 
+def _shown(summary: PlanSummary) -> dict[str, Any]:
+    """What the approval keeps of the plan it asks about: what every channel shows."""
+    return {
+        "plan_lines": list(summary.lines),
+        "plan_warnings": list(summary.warnings),
+        "org": summary.org,
+    }
+
+
 def open_approval(
     svc: Services,
     ctx: ApprovalContext,
@@ -219,6 +233,7 @@ def open_approval(
                 created_at=now,
                 expires_at=now + req.timeout,
                 escalated=False,
+                **_shown(summary),
             )
             _audit(svc, "approval.replanned", appr)
         if flow_run_id and appr.flow_run_id != flow_run_id and appr.state is ApprovalState.PENDING:
@@ -226,7 +241,14 @@ def open_approval(
             appr = update_approval(svc.ledger, aid, flow_run_id=flow_run_id)
     except KeyError:
         appr = _new_approval(
-            svc, ctx, req, aid=aid, plan_hash=plan_hash, flow_run_id=flow_run_id, ticket=ticket
+            svc,
+            ctx,
+            req,
+            aid=aid,
+            plan_hash=plan_hash,
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+            **_shown(summary),
         )
         _audit(
             svc,
@@ -240,7 +262,8 @@ def open_approval(
                 svc,
                 ticket,
                 f"Approval {aid} requested for plan {plan_hash[:12]} "
-                f"({', '.join(req.rules)}): waiting for {', '.join(req.approvers())}.",
+                f"({', '.join(req.rules)}): waiting for {', '.join(req.approvers())}.\n"
+                + blocks.plan_text(appr.plan_lines, appr.plan_warnings, org=appr.org),
             )
     if appr.state is ApprovalState.PENDING:
         refs = _ask(svc, appr, req.approvers(escalated=appr.escalated), summary)

@@ -108,8 +108,15 @@ def approve(
     as_: str = typer.Option(..., "--as", help="the approver's email"),
     deny: bool = typer.Option(False, "--deny", help="deny instead of approve"),
     comment: str = typer.Option("", help="a comment kept with the decision"),
+    plan: str | None = typer.Option(
+        None,
+        "--plan",
+        help="the plan hash you were shown elsewhere (at least its first 12 characters); "
+        "default: the plan this command prints",
+    ),
 ) -> None:
-    """Decide an approval without Slack."""
+    """Decide an approval without Slack: the plan is printed, and the decision is for exactly
+    that plan (or for ``--plan``; refused if the plan changed since)."""
     from approvals.handler import DecisionRefused, decide
     from domain.identity import SELF_DECLARED
     from ledger.approvals import get_approval
@@ -117,16 +124,17 @@ def approve(
     email = _as(as_)
     svc = _services()
     try:
-        shown = get_approval(svc.ledger, approval_id).plan_hash
+        appr = get_approval(svc.ledger, approval_id)
     except KeyError:
         raise _fail(f"no approval {approval_id}") from None
+    typer.echo(plan_shown(appr), err=True)
     try:
         out = decide(
             svc,
             approval_id,
             approver=email,
             decision="deny" if deny else "approve",
-            plan_hash=shown,
+            plan_hash=plan or appr.plan_hash,
             verified=SELF_DECLARED,
             channel="cli",
             comment=comment,
@@ -134,6 +142,17 @@ def approve(
     except DecisionRefused as e:
         raise _fail(str(e)) from None
     typer.echo(f"{approval_id}: {'deny' if deny else 'approve'} by {email} {out.message}")
+
+
+def plan_shown(appr: Any) -> str:
+    """What ``handover approve`` shows before it records: the request and its plan."""
+    from domain.blocks import plan_text
+
+    head = (
+        f"Approval {appr.id} ({appr.state.value}): {appr.runbook} {appr.subject}, "
+        f"asked by {appr.requester}\nPlan {appr.plan_hash[:12]} ({appr.plan_hash}):"
+    )
+    return head + "\n" + plan_text(appr.plan_lines, appr.plan_warnings, org=appr.org)
 
 
 def click(

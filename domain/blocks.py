@@ -150,6 +150,14 @@ def _plan_fields(
     return pairs
 
 
+def plan_text(lines: Sequence[str], warnings: Sequence[str], *, org: str = "") -> str:
+    """The plan as plain text (a ticket comment, the CLI): each step, then each warning."""
+    out = [f"In org {org}:"] if org else []
+    out += [f"- {line}" for line in lines] or ["- no changes"]
+    out += [f"! {w}" for w in warnings]
+    return "\n".join(out)
+
+
 def decision_value(approval_id: str, plan_hash: str) -> str:
     """What an Approve/Deny button carries: the approval and the exact plan shown."""
     return f"{approval_id}:{plan_hash}"
@@ -191,8 +199,12 @@ def approval_request_blocks(
     counts_by_kind: Mapping[str, int],
     warnings: Sequence[str],
     ticket_url: str | None,
+    lines: Sequence[str] = (),
+    org: str = "",
 ) -> list[Block]:
-    """The message asking an approver to approve or deny one plan.
+    """The message asking an approver to approve or deny one plan: the plan itself (each step
+    in words: who gets or loses which role in which project, which modules, which content
+    goes to whom, which keys are rotated), the org, the warnings, and the hash decided.
 
     Args:
         approval_id: carried, with the plan hash, as the ``value`` of both buttons
@@ -203,16 +215,22 @@ def approval_request_blocks(
         counts_by_kind: how many steps of each kind the plan has.
         warnings: the plan's warnings, shown in full (up to a limit).
         ticket_url: the ticket the run belongs to, if any.
+        lines: each step in words (``domain.steps.in_words``); the counts stand in where a
+            plan has none (a batch's summary).
+        org: the org the plan runs in.
 
     Returns:
         Block Kit blocks with an ``actions`` block (id ``approval``) holding Approve
         (``approve``) and Deny (``deny``).
     """
-    steps = planned_steps(counts_by_kind)
+    steps = list(lines) or planned_steps(counts_by_kind)
+    fields = _plan_fields(runbook, subject, plan_hash, ticket_url)
+    if org:
+        fields.insert(2, ("Org", escape(org)))
     blocks = [
         _header(f"Approval needed: {runbook} {subject}"),
-        _fields(_plan_fields(runbook, subject, plan_hash, ticket_url)),
-        _section("*Planned steps*\n" + (_bullets(steps) if steps else "_no changes_")),
+        _fields(fields),
+        _section("*The plan*\n" + (_bullets(steps) if steps else "_no changes_")),
     ]
     if warnings:
         blocks.append(_section(":warning: *Warnings*\n" + _bullets(list(warnings))))

@@ -411,7 +411,8 @@ class Extension(Frozen):
         (old, new), g = self._ends(), self.grant
         sponsor = f" (sponsor {g.sponsor})" if g.sponsor else ""
         return (
-            f"{self.target}: grant {g.id} ends {old}; extend by {self.days} days to {new}{sponsor}"
+            f"{self.target}: {describe(g)} (grant {g.id}) ends {old}; extend by {self.days} "
+            f"days to {new}{sponsor}"
         )
 
     def comment(self, approved_by: Sequence[str]) -> str:

@@ -102,3 +102,7 @@ class ApprovalRequest(BaseModel):
     decisions: list[Decision] = Field(default_factory=list)
     slack_refs: list[dict[str, str]] = Field(default_factory=list)
     ticket: str = ""
+    # The plan as every channel shows it (Slack, the ticket, the CLI): each step in words.
+    plan_lines: list[str] = Field(default_factory=list)
+    plan_warnings: list[str] = Field(default_factory=list)
+    org: str = ""

@@ -21,7 +21,7 @@ from typing import Any, Generic, Self, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.models import Effect, WriteResult
-from domain.steps import StepParams
+from domain.steps import StepParams, in_words
 
 
 class PlanStep(BaseModel):
@@ -115,6 +115,10 @@ class RunbookPlan(BaseModel, Generic[S]):
     @property
     def is_noop(self) -> bool:
         return not self.steps and not self.blockers
+
+    def in_words(self) -> list[str]:
+        """Each step as approvers read it (``domain.steps.in_words``), in plan order."""
+        return [in_words(s.params, s.target, self.subject) for s in self.steps]
 
     def plan_line(self) -> str:
         """``Plan 0123456789ab: remove_member 1, transfer_assets 2``."""

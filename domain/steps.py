@@ -404,3 +404,81 @@ ChangeParams = Annotated[
     | HumanTask,
     Field(discriminator="kind"),
 ]
+
+
+# --- what approvers read -----------------------------------------------------------------------
+def _roles(projects: dict[str, Role]) -> str:
+    return ", ".join(f"{p}={r.value}" for p, r in sorted(projects.items())) or "no project"
+
+
+def _modules(modules: list[Module]) -> str:
+    return ", ".join(m.value for m in modules)
+
+
+def in_words(params: StepParams, target: str, subject: str) -> str:
+    """One step as an approver reads it: who gets or loses which role in which project, which
+    modules, which content goes to whom, which keys are rotated (``subject``: the plan's
+    person). Two plans that differ in a role, a project or a person read differently."""
+    match params:
+        case (
+            GrantProjectAccess(email=e, project=p, role=r)
+            | SetProjectRole(email=e, project=p, role=r)
+        ):
+            return f"{e or subject} gets {r.value} in project {p}"
+        case PromoteAdmin(email=e):
+            return f"{e} becomes Admin of project {target}"
+        case TransferAssets(asset_ids=ids, from_email=f):
+            return f"{len(ids)} asset(s) of {f} go to {target}: {', '.join(ids[:10])}" + (
+                " …" if len(ids) > 10 else ""
+            )
+        case TransferContent(to=to):
+            return f"all content of {target} goes to {to}"
+        case RemoveIdpGroup(group=g):
+            return f"{subject} leaves IdP group {g}"
+        case DeactivateIdpUser(email=e):
+            return f"{e} is deactivated in the IdP (signs in nowhere)"
+        case RevokeKey(name=n):
+            return f"API key {n} is revoked"
+        case RotateKey(name=n, notify=to):
+            return f"API key {n} is rotated; its new secret goes to {', '.join(to)}"
+        case RemoveOwnProjectRole(email=e):
+            return f"{e} loses their own role in project {target}"
+        case RemoveGroupMembership(group=g, email=e):
+            return f"{e or subject} leaves group {g}"
+        case RemoveProjectRole(project=p):
+            return f"{subject} loses project {p}"
+        case RevokeModules(modules=m):
+            return f"{subject} loses modules {_modules(m)}"
+        case GrantModules(modules=m):
+            return f"{subject} gets modules {_modules(m)}"
+        case RevokeInvitation():
+            return f"the invitation of {target} is revoked"
+        case RemoveMember():
+            return f"{target} is removed from the org"
+        case CollectActivity(days=d):
+            return f"{target}'s last {d} days of activity are collected for security"
+        case HumanTask(title=t):
+            return f"a person does, in the console: {t}"
+        case IdpCreateUser():
+            return f"{target} is created in the IdP"
+        case IdpAddGroup(email=e):
+            return f"{e} joins IdP group {target}"
+        case Invite(org_role=r, projects=p, modules=m):
+            mods = f"; modules {_modules(m)}" if m else ""
+            return f"{target} is invited as org {r.value}: {_roles(p)}{mods}"
+        case InviteMember(role=r, projects=p, modules=m):
+            mods = f"; modules {_modules(m)}" if m else ""
+            return f"{target} is invited as org {r.value}: {_roles(p)}{mods}"
+        case ResendInvitation():
+            return f"the invitation of {target} is sent again"
+        case RecordGrant(until=u, grants=g, sponsor=s):
+            what = ", ".join(
+                f"{x.project}={x.role.value}" if isinstance(x, TemporaryProjectRole) else x.module
+                for x in g
+            )
+            return f"temporary until {u.isoformat()} ({what}), sponsored by {s}"
+        case AddGroupMembership(group=g, email=e):
+            return f"{e} joins group {g}"
+        case SetOrgRole(role=r):
+            return f"{subject} gets org role {r.value}"
+    return f"{params.kind} {target}"

@@ -183,7 +183,7 @@ def extend_grant(
         rt,
         extension_approval(rt, ext),
         plan_hash=ext.hash,
-        summary=PlanSummary({"extend": 1}, [ext.summary()]),
+        summary=PlanSummary({"extend": 1}, lines=[ext.summary()], org=rt.settings.org_name),
         ticket=ext.grant.ticket,
     )
     if not res.approved:

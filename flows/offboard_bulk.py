@@ -335,7 +335,12 @@ def offboard_bulk(
             subject_manager=batch.common_manager(),
         ),
         plan_hash=batch.hash,
-        summary=PlanSummary(batch.counts_by_kind(), batch.summary_lines()),
+        summary=PlanSummary(
+            batch.counts_by_kind(),
+            batch.summary_lines(),
+            [line for m in batch.ready if m.plan for line in m.plan.in_words()],
+            org=rt.settings.org_name,
+        ),
     )
     if not res.approved:
         return finish_batch(_denied(rt, batch, subject, res))

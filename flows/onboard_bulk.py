@@ -260,7 +260,12 @@ def onboard_bulk(
             rt,
             _approval(batch, states, requester),
             plan_hash=batch.hash,
-            summary=PlanSummary(batch.counts_by_kind(), batch.warnings()),
+            summary=PlanSummary(
+                batch.counts_by_kind(),
+                batch.warnings(),
+                [line for r in batch.ready if r.plan for line in r.plan.in_words()],
+                org=rt.settings.org_name,
+            ),
         )
         approval, approvers = res.approval.id, res.approved_by
         if not res.approved:

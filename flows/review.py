@@ -283,7 +283,9 @@ def _approve(rt: Runtime, items: list[Finding], req: ReviewRequest, *, today: st
             ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
             plan_hash=plan_hash(batch),
             summary=PlanSummary(
-                counts, [f"{f.action.value} {f.target}: {f.detail}" for f in batch]
+                counts,
+                lines=[f"{f.action.value} {f.target}: {f.detail}" for f in batch],
+                org=rt.settings.org_name,
             ),
         )
         if res.approved:

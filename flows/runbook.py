@@ -241,7 +241,9 @@ def _gate(rt: Runtime, plan: RunbookPlan[Any], case: Case, approval: ApprovalCon
         rt,
         approval,
         plan_hash=plan.hash,
-        summary=PlanSummary(plan.counts_by_kind(), plan.warnings),
+        summary=PlanSummary(
+            plan.counts_by_kind(), plan.warnings, plan.in_words(), org=rt.settings.org_name
+        ),
         ticket=case.ticket,
         run_key=case.key,
         # An emergency tells security after the lockout, never before it.

@@ -44,6 +44,12 @@ class ApprovalRow(LedgerBase):
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     slack_refs: Mapped[list[Any]] = mapped_column(JSON, default=list)
     ticket: Mapped[str] = mapped_column(String(64), default="")
+    # What approvers are shown (added after the first ledgers: defaults for older rows).
+    plan_lines: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    plan_warnings: Mapped[list[Any]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    org: Mapped[str] = mapped_column(String(31), default="", server_default=text("''"))
 
 
 class DecisionRow(LedgerBase):

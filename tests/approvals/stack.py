@@ -29,6 +29,11 @@ from ledger.approvals import list_approvals
 from tests.conftest import LiveSandbox
 
 SERVICES: dict[str, Services] = {}
+SUMMARY = PlanSummary(
+    {"remove_member": 1, "transfer_assets": 3},
+    ["receiver inactive > 30 days"],
+    ["3 asset(s) of the subject go to their manager", "the subject is removed from the org"],
+)
 SECRET = "sandbox-signing-secret"
 
 
@@ -40,9 +45,7 @@ def gated(key: str, ctx: dict[str, Any], plan_hash: str, ticket: str = "") -> st
         svc,
         ApprovalContext(**ctx),
         plan_hash=plan_hash,
-        summary=PlanSummary(
-            {"remove_member": 1, "transfer_assets": 3}, ["receiver inactive > 30 days"]
-        ),
+        summary=SUMMARY,
         ticket=ticket,
     )
     return res.state.value

@@ -191,3 +191,45 @@ def test_the_cli_path(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     again = runner.invoke(cli, ["approve", appr.id, "--as", "hr.partner@acme.com"])
     assert again.exit_code == 2 and "already approved" in again.output
     assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
+
+
+def test_two_channels_cannot_approve_two_plans(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan changes while approvers look at it (a re-plan: ``open_approval`` with a new
+    hash, as a runbook resumed on a changed world does): the Slack message and a CLI decision
+    naming the old plan are refused; only decisions for the plan now asked count."""
+    from approvals.gate import open_approval
+    from domain.policy import ApprovalContext
+    from tests.approvals.stack import SUMMARY
+
+    for k, v in {"HANDOVER_LEDGER_URL": stack.svc.settings.ledger_url}.items():
+        monkeypatch.setenv(k, str(v))
+    run = stack.start(**TERMINATION, plan_hash="a" * 64)
+    old = stack.paused("dana.sole@acme.com")
+    new, _ = open_approval(
+        stack.svc,
+        ApprovalContext(**TERMINATION),
+        plan_hash="c" * 64,
+        summary=SUMMARY,
+        flow_run_id=old.flow_run_id,
+    )
+    assert new.id == old.id and new.plan_hash == "c" * 64
+    stale = stack.click(old, "sofia.lead@acme.com", plan_hash=old.plan_hash)
+    assert stale.json()["recorded"] is False and "the plan changed" in stale.json()["message"]
+    cli_old = CliRunner().invoke(
+        cli, ["approve", old.id, "--as", "hr.partner@acme.com", "--plan", "a" * 12]
+    )
+    assert cli_old.exit_code == 2 and "the plan changed" in cli_old.output
+    assert get_approval(stack.svc.ledger, old.id).decisions == []
+    shown = CliRunner().invoke(cli, ["approve", old.id, "--as", "hr.partner@acme.com"])
+    assert shown.exit_code == 0, shown.output
+    assert "the subject is removed from the org" in shown.output and "c" * 12 in shown.output
+    assert run.wait() == "approved"
+    [d] = get_approval(stack.svc.ledger, old.id).decisions
+    assert (d.approver, d.plan_hash, d.counted, d.channel) == (
+        "hr.partner@acme.com",
+        "c" * 64,
+        True,
+        "cli",
+    )
