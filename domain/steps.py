@@ -419,18 +419,18 @@ def in_words(params: StepParams, target: str, subject: str) -> str:
     """One step as an approver reads it: who gets or loses which role in which project, which
     modules, which content goes to whom, which keys are rotated (``subject``: the plan's
     person). Two plans that differ in a role, a project or a person read differently."""
+    words = _taking_words(params, target, subject) or _giving_words(params, target, subject)
+    return words or f"{params.kind} {target}"
+
+
+def _taking_words(params: StepParams, target: str, subject: str) -> str | None:
+    """:func:`in_words` of the steps that take access away or move what a person had."""
     match params:
-        case (
-            GrantProjectAccess(email=e, project=p, role=r)
-            | SetProjectRole(email=e, project=p, role=r)
-        ):
-            return f"{e or subject} gets {r.value} in project {p}"
         case PromoteAdmin(email=e):
             return f"{e} becomes Admin of project {target}"
         case TransferAssets(asset_ids=ids, from_email=f):
-            return f"{len(ids)} asset(s) of {f} go to {target}: {', '.join(ids[:10])}" + (
-                " …" if len(ids) > 10 else ""
-            )
+            more = " …" if len(ids) > 10 else ""
+            return f"{len(ids)} asset(s) of {f} go to {target}: {', '.join(ids[:10])}{more}"
         case TransferContent(to=to):
             return f"all content of {target} goes to {to}"
         case RemoveIdpGroup(group=g):
@@ -449,8 +449,6 @@ def in_words(params: StepParams, target: str, subject: str) -> str:
             return f"{subject} loses project {p}"
         case RevokeModules(modules=m):
             return f"{subject} loses modules {_modules(m)}"
-        case GrantModules(modules=m):
-            return f"{subject} gets modules {_modules(m)}"
         case RevokeInvitation():
             return f"the invitation of {target} is revoked"
         case RemoveMember():
@@ -459,14 +457,26 @@ def in_words(params: StepParams, target: str, subject: str) -> str:
             return f"{target}'s last {d} days of activity are collected for security"
         case HumanTask(title=t):
             return f"a person does, in the console: {t}"
+    return None
+
+
+def _giving_words(params: StepParams, target: str, subject: str) -> str | None:
+    """:func:`in_words` of the steps that give access."""
+    match params:
+        case (
+            GrantProjectAccess(email=e, project=p, role=r)
+            | SetProjectRole(email=e, project=p, role=r)
+        ):
+            return f"{e or subject} gets {r.value} in project {p}"
+        case GrantModules(modules=m):
+            return f"{subject} gets modules {_modules(m)}"
         case IdpCreateUser():
             return f"{target} is created in the IdP"
         case IdpAddGroup(email=e):
             return f"{e} joins IdP group {target}"
-        case Invite(org_role=r, projects=p, modules=m):
-            mods = f"; modules {_modules(m)}" if m else ""
-            return f"{target} is invited as org {r.value}: {_roles(p)}{mods}"
-        case InviteMember(role=r, projects=p, modules=m):
+        case (
+            Invite(org_role=r, projects=p, modules=m) | InviteMember(role=r, projects=p, modules=m)
+        ):
             mods = f"; modules {_modules(m)}" if m else ""
             return f"{target} is invited as org {r.value}: {_roles(p)}{mods}"
         case ResendInvitation():
@@ -481,4 +491,4 @@ def in_words(params: StepParams, target: str, subject: str) -> str:
             return f"{e} joins group {g}"
         case SetOrgRole(role=r):
             return f"{subject} gets org role {r.value}"
-    return f"{params.kind} {target}"
+    return None

@@ -277,3 +277,59 @@ def test_a_plan_read_back_is_the_same_plan_with_the_same_hash(
     for s in old["steps"]:
         del s["params"]["kind"]
     assert plan_type.model_validate(old).hash == plan.hash
+
+
+def test_every_step_kind_reads_in_words_for_approvers() -> None:
+    """Approvers read each step (issue 14): no kind falls back to its bare name, and a role,
+    a project or a person changed reads differently."""
+    from datetime import date
+
+    from domain import steps as st
+    from domain.models import Module, Role
+
+    examples: list[st.StepParams] = [
+        st.GrantProjectAccess(email="r@x.com", project="Prod", role=Role.VIEWER),
+        st.PromoteAdmin(email="r@x.com"),
+        st.TransferAssets(asset_ids=["a1", "a2"], from_email="s@x.com"),
+        st.RemoveIdpGroup(group="Prod Admins", user_id="u1"),
+        st.DeactivateIdpUser(email="s@x.com"),
+        st.RevokeKey(name="ingest", notify=[]),
+        st.RotateKey(name="ingest", notify=["r@x.com"]),
+        st.RemoveOwnProjectRole(email="s@x.com"),
+        st.RemoveGroupMembership(group="Analysts"),
+        st.RevokeModules(modules=[Module.GOVERN]),
+        st.RevokeInvitation(),
+        st.RemoveMember(),
+        st.CollectActivity(days=90),
+        st.HumanTask(task=st.TaskKind.TRANSFER_CONTENT, title="Move it", instructions="…"),
+        st.IdpCreateUser(),
+        st.IdpAddGroup(group_id="g1", email="s@x.com"),
+        st.GrantModules(modules=[Module.GOVERN]),
+        st.Invite(
+            org_role=Role.MEMBER,
+            projects={"Prod": Role.ADMIN},
+            modules=[],
+            default_project=None,
+            note="",
+        ),
+        st.ResendInvitation(),
+        st.RecordGrant(
+            until=date(2027, 1, 1),
+            grants=[st.TemporaryProjectRole(project="Prod", role=Role.VIEWER)],
+            sponsor="r@x.com",
+        ),
+        st.SetProjectRole(project="Prod", role=Role.ADMIN),
+        st.RemoveProjectRole(project="Prod"),
+        st.AddGroupMembership(group="Analysts", email="s@x.com"),
+        st.SetOrgRole(role=Role.ADMIN),
+        st.InviteMember(role=Role.MEMBER, projects={"Prod": Role.VIEWER}, modules=[]),
+        st.TransferContent(to="r@x.com"),
+    ]
+    for p in examples:
+        words = st.in_words(p, "t@x.com", "s@x.com")
+        assert not words.startswith(p.kind), words
+    grant = st.in_words(st.SetProjectRole(project="Prod", role=Role.ADMIN), "Prod", "s@x.com")
+    assert grant == "s@x.com gets admin in project Prod"
+    assert grant != st.in_words(
+        st.SetProjectRole(project="Prod", role=Role.VIEWER), "Prod", "s@x.com"
+    )
