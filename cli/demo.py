@@ -148,8 +148,10 @@ def offboarding_story(console: Console, rt: Any) -> Any:
     console.print(
         f"approval {appr.id} waiting for "
         f"{', '.join(p for seat in appr.required for p in seat)} "
-        f"(rule: {appr.rule}); the manager gets a Slack DM with the plan"
+        f"(rule: {appr.rule}); the manager gets a Slack DM with the plan:"
     )
+    for line in appr.plan_lines:
+        console.print(f"  • {line}")
     time.sleep(1.0)
     user = rt.messenger.user_id("sofia.lead@acme.com")
     status, _ = send_click(
@@ -230,7 +232,9 @@ def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
         lambda: next((a for a in list_approvals(rt.ledger) if a.subject == vendor), None),
     )
     seats = " and ".join(" or ".join(seat) for seat in appr.required)
-    console.print(f"approval {appr.id} waiting for {seats} (rules: {appr.rule})")
+    console.print(f"approval {appr.id} waiting for {seats} (rules: {appr.rule}); the plan:")
+    for line in appr.plan_lines:
+        console.print(f"  • {line}")
     time.sleep(1.0)
     clicked: list[str] = []
     for seat in appr.required:  # one distinct person per seat

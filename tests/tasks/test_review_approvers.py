@@ -1,16 +1,20 @@
 """An access review's approval stands for an offboarding only when it is an approved review
-that covers that person: anything else is refused before a single step."""
+and the item named is one it approved about that person, recent and unused: anything else is
+refused before a single step."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from approvals.policy import load_policy
 from domain.records import ApprovalRequest, ApprovalState, Decision
 from ledger import open_ledger
 from ledger.approvals import add_decision, create_approval
+from ledger.reviews import ReviewItem, record_items
 from tasks.offboard import review_approvers
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -55,13 +59,6 @@ def test_only_an_approved_review_covering_the_person_stands(tmp_path: Path) -> N
     )
     _approval(
         db,
-        "apr-bulk",
-        runbook="review",
-        subject="access-review 2026-11-01",
-        state=ApprovalState.APPROVED,
-    )
-    _approval(
-        db,
         "apr-pending",
         runbook="review",
         subject="frank.former@acme.com",
@@ -74,13 +71,35 @@ def test_only_an_approved_review_covering_the_person_stands(tmp_path: Path) -> N
         subject="frank.former@acme.com",
         state=ApprovalState.APPROVED,
     )
-    assert review_approvers(db, "apr-item", "frank.former@acme.com") == ["sec.lead@acme.com"]
-    assert review_approvers(db, "apr-bulk", "frank.former@acme.com") == ["sec.lead@acme.com"]
-    for aid, who in [
-        ("apr-item", "dana.sole@acme.com"),
-        ("apr-pending", "frank.former@acme.com"),
-        ("apr-onboard", "frank.former@acme.com"),
-        ("apr-none", "frank.former@acme.com"),
+    for aid in ("apr-item", "apr-pending", "apr-onboard"):
+        record_items(
+            db,
+            [
+                ReviewItem(
+                    approval_id=aid,
+                    item_id="f-frank",
+                    subject="frank.former@acme.com",
+                    action="remove",
+                    approved_at=NOW,
+                    approvers=["sec.lead@acme.com"],
+                )
+            ],
+        )
+    # What review_approvers reads of a runtime: its ledger, clock and policy.
+    rt = SimpleNamespace(ledger=db, clock=lambda: NOW + timedelta(days=1), policy=load_policy())
+
+    def approvers(aid: str, who: str, item: str = "f-frank", case: int = 1) -> list[str]:
+        return review_approvers(rt, aid, item, email=who, org="", case_id=case)  # type: ignore[arg-type]
+
+    assert approvers("apr-item", "frank.former@acme.com") == ["sec.lead@acme.com"]
+    for aid, who, item, case in [
+        ("apr-item", "dana.sole@acme.com", "f-frank", 2),  # someone else
+        ("apr-item", "frank.former@acme.com", "f-other", 2),  # no such item
+        ("apr-item", "frank.former@acme.com", "f-frank", 2),  # used by case 1
+        ("apr-pending", "frank.former@acme.com", "f-frank", 1),
+        ("apr-onboard", "frank.former@acme.com", "f-frank", 1),
+        ("apr-none", "frank.former@acme.com", "f-frank", 1),
     ]:
         with pytest.raises(ValueError):
-            review_approvers(db, aid, who)  # type: ignore[arg-type]
+            approvers(aid, who, item, case)
+    assert approvers("apr-item", "frank.former@acme.com") == ["sec.lead@acme.com"]  # case 1 again
