@@ -67,6 +67,8 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
         or f"sqlite:///{home / 'ledger.db'}",
         "HANDOVER_ROSTER": str(roster),
         "HANDOVER_HOME": str(home),
+        # The sandbox's published credentials are accepted only in sandbox mode.
+        "HANDOVER_SANDBOX": "1",
     }
 
 
