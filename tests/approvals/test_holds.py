@@ -62,6 +62,7 @@ def test_a_hold_is_lifted_only_when_the_org_accepts_the_key(svc: Services) -> No
     )  # nothing held
     restored = [r for r in records(svc.ledger) if r.action == "org.credentials_restored"]
     assert len(restored) == 1 and restored[0].on_behalf_of == "alice.admin@acme.com"
+    assert restored[0].after == {"auth": "sandbox-as"}  # how the person was authenticated
     # Held again later: a new hold, told again.
     assert hold_on_rejection(svc, rejected()) and held(svc) is not None
     assert [r.action for r in records(svc.ledger)].count("org.credentials_rejected") == 2
