@@ -152,9 +152,9 @@ def click(
     block_actions request. Sandbox mode only."""
     from cli.identity import require_sandbox
     from ledger.approvals import get_approval
+    from ledger.tasks import get_task
 
     require_sandbox("handover sandbox click")
-    from ledger.tasks import get_task
 
     settings = load_settings()
     is_task = approval_id.startswith("task-")
