@@ -19,8 +19,10 @@ $(SYNCED): $(BIN)/uv uv.lock pyproject.toml
 
 setup: $(SYNCED)
 
+# HANDOVER_SANDBOX=1: the explicit sandbox mode, the only one where the published development
+# credentials and `--as` work (the commands set it for themselves too; said here so it shows).
 demo: setup
-	$(BIN)/handover demo
+	HANDOVER_SANDBOX=1 $(BIN)/handover demo
 
 lint: setup
 	$(BIN)/ruff check .
@@ -35,13 +37,13 @@ lint: setup
 # machine: 12.0 min with 3 workers (30 min serial); `make test TEST_WORKERS=0` runs serially.
 TEST_WORKERS ?= 3
 test: lint docs
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+	HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 up: setup
-	$(BIN)/handover up
+	HANDOVER_SANDBOX=1 $(BIN)/handover up
 
 sandbox: setup
-	$(BIN)/handover sandbox up --seed demo
+	HANDOVER_SANDBOX=1 $(BIN)/handover sandbox up --seed demo
 
 bench: setup
 	$(BIN)/python bench/sandbox.py

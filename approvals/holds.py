@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from approvals.pause import pause_run
 from approvals.services import Services
 from connectors.errors import AuthError, ConnectorError
+from domain.identity import Verified
 from domain.records import AuditEvent
 from ledger.audit import append
 from ledger.holds import Hold, active_hold, clear_hold, set_hold
@@ -105,9 +106,12 @@ def wait_while_held(svc: Services, *, pause: Callable[..., Any] | None = None) -
         )
 
 
-def lift_hold(svc: Services, *, by: str, probe: Callable[[], object]) -> Hold | None:
+def lift_hold(
+    svc: Services, *, by: str, verified: Verified, probe: Callable[[], object]
+) -> Hold | None:
     """Ask the org once (``probe``, with the key the settings hold now); accepted, lift the
-    hold and audit it; the hold lifted, None when there was none.
+    hold and audit it (``by``, authenticated as ``verified`` says); the hold lifted, None when
+    there was none.
 
     Raises:
         AuthError: the org still rejects the key (the hold stays).
@@ -124,6 +128,7 @@ def lift_hold(svc: Services, *, by: str, probe: Callable[[], object]) -> Hold | 
                 on_behalf_of=by,
                 effect="resumed",
                 before={"reason": lifted.reason, "since": lifted.since.isoformat()},
+                after=verified.audit(),
             ),
             now=svc.clock(),
         )

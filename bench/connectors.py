@@ -21,6 +21,8 @@ import httpx
 
 # Python puts this folder first on sys.path; keep it from shadowing top-level packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+# Benchmarks run on the sandbox: its published credentials, in sandbox mode (and our children).
+os.environ["HANDOVER_SANDBOX"] = "1"
 
 from cli.stack import start_sandbox  # noqa: E402
 from connectors.org import SandboxOrg  # noqa: E402

@@ -39,6 +39,8 @@ import httpx
 # Python puts this folder first on sys.path; keep it from shadowing top-level packages.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Benchmarks run on the sandbox: its published credentials, in sandbox mode (and our children).
+os.environ["HANDOVER_SANDBOX"] = "1"
 
 from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
 from domain.identity import SELF_DECLARED  # noqa: E402

@@ -60,6 +60,8 @@ import httpx
 HERE = Path(__file__).resolve()
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Benchmarks run on the sandbox: its published credentials, in sandbox mode (and our children).
+os.environ["HANDOVER_SANDBOX"] = "1"
 
 from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
 from domain.identity import SELF_DECLARED  # noqa: E402

@@ -1,5 +1,6 @@
 """``handover approvals``, ``handover approve``, ``handover sandbox click`` and
-``handover audit verify|export`` (INTERFACES.md)."""
+``handover audit verify|export`` (INTERFACES.md). Who decides is :func:`cli.identity.acting`:
+the signed-in person, or ``--as`` in sandbox mode only."""
 
 from __future__ import annotations
 
@@ -105,7 +106,9 @@ def list_approvals(
 
 def approve(
     approval_id: str = typer.Argument(..., help="the approval's id (apr-…)"),
-    as_: str = typer.Option(..., "--as", help="the approver's email"),
+    as_: str | None = typer.Option(
+        None, "--as", help="sandbox mode only: the approver's email (else: handover login)"
+    ),
     deny: bool = typer.Option(False, "--deny", help="deny instead of approve"),
     comment: str = typer.Option("", help="a comment kept with the decision"),
     plan: str | None = typer.Option(
@@ -115,13 +118,13 @@ def approve(
         "default: the plan this command prints",
     ),
 ) -> None:
-    """Decide an approval without Slack: the plan is printed, and the decision is for exactly
-    that plan (or for ``--plan``; refused if the plan changed since)."""
+    """Decide an approval without Slack, as the signed-in person: the plan is printed, and the
+    decision is for exactly that plan (or for ``--plan``; refused if the plan changed since)."""
     from approvals.handler import DecisionRefused, decide
-    from domain.identity import SELF_DECLARED
+    from cli.identity import acting
     from ledger.approvals import get_approval
 
-    email = _as(as_)
+    email, verified = acting(as_)
     svc = _services()
     try:
         appr = get_approval(svc.ledger, approval_id)
@@ -135,7 +138,7 @@ def approve(
             approver=email,
             decision="deny" if deny else "approve",
             plan_hash=plan or appr.plan_hash,
-            verified=SELF_DECLARED,
+            verified=verified,
             channel="cli",
             comment=comment,
         )
@@ -165,9 +168,12 @@ def click(
     ),
 ) -> None:
     """Act as that person clicking the Slack button (Approve/Deny, or a task's Done): a signed
-    block_actions request."""
+    block_actions request. Sandbox mode only."""
+    from cli.identity import require_sandbox
     from ledger.approvals import get_approval
     from ledger.tasks import get_task
+
+    require_sandbox("handover sandbox click")
 
     settings = load_settings()
     is_task = approval_id.startswith("task-")

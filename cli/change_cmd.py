@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from cli.identity import requester_of
 from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
 
@@ -46,11 +47,12 @@ def change(
     ticket: str = typer.Option("", help="Jira ticket key to comment on"),
     dry_run: DryRun = False,
     as_json: AsJson = False,
-    requester: Requester = "operator",
+    requester: Requester = None,
 ) -> None:
     """Mover runbook: narrow or widen scope on *effective* access (groups included)."""
     from flows.change import change_access, validate_change
 
+    asker = requester_of(requester)
     params = {
         "email": email,
         "projects": _projects(project),
@@ -59,7 +61,7 @@ def change(
         "modules_remove": module_remove,
         "ticket": ticket,
         "dry_run": dry_run,
-        "requester": requester,
+        "requester": asker,
     }
     try:
         validate_change(**params)
@@ -74,13 +76,14 @@ def change_email(
     ticket: str = typer.Option("", help="Jira ticket key to comment on"),
     dry_run: DryRun = False,
     as_json: AsJson = False,
-    requester: Requester = "operator",
+    requester: Requester = None,
 ) -> None:
     """Email change: invite the new address, transfer all content, remove the old one."""
     from flows.email_change import EmailChangeRequest
     from flows.email_change import change_email as change_email_flow
 
-    params = {"old": old, "new": new, "ticket": ticket, "dry_run": dry_run, "requester": requester}
+    asker = requester_of(requester)
+    params = {"old": old, "new": new, "ticket": ticket, "dry_run": dry_run, "requester": asker}
     try:
         EmailChangeRequest(**params)
     except ValidationError as e:

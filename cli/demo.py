@@ -61,6 +61,8 @@ def run(*, keep: bool = False) -> int:
     shutil.rmtree(home, ignore_errors=True)
     # Prefect's INFO lines would drown the story; warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Everything runs on the sandbox: its development credentials, for us and our children.
+    os.environ["HANDOVER_SANDBOX"] = "1"
     t0 = time.monotonic()
     with console.status("starting a Prefect server, the sandbox and the watchdog…"):
         prefect = start_prefect_server(home / "prefect")

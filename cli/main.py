@@ -13,6 +13,7 @@ from cli import (
     change_cmd,
     expire_cmd,
     hygiene_cmd,
+    login_cmd,
     offboard_cmd,
     onboard_cmd,
     org_cmd,
@@ -44,6 +45,9 @@ app.command("review")(review_cmd.review)
 app.command("change")(change_cmd.change)
 app.command("change-email")(change_cmd.change_email)
 app.command("watchdog")(watchdog_cmd.watchdog)
+app.command("login")(login_cmd.login)
+app.command("logout")(login_cmd.logout)
+app.command("whoami")(login_cmd.whoami)
 sandbox_app.command("click")(approvals_cmd.click)
 
 
@@ -64,7 +68,13 @@ def sandbox_up(
     latency_ms: float = typer.Option(0.0, min=0.0, max=60_000, help="added to every API call"),
 ) -> None:
     """Serve the whole sandbox world on one port until Ctrl-C."""
+    import os
+
     import uvicorn
+
+    # The sandbox's own development credentials are what it serves: sandbox mode, for this
+    # process and anything it starts.
+    os.environ["HANDOVER_SANDBOX"] = "1"
 
     from sandbox.app import create_app
     from sandbox.control import seed_spec
@@ -86,6 +96,8 @@ def sandbox_up(
                 f"  org SCIM    {base}/scim/1          Bearer {creds.org_scim_key}",
                 f"  org admin   {base}/admin/v1        Bearer {creds.org_admin_token}",
                 f"  IdP SCIM    {base}/idp/scim/v2     Bearer {creds.idp_token}",
+                f"  IdP OIDC    {base}/idp/oidc        any active IdP user, password "
+                f"{creds.idp_user_password}",
                 f"  Slack       {base}/slack/api/      {creds.slack_bot_token}",
                 f"  Jira        {base}/jira            {creds.jira_user} / {creds.jira_token}",
                 f"  controls    {base}/_sandbox/docs",
@@ -103,8 +115,11 @@ def demo(keep: bool = typer.Option(False, help="keep the demo database afterward
     Starts the stack on free loopback ports, runs the stories, prints a summary and stops
     everything.
     """
+    import os
+
     from cli import demo as demo_mod  # the sandbox loads only for the commands that use it
 
+    os.environ["HANDOVER_SANDBOX"] = "1"  # the demo runs on the sandbox only, children too
     raise typer.Exit(demo_mod.run(keep=keep))
 
 
@@ -120,8 +135,12 @@ def up(
 ) -> None:
     """Start the long-running stack: Prefect server, deployments and a worker, the intake,
     the sandbox; Ctrl-C stops everything."""
+    import os
+
     from cli.up import up as run_up  # lazy: PREFECT_API_URL is set before prefect is imported
 
+    if not no_sandbox:  # the sandbox's credentials: sandbox mode, for us and our children
+        os.environ["HANDOVER_SANDBOX"] = "1"
     raise typer.Exit(
         run_up(
             port_sandbox=port,

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from cli.identity import requester_of
 from cli.offboard_bulk_cmd import offboard_csv
 from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
@@ -30,7 +31,7 @@ def offboard(
     keep_project: list[str] = typer.Option([], help="role_change: keep this project"),
     dry_run: DryRun = False,
     as_json: AsJson = False,
-    requester: Requester = "operator",
+    requester: Requester = None,
     csv: Path | None = typer.Option(
         None, "--csv", help="a file of leavers (CSV with an email column, or one per line)"
     ),
@@ -46,6 +47,7 @@ def offboard(
     from flows.offboard import OffboardRequest
     from flows.offboard import offboard as offboard_flow
 
+    asker = requester_of(requester)
     if csv is not None:
         if email or emergency or keep_project or ticket:
             raise _bad("--csv takes no EMAIL, --emergency, --keep-project or --ticket")
@@ -53,7 +55,7 @@ def offboard(
             csv,
             reason=reason,
             receiver=receiver,
-            requester=requester,
+            requester=asker,
             dry_run=dry_run,
             as_json=as_json,
             max_workers=max_workers,
@@ -69,7 +71,7 @@ def offboard(
         "receiver": receiver,
         "keep_projects": keep_project,
         "dry_run": dry_run,
-        "requester": requester,
+        "requester": asker,
         "org": org,
     }
     try:

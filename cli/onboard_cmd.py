@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from cli.identity import requester_of
 from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
 from connectors.settings import SettingsError, load_settings
@@ -47,7 +48,7 @@ def onboard(
     ),
     dry_run: DryRun = False,
     as_json: AsJson = False,
-    requester: Requester = "operator",
+    requester: Requester = None,
     csv: Path | None = typer.Option(
         None, "--csv", help="a CSV of access requests: every row planned, one approval"
     ),
@@ -58,14 +59,13 @@ def onboard(
     from flows.onboard import OnboardRequest
     from flows.onboard import onboard as onboard_flow
 
+    asker = requester_of(requester)
     if csv is not None:
         if ticket or email or project:
             raise _bad("give --csv, or --ticket, or --email with --project: not several")
         from cli.onboard_bulk_cmd import onboard_csv
 
-        onboard_csv(
-            csv, dry_run=dry_run, as_json=as_json, requester=requester, max_workers=max_workers
-        )
+        onboard_csv(csv, dry_run=dry_run, as_json=as_json, requester=asker, max_workers=max_workers)
 
     params = {
         "ticket": ticket.strip(),
@@ -75,7 +75,7 @@ def onboard(
         "modules": [m.strip().lower() for m in module],
         "until": until,
         "justification": justification,
-        "requester": requester,
+        "requester": asker,
         "dry_run": dry_run,
         "idp_managed": idp,
         "org": org.strip(),

@@ -1,5 +1,6 @@
-"""``handover org`` (is Handover holding new runs?) and ``handover org resume --as EMAIL`` (the
-key was replaced: ask the org once, then let the held runs go on) — ``approvals.holds``."""
+"""``handover org`` (is Handover holding new runs?) and ``handover org resume`` (the key was
+replaced: ask the org once, then let the held runs go on, recorded as the signed-in person, or
+``--as EMAIL`` in sandbox mode) — ``approvals.holds``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 
 import typer
 
-from cli.approvals_cmd import _as, _fail, _services
+from cli.approvals_cmd import _fail, _services
+from cli.identity import acting, resume_hint
 
 org_app = typer.Typer(
     help="The org's credentials: whether new runs are held because the org rejected the key.",
@@ -39,7 +41,7 @@ def status(
     else:
         typer.echo(
             f"new runs are held since {hold.since.isoformat(timespec='seconds')}: {hold.reason}\n"
-            "replace the key, then: handover org resume --as EMAIL"
+            f"replace the key, then: {resume_hint()}"
         )
     if hold is not None:
         raise typer.Exit(1)
@@ -47,18 +49,22 @@ def status(
 
 @org_app.command("resume")
 def resume(
-    as_: str = typer.Option(..., "--as", help="who replaced the key (recorded in the audit log)"),
+    as_: str | None = typer.Option(
+        None, "--as", help="sandbox mode only: who replaced the key (else: the signed-in person)"
+    ),
 ) -> None:
     """Ask the org once with the key the settings hold now; accepted, the held runs go on."""
     from approvals.holds import lift_hold
     from connectors.errors import ConnectorError
     from tasks.runtime import Runtime
 
-    email = _as(as_)
+    email, verified = acting(as_)
     svc = _services()
     org = Runtime.from_settings(svc.settings).org  # the org connector, with the key set now
     try:
-        lifted = lift_hold(svc, by=email, probe=lambda: org.get_member(PROBE_EMAIL))
+        lifted = lift_hold(
+            svc, by=email, verified=verified, probe=lambda: org.get_member(PROBE_EMAIL)
+        )
     except ConnectorError as e:
         raise _fail(f"the org still refuses: {e} — new runs stay held", code=1) from None
     if lifted is None:

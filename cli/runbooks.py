@@ -79,6 +79,7 @@ def run_flow(
     from approvals.gate import set_waiting_hook
     from approvals.holds import held
     from approvals.policy import PolicyError
+    from cli.identity import decide_hint, resume_hint
     from tasks.progress import set_reporter
     from tasks.runtime import Runtime, use_runtime
 
@@ -90,7 +91,7 @@ def run_flow(
     if (hold := held(rt)) is not None:  # the run would pause here, in the terminal, for hours
         typer.secho(
             f"error: new runs are held since {hold.since.isoformat(timespec='seconds')}: "
-            f"{hold.reason}; replace the key, then: handover org resume --as EMAIL",
+            f"{hold.reason}; replace the key, then: {resume_hint()}",
             err=True,
             fg=typer.colors.RED,
         )
@@ -99,7 +100,7 @@ def run_flow(
     def waiting(appr: Any, who: list[str]) -> None:
         err.print(
             f"approval {appr.id} waiting for {', '.join(who) or 'the fallback group'}"
-            f" — decide in Slack, or: handover approve {appr.id} --as EMAIL [--deny]"
+            f" — decide in Slack, or: {decide_hint(appr.id)}"
         )
 
     set_waiting_hook(waiting)

@@ -1,6 +1,6 @@
 """``handover tasks [--open] [--json] [--sweep]``, ``handover tasks done ID [--note]`` and
 ``handover tasks cant ID --reason TEXT`` (INTERFACES.md): the human tasks, and answering one
-without Slack."""
+without Slack, as the signed-in person (``--as`` in sandbox mode only: :mod:`cli.identity`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.approvals_cmd import _as, _fail, _ledger_after, _services
+from cli.approvals_cmd import _fail, _ledger_after, _services
+from cli.identity import acting
 
 tasks_app = typer.Typer(
     help="Human tasks: steps no API can do, done by a person in the org's console.",
@@ -63,19 +64,18 @@ def list_tasks(
     Console().print(table)
 
 
-def _answer(task_id: str, as_: str, *, done: bool, note: str) -> None:
+def _answer(task_id: str, as_: str | None, *, done: bool, note: str) -> None:
     from approvals.tasks import TaskRefusedInput, decide_task
-    from domain.identity import SELF_DECLARED
     from domain.tasks import TaskState
 
-    email = _as(as_)
+    email, verified = acting(as_)
     try:
         task, message = decide_task(
             _services(),
             task_id,
             by=email,
             state=TaskState.DONE if done else TaskState.CANT,
-            verified=SELF_DECLARED,
+            verified=verified,
             note=note,
         )
     except TaskRefusedInput as e:
@@ -86,7 +86,9 @@ def _answer(task_id: str, as_: str, *, done: bool, note: str) -> None:
 @tasks_app.command("done")
 def done(
     task_id: str = typer.Argument(..., help="the task's id (task-…)"),
-    as_: str = typer.Option(..., "--as", help="who did it (one of the task's assignees)"),
+    as_: str | None = typer.Option(
+        None, "--as", help="sandbox mode only: who did it (else: the signed-in person)"
+    ),
     note: str = typer.Option("", help="what was done, kept with the answer"),
 ) -> None:
     """Say a task is done: the run that waits for it goes on."""
@@ -96,7 +98,9 @@ def done(
 @tasks_app.command("cant")
 def cant(
     task_id: str = typer.Argument(..., help="the task's id (task-…)"),
-    as_: str = typer.Option(..., "--as", help="who says so (one of the task's assignees)"),
+    as_: str | None = typer.Option(
+        None, "--as", help="sandbox mode only: who says so (else: the signed-in person)"
+    ),
     reason: str = typer.Option(..., help="why it can't be done: the run is blocked with it"),
 ) -> None:
     """Say a task can't be done: the run that waits for it ends blocked with the reason."""

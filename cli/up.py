@@ -63,10 +63,13 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
         "HANDOVER_IDP_URL": f"{url}/idp/scim/v2",
         "HANDOVER_SLACK_API_URL": f"{url}/slack/api/",
         "HANDOVER_JIRA_URL": f"{url}/jira",
+        "HANDOVER_OIDC_ISSUER": f"{url}/idp/oidc",  # who signs people in: the sandbox's IdP
         "HANDOVER_LEDGER_URL": os.environ.get("HANDOVER_LEDGER_URL")
         or f"sqlite:///{home / 'ledger.db'}",
         "HANDOVER_ROSTER": str(roster),
         "HANDOVER_HOME": str(home),
+        # The sandbox's published credentials are accepted only in sandbox mode.
+        "HANDOVER_SANDBOX": "1",
     }
 
 

@@ -2,8 +2,9 @@
 ``HANDOVER_*``, a ``.env`` or a ``handover.toml``; defaults point at the sandbox on
 127.0.0.1:8800 with its published development credentials.
 
-Secrets are ``SecretStr`` (masked in every repr); outside the sandbox (any non-loopback URL)
-Handover refuses to start with a development credential.
+Secrets are ``SecretStr`` (masked in every repr). The published development credentials work
+only in the explicit sandbox mode (``HANDOVER_SANDBOX=1``, which ``make demo``, ``make up`` and
+the tests set) and only towards loopback; anywhere else Handover refuses to start with one.
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ class Settings(BaseSettings):
     policy: Path | None = None
     roster: Path | None = None  # the HR roster (CSV or JSON) the runbooks read managers from
     home: Path = Path(".handover")
+    # The explicit sandbox mode (HANDOVER_SANDBOX=1): development credentials and the
+    # self-declared `--as` are accepted only then. Never inferred from a URL: a loopback URL
+    # may be a tunnel to a real system.
+    sandbox: bool = False
+    # Who signs people in (OpenID Connect): the IdP's issuer and Handover's public client there.
+    oidc_issuer: str = f"{SANDBOX}/idp/oidc"
+    oidc_client_id: str = "handover-cli"
 
     @classmethod
     def settings_customise_sources(
@@ -155,18 +163,32 @@ class Settings(BaseSettings):
         return out
 
     def check_safe(self) -> None:
-        """Refuse a development credential sent anywhere but the sandbox on loopback."""
-        bad = [
+        """Refuse a development credential outside sandbox mode, or sent anywhere but
+        loopback even in sandbox mode.
+
+        Raises:
+            SettingsError: naming the settings to set (never their values).
+        """
+        dev_used = [
             name
             for name, dev in DEV_CREDENTIALS.items()
             if getattr(self, name).get_secret_value() == dev
-            and not is_loopback(getattr(self, _CREDENTIAL_URL[name]))
         ]
         dev = {DEV_CREDENTIALS["org_scim_token"], DEV_CREDENTIALS["org_admin_token"]}
-        for name, o in self.extra_orgs.items():
-            tokens = {o.scim_token.get_secret_value(), o.admin_token.get_secret_value()}
-            if not is_loopback(o.url) and tokens & dev:
-                bad.append(f"EXTRA_ORGS[{name}]")
+        extra_used = [
+            name
+            for name, o in self.extra_orgs.items()
+            if {o.scim_token.get_secret_value(), o.admin_token.get_secret_value()} & dev
+        ]
+        if not self.sandbox and (dev_used or extra_used):
+            names = [f"HANDOVER_{n.upper()}" for n in dev_used]
+            names += [f"HANDOVER_EXTRA_ORGS[{n}]" for n in extra_used]
+            raise SettingsError(
+                "the sandbox's published development credentials work only in sandbox mode: "
+                f"set HANDOVER_SANDBOX=1 to use the sandbox, or set {', '.join(names)}"
+            )
+        bad = [n for n in dev_used if not is_loopback(getattr(self, _CREDENTIAL_URL[n]))]
+        bad += [f"EXTRA_ORGS[{n}]" for n in extra_used if not is_loopback(self.extra_orgs[n].url)]
         if bad:
             raise SettingsError(
                 "the sandbox's published development credentials cannot be used outside the "

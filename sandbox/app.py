@@ -1,6 +1,6 @@
 """The sandbox world as one ASGI app on one port: the org backend (``/scim/1``, ``/admin/v1``,
-``/ingest``), the IdP (``/idp/scim/v2``), Slack (``/slack/api``), Jira (``/jira/rest/api/2``)
-and the test-only controls (``/_sandbox``).
+``/ingest``), the IdP (``/idp/scim/v2``, and its OpenID Connect provider at ``/idp/oidc``),
+Slack (``/slack/api``), Jira (``/jira/rest/api/2``) and the test-only controls (``/_sandbox``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sandbox import control, jira, slack
 from sandbox.faults import FaultMiddleware
 from sandbox.idp import control_router as idp_control_router
 from sandbox.idp import make_idp_app
+from sandbox.idp import oidc as idp_oidc
 from sandbox.org import admin, scim
 from sandbox.org.service import OrgError
 from sandbox.world import FaultSettings, World
@@ -63,6 +64,8 @@ def create_app(
     app.include_router(slack.control_router)
     app.include_router(jira.control_router)
     app.include_router(idp_control_router)
+    # Before the /idp mount, which would otherwise take every /idp path for its SCIM service.
+    app.include_router(idp_oidc.router)
     # scim2-server declares its ASGI scope and messages as dict where Starlette's say
     # MutableMapping; Starlette passes dicts, so the app is an ASGIApp in all but the alias.
     app.mount("/idp", cast(ASGIApp, make_idp_app(world)))

@@ -31,6 +31,8 @@ class Credentials:
     slack_signing_secret: str = "sandbox-signing-secret"
     jira_user: str = "handover"
     jira_token: str = "sandbox-jira-token"
+    # Every IdP user signs in with it (sandbox.idp.oidc): a sandbox has no real passwords.
+    idp_user_password: str = "sandbox-password"
 
 
 class FaultSettings(BaseModel):

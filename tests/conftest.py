@@ -25,6 +25,11 @@ from sandbox.app import create_app
 from sandbox.world import World
 from tests.postgres import fresh_database, pg_server
 
+# The tests run in the explicit sandbox mode (development credentials, `--as`), set at import so
+# that every subprocess they start (workers, CLI runs, servers) inherits it; a test of what
+# happens outside it removes it from its own subprocess's environment.
+os.environ["HANDOVER_SANDBOX"] = "1"
+
 ORG_SCIM = {"Authorization": "Bearer sandbox-scim-key"}
 ORG_ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
 IDP = {"Authorization": "Bearer sandbox-idp-token"}

@@ -64,3 +64,40 @@ class IdpProvisioningError(Base):
     action: Mapped[str] = mapped_column(String(32))
     trigger: Mapped[str] = mapped_column(String(200), default="")
     errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class OidcCode(Base):
+    """An authorization code of the OIDC provider (sandbox.idp.oidc): single use, short-lived,
+    bound to its client, redirect URI and PKCE challenge."""
+
+    __tablename__ = "idp_oidc_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    user_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(200), default="openid")
+    nonce: Mapped[str | None] = mapped_column(String(500), default=None)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    auth_time: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used: Mapped[bool] = mapped_column(default=False)
+
+
+class OidcDeviceGrant(Base):
+    """One device authorization (RFC 8628): pending until the person enters the user code and
+    signs in (approved) or declines (denied); ``used`` once its tokens were issued."""
+
+    __tablename__ = "idp_oidc_device_grants"
+
+    device_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Stored normalised: upper-case, without the dash shown to the person.
+    user_code: Mapped[str] = mapped_column(String(16), unique=True, index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(200), default="openid")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # approved|denied|used
+    user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    auth_time: Mapped[datetime | None] = mapped_column(default=None)
+    interval: Mapped[int] = mapped_column(Integer, default=5)
+    last_poll_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime]

@@ -12,6 +12,7 @@ import pytest
 from approvals.holds import held, hold_on_rejection, lift_hold, wait_while_held
 from approvals.services import Services
 from connectors.errors import AuthError, ConflictError, TransientError
+from domain.identity import SELF_DECLARED
 from ledger.audit import records
 
 
@@ -50,14 +51,18 @@ def test_a_hold_is_lifted_only_when_the_org_accepts_the_key(svc: Services) -> No
         raise rejected()
 
     with pytest.raises(AuthError):
-        lift_hold(svc, by="alice.admin@acme.com", probe=still_refused)
+        lift_hold(svc, by="alice.admin@acme.com", verified=SELF_DECLARED, probe=still_refused)
     assert held(svc) is not None
-    lifted = lift_hold(svc, by="alice.admin@acme.com", probe=lambda: None)
+    lifted = lift_hold(svc, by="alice.admin@acme.com", verified=SELF_DECLARED, probe=lambda: None)
     assert lifted is not None and lifted.cleared_by == "alice.admin@acme.com"
     assert held(svc) is None
-    assert lift_hold(svc, by="alice.admin@acme.com", probe=lambda: None) is None  # nothing held
+    assert (
+        lift_hold(svc, by="alice.admin@acme.com", verified=SELF_DECLARED, probe=lambda: None)
+        is None
+    )  # nothing held
     restored = [r for r in records(svc.ledger) if r.action == "org.credentials_restored"]
     assert len(restored) == 1 and restored[0].on_behalf_of == "alice.admin@acme.com"
+    assert restored[0].after == {"auth": "sandbox-as"}  # how the person was authenticated
     # Held again later: a new hold, told again.
     assert hold_on_rejection(svc, rejected()) and held(svc) is not None
     assert [r.action for r in records(svc.ledger)].count("org.credentials_rejected") == 2
@@ -69,7 +74,7 @@ def test_a_held_run_pauses_until_the_hold_is_lifted(svc: Services) -> None:
     def pause(**kw: Any) -> None:  # stands for Prefect's pause: the recheck is what wakes it
         pauses.append(kw)
         assert not kw["recheck"]()
-        lift_hold(svc, by="alice.admin@acme.com", probe=lambda: None)
+        lift_hold(svc, by="alice.admin@acme.com", verified=SELF_DECLARED, probe=lambda: None)
         assert kw["recheck"]()
 
     wait_while_held(svc, pause=pause)

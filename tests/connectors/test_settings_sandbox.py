@@ -1,0 +1,35 @@
+"""Sandbox mode is explicit (``HANDOVER_SANDBOX=1``): the published development credentials are
+refused outside it, whatever the URLs, and inside it still only towards loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.settings import DEV_CREDENTIALS, Settings, SettingsError, load_settings
+
+OWN = {name: f"not-the-{name}" for name in DEV_CREDENTIALS}
+
+
+def test_development_credentials_need_sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError, match=r"set HANDOVER_SANDBOX=1") as refused:
+        Settings(sandbox=False).check_safe()
+    # It names every setting to replace, and never a value.
+    assert "HANDOVER_ORG_SCIM_TOKEN" in str(refused.value)
+    assert "sandbox-scim-key" not in str(refused.value)
+    one_left = {**OWN, "slack_bot_token": DEV_CREDENTIALS["slack_bot_token"]}
+    with pytest.raises(SettingsError, match=r"HANDOVER_SLACK_BOT_TOKEN$"):
+        Settings(sandbox=False, **one_left).check_safe()  # type: ignore[arg-type]
+    Settings(sandbox=False, **OWN).check_safe()  # type: ignore[arg-type]
+    Settings(sandbox=True).check_safe()  # the sandbox on loopback, in sandbox mode
+
+    monkeypatch.delenv("HANDOVER_SANDBOX")
+    assert Settings().sandbox is False  # never inferred from the loopback URLs
+    with pytest.raises(SettingsError, match="HANDOVER_SANDBOX=1"):
+        load_settings()
+    monkeypatch.setenv("HANDOVER_SANDBOX", "1")
+    assert load_settings().sandbox is True
+
+
+def test_sandbox_mode_keeps_development_credentials_on_loopback() -> None:
+    with pytest.raises(SettingsError, match="HANDOVER_ORG_SCIM_TOKEN, HANDOVER_ORG_ADMIN_TOKEN"):
+        Settings(sandbox=True, org_url="https://acme.amplitude.example").check_safe()
