@@ -26,13 +26,14 @@ this way (docs/security.md).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from approvals.services import Services
 from connectors.capabilities import ChatMembers, has
 from connectors.errors import ConflictError, ConnectorError
 from domain.identity import SLACK, Verified
 from domain.models import IdpUser
+from domain.policy import ApprovalContext
 
 log = logging.getLogger("handover.approvals.people")
 
@@ -77,6 +78,27 @@ def aliases(svc: Services, *addresses: str) -> tuple[str, ...]:
         if user is not None:
             out += user.addresses
     return tuple(dict.fromkeys(out))
+
+
+def as_the_idp_knows(svc: Services, ctx: ApprovalContext) -> ApprovalContext:
+    """``ctx`` with its requester as the IdP's canonical address, and every address the IdP
+    knows the requester and the subject by among those who can never approve it.
+
+    Without this a requester who asked as ``alice@acme.com`` (an alias) could approve as
+    ``alice.admin@acme.com`` (the address a Slack click is recorded under): the policy compares
+    addresses.
+
+    Raises:
+        ConflictError: several IdP users carry the requester's address (whose request is it?).
+        ConnectorError: the IdP could not be asked (the run fails rather than guess).
+    """
+    asker = idp_user(svc, ctx.requester)
+    requester = asker.address if asker is not None and asker.address else ctx.requester.lower()
+    known = [ctx.requester.lower(), *(asker.addresses if asker is not None else ())]
+    known += aliases(svc, ctx.subject)
+    return replace(
+        ctx, requester=requester, aliases=tuple(a for a in dict.fromkeys(known) if a != requester)
+    )
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     # (2) Carla clicks Extend → an extend-grant run on the worker pauses at the approval.
     t2 = time.monotonic()
     intake = TestClient(create_intake(svc, extend_launcher=deployment_launcher(EXTEND)))
+    rt.idp.create_user(email=CARLA)  # a Slack click counts only from an IdP user
     body, headers = signed(
         secret,
         {

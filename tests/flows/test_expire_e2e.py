@@ -56,6 +56,9 @@ def extend_buttons(st: OffboardStack, email: str) -> list[str]:
 
 
 def click_extend(intake: TestClient, st: OffboardStack, email: str, value: str) -> Any:
+    """``email`` clicks Extend; a contractor signs in through the IdP like everyone else (a
+    Slack click counts only from an IdP user), so they are one first."""
+    st.rt.idp.create_user(email=email)
     payload = {
         "type": "block_actions",
         **from_slack(),
