@@ -63,6 +63,23 @@ def canonical(svc: Services, address: str) -> str:
     return user.address if user is not None and user.address else address.strip().lower()
 
 
+def idp_address(svc: Services, address: str | None) -> str | None:
+    """The canonical address of the active IdP user known by ``address``; None when there is
+    none (no address, nobody, several people, or a deactivated one): a person is never
+    guessed.
+
+    Raises:
+        ConnectorError: the IdP could not be asked.
+    """
+    if not address:
+        return None
+    try:
+        user = idp_user(svc, address)
+    except ConflictError:
+        return None
+    return user.address if user is not None and user.active and user.address else None
+
+
 def aliases(svc: Services, *addresses: str) -> tuple[str, ...]:
     """Every address the IdP knows the people named by ``addresses`` by (the given ones too).
 

@@ -302,5 +302,7 @@ class Ticket(Frozen):
     issue_type: str
     description: str = ""
     labels: tuple[str, ...] = ()
-    reporter: str | None = None
+    reporter: str | None = None  # the reporter's email, as Jira gives it; None when it gives none
     url: str = ""
+    reporter_account: str = ""  # Jira's id of the reporter's account (accountId, or Server name)
+    reporter_name: str = ""  # the display name: for messages only, never an identity
