@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from approvals.pause import pause_run
+from approvals.people import as_the_idp_knows
 from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
@@ -435,6 +436,8 @@ def gate(
         from prefect.runtime import flow_run
 
         flow_run_id = str(flow_run.id or "")
+    # The requester as the IdP knows them, their aliases and the subject's never approvers.
+    ctx = as_the_idp_knows(svc, ctx)
     req = requirement(svc.policy, ctx)
     if not req.pre_approval:
         return _emergency(

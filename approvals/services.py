@@ -1,4 +1,9 @@
-"""What the approval gate and the handlers need, built once from the settings."""
+"""What the approval gate and the handlers need, built once from the settings.
+
+The IdP's user directory is among them: a Slack click counts only from a person the IdP knows,
+and a requester is known by the IdP user's address, not by whatever alias or name they gave
+(approvals/people.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.capabilities import Messenger, Tickets
+from connectors.capabilities import Messenger, Tickets, UserDirectory
 from connectors.settings import Settings, load_settings
 from domain.policy import Policy
 from ledger import LedgerDB, open_ledger
@@ -18,7 +23,8 @@ def utcnow() -> datetime:
 
 @dataclass
 class Services:
-    """The ledger, the policy, Slack and Jira, and the clock (passed in: STYLE.md point 11)."""
+    """The ledger, the policy, Slack, Jira and the IdP's users, and the clock (passed in:
+    STYLE.md point 11). Without ``idp`` no Slack click is taken (nobody can be mapped)."""
 
     settings: Settings
     ledger: LedgerDB
@@ -27,10 +33,12 @@ class Services:
     tickets: Tickets | None = None
     clock: Callable[[], datetime] = field(default=utcnow)
     ticket_base_url: str = ""
+    idp: UserDirectory | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Services:
         from approvals.policy import load_policy
+        from connectors.idp import ScimIdp
         from connectors.slack import SlackMessenger
         from connectors.tickets import JiraTickets
 
@@ -42,4 +50,5 @@ class Services:
             messenger=SlackMessenger(settings),
             tickets=JiraTickets(settings),
             ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
+            idp=ScimIdp(settings),
         )

@@ -19,7 +19,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from connectors.settings import SettingsError, load_settings
+from connectors.settings import (
+    SANDBOX_SLACK_APP_ID,
+    SANDBOX_SLACK_TEAM_ID,
+    SettingsError,
+    load_settings,
+)
 
 approvals_app = typer.Typer(help="Approval requests.")
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
@@ -199,6 +204,8 @@ def click(
         slack_user=user,
         deny=deny,
         task=is_task,
+        team_id=settings.slack_team_id,
+        app_id=settings.slack_app_id,
     )
     typer.echo(f"{status} {body}")
     if status != 200:
@@ -214,9 +221,12 @@ def block_actions_body(
     channel: str | None = None,
     ts: str | None = None,
     task: bool = False,
+    team_id: str = SANDBOX_SLACK_TEAM_ID,
+    app_id: str = SANDBOX_SLACK_APP_ID,
 ) -> bytes:
     """The form body Slack posts for a button click (``payload=<json>``): Approve or Deny on
-    an approval, or (``task``) Done on the task ``approval_id``."""
+    an approval, or (``task``) Done on the task ``approval_id``; from workspace ``team_id``
+    through app ``app_id``, as Slack names them in every payload."""
     action = (
         {"action_id": "task_done", "block_id": "human_task", "value": approval_id}
         if task
@@ -228,7 +238,8 @@ def block_actions_body(
     )
     payload = {
         "type": "block_actions",
-        "user": {"id": slack_user},
+        **from_slack(team_id=team_id, app_id=app_id),
+        "user": {"id": slack_user, "team_id": team_id},
         # Slack stamps every click (trigger_id, action_ts): two clicks are two distinct bodies.
         "trigger_id": f"{time.time_ns()}.sandbox",
         "actions": [
@@ -241,6 +252,14 @@ def block_actions_body(
         "container": {"type": "message", "channel_id": channel, "message_ts": ts},
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def from_slack(
+    *, team_id: str = SANDBOX_SLACK_TEAM_ID, app_id: str = SANDBOX_SLACK_APP_ID
+) -> dict[str, Any]:
+    """What Slack puts in every interaction payload about where it comes from: the workspace
+    (``team``) and the app (``api_app_id``); the intake takes clicks only from its own."""
+    return {"team": {"id": team_id, "domain": "sandbox"}, "api_app_id": app_id}
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:

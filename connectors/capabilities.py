@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from typing_extensions import TypeIs
 
 from connectors.errors import CapabilityMissing
+from domain.identity import ChatMember
 from domain.models import (
     AccessRequest,
     Asset,
@@ -280,6 +281,20 @@ class Messenger(Protocol):
 
 
 @runtime_checkable
+class ChatMembers(Protocol):
+    """Who an account of the chat workspace is: what a click is checked against."""
+
+    def member(self, user_id: str) -> ChatMember | None:
+        """The account behind ``user_id`` as the workspace describes it now (never cached:
+        deactivation and guest status change), or None when the workspace has no such user.
+
+        Raises:
+            ConnectorError: the workspace could not be asked.
+        """
+        ...
+
+
+@runtime_checkable
 class Tickets(Protocol):
     def create(
         self,
@@ -334,6 +349,7 @@ ALL_CAPABILITIES: tuple[type, ...] = (
     UserDirectory,
     GroupMembership,
     Messenger,
+    ChatMembers,
     Tickets,
     Roster,
 )

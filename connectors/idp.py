@@ -104,6 +104,7 @@ def _to_user(u: User[Any]) -> IdpUser:
         family_name=name.family_name or "",
         active=u.active is not False,  # absent means active, as IdPs treat it
         groups=tuple(str(g.display or g.value) for g in u.groups or [] if g.value),
+        emails=tuple(dict.fromkeys(str(e.value).lower() for e in emails)),
     )
 
 

@@ -24,6 +24,10 @@ from pydantic_settings import (
 )
 
 SANDBOX = "http://127.0.0.1:8800"
+# The sandbox Slack's workspace and app (sandbox/slack.py, which production code cannot import):
+# the defaults of the workspace and app a click must come from.
+SANDBOX_SLACK_TEAM_ID = "T0SANDBOX1"
+SANDBOX_SLACK_APP_ID = "A0HANDOVER"
 
 # The published development credentials of the sandbox (README) — never valid elsewhere.
 ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
@@ -110,6 +114,11 @@ class Settings(BaseSettings):
     # more (or a sandbox, which has no limit) multiplies every Slack bucket by this.
     slack_rate_scale: float = Field(default=1.0, gt=0)
     slack_signing_secret: SecretStr = SecretStr(DEV_CREDENTIALS["slack_signing_secret"])
+    # A signed click counts only from this workspace (the payload's ``team.id``) and this app
+    # (``api_app_id``): the signing secret is per app, but one leaked or shared secret must not
+    # let another workspace's or app's clicks decide here.
+    slack_team_id: str = Field(SANDBOX_SLACK_TEAM_ID, min_length=1, max_length=64)
+    slack_app_id: str = Field(SANDBOX_SLACK_APP_ID, min_length=1, max_length=64)
     jira_url: str = f"{SANDBOX}/jira"
     jira_user: str = "handover"
     jira_token: SecretStr = SecretStr(DEV_CREDENTIALS["jira_token"])

@@ -9,6 +9,11 @@ Every ``JIRAError`` and ``requests`` error is translated in :func:`_translate`, 
 else; a ``JIRAError``'s own text is never reused whole (its ``str`` dumps headers), only the
 server's error messages.
 
+A ticket's reporter is an email only where Jira gives one: the reporter's ``emailAddress``, or,
+when the issue hides it (Jira Cloud's profile visibility), the one ``GET /user`` gives for the
+reporter's account (:meth:`JiraTickets.get`). A display name is never taken for a person: a
+reporter without an email is ``None``, and an access request from nobody is refused upstream.
+
 Workflows name their transitions freely ("Resolve", "To Done"), so :meth:`transition_to` picks
 the transition by the status it leads to, as a person reading the workflow would. Creating an
 issue or a comment has no idempotency key in Jira: a 5xx answered after Jira applied the write
@@ -30,6 +35,7 @@ from connectors.errors import (
     ConflictError,
     ConnectorError,
     InvalidRequestError,
+    NotFoundError,
     TransientError,
     error_for_status,
     parse_retry_after,
@@ -66,13 +72,15 @@ def _translate(exc: Exception, *, operation: str, subject: str | None) -> Connec
     return TransientError(f"connection failed ({type(exc).__name__})", **kw)  # other OSError
 
 
-def _person(user: Any) -> str | None:
-    """A Jira user as an email where Jira shows one, else the user name."""
-    if user is None:
-        return None
-    email = getattr(user, "emailAddress", None)
-    name = getattr(user, "name", None) or getattr(user, "displayName", None)
-    return str(email or name) if (email or name) else None
+def _email(user: Any) -> str | None:
+    """A Jira user's email where Jira shows one (lower-case); never a name in its place."""
+    email = str(getattr(user, "emailAddress", None) or "").strip().lower()
+    return email if "@" in email else None
+
+
+def _account(user: Any) -> str:
+    """How Jira identifies the account: Cloud's ``accountId``, else Server's ``name``."""
+    return str(getattr(user, "accountId", None) or getattr(user, "name", None) or "")
 
 
 class JiraTickets:
@@ -146,6 +154,7 @@ class JiraTickets:
 
     def _ticket(self, issue: Any) -> Ticket:
         f = issue.fields
+        reporter = getattr(f, "reporter", None)
         return Ticket(
             key=issue.key,
             summary=f.summary or "",
@@ -153,9 +162,30 @@ class JiraTickets:
             issue_type=f.issuetype.name,
             description=getattr(f, "description", None) or "",
             labels=tuple(getattr(f, "labels", None) or ()),
-            reporter=_person(getattr(f, "reporter", None)),
+            reporter=_email(reporter) if reporter is not None else None,
             url=f"{self.server}/browse/{issue.key}",
+            reporter_account=_account(reporter) if reporter is not None else "",
+            reporter_name=str(getattr(reporter, "displayName", None) or ""),
         )
+
+    def _reporter_email(self, ticket: Ticket, issue: Any) -> str | None:
+        """The reporter's email from their account (``GET /user``), for an issue that hides
+        it; None when the account has none Jira will show."""
+        user = getattr(issue.fields, "reporter", None)
+        account = str(getattr(user, "accountId", None) or "")
+        name = str(getattr(user, "name", None) or getattr(user, "key", None) or "")
+
+        def read(j: JIRA) -> Any:
+            # The client asks by accountId on Cloud and by username on Server, as each wants.
+            return j.user(account if j.deploymentType == "Cloud" or not name else name)
+
+        if not (account or name):
+            return None
+        try:
+            found = self._call(read, operation="get_user", subject=ticket.reporter_account)
+        except NotFoundError:
+            return None
+        return _email(found)
 
     # ---------------------------------------------------------------- Tickets
     def create(
@@ -215,7 +245,8 @@ class JiraTickets:
             key: e.g. ``ACC-12``.
 
         Returns:
-            The issue.
+            The issue; its ``reporter`` is the reporter's email — read from their account
+            (``GET /user``) when the issue hides it — or None when Jira shows none.
 
         Raises:
             NotFoundError: no such issue (or no permission to see it).
@@ -224,7 +255,11 @@ class JiraTickets:
         issue = self._call(
             lambda j: j.issue(key, fields=FIELDS), operation="get_issue", subject=key
         )
-        return self._ticket(issue)
+        ticket = self._ticket(issue)
+        if ticket.reporter is None and ticket.reporter_account:
+            found = self._reporter_email(ticket, issue)
+            ticket = ticket.model_copy(update={"reporter": found})
+        return ticket
 
     def comment(self, key: str, body: str) -> WriteResult:
         """Add a comment.

@@ -45,3 +45,21 @@ class Verified:
 
 
 SELF_DECLARED = Verified(SANDBOX_AS)
+
+
+@dataclass(frozen=True)
+class ChatMember:
+    """What the chat workspace says of the account behind a click (Slack's ``users.info``).
+
+    ``team_id``: the workspace the account belongs to (a Slack Connect user from another
+    workspace has another); ``guest``: a single- or multi-channel guest (``is_restricted`` /
+    ``is_ultra_restricted``); ``deleted``: deactivated; ``bot``: an app's bot user; ``email``:
+    the profile's address, lower-case ("" when Slack shows none).
+    """
+
+    id: str
+    team_id: str
+    email: str
+    deleted: bool = False
+    guest: bool = False
+    bot: bool = False

@@ -235,11 +235,25 @@ class OrgEvent(Frozen):
 class IdpUser(Frozen):
     id: str
     user_name: str
-    email: str | None = None
+    email: str | None = None  # the primary (or first) email
     given_name: str = ""
     family_name: str = ""
     active: bool = True
     groups: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()  # every email, lower-case (aliases included)
+
+    @property
+    def address(self) -> str:
+        """The one address Handover records this person under: the userName when it is an
+        address (what the person signs in with), else the primary email; "" when neither."""
+        name = self.user_name.strip().lower()
+        return name if "@" in name else (self.email or "")
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address this person is known by: the canonical one first, then aliases."""
+        found = [self.address, self.user_name.strip().lower(), *(self.emails or ())]
+        return tuple(dict.fromkeys(a for a in found if "@" in a))
 
 
 class IdpGroup(Frozen):
@@ -288,5 +302,7 @@ class Ticket(Frozen):
     issue_type: str
     description: str = ""
     labels: tuple[str, ...] = ()
-    reporter: str | None = None
+    reporter: str | None = None  # the reporter's email, as Jira gives it; None when it gives none
     url: str = ""
+    reporter_account: str = ""  # Jira's id of the reporter's account (accountId, or Server name)
+    reporter_name: str = ""  # the display name: for messages only, never an identity

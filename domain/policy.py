@@ -128,6 +128,9 @@ class ApprovalContext:
     # The org cannot say who administers its projects (SCIM only): the fallback group (IT
     # admins) sits in the project-admin seat, rather than a seat nobody can fill.
     project_admins_unknown: bool = False
+    # Every other address the IdP knows the requester and the subject by (their aliases): an
+    # approval from any of them is still theirs, never counted.
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def requirement(policy: Policy, ctx: ApprovalContext) -> Requirement:
     matched = [r for r in policy.rules if not r.fallthrough and _matches(r.match, ctx)]
     if not matched:
         matched = [r for r in policy.rules if r.fallthrough and _matches(r.match, ctx)]
-    excluded = {ctx.requester.lower(), ctx.subject.lower()}
+    excluded = {ctx.requester.lower(), ctx.subject.lower(), *(a.lower() for a in ctx.aliases)}
     seats: list[ResolvedSeat] = []
     for rule in matched:
         if not rule.pre_approval:

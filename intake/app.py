@@ -9,6 +9,10 @@ v0 HMAC-SHA256 signature over the raw body (``v0:<timestamp>:<body>``) within a 
 window of the wall clock, and a signature is accepted once (a replayed body is refused).
 Malformed signature headers (a non-numeric timestamp, non-hex or non-ASCII signatures) and
 bodies that are not UTF-8 are refused like any bad signature, never by an exception.
+A signed click then counts only from the configured workspace and app, from a full member (not
+deactivated, not a guest, not a bot) whose Slack email is an active IdP user's address; it is
+recorded under that user's canonical address (``approvals.people.slack_clicker``, one check for
+every button and the Can't do modal). A refused click records nothing.
 Slack wants an answer within three seconds, so the decision is recorded at once and the message
 update and the flow's wake-up run after the answer.
 
@@ -39,6 +43,7 @@ from approvals.handler import (
     record_decision,
     wake_flow,
 )
+from approvals.people import Clicker, ClickRefused, slack_clicker
 from approvals.services import Services
 from approvals.tasks import TaskRefusedInput, announce_answer, record_answer
 from approvals.tasks import ask_why as ask_why_cant
@@ -52,7 +57,6 @@ from domain.blocks import (
     parse_decision_value,
 )
 from domain.expiry import EXTEND_ACTION, parse_extend_value
-from domain.identity import SLACK, Verified
 from domain.records import GrantStatus
 from domain.tasks import TaskState
 from intake.hooks import hr_router
@@ -82,6 +86,21 @@ class SlackUser(BaseModel):
     id: str = Field(min_length=1, max_length=64)
 
 
+class SlackTeam(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field("", max_length=64)
+
+
+class FromSlack(BaseModel):
+    """Who clicked, in which workspace, through which app: every interaction payload's own."""
+
+    model_config = ConfigDict(extra="ignore")
+    user: SlackUser
+    # Missing in a forged body: then "" and refused by the workspace check, never assumed.
+    team: SlackTeam = Field(default_factory=SlackTeam)
+    api_app_id: str = Field("", max_length=64)
+
+
 class SlackAction(BaseModel):
     model_config = ConfigDict(extra="ignore")
     action_id: str = Field(max_length=255)
@@ -95,12 +114,10 @@ class SlackContainer(BaseModel):
     message_ts: str | None = Field(None, max_length=64)
 
 
-class BlockActions(BaseModel):
+class BlockActions(FromSlack):
     """The part of a ``block_actions`` payload we use."""
 
-    model_config = ConfigDict(extra="ignore")
     type: str
-    user: SlackUser
     actions: list[SlackAction] = Field(min_length=1, max_length=5)
     container: SlackContainer = Field(default_factory=SlackContainer)
     trigger_id: str = Field("", max_length=200)  # opens a modal (Can't do), 3 s to use
@@ -122,12 +139,10 @@ class SubmittedView(BaseModel):
         return value if isinstance(value, str) else ""
 
 
-class ViewSubmission(BaseModel):
+class ViewSubmission(FromSlack):
     """The part of a ``view_submission`` payload we use (a modal's Send)."""
 
-    model_config = ConfigDict(extra="ignore")
     type: Literal["view_submission"]
-    user: SlackUser
     view: SubmittedView
 
 
@@ -192,9 +207,10 @@ _SLACK_ANSWERS = answers(
     {
         400: "not a block_actions form, or a malformed button value",
         401: "unsigned, badly signed, stale or replayed: nothing is written",
-        403: "the Slack user has no email Handover knows",
+        403: "another workspace or app; a deactivated, guest or bot account; or an email "
+        "that is no active IdP user: nothing is written",
         413: "body over 64 KiB",
-        503: "the signing secret is not configured",
+        503: "the signing secret is not configured, or Slack or the IdP cannot be asked now",
     },
 )
 
@@ -230,6 +246,13 @@ def create_intake(
         app.include_router(hr_router(svc, launcher))
     if onboard_launcher is not None:
         app.include_router(jira_router(svc, onboard_launcher))
+
+    def clicker(payload: FromSlack) -> Clicker | ClickRefused:
+        """Who clicked (the IdP's address), or why the click does not count: one check for
+        every button and modal (approvals/people.py)."""
+        return slack_clicker(
+            svc, user_id=payload.user.id, team_id=payload.team.id, app_id=payload.api_app_id
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -280,9 +303,10 @@ def create_intake(
             approval_id, plan_hash = parse_decision_value(action.value)
         except ValueError as exc:
             return refuse(400, str(exc))
-        approver = svc.messenger.email_of(payload.user.id) if svc.messenger else None
-        if not approver:
-            return refuse(403, "this Slack user has no email Handover knows")
+        who = clicker(payload)
+        if isinstance(who, ClickRefused):
+            return refuse(who.status, who.message)
+        approver = who.email
         decision = "approve" if action.action_id == APPROVE_ACTION else "deny"
         try:
             outcome = record_decision(
@@ -291,7 +315,7 @@ def create_intake(
                 approver=approver,
                 decision=decision,
                 plan_hash=plan_hash,
-                verified=Verified(SLACK, subject=payload.user.id),
+                verified=who.verified,
                 channel="slack",
             )
         except DecisionRefused as exc:
@@ -310,16 +334,16 @@ def create_intake(
         payload: BlockActions, action: SlackAction, background: BackgroundTasks
     ) -> JSONResponse:
         """Done clicked on a human task, by one of its assignees: recorded, then the run woken."""
-        who = svc.messenger.email_of(payload.user.id) if svc.messenger else None
-        if not who:
-            return refuse(403, "this Slack user has no email Handover knows")
+        who = clicker(payload)
+        if isinstance(who, ClickRefused):
+            return refuse(who.status, who.message)
         try:
             task, closed = record_answer(
                 svc,
                 action.value,
-                by=who,
+                by=who.email,
                 state=TaskState.DONE,
-                verified=Verified(SLACK, subject=payload.user.id),
+                verified=who.verified,
                 channel="slack",
             )
         except TaskRefusedInput as exc:
@@ -332,11 +356,11 @@ def create_intake(
     def ask_why(payload: BlockActions, action: SlackAction) -> JSONResponse:
         """Can't do clicked on a human task, by one of its assignees: the modal that asks why
         (opened now: Slack's trigger lasts 3 seconds). Nothing is recorded until it is sent."""
-        who = svc.messenger.email_of(payload.user.id) if svc.messenger else None
-        if not who:
-            return refuse(403, "this Slack user has no email Handover knows")
+        who = clicker(payload)
+        if isinstance(who, ClickRefused):
+            return refuse(who.status, who.message)
         try:
-            message = ask_why_cant(svc, action.value, by=who, trigger_id=payload.trigger_id)
+            message = ask_why_cant(svc, action.value, by=who.email, trigger_id=payload.trigger_id)
         except TaskRefusedInput as exc:
             return JSONResponse({"ok": True, "recorded": False, "message": str(exc)})
         return JSONResponse({"ok": True, "recorded": False, "message": message})
@@ -346,17 +370,17 @@ def create_intake(
         (an assignee); the run ends blocked with it. A refused answer shows in the modal."""
         if sent.view.callback_id != CANT_VIEW:
             return JSONResponse({"ok": True, "ignored": sent.view.callback_id})
-        who = svc.messenger.email_of(sent.user.id) if svc.messenger else None
-        if not who:
-            return refuse(403, "this Slack user has no email Handover knows")
+        who = clicker(sent)
+        if isinstance(who, ClickRefused):
+            return refuse(who.status, who.message)
         reason = sent.view.text(CANT_REASON, CANT_REASON)
         try:
             task, closed = record_answer(
                 svc,
                 sent.view.private_metadata,
-                by=who,
+                by=who.email,
                 state=TaskState.CANT,
-                verified=Verified(SLACK, subject=sent.user.id),
+                verified=who.verified,
                 note=reason,
                 channel="slack",
             )
@@ -376,9 +400,10 @@ def create_intake(
             grant_id = parse_extend_value(action.value)
         except ValueError as exc:
             return refuse(400, str(exc))
-        requester = svc.messenger.email_of(payload.user.id) if svc.messenger else None
-        if not requester:
-            return refuse(403, "this Slack user has no email Handover knows")
+        who = clicker(payload)
+        if isinstance(who, ClickRefused):
+            return refuse(who.status, who.message)
+        requester = who.email
         found = [g for g in grants(svc.ledger) if g.id == grant_id]
         if not found or found[0].status is not GrantStatus.ACTIVE:
             state = found[0].status.value if found else "unknown"

@@ -2,16 +2,25 @@
 
 A Jira Server 9 look-alike (so the client uses ``/search`` with ``startAt``, not Cloud's
 ``/search/jql``): ``serverInfo``, ``myself``, ``field``, ``issuetype``, ``project``, ``issue``
-(create, get), ``comment``, ``transitions`` and ``search`` with a JQL subset. Workflow: Open →
+(create, get), ``comment``, ``transitions``, ``search`` with a JQL subset, and ``user`` (by
+``accountId``, ``username`` or ``key``). Workflow: Open →
 In Progress → Done, plus Rejected; transition names differ from status names, so clients pick
 a transition by its target status (``to.name``), as real workflows require. Every call needs
 HTTP Basic credentials; every error has Jira's ``{"errorMessages": [...], "errors": {...}}``.
+
+People: every reporter is a Jira account with an ``accountId`` (as on Jira Cloud) besides its
+Server ``name``/``key``. Like Cloud's profile visibility, an account may hide its email: an issue
+then shows the reporter without ``emailAddress``, and only ``GET /user`` — asked by Handover's
+account, which, like an app granted email access, may read it — tells it. An account may also
+have no email at all (``/_sandbox/jira/users`` adds such people): nothing tells who it is but its
+display name, which Handover never takes for an address.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import re
 from collections.abc import Callable, Coroutine, Iterable
@@ -22,6 +31,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -93,6 +103,19 @@ class JiraIssue(Base):
     updated: Mapped[datetime]
 
 
+class JiraUser(Base):
+    """A Jira account: what an issue's ``reporter`` (by ``name``) refers to."""
+
+    __tablename__ = "jira_users"
+
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(320), unique=True)  # Server's username (and key)
+    display_name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    email_visible: Mapped[bool] = mapped_column(default=True)  # shown in issues' user objects
+    active: Mapped[bool] = mapped_column(default=True)
+
+
 class JiraComment(Base):
     __tablename__ = "jira_comments"
 
@@ -148,6 +171,49 @@ def ensure_project(session: Session, key: str, name: str) -> str:
     return key
 
 
+def _account_id(name: str) -> str:
+    """A Cloud-looking account id (``557058:<uuid>``), the same for a name in every world."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"557058:{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+def ensure_user(
+    session: Session,
+    name: str,
+    *,
+    display_name: str = "",
+    email: str | None = None,
+    email_visible: bool = True,
+) -> str:
+    """The account id of the Jira account ``name``, created when missing (idempotent: an
+    existing account is left as it is). ``email``: its address (``None``: none at all);
+    ``email_visible``: whether issues show it (else only ``GET /user`` does)."""
+    user = session.scalar(select(JiraUser).where(JiraUser.name == name))
+    if user is None:
+        user = JiraUser(
+            account_id=_account_id(name),
+            name=name,
+            display_name=display_name or name,
+            email=email.strip().lower() if email else None,
+            email_visible=email_visible,
+        )
+        session.add(user)
+        session.flush()
+    return user.account_id
+
+
+def _default_email(name: str) -> str:
+    """The address an account created for a bare reporter name gets (as before accounts)."""
+    return name if "@" in name else f"{name}@sandbox.invalid"
+
+
+def _people(session: Session, names: Iterable[str | None]) -> dict[str, JiraUser]:
+    wanted = sorted({n for n in names if n})
+    if not wanted:
+        return {}
+    return {u.name: u for u in session.scalars(select(JiraUser).where(JiraUser.name.in_(wanted)))}
+
+
 def create_issue(
     session: Session,
     now: datetime,
@@ -169,6 +235,8 @@ def create_issue(
     if proj is None or issuetype not in ISSUE_TYPES:
         raise KeyError(project if proj is None else issuetype)
     proj.counter += 1
+    if session.scalar(select(JiraUser).where(JiraUser.name == reporter)) is None:
+        ensure_user(session, reporter, email=_default_email(reporter))
     issue = JiraIssue(
         id=_next_id(session, JiraIssue), key=f"{proj.key}-{proj.counter}", project=proj.key,
         number=proj.counter, issuetype=issuetype, summary=summary, description=description,
@@ -220,10 +288,22 @@ def _fmt(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
 
 
-def _user(api: str, name: str) -> dict[str, Any]:
-    email = name if "@" in name else f"{name}@sandbox.invalid"
-    return {"self": f"{api}/user?username={name}", "name": name, "key": name,
-            "emailAddress": email, "displayName": name, "active": True}  # fmt: skip
+def _user(
+    api: str, name: str, account: JiraUser | None = None, *, full: bool = False
+) -> dict[str, Any]:
+    """A user object; with its account, that account's id and name, and its email where the
+    account shows it (``full``: as ``GET /user`` shows it to Handover's account)."""
+    if account is None:  # a name with no account (a comment's author, a project lead)
+        return {"self": f"{api}/user?username={name}", "name": name, "key": name,
+                "emailAddress": _default_email(name), "displayName": name,
+                "active": True}  # fmt: skip
+    out = {"self": f"{api}/user?accountId={account.account_id}",
+           "accountId": account.account_id, "accountType": "atlassian", "name": account.name,
+           "key": account.name, "displayName": account.display_name,
+           "active": account.active, "timeZone": "UTC"}  # fmt: skip
+    if account.email and (full or account.email_visible):
+        out["emailAddress"] = account.email
+    return out
 
 
 def _status(api: str, name: str) -> dict[str, Any]:
@@ -250,15 +330,20 @@ def _comment(api: str, issue_id: int, c: JiraComment) -> dict[str, Any]:
 
 
 def _issue(
-    api: str, i: JiraIssue, p: JiraProject, comments: list[JiraComment], only: set[str] | None
+    api: str,
+    i: JiraIssue,
+    p: JiraProject,
+    comments: list[JiraComment],
+    only: set[str] | None,
+    people: dict[str, JiraUser],
 ) -> dict[str, Any]:
     resolution = RESOLUTIONS.get(i.status)
     fields = {
         "summary": i.summary, "description": i.description or None,
         "issuetype": _issuetype(api, i.issuetype), "project": _project(api, p),
         "status": _status(api, i.status), "labels": list(i.labels),
-        "reporter": _user(api, i.reporter),
-        "assignee": _user(api, i.assignee) if i.assignee else None,
+        "reporter": _user(api, i.reporter, people.get(i.reporter)),
+        "assignee": _user(api, i.assignee, people.get(i.assignee)) if i.assignee else None,
         "created": _fmt(i.created), "updated": _fmt(i.updated),
         "resolution": {"name": resolution} if resolution else None,
         "comment": {"comments": [_comment(api, i.id, c) for c in comments], "startAt": 0,
@@ -500,6 +585,26 @@ def myself(request: Request) -> dict[str, Any]:
     return _user(_api(request), _me(request))
 
 
+@router.get(V2 + "/user")
+def user(
+    request: Request,
+    accountId: str | None = None,
+    username: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    """One account: by ``accountId`` (Cloud) or ``username``/``key`` (Server), as Jira answers
+    ``GET /rest/api/2/user``; its email shown to Handover's account even when issues hide it."""
+    ref = accountId or username or key
+    if not ref:
+        raise JiraError(400, "The username, key or accountId query parameters need to be provided")
+    with _world(request).db.session() as s:
+        col = JiraUser.account_id if accountId else JiraUser.name
+        found = s.scalar(select(JiraUser).where(col == ref))
+        if found is None:
+            raise JiraError(404, f"The user with the key '{ref}' does not exist")
+        return _user(_api(request), found.name, found, full=True)
+
+
 @router.get(V2 + "/field")
 def fields() -> list[dict[str, Any]]:
     return [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True,
@@ -556,9 +661,16 @@ def create(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
             errors["labels"] = f"The label '{bad[0]}' contains spaces which is invalid."
         if not isinstance(description, str):
             errors["description"] = "Operation value must be a string"
+        given = f.get("reporter")
+        if isinstance(given, dict) and given.get("accountId"):  # Cloud names people by id
+            account = s.get(JiraUser, str(given["accountId"]))
+            if account is None:
+                errors["reporter"] = "Specified reporter is not a user."
+            else:
+                given = account.name
         if errors or proj is None or itype is None or not isinstance(summary, str):
             raise JiraError(400, errors=errors)
-        reporter = _name(f.get("reporter")) or _me(request)
+        reporter = _name(given) or _me(request)
         key = create_issue(s, world.clock.now(), project=proj.key, issuetype=itype,
                            summary=summary, description=description, labels=labels,
                            reporter=reporter, assignee=_name(f.get("assignee")))  # fmt: skip
@@ -570,7 +682,8 @@ def create(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
 def read_issue(request: Request, key: str, fields: list[str] | None = Query(None)) -> Any:
     with _world(request).db.session() as s:
         i, p = _load(s, key)
-        return _issue(_api(request), i, p, _comments(s, [i.id])[i.id], _only(fields))
+        people = _people(s, [i.reporter, i.assignee])
+        return _issue(_api(request), i, p, _comments(s, [i.id])[i.id], _only(fields), people)
 
 
 @router.get(V2 + "/issue/{key}/comment")
@@ -659,7 +772,11 @@ def search_issues(
         page = found[startAt : startAt + maxResults]
         projects = {p.key: p for p in s.scalars(select(JiraProject))}
         comments, only = _comments(s, [i.id for i in page]), _only(fields)
-        issues = [_issue(_api(request), i, projects[i.project], comments[i.id], only) for i in page]
+        people = _people(s, [n for i in page for n in (i.reporter, i.assignee)])
+        issues = [
+            _issue(_api(request), i, projects[i.project], comments[i.id], only, people)
+            for i in page
+        ]
         return {"startAt": startAt, "maxResults": maxResults, "total": len(found), "issues": issues}
 
 
@@ -679,3 +796,28 @@ def control_issues(request: Request, project: str | None = None) -> dict[str, An
         if project:
             q = q.where(JiraIssue.project == project.upper())
         return {"issues": [get_issue(s, k) for k in s.scalars(q)]}
+
+
+class NewJiraUser(BaseModel):
+    """A Jira account for the tests: e.g. one that hides its email, or has none."""
+
+    name: str = Field(min_length=1, max_length=320)
+    display_name: str = Field("", max_length=255)
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    email_visible: bool = True
+
+
+@control_router.post("/users")
+def add_user(request: Request, body: NewJiraUser) -> dict[str, Any]:
+    """Add a Jira account (idempotent on the name); its user object as ``GET /user`` shows it."""
+    with _world(request).db.session() as s:
+        aid = ensure_user(
+            s,
+            body.name,
+            display_name=body.display_name,
+            email=body.email,
+            email_visible=body.email_visible,
+        )
+        account = s.get(JiraUser, aid)
+        assert account is not None
+        return {"ok": True, "user": _user(_api(request), account.name, account, full=True)}

@@ -641,6 +641,7 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
             given_name=first,
             family_name=last,
             active=email != "frank.former@acme.com",
+            aliases=ALIASES.get(email, ()),
         )
     by_role: dict[str, list[str]] = {}
     for email, _f, _l, role in idp_people:
@@ -667,7 +668,7 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
     # Slack: every person, plus the approvers and channels the runbooks use.
     for email, first, last, _role in people:
         slack.ensure_user(s, email, f"{first} {last}")
-    _approvers(s, roster, APPROVERS)
+    _approvers(s, now, roster, APPROVERS)
     _bot_channels_projects(s)
 
     # Jira: a few tickets to drive the runbooks.
@@ -819,7 +820,7 @@ def _scale(s: Session, now: datetime, n: int) -> dict[str, Any]:
             for e in emails[: n // 2]
         ],
     )
-    _furniture(s, emails, roster)
+    _furniture(s, now, emails, roster)
     s.merge(Setting(key="roster", value={"rows": roster}))
     return {"seed": f"scale:{n}"}
 
@@ -838,12 +839,30 @@ IT_ADMINS = (
 )
 
 
+# More addresses of a seeded person in the IdP (emails of type "other"): alice's short address
+# is hers too, so a request she files as alice@acme.com is still hers to never approve.
+ALIASES = {"alice.admin@acme.com": ("alice@acme.com",)}
+
+
 def _approvers(
-    s: Session, roster: list[dict[str, Any]], people: tuple[tuple[str, str, str], ...]
+    s: Session,
+    now: datetime,
+    roster: list[dict[str, Any]],
+    people: tuple[tuple[str, str, str], ...],
 ) -> None:
-    """Slack users and HR roster rows for approvers."""
+    """Slack users, IdP users (a Slack click counts only from a person the IdP knows; no mapped
+    group, so nothing is provisioned into the org) and HR roster rows for approvers."""
     for email, name, dept in people:
         slack.ensure_user(s, email, name)
+        first, _, last = name.partition(" ")
+        ensure_idp_user(
+            s,
+            now,
+            email=email,
+            given_name=first,
+            family_name=last,
+            aliases=ALIASES.get(email, ()),
+        )
         roster.append(
             {
                 "email": email,
@@ -856,7 +875,7 @@ def _approvers(
         )
 
 
-def _furniture(s: Session, emails: list[str], roster: list[dict[str, Any]]) -> None:
+def _furniture(s: Session, now: datetime, emails: list[str], roster: list[dict[str, Any]]) -> None:
     """What the runbooks need around the org on a scale world: a Slack user per member (bulk
     insert, ids ``UX…`` never minted by ``slack.ensure_user``), the approvers, the bot and the
     channels, and the Jira projects tickets go to."""
@@ -867,7 +886,7 @@ def _furniture(s: Session, emails: list[str], roster: list[dict[str, Any]]) -> N
             for i, e in enumerate(emails)
         ],
     )
-    _approvers(s, roster, APPROVERS + IT_ADMINS)
+    _approvers(s, now, roster, APPROVERS + IT_ADMINS)
     _bot_channels_projects(s)
 
 

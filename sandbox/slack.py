@@ -31,6 +31,7 @@ router = APIRouter(prefix="/slack/api", tags=["slack"])
 control_router = APIRouter(prefix="/_sandbox/slack", tags=["sandbox control"])
 
 TEAM_ID = "T0SANDBOX1"
+APP_ID = "A0HANDOVER"  # Handover's Slack app: every interaction payload names it (api_app_id)
 BOT_ID = "B0HANDOVER"
 BOT_EMAIL = "handover-bot@slack.sandbox"
 _TS_KEY = "slack_last_ts"  # last ts handed out, so ts stay unique even when the clock goes back
@@ -45,6 +46,9 @@ class SlackUser(Base):
     real_name: Mapped[str] = mapped_column(String(200), default="")
     is_bot: Mapped[bool] = mapped_column(default=False)
     deleted: Mapped[bool] = mapped_column(default=False)
+    # Slack's guests: multi-channel (restricted) and single-channel (ultra-restricted).
+    is_restricted: Mapped[bool] = mapped_column(default=False)
+    is_ultra_restricted: Mapped[bool] = mapped_column(default=False)
 
 
 class SlackConversation(Base):
@@ -154,15 +158,25 @@ def _resolve(session: Session, ref: Any, *, open_dm: bool = True) -> SlackConver
 
 
 def _user_json(u: SlackUser) -> dict[str, Any]:
-    return {
+    """A user as ``users.info`` shows it: every flag present, ``false`` included, as Slack
+    sends them (a deactivated account keeps its profile, with ``deleted: true``)."""
+    out: dict[str, Any] = {
         "id": u.id,
         "team_id": TEAM_ID,
         "name": u.name,
         "real_name": u.real_name,
         "deleted": u.deleted,
         "is_bot": u.is_bot,
+        "is_app_user": False,
+        "is_admin": False,
+        "is_owner": False,
+        "is_restricted": u.is_restricted or u.is_ultra_restricted,  # Slack sets both for ultra
+        "is_ultra_restricted": u.is_ultra_restricted,
         "profile": {"email": u.email, "real_name": u.real_name, "display_name": u.name},
     }
+    if u.is_bot:
+        out["profile"]["bot_id"] = BOT_ID
+    return out
 
 
 def _message_json(m: SlackMessage) -> dict[str, Any]:
@@ -259,7 +273,26 @@ def auth_test(s: Session, w: World, a: dict[str, Any]) -> dict[str, Any]:
         "team_id": TEAM_ID,
         "user_id": _bot(s),
         "bot_id": BOT_ID,
+        "app_id": APP_ID,
         "is_enterprise_install": False,
+    }
+
+
+def bots_info(s: Session, w: World, a: dict[str, Any]) -> dict[str, Any]:
+    """Handover's own bot (the only one the sandbox has an app for): its app id, which every
+    interaction payload carries as ``api_app_id``."""
+    if str(a.get("bot") or BOT_ID) != BOT_ID:
+        raise SlackError("bot_not_found")
+    return {
+        "bot": {
+            "id": BOT_ID,
+            "deleted": False,
+            "name": "Handover",
+            "updated": 0,
+            "app_id": APP_ID,
+            "user_id": _bot(s),
+            "icons": {},
+        }
     }
 
 
@@ -416,6 +449,7 @@ def views_open(s: Session, w: World, a: dict[str, Any]) -> dict[str, Any]:
 
 METHODS: dict[str, Callable[[Session, World, dict[str, Any]], dict[str, Any]]] = {
     "auth.test": auth_test,
+    "bots.info": bots_info,
     "chat.postMessage": chat_post_message,
     "chat.update": chat_update,
     "users.lookupByEmail": users_lookup_by_email,
@@ -521,3 +555,28 @@ def add_user(request: Request, body: NewUser) -> dict[str, Any]:
         uid = ensure_user(s, body.email, body.real_name, is_bot=body.is_bot)
         user = _user_json(s.get(SlackUser, uid))
     return {"ok": True, "user": user}
+
+
+class UserStanding(BaseModel):
+    """What a workspace admin changes about an account (``None``: left as it is)."""
+
+    deleted: bool | None = Field(None, description="deactivate (true) or reactivate (false)")
+    is_restricted: bool | None = Field(None, description="a multi-channel guest")
+    is_ultra_restricted: bool | None = Field(None, description="a single-channel guest")
+    is_bot: bool | None = None
+
+
+@control_router.patch("/users/{ref}", response_model=None)
+def set_standing(request: Request, ref: str, body: UserStanding) -> dict[str, Any] | JSONResponse:
+    """Deactivate a person, make them a guest, or undo it, as a Slack admin would (by user id
+    or email); the account keeps its id and email, as in Slack."""
+    with request.app.state.world.db.session() as s:
+        user = s.get(SlackUser, ref) or s.scalar(
+            select(SlackUser).where(SlackUser.email == ref.strip().lower())
+        )
+        if user is None:
+            return JSONResponse({"ok": False, "error": "user_not_found"}, status_code=404)
+        for name, value in body.model_dump(exclude_none=True).items():
+            setattr(user, name, value)
+        s.flush()
+        return {"ok": True, "user": _user_json(user)}

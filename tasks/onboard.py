@@ -14,6 +14,7 @@ from typing import Any, assert_never
 
 from prefect import task
 
+from approvals.people import idp_address
 from connectors.capabilities import (
     Invitations,
     Inviter,
@@ -24,7 +25,7 @@ from connectors.capabilities import (
     require,
 )
 from connectors.errors import ConnectorError
-from domain.access_request import AccessRequestError
+from domain.access_request import AccessRequestError, LineError
 from domain.models import AccessRequest, Effect, Member, WriteResult
 from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKind
 from domain.plan import is_mapped_idp_group
@@ -60,20 +61,39 @@ def idp_managed_default(rt: Runtime) -> bool:
     return bool(getattr(rt.settings, "idp_managed", False))
 
 
+# Why a ticket whose reporter is nobody the IdP knows is refused (said on the ticket).
+UNKNOWN_REPORTER = (
+    "reporter: the ticket's reporter has no email in Jira that belongs to an active person of "
+    "the identity provider (a display name is never used to tell who asked); file the request "
+    "from your own Jira account"
+)
+
+
 @task(name="read_access_request", cache_policy=UNCACHED)
 def read_access_request(rt: Runtime, ticket: str) -> AccessRequest | str:
-    """The request a ticket carries, or the text explaining what is wrong with it.
+    """The request a ticket carries, with its requester as the IdP knows them, or the text
+    explaining what is wrong with it.
+
+    The requester is the reporter's Jira email mapped to the active IdP user it belongs to (an
+    alias gives the user's canonical address): who asked never approves, so who asked must be
+    a person, not a display name.
 
     Returns:
-        The validated request, or ``str(AccessRequestError)`` (every problem with its line).
+        The validated request, or ``str(AccessRequestError)`` (every problem with its line;
+        an unknown reporter is one).
 
     Raises:
-        ConnectorError: the ticket cannot be read (or is not an Access Request).
+        ConnectorError: the ticket cannot be read (or is not an Access Request), or the IdP
+            cannot be asked.
     """
     try:
-        return rt.tickets.read_access_request(ticket, today=rt.clock().date())
+        request = rt.tickets.read_access_request(ticket, today=rt.clock().date())
     except AccessRequestError as exc:
         return str(exc)
+    requester = idp_address(rt, request.requester)
+    if requester is None:
+        return str(AccessRequestError([LineError(None, "", UNKNOWN_REPORTER)]))
+    return request.model_copy(update={"requester": requester})
 
 
 @task(name="ticket_reporter", cache_policy=UNCACHED)

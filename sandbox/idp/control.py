@@ -54,12 +54,18 @@ def ensure_idp_user(
     given_name: str,
     family_name: str,
     active: bool = True,
+    aliases: tuple[str, ...] = (),
 ) -> str:
     """The IdP user with this email (userName), created or brought up to date; pushed into the
-    org. Returns its SCIM id. Idempotent."""
+    org. ``aliases``: more addresses of the same person (``emails`` of type ``other``, never
+    primary), as directories keep a person's old or short addresses. Returns its SCIM id.
+    Idempotent."""
     d = Directory(session, now, trigger="ensure_idp_user")
     email = norm_email(email)
     name = {k: v for k, v in (("givenName", given_name), ("familyName", family_name)) if v}
+    emails = [{"value": email, "type": "work", "primary": True}] + [
+        {"value": norm_email(a), "type": "other"} for a in aliases if norm_email(a) != email
+    ]
     row = d.find(USER, email)
     if row is None:
         user = _model(
@@ -69,12 +75,14 @@ def ensure_idp_user(
                 "userName": email,
                 "name": name,
                 "displayName": f"{given_name} {family_name}".strip() or email,
-                "emails": [{"value": email, "type": "work", "primary": True}],
+                "emails": emails,
                 "active": active,
             },
         )
         return str(d.create(USER, user).id)
     data = {**row.data, "name": {**(row.data.get("name") or {}), **name}, "active": active}
+    if aliases:
+        data["emails"] = emails
     if data != row.data:
         d.update(USER, _model(USER, {**data, "id": row.id}))
     return row.id

@@ -18,6 +18,7 @@ from approvals.gate import PlanSummary, gate
 from approvals.policy import load_policy
 from approvals.services import Services
 from cli.approvals_cmd import block_actions_body, sign
+from connectors.idp import ScimIdp
 from connectors.settings import Settings
 from connectors.slack import SlackMessenger
 from connectors.tickets import JiraTickets
@@ -173,6 +174,7 @@ def make_stack(sandbox: LiveSandbox, tmp: Path) -> Stack:
         messenger=SlackMessenger(settings),
         tickets=JiraTickets(settings),
         ticket_base_url=f"{url}/jira/browse/",
+        idp=ScimIdp(settings),
     )
     key = uuid.uuid4().hex
     SERVICES[key] = svc

@@ -29,7 +29,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.approvals_cmd import block_actions_body, sign
+from cli.approvals_cmd import block_actions_body, from_slack, sign
 from cli.deploy import PREFECT_YAML, deploy_all
 from tests.cli.deploy_stack import DeployStack, wait_for
 from tests.flows.sweep_stack import (
@@ -133,10 +133,12 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     # (2) Carla clicks Extend → an extend-grant run on the worker pauses at the approval.
     t2 = time.monotonic()
     intake = TestClient(create_intake(svc, extend_launcher=deployment_launcher(EXTEND)))
+    rt.idp.create_user(email=CARLA)  # a Slack click counts only from an IdP user
     body, headers = signed(
         secret,
         {
             "type": "block_actions",
+            **from_slack(),
             "user": {"id": svc.messenger.user_id(CARLA)},
             "trigger_id": f"{time.time_ns()}.sandbox",
             "actions": [{"action_id": "extend", "block_id": "expiry", "value": f"grant:{gid}"}],

@@ -69,7 +69,11 @@ def test_find_user_by_user_name_or_email_ignoring_case(server: Backend, idp: Sci
         given_name="Ada",
         family_name="Lovelace",
         active=True,
+        emails=("ada@mail.example.com",),
     )
+    # The userName is the address it is recorded under; every email is one it is known by.
+    assert by_name.address == "ada.lovelace@example.com"
+    assert by_name.addresses == ("ada.lovelace@example.com", "ada@mail.example.com")
     assert idp.find_user("ADA@Mail.Example.COM") == by_name  # by emails.value
     assert idp.find_user("ada@example.com") is None
     assert idp.find_user('evil" or userName pr or userName eq "x') is None  # quotes escaped

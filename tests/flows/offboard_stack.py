@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from approvals.policy import load_policy
 from approvals.services import Services
-from cli.approvals_cmd import block_actions_body, sign
+from cli.approvals_cmd import block_actions_body, from_slack, sign
 from connectors.settings import Settings
 from domain.records import ApprovalRequest
 from domain.runbook import call_runbook
@@ -270,6 +270,7 @@ class OffboardStack:
         r = self._interaction(
             {
                 "type": "block_actions",
+                **from_slack(),
                 "user": {"id": self.svc.messenger.user_id(email)},  # type: ignore[union-attr]
                 "trigger_id": trigger,
                 "actions": [{"action_id": "task_cant", "block_id": "human_task", "value": task.id}],
@@ -285,6 +286,7 @@ class OffboardStack:
         return self._interaction(
             {
                 "type": "view_submission",
+                **from_slack(),
                 "user": {"id": self.svc.messenger.user_id(email)},  # type: ignore[union-attr]
                 "view": {
                     "id": view["id"],
@@ -389,6 +391,7 @@ def make_stack(
         tickets=rt.tickets,
         clock=rt.clock,
         ticket_base_url=rt.ticket_base_url,
+        idp=rt.idp,
     )
     return OffboardStack(
         sandbox=sandbox,

@@ -84,7 +84,8 @@ def _tickets(url: str, n_off: int, n_on: int, leavers: list[str]) -> list[dict[s
                     "summary": f"Amplitude access for {email}",
                     "description": f"email: {email}\nprojects: Staging=member\n"
                     f"justification: chaos onboarding {i}",
-                    "reporter": {"name": "it.ops@acme.com"},
+                    # A person the IdP knows: a reporter nobody can be matched to is refused.
+                    "reporter": {"name": "sofia.lead@acme.com"},
                 }
             },
         ).json()["key"]

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.approvals_cmd import sign
+from cli.approvals_cmd import from_slack, sign
 from domain.expiry import utc
 from domain.models import Role
 from domain.records import Grant, GrantStatus
@@ -56,8 +56,12 @@ def extend_buttons(st: OffboardStack, email: str) -> list[str]:
 
 
 def click_extend(intake: TestClient, st: OffboardStack, email: str, value: str) -> Any:
+    """``email`` clicks Extend; a contractor signs in through the IdP like everyone else (a
+    Slack click counts only from an IdP user), so they are one first."""
+    st.rt.idp.create_user(email=email)
     payload = {
         "type": "block_actions",
+        **from_slack(),
         "user": {"id": st.svc.messenger.user_id(email)},  # type: ignore[union-attr]
         "trigger_id": f"{time.time_ns()}.sandbox",
         "actions": [{"action_id": "extend", "block_id": "expiry", "value": value}],

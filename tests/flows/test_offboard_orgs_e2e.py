@@ -147,9 +147,24 @@ def test_an_access_request_ticket_names_the_org_to_join(stack: OffboardStack) ->
     from flows.onboard import onboard
 
     def ticket(description: str) -> str:
-        return stack.rt.tickets.create(
-            project="ACC", issue_type="Access Request", summary="QA access", description=description
-        ).key
+        """Filed by sofia (a requester must be a person the IdP knows, not Handover's own
+        Jira account)."""
+        r = httpx.post(
+            f"{stack.url}/jira/rest/api/2/issue",
+            auth=("handover", "sandbox-jira-token"),
+            json={
+                "fields": {
+                    "project": {"key": "ACC"},
+                    "issuetype": {"name": "Access Request"},
+                    "summary": "QA access",
+                    "description": description,
+                    "reporter": {"name": "sofia.lead@acme.com"},
+                }
+            },
+            timeout=10,
+        )
+        r.raise_for_status()
+        return str(r.json()["key"])
 
     who = "omar.qa@acme.com"
     good = ticket(f"email: {who}\nprojects: QA=viewer\norg: qa")

@@ -59,9 +59,12 @@ from sqlalchemy import func, inspect, select, table
 
 from approvals.policy import load_policy
 from approvals.services import Services
+from cli.approvals_cmd import from_slack
 from cli.approvals_cmd import sign as sign_slack
-from connectors.settings import Settings
+from connectors.settings import SANDBOX_SLACK_TEAM_ID, Settings
 from domain.access_request import KEYS, SHOWN, AccessRequestError, parse_access_request
+from domain.identity import ChatMember
+from domain.models import IdpUser
 from domain.records import ApprovalRequest
 from intake.app import create_intake
 from intake.hooks import sign_hr
@@ -117,6 +120,20 @@ class FakeMessenger:
     def email_of(self, user_id: str) -> str | None:
         return "sofia.lead@acme.com" if user_id == SLACK_USER else None
 
+    def member(self, user_id: str) -> ChatMember | None:
+        email = self.email_of(user_id)
+        return ChatMember(user_id, SANDBOX_SLACK_TEAM_ID, email) if email else None
+
+
+@dataclass
+class FakeDirectory:
+    """The IdP as a click's check uses it: the one known person, active."""
+
+    def find_user(self, email: str) -> IdpUser | None:
+        if email != "sofia.lead@acme.com":
+            return None
+        return IdpUser(id="u1", user_name=email, email=email, emails=(email,))
+
     def update(self, ref: Any, text: str, blocks: Any = None) -> None:
         self.updates.append((ref, text))
 
@@ -170,6 +187,7 @@ def make_front(tmp: Path) -> Front:
         ledger=open_ledger(settings_.ledger_database_url()),
         policy=load_policy(),
         messenger=FakeMessenger(),  # type: ignore[arg-type]
+        idp=FakeDirectory(),  # type: ignore[arg-type]
         clock=lambda: NOW,
     )
     create_approval(
@@ -896,6 +914,7 @@ def slack_click(
 ) -> bytes:
     payload = {
         "type": "block_actions",
+        **from_slack(),
         "user": {"id": user},
         "trigger_id": uuid.uuid4().hex,
         "actions": [{"action_id": action, "value": value}],
