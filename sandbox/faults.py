@@ -93,7 +93,8 @@ class FaultMiddleware:
                     [(b"retry-after", str(retry_after).encode())],
                 )
                 return
-        fault = f.fault_rate > 0 and world.rng.random() < f.fault_rate
+        faulted = f.apis is None or api in f.apis
+        fault = faulted and f.fault_rate > 0 and world.rng.random() < f.fault_rate
         after = fault and world.rng.random() < f.fault_after
         if fault and not after:
             status = world.rng.choice((500, 502, 503))

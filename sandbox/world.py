@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -53,6 +53,9 @@ class FaultSettings(BaseModel):
         None, ge=1, description="bucket size; default: a tenth of a minute's allowance"
     )
     latency_ms: float = Field(0.0, ge=0.0, le=60_000, description="added to every API call")
+    apis: list[Literal["org_scim", "org_admin", "org_ingest", "idp", "slack", "jira"]] | None = (
+        Field(None, description="only these APIs are faulted (default: every API)")
+    )
 
 
 class TokenBucket:

@@ -84,8 +84,9 @@ def _tickets(url: str, n_off: int, n_on: int, leavers: list[str]) -> list[dict[s
                     "summary": f"Amplitude access for {email}",
                     "description": f"email: {email}\nprojects: Staging=member\n"
                     f"justification: chaos onboarding {i}",
-                    # A person the IdP knows: a reporter nobody can be matched to is refused.
-                    "reporter": {"name": "sofia.lead@acme.com"},
+                    # A person the scale seed's IdP knows (an IT admin, not the approver): a
+                    # reporter nobody can be matched to is refused.
+                    "reporter": {"name": "raj.admin@acme.com"},
                 }
             },
         ).json()["key"]

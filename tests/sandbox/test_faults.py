@@ -65,6 +65,16 @@ def test_fault_rate_1_makes_every_api_answer_5xx_but_not_controls(client: TestCl
         assert r.status_code < 500, (path, r.status_code, r.text)
 
 
+def test_faults_can_be_limited_to_some_apis(client: TestClient) -> None:
+    faults(client, fault_rate=1.0, apis=["org_scim", "org_admin"])
+    assert client.get("/scim/1/Users", headers=ORG_SCIM).status_code >= 500
+    assert client.get("/admin/v1/members", headers=ORG_ADMIN).status_code >= 500
+    assert client.get("/idp/scim/v2/Users", headers=IDP).status_code == 200
+    r = client.put("/_sandbox/faults", json={"fault_rate": 1.0, "apis": ["nope"]})
+    assert r.status_code == 422
+    faults(client)
+
+
 def test_a_fault_before_the_write_changes_nothing(client: TestClient) -> None:
     faults(client, fault_rate=1.0, fault_after=0.0)
     assert invite_over_scim(client, "a@x.com") >= 500
