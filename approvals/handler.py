@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from uuid import UUID
 
+from approvals.people import recorded_as
 from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
@@ -77,7 +78,7 @@ def record_decision(
             f"{shown[:12] or '(none)'} you were shown: the plan changed, look at it again"
         )
     d = Decision(
-        approver=approver.strip().lower(),
+        approver=recorded_as(svc, approver),
         decision=decision,
         at=svc.clock(),
         plan_hash=appr.plan_hash,

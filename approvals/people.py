@@ -63,6 +63,17 @@ def canonical(svc: Services, address: str) -> str:
     return user.address if user is not None and user.address else address.strip().lower()
 
 
+def recorded_as(svc: Services, address: str) -> str:
+    """The address a person who acts is recorded under: the IdP's canonical one when the IdP
+    knows them (an alias from an ID token or an ``--as`` is the same person); as given when it
+    does not, or cannot be asked now — such an address counts only where the policy names it
+    as given, and never where an alias of the requester or subject is excluded."""
+    try:
+        return canonical(svc, address)
+    except ConnectorError:  # ConflictError included: several people, nobody is guessed
+        return address.strip().lower()
+
+
 def idp_address(svc: Services, address: str | None) -> str | None:
     """The canonical address of the active IdP user known by ``address``; None when there is
     none (no address, nobody, several people, or a deactivated one): a person is never

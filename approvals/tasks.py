@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from approvals.handler import resume_run
 from approvals.pause import pause_run
+from approvals.people import recorded_as
 from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
@@ -309,7 +310,7 @@ def record_answer(
         TaskRefusedInput: no such task, ``by`` is not one of its assignees, or Can't do
             without a reason.
     """
-    by = by.strip().lower()
+    by = recorded_as(svc, by)
     _assigned(svc, task_id, by)
     if state is TaskState.CANT and not note.strip():
         raise TaskRefusedInput("say why it can't be done (--reason)")

@@ -37,3 +37,36 @@ def test_a_request_filed_under_an_alias_cannot_be_approved_by_its_owner(stack: S
     final = get_approval(stack.svc.ledger, appr.id)
     counted = {d.approver for d in final.decisions if d.counted}
     assert counted == {"sec.lead@acme.com", "sofia.lead@acme.com"}
+
+
+def test_an_approver_signed_in_under_an_alias_is_recorded_as_the_idp_user(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever address a person acts under (an ID token's email, an ``--as`` in sandbox mode),
+    the decision is recorded under the IdP's address: the seat the policy gives alice counts."""
+    from typer.testing import CliRunner
+
+    from cli.main import app as cli
+
+    s = stack.svc.settings
+    for k, v in {
+        "HANDOVER_LEDGER_URL": s.ledger_url,
+        "HANDOVER_SLACK_API_URL": s.slack_api_url,
+        "HANDOVER_JIRA_URL": s.jira_url,
+        "HANDOVER_ORG_URL": s.org_url,
+        "HANDOVER_IDP_URL": s.idp_url,
+    }.items():
+        monkeypatch.setenv(k, str(v))
+    ctx = {
+        "runbook": "offboard",
+        "subject": "mike.stale@acme.com",
+        "requester": "sofia.lead@acme.com",
+        "reason": "inactivity",
+    }
+    run = stack.start(**ctx)
+    appr = stack.paused(ctx["subject"])
+    out = CliRunner().invoke(cli, ["approve", appr.id, "--as", ALIAS])
+    assert out.exit_code == 0, out.output
+    assert run.wait() == "approved"
+    [d] = get_approval(stack.svc.ledger, appr.id).decisions
+    assert (d.approver, d.counted, d.auth) == (ALICE, True, "sandbox-as")
