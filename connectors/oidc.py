@@ -104,9 +104,10 @@ class OidcClient:
         self.clock = clock
         self._provider: Provider | None = None
 
-    def _get(self, url: str, operation: str) -> dict[str, Any]:
+    def _send(self, operation: str, url: str, **kw: Any) -> httpx.Response:
+        """One request to the provider; an unreachable or failing (5xx) one is transient."""
         try:
-            r = self.http.get(url)
+            r = self.http.request("POST" if "data" in kw else "GET", url, **kw)
         except httpx.HTTPError as exc:
             raise TransientError(
                 f"cannot reach the identity provider at {url}: {type(exc).__name__}",
@@ -117,6 +118,10 @@ class OidcClient:
             raise TransientError(
                 "the provider failed", system=SYSTEM, operation=operation, status_code=r.status_code
             )
+        return r
+
+    def _get(self, url: str, operation: str) -> dict[str, Any]:
+        r = self._send(operation, url)
         if r.status_code != 200:
             raise InvalidRequestError(
                 f"{url} answered {r.status_code}",
@@ -127,18 +132,7 @@ class OidcClient:
         return _json_object(r, operation)
 
     def _post(self, url: str, data: dict[str, str], operation: str) -> tuple[int, dict[str, Any]]:
-        try:
-            r = self.http.post(url, data=data, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise TransientError(
-                f"cannot reach the identity provider at {url}: {type(exc).__name__}",
-                system=SYSTEM,
-                operation=operation,
-            ) from exc
-        if r.status_code >= 500:
-            raise TransientError(
-                "the provider failed", system=SYSTEM, operation=operation, status_code=r.status_code
-            )
+        r = self._send(operation, url, data=data, headers={"Accept": "application/json"})
         return r.status_code, _json_object(r, operation)
 
     def provider(self) -> Provider:

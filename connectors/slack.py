@@ -276,17 +276,9 @@ class SlackMessenger:
         """
         if user_id in self._emails:
             return self._emails[user_id]
-        try:
-            resp = self._call(
-                "users.info",
-                lambda: self.client.users_info(user=user_id),
-                operation="user_info",
-                subject=user_id,
-            )
-        except NotFoundError:
-            return None
-        email = ((resp["user"].get("profile") or {}).get("email") or "").strip().lower()
-        if not email:  # the app lacks users:read.email, or a bot
+        found = self.member(user_id)
+        email = found.email if found is not None else ""
+        if not email:  # no such user, the app lacks users:read.email, or a bot
             return None
         with self._lock:
             self._emails[user_id] = email

@@ -403,14 +403,24 @@ def make_stack(
     )
 
 
-def scim_stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    """The demo sandbox over loopback and a stack on its SCIM-only org
-    (``HANDOVER_ORG_BACKEND=amplitude``), for one test (a fixture: ``pytest.fixture(...)``)."""
+def _demo_stack(tmp_path: Path, backend: str) -> Iterator[OffboardStack]:
     from sandbox.app import create_app
     from tests.conftest import serve
 
     sb = serve(create_app(None, seed="demo", rng_seed=5))
     try:
-        yield make_stack(sb, tmp_path, backend="amplitude")
+        yield make_stack(sb, tmp_path, backend=backend)
     finally:
         sb.stop()
+
+
+def demo_stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    """The demo sandbox over loopback and a stack on it, for one test (a fixture:
+    ``pytest.fixture(...)``)."""
+    yield from _demo_stack(tmp_path, "sandbox")
+
+
+def scim_stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    """The demo sandbox over loopback and a stack on its SCIM-only org
+    (``HANDOVER_ORG_BACKEND=amplitude``), for one test (a fixture: ``pytest.fixture(...)``)."""
+    yield from _demo_stack(tmp_path, "amplitude")

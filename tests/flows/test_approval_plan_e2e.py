@@ -8,15 +8,11 @@ Over HTTP against the demo sandbox, the onboarding flow on a real Prefect server
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import OffboardStack, demo_stack
 from tests.flows.test_onboard_e2e import start
 
 pytestmark = pytest.mark.slow
@@ -24,13 +20,7 @@ pytestmark = pytest.mark.slow
 SEC = "sec.lead@acme.com"
 
 
-@pytest.fixture
-def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path)
-    finally:
-        sb.stop()
+stack = pytest.fixture(name="stack")(demo_stack)
 
 
 def _asked(stack: OffboardStack, email: str, role: str) -> tuple[str, Any]:

@@ -6,17 +6,13 @@ Over HTTP against the demo sandbox (its Jira, SCIM IdP and Slack), on a real Pre
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from ledger.approvals import get_approval
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import OffboardStack, demo_stack
 
 pytestmark = pytest.mark.slow
 
@@ -25,16 +21,7 @@ NEWCOMER = "new.analyst@vendorco.com"
 JIRA_AUTH = ("handover", "sandbox-jira-token")
 
 
-@pytest.fixture
-def sandbox() -> Iterator[LiveSandbox]:
-    sb = serve(create_app(None, seed="demo", rng_seed=5))
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
-def stack(sandbox: LiveSandbox, tmp_path: Path, prefect_server: str) -> OffboardStack:
-    return make_stack(sandbox, tmp_path)
+stack = pytest.fixture(name="stack")(demo_stack)
 
 
 def jira_account(stack: OffboardStack, **account: Any) -> str:

@@ -8,16 +8,12 @@ parameters tries to offboard somebody else on that approval, and to use a used i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from sandbox.app import create_app
-from tests.conftest import LiveSandbox, serve
-from tests.flows.offboard_stack import OffboardStack, make_stack
+from tests.flows.offboard_stack import OffboardStack, demo_stack
 from tests.flows.test_review_e2e import SECURITY, _approvals, _first_review, start_review
 
 pytestmark = pytest.mark.slow
@@ -26,13 +22,7 @@ FRANK = "frank.former@acme.com"
 MIKE = "mike.stale@acme.com"  # not a finding of the review: nobody approved his removal
 
 
-@pytest.fixture
-def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
-    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
-    try:
-        yield make_stack(sb, tmp_path)
-    finally:
-        sb.stop()
+stack = pytest.fixture(name="stack")(demo_stack)
 
 
 def _refused(stack: OffboardStack, **params: Any) -> str:
