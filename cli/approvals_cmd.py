@@ -35,16 +35,6 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _as(email: str) -> str:
-    """The ``--as`` email, normalised; exit 2 with the reason when it is not an email."""
-    from domain.models import _email
-
-    try:
-        return _email(email)
-    except ValueError as e:
-        raise _fail(str(e)) from None
-
-
 def _services() -> Any:
     from approvals.policy import PolicyError
     from approvals.services import Services

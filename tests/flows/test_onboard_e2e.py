@@ -142,6 +142,9 @@ def test_acc1_from_the_jira_hook_to_done(stack: OffboardStack) -> None:
 
     t = issue(stack, "ACC-1")
     assert t["status"] == "Done"
+    # The ticket showed the plan the approvers decided, step by step.
+    asked = next(c for c in t["comments"] if "requested for plan" in c)
+    assert f"- {VENDOR} is invited as org member: Production=viewer, Staging=manager" in asked
     assert any(f"Onboarding of {VENDOR}: done" in c and "until" in c for c in t["comments"])
     until = res["granted"].rsplit("until ", 1)[1]
     gs = grants(stack.rt.ledger, subject=VENDOR)
