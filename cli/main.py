@@ -86,7 +86,12 @@ def sandbox_up(
         raise bad_input(str(e)) from None
     faults = FaultSettings(fault_rate=fault_rate, rate_limit=rate_limit, latency_ms=latency_ms)
     typer.echo(f"seeding {seed} into {db} (skipped if the database already has a world)…")
-    application = create_app(db, seed=seed, faults=faults)
+    from sandbox.control import OutdatedWorld
+
+    try:
+        application = create_app(db, seed=seed, faults=faults)
+    except OutdatedWorld as e:
+        raise bad_input(str(e)) from None
     base = f"http://{host}:{port}"
     creds = Credentials()
     typer.echo(

@@ -36,11 +36,15 @@ def create_app(
             (a restart on the same file keeps its state).
         faults: initial fault settings (fault rate, rate limit, latency).
         rng_seed: makes injected faults repeatable.
+
+    Raises:
+        sandbox.control.OutdatedWorld: ``db_path`` holds a world an older Handover seeded.
     """
     world = World.open(db_path)
     if rng_seed is not None:
         world.rng.seed(rng_seed)
     world.db.create_all()
+    control.check_version(world, db_path)
     world.clock.load()
     if faults is not None:
         world.set_faults(faults)

@@ -21,6 +21,31 @@ from sandbox.world import FaultSettings, World
 router = APIRouter(prefix="/_sandbox", tags=["sandbox control"])
 
 _SEEDED = "seeded"
+# Bumped whenever a new Handover needs what an older sandbox world lacks (tables' columns, seeded
+# people): 2 = Slack guest flags, the approvers and alice's alias in the IdP, Jira accounts.
+WORLD_VERSION = 2
+
+
+class OutdatedWorld(RuntimeError):
+    """The sandbox database was seeded by an older Handover (the message says what to do)."""
+
+
+def check_version(world: World, where: object) -> None:
+    """Refuse a seeded world an older Handover made: its Slack accounts, IdP people or tables
+    would make clicks and requests fail in ways that look like Handover's own refusals.
+
+    Raises:
+        OutdatedWorld: seeded with another world version.
+    """
+    with world.db.session() as s:
+        seeded = s.get(Setting, _SEEDED)
+        version = seeded.value.get("version", 1) if seeded is not None else WORLD_VERSION
+    if version != WORLD_VERSION:
+        raise OutdatedWorld(
+            f"the sandbox world in {where} was made by an older Handover (world version "
+            f"{version}, this one needs {WORLD_VERSION}): remove it (make clean) or use another "
+            "--db"
+        )
 
 
 def world_of(request: Request) -> World:
@@ -40,7 +65,9 @@ def apply_seed(world: World, spec: str) -> dict[str, Any]:
 
     summary = seeds.apply(world, seed_spec(spec))
     with world.db.session() as s:
-        s.merge(Setting(key=_SEEDED, value={"spec": spec, "summary": summary}))
+        s.merge(
+            Setting(key=_SEEDED, value={"spec": spec, "summary": summary, "version": WORLD_VERSION})
+        )
     return summary
 
 

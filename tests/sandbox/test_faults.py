@@ -264,3 +264,28 @@ def test_clock_and_people_controls_validate_their_input(client: TestClient) -> N
     assert r.status_code == 409  # a pending invitee cannot sign in before accepting
     r = client.post("/_sandbox/members/p@x.com/activity", json={"action": "delete-everything"})
     assert r.status_code == 422
+
+
+def test_a_world_an_older_handover_seeded_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import pytest
+    from sqlalchemy import update
+
+    from sandbox.control import OutdatedWorld
+    from sandbox.db import Setting
+    from sandbox.world import World
+
+    db = tmp_path / "old.db"
+    with TestClient(create_app(db, seed="empty")):
+        pass
+    world = World.open(db)  # as an older Handover left it: no world version
+    with world.db.session() as s:
+        s.execute(update(Setting).where(Setting.key == "seeded").values(value={"spec": "empty"}))
+    world.db.engine.dispose()
+    with pytest.raises(OutdatedWorld, match="make clean"):
+        create_app(db, seed="empty")
+    from typer.testing import CliRunner
+
+    from cli.main import app as cli
+
+    out = CliRunner().invoke(cli, ["sandbox", "up", "--db", str(db), "--seed", "empty"])
+    assert out.exit_code == 2 and "older Handover" in out.output, out.output
