@@ -124,6 +124,9 @@ class FakeMessenger:
         email = self.email_of(user_id)
         return ChatMember(user_id, SANDBOX_SLACK_TEAM_ID, email) if email else None
 
+    def update(self, ref: Any, text: str, blocks: Any = None) -> None:
+        self.updates.append((ref, text))
+
 
 @dataclass
 class FakeDirectory:
@@ -133,9 +136,6 @@ class FakeDirectory:
         if email != "sofia.lead@acme.com":
             return None
         return IdpUser(id="u1", user_name=email, email=email, emails=(email,))
-
-    def update(self, ref: Any, text: str, blocks: Any = None) -> None:
-        self.updates.append((ref, text))
 
 
 @dataclass
