@@ -17,9 +17,12 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from domain.blocks import clip
 from domain.steps import HumanTask, TaskKind
+
+TITLE_MAX = 500  # the ledger's column (ledger/tasks.py)
 
 ATTESTED = "attested by "
 CONSOLE = "Settings → Organization settings → Members & Groups"
@@ -53,6 +56,13 @@ class TaskRecord(BaseModel):
     ticket: str = ""
     created_at: datetime
     slack_refs: list[dict[str, str]] = Field(default_factory=list)
+
+    @field_validator("title")
+    @classmethod
+    def _fits(cls, v: str) -> str:
+        # A title names the access asked for, which may list many projects: the instructions
+        # keep all of it, the title is cut to what the ledger holds.
+        return clip(v, TITLE_MAX)
 
     def attestation(self) -> str:
         """How a done task is reported where a check would say ``pass``."""
@@ -175,7 +185,8 @@ def set_access_task(
     )
     return HumanTask(
         task=TaskKind.SET_ACCESS,
-        title=f"Give {subject} the access asked for",
+        # The title names the access: approvers read it in the plan (domain.steps.in_words).
+        title=f"Give {subject} {'; '.join(wants)}",
         instructions=(
             f"In {CONSOLE}, find {subject} ({how}) and give them exactly: "
             f"{'; '.join(wants)}. Nothing more (least privilege).{check}"
@@ -211,7 +222,7 @@ def change_access_task(
     )
     return HumanTask(
         task=TaskKind.CHANGE_ACCESS,
-        title=f"Change the access of {subject}",
+        title=f"Change the access of {subject} to: {'; '.join(wants)}",
         instructions=(
             f"In {CONSOLE}, find {subject} and change their access to: {'; '.join(wants)}."
             f"{union} Handover cannot read roles or list projects on this org: if a project "
