@@ -136,9 +136,20 @@ def up(
     """Start the stack, print the URLs, keep it running until Ctrl-C/SIGTERM (or ``stop``).
 
     Returns:
-        0 after a clean stop; 1 when a piece failed to start or died while running.
+        0 after a clean stop; 1 when a piece failed to start or died while running; 2 when the
+        settings cannot be used (nothing started).
     """
     home = home.resolve()
+    if no_sandbox:
+        # The real systems' settings are checked before anything starts: a published
+        # development credential (inbound or outbound) outside sandbox mode stops us here.
+        from connectors.settings import SettingsError, load_settings
+
+        try:
+            load_settings()
+        except SettingsError as e:
+            echo(f"error: {e}")
+            return 2
     home.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     wanted = {"Prefect server": prefect_port, "intake": port_intake}

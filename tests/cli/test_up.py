@@ -203,3 +203,48 @@ def _non_loopback_address() -> str | None:
     except OSError:
         return None
     return None if addr.startswith("127.") else str(addr)
+
+
+@pytest.mark.parametrize(
+    ("left", "named"),
+    [
+        ("HANDOVER_HR_WEBHOOK_SECRET", "HANDOVER_HR_WEBHOOK_SECRET"),  # inbound
+        ("HANDOVER_ORG_ADMIN_TOKEN", "HANDOVER_ORG_ADMIN_TOKEN"),  # outbound
+    ],
+)
+def test_a_development_credential_stops_handover_up_outside_sandbox_mode(
+    tmp_path: Path, left: str, named: str
+) -> None:
+    """Every other setting is a real one; the one left at its published development value
+    stops ``handover up --no-sandbox`` before anything starts (exit 2), named, never shown."""
+    from connectors.settings import DEV_CREDENTIALS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
+    env["PYTHONPATH"] = str(REPO)
+    for name in DEV_CREDENTIALS:
+        if f"HANDOVER_{name.upper()}" != left:
+            env[f"HANDOVER_{name.upper()}"] = f"own-{name}-value"
+    # Loopback URLs, as behind a local egress proxy: no reason to accept the published secret.
+    env["HANDOVER_ORG_URL"] = "http://127.0.0.1:9"
+    prefect_port = free_port()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "up",
+            "--no-sandbox",
+            "--prefect-port",
+            str(prefect_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    said = run.stdout + run.stderr
+    assert named in said and "HANDOVER_SANDBOX=1" in said
+    assert not any(v in said for v in DEV_CREDENTIALS.values())
+    assert not (tmp_path / ".handover").exists()  # nothing started, nothing written
