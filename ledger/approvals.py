@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from domain.records import ApprovalRequest, ApprovalState, AuditEvent, Decision
 from ledger.audit import AuditRow, append_in, authentic
@@ -160,6 +160,8 @@ def add_decision(
     try:
         with db.session() as s:
             appr = get_row(s, ApprovalRow, approval_id, what="approval")
+            if not _make_room(db, s, approval_id, decision):
+                return False
             row = DecisionRow(
                 approval_id=approval_id,
                 **decision.model_dump(exclude={"authenticated", "counted", "reason"}),
@@ -181,6 +183,27 @@ def add_decision(
         return True
     except IntegrityError:
         return False
+
+
+def _make_room(db: LedgerDB, s: Session, approval_id: str, decision: Decision) -> bool:
+    """False when this person already gave this answer on this plan (a double click); a row
+    saying so that does not authenticate (written into the database directly) is removed, so
+    it cannot stand in the way of the person's real answer."""
+    same = s.scalar(
+        select(DecisionRow).where(
+            DecisionRow.approval_id == approval_id,
+            DecisionRow.approver == decision.approver,
+            DecisionRow.decision == decision.decision,
+            DecisionRow.plan_hash == decision.plan_hash,
+        )
+    )
+    if same is None:
+        return True
+    if _authenticated(db, same, s.get(AuditRow, same.audit_seq)):
+        return False
+    s.delete(same)
+    s.flush()
+    return True
 
 
 def update_approval(

@@ -253,3 +253,8 @@ def test_a_decision_row_written_into_the_database_is_not_authenticated(
         ("sofia@acme.com", "approve"): False,
         ("sec@acme.com", "approve"): False,
     }
+    # The person's real answer is not blocked by a forged row saying the same.
+    real = Decision(approver="hr.partner@acme.com", decision="approve", at=T0, plan_hash="ab" * 32)
+    assert add_decision(ledger, "apr-1", real)
+    decisions = get_approval(ledger, "apr-1").decisions
+    assert [d.authenticated for d in decisions if d.approver == "hr.partner@acme.com"] == [True]
