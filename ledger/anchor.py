@@ -63,8 +63,10 @@ class FileCheckpoints:
     ledger's, append-only for Handover's user where the filesystem allows: ``chattr +a``).
 
     One ``write(2)`` per line with ``O_APPEND``: lines of concurrent processes never interleave
-    on a local filesystem. ``fsync``: each line is on disk before the call returns (one fsync
-    per appending transaction; the ledger's own commit already costs one).
+    on a local filesystem. ``fsync``: each line is on disk before the call returns — one fsync
+    per appending transaction, beside the one of the ledger's own commit (measured on SQLite on
+    a shared 2-core machine, medians of 6 rounds of 50 appends: 10.0 ms an append without a
+    checkpoint, 11.2 ms with it, 11.8 ms with its fsync).
     """
 
     path: Path
@@ -75,8 +77,11 @@ class FileCheckpoints:
         self.where = str(self.path)
 
     def write(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the first line: its folder is made then, not on every one
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, (line + "\n").encode())
             if self.fsync:

@@ -258,3 +258,16 @@ def test_a_decision_row_written_into_the_database_is_not_authenticated(
     assert add_decision(ledger, "apr-1", real)
     decisions = get_approval(ledger, "apr-1").decisions
     assert [d.authenticated for d in decisions if d.approver == "hr.partner@acme.com"] == [True]
+
+
+def test_two_ledgers_sharing_one_checkpoint_file_are_read_apart(
+    tmp_path: Path, anchor: Anchor
+) -> None:
+    a = open_ledger(f"sqlite:///{tmp_path / 'a.db'}", anchor=anchor)
+    b = open_ledger(f"sqlite:///{tmp_path / 'b.db'}", anchor=anchor)
+    _events(a, 5)
+    _events(b, 2)  # b's highest checkpoint (2) is below a's (5): each is judged by its own
+    assert verify(a).checkpoint_seq == 5 and verify(b).checkpoint_seq == 2
+    assert verify(a).ok and verify(b).ok
+    a.dispose()
+    b.dispose()
