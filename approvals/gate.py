@@ -7,8 +7,12 @@
    pause of the run. A resume is only a wake-up: decisions live in the ledger (two concurrent
    resumes both "succeed" in Prefect), so on every wake-up the flow re-reads them and tallies
    them itself with the policy — a decision counts only from an allowed approver who is neither
-   requester nor subject and who named the current plan hash. Invalid decisions are recorded and
-   ignored.
+   requester nor subject and who named the current plan hash, and only if its audit event
+   authenticates (ledger/approvals.py: a decision row written into the database directly is
+   ignored, and said so in the log and the audit log). Invalid decisions are recorded and
+   ignored. An *approved* state the run finds is believed only if the authenticated decisions
+   reach the quorum. The request, each decision and the outcome (with the approved plan hash)
+   are audit events written in the same transaction as the change they record.
 3. Until quorum, a deny, or the watchdog's ``escalate`` (the fallback group is asked for the
    seats that are not separation-of-duty; those seats' own candidates are asked again) and
    ``expired`` (auto-deny) wake-ups: the pause's own timeout cannot be caught (PREFECT_NOTES.md),
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +39,14 @@ from approvals.services import Services
 from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
 from domain import blocks
-from domain.policy import ApprovalContext, Requirement, requirement, tally
+from domain.policy import (
+    UNAUTHENTICATED,
+    ApprovalContext,
+    Requirement,
+    Tally,
+    requirement,
+    tally,
+)
 from domain.records import ApprovalRequest, ApprovalState, AuditEvent
 from ledger.approvals import (
     create_approval,
@@ -43,6 +55,8 @@ from ledger.approvals import (
     update_approval,
 )
 from ledger.audit import append
+
+log = logging.getLogger("handover.approvals")
 
 PAUSE_MARGIN_S = 6 * 3600  # beyond the policy timeout: the watchdog always acts first
 
@@ -102,20 +116,30 @@ def _ticket_url(svc: Services, ticket: str) -> str | None:
     return f"{svc.ticket_base_url}{ticket}" if ticket and svc.ticket_base_url else None
 
 
-def _audit(svc: Services, action: str, appr: ApprovalRequest, **kw: Any) -> None:
-    append(
-        svc.ledger,
-        AuditEvent(
-            action=action,
-            subject=appr.subject,
-            target=appr.id,
-            flow_run_id=appr.flow_run_id,
-            ticket=appr.ticket,
-            plan_hash=appr.plan_hash,
-            **kw,
-        ),
-        now=svc.clock(),
+def _event(action: str, appr: ApprovalRequest, **kw: Any) -> AuditEvent:
+    """The audit event of ``action`` on ``appr`` (its plan hash included)."""
+    return AuditEvent(
+        action=action,
+        subject=appr.subject,
+        target=appr.id,
+        flow_run_id=appr.flow_run_id,
+        ticket=appr.ticket,
+        plan_hash=appr.plan_hash,
+        **kw,
     )
+
+
+def _audit(svc: Services, action: str, appr: ApprovalRequest, **kw: Any) -> None:
+    append(svc.ledger, _event(action, appr, **kw), now=svc.clock())
+
+
+def _update(
+    svc: Services, appr: ApprovalRequest, action: str, audit: dict[str, Any], **changes: Any
+) -> ApprovalRequest:
+    """Change the approval and record ``action`` about it in one transaction (the event names
+    the approval as changed: e.g. the new plan hash)."""
+    event = _event(action, appr.model_copy(update=changes), **audit)
+    return update_approval(svc.ledger, appr.id, event=event, now=svc.clock(), **changes)
 
 
 def _ask(
@@ -168,8 +192,12 @@ def _new_approval(
     plan_hash: str,
     flow_run_id: str,
     ticket: str,
+    action: str,
+    audit: dict[str, Any],
     **fields: Any,
 ) -> ApprovalRequest:
+    """Store the new approval and its ``action`` audit event (``audit``: the event's other
+    fields) in one transaction."""
     now = svc.clock()
     data: dict[str, Any] = {
         "id": aid,
@@ -186,7 +214,8 @@ def _new_approval(
         "ticket": ticket,
         **fields,
     }
-    return create_approval(svc.ledger, ApprovalRequest(**data))
+    req_ = ApprovalRequest(**data)
+    return create_approval(svc.ledger, req_, event=_event(action, req_, **audit))
 
 
 def _shown(summary: PlanSummary) -> dict[str, Any]:
@@ -226,9 +255,11 @@ def open_approval(
             # The world changed before apply: an approval is for one plan, so the new one must
             # be approved afresh; decisions naming the old hash stay recorded and are ignored
             # by the tally.
-            appr = update_approval(
-                svc.ledger,
-                aid,
+            appr = _update(
+                svc,
+                appr,
+                "approval.replanned",
+                {},
                 plan_hash=plan_hash,
                 state=ApprovalState.PENDING,
                 created_at=now,
@@ -236,7 +267,6 @@ def open_approval(
                 escalated=False,
                 **_shown(summary),
             )
-            _audit(svc, "approval.replanned", appr)
         if flow_run_id and appr.flow_run_id != flow_run_id and appr.state is ApprovalState.PENDING:
             # A resumed run: clicks must wake this run, not the dead one.
             appr = update_approval(svc.ledger, aid, flow_run_id=flow_run_id)
@@ -249,14 +279,17 @@ def open_approval(
             plan_hash=plan_hash,
             flow_run_id=flow_run_id,
             ticket=ticket,
+            action="approval.requested",
+            audit={
+                "on_behalf_of": ctx.requester,
+                "after": {
+                    "approvers": req.approvers(),
+                    "quorum": req.quorum,
+                    "rules": list(req.rules),
+                    "plan": [*summary.lines],
+                },
+            },
             **_shown(summary),
-        )
-        _audit(
-            svc,
-            "approval.requested",
-            appr,
-            on_behalf_of=ctx.requester,
-            after={"approvers": req.approvers(), "quorum": req.quorum, "rules": list(req.rules)},
         )
         if ticket and svc.tickets is not None:
             _comment(
@@ -284,13 +317,21 @@ def _comment(svc: Services, ticket: str, text: str) -> None:
 def _finish(
     svc: Services, appr: ApprovalRequest, state: ApprovalState, approvers: list[str], reason: str
 ) -> GateResult:
-    appr = update_approval(svc.ledger, appr.id, state=state)
     decided_by = (
         ", ".join(approvers)
         if state is ApprovalState.APPROVED
         else next(
             (d.approver for d in appr.decisions if d.counted and d.decision == "deny"), "policy"
         )
+    )
+    # The state and its audit event (for an approval: the approved plan hash and who filled
+    # the seats) in one transaction.
+    appr = _update(
+        svc,
+        appr,
+        f"approval.{state.value}",
+        {"on_behalf_of": decided_by, "effect": reason or state.value},
+        state=state,
     )
     label = {ApprovalState.EXPIRED: "timed_out"}.get(state, state.value)
     if svc.messenger is not None:
@@ -319,10 +360,64 @@ def _finish(
             + (f" ({reason})" if reason else "")
             + ".",
         )
-    _audit(
-        svc, f"approval.{state.value}", appr, on_behalf_of=decided_by, effect=reason or state.value
-    )
     return GateResult(approval=appr, state=state, approved_by=approvers, reason=reason)
+
+
+def _tally(svc: Services, appr: ApprovalRequest, req: Requirement) -> Tally:
+    return tally(
+        req,
+        appr.decisions,
+        plan_hash=appr.plan_hash,
+        now=svc.clock(),
+        created_at=appr.created_at,
+        escalated=appr.escalated,
+    )
+
+
+def _decided_outside(svc: Services, appr: ApprovalRequest, req: Requirement) -> GateResult | None:
+    """The result of an approval some other run (or the watchdog, or a cancel) closed.
+
+    A state that stops the run is taken as it is; an *approved* one only if its authenticated
+    decisions reach the quorum now: the state is a column anyone with database access can set.
+    One that does not is audited, set back to pending, and ``None`` is returned (wait on).
+    """
+    if appr.state is not ApprovalState.APPROVED:
+        return GateResult(appr, appr.state, [], "decided outside this run")
+    t = _tally(svc, appr, req)
+    if t.state is ApprovalState.APPROVED:
+        return GateResult(appr, appr.state, list(t.filled.values()), "decided outside this run")
+    log.warning(
+        "approvals: %s is marked approved without an authenticated quorum: ignored", appr.id
+    )
+    _update(
+        svc,
+        appr,
+        "approval.state_ignored",
+        {"effect": "approved state without an authenticated quorum: ignored"},
+        state=ApprovalState.PENDING,
+    )
+    return None
+
+
+def _report_unauthenticated(svc: Services, appr: ApprovalRequest, t: Tally) -> None:
+    """Say (log and audit log), once each, which decisions the tally ignored for want of an
+    authenticated audit record (a row written into the database directly)."""
+    for d, (_, why) in zip(appr.decisions, t.verdicts, strict=True):
+        if why == UNAUTHENTICATED and d.reason != UNAUTHENTICATED:
+            log.warning(
+                "approvals: %s: a %s by %s has no authenticated audit record: ignored",
+                appr.id,
+                d.decision,
+                d.approver,
+            )
+            _audit(
+                svc,
+                "approval.decision_ignored",
+                appr,
+                on_behalf_of=d.approver,
+                effect=UNAUTHENTICATED,
+                after={"decision": d.decision, "plan_hash": d.plan_hash, "at": d.at.isoformat()},
+            )
 
 
 def await_decision(
@@ -341,20 +436,12 @@ def await_decision(
         appr = get_approval(svc.ledger, appr.id)
         if appr.state is not ApprovalState.PENDING:  # decided elsewhere (e.g. cancelled), or
             # by an earlier run of the same case that died before applying
-            approvers = [
-                d.approver
-                for d in appr.decisions
-                if d.counted and d.decision == "approve" and appr.state is ApprovalState.APPROVED
-            ]
-            return GateResult(appr, appr.state, approvers, "decided outside this run")
-        t = tally(
-            req,
-            appr.decisions,
-            plan_hash=appr.plan_hash,
-            now=svc.clock(),
-            created_at=appr.created_at,
-            escalated=appr.escalated,
-        )
+            outside = _decided_outside(svc, appr, req)
+            if outside is not None:
+                return outside
+            continue
+        t = _tally(svc, appr, req)
+        _report_unauthenticated(svc, appr, t)
         mark_decisions(svc.ledger, appr.id, dict(enumerate(t.verdicts)))
         if t.state is ApprovalState.APPROVED:
             return _finish(svc, appr, t.state, list(t.filled.values()), "quorum reached")
@@ -394,17 +481,19 @@ def _escalate(svc: Services, appr: ApprovalRequest, req: Requirement, summary: P
     """The request waited ``escalate_after``: the fallback group is asked, when some seat is
     not separation-of-duty; the separation-of-duty seats' own candidates who have not answered
     are asked again (a reminder) — never replaced."""
-    appr = update_approval(svc.ledger, appr.id, escalated=True)
     decided = {d.approver for d in appr.decisions if d.plan_hash == appr.plan_hash}
     reasked = [c for c in req.reasked_on_escalation if c not in decided]
-    _audit(
+    appr = _update(
         svc,
-        "approval.escalated",
         appr,
-        after={
-            "fallback": list(req.fallback) if req.fallback_may_fill else [],
-            "asked_again": reasked,
+        "approval.escalated",
+        {
+            "after": {
+                "fallback": list(req.fallback) if req.fallback_may_fill else [],
+                "asked_again": reasked,
+            }
         },
+        escalated=True,
     )
     refs = _ask(svc, appr, req.approvers(escalated=True), summary)
     if reasked:  # their first message may be buried: a fresh one, for the same plan
@@ -493,14 +582,12 @@ def _emergency(
             quorum=0,
             state=ApprovalState.APPROVED,
             expires_at=svc.clock(),
-        )
-        _audit(
-            svc,
-            "approval.post_hoc_review_opened",
-            appr,
-            on_behalf_of=ctx.requester,
-            effect="emergency: no pre-approval",
-            after={"reviewers": list(req.post_hoc_review)},
+            action="approval.post_hoc_review_opened",
+            audit={
+                "on_behalf_of": ctx.requester,
+                "effect": "emergency: no pre-approval",
+                "after": {"reviewers": list(req.post_hoc_review)},
+            },
         )
     notice: Callable[[], None] | None = None
     if not appr.slack_refs:  # not announced yet (or a run died before it could announce it)

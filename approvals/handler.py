@@ -22,9 +22,8 @@ from connectors.capabilities import MessageRef
 from connectors.errors import ConnectorError
 from domain import blocks
 from domain.identity import Verified
-from domain.records import ApprovalRequest, ApprovalState, AuditEvent, Decision
+from domain.records import ApprovalRequest, ApprovalState, Decision
 from ledger.approvals import add_decision, get_approval
-from ledger.audit import append
 
 log = logging.getLogger("handover.approvals")
 
@@ -86,23 +85,9 @@ def record_decision(
         channel=channel,
         auth=verified.method,
     )
-    added = add_decision(svc.ledger, approval_id, d)
-    if added:
-        append(
-            svc.ledger,
-            AuditEvent(
-                action="approval.decision",
-                subject=appr.subject,
-                target=approval_id,
-                on_behalf_of=d.approver,
-                flow_run_id=appr.flow_run_id,
-                ticket=appr.ticket,
-                plan_hash=d.plan_hash,
-                effect=decision,
-                after={"channel": channel, **verified.audit()},
-            ),
-            now=d.at,
-        )
+    added = add_decision(
+        svc.ledger, approval_id, d, details={"channel": channel, **verified.audit()}
+    )
     msg = "recorded" if added else "already recorded (counted once)"
     return DecisionOutcome(approval_id, added, msg, appr)
 

@@ -14,11 +14,21 @@ from datetime import UTC, datetime
 from connectors.capabilities import Messenger, Tickets, UserDirectory
 from connectors.settings import Settings, load_settings
 from domain.policy import Policy
-from ledger import LedgerDB, open_ledger
+from ledger import Anchor, FileCheckpoints, LedgerDB, open_ledger
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def open_settings_ledger(settings: Settings) -> LedgerDB:
+    """The ledger the settings name, with its audit key and checkpoint file: how every process
+    that appends to the audit log (the CLI, the intake, the workers) opens it."""
+    anchor = Anchor(
+        settings.audit_key.get_secret_value().encode(),
+        FileCheckpoints(settings.audit_checkpoint_path()),
+    )
+    return open_ledger(settings.ledger_database_url(), anchor=anchor)
 
 
 @dataclass
@@ -45,7 +55,7 @@ class Services:
         settings = settings or load_settings()
         return cls(
             settings=settings,
-            ledger=open_ledger(settings.ledger_database_url()),
+            ledger=open_settings_ledger(settings),
             policy=load_policy(settings.policy),
             messenger=SlackMessenger(settings),
             tickets=JiraTickets(settings),

@@ -46,10 +46,10 @@ def _services() -> Any:
 
 
 def _ledger() -> Any:
-    from ledger import open_ledger
+    from approvals.services import open_settings_ledger
 
     try:
-        return open_ledger(load_settings().ledger_database_url())
+        return open_settings_ledger(load_settings())
     except SettingsError as e:
         raise _fail(str(e)) from None
 
@@ -277,17 +277,27 @@ def send_click(intake: str, secret: str, **kw: Any) -> tuple[int, str]:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute the hash chain; name the first bad seq."""
+    """Check the chain's hashes and MACs (HANDOVER_AUDIT_KEY) and that it reaches its latest
+    checkpoint (HANDOVER_AUDIT_CHECKPOINT); name the first bad seq."""
     from ledger.audit import verify
 
     v = verify(_ledger())
-    if v.ok:
-        typer.echo(f"audit log OK: {v.events} events, chain intact")
+    for note in v.notes:
+        typer.echo(f"note: {note}", err=True)
+    if not v.ok:
+        where = f" at seq {v.first_bad_seq}" if v.first_bad_seq is not None else ""
+        typer.secho(f"audit log BROKEN{where}: {v.reason}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    if v.events == 0:
+        typer.echo("audit log OK: no events yet")
         return
-    typer.secho(
-        f"audit log BROKEN at seq {v.first_bad_seq}: {v.reason}", err=True, fg=typer.colors.RED
-    )
-    raise typer.Exit(1)
+    parts = [f"{v.events} events, chain intact, MACs verified"]
+    if v.unkeyed:
+        parts.append(f"{v.unkeyed} unkeyed (an older Handover's; the first keyed event vouches)")
+    parts.append(f"reaches its latest checkpoint (seq {v.checkpoint_seq})")
+    if v.unanchored:
+        parts.append(f"{v.unanchored} event(s) after it not checkpointed yet")
+    typer.echo("audit log OK: " + "; ".join(parts))
 
 
 @audit_app.command("export")

@@ -226,5 +226,6 @@ def local_runtime(
         ledger_url=f"sqlite:///{home / 'ledger.db'}",
         roster=roster_file,
         org_backend=org_backend,
+        home=home,  # the audit checkpoints beside the ledger, where the workers write theirs
     )
     return Runtime.from_settings(settings)

@@ -41,7 +41,11 @@ DEV_CREDENTIALS: dict[str, str] = {
     "jira_token": "sandbox-jira-token",
     "hr_webhook_secret": "sandbox-hr-secret",
     "jira_webhook_secret": "sandbox-jira-secret",
+    # The key that authenticates the audit log (ledger/anchor.py); it is sent nowhere.
+    "audit_key": "sandbox-audit-key",
 }
+# A real audit key's least length (`openssl rand -hex 32` gives 64 characters: use that).
+AUDIT_KEY_MIN = 16
 # Which URL each credential is sent to (webhook secrets guard our own intake).
 _CREDENTIAL_URL = {
     "org_scim_token": "org_url",
@@ -129,6 +133,10 @@ class Settings(BaseSettings):
     policy: Path | None = None
     roster: Path | None = None  # the HR roster (CSV or JSON) the runbooks read managers from
     home: Path = Path(".handover")
+    # The audit log's key (never stored in the ledger) and where its head is checkpointed
+    # (default ``<home>/audit-checkpoint.jsonl``; best on another volume than the ledger's).
+    audit_key: SecretStr = SecretStr(DEV_CREDENTIALS["audit_key"])
+    audit_checkpoint: Path | None = None
     # The explicit sandbox mode (HANDOVER_SANDBOX=1): development credentials and the
     # self-declared `--as` are accepted only then. Never inferred from a URL: a loopback URL
     # may be a tunnel to a real system.
@@ -201,7 +209,17 @@ class Settings(BaseSettings):
                 "the sandbox's published development credentials work only in sandbox mode: "
                 f"set HANDOVER_SANDBOX=1 to use the sandbox, or set {', '.join(names)}"
             )
-        bad = [n for n in dev_used if not is_loopback(getattr(self, _CREDENTIAL_URL[n]))]
+        if not self.sandbox and len(self.audit_key.get_secret_value()) < AUDIT_KEY_MIN:
+            raise SettingsError(
+                f"HANDOVER_AUDIT_KEY must be at least {AUDIT_KEY_MIN} characters outside "
+                "sandbox mode (e.g. the output of `openssl rand -hex 32`)"
+            )
+        # A credential sent nowhere (the audit key) has no URL to check.
+        bad = [
+            n
+            for n in dev_used
+            if n in _CREDENTIAL_URL and not is_loopback(getattr(self, _CREDENTIAL_URL[n]))
+        ]
         bad += [f"EXTRA_ORGS[{n}]" for n in extra_used if not is_loopback(self.extra_orgs[n].url)]
         if bad:
             raise SettingsError(
@@ -269,6 +287,10 @@ class Settings(BaseSettings):
 
     def ledger_database_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
+
+    def audit_checkpoint_path(self) -> Path:
+        """Where the audit log's head is checkpointed (``HANDOVER_AUDIT_CHECKPOINT``)."""
+        return self.audit_checkpoint or self.home / "audit-checkpoint.jsonl"
 
 
 def load_settings(**overrides: Any) -> Settings:

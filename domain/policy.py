@@ -274,6 +274,29 @@ def _assign(
     return best
 
 
+UNAUTHENTICATED = "decision without an authenticated audit record: ignored"
+
+
+def _verdict(
+    d: Decision, req: Requirement, eligible: set[str], *, plan_hash: str, counted: list[str]
+) -> tuple[bool, str]:
+    """Whether one decision counts, and why not (``counted``: the approvals counted so far)."""
+    who = d.approver.lower()
+    if not d.authenticated:
+        return False, UNAUTHENTICATED
+    if who in req.excluded:
+        return False, "the requester or the subject cannot approve"
+    if who not in eligible:
+        return False, "not an approver for this request"
+    if d.plan_hash != plan_hash:
+        return False, "decided an older plan"
+    if d.decision == "deny":
+        return True, ""
+    if d.decision == "approve":
+        return (False, "already counted") if who in counted else (True, "")
+    return False, f"unknown decision {d.decision!r}"
+
+
 def tally(
     req: Requirement,
     decisions: Sequence[Decision],
@@ -290,23 +313,12 @@ def tally(
     denied_by = None
     for d in decisions:
         who = d.approver.lower()
-        if who in req.excluded:
-            verdicts.append((False, "the requester or the subject cannot approve"))
-        elif who not in eligible:
-            verdicts.append((False, "not an approver for this request"))
-        elif d.plan_hash != plan_hash:
-            verdicts.append((False, "decided an older plan"))
-        elif d.decision == "deny":
-            verdicts.append((True, ""))
+        verdict = _verdict(d, req, eligible, plan_hash=plan_hash, counted=approvers)
+        verdicts.append(verdict)
+        if verdict[0] and d.decision == "deny":
             denied_by = denied_by or who
-        elif d.decision == "approve":
-            if who in approvers:
-                verdicts.append((False, "already counted"))
-            else:
-                verdicts.append((True, ""))
-                approvers.append(who)
-        else:
-            verdicts.append((False, f"unknown decision {d.decision!r}"))
+        elif verdict[0]:
+            approvers.append(who)
     fallback = req.fallback if escalated else ()
     filled = _assign(req.seats, approvers, fallback)
     if denied_by:

@@ -37,6 +37,7 @@ class AuditRecord(AuditEvent):
     at: datetime
     prev_hash: str
     hash: str
+    mac: str = ""  # HMAC of ``hash`` under the audit key ("": an older Handover's event)
 
 
 class GrantStatus(StrEnum):
@@ -83,6 +84,10 @@ class Decision(BaseModel):
     auth: str = ""  # how the approver was authenticated (domain.identity)
     counted: bool = False
     reason: str = ""  # why it did not count
+    # Whether the ledger holds its audit event, authenticated by the audit key and naming this
+    # approval, approver, answer and plan (ledger.approvals sets it on every decision it reads;
+    # the tally counts no decision without it).
+    authenticated: bool = True
 
 
 class ApprovalRequest(BaseModel):

@@ -1,8 +1,17 @@
-"""The audit log: append-only and hash-chained.
+"""The audit log: append-only, hash-chained, keyed, and anchored outside its database.
 
 Each event's ``hash`` is SHA-256 over the canonical JSON of all its fields, ``prev_hash``
 included, so changing any byte of any stored event — or removing, inserting or reordering
-one — breaks the chain from there on; :func:`verify` names the first bad ``seq``.
+one — breaks the chain from there on; :func:`verify` names the first bad ``seq``. That alone
+proves only that the log agrees with itself (anyone can recompute a SHA-256), so each event
+also carries ``mac``, an HMAC of its hash under the audit key, which the database does not
+hold, and every appending transaction checkpoints the new head outside the database
+(ledger/anchor.py): :func:`verify` checks the MACs and that the log reaches the latest
+checkpoint.
+
+Events written by an older Handover have no MAC (``mac`` is empty): they come first, are
+counted as *unkeyed* by :func:`verify`, and are vouched for only by the first keyed event
+(whose MAC covers its link to them). An unkeyed event after a keyed one fails.
 """
 
 from __future__ import annotations
@@ -12,15 +21,16 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, select
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from domain.records import AuditEvent, AuditRecord
-from ledger.db import LedgerBase, LedgerDB
+from ledger.anchor import Anchor, ChainCheckpoints, Checkpoint
+from ledger.db import PENDING_CHECKPOINT, LedgerBase, LedgerDB
 
 GENESIS = "0" * 64
 FIELDS = (
@@ -62,6 +72,8 @@ class AuditRow(LedgerBase):
     plan_hash: Mapped[str] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 of ``hash`` under the audit key; "" on an older Handover's events.
+    mac: Mapped[str] = mapped_column(String(64), default="", server_default=text("''"))
 
 
 class ChainHead(LedgerBase):
@@ -94,18 +106,31 @@ def _now_text(now: datetime | None) -> str:
     return when.isoformat(timespec="microseconds")
 
 
+class AuditKeyMissing(RuntimeError):
+    """The ledger was opened without its audit key: it can be read, not appended to."""
+
+
 def append(db: LedgerDB, event: AuditEvent, *, now: datetime | None = None) -> AuditRecord:
     """Chain one event onto the log (safe with concurrent writers in other processes)."""
     with db.session() as s:
-        return append_in(s, event, now=now, postgres=db.is_postgres)
+        return append_in(db, s, event, now=now)
 
 
 def append_in(
-    s: Session, event: AuditEvent, *, now: datetime | None = None, postgres: bool = False
+    db: LedgerDB, s: Session, event: AuditEvent, *, now: datetime | None = None
 ) -> AuditRecord:
-    """Append within an open transaction (so a record and its audit event commit together)."""
+    """Append within an open transaction of ``db`` (so a record and its audit event commit
+    together); the new head is checkpointed once the transaction commits.
+
+    Raises:
+        AuditKeyMissing: ``db`` was opened without its audit key.
+    """
+    if db.anchor is None:
+        raise AuditKeyMissing(
+            "audit: the ledger was opened without its audit key (HANDOVER_AUDIT_KEY)"
+        )
     q = select(ChainHead).where(ChainHead.id == 1)
-    head = s.scalar(q.with_for_update() if postgres else q)
+    head = s.scalar(q.with_for_update() if db.is_postgres else q)
     if head is None:
         head = ChainHead(id=1, seq=0, hash=GENESIS)
         s.add(head)
@@ -117,56 +142,194 @@ def append_in(
         "prev_hash": head.hash,
     }
     digest = event_hash(fields)
-    s.add(AuditRow(**{k: fields[k] for k in FIELDS}, hash=digest))
+    mac = db.anchor.event_mac(digest)
+    s.add(AuditRow(**{k: fields[k] for k in FIELDS}, hash=digest, mac=mac))
     head.seq, head.hash = fields["seq"], digest
     s.flush()
-    return AuditRecord(**{**fields, "at": datetime.fromisoformat(fields["at"])}, hash=digest)
+    chain = digest if head.seq == 1 else _chain_id(db, s)
+    s.info[PENDING_CHECKPOINT] = Checkpoint(chain, head.seq, digest, mac, fields["at"])
+    return AuditRecord(
+        **{**fields, "at": datetime.fromisoformat(fields["at"])}, hash=digest, mac=mac
+    )
+
+
+def _chain_id(db: LedgerDB, s: Session) -> str:
+    """The hash of the log's first event: what names this log in the checkpoints."""
+    if db.chain_id is None:
+        db.chain_id = s.scalar(select(AuditRow.hash).where(AuditRow.seq == 1)) or GENESIS
+    return db.chain_id
+
+
+def authentic(anchor: Anchor, row: AuditRow) -> bool:
+    """The stored event is one the key holder wrote: its content matches its hash, and its
+    MAC that hash."""
+    return event_hash(_fields(row)) == row.hash and anchor.authentic(row.hash, row.mac)
 
 
 @dataclass
 class Verification:
+    """What :func:`verify` found. ``unkeyed``: events of an older Handover (no MAC);
+    ``checkpoint_seq``: the latest checkpoint of this log; ``unanchored``: events after it."""
+
     ok: bool
     events: int
     first_bad_seq: int | None = None
     reason: str = ""
+    unkeyed: int = 0
+    checkpoint_seq: int | None = None
+    unanchored: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Walk:
+    """The chain as read: its id, its end, and the MAC of the event a checkpoint names."""
+
+    n: int = 0
+    chain: str = ""
+    last_seq: int = 0
+    unkeyed: int = 0
+    keyed: bool = False
+    mac_at_checkpoint: str | None = None
 
 
 def verify(db: LedgerDB) -> Verification:
-    """Recompute the chain; name the first event whose content, hash or link is wrong."""
-    prev, expected_seq, n = GENESIS, 1, 0
+    """Check the chain (links, hashes, MACs) and its end against the latest checkpoint; name
+    the first bad ``seq`` and why."""
+    if db.anchor is None:
+        return Verification(False, 0, None, "no audit key: set HANDOVER_AUDIT_KEY")
+    # The checkpoints first, the log second: a checkpoint is written after its commit, so
+    # every one read now names an event the walk will see, even with appends going on.
+    try:
+        cps = db.anchor.read()
+    except OSError as exc:
+        where = db.anchor.sink.where
+        return Verification(False, 0, None, f"the checkpoints in {where} cannot be read: {exc}")
+    walk = _Walk()
+    bad = _walk(db, db.anchor, walk, cps.chains)
+    if bad is not None:
+        return bad
+    notes = [f"{cps.unreadable} unreadable checkpoint line(s) ignored"] if cps.unreadable else []
+    if walk.n == 0:
+        return _empty(db.anchor, cps.authenticated(), notes)
+    v = _against(db.anchor, walk, cps.chains.get(walk.chain, ChainCheckpoints()))
+    v.notes = notes + v.notes
+    return v
+
+
+def _walk(
+    db: LedgerDB, anchor: Anchor, w: _Walk, chains: dict[str, ChainCheckpoints]
+) -> Verification | None:
+    """Walk the log in order; the first fault found (``None``: none)."""
+    prev, target = GENESIS, None
     with db.sessions() as s:
         for row in s.scalars(select(AuditRow).order_by(AuditRow.seq)).yield_per(1000):
-            n += 1
-            if row.seq != expected_seq:
-                return Verification(
-                    False, n, expected_seq, f"seq {expected_seq} is missing (found {row.seq} next)"
-                )
-            if row.prev_hash != prev:
-                return Verification(
-                    False,
-                    n,
-                    row.seq,
-                    "prev_hash does not match the event "
-                    "before it (an event was removed, inserted or altered)",
-                )
-            if event_hash(_fields(row)) != row.hash:
-                return Verification(
-                    False,
-                    n,
-                    row.seq,
-                    "content does not match its hash (the stored event was changed)",
-                )
-            prev, expected_seq = row.hash, expected_seq + 1
+            w.n += 1
+            if w.n == 1:
+                w.chain = row.hash
+                latest = chains.get(row.hash, ChainCheckpoints()).latest
+                target = latest.seq if latest else None
+            fault = _fault(row, w.n, prev, anchor, keyed=w.keyed)
+            if fault:
+                return Verification(False, w.n, w.n, fault)
+            if row.mac:
+                w.keyed = True
+            else:
+                w.unkeyed += 1
+            if row.seq == target:
+                w.mac_at_checkpoint = row.mac
+            prev, w.last_seq = row.hash, row.seq
         head = s.get(ChainHead, 1)
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev):
+    if head is not None and (head.seq != w.last_seq or head.hash != prev):
         return Verification(
             False,
-            n,
-            expected_seq,
+            w.n,
+            w.last_seq + 1,
             "the log ends before the chain head "
             f"(head seq {head.seq}): events were removed from the end",
         )
-    return Verification(True, n)
+    return None
+
+
+def _fault(row: AuditRow, expected_seq: int, prev: str, anchor: Anchor, *, keyed: bool) -> str:
+    """Why ``row`` is not the next event of the log ("" when it is)."""
+    if row.seq != expected_seq:
+        return f"seq {expected_seq} is missing (found {row.seq} next)"
+    if row.prev_hash != prev:
+        return (
+            "prev_hash does not match the event "
+            "before it (an event was removed, inserted or altered)"
+        )
+    if event_hash(_fields(row)) != row.hash:
+        return "content does not match its hash (the stored event was changed)"
+    if not row.mac:
+        if keyed:
+            return (
+                "the event has no MAC but follows keyed events: it was written (or "
+                "re-chained) without the audit key"
+            )
+        return ""
+    if not anchor.authentic(row.hash, row.mac):
+        return (
+            "the event's MAC does not verify with the audit key: it was changed and "
+            "re-chained without the key (or HANDOVER_AUDIT_KEY is not the key it was "
+            "written with)"
+        )
+    return ""
+
+
+def _empty(anchor: Anchor, others: list[Checkpoint], notes: list[str]) -> Verification:
+    """An empty log: fine, unless checkpoints written with this key say there was one."""
+    if not others:
+        return Verification(True, 0, notes=notes)
+    top = max(cp.seq for cp in others)
+    return Verification(
+        False,
+        0,
+        1,
+        f"the log is empty but {anchor.sink.where} holds checkpoints written with this key "
+        f"(up to seq {top}): the whole log was deleted — or that checkpoint file is another "
+        "ledger's (give each ledger its own HANDOVER_AUDIT_CHECKPOINT)",
+        notes=notes,
+    )
+
+
+def _against(anchor: Anchor, w: _Walk, cps: ChainCheckpoints) -> Verification:
+    """The walked log against its checkpoints."""
+    latest = cps.latest
+    at = latest.seq if latest else None
+
+    def fail(reason: str, first_bad_seq: int | None = None) -> Verification:
+        return Verification(False, w.n, first_bad_seq, reason, w.unkeyed, checkpoint_seq=at)
+
+    if cps.forged:
+        lines = ", ".join(map(str, cps.forged[:5]))
+        return fail(
+            f"checkpoint line(s) {lines} of this log in {anchor.sink.where} do not "
+            "authenticate: written by someone without the audit key"
+        )
+    if latest is None:
+        older = " (an older Handover's log is anchored by the next event recorded)"
+        return fail(
+            f"no checkpoint of this log in {anchor.sink.where}: the log has {w.n} events but "
+            "nothing outside the database vouches for where it ends (the checkpoint file was "
+            "deleted, or is not this ledger's)" + (older if not w.keyed else "")
+        )
+    if latest.seq > w.last_seq:
+        return fail(
+            f"the log ends at seq {w.last_seq} but the checkpoint says {latest.seq}: "
+            "events were deleted from the end",
+            w.last_seq + 1,
+        )
+    if w.mac_at_checkpoint not in cps.latest_macs:
+        return fail(
+            f"event {latest.seq} is not the one the checkpoint recorded: the log was "
+            "rewritten from there",
+            latest.seq,
+        )
+    return Verification(
+        True, w.n, unkeyed=w.unkeyed, checkpoint_seq=at, unanchored=w.last_seq - latest.seq
+    )
 
 
 def records(
@@ -186,7 +349,9 @@ def records(
             q = q.where(AuditRow.flow_run_id == flow_run_id)
         for row in s.scalars(q).yield_per(1000):
             f = _fields(row)
-            yield AuditRecord(**{**f, "at": datetime.fromisoformat(f["at"])}, hash=row.hash)
+            yield AuditRecord(
+                **{**f, "at": datetime.fromisoformat(f["at"])}, hash=row.hash, mac=row.mac
+            )
 
 
 def last_seq(db: LedgerDB) -> int:
@@ -197,7 +362,7 @@ def last_seq(db: LedgerDB) -> int:
 
 def export(db: LedgerDB, fmt: str = "jsonl", *, since: datetime | None = None) -> Iterator[str]:
     """The log as JSON lines or CSV (header first), oldest first."""
-    cols = [*FIELDS, "hash"]
+    cols = [*FIELDS, "hash", "mac"]
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)

@@ -2,6 +2,9 @@
 
 Appends to the audit chain must be serialised across processes: SQLite transactions start with
 ``BEGIN IMMEDIATE`` (one writer at a time, others wait), PostgreSQL locks the chain head row.
+A ledger opened with an :class:`~ledger.anchor.Anchor` (the audit key and the checkpoint sink)
+MACs its events and, after each transaction that appended any, writes the new head to the sink
+(ledger/anchor.py); one opened without it can read but not append.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy import JSON, DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from ledger.anchor import Anchor, Checkpoint, write_checkpoint
+
+# Where an appending transaction leaves its newest head for the checkpoint after its commit.
+PENDING_CHECKPOINT = "handover.audit.checkpoint"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -102,12 +110,27 @@ def make_engine(url: str) -> Engine:
 
 
 class LedgerDB:
-    """Engine and sessions of one ledger."""
+    """Engine and sessions of one ledger; ``anchor``: its audit key and checkpoint sink."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, anchor: Anchor | None = None) -> None:
         self.url = url
+        self.anchor = anchor
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The hash of the first event names the chain in checkpoints (set on first use).
+        self.chain_id: str | None = None
+        event.listen(self.sessions, "after_commit", self._after_commit)
+        event.listen(self.sessions, "after_rollback", self._after_rollback)
+
+    def _after_commit(self, s: Session) -> None:
+        # After the commit, not before: a checkpoint never names an event that was rolled back.
+        cp: Checkpoint | None = s.info.pop(PENDING_CHECKPOINT, None)
+        if cp is not None and self.anchor is not None:
+            write_checkpoint(self.anchor, cp)
+
+    def _after_rollback(self, s: Session) -> None:
+        if s.info.pop(PENDING_CHECKPOINT, None) is not None:
+            self.chain_id = None  # it may have come from a first event just rolled back
 
     def create_all(self) -> None:
         # Imported for their tables.

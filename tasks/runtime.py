@@ -31,7 +31,7 @@ from typing import TypeVar
 from prefect.cache_policies import NO_CACHE
 
 from approvals.policy import load_policy
-from approvals.services import Services
+from approvals.services import Services, open_settings_ledger
 from connectors.capabilities import (
     IdentityProvider,
     MemberDirectory,
@@ -46,7 +46,6 @@ from connectors.org import make_org
 from connectors.settings import Settings, load_settings
 from connectors.slack import SlackMessenger
 from connectors.tickets import JiraTickets
-from ledger import open_ledger
 
 C = TypeVar("C")
 
@@ -86,7 +85,7 @@ class Runtime(Services):
         settings = settings or load_settings()
         return cls(
             settings=settings,
-            ledger=open_ledger(settings.ledger_database_url()),
+            ledger=open_settings_ledger(settings),
             policy=load_policy(settings.policy),
             messenger=SlackMessenger(settings),
             tickets=JiraTickets(settings),

@@ -16,7 +16,7 @@ from prefect import flow
 
 from approvals.gate import PlanSummary, gate
 from approvals.policy import load_policy
-from approvals.services import Services
+from approvals.services import Services, open_settings_ledger
 from cli.approvals_cmd import block_actions_body, sign
 from connectors.idp import ScimIdp
 from connectors.settings import Settings
@@ -25,7 +25,6 @@ from connectors.tickets import JiraTickets
 from domain.policy import ApprovalContext
 from domain.records import ApprovalRequest
 from intake.app import create_intake
-from ledger import open_ledger
 from ledger.approvals import list_approvals
 from tests.conftest import LiveSandbox
 
@@ -166,10 +165,11 @@ def make_stack(sandbox: LiveSandbox, tmp: Path) -> Stack:
         slack_api_url=f"{url}/slack/api/",
         jira_url=f"{url}/jira",
         ledger_url=f"sqlite:///{tmp / 'ledger.db'}",
+        home=tmp,
     )
     svc = Services(
         settings=settings,
-        ledger=open_ledger(settings.ledger_database_url()),
+        ledger=open_settings_ledger(settings),
         policy=load_policy(),
         messenger=SlackMessenger(settings),
         tickets=JiraTickets(settings),

@@ -19,13 +19,11 @@ from ledger.audit import records
 @pytest.fixture
 def svc(tmp_path: Path) -> Services:
     from approvals.policy import load_policy
+    from approvals.services import open_settings_ledger
     from connectors.settings import Settings
-    from ledger import open_ledger
 
-    settings = Settings(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
-    return Services(
-        settings=settings, ledger=open_ledger(settings.ledger_database_url()), policy=load_policy()
-    )
+    settings = Settings(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}", home=tmp_path)
+    return Services(settings=settings, ledger=open_settings_ledger(settings), policy=load_policy())
 
 
 def rejected(system: str = "org") -> AuthError:

@@ -209,13 +209,11 @@ def test_a_failing_sweep_does_not_end_the_loop_and_is_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from approvals.policy import load_policy
+    from approvals.services import open_settings_ledger
     from connectors.settings import Settings
-    from ledger import open_ledger
 
-    settings = Settings(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
-    svc = Services(
-        settings=settings, ledger=open_ledger(settings.ledger_database_url()), policy=load_policy()
-    )
+    settings = Settings(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}", home=tmp_path)
+    svc = Services(settings=settings, ledger=open_settings_ledger(settings), policy=load_policy())
     stop = threading.Event()
     rounds: list[int] = []
 

@@ -33,6 +33,7 @@ def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
     from intake.hooks import sign_hr
     from intake.launch import deployment_launcher
     from ledger.approvals import list_approvals
+    from ledger.audit import records, verify
 
     t0 = time.monotonic()
     names = deploy_all(PREFECT_YAML, env=stack.env)
@@ -150,4 +151,10 @@ def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
         # Still exactly one run of the deployment.
         assert len(of_this_event()) == 1
         client.set_flow_run_state(runs[0].id, Cancelled(message="test over"), force=True)
+    # The worker's process recorded the request and checkpointed it outside the ledger, beside
+    # it in HANDOVER_HOME; the log verifies against it here, with the same key.
+    (asked,) = [r for r in records(svc.ledger) if r.action == "approval.requested"]
+    lines = (stack.home / "audit-checkpoint.jsonl").read_text().splitlines()
+    assert asked.seq in [json.loads(line)["seq"] for line in lines]
+    assert verify(svc.ledger).ok
     print(f"deploy {t_deploy:.1f} s; webhook → paused on the worker {t_paused:.1f} s")

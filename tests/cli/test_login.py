@@ -29,6 +29,7 @@ from domain.records import ApprovalRequest
 from ledger import open_ledger
 from ledger.approvals import create_approval, get_approval
 from sandbox.app import create_app
+from tests.anchors import anchor_in
 from tests.conftest import IDP, LiveSandbox, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -63,7 +64,7 @@ class Here:
             "HANDOVER_LEDGER_URL": self.ledger_url,
             "HANDOVER_OIDC_ISSUER": self.issuer,
         }
-        self.db = open_ledger(self.ledger_url)
+        self.db = open_ledger(self.ledger_url, anchor=anchor_in(home))
 
     def production(self) -> dict[str, str]:
         """The same, outside sandbox mode: no HANDOVER_SANDBOX, and credentials of its own

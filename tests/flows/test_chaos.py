@@ -45,6 +45,7 @@ from ledger.db import LedgerDB
 from sandbox.app import create_app
 from sandbox.org.models import ApiKey, Asset, Member, OrgEvent
 from tasks.runtime import Runtime
+from tests.anchors import anchor_in
 from tests.conftest import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -275,7 +276,8 @@ def test_kill_the_worker_three_times_and_the_end_state_is_exactly_right(
             assert not set(keys[kid].managers) & offboarded
 
     # --- the ledger ------------------------------------------------------------------------------
-    db = LedgerDB(ledger_url)
+    # The worker's checkpoints (HANDOVER_HOME), under the key it appended with.
+    db = LedgerDB(ledger_url, anchor=anchor_in(tmp_path / "home"))
     chain = verify(db)
     assert chain.ok, chain
     with db.sessions() as s:

@@ -58,7 +58,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import func, inspect, select, table
 
 from approvals.policy import load_policy
-from approvals.services import Services
+from approvals.services import Services, open_settings_ledger
 from cli.approvals_cmd import from_slack
 from cli.approvals_cmd import sign as sign_slack
 from connectors.settings import SANDBOX_SLACK_TEAM_ID, Settings
@@ -70,7 +70,6 @@ from intake.app import create_intake
 from intake.hooks import sign_hr
 from intake.jira_hook import sign_jira
 from intake.wire import MAX_BODY, read_capped
-from ledger import open_ledger
 from ledger.approvals import create_approval, get_approval
 from tests.conftest import serve
 
@@ -184,7 +183,7 @@ def make_front(tmp: Path) -> Front:
     )
     svc = Services(
         settings=settings_,
-        ledger=open_ledger(settings_.ledger_database_url()),
+        ledger=open_settings_ledger(settings_),
         policy=load_policy(),
         messenger=FakeMessenger(),  # type: ignore[arg-type]
         idp=FakeDirectory(),  # type: ignore[arg-type]

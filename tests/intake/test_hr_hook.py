@@ -22,13 +22,12 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from approvals.policy import load_policy
-from approvals.services import Services
+from approvals.services import Services, open_settings_ledger
 from approvals.watchdog import run_forever
 from connectors.settings import Settings
 from intake.app import create_intake
 from intake.hooks import sign_hr
 from intake.launch import launch_due, thread_launcher
-from ledger import open_ledger
 from ledger.events import STRANDED_AFTER, claim_event, get_event, list_events
 
 SECRET = "test-hr-secret"
@@ -88,7 +87,7 @@ def _services(tmp: Path, clock: Clock) -> Services:
     )
     return Services(
         settings=settings,
-        ledger=open_ledger(settings.ledger_database_url()),
+        ledger=open_settings_ledger(settings),
         policy=load_policy(),
         clock=clock,
     )

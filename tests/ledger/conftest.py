@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import LedgerDB, open_ledger
+from ledger import Anchor, LedgerDB, open_ledger
+from tests.anchors import anchor_in
 from tests.postgres import fresh_database
 
 
@@ -23,7 +24,13 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | Non
 
 
 @pytest.fixture
-def ledger(ledger_url: str) -> Iterator[LedgerDB]:
-    db = open_ledger(ledger_url)
+def anchor(tmp_path: Path) -> Anchor:
+    """The test ledger's audit key and checkpoint file (in the test's own folder)."""
+    return anchor_in(tmp_path)
+
+
+@pytest.fixture
+def ledger(ledger_url: str, anchor: Anchor) -> Iterator[LedgerDB]:
+    db = open_ledger(ledger_url, anchor=anchor)
     yield db
     db.dispose()

@@ -14,6 +14,7 @@ from approvals.policy import load_policy
 from connectors.settings import Settings
 from ledger import open_ledger
 from tasks.runtime import Runtime
+from tests.anchors import anchor_in
 
 
 def fake_runtime(
@@ -29,7 +30,7 @@ def fake_runtime(
     """A :class:`tasks.runtime.Runtime` over ``tmp_path``'s ledger at the fixed time ``now``."""
     return Runtime(
         settings=settings or Settings(home=tmp_path),
-        ledger=open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"),
+        ledger=open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}", anchor=anchor_in(tmp_path)),
         policy=load_policy(),
         org=org,
         idp=idp,

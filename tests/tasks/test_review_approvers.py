@@ -16,6 +16,7 @@ from ledger import open_ledger
 from ledger.approvals import add_decision, create_approval
 from ledger.reviews import ReviewItem, record_items
 from tasks.offboard import review_approvers
+from tests.anchors import anchor_in
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -49,7 +50,7 @@ def _approval(db: object, aid: str, *, runbook: str, subject: str, state: Approv
 
 
 def test_only_an_approved_review_covering_the_person_stands(tmp_path: Path) -> None:
-    db = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    db = open_ledger(f"sqlite:///{tmp_path / 'l.db'}", anchor=anchor_in(tmp_path))
     _approval(
         db,
         "apr-item",
