@@ -327,3 +327,31 @@ def test_the_cli_refuses_an_emergency_from_a_non_declarer(stack: OffboardStack) 
     assert "may not declare an emergency offboarding" in stderr
     assert stack.member(who) is not None
     assert not [r for r in records(stack.rt.ledger) if r.action == "offboard.emergency_declared"]
+
+
+def test_a_batch_approval_does_not_stand_for_a_protected_account(
+    stack: OffboardStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk offboarding's one approval (HR's) covers its ordinary leavers; the protected
+    account in the list waits for the quorum in its own subflow, and security's deny keeps it."""
+    from flows.offboard_bulk import offboard_bulk
+    from ledger.approvals import list_approvals
+
+    guarded, plain = ordinary(stack, 2)
+    use_policy(stack, monkeypatch, protected_accounts=[guarded])
+    run = stack.start(
+        offboard_bulk, emails=[guarded, plain], reason="termination", requester="it.ops@acme.com"
+    )
+    deadline = time.monotonic() + 180
+    while not (batch := [a for a in list_approvals(stack.svc.ledger) if a.subject != guarded]):
+        assert time.monotonic() < deadline and run.thread.is_alive(), run.result
+        time.sleep(0.2)
+    batch_appr = stack.paused(batch[0].subject)
+    assert stack.click(batch_appr, HR).json()["recorded"] is True
+    appr = stack.paused(guarded)  # the batch's approval does not stand for it
+    assert rules(appr) == {"termination", "safety-valve"} and appr.quorum == 3, appr
+    assert stack.click(appr, SEC_LEAD, deny=True).json()["recorded"] is True
+    out = run.wait(300)
+    by_email = {m["email"]: m["status"] for m in out["members"]}
+    assert by_email == {guarded: "denied", plain: "done"}, out["members"]
+    assert stack.member(guarded) is not None and stack.member(plain) is None
