@@ -51,6 +51,25 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+def open_valves(tmp: Path) -> None:
+    """Point HANDOVER_POLICY at the default policy with its safety valves opened wide.
+
+    Twenty HR emergencies in a row from one source are far past the default ``emergency_limit``
+    and ``termination_burst`` (docs/security.md): from the fourth on, each would wait for a
+    quorum. This benchmark measures the lockout itself, so nothing here waits for one.
+    """
+    import yaml
+
+    from approvals.policy import DEFAULT_POLICY
+
+    data = yaml.safe_load(DEFAULT_POLICY.read_text())
+    data["emergency_limit"] = None
+    data["termination_burst"] = None
+    path = tmp / "policy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    os.environ["HANDOVER_POLICY"] = str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--normal", type=int, default=3)
@@ -58,6 +77,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="handover-bench-"))
     prefect = start_prefect_server(tmp / "prefect")
+    open_valves(tmp)
     sb = start_sandbox(db=None, seed="demo")
     try:
         from cli.stack import local_runtime

@@ -6,6 +6,7 @@ changed), 3 denied or timed out.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -16,6 +17,46 @@ from cli.offboard_bulk_cmd import offboard_csv
 from cli.options import AsJson, DryRun, Requester
 from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
 from connectors.settings import SettingsError, load_settings
+
+
+def _declare(subject: str, requester: str | None) -> str:
+    """Record the emergency declaration of the person at the terminal; its id.
+
+    The flow takes ``--emergency`` only with a recorded trigger (``tasks.triggers``): here, the
+    signed-in person (``--requester`` in sandbox mode only), who must be one of the policy's
+    ``emergency_declarers``. Exit 2 otherwise, nothing recorded or changed.
+    """
+    from approvals.policy import PolicyError, load_policy
+    from cli.identity import current_session, settings_here
+    from domain.identity import SELF_DECLARED
+    from ledger import open_ledger
+    from tasks.triggers import declare
+
+    settings = settings_here()
+    if requester is not None:
+        who, how = requester_of(requester, settings=settings), SELF_DECLARED.method
+    else:
+        session = current_session(settings)
+        if session is None:
+            hint = " (or, in sandbox mode, --requester EMAIL)" if settings.sandbox else ""
+            raise _bad(f"an emergency is declared by a signed-in person: handover login{hint}")
+        who, how = session.email, session.verified.method
+    try:
+        policy = load_policy(settings.policy)
+    except PolicyError as e:
+        raise _bad(str(e)) from None
+    if who.lower() not in policy.declarers():
+        raise _bad(
+            f"{who} may not declare an emergency offboarding (the policy's emergency_declarers: "
+            f"{', '.join(policy.emergency_declarers) or 'nobody'}); HR's signed event with "
+            "security_risk starts one, or ask a declarer"
+        )
+    db = open_ledger(settings.ledger_database_url())
+    try:
+        found = declare(db, subject=subject, declared_by=who, verified=how, now=datetime.now(UTC))
+    finally:
+        db.dispose()
+    return found.id
 
 
 def offboard(
@@ -81,6 +122,8 @@ def offboard(
         raise _bad(validation_message(e)) from None
     except SettingsError as e:
         raise _bad(str(e)) from None
+    if emergency and not dry_run:
+        params["declaration"] = _declare(str(OffboardRequest(**params).email), requester)
     result = run_flow(offboard_flow, params, as_json=as_json)
     if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:
         show(result, as_json=as_json)

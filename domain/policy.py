@@ -24,6 +24,11 @@ from domain.records import ApprovalState, Decision
 # Candidate references a seat may use besides literal emails and groups.
 DYNAMIC = {"manager_of_subject", "project_admin"}
 
+# The safety valves (domain.valves): each makes an offboarding wait for the policy's quorum rule
+# (a rule whose ``match.valves`` names it), however the offboarding was started.
+VALVES = ("protected_account", "emergency_limit", "termination_burst")
+QUORUM = 2  # a valve's rule has at least this many seats: never one person alone
+
 
 class Seat(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +61,40 @@ class Match(BaseModel):
     production_roles: list[str] = Field(default_factory=list)  # roles granted in production
     org_roles: list[str] = Field(default_factory=list)
     modules: list[str] = Field(default_factory=list)
+    valves: list[str] = Field(default_factory=list)  # applies when one of these valves holds
+
+    @field_validator("valves")
+    @classmethod
+    def _known_valves(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(VALVES))
+        if unknown:
+            raise ValueError(f"unknown valves {unknown}: use {list(VALVES)}")
+        return v
+
+
+class EmergencyLimit(BaseModel):
+    """HR emergencies (``security_risk: true``) per HR source and rolling hour that lock out at
+    once; beyond it they wait for the quorum (``per_hour: 0``: every one waits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_hour: int = Field(ge=0, le=10_000)
+
+
+class TerminationBurst(BaseModel):
+    """More leavers from HR within a rolling hour than ``max_people``, or than ``max_percent``
+    of the org's members: the further ones wait for the quorum."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_people: int | None = Field(None, ge=0)
+    max_percent: float | None = Field(None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> TerminationBurst:
+        if self.max_people is None and self.max_percent is None:
+            raise ValueError("termination_burst needs max_people, max_percent or both")
+        return self
 
 
 class Rule(BaseModel):
@@ -81,6 +120,13 @@ class Policy(BaseModel):
     task_group: str | None = None  # who does human tasks; default the fallback group
     # How long an access review's approval of an item stands for its offboarding.
     review_approval_max_days: int = Field(14, gt=0, le=90)
+    # Safety valves (domain.valves); each configured one needs a quorum rule (_valves_quorum).
+    emergency_limit: EmergencyLimit | None = None
+    termination_burst: TerminationBurst | None = None
+    protected_accounts: list[Email] = Field(default_factory=list)
+    # Who may declare an emergency offboarding themselves (``handover offboard --emergency``):
+    # emails or group:<name>. Empty: nobody (an emergency then comes only from HR's signed event).
+    emergency_declarers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -103,6 +149,40 @@ class Policy(BaseModel):
             if rule.pre_approval and not rule.seats:
                 raise ValueError(f"rule {rule.name!r} needs seats (or pre_approval: false)")
         return self
+
+    @model_validator(mode="after")
+    def _valves_quorum(self) -> Policy:
+        # A valve that no rule answers, or that one person could answer, would be no valve.
+        for ref in self.emergency_declarers:
+            if ref.startswith("group:") and ref[6:] not in self.groups:
+                raise ValueError(f"emergency_declarers: unknown group {ref[6:]!r}")
+            if not ref.startswith("group:") and "@" not in ref:
+                raise ValueError(f"emergency_declarers: {ref!r} is not an email or group:<name>")
+        for valve in self.valves_on():
+            rules = [r for r in self.rules if valve in r.match.valves]
+            if not any(r.pre_approval and len(r.seats) >= QUORUM for r in rules):
+                raise ValueError(
+                    f"{valve} is configured but no rule with match.valves [{valve}] asks a "
+                    f"quorum (pre-approval by at least {QUORUM} seats)"
+                )
+        return self
+
+    def valves_on(self) -> list[str]:
+        """The safety valves this policy configures."""
+        on = {
+            "protected_account": bool(self.protected_accounts),
+            "emergency_limit": self.emergency_limit is not None,
+            "termination_burst": self.termination_burst is not None,
+        }
+        return [v for v in VALVES if on[v]]
+
+    def declarers(self) -> list[str]:
+        """Everyone who may declare an emergency offboarding themselves (lower-case emails)."""
+        out: list[str] = []
+        for ref in self.emergency_declarers:
+            people = self.groups[ref[6:]] if ref.startswith("group:") else [ref.lower()]
+            out += [p for p in people if p not in out]
+        return out
 
 
 def task_assignees(policy: Policy) -> list[str]:
@@ -131,6 +211,9 @@ class ApprovalContext:
     # Every other address the IdP knows the requester and the subject by (their aliases): an
     # approval from any of them is still theirs, never counted.
     aliases: tuple[str, ...] = ()
+    # The safety valves that hold for this request (domain.valves): the policy's quorum rule
+    # applies, and no rule's ``pre_approval: false`` lets it pass without it.
+    valves: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,6 +274,8 @@ def _matches(m: Match, ctx: ApprovalContext) -> bool:
         return False
     if m.org_roles and ctx.org_role not in m.org_roles:
         return False
+    if m.valves and not set(m.valves) & set(ctx.valves):
+        return False
     return not (m.modules and not set(m.modules) & set(ctx.modules))
 
 
@@ -206,11 +291,30 @@ def _resolve(ref: str, policy: Policy, ctx: ApprovalContext) -> list[str]:
     return [ref.lower()]
 
 
+def _check_quorum(matched: Sequence[Rule], ctx: ApprovalContext) -> None:
+    """A request a safety valve holds is answered by a quorum rule, or by nothing at all.
+
+    Raises:
+        ValueError: no matched rule names one of ``ctx.valves`` with a quorum of seats.
+    """
+    if not ctx.valves:
+        return
+    valves = set(ctx.valves)
+    if not any(
+        valves & set(r.match.valves) and r.pre_approval and len(r.seats) >= QUORUM for r in matched
+    ):
+        raise ValueError(
+            f"{', '.join(ctx.valves)}: the policy has no quorum rule for this request "
+            "(a rule with match.valves and at least two seats); nothing is done without it"
+        )
+
+
 def requirement(policy: Policy, ctx: ApprovalContext) -> Requirement:
     """The seats to fill (and who may fill them) for ``ctx``: a pure function of the policy."""
     matched = [r for r in policy.rules if not r.fallthrough and _matches(r.match, ctx)]
     if not matched:
         matched = [r for r in policy.rules if r.fallthrough and _matches(r.match, ctx)]
+    _check_quorum(matched, ctx)
     excluded = {ctx.requester.lower(), ctx.subject.lower(), *(a.lower() for a in ctx.aliases)}
     seats: list[ResolvedSeat] = []
     for rule in matched:

@@ -19,6 +19,7 @@ from domain.models import Email
 from domain.plan import Inventory, Options, Plan, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
 from domain.runbook import Case, call_runbook
+from domain.valves import Valve
 from flows.runbook import (
     ON_FAILURE,
     Outcome,
@@ -39,6 +40,7 @@ from tasks.cases import (
 )
 from tasks.offboard import is_member, review_approvers, take_inventory, verify_offboarding
 from tasks.runtime import Runtime
+from tasks.triggers import check_trigger, valves_for
 
 RUNBOOK = "offboard"
 
@@ -60,6 +62,8 @@ class OffboardRequest(BaseModel):
     review_approval: str = Field("", max_length=40)
     review_item: str = Field("", max_length=80)
     org: str = Field("", max_length=31)  # one org only ("": the main one, then every other)
+    # A person's recorded emergency declaration (ledger.triggers; handover offboard --emergency).
+    declaration: str = Field("", max_length=40)
 
     @property
     def runbook(self) -> str:
@@ -95,6 +99,8 @@ class OffboardRequest(BaseModel):
             )
         if self.review_approval and self.emergency:
             raise ValueError("an emergency needs no review approval")
+        if self.declaration and not self.emergency:
+            raise ValueError("an emergency declaration goes with --emergency")
         return self
 
     def options(self) -> Options:
@@ -107,8 +113,8 @@ class OffboardRequest(BaseModel):
             ticket=self.ticket,
         )
 
-    def approval(self, inv: Inventory) -> ApprovalContext:
-        """What the approval policy decides on."""
+    def approval(self, inv: Inventory, valves: list[Valve]) -> ApprovalContext:
+        """What the approval policy decides on (a safety valve asks the quorum rule)."""
         return ApprovalContext(
             runbook=RUNBOOK,
             subject=self.email,
@@ -116,11 +122,13 @@ class OffboardRequest(BaseModel):
             reason=self.reason.value,
             emergency=self.emergency,
             subject_manager=inv.roster.manager if inv.roster else None,
+            valves=tuple(v.name for v in valves),
         )
 
-    def standing(self, rt: Runtime) -> Standing | None:
-        """An approved access review that stands for the gate, if one is named."""
-        if not self.review_approval:
+    def standing(self, rt: Runtime, valves: list[Valve]) -> Standing | None:
+        """An approved access review that stands for the gate, if one is named (never when a
+        safety valve holds: then only the quorum does)."""
+        if not self.review_approval or valves:
             return None
         approval_id, item, email, org = (
             self.review_approval,
@@ -202,6 +210,7 @@ def offboard(
     review_approval: str = "",
     review_item: str = "",
     org: str = "",
+    declaration: str = "",
 ) -> dict[str, Any]:
     """Offboard one person (the parameters are :class:`OffboardRequest`'s).
 
@@ -210,13 +219,30 @@ def offboard(
     an access review's approved item about this person, recent and not used by another case,
     stands for the approval (anything else is refused); ``dry_run`` only plans.
 
+    ``emergency`` runs only on a recorded trigger (``tasks.triggers``): the signed HR event the
+    requester ``hr-system:<event id>`` names, or the emergency ``declaration`` a signed-in
+    emergency declarer recorded; a safety valve (``domain.valves``: a protected account, the HR
+    emergency limit, a termination burst) makes the run wait for the policy's quorum.
+
     Returns:
         The outcome (``--json``): status done | planned | denied | blocked | failed |
         nothing_to_do, plan, effects, verification, warnings, audit_seq.
+
+    Raises:
+        tasks.triggers.TriggerRefused: an emergency without a recorded trigger (nothing was
+            read from the systems or changed).
     """
     req = OffboardRequest.model_validate(locals())  # exactly the parameters above
     main = begin()
     rt = main.in_org(req.org)  # SettingsError (a ValueError): no such org, nothing read
+    check_trigger(
+        rt,
+        email=req.email,
+        emergency=req.emergency,
+        requester=req.requester,
+        declaration=req.declaration,
+        dry_run=req.dry_run,
+    )
     out = _offboard_in(rt, req)
     if req.org or not main.other_orgs():
         return out
@@ -274,6 +300,17 @@ def _in_every_other_org(main: Runtime, req: OffboardRequest, out: Outcome) -> Ou
 GOOD = ("done", "nothing_to_do", "planned")
 
 
+def _unless_quorum(case: Case) -> Case:
+    """The case, without an approved plan another approval stood for (a bulk run's, an expired
+    grant's, an access review's): when a safety valve holds, only the quorum's gate approves."""
+    approved = case.approved_plan
+    if approved is None or not (
+        approved.batch_approval or approved.expired_grant or approved.review_approval
+    ):
+        return case
+    return case.model_copy(update={"approved_plan": None})
+
+
 def _offboard_in(rt: Runtime, req: OffboardRequest) -> Outcome:
     """The offboarding in ``rt``'s org: inventory → plan → approve → apply → verify."""
     log = get_run_logger()
@@ -311,13 +348,19 @@ def _offboard_in(rt: Runtime, req: OffboardRequest) -> Outcome:
     if plan.blockers:
         log.warning("offboarding of %s needs a choice: %s", req.email, "; ".join(plan.blockers))
         return block(rt, plan, case, requester=req.requester)
+    valves = valves_for(rt, email=req.email, requester=req.requester)
+    if valves:
+        log.warning("offboarding of %s waits for a quorum: %s", req.email, [v.name for v in valves])
+        # What approvers are shown; the hash (what they approve) is the plan's steps.
+        plan = plan.model_copy(update={"warnings": [*(v.why for v in valves), *plan.warnings]})
+        case = _unless_quorum(case)
     narrowed = bool(req.keep_projects)
     return run_plan(
         rt,
         plan,
         case=case,
         requester=req.requester,
-        approval=req.approval(inv),
-        standing=req.standing(rt),
+        approval=req.approval(inv, valves),
+        standing=req.standing(rt, valves),
         verify=lambda p: verify_offboarding(rt, inv, p, narrowed=narrowed, case_id=case.id),
     )

@@ -144,6 +144,7 @@ class LedgerDB:
             replay,
             reviews,
             tasks,
+            triggers,
         )
 
         LedgerBase.metadata.create_all(self.engine)

@@ -68,6 +68,7 @@ class EventRecord:
     scheduled_at: datetime | None
     started_at: datetime | None
     run_ref: str
+    seq: int = 0  # the row: the order in which the ledger received the events
 
 
 def _record(row: InboundEvent) -> EventRecord:
@@ -82,6 +83,7 @@ def _record(row: InboundEvent) -> EventRecord:
         scheduled_at=row.scheduled_at,
         started_at=row.started_at,
         run_ref=row.run_ref,
+        seq=row.id,
     )
 
 
@@ -156,6 +158,25 @@ def list_events(db: LedgerDB, source: str | None = None) -> list[EventRecord]:
         q = select(InboundEvent).order_by(InboundEvent.id)
         if source is not None:
             q = q.where(InboundEvent.source == source)
+        return [_record(r) for r in s.scalars(q)]
+
+
+def started_between(
+    db: LedgerDB, source: str, since: datetime, until: datetime
+) -> list[EventRecord]:
+    """The events of ``source`` started in ``[since, until]`` (the safety valves count them:
+    ``domain.valves``), in the order they were started."""
+    with db.sessions() as s:
+        q = (
+            select(InboundEvent)
+            .where(
+                InboundEvent.source == source,
+                InboundEvent.status == STARTED,
+                InboundEvent.started_at >= since,
+                InboundEvent.started_at <= until,
+            )
+            .order_by(InboundEvent.started_at, InboundEvent.id)
+        )
         return [_record(r) for r in s.scalars(q)]
 
 

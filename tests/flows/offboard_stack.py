@@ -38,6 +38,7 @@ from tasks.runtime import Runtime, use_runtime
 from tests.conftest import LiveSandbox
 
 SECRET = "sandbox-signing-secret"
+SECURITY = "sec.lead@acme.com"  # an emergency declarer of the default policy
 ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,6 +156,27 @@ class OffboardStack:
         return done_steps(self.rt.ledger, case_id)
 
     # --- the flow ---------------------------------------------------------------------------------
+    def emergency(self, email: str, by: str = SECURITY) -> dict[str, Any]:
+        """The parameters of an emergency offboarding of ``email`` declared by ``by`` (recorded
+        in the ledger as ``handover offboard --emergency`` records it: tasks.triggers)."""
+        from domain.identity import SELF_DECLARED
+        from tasks.triggers import declare
+
+        found = declare(
+            self.rt.ledger,
+            subject=email,
+            declared_by=by,
+            verified=SELF_DECLARED.method,
+            now=self.rt.clock(),
+        )
+        return {
+            "email": email,
+            "reason": "security_incident",
+            "emergency": True,
+            "requester": by,
+            "declaration": found.id,
+        }
+
     def start(self, runbook: Any = None, /, **params: Any) -> Run:
         """Run the offboarding flow (or ``runbook``) in a thread (it pauses at the gate until a
         decision)."""

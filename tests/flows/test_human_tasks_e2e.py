@@ -224,7 +224,7 @@ def test_an_emergency_locks_out_at_the_idp_first_and_removes_once_no_sole_admin(
     scim: OffboardStack,
 ) -> None:
     seq = scim.seq()
-    run = scim.start(email=DANA, reason="security_incident", emergency=True, requester=ALICE)
+    run = scim.start(**scim.emergency(DANA))
     # Nobody is waited for before the IdP lockout; the keys are the first task.
     task = scim.task_waiting(DANA, "rotate_keys")
     assert "revoke every API key they manage now" in task.instructions

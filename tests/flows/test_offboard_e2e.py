@@ -348,9 +348,7 @@ def test_the_emergency_path_locks_out_first_without_waiting_for_approval(
     keys = {k["name"]: k["id"] for k in stack.get("/admin/v1/api-keys", manager=DANA)["api_keys"]}
     assert len(keys) == 2 and all(stack.ingest(old[str(k)]) == 200 for k in keys.values())
     seq0 = stack.seq()
-    res = stack.start(
-        email=DANA, reason="security_incident", emergency=True, requester="alice.admin@acme.com"
-    ).wait(timeout=120)  # no click: the flow must not pause
+    res = stack.start(**stack.emergency(DANA)).wait(timeout=120)  # no click: it must not pause
     assert "Paused" not in state_names(res["run_id"])
     assert res["status"] == "done", res
     assert res["verification"] == dict.fromkeys(CHECKS, "pass")

@@ -185,9 +185,7 @@ def test_an_access_request_ticket_names_the_org_to_join(stack: OffboardStack) ->
 def test_an_emergency_locks_out_of_every_org(stack: OffboardStack) -> None:
     """An emergency waits for nobody before the lockout, in each org: the person is gone from
     the main org and from the QA org, each run with its own post-hoc review."""
-    out = stack.start(
-        email=GINA, reason="security_incident", emergency=True, requester="alice.admin@acme.com"
-    ).wait()
+    out = stack.start(**stack.emergency(GINA)).wait()
     assert out["status"] == "done", out
     assert out["orgs"]["qa"]["status"] == "done", out["orgs"]
     assert stack.member(GINA) is None
