@@ -24,6 +24,10 @@ from pydantic_settings import (
 )
 
 SANDBOX = "http://127.0.0.1:8800"
+# The intake `handover up` serves (cli/up.py: --port-intake): where the links in DMs point.
+SANDBOX_INTAKE = "http://127.0.0.1:8801"
+# HANDOVER_SECRETS_KEY: key material, not a password (HKDF derives the keys from it).
+SECRETS_KEY_MIN_CHARS = 32
 # The sandbox Slack's workspace and app (sandbox/slack.py, which production code cannot import):
 # the defaults of the workspace and app a click must come from.
 SANDBOX_SLACK_TEAM_ID = "T0SANDBOX1"
@@ -40,6 +44,8 @@ DEV_CREDENTIALS: dict[str, str] = {
     "jira_token": "sandbox-jira-token",
     "hr_webhook_secret": "sandbox-hr-secret",
     "jira_webhook_secret": "sandbox-jira-secret",
+    # Encrypts rotated secrets in the ledger and signs the intake's sign-in cookies.
+    "secrets_key": "sandbox-secrets-key-published-not-secret",
 }
 # Which URL each credential is sent to (webhook secrets guard our own intake).
 _CREDENTIAL_URL = {
@@ -51,6 +57,7 @@ _CREDENTIAL_URL = {
     "jira_token": "jira_url",
     "hr_webhook_secret": "org_url",
     "jira_webhook_secret": "jira_url",
+    "secrets_key": "intake_url",  # whose links the key's sealed secrets are retrieved from
 }
 
 
@@ -135,6 +142,19 @@ class Settings(BaseSettings):
     # Who signs people in (OpenID Connect): the IdP's issuer and Handover's public client there.
     oidc_issuer: str = f"{SANDBOX}/idp/oidc"
     oidc_client_id: str = "handover-cli"
+    # The browser's client at the same IdP (authorization code + PKCE, public): the intake's
+    # sign-in before a rotated secret is shown (intake/secrets_page.py). Its redirect URI is
+    # ``<intake_url>/secrets/callback``.
+    oidc_web_client_id: str = "handover-console"
+    # The intake as people's browsers reach it: the base of the links sent in Slack.
+    intake_url: str = Field(SANDBOX_INTAKE, pattern=r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
+    # Encrypts each rotated key's new secret in the ledger until its recipient retrieves it,
+    # and signs the intake's sign-in cookies. Lives outside the ledger: whoever holds the
+    # database alone cannot read a secret. At least 32 characters of random
+    # (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+    secrets_key: SecretStr = SecretStr(DEV_CREDENTIALS["secrets_key"])
+    # How long a rotated secret's link works; after that the secret is erased unread.
+    secret_link_hours: int = Field(24, ge=1, le=168)
 
     @classmethod
     def settings_customise_sources(
@@ -202,6 +222,18 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "the sandbox's published development credentials cannot be used outside the "
                 f"sandbox: set {', '.join('HANDOVER_' + b.upper() for b in bad)}"
+            )
+
+    def check_secrets_key(self) -> None:
+        """The secrets key is long enough to be key material.
+
+        Raises:
+            SettingsError: it is shorter than 32 characters (never saying what it is).
+        """
+        if len(self.secrets_key.get_secret_value()) < SECRETS_KEY_MIN_CHARS:
+            raise SettingsError(
+                f"HANDOVER_SECRETS_KEY must be at least {SECRETS_KEY_MIN_CHARS} characters "
+                "of random (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
 
     def check_orgs(self) -> None:
@@ -274,5 +306,6 @@ def load_settings(**overrides: Any) -> Settings:
     settings.check_safe()
     settings.org_backend_kind()  # a misspelt backend is refused here, not in a run
     settings.check_orgs()
+    settings.check_secrets_key()
     install_redaction(settings.secret_values())
     return settings

@@ -120,6 +120,7 @@ class LedgerDB:
             holds,
             replay,
             reviews,
+            rotated_secrets,
             tasks,
         )
 

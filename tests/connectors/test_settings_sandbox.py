@@ -33,3 +33,18 @@ def test_development_credentials_need_sandbox_mode(monkeypatch: pytest.MonkeyPat
 def test_sandbox_mode_keeps_development_credentials_on_loopback() -> None:
     with pytest.raises(SettingsError, match="HANDOVER_ORG_SCIM_TOKEN, HANDOVER_ORG_ADMIN_TOKEN"):
         Settings(sandbox=True, org_url="https://acme.amplitude.example").check_safe()
+
+
+def test_the_secrets_key_is_a_development_credential_and_key_material() -> None:
+    """HANDOVER_SECRETS_KEY (rotated secrets in the ledger, the intake's sign-in cookies): its
+    published development value only in sandbox mode with the intake on loopback; any value at
+    least 32 characters."""
+    dev = DEV_CREDENTIALS["secrets_key"]
+    with pytest.raises(SettingsError, match=r"set HANDOVER_SECRETS_KEY$"):
+        Settings(sandbox=False, **{**OWN, "secrets_key": dev}).check_safe()  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match=r"set HANDOVER_SECRETS_KEY$"):
+        Settings(sandbox=True, intake_url="https://handover.acme.example").check_safe()
+    with pytest.raises(SettingsError, match="at least 32 characters") as short:
+        load_settings(sandbox=True, secrets_key="too-short-to-be-a-key")
+    assert "too-short" not in str(short.value)
+    load_settings(sandbox=True, secrets_key="x" * 32)
