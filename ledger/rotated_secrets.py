@@ -188,7 +188,6 @@ def seal_secret(
     expiry, who was told, whether it was retrieved); another secret (the org rotated anew) is
     sealed into the same row, which starts over (nobody told, not retrieved, ``ttl`` from now).
     """
-    erase_expired(db, now=now)  # whenever anything is sealed, what expired goes
     value = secret.get_secret_value()
     fp = box.fingerprint(value)
     where = (

@@ -17,7 +17,7 @@ from typing import Any, Protocol, assert_never
 from prefect import task
 from pydantic import SecretStr
 
-from approvals.secret_links import link_of, link_ttl, secret_box
+from approvals.secret_links import erase_expired_secrets, link_of, link_ttl, secret_box
 from connectors.capabilities import (
     AssetOwnership,
     Invitations,
@@ -297,6 +297,7 @@ def _hand_over_secret(
     """Seal the new secret in the ledger (``HANDOVER_SECRETS_KEY``) and DM each recipient a
     one-time, signed-in link to it (never the secret: Slack keeps, indexes and exports every
     message); who has the link."""
+    erase_expired_secrets(rt)  # whenever a secret is sealed, what expired unread goes
     sealed = seal_secret(
         rt.ledger,
         secret_box(rt.settings),
