@@ -186,6 +186,7 @@ def test_the_rotation_dm_carries_a_one_time_signed_in_link_never_the_secret(
     sofia.sign_in(link, SOFIA)
     page = sofia.open(link)
     assert page.status_code == 403 and "csrf" not in page.text
+    assert "Production ingestion" not in page.text
     refused = sofia.http.post(link, data={"csrf": form_token(world, sofia, link)})
     assert refused.status_code == 403 and "<pre>" not in refused.text
     assert [e.actor for e in audit_of(world, "secret.refused", DANA)] == [SOFIA, SOFIA]
@@ -222,6 +223,8 @@ def test_the_rotation_dm_carries_a_one_time_signed_in_link_never_the_secret(
     second = alice.http.post(link, data={"csrf": token.group(1)})
     assert second.status_code == 410 and "<pre>" not in second.text
     assert f"Already retrieved by {ALICE} at " in html.unescape(second.text)
+    (rotation,) = [e for e in audit_of(world, "offboard.rotate_key", DANA) if e.target == "1"]
+    assert rotation.after == {"notified": [ALICE]}
     (event,) = audit_of(world, "secret.retrieved", DANA)
     assert (event.actor, event.subject, event.after["auth"]) == (ALICE, DANA, "oidc-code")
     assert event.after["auth_issuer"] == st.rt.settings.oidc_issuer
@@ -274,9 +277,11 @@ def test_nothing_is_revealed_without_a_session_a_fresh_form_or_from_another_site
     ):
         r = alice.http.post(link, data=data, headers=headers)
         assert r.status_code == 403 and "amp_guarded" not in r.text
-    # A sign-in answered without this browser's state is refused (login CSRF).
-    r = alice.http.get(f"{world.intake.url}/secrets/callback", params={"code": "x", "state": "y"})
-    assert r.status_code == 400
+    # A sign-in answer without this browser's sign-in, or with another state, is refused.
+    callback = f"{world.intake.url}/secrets/callback"
+    assert alice.http.get(callback, params={"code": "x", "state": "y"}).status_code == 400
+    assert alice.http.get(f"{link}/sign-in").status_code == 302  # this browser's sign-in
+    assert alice.http.get(callback, params={"code": "x", "state": "y"}).status_code == 400
     # Nothing was consumed: the right form still reveals it, once.
     assert shown(alice.reveal(link)) == "amp_guarded0123456789"
 
