@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -49,6 +50,15 @@ app.command("login")(login_cmd.login)
 app.command("logout")(login_cmd.logout)
 app.command("whoami")(login_cmd.whoami)
 sandbox_app.command("click")(approvals_cmd.click)
+
+
+@app.callback()
+def _join_stack() -> None:
+    """Before any command (and before prefect is imported): a ``PREFECT_API_URL`` on loopback
+    gets the credential of the local ``handover up`` stack (``cli.stack.join_local_stack``)."""
+    from cli.stack import join_local_stack
+
+    join_local_stack(Path(os.environ.get("HANDOVER_HOME") or HOME))
 
 
 def bad_input(message: str) -> typer.Exit:

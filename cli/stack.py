@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -55,6 +56,52 @@ def start_sandbox(
     return serve_app(app, host=host, port=port, name="sandbox")
 
 
+# Where a server's API credential is kept, in its PREFECT_HOME (0600): another shell of the same
+# user reads it from there (docs/deployment.md), nobody else.
+AUTH_FILE = "api-auth"
+
+
+def api_auth_string(home: Path) -> str:
+    """The ``user:password`` the Prefect server under ``home`` requires (HTTP Basic), made on
+    first use and kept: a restarted stack keeps the credential its other shells hold."""
+    path = home / AUTH_FILE
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = f"handover:{secrets.token_urlsafe(32)}"
+    # Created 0600 before the secret is written: never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def join_local_stack(home: Path = HOME) -> bool:
+    """Give this process (before prefect is imported) the credential of the stack that
+    ``handover up`` started from this directory, when ``PREFECT_API_URL`` points at a loopback
+    server and no ``PREFECT_API_AUTH_STRING`` is set: another shell of the same person then needs
+    only the ``PREFECT_API_URL`` of the banner (INTERFACES.md). True when it did.
+
+    Only loopback: a remote server's credential comes from the environment (a secrets store),
+    never from a file lying in the working directory.
+    """
+    from connectors.settings import is_loopback
+
+    url = os.environ.get("PREFECT_API_URL", "")
+    if not url or os.environ.get("PREFECT_API_AUTH_STRING") or not is_loopback(url):
+        return False
+    path = home / "prefect" / AUTH_FILE
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return False
+    if not value:
+        return False
+    os.environ["PREFECT_API_AUTH_STRING"] = value
+    return True
+
+
 @dataclass
 class PrefectServer:
     """A ``prefect server`` subprocess (SQLite in its own PREFECT_HOME)."""
@@ -62,6 +109,8 @@ class PrefectServer:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    # The file holding the API's credential (None: a server without authentication).
+    auth_file: Path | None = None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -71,33 +120,40 @@ class PrefectServer:
             self.proc.kill()
 
 
-def start_prefect_server(home: Path, *, port: int | None = None) -> PrefectServer:
-    """Start a Prefect server and point this process at it (before prefect is imported).
+def start_prefect_server(
+    home: Path, *, port: int | None = None, authenticated: bool = True
+) -> PrefectServer:
+    """Start a Prefect server on loopback and point this process at it (before prefect is
+    imported).
 
     Real approvals need a real server: a paused flow is resumed by another process (the
     intake), which an ephemeral in-process server cannot serve (PREFECT_NOTES.md).
+
+    ``authenticated`` (the default): the server requires HTTP Basic with the credential of
+    :func:`api_auth_string` (``PREFECT_SERVER_API_AUTH_STRING``, for the server only); this
+    process and what it starts (worker, flow runs, watchdog, intake) send it
+    (``PREFECT_API_AUTH_STRING``). Whoever reaches the port without it can neither start a
+    run nor read one: an unauthenticated call gets 401, only ``/health`` answers.
     """
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
+    mine = {
         "PREFECT_HOME": str(home.resolve()),
         "PREFECT_API_URL": url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
-    os.environ.update(
-        {
-            k: env[k]
-            for k in (
-                "PREFECT_HOME",
-                "PREFECT_API_URL",
-                "PREFECT_SERVER_ANALYTICS_ENABLED",
-                "DO_NOT_TRACK",
-            )
-        }
-    )
+    auth_file = None
+    if authenticated:
+        mine["PREFECT_API_AUTH_STRING"] = api_auth_string(home)
+        auth_file = home / AUTH_FILE
+    else:
+        os.environ.pop("PREFECT_API_AUTH_STRING", None)
+    env = {**os.environ, **mine}
+    if authenticated:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = mine["PREFECT_API_AUTH_STRING"]
+    os.environ.update(mine)
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
     log = home / "server.log"
     with open(log, "wb") as out:
@@ -111,7 +167,7 @@ def start_prefect_server(home: Path, *, port: int | None = None) -> PrefectServe
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return PrefectServer(url=url, proc=proc, log=log)
+                return PrefectServer(url=url, proc=proc, log=log, auth_file=auth_file)
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:

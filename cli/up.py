@@ -1,7 +1,10 @@
 """``handover up`` (``make up``): the long-running local stack, stopped cleanly on Ctrl-C/SIGTERM.
 
-1. A Prefect server (``prefect server start``): SQLite under ``.handover/prefect`` by default,
-   or the database at ``--prefect-db-url`` (``postgresql+asyncpg://…``, passed as
+1. A Prefect server (``prefect server start``) on 127.0.0.1 that requires a credential (HTTP
+   Basic, ``PREFECT_SERVER_API_AUTH_STRING``; made once and kept 0600 in
+   ``.handover/prefect/api-auth``, passed to the worker, the runs, the watchdog and the intake as
+   ``PREFECT_API_AUTH_STRING``): SQLite under ``.handover/prefect`` by default, or the database
+   at ``--prefect-db-url`` (``postgresql+asyncpg://…``, passed as
    ``PREFECT_SERVER_DATABASE_CONNECTION_URL`` to the server only).
 2. The sandbox world (unless ``--no-sandbox``: then the ``HANDOVER_*`` settings of the
    environment, .env or handover.toml say where the real systems are).
@@ -133,9 +136,20 @@ def up(
     """Start the stack, print the URLs, keep it running until Ctrl-C/SIGTERM (or ``stop``).
 
     Returns:
-        0 after a clean stop; 1 when a piece failed to start or died while running.
+        0 after a clean stop; 1 when a piece failed to start or died while running; 2 when the
+        settings cannot be used (nothing started).
     """
     home = home.resolve()
+    if no_sandbox:
+        # The real systems' settings are checked before anything starts: a published
+        # development credential (inbound or outbound) outside sandbox mode stops us here.
+        from connectors.settings import SettingsError, load_settings
+
+        try:
+            load_settings()
+        except SettingsError as e:
+            echo(f"error: {e}")
+            return 2
     home.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     wanted = {"Prefect server": prefect_port, "intake": port_intake}
@@ -220,6 +234,7 @@ def up(
             lines = [
                 f"handover up in {time.monotonic() - t0:.0f} s",
                 f"  Prefect UI   {ui}   (API {server.url}; PREFECT_API_URL for other shells)",
+                f"  API auth     required; PREFECT_API_AUTH_STRING is in {server.auth_file}",
                 f"  database     {'(from --prefect-db-url)' if db_url else home / 'prefect'}",
                 f"  worker       pool {POOL}, log {worker.log}",
                 f"  watchdog     every {SWEEP_SECONDS:g} s, log {dog.log}",

@@ -10,6 +10,7 @@ the tests set) and only towards loopback; anywhere else Handover refuses to star
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,10 @@ class Settings(BaseSettings):
                 password = urlsplit(str(value)).password
                 if password:
                     out.append(password)
+        # Prefect's API credential (``handover up`` makes one): a secret of ours in every log.
+        prefect_auth = os.environ.get("PREFECT_API_AUTH_STRING", "")
+        if prefect_auth:
+            out += [prefect_auth, prefect_auth.partition(":")[2]]
         return out
 
     def check_safe(self) -> None:

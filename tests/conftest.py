@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -67,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "HANDOVER_TEST_PREFECT_PORT": str(port),
             "PREFECT_HOME": home,
             "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            # The server requires a credential, as `handover up` runs it: every client the
+            # tests start (workers, runs, the intake's launcher) must send it.
+            "PREFECT_API_AUTH_STRING": f"handover-test:{secrets.token_urlsafe(24)}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_TO_API_ENABLED": "false",
@@ -107,6 +111,7 @@ def prefect_server(pg_url: str | None) -> Iterator[str]:
     """
     port = os.environ["HANDOVER_TEST_PREFECT_PORT"]
     env = os.environ.copy()
+    env["PREFECT_SERVER_API_AUTH_STRING"] = os.environ["PREFECT_API_AUTH_STRING"]
     if pg_url is not None and os.environ.get("HANDOVER_TEST_PREFECT_DB") != "sqlite":
         db = fresh_database(pg_url, "prefect").replace("+psycopg:", "+asyncpg:")
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db

@@ -1,0 +1,250 @@
+"""``handover up`` as a person starts it (a subprocess in a fresh directory): its Prefect server
+listens on loopback only and refuses every API call without the credential that ``up`` made and
+keeps 0600 under ``.handover/prefect``; with it, the deployments are there, and a signed HR event
+sent to the intake becomes a flow run (so the intake, the worker and the runs all authenticate).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.deploy import REPO
+from cli.stack import free_port
+from intake.hooks import sign_hr
+from tests.cli.deploy_stack import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+READY = "Ctrl-C stops everything."
+
+
+class Up:
+    """A running ``handover up``: its ports, its home and what it printed so far."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.ports = {"sandbox": free_port(), "intake": free_port(), "prefect": free_port()}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            # A person's shell: none of the test session's Prefect or Handover settings.
+            if not k.startswith(("PREFECT_", "HANDOVER_"))
+        }
+        env["PYTHONPATH"] = str(REPO)
+        env["PREFECT_UI_ENABLED"] = "false"  # nobody looks at it; the server starts sooner
+        self.out: list[str] = []
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "up",
+                "--port",
+                str(self.ports["sandbox"]),
+                "--intake-port",
+                str(self.ports["intake"]),
+                "--prefect-port",
+                str(self.ports["prefect"]),
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.out.append(line)
+
+    def printed(self) -> str:
+        return "".join(self.out)
+
+    def api(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports['prefect']}/api{path}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    stack = Up(tmp_path)
+    try:
+        wait_for(
+            "handover up to be ready",
+            lambda: READY in stack.printed() or stack.proc.poll() is not None,
+            timeout=420,
+        )
+        assert READY in stack.printed(), stack.printed()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _basic(auth: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
+def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) -> None:
+    auth_file = up.cwd / ".handover" / "prefect" / "api-auth"
+    assert stat.S_IMODE(auth_file.stat().st_mode) == 0o600
+    auth = auth_file.read_text().strip()
+    assert str(auth_file) in up.printed()
+    assert auth not in up.printed() and auth.split(":", 1)[1] not in up.printed()
+
+    # Probes answer without it (a load balancer's health check) …
+    assert httpx.get(up.api("/health"), timeout=10).status_code == 200
+    # … nothing else does: listing, starting a run of, or editing a deployment.
+    no_auth = httpx.post(up.api("/deployments/filter"), json={}, timeout=10)
+    assert no_auth.status_code == 401, no_auth.text
+    wrong = httpx.post(
+        up.api("/deployments/filter"), json={}, headers=_basic("handover:guess"), timeout=10
+    )
+    assert wrong.status_code == 401
+    deps = httpx.post(
+        up.api("/deployments/filter"), json={}, headers=_basic(auth), timeout=10
+    ).json()
+    offboard = next(d for d in deps if d["name"] == "offboard")
+    start = httpx.post(
+        up.api(f"/deployments/{offboard['id']}/create_flow_run"),
+        json={"parameters": {"email": "alice.admin@acme.com", "emergency": True}},
+        timeout=10,
+    )
+    assert start.status_code == 401
+    # The server listens on loopback only: not on the machine's other addresses.
+    other = _non_loopback_address()
+    if other is not None:  # a machine with only loopback has nothing else to listen on
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{other}:{up.ports['prefect']}/api/health", timeout=3)
+
+    # The intake authenticates: a signed HR event becomes a run of the offboard deployment.
+    body = json.dumps(
+        {
+            "event_id": "hr-evt-up-auth-1",
+            "type": "employee.terminated",
+            "employee": {"email": "dana.sole@acme.com", "name": "Dana Sole"},
+        }
+    ).encode()
+    sent = httpx.post(
+        f"http://127.0.0.1:{up.ports['intake']}/hooks/hr",
+        content=body,
+        headers=sign_hr("sandbox-hr-secret", body),
+        timeout=60,
+    )
+    assert sent.status_code == 202, sent.text
+
+    def runs() -> list[dict[str, object]]:
+        got = httpx.post(
+            up.api("/flow_runs/filter"),
+            json={"deployments": {"id": {"any_": [offboard["id"]]}}},
+            headers=_basic(auth),
+            timeout=10,
+        ).json()
+        return [r for r in got if r["id"] == sent.json()["run"]]
+
+    assert wait_for("the HR event's run", runs, timeout=120)
+
+    # Another shell of the same person, with only the banner's PREFECT_API_URL: the command
+    # joins the stack (its credential is read from .handover/prefect/api-auth) and its run is
+    # on the stack's server.
+    sb = f"http://127.0.0.1:{up.ports['sandbox']}"
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
+    shell.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "PREFECT_API_URL": up.api(""),
+            "HANDOVER_SANDBOX": "1",
+            "HANDOVER_ORG_URL": sb,
+            "HANDOVER_IDP_URL": f"{sb}/idp/scim/v2",
+            "HANDOVER_SLACK_API_URL": f"{sb}/slack/api/",
+            "HANDOVER_JIRA_URL": f"{sb}/jira",
+            "HANDOVER_ROSTER": str(up.cwd / ".handover" / "roster.csv"),
+        }
+    )
+    cmd = [sys.executable, "-m", "cli.main", "offboard", "dana.sole@acme.com"]
+    cmd += ["--reason", "termination", "--dry-run", "--json"]
+    dry = subprocess.run(cmd, cwd=up.cwd, env=shell, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    run_id = json.loads(dry.stdout)["run_id"]
+    seen = httpx.get(up.api(f"/flow_runs/{run_id}"), headers=_basic(auth), timeout=10)
+    assert seen.status_code == 200, seen.text
+    up.stop()
+    assert up.proc.returncode == 0, up.printed()
+
+
+def _non_loopback_address() -> str | None:
+    """One of this machine's addresses that is not loopback, if it has one."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+            addr = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if addr.startswith("127.") else str(addr)
+
+
+@pytest.mark.parametrize(
+    ("left", "named"),
+    [
+        ("HANDOVER_HR_WEBHOOK_SECRET", "HANDOVER_HR_WEBHOOK_SECRET"),  # inbound
+        ("HANDOVER_ORG_ADMIN_TOKEN", "HANDOVER_ORG_ADMIN_TOKEN"),  # outbound
+    ],
+)
+def test_a_development_credential_stops_handover_up_outside_sandbox_mode(
+    tmp_path: Path, left: str, named: str
+) -> None:
+    """Every other setting is a real one; the one left at its published development value
+    stops ``handover up --no-sandbox`` before anything starts (exit 2), named, never shown."""
+    from connectors.settings import DEV_CREDENTIALS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
+    env["PYTHONPATH"] = str(REPO)
+    for name in DEV_CREDENTIALS:
+        if f"HANDOVER_{name.upper()}" != left:
+            env[f"HANDOVER_{name.upper()}"] = f"own-{name}-value"
+    # Loopback URLs, as behind a local egress proxy: no reason to accept the published secret.
+    env["HANDOVER_ORG_URL"] = "http://127.0.0.1:9"
+    prefect_port = free_port()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "up",
+            "--no-sandbox",
+            "--prefect-port",
+            str(prefect_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    said = run.stdout + run.stderr
+    assert named in said and "HANDOVER_SANDBOX=1" in said
+    assert not any(v in said for v in DEV_CREDENTIALS.values())
+    assert not (tmp_path / ".handover").exists()  # nothing started, nothing written
