@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from approvals.handler import Wake, resume_run
+from approvals.secret_links import erase_expired_secrets
 from approvals.services import Services
 from approvals.tasks import escalate_open_tasks
 from domain.records import ApprovalRequest, ApprovalState
@@ -158,8 +159,8 @@ def run_forever(
     stop: threading.Event | None = None,
     also: Sequence[Callable[[], object]] = (),
 ) -> None:
-    """Sweep the approvals (one :class:`Watchdog`) and the open human tasks (their
-    escalation), then run each of ``also`` (the caller's
+    """Sweep the approvals (one :class:`Watchdog`), the open human tasks (their escalation)
+    and the rotated secrets that expired unread (erased), then run each of ``also`` (the caller's
     other sweeps: the launch of due events), every ``every`` seconds until ``stop`` is set.
 
     A failing sweep never ends the loop: it is logged (once per kind of failure) and the next
@@ -170,6 +171,7 @@ def run_forever(
     sweeps: list[tuple[str, Callable[[], object]]] = [
         ("approval", dog.sweep),
         ("task", lambda: escalate_open_tasks(svc)),
+        ("secret", lambda: erase_expired_secrets(svc)),  # rotated secrets expired unread
     ]
     sweeps += [(getattr(fn, "__name__", "other"), fn) for fn in also]
     failed: set[tuple[str, str]] = set()

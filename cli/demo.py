@@ -33,13 +33,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
 from cli.runbooks import verification_table
-from cli.stack import HOME, start_prefect_server, start_sandbox
+from cli.stack import HOME, free_port, start_prefect_server, start_sandbox
 from cli.watchdog_cmd import start_watchdog
 from ledger import open_ledger
 from sandbox.world import Credentials
@@ -88,6 +89,9 @@ def run(*, keep: bool = False) -> int:
         from cli.stack import local_runtime
         from tasks.runtime import use_runtime
 
+        # The links in rotated-secret DMs point at the story's intake (served on this port).
+        os.environ["HANDOVER_INTAKE_URL"] = f"http://127.0.0.1:{free_port()}"
+
         # The stories' runtime, bound for every flow run of this process: the runs the intake
         # launches in threads get it with the launcher's context (intake.launch).
         with use_runtime(local_runtime(sb.url, home)) as rt:
@@ -124,6 +128,7 @@ def offboarding_story(console: Console, rt: Any) -> Any:
     launcher = thread_launcher(offboard)
     intake = serve_app(
         create_intake(rt, launcher=launcher, onboard_launcher=thread_launcher(onboard)),
+        port=urlsplit(settings.intake_url).port,
         name="intake",
     )
     console.rule("[bold]HR terminates dana.sole@acme.com")
@@ -192,8 +197,9 @@ def offboarding_story(console: Console, rt: Any) -> Any:
     ).json()["messages"]
     rotated = [m for m in dms if "was rotated" in m["text"]]
     console.print(
-        f"Slack: alice.admin@acme.com got {len(rotated)} DM(s) with a rotated key "
-        "(secrets go by DM only, never a channel, the ticket or a log)"
+        f"Slack: alice.admin@acme.com got {len(rotated)} DM(s) about a rotated key, with a "
+        f"one-time link to its new secret ({settings.intake_url}/secrets/…: she signs in there "
+        "to see it once; the secret never goes to Slack, the ticket or a log)"
     )
     v = verify(rt.ledger)
     console.print(f"audit log: {v.events} events, chain {'intact' if v.ok else 'BROKEN'}")

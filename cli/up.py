@@ -186,6 +186,10 @@ def up(
                 stoppers.append(("sandbox", sb.stop))
                 sandbox_url = sb.url
                 env = sandbox_env(sb.url, home)
+            # The links in rotated-secret DMs point at this intake (unless set otherwise).
+            env["HANDOVER_INTAKE_URL"] = (
+                os.environ.get("HANDOVER_INTAKE_URL") or f"http://127.0.0.1:{port_intake}"
+            )
             os.environ.update(env)  # the intake (this process) reads the same settings
             svc = services_from_env()  # refuses development credentials outside loopback
 
@@ -235,7 +239,8 @@ def up(
                 f"  worker       pool {POOL}, log {worker.log}",
                 f"  watchdog     every {SWEEP_SECONDS:g} s, log {dog.log}",
                 f"  deployments  {', '.join(names)}",
-                f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions)",
+                f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions;"
+                " GET /secrets/…)",
             ]
             if sandbox_url:
                 lines.append(

@@ -5,8 +5,10 @@ grant (RFC 8628: ask for a device code, poll the token endpoint honouring ``inte
 ``slow_down``) and the validation of the ID token it gets (signature against the provider's
 JWKS, ``iss``, ``aud``, ``exp``, ``iat``, ``nonce``, ``azp``) — the last with kept libraries,
 never by hand: joserfc verifies the JWS and authlib's ``IDToken`` checks the claims as OpenID
-Connect Core §3.1.3.7 says. The HTTP is plain httpx (authlib's httpx client warns that its httpx
-support is deprecated).
+Connect Core §3.1.3.7 says. A browser signs in to the intake with the authorization code grant
+and PKCE (RFC 7636, S256): :meth:`OidcClient.authorization_url` and
+:meth:`OidcClient.redeem_code`, the ID token validated the same way. The HTTP is plain httpx
+(authlib's httpx client warns that its httpx support is deprecated).
 
 Errors are the connectors' tree (:mod:`connectors.errors`): an ID token that does not hold, a
 denied or expired device code are :class:`AuthError` (:class:`ExpiredToken` for an expired ID
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from authlib.oidc.core import IDToken
@@ -244,6 +247,63 @@ class OidcClient:
                 error = "expired_token"  # our own count of expires_in ran out first
                 body = {"error": error, "error_description": "the code has expired"}
             raise _oauth_error(body, status, "token")
+
+    def authorization_url(
+        self, *, redirect_uri: str, state: str, nonce: str, code_challenge: str
+    ) -> str:
+        """Where to send a browser to sign in (authorization code grant, PKCE with S256).
+
+        Raises:
+            InvalidRequestError: the provider has no authorization endpoint.
+            TransientError: the provider cannot be reached.
+        """
+        endpoint = self.provider().authorization_endpoint
+        if not endpoint:
+            raise InvalidRequestError(
+                "the provider offers no authorization endpoint",
+                system=SYSTEM,
+                operation="authorize",
+            )
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": SCOPE,
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": code_challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+    def redeem_code(self, code: str, *, verifier: str, redirect_uri: str) -> str:
+        """RFC 6749 §4.1.3 with RFC 7636's ``code_verifier``: the code for an ID token.
+
+        Returns:
+            The ID token (not yet validated: :meth:`validate` it with the nonce sent).
+
+        Raises:
+            AuthError: the provider refused the code (used, expired, another verifier or
+                redirect URI).
+            InvalidRequestError: any other refusal.
+            TransientError: the provider cannot be reached.
+        """
+        status, body = self._post(
+            self.provider().token_endpoint,
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "client_id": self.client_id,
+                "code_verifier": verifier,
+            },
+            "token",
+        )
+        if status == 200 and isinstance(body.get("id_token"), str):
+            return str(body["id_token"])
+        raise _oauth_error(body, status, "token")
 
     def validate(self, token: str, *, nonce: str | None = None) -> IdClaims:
         """Check an ID token as OpenID Connect Core §3.1.3.7 says: signed (RS256) by a key of

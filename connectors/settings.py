@@ -25,6 +25,10 @@ from pydantic_settings import (
 )
 
 SANDBOX = "http://127.0.0.1:8800"
+# The intake `handover up` serves (cli/up.py: --port-intake): where the links in DMs point.
+SANDBOX_INTAKE = "http://127.0.0.1:8801"
+# HANDOVER_SECRETS_KEY: key material, not a password (HKDF derives the keys from it).
+SECRETS_KEY_MIN_CHARS = 32
 # The sandbox Slack's workspace and app (sandbox/slack.py, which production code cannot import):
 # the defaults of the workspace and app a click must come from.
 SANDBOX_SLACK_TEAM_ID = "T0SANDBOX1"
@@ -43,19 +47,24 @@ DEV_CREDENTIALS: dict[str, str] = {
     "jira_webhook_secret": "sandbox-jira-secret",
     # The key that authenticates the audit log (ledger/anchor.py); it is sent nowhere.
     "audit_key": "sandbox-audit-key",
+    # Encrypts rotated secrets in the ledger and signs the intake's sign-in cookies.
+    "secrets_key": "sandbox-secrets-key-published-not-secret",
 }
 # A real audit key's least length (`openssl rand -hex 32` gives 64 characters: use that).
 AUDIT_KEY_MIN = 16
-# Which URL each credential is sent to (webhook secrets guard our own intake).
+# Which URL each credential is sent to; the inbound secrets (webhooks, Slack's signing secret)
+# guard our own intake, so it is the intake that must be on loopback for them — never the URL of
+# an outbound system, which says nothing about who can reach the intake.
 _CREDENTIAL_URL = {
     "org_scim_token": "org_url",
     "org_admin_token": "org_url",
     "idp_token": "idp_url",
     "slack_bot_token": "slack_api_url",
-    "slack_signing_secret": "slack_api_url",
+    "slack_signing_secret": "intake_url",
     "jira_token": "jira_url",
-    "hr_webhook_secret": "org_url",
-    "jira_webhook_secret": "jira_url",
+    "hr_webhook_secret": "intake_url",
+    "jira_webhook_secret": "intake_url",
+    "secrets_key": "intake_url",  # whose links the key's sealed secrets are retrieved from
 }
 
 
@@ -144,6 +153,19 @@ class Settings(BaseSettings):
     # Who signs people in (OpenID Connect): the IdP's issuer and Handover's public client there.
     oidc_issuer: str = f"{SANDBOX}/idp/oidc"
     oidc_client_id: str = "handover-cli"
+    # The browser's client at the same IdP (authorization code + PKCE, public): the intake's
+    # sign-in before a rotated secret is shown (intake/secrets_page.py). Its redirect URI is
+    # ``<intake_url>/secrets/callback``.
+    oidc_web_client_id: str = "handover-console"
+    # The intake as people's browsers reach it: the base of the links sent in Slack.
+    intake_url: str = Field(SANDBOX_INTAKE, pattern=r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
+    # Encrypts each rotated key's new secret in the ledger until its recipient retrieves it,
+    # and signs the intake's sign-in cookies. Lives outside the ledger: whoever holds the
+    # database alone cannot read a secret. At least 32 characters of random
+    # (`python -c "import secrets; print(secrets.token_urlsafe(32))"`).
+    secrets_key: SecretStr = SecretStr(DEV_CREDENTIALS["secrets_key"])
+    # How long a rotated secret's link works; after that the secret is erased unread.
+    secret_link_hours: int = Field(24, ge=1, le=168)
 
     @classmethod
     def settings_customise_sources(
@@ -227,6 +249,18 @@ class Settings(BaseSettings):
                 f"sandbox: set {', '.join('HANDOVER_' + b.upper() for b in bad)}"
             )
 
+    def check_secrets_key(self) -> None:
+        """The secrets key is long enough to be key material.
+
+        Raises:
+            SettingsError: it is shorter than 32 characters (never saying what it is).
+        """
+        if len(self.secrets_key.get_secret_value()) < SECRETS_KEY_MIN_CHARS:
+            raise SettingsError(
+                f"HANDOVER_SECRETS_KEY must be at least {SECRETS_KEY_MIN_CHARS} characters "
+                "of random (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+
     def check_orgs(self) -> None:
         """The orgs' names and backends.
 
@@ -301,5 +335,6 @@ def load_settings(**overrides: Any) -> Settings:
     settings.check_safe()
     settings.org_backend_kind()  # a misspelt backend is refused here, not in a run
     settings.check_orgs()
+    settings.check_secrets_key()
     install_redaction(settings.secret_values())
     return settings

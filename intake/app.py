@@ -62,6 +62,7 @@ from domain.tasks import TaskState
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
 from intake.launch import Launcher
+from intake.secrets_page import secrets_router
 from intake.wire import (
     MAX_BODY,
     answers,
@@ -246,6 +247,7 @@ def create_intake(
         app.include_router(hr_router(svc, launcher))
     if onboard_launcher is not None:
         app.include_router(jira_router(svc, onboard_launcher))
+    app.include_router(secrets_router(svc, wall_clock=wall_clock))  # rotated secrets: once
 
     def clicker(payload: FromSlack) -> Clicker | ClickRefused:
         """Who clicked (the IdP's address), or why the click does not count: one check for

@@ -143,6 +143,7 @@ class LedgerDB:
             holds,
             replay,
             reviews,
+            rotated_secrets,
             tasks,
             triggers,
         )

@@ -15,7 +15,9 @@ from datetime import timedelta
 from typing import Any, Protocol, assert_never
 
 from prefect import task
+from pydantic import SecretStr
 
+from approvals.secret_links import erase_expired_secrets, link_of, link_ttl, secret_box
 from connectors.capabilities import (
     AssetOwnership,
     Invitations,
@@ -59,6 +61,7 @@ from domain.steps import (
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
 from ledger.reviews import claim_item
+from ledger.rotated_secrets import Rotation, mark_told, seal_secret
 from tasks.human import do_human_task, task_checks
 from tasks.runtime import UNCACHED, Runtime
 from tasks.steps import StepScope, executor
@@ -278,22 +281,55 @@ def _rotate_key(
     result, secret = rt.org_as(KeyManagement, "rotate_key").rotate_key(
         step.target, idempotency_key=f"handover-case-{scope.case_id}-{step.id}"
     )
-    told = []
-    # The new secret reaches the key's remaining managers by Slack DM only: never a
-    # channel, a log line, the ticket or the audit log.
+    told: list[str] = []
+    if rotate.notify:
+        told = _hand_over_secret(rt, step, rotate, scope, secret)
+    # Off the managers only once the link reached them: killed before this, a re-run plans
+    # the rotation again, replays it (same key), finds the same sealed secret and link, and
+    # tells only those not yet told.
+    rt.org_as(KeyManagement, "remove_key_manager").remove_key_manager(step.target, scope.subject)
+    return result, {"notified": told}
+
+
+def _hand_over_secret(
+    rt: Runtime, step: Step, rotate: RotateKey, scope: StepScope, secret: SecretStr
+) -> list[str]:
+    """Seal the new secret in the ledger (``HANDOVER_SECRETS_KEY``) and DM each recipient a
+    one-time, signed-in link to it (never the secret: Slack keeps, indexes and exports every
+    message); who has the link."""
+    erase_expired_secrets(rt)  # whenever a secret is sealed, what expired unread goes
+    sealed = seal_secret(
+        rt.ledger,
+        secret_box(rt.settings),
+        Rotation(
+            case_id=scope.case_id,
+            step_id=step.id,
+            subject=scope.subject,
+            key_id=step.target,
+            key_name=rotate.name,
+            recipients=tuple(rotate.notify),
+            ticket=scope.ticket,
+        ),
+        secret,
+        now=rt.clock(),
+        ttl=link_ttl(rt.settings),
+    )
+    link = link_of(rt.settings, sealed.id)
+    until = sealed.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    told = list(sealed.told)
     for person in rotate.notify:
+        if person in told:
+            continue  # a re-run: they have this link already
         with contextlib.suppress(ConnectorError):
             rt.messenger.dm(
                 person,
-                f"The API key {rotate.name!r} was rotated because "
-                f"{scope.subject} left. New secret (store it now, it will not be "
-                f"shown again): {secret.get_secret_value()}",
+                f"The API key {rotate.name!r} was rotated because {scope.subject} left. "
+                f"Its new secret waits for you at {link} : sign in there to see it. One "
+                f"recipient can open it, once, until {until}.",
             )
+            mark_told(rt.ledger, sealed.id, person)
             told.append(person)
-    # Off the managers only once the secret reached them: killed before this, a re-run
-    # plans the rotation again, replays it (same key) and tells them.
-    rt.org_as(KeyManagement, "remove_key_manager").remove_key_manager(step.target, scope.subject)
-    return result, {"notified": told}
+    return told
 
 
 def _activity(rt: Runtime, subject: str, days: int) -> dict[str, Any]:

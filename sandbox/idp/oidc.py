@@ -93,11 +93,17 @@ class Client:
 CLIENTS: dict[str, Client] = {
     # `handover login`: a terminal has no browser to redirect to.
     "handover-cli": Client("handover-cli", frozenset({DEVICE_GRANT})),
-    # The web console (intake /console), served on loopback at whatever port it was given.
+    # The browser's sign-in to the intake (the console's /console, a rotated secret's
+    # /secrets page), served on loopback at whatever port it was given.
     "handover-console": Client(
         "handover-console",
         frozenset({"authorization_code"}),
-        ("http://127.0.0.1/console/callback", "http://localhost/console/callback"),
+        (
+            "http://127.0.0.1/console/callback",
+            "http://localhost/console/callback",
+            "http://127.0.0.1/secrets/callback",
+            "http://localhost/secrets/callback",
+        ),
     ),
 }
 

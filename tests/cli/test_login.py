@@ -70,7 +70,11 @@ class Here:
         """The same, outside sandbox mode: no HANDOVER_SANDBOX, and credentials of its own
         (the development ones are refused there)."""
         env = {k: v for k, v in self.env.items() if k != "HANDOVER_SANDBOX"}
-        env |= {f"HANDOVER_{name.upper()}": f"not-the-{name}" for name in DEV_CREDENTIALS}
+        # Long enough for every credential (HANDOVER_SECRETS_KEY: at least 32 characters).
+        env |= {
+            f"HANDOVER_{name.upper()}": f"not-the-{name}-of-the-sandbox-at-all"
+            for name in DEV_CREDENTIALS
+        }
         return env
 
     def run(

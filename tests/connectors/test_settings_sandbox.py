@@ -33,3 +33,31 @@ def test_development_credentials_need_sandbox_mode(monkeypatch: pytest.MonkeyPat
 def test_sandbox_mode_keeps_development_credentials_on_loopback() -> None:
     with pytest.raises(SettingsError, match="HANDOVER_ORG_SCIM_TOKEN, HANDOVER_ORG_ADMIN_TOKEN"):
         Settings(sandbox=True, org_url="https://acme.amplitude.example").check_safe()
+
+
+def test_the_secrets_key_is_a_development_credential_and_key_material() -> None:
+    """HANDOVER_SECRETS_KEY (rotated secrets in the ledger, the intake's sign-in cookies): its
+    published development value only in sandbox mode with the intake on loopback; any value at
+    least 32 characters."""
+    dev = DEV_CREDENTIALS["secrets_key"]
+    with pytest.raises(SettingsError, match=r"set HANDOVER_SECRETS_KEY$"):
+        Settings(sandbox=False, **{**OWN, "secrets_key": dev}).check_safe()  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match=r"set HANDOVER_SECRETS_KEY$"):
+        Settings(sandbox=True, intake_url="https://handover.acme.example").check_safe()
+    with pytest.raises(SettingsError, match="at least 32 characters") as short:
+        load_settings(sandbox=True, secrets_key="too-short-to-be-a-key")
+    assert "too-short" not in str(short.value)
+    load_settings(sandbox=True, secrets_key="x" * 32)
+
+
+def test_inbound_development_secrets_follow_the_intake_not_an_outbound_url() -> None:
+    """The HR, Jira and Slack signing secrets guard our intake: in sandbox mode they are
+    refused when the intake is published beyond loopback, whatever the org's URL says."""
+    outward = {k: v for k, v in OWN.items() if k not in ("hr_webhook_secret", "secrets_key")}
+    with pytest.raises(SettingsError, match="HANDOVER_HR_WEBHOOK_SECRET"):
+        Settings(
+            sandbox=True, intake_url="https://handover.acme.example", **outward
+        ).check_safe()  # type: ignore[arg-type]
+    # A loopback org URL (an egress proxy, say) does not make the published secret acceptable
+    # for a published intake; a loopback intake in sandbox mode is the sandbox.
+    Settings(sandbox=True, org_url="http://127.0.0.1:9", **outward).check_safe()  # type: ignore[arg-type]

@@ -382,10 +382,13 @@ def make_stack(
     edit_roster: Callable[[list[dict[str, Any]]], None] | None = None,
     backend: str = "sandbox",
     qa_org: bool = False,
+    intake_url: str | None = None,
 ) -> OffboardStack:
     """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake;
     ``backend`` is ``HANDOVER_ORG_BACKEND`` (``amplitude``: the org's SCIM API only);
-    ``qa_org``: the sandbox's second org (``/orgs/qa``) is an extra org of the settings."""
+    ``qa_org``: the sandbox's second org (``/orgs/qa``) is an extra org of the settings;
+    ``intake_url``: ``HANDOVER_INTAKE_URL`` (where the links in DMs point), when the test
+    serves the intake there."""
     url = sandbox.url
     rows = httpx.get(f"{url}/_sandbox/roster", timeout=10).json()["rows"]
     if edit_roster is not None:
@@ -402,6 +405,8 @@ def make_stack(
         home=tmp / "home",
         org_backend=backend,
         extra_orgs={"qa": QA_ORG | {"url": f"{url}/orgs/qa"}} if qa_org else {},
+        oidc_issuer=f"{url}/idp/oidc",
+        **({"intake_url": intake_url} if intake_url else {}),
     )
     rt = Runtime.from_settings(settings)
     # The intake's own services (it runs no steps), over the runtime's ledger and connectors.
