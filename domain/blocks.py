@@ -9,7 +9,8 @@ button's value is the task id (``task_done``).
 
 No builder takes credentials, and none should: whatever goes into a block is shown to people.
 Text from outside (emails, warnings, ticket summaries) is escaped for ``mrkdwn``
-(domain/escaping.py) and clipped to Slack's limits, so a stray ``<`` or a huge list cannot break a message.
+(domain/escaping.py) and clipped to Slack's limits, so a stray ``<`` or a huge list cannot
+break a message.
 """
 
 from __future__ import annotations

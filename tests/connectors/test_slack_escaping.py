@@ -5,6 +5,7 @@ the Slack connector) — checked in the sandbox Slack's recorded messages, over 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import httpx
 import pytest
 

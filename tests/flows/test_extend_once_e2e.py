@@ -19,7 +19,6 @@ from domain.records import ApprovalState
 from intake.app import create_intake
 from intake.launch import thread_launcher
 from ledger.approvals import list_approvals
-from tests.flows.test_expire_e2e import click_extend
 from tests.flows.offboard_stack import OffboardStack
 from tests.flows.sweep_stack import (
     CARLA,
@@ -28,6 +27,7 @@ from tests.flows.sweep_stack import (
     sandbox_now,
     temporary_staging_manager,
 )
+from tests.flows.test_expire_e2e import click_extend
 
 pytestmark = pytest.mark.slow
 
