@@ -5,7 +5,8 @@ Every ``--every`` seconds (30 by default) it sweeps the pending approvals
 (``approvals.watchdog.run_forever``: escalation, auto-deny, wake-ups a click missed, each run
 backed off rather than woken at every sweep) and then, unless ``--no-launch``, starts the HR and
 Jira events whose time has come as runs of the ``offboard/offboard`` and ``onboard/onboard``
-deployments (``intake.launch.launch_due``). It reads the ``HANDOVER_*`` settings (the ledger
+deployments, and Extend clicks whose launch was lost, as ``extend-grant`` runs
+(``intake.launch.launch_due``). It reads the ``HANDOVER_*`` settings (the ledger
 above all) and ``PREFECT_API_URL``, like the intake, and stops on Ctrl-C or SIGTERM after the
 sweep in progress.
 
@@ -54,11 +55,15 @@ def watchdog(
     also = []
     if launch:
         from cli.deploy import OFFBOARD_DEPLOYMENT, ONBOARD_DEPLOYMENT
+        from cli.up import EXTEND_DEPLOYMENT
+        from intake.app import EXTEND_SOURCE
         from intake.launch import Launcher, deployment_launcher, launch_due
 
         launchers: dict[str, Launcher] = {
             "hr": deployment_launcher(OFFBOARD_DEPLOYMENT),
             "jira": deployment_launcher(ONBOARD_DEPLOYMENT),
+            # An Extend click claimed but never launched (the intake died): started here.
+            EXTEND_SOURCE: deployment_launcher(EXTEND_DEPLOYMENT),
         }
 
         def due_events() -> None:

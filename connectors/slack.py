@@ -49,6 +49,7 @@ from connectors.errors import (
 from connectors.rate import limiter_for
 from connectors.retry import call_with_retry
 from connectors.settings import Settings, load_settings
+from domain.escaping import mrkdwn
 from domain.identity import ChatMember
 from domain.models import Effect, WriteResult
 
@@ -353,7 +354,8 @@ class SlackMessenger:
 
         Args:
             email: the person's email (case-insensitive).
-            text: the notification text (and what clients without blocks show).
+            text: the notification text (and what clients without blocks show), plain: it is
+                shown as written (``&``, ``<``, ``>`` escaped for mrkdwn here).
             blocks: Block Kit blocks, e.g. from :mod:`domain.blocks`.
 
         Returns:
@@ -374,7 +376,7 @@ class SlackMessenger:
 
         Args:
             channel: the channel.
-            text: the notification text.
+            text: the notification text, plain (escaped for mrkdwn here).
             blocks: Block Kit blocks.
 
         Returns:
@@ -395,7 +397,10 @@ class SlackMessenger:
         operation: str,
         subject: str,
     ) -> MessageRef:
-        kwargs: dict[str, Any] = {"channel": channel, "text": text}
+        # Every message text is shown as written (domain/escaping.py): a ticket line holding
+        # "<!channel>" or "<http://evil|click>" notifies nobody and links nowhere. Blocks are
+        # escaped by their builders (domain/blocks.py).
+        kwargs: dict[str, Any] = {"channel": channel, "text": mrkdwn(text)}
         if blocks is not None:
             kwargs["blocks"] = blocks
         resp = self._call(
@@ -417,7 +422,7 @@ class SlackMessenger:
 
         Args:
             ref: the message, as :meth:`dm` or :meth:`post` returned it.
-            text: the new text.
+            text: the new text, plain (escaped for mrkdwn here).
             blocks: the new blocks.
 
         Returns:
@@ -427,7 +432,7 @@ class SlackMessenger:
             NotFoundError: the channel or the message does not exist.
             ConnectorError: any other failure, after retries.
         """
-        kwargs: dict[str, Any] = {"channel": ref.channel, "ts": ref.ts, "text": text}
+        kwargs: dict[str, Any] = {"channel": ref.channel, "ts": ref.ts, "text": mrkdwn(text)}
         if blocks is not None:
             kwargs["blocks"] = blocks
         self._call(

@@ -8,8 +8,9 @@ were shown, so a click on a message of an older plan is recognised and ignored);
 button's value is the task id (``task_done``).
 
 No builder takes credentials, and none should: whatever goes into a block is shown to people.
-Text from outside (emails, warnings, ticket summaries) is escaped for ``mrkdwn`` and clipped to
-Slack's limits, so a stray ``<`` or a huge list cannot break a message.
+Text from outside (emails, warnings, ticket summaries) is escaped for ``mrkdwn``
+(domain/escaping.py) and clipped to Slack's limits, so a stray ``<`` or a huge list cannot
+break a message.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from domain.escaping import mrkdwn
 
 Block = dict[str, Any]
 
@@ -58,8 +61,9 @@ _STATUS_ICONS = {
 
 
 def escape(text: str) -> str:
-    """Escape the three characters Slack's ``mrkdwn`` treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape the three characters Slack's ``mrkdwn`` treats as control characters (the one
+    place: ``domain.escaping.mrkdwn``)."""
+    return mrkdwn(text)
 
 
 def clip(text: str, limit: int) -> str:

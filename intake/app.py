@@ -14,10 +14,17 @@ deactivated, not a guest, not a bot) whose Slack email is an active IdP user's a
 recorded under that user's canonical address (``approvals.people.slack_clicker``, one check for
 every button and the Can't do modal). A refused click records nothing.
 Slack wants an answer within three seconds, so the decision is recorded at once and the message
-update and the flow's wake-up run after the answer.
+update and the flow's wake-up run after the answer. Only reading the body happens on the event
+loop; the rest of a click (the ledger, Slack's ``users.info``, the IdP) runs in the thread pool,
+so a slow Slack delays that click only, never ``/healthz`` or the webhooks.
 
-``/openapi.json`` describes what each route reads, although the routes read raw bodies (to
-check signatures): intake/wire.py.
+An Extend click starts an extension run unless one of the same grant is still going (one
+extension approval per grant at a time, intake/keyed.py); the second click is answered "already
+waiting for approval" and nobody is asked again.
+
+``/openapi.json`` (and ``/docs``, ``/redoc``) describe what each route reads, although the routes
+read raw bodies (to check signatures): intake/wire.py. They are served in sandbox mode only
+(``HANDOVER_SANDBOX=1``): elsewhere they are 404, like any unknown path.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from urllib.parse import parse_qs
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from approvals.handler import (
     DecisionRefused,
@@ -61,7 +70,8 @@ from domain.records import GrantStatus
 from domain.tasks import TaskState
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
-from intake.launch import Launcher
+from intake.keyed import claim_run
+from intake.launch import Launcher, start_event
 from intake.secrets_page import secrets_router
 from intake.wire import (
     MAX_BODY,
@@ -78,6 +88,7 @@ from ledger.replay import first_time
 
 log = logging.getLogger("handover.intake")
 
+EXTEND_SOURCE = "extend"  # the ledger's source of extension runs, one per grant at a time
 WINDOW_SECONDS = 300  # Slack's own advice: refuse requests older than five minutes
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -240,7 +251,15 @@ def create_intake(
     ``svc.clock``: Slack stamps requests with real time, while a test or the sandbox may move
     the services' clock by days.
     """
-    app = FastAPI(title="Handover intake", version="1")
+    # The API's description is a map for whoever probes the door: served in sandbox mode only.
+    docs = svc.settings.sandbox
+    app = FastAPI(
+        title="Handover intake",
+        version="1",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     slack_secret = svc.settings.slack_signing_secret.get_secret_value()
     app.state.services = svc
     if launcher is not None:
@@ -257,7 +276,9 @@ def create_intake(
         )
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
+        # On the event loop, touching nothing: it answers while every worker thread waits on
+        # Slack or the ledger (a sync route would queue for a thread behind them).
         return {"ok": True}
 
     @app.post("/slack/interactions", openapi_extra=_SLACK_OPENAPI, responses=_SLACK_ANSWERS)
@@ -266,21 +287,22 @@ def create_intake(
         raw = await read_capped(request, MAX_BODY)
         if raw is None:
             return too_large()
+        # Everything after reading the body may block (the ledger's lock, Slack's users.info
+        # with its retries, the IdP): off the event loop, so that other requests and /healthz
+        # are answered meanwhile.
+        return await run_in_threadpool(interaction, raw, request.headers, background)
+
+    def interaction(raw: bytes, headers: Headers, background: BackgroundTasks) -> JSONResponse:
+        """The click, once its body is read: authenticated, then handled (sync: thread pool)."""
         if not slack_secret:
             # An empty key would make every signature forgeable: take no clicks at all.
             return refuse(503, "the Slack signing secret is not configured")
-        why = check_slack_signature(
-            slack_secret,
-            request.headers.get("x-slack-request-timestamp", ""),
-            request.headers.get("x-slack-signature", ""),
-            raw,
-            now=wall_clock(),
-        )
+        ts = headers.get("x-slack-request-timestamp", "")
+        sig = headers.get("x-slack-signature", "")
+        why = check_slack_signature(slack_secret, ts, sig, raw, now=wall_clock())
         if why:
             return refuse(401, why)
-        ts = request.headers["x-slack-request-timestamp"]
-        sig = request.headers["x-slack-signature"].lower()
-        if not first_time(svc.ledger, "slack", ts, sig, now=svc.clock()):
+        if not first_time(svc.ledger, "slack", ts, sig.lower(), now=svc.clock()):
             return refuse(401, "replayed request")
         try:
             form = parse_qs(raw.decode("utf-8"), strict_parsing=True)
@@ -301,6 +323,12 @@ def create_intake(
             return ask_why(payload, action)
         if action.action_id not in (APPROVE_ACTION, DENY_ACTION):
             return JSONResponse({"ok": True, "ignored": action.action_id})
+        return decide(payload, action, background)
+
+    def decide(
+        payload: BlockActions, action: SlackAction, background: BackgroundTasks
+    ) -> JSONResponse:
+        """Approve or Deny clicked: the decision recorded, then the message and the run."""
         try:
             approval_id, plan_hash = parse_decision_value(action.value)
         except ValueError as exc:
@@ -395,7 +423,8 @@ def create_intake(
     def extend(
         payload: BlockActions, action: SlackAction, background: BackgroundTasks
     ) -> JSONResponse:
-        """Extend clicked: start an extension run (its approval goes through the gate)."""
+        """Extend clicked: start an extension run (its approval goes through the gate), unless
+        one of this grant is still going: one extension approval per grant at a time."""
         if extend_launcher is None:
             return JSONResponse({"ok": True, "ignored": action.action_id})
         try:
@@ -412,12 +441,36 @@ def create_intake(
             return JSONResponse(
                 {"ok": True, "started": False, "message": f"grant {grant_id} is {state}"}
             )
-        params = {"grant_id": grant_id, "requester": requester}
+        got = claim_run(
+            svc.ledger,
+            extend_launcher,
+            source=EXTEND_SOURCE,
+            key=f"grant:{grant_id}",
+            digest="",
+            params=lambda _name: {"grant_id": grant_id, "requester": requester},
+            now=svc.clock(),
+            restart="always",
+        )
+        if got.status != "claimed":
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "started": False,
+                    "message": f"an extension of grant {grant_id} is already waiting for approval",
+                }
+            )
 
         def start() -> None:
             try:
-                extend_launcher(params)
-            except Exception as exc:  # the click is answered; the person can click again
+                start_event(
+                    svc.ledger,
+                    extend_launcher,
+                    EXTEND_SOURCE,
+                    got.name,
+                    got.params,
+                    forget_on_failure=True,
+                )
+            except Exception as exc:  # the claim is forgotten: the person can click again
                 log.warning("could not start the extension of grant %s: %s", grant_id, exc)
 
         background.add_task(start)

@@ -10,35 +10,57 @@ Order of work, as for the HR hook (intake/hooks.py): authenticate first, then pa
    events we act on an ``issue`` whose ``key`` is a Jira key (``ACC-12``: ASCII capitals,
    digits and ``_``, a hyphen, a number); 422 naming each bad field. Only
    ``jira:issue_created`` / ``jira:issue_updated`` of issue type "Access Request" start a run;
-   anything else is answered 200 ``{"ignored": …}``. Nothing else of the body is used: the
-   runbook reads the ticket itself (the webhook body is not trusted for the request) and
-   answers a bad ticket with a comment naming each bad line (``domain.access_request``).
-4. **Once**: the delivery is claimed in the ledger (source ``jira``) under
-   ``<issue key>:<webhookEvent>:<timestamp>`` — all three signed, so a replayed body is a
-   duplicate whatever headers come with it (Jira's ``X-Atlassian-Webhook-Identifier`` is not
-   signed: a replay with a fresh one would otherwise start again). Without a ``timestamp`` the
-   body's SHA-256 stands in for it. A redelivery is answered 200 and starts nothing.
-5. **Start**: the injected launcher starts ``onboard(ticket=KEY)``; 202 ``{"run": <reference>}``.
-   The runbook does nothing twice for a ticket it already handled, so the ``issue_updated``
-   its own comment and transition cause is harmless.
+   anything else is answered 200 ``{"ignored": …}``. The runbook reads the ticket itself
+   (the webhook body is not trusted for the request) and answers a bad ticket with a comment
+   naming each bad line (``domain.access_request``).
+4. **Once per delivery**: the delivery is recorded in the ledger (source ``jira``, status
+   ``noted``) under ``<issue key>:<webhookEvent>:<timestamp>`` — all three signed, so a
+   replayed body is a duplicate whatever headers come with it (Jira's
+   ``X-Atlassian-Webhook-Identifier`` is not signed: a replay with a fresh one would otherwise
+   count again). Without a ``timestamp`` the body's SHA-256 stands in for it. A redelivery is
+   answered 200 ``duplicate`` and does nothing more.
+5. **One run per ticket** (intake/keyed.py): a ticket's runs are named ``<KEY>#<n>``; the run
+   is started with ``onboard(ticket=KEY, requester="jira:<KEY>#<n>")`` (the requester is the
+   Prefect idempotency key of a deployment launch: ``intake.launch.event_key``), answered 202
+   ``started``. Every other delivery starts nothing and is answered 200 with the run that
+   handles the ticket:
+
+   - ``running``: the ticket's run has not ended (it may wait days at its approval gate). When
+     the delivery's request differs from the one the run was started for (the description or
+     the labels were edited), the ticket gets one comment per run saying the run handles the
+     request as it read it and the change is not part of it (a paused run's approvers decide
+     the plan they were shown; re-planning a paused run is the runbook's work, not the door's).
+   - ``handled``: the run has ended and the request is unchanged (a comment, a transition,
+     the run's own closing comment and transition).
+
+   A ticket whose run has ended and whose request changed gets a new run: the next update
+   after the end starts it (Jira sends one for the run's own closing comment). The runbook
+   itself does nothing twice for a ticket it already handled.
+
+The request's digest covers the signed body's ``issue.fields.description`` and
+``issue.fields.labels`` (what the runbook reads the request from); the runbook still reads the
+ticket itself and never the webhook body for the request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+import json
+import logging
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from approvals.services import Services
-from intake.deliveries import HEX64, Claim, claim_and_start, hmac_hex, read_signed
-from intake.launch import Launcher
-from intake.wire import answers, header, inline_schema, raw_body_doc
-from ledger.events import EventRecord
+from intake.deliveries import HEX64, hmac_hex, read_signed
+from intake.keyed import KeyedRun, claim_run
+from intake.launch import Launcher, start_event
+from intake.wire import answers, header, inline_schema, raw_body_doc, refuse
+from ledger.events import claim_event, note_event_run, release_event
 
 SOURCE = "jira"
 SIGNATURE_HEADER = "X-Hub-Signature"
@@ -46,6 +68,18 @@ ACCESS_REQUEST = "access request"
 EVENTS = {"jira:issue_created", "jira:issue_updated"}
 # A Jira issue key: the project key (ASCII capitals, digits, underscores), a hyphen, a number.
 JIRA_KEY = r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,9}$"
+
+log = logging.getLogger("handover.intake")
+
+
+def already_handled(ref: str, name: str) -> str:
+    """The one comment a ticket gets when its request is edited while its run is going."""
+    return (
+        f"Handover: this ticket is already being handled in run {ref or name} ({name}). That "
+        "run decides the request as it read the ticket when it started; the change just made "
+        "is not part of it. Once the run has ended, the next update of this ticket starts a "
+        "run for the changed request."
+    )
 
 
 def sign_jira(secret: str, body: bytes) -> dict[str, str]:
@@ -77,6 +111,9 @@ class JiraIssueType(BaseModel):
 class JiraIssueFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
     issuetype: JiraIssueType | None = None
+    # Only digested (has the request changed?): any JSON is taken as it is.
+    description: Any = None
+    labels: Any = None
 
 
 class JiraIssue(BaseModel):
@@ -107,14 +144,22 @@ class JiraWebhook(BaseModel):
         name = kind.name if kind else ""
         return self.webhookEvent in EVENTS and name.strip().casefold() == ACCESS_REQUEST
 
+    def request_digest(self) -> str:
+        """A digest of what the runbook reads the request from: the description and labels."""
+        fields = self.issue.fields if self.issue else JiraIssueFields()
+        seen = {"description": fields.description, "labels": fields.labels}
+        return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
+
 
 class JiraAnswer(BaseModel):
-    """How a delivery stands: started (202), a duplicate or ignored (200)."""
+    """How a delivery stands: started (202); the ticket's run still going or done with this
+    request, a duplicate, or ignored (200)."""
 
     ok: Literal[True]
     event_id: str | None = None
-    status: Literal["started"] | None = None
-    run: str | None = None
+    status: Literal["started", "running", "handled"] | None = None
+    run: str | None = Field(None, description="the run handling the ticket; null while launched")
+    ticket_run: str | None = Field(None, description="that run's name: <issue key>#<n>")
     duplicate: bool = False
     ignored: str | None = Field(None, description="the event, when it is not one we act on")
 
@@ -125,7 +170,11 @@ _OPENAPI = raw_body_doc(
 )
 _ANSWERS = answers(
     {
-        200: (JiraAnswer, "a redelivery (duplicate), or an event we do not act on (ignored)"),
+        200: (
+            JiraAnswer,
+            "nothing started: the ticket's run is still going (running) or handled this "
+            "request (handled), a redelivery (duplicate), or an event we do not act on",
+        ),
         202: (JiraAnswer, "an onboarding run was started"),
     },
     {
@@ -142,14 +191,88 @@ def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
     """The ``POST /hooks/jira`` route over ``svc``; runs are started through ``launcher``."""
     router = APIRouter()
 
-    def repeated(ev: EventRecord) -> JSONResponse:
-        return JSONResponse(
-            {"ok": True, "event_id": ev.event_id, "duplicate": True, "run": ev.run_ref or None}
+    def take(hook: JiraWebhook, raw: bytes, background: BackgroundTasks) -> JSONResponse:
+        """Record the delivery, then start the ticket's run or answer with the one going.
+        Synchronous (the ledger and the launcher may block): run in the thread pool."""
+        assert hook.issue is not None
+        key, now = hook.issue.key, svc.clock()
+        digest = hashlib.sha256(raw).hexdigest()
+        # Only signed content names the delivery (see the module docstring, step 4).
+        stamp = str(hook.timestamp) if hook.timestamp is not None else f"sha256:{digest[:32]}"
+        delivery = f"{key}:{hook.webhookEvent}:{stamp}"
+        request = hook.request_digest()
+        ev, new = claim_event(
+            svc.ledger,
+            SOURCE,
+            delivery,
+            payload_digest=digest,
+            now=now,
+            kind=hook.webhookEvent,
+            params={"ticket": key, "request": request},
+            noted=True,
         )
+        if not new:
+            return JSONResponse(
+                {"ok": True, "event_id": ev.event_id, "duplicate": True, "run": ev.run_ref or None}
+            )
+        got = claim_run(
+            svc.ledger,
+            launcher,
+            source=SOURCE,
+            key=key,
+            digest=request,
+            params=lambda name: {"ticket": key, "requester": f"{SOURCE}:{name}"},
+            now=now,
+            restart="changed",
+        )
+        if got.status == "claimed":
+            return start(delivery, got)
+        # While the run is launched its reference is unknown: its name stands for it.
+        note_event_run(svc.ledger, SOURCE, delivery, got.run or got.name)
+        if got.status == "running" and got.changed:
+            notice(key, got, background)
+        log.info("Jira event %s: ticket run %s %s", delivery, got.name, got.status)
+        answer = {"ok": True, "event_id": delivery, "status": got.status, "run": got.run or None}
+        return JSONResponse({**answer, "ticket_run": got.name})
+
+    def start(delivery: str, got: KeyedRun) -> JSONResponse:
+        try:
+            ref = start_event(
+                svc.ledger, launcher, SOURCE, got.name, got.params, forget_on_failure=True
+            )
+        except Exception as exc:
+            # Both forgotten: Jira retries on a 5xx and its retry starts afresh.
+            release_event(svc.ledger, SOURCE, delivery, forget=True)
+            log.error("Jira event %s: could not start run %s: %s", delivery, got.name, exc)
+            return refuse(503, "could not start the run; retry later")
+        note_event_run(svc.ledger, SOURCE, delivery, ref)
+        log.info("Jira event %s started run %s (%s)", delivery, ref, got.name)
+        answer = {"ok": True, "event_id": delivery, "status": "started", "run": ref}
+        return JSONResponse({**answer, "ticket_run": got.name}, status_code=202)
+
+    def notice(key: str, got: KeyedRun, background: BackgroundTasks) -> None:
+        """Say on the ticket, once per run, that its edit is not part of the run going."""
+        if svc.tickets is None:
+            return
+        once = f"{got.name}:notice"
+        _, first = claim_event(
+            svc.ledger, SOURCE, once, payload_digest="", now=svc.clock(), kind="notice", noted=True
+        )
+        if first:
+            background.add_task(comment, key, once, already_handled(got.run, got.name))
+
+    def comment(key: str, once: str, text: str) -> None:
+        assert svc.tickets is not None
+        try:
+            svc.tickets.comment(key, text)
+        except Exception as exc:  # Jira down: the next edit tries again
+            release_event(svc.ledger, SOURCE, once, forget=True)
+            log.warning("could not comment on %s: %s", key, exc)
 
     @router.post("/hooks/jira", openapi_extra=_OPENAPI, responses=_ANSWERS)
-    async def jira_hook(request: Request) -> JSONResponse:
-        """A Jira webhook (``JiraWebhook``), signed: an Access Request starts one onboarding."""
+    async def jira_hook(request: Request, background: BackgroundTasks) -> JSONResponse:
+        """A Jira webhook (``JiraWebhook``), signed: an Access Request ticket has one
+        onboarding run at a time."""
         got = await read_signed(
             request,
             JiraWebhook,
@@ -164,18 +287,6 @@ def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
         hook, raw = got
         if not hook.acted_on or hook.issue is None:
             return JSONResponse({"ok": True, "ignored": hook.webhookEvent})
-        digest = hashlib.sha256(raw).hexdigest()
-        # Only signed content names the delivery (see the module docstring, step 4).
-        stamp = str(hook.timestamp) if hook.timestamp is not None else f"sha256:{digest[:32]}"
-        claim = Claim(
-            source=SOURCE,
-            event_id=f"{hook.issue.key}:{hook.webhookEvent}:{stamp}",
-            digest=digest,
-            kind=hook.webhookEvent,
-            params={"ticket": hook.issue.key},
-        )
-        return await run_in_threadpool(
-            claim_and_start, svc, launcher, claim, now=svc.clock(), label="Jira", repeated=repeated
-        )
+        return await run_in_threadpool(take, hook, raw, background)
 
     return router

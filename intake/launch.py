@@ -13,6 +13,10 @@ flow's parameters and returns a reference to the run it started. Two kinds:
   (``hr-system:<event_id>``), used as the idempotency key, so even a re-launch after a crash
   yields the same flow run. It imports only prefect, never the flows.
 
+Whether a run has ended is asked of the launcher that started it (``run_ended``): a thread
+launcher knows its threads, a deployment launcher asks Prefect for the flow run's state. The
+front door uses it to keep one run at a time per ticket and per grant (intake/keyed.py).
+
 ``launch_due`` is the sweep that starts scheduled events (effective dates that have come) and
 claims stranded by a crash; each event is taken by a compare-and-set, so it starts once. The
 watchdog process runs it after each approval sweep (``handover watchdog``, with deployment
@@ -78,6 +82,12 @@ class ThreadLauncher:
         self.runs[ref] = thread
         thread.start()
         return ref
+
+    def ended(self, ref: str) -> bool:
+        """True once run ``ref`` has returned (or raised); a reference this process never
+        started is no run of its own, and not running here either."""
+        thread = self.runs.get(ref)
+        return thread is None or not thread.is_alive()
 
     def wait(self, ref: str, timeout: float | None = None) -> Any:
         """Wait for run ``ref`` to end; its return value (or the exception it raised)."""
@@ -147,11 +157,26 @@ def launch_due(
     return started
 
 
+def run_ended(launcher: Launcher, ref: str) -> bool | None:
+    """Whether run ``ref``, started by ``launcher``, has ended: True, False, or None when the
+    launcher cannot tell (it has no ``ended``, or asking failed)."""
+    ended = getattr(launcher, "ended", None)
+    if not callable(ended):
+        return None
+    try:
+        answer = ended(ref)
+    except Exception as exc:  # an unreachable orchestrator: unknown, never "ended"
+        log.warning("could not tell whether run %s has ended: %s", ref, exc)
+        return None
+    return answer if isinstance(answer, bool) else None
+
+
 def event_key(params: dict[str, Any]) -> str | None:
     """The idempotency key of a run started for an inbound event, or None.
 
-    A system requester carries the event (``hr-system:<event_id>``): the same event then maps
-    to the same flow run however often it is launched (a retried delivery, a re-launch after a
+    A system requester carries the event (``hr-system:<event_id>``; a Jira ticket's run
+    ``jira:<KEY>#<n>``, its n-th run: intake/keyed.py): the same event then maps to the same
+    flow run however often it is launched (a retried delivery, a re-launch after a
     crash between "launched" and "remembered"). A person (an email, ``operator``) is not an
     event: two requests of theirs are two runs.
     """
@@ -189,6 +214,20 @@ class DeploymentLauncher:
         # run_deployment is sync-compatible: called from sync code, it returns the FlowRun.
         assert not isinstance(flow_run, Coroutine)
         return str(flow_run.id)
+
+    def ended(self, ref: str) -> bool | None:
+        """True when flow run ``ref`` is in a final state (completed, failed, crashed,
+        cancelled); False while it is scheduled, running or paused; None when Prefect cannot
+        be asked or does not know the run."""
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(uuid.UUID(ref)).state
+        except Exception as exc:  # unknown is answered as unknown: the caller starts nothing
+            log.warning("could not read the state of flow run %s: %s", ref, exc)
+            return None
+        return state is not None and state.is_final()
 
 
 def deployment_launcher(

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from domain.escaping import csv_row
 from domain.records import AuditEvent, AuditRecord
 from ledger.anchor import Anchor, ChainCheckpoints, Checkpoint
 from ledger.db import PENDING_CHECKPOINT, LedgerBase, LedgerDB
@@ -361,7 +362,8 @@ def last_seq(db: LedgerDB) -> int:
 
 
 def export(db: LedgerDB, fmt: str = "jsonl", *, since: datetime | None = None) -> Iterator[str]:
-    """The log as JSON lines or CSV (header first), oldest first."""
+    """The log as JSON lines or CSV (header first), oldest first; a CSV cell that a
+    spreadsheet would run as a formula is written as text (``domain.escaping.csv_cell``)."""
     cols = [*FIELDS, "hash", "mac"]
     if fmt == "csv":
         buf = io.StringIO()
@@ -375,6 +377,6 @@ def export(db: LedgerDB, fmt: str = "jsonl", *, since: datetime | None = None) -
         else:
             buf = io.StringIO()
             csv.writer(buf).writerow(
-                [json.dumps(d[c]) if isinstance(d[c], (dict, list)) else d[c] for c in cols]
+                csv_row(json.dumps(d[c]) if isinstance(d[c], (dict, list)) else d[c] for c in cols)
             )
             yield buf.getvalue()

@@ -1,4 +1,4 @@
-"""Inbound events (HR webhooks, later Jira): each is acted on once, by (source, event id).
+"""Inbound events (HR and Jira webhooks, Extend clicks): each acted on once, by (source, id).
 
 Senders retry: the HR system re-delivers an event when our answer is slow or lost. The first
 delivery *claims* the id (a unique row); every later one finds the row and is answered with the
@@ -9,6 +9,12 @@ Life of a row::
 
     claim (effective now)    → started (run_ref "" until the launcher answers, then set)
     claim (effective later)  → scheduled → started (by the sweep, once) | cancelled
+
+A delivery that starts nothing (a Jira update of a ticket whose run is still going) is kept
+``noted``: recorded, answered with the run that handles it, never started by the sweep.
+
+Runs keyed by what they are about (one run at a time per Jira ticket or per grant:
+intake/keyed.py) are rows named ``<key>#<n>``; ``latest_keyed`` finds a key's newest one.
 
 Starting is a compare-and-set (``mark_started``), so two sweeps (two intake processes, or the
 watchdog and a manual sweep) never start the same event twice. A claim whose launch never
@@ -31,6 +37,7 @@ from ledger.db import LedgerBase, LedgerDB
 SCHEDULED = "scheduled"
 STARTED = "started"
 CANCELLED = "cancelled"
+NOTED = "noted"  # recorded and answered; nothing of its own to start
 
 # Longer than any launcher takes to answer (a thread start, or a run_deployment call), so a
 # claim still being launched is never mistaken for a stranded one.
@@ -101,6 +108,7 @@ def claim_event(
     kind: str = "",
     params: dict[str, Any] | None = None,
     scheduled_at: datetime | None = None,
+    noted: bool = False,
 ) -> tuple[EventRecord, bool]:
     """Claim ``(source, event_id)``; (the stored event, True if this call created it).
 
@@ -115,6 +123,7 @@ def claim_event(
         params: what starting its run takes (kept for a scheduled start).
         scheduled_at: when to start it; None: now (the row is ``started`` at once, its run
             reference set by ``set_event_run`` when the launcher answers).
+        noted: only record it (``noted``): it starts nothing, and no sweep ever starts it.
 
     Returns:
         The stored event and whether it is new. When it is not, nothing was changed.
@@ -125,10 +134,10 @@ def claim_event(
         kind=kind,
         payload_digest=payload_digest,
         params=params or {},
-        status=SCHEDULED if scheduled_at is not None else STARTED,
+        status=NOTED if noted else SCHEDULED if scheduled_at is not None else STARTED,
         received_at=now,
         scheduled_at=scheduled_at,
-        started_at=None if scheduled_at is not None else now,
+        started_at=None if scheduled_at is not None or noted else now,
         run_ref="",
     )
     try:
@@ -189,6 +198,36 @@ def set_event_run(db: LedgerDB, source: str, event_id: str, run_ref: str) -> Non
             .values(run_ref=run_ref, status=STARTED)
             .execution_options(synchronize_session=False)
         )
+
+
+def note_event_run(db: LedgerDB, source: str, event_id: str, run_ref: str) -> None:
+    """Remember which run answered a noted event (its status stays ``noted``)."""
+    with db.session() as s:
+        s.execute(
+            update(InboundEvent)
+            .where(_where(source, event_id))
+            .values(run_ref=run_ref)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def latest_keyed(db: LedgerDB, source: str, key: str) -> EventRecord | None:
+    """The newest run of ``key`` (the row named ``<key>#<n>`` with the highest ``n``), or None."""
+    prefix = f"{key}#"
+    with db.sessions() as s:
+        rows = s.scalars(
+            select(InboundEvent).where(
+                InboundEvent.source == source,
+                # autoescape: a Jira key may hold "_", a LIKE wildcard.
+                InboundEvent.event_id.startswith(prefix, autoescape=True),
+            )
+        )
+        numbered = [
+            (int(tail), r)
+            for r in rows
+            if (tail := r.event_id[len(prefix) :]).isdigit() and not tail.startswith("0")
+        ]
+        return _record(max(numbered, key=lambda t: t[0])[1]) if numbered else None
 
 
 def due_events(db: LedgerDB, now: datetime) -> list[EventRecord]:

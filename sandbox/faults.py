@@ -1,5 +1,6 @@
 """ASGI middleware: the request log, per-API rate limits (429 + Retry-After), injected 5xx
-faults and latency. ``/_sandbox`` and ``/healthz`` are never limited nor faulted.
+faults and latency (both only on the APIs named in ``apis``, when given). ``/_sandbox`` and
+``/healthz`` are never limited nor faulted.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class FaultMiddleware:
             "path": path,
             "query": scope.get("query_string", b"").decode(errors="replace"),
         }
-        if f.latency_ms:
+        faulted = f.apis is None or api in f.apis
+        if f.latency_ms and faulted:  # a slow Slack next to a fast IdP, say
             await asyncio.sleep(f.latency_ms / 1000.0)
         bucket = world.bucket(api)
         if bucket is not None:
@@ -93,7 +95,6 @@ class FaultMiddleware:
                     [(b"retry-after", str(retry_after).encode())],
                 )
                 return
-        faulted = f.apis is None or api in f.apis
         fault = faulted and f.fault_rate > 0 and world.rng.random() < f.fault_rate
         after = fault and world.rng.random() < f.fault_after
         if fault and not after:

@@ -52,9 +52,11 @@ class FaultSettings(BaseModel):
     burst: int | None = Field(
         None, ge=1, description="bucket size; default: a tenth of a minute's allowance"
     )
-    latency_ms: float = Field(0.0, ge=0.0, le=60_000, description="added to every API call")
+    latency_ms: float = Field(
+        0.0, ge=0.0, le=60_000, description="added to every (faulted) API call"
+    )
     apis: list[Literal["org_scim", "org_admin", "org_ingest", "idp", "slack", "jira"]] | None = (
-        Field(None, description="only these APIs are faulted (default: every API)")
+        Field(None, description="only these APIs get faults and latency (default: every API)")
     )
 
 

@@ -6,7 +6,6 @@ revoke an invitation (recorded), write the CSV and HTML reports. The rules are i
 from __future__ import annotations
 
 import csv
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from prefect import task
 from connectors.capabilities import Invitations, MemberDirectory, PermissionGroups, has
 from connectors.hris import RosterFile
 from connectors.org.export import read_members_export
+from domain.escaping import csv_cell, html_text
 from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
 from domain.review import ConsoleRecord, Finding, with_console_export
 from ledger.reviews import ReviewItem, record_items
@@ -206,18 +206,19 @@ def write_reports(
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS)
         w.writeheader()
-        w.writerows(rows)
-    head = "".join(f"<th>{c}</th>" for c in REPORT_COLUMNS)
+        # Findings quote names, emails and notes from the org and HR: never a formula.
+        w.writerows({c: csv_cell(v) for c, v in r.items()} for r in rows)
+    head = "".join(f"<th>{html_text(c)}</th>" for c in REPORT_COLUMNS)
     body = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in REPORT_COLUMNS) + "</tr>"
+        "<tr>" + "".join(f"<td>{html_text(r[c])}</td>" for c in REPORT_COLUMNS) + "</tr>"
         for r in rows
     )
     html_path.write_text(
         "<!doctype html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
+        f"<title>{html_text(title)}</title>"
         "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head>\n"
-        f"<body><h1>{html.escape(title)}</h1><p>{len(rows)} findings</p>\n"
+        f"<body><h1>{html_text(title)}</h1><p>{len(rows)} findings</p>\n"
         f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
         "</body></html>\n",
         encoding="utf-8",

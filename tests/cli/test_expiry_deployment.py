@@ -160,6 +160,20 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     assert run.deployment_id == client.read_deployment_by_name(EXTEND).id
     assert appr.runbook == "extend" and appr.requester == CARLA
     assert any(SPONSOR in seat for seat in appr.required), appr.required
+    # Clicked again while it waits: Prefect says the run is paused, not ended; nobody is asked.
+    body, headers = signed(
+        secret,
+        {
+            "type": "block_actions",
+            **from_slack(),
+            "user": {"id": svc.messenger.user_id(CARLA)},
+            "trigger_id": f"{time.time_ns()}.sandbox",
+            "actions": [{"action_id": "extend", "block_id": "expiry", "value": f"grant:{gid}"}],
+        },
+    )
+    r = intake.post("/slack/interactions", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["started"] is False, r.text
+    assert "already waiting for approval" in r.json()["message"]
     asked = [x for x in appr.slack_refs if x["email"] == SPONSOR]
     body = block_actions_body(
         approval_id=appr.id,

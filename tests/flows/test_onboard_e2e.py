@@ -3,10 +3,11 @@ server (issue 6, "Done when").
 
 Covered: ticket ACC-1 through a signed ``POST /hooks/jira`` → Slack approval by a signed click →
 an invitation pending with exactly the planned roles and modules → ticket Done and a grant with
-its end date; the same ticket again (its own update event) does nothing twice; ACC-2 (invalid)
-→ one explanatory comment, Rejected, nothing provisioned; an existing member → change_needed;
-a pending invitee → resend, never a duplicate; the IdP-managed path (user created, added to the
-mapped groups, provisioned into the org).
+its end date; the same ticket again (its own update event) starts nothing, and once edited a
+run that does nothing twice; ACC-2 (invalid) → one explanatory comment, Rejected, nothing
+provisioned; an existing member → change_needed; a pending invitee → resend, never a
+duplicate; the IdP-managed path (user created, added to the mapped groups, provisioned into
+the org).
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ def issue(stack: OffboardStack, key: str) -> dict[str, Any]:
     return stack.get(f"/_sandbox/jira/issues/{key}")  # type: ignore[no-any-return]
 
 
-def hook_body(key: str, event: str = "jira:issue_created", ts: int = 1) -> bytes:
+def hook_body(
+    key: str, event: str = "jira:issue_created", ts: int = 1, description: str | None = None
+) -> bytes:
+    fields: dict[str, Any] = {"issuetype": {"name": "Access Request"}}
+    if description is not None:
+        fields["description"] = description  # what tells an edit of the request (intake)
     return json.dumps(
-        {
-            "webhookEvent": event,
-            "timestamp": ts,
-            "issue": {"key": key, "fields": {"issuetype": {"name": "Access Request"}}},
-        }
+        {"webhookEvent": event, "timestamp": ts, "issue": {"key": key, "fields": fields}}
     ).encode()
 
 
@@ -158,12 +160,18 @@ def test_acc1_from_the_jira_hook_to_done(stack: OffboardStack) -> None:
     ]
     assert len(invites) == 1
 
-    # Our own comment and transition make Jira send issue_updated: nothing is done twice.
+    # Our own comment and transition make Jira send issue_updated: the ticket's run has ended
+    # and its request is unchanged, so nothing starts (one run per ticket).
     seq1 = stack.seq()
     comments = len(t["comments"])
     body2 = hook_body("ACC-1", "jira:issue_updated", ts=2)
     r = hooks.post("/hooks/jira", content=body2, headers=sign_jira(JIRA_SECRET, body2))
-    assert r.status_code == 202
+    assert r.status_code == 200 and r.json()["status"] == "handled", r.text
+    assert r.json()["run"] == ref and list(launcher.runs) == [ref]
+    # Its request edited after the end: a new run, and the runbook does nothing twice.
+    body3 = hook_body("ACC-1", "jira:issue_updated", ts=3, description="email: edited")
+    r = hooks.post("/hooks/jira", content=body3, headers=sign_jira(JIRA_SECRET, body3))
+    assert r.status_code == 202 and r.json()["ticket_run"] == "ACC-1#2", r.text
     res2 = launcher.wait(r.json()["run"], timeout=180)
     assert res2["status"] == "nothing_to_do", res2
     assert org_writes(stack, seq1) == []

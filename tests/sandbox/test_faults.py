@@ -154,6 +154,17 @@ def test_latency_is_added_to_api_calls_only(client: TestClient) -> None:
     assert quickest("/_sandbox/clock") < 0.2
 
 
+def test_latency_only_slows_the_apis_named(client: TestClient) -> None:
+    """A slow Slack next to a fast org (the front door's latency test makes only Slack slow)."""
+    faults(client, latency_ms=300, apis=["org_admin"])
+    t = time.perf_counter()
+    assert client.get("/admin/v1/members", headers=ORG_ADMIN).status_code == 200
+    assert time.perf_counter() - t >= 0.3
+    t = time.perf_counter()
+    assert client.get("/scim/1/Users", headers=ORG_SCIM).status_code == 200
+    assert time.perf_counter() - t < 0.3
+
+
 def test_fault_settings_are_validated(client: TestClient) -> None:
     for bad in ({"fault_rate": 1.5}, {"fault_after": -0.1}, {"rate_limit": 0}, {"latency_ms": -1}):
         assert client.put("/_sandbox/faults", json=bad).status_code == 422, bad

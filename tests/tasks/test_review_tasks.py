@@ -104,3 +104,19 @@ def test_the_reports_hold_every_finding_and_its_outcome(tmp_path: Path) -> None:
     html = Path(out["html"]).read_text(encoding="utf-8")
     assert "<title>Access review 2026-03-01</title>" in html and "2 findings" in html
     assert "a&lt;b&gt;@partner.io" in html and "a<b>@" not in html
+
+
+def test_a_finding_is_never_a_formula_in_the_csv_report(tmp_path: Path) -> None:
+    """A name or note from the org or HR that a spreadsheet would run is written as text
+    (domain/escaping.py); the HTML report shows it escaped."""
+    formula = '=HYPERLINK("http://evil.example","x")'
+    finding = stale("eve@partner.io").model_copy(update={"detail": formula, "group": "@admins"})
+    out = write_reports.fn(
+        [finding], {}, directory=tmp_path, stem="review", title="<b>Access review</b>"
+    )
+    (row,) = list(csv.DictReader(io.StringIO(Path(out["csv"]).read_text(encoding="utf-8"))))
+    assert row["detail"] == "'" + formula and row["group"] == "'@admins"
+    assert row["subject"] == "eve@partner.io"
+    html = Path(out["html"]).read_text(encoding="utf-8")
+    assert "<b>Access review</b>" not in html and "&lt;b&gt;Access review&lt;/b&gt;" in html
+    assert "=HYPERLINK(&quot;http://evil.example&quot;,&quot;x&quot;)" in html
