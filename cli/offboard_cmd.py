@@ -27,9 +27,9 @@ def _declare(subject: str, requester: str | None) -> str:
     ``emergency_declarers``. Exit 2 otherwise, nothing recorded or changed.
     """
     from approvals.policy import PolicyError, load_policy
+    from approvals.services import open_settings_ledger
     from cli.identity import current_session, settings_here
     from domain.identity import SELF_DECLARED
-    from ledger import open_ledger
     from tasks.triggers import declare
 
     settings = settings_here()
@@ -51,7 +51,7 @@ def _declare(subject: str, requester: str | None) -> str:
             f"{', '.join(policy.emergency_declarers) or 'nobody'}); HR's signed event with "
             "security_risk starts one, or ask a declarer"
         )
-    db = open_ledger(settings.ledger_database_url())
+    db = open_settings_ledger(settings)
     try:
         found = declare(db, subject=subject, declared_by=who, verified=how, now=datetime.now(UTC))
     finally:

@@ -55,9 +55,7 @@ def test_inbound_development_secrets_follow_the_intake_not_an_outbound_url() -> 
     refused when the intake is published beyond loopback, whatever the org's URL says."""
     outward = {k: v for k, v in OWN.items() if k not in ("hr_webhook_secret", "secrets_key")}
     with pytest.raises(SettingsError, match="HANDOVER_HR_WEBHOOK_SECRET"):
-        Settings(
-            sandbox=True, intake_url="https://handover.acme.example", **outward
-        ).check_safe()  # type: ignore[arg-type]
+        Settings(sandbox=True, intake_url="https://handover.acme.example", **outward).check_safe()  # type: ignore[arg-type]
     # A loopback org URL (an egress proxy, say) does not make the published secret acceptable
     # for a published intake; a loopback intake in sandbox mode is the sandbox.
     Settings(sandbox=True, org_url="http://127.0.0.1:9", **outward).check_safe()  # type: ignore[arg-type]
