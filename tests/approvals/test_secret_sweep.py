@@ -11,19 +11,16 @@ from pydantic import SecretStr
 
 from approvals.policy import load_policy
 from approvals.secret_links import link_ttl, secret_box
-from approvals.services import Services
+from approvals.services import Services, open_settings_ledger
 from approvals.watchdog import run_forever
 from connectors.settings import Settings
-from ledger import open_ledger
 from ledger.audit import export, records
 from ledger.rotated_secrets import Rotation, seal_secret, sealed_secret
 
 
 def test_the_watchdog_erases_what_expired_unread(tmp_path: Path) -> None:
     settings = Settings(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}")
-    svc = Services(
-        settings=settings, ledger=open_ledger(settings.ledger_database_url()), policy=load_policy()
-    )
+    svc = Services(settings=settings, ledger=open_settings_ledger(settings), policy=load_policy())
     box, now = secret_box(settings), svc.clock()
 
     def seal(case_id: int, hours_ago: float) -> str:

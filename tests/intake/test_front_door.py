@@ -26,13 +26,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from approvals.policy import load_policy
-from approvals.services import Services
+from approvals.services import Services, open_settings_ledger
 from cli.approvals_cmd import block_actions_body, sign
 from connectors.settings import Settings
 from intake.app import create_intake
 from intake.hooks import sign_hr
 from intake.jira_hook import sign_jira
-from ledger import open_ledger
 from ledger.events import NOTED, STARTED, list_events
 from sandbox.app import create_app
 from tests.approvals.stack import Stack, make_stack
@@ -281,7 +280,7 @@ def _intake(tmp: Path, *, sandbox: bool) -> TestClient:
     )
     svc = Services(
         settings=settings,
-        ledger=open_ledger(settings.ledger_database_url()),
+        ledger=open_settings_ledger(settings),
         policy=load_policy(),
     )
     return TestClient(create_intake(svc, launcher=Runs(), onboard_launcher=Runs()))

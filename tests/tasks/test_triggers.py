@@ -14,6 +14,7 @@ from approvals.policy import load_policy
 from ledger import open_ledger
 from ledger.events import claim_event
 from tasks.triggers import TriggerRefused, check_trigger, declare
+from tests.anchors import anchor_in
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 WHO = "pat.leaver@acme.com"
@@ -22,7 +23,7 @@ SEC = "sec.lead@acme.com"
 
 def runtime(tmp_path: Path, now: datetime) -> Any:
     """What check_trigger reads: the ledger, the policy, the clock (no Slack)."""
-    db = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    db = open_ledger(f"sqlite:///{tmp_path / 'l.db'}", anchor=anchor_in(tmp_path))
     return SimpleNamespace(ledger=db, policy=load_policy(), clock=lambda: now, messenger=None)
 
 
