@@ -134,17 +134,22 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     t2 = time.monotonic()
     intake = TestClient(create_intake(svc, extend_launcher=deployment_launcher(EXTEND)))
     rt.idp.create_user(email=CARLA)  # a Slack click counts only from an IdP user
-    body, headers = signed(
-        secret,
-        {
-            "type": "block_actions",
-            **from_slack(),
-            "user": {"id": svc.messenger.user_id(CARLA)},
-            "trigger_id": f"{time.time_ns()}.sandbox",
-            "actions": [{"action_id": "extend", "block_id": "expiry", "value": f"grant:{gid}"}],
-        },
-    )
-    r = intake.post("/slack/interactions", content=body, headers=headers)
+
+    def click_extend() -> Any:
+        """Carla's signed Extend click on the grant's reminder."""
+        body, headers = signed(
+            secret,
+            {
+                "type": "block_actions",
+                **from_slack(),
+                "user": {"id": svc.messenger.user_id(CARLA)},
+                "trigger_id": f"{time.time_ns()}.sandbox",
+                "actions": [{"action_id": "extend", "block_id": "expiry", "value": f"grant:{gid}"}],
+            },
+        )
+        return intake.post("/slack/interactions", content=body, headers=headers)
+
+    r = click_extend()
     assert r.status_code == 200 and r.json()["started"] is True, r.text
 
     def paused() -> Any:
@@ -161,17 +166,7 @@ def test_expiry_reminder_extension_and_revocation_on_the_worker(
     assert appr.runbook == "extend" and appr.requester == CARLA
     assert any(SPONSOR in seat for seat in appr.required), appr.required
     # Clicked again while it waits: Prefect says the run is paused, not ended; nobody is asked.
-    body, headers = signed(
-        secret,
-        {
-            "type": "block_actions",
-            **from_slack(),
-            "user": {"id": svc.messenger.user_id(CARLA)},
-            "trigger_id": f"{time.time_ns()}.sandbox",
-            "actions": [{"action_id": "extend", "block_id": "expiry", "value": f"grant:{gid}"}],
-        },
-    )
-    r = intake.post("/slack/interactions", content=body, headers=headers)
+    r = click_extend()
     assert r.status_code == 200 and r.json()["started"] is False, r.text
     assert "already waiting for approval" in r.json()["message"]
     asked = [x for x in appr.slack_refs if x["email"] == SPONSOR]
