@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import shutil
 import threading
@@ -99,6 +100,7 @@ def run(*, keep: bool = False) -> int:
             onboarding_story(console, rt, intake)
             expiry_story(console, rt)
             scim_story(console, rt, intake, home)
+            trust_story(console, rt, home)
     finally:
         if intake is not None:
             intake.stop()
@@ -369,6 +371,63 @@ def scim_story(console: Console, rt: Any, intake: Any, home: Path) -> None:
     console.print(f"offboarding on the SCIM-only org: [bold]{result['status']}[/]")
     title = "verification (a person's word is attested, never a pass)"
     console.print(verification_table(result["verification"], title))
+
+
+def trust_story(console: Console, rt: Any, home: Path) -> None:
+    """What an insider or a leaked credential cannot do: call Prefect's API without its
+    credential, start an emergency lockout with a made-up trigger, cut the audit log."""
+    import sqlite3
+
+    from domain.runbook import call_runbook
+    from flows.offboard import offboard
+    from ledger.audit import ChainHead, verify
+    from ledger.db import LedgerDB
+
+    console.rule("[bold]Trust: Prefect's API, a forged emergency, a cut audit log")
+    api = os.environ["PREFECT_API_URL"]
+    r = httpx.post(f"{api}/deployments/filter", json={}, timeout=10)
+    console.print(f"Prefect API without its credential: POST /deployments/filter → {r.status_code}")
+    target = "alice.admin@acme.com"
+    # The refused run fails on purpose: its traceback (and its log lines, sent to the server
+    # after the demo stopped it) would bury the one line that matters.
+    quiet = [logging.getLogger(n) for n in ("prefect", "prefect.flow_runs", "prefect.task_runs")]
+    for logger in quiet:
+        logger.disabled = True
+    try:
+        call_runbook(
+            offboard,
+            email=target,
+            reason="security_incident",
+            emergency=True,
+            requester="hr-system:made-up-event",
+        )
+        console.print(f"[red]a forged emergency ran against {target}[/]")
+    except Exception as exc:  # the refusal is the point: shown, not raised
+        console.print(f"an emergency lockout of {target} naming a made-up HR event → refused:")
+        console.print(f"  {exc}")
+    finally:
+        for logger in quiet:
+            logger.disabled = False
+    # A copy of the ledger, cut by someone with database access: the last two events deleted
+    # and the chain head moved back. The checkpoints outside the database catch it.
+    source = urlsplit(rt.settings.ledger_database_url()).path.removeprefix("/")
+    copy = home / "ledger-cut.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    cut = LedgerDB(f"sqlite:///{copy}", anchor=rt.ledger.anchor)
+    before = verify(cut)
+    with sqlite3.connect(copy) as db:
+        last = db.execute("SELECT max(seq) FROM audit_events").fetchone()[0]
+        db.execute("DELETE FROM audit_events WHERE seq > ?", (last - 2,))
+        head = db.execute("SELECT hash FROM audit_events WHERE seq = ?", (last - 2,)).fetchone()
+        db.execute(f"UPDATE {ChainHead.__tablename__} SET seq = ?, hash = ?", (last - 2, head[0]))
+    after = verify(cut)
+    cut.dispose()
+    console.print(
+        f"audit log: {before.events} events, keyed, intact up to its checkpoint "
+        f"(seq {before.checkpoint_seq}); the last two deleted and the head moved back → "
+        f"audit verify: {'intact' if after.ok else 'BROKEN'} ({after.reason})"
+    )
 
 
 def show_world(console: Console, url: str, creds: Credentials) -> None:
