@@ -355,3 +355,29 @@ def test_a_batch_approval_does_not_stand_for_a_protected_account(
     by_email = {m["email"]: m["status"] for m in out["members"]}
     assert by_email == {guarded: "denied", plain: "done"}, out["members"]
     assert stack.member(guarded) is not None and stack.member(plain) is None
+
+
+def test_a_forged_emergency_is_refused_on_a_scim_only_org(
+    tmp_path: Path, prefect_server: str
+) -> None:
+    """The trigger is checked before any backend is touched: on an org reached by SCIM only
+    (HANDOVER_ORG_BACKEND=amplitude) a made-up HR event is refused and nothing is written."""
+    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        stack = make_stack(sb, tmp_path, backend="amplitude")
+        (who,) = ordinary(stack, 1)
+        seq = stack.seq()
+        why = _refused(
+            stack,
+            email=who,
+            reason="security_incident",
+            emergency=True,
+            requester="hr-system:forged-9",
+        )
+        assert "no signed HR event forged-9 was recorded" in why
+        assert stack.member(who) is not None
+        assert [w["path"] for w in stack.writes(seq) if not w["path"].startswith("/slack/")] == []
+        refused = [r for r in records(stack.rt.ledger) if r.action == "offboard.trigger_refused"]
+        assert [r.subject for r in refused] == [who]
+    finally:
+        sb.stop()
