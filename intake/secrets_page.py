@@ -29,7 +29,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from approvals.secret_links import CALLBACK_PATH, Outcome, callback_of, reveal, view
 from approvals.services import Services
 from approvals.web_signin import SignInFailed, WebSignIn
+from domain.escaping import html_text
 from domain.identity import OIDC_CODE, Verified
 from intake.wire import read_capped
 from ledger.rotated_secrets import LINK_ID, derive_key
@@ -101,14 +101,14 @@ class _Person:
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title></head><body><h1>{escape(title)}</h1>{body}"
+        f"<title>{html_text(title)}</title></head><body><h1>{html_text(title)}</h1>{body}"
         "</body></html>"
     )
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
 def _said(outcome: Outcome) -> str:
-    return f"<p>{escape(outcome.message)}</p>"
+    return f"<p>{html_text(outcome.message)}</p>"
 
 
 def secrets_router(
@@ -154,7 +154,7 @@ def secrets_router(
         return hmac.new(csrf_key, f"{who.sid}:{link_id}".encode(), hashlib.sha256).hexdigest()
 
     def ask_to_sign_in(link_id: str, status: int = 200, why: str = "") -> HTMLResponse:
-        said = f"<p>{escape(why)}</p>" if why else ""
+        said = f"<p>{html_text(why)}</p>" if why else ""
         return _page(
             "Sign in to see this secret",
             f"{said}<p>This link holds a rotated API key's new secret for the people it was "
@@ -183,11 +183,13 @@ def secrets_router(
             )
         if error or not code:
             why = error[:100] or "no code"
-            return _page("Not signed in", f"<p>The identity provider said: {escape(why)}.</p>", 401)
+            return _page(
+                "Not signed in", f"<p>The identity provider said: {html_text(why)}.</p>", 401
+            )
         try:
             who = signin.finish(code[:2000], verifier=flow["verifier"], nonce=flow["nonce"])
         except SignInFailed as exc:
-            return _page("Not signed in", f"<p>{escape(str(exc))}</p>", exc.status)
+            return _page("Not signed in", f"<p>{html_text(str(exc))}</p>", exc.status)
         back = RedirectResponse(f"{COOKIE_PATH}/{flow['next']}", status_code=303)
         session = {
             "email": who.email,
@@ -213,7 +215,7 @@ def secrets_router(
         try:
             started = signin.start()
         except SignInFailed as exc:
-            return _page("Cannot sign in now", f"<p>{escape(str(exc))}</p>", exc.status)
+            return _page("Cannot sign in now", f"<p>{html_text(str(exc))}</p>", exc.status)
         go = RedirectResponse(started.url, status_code=302)
         flow = {
             "state": started.state,
@@ -239,9 +241,9 @@ def secrets_router(
         until = outcome.sealed.expires_at.strftime("%Y-%m-%d %H:%M UTC")
         return _page(
             f"The new secret of API key {outcome.sealed.key_name}",
-            f"<p>Signed in as <b>{escape(who.email)}</b>. The key was rotated because "
-            f"{escape(outcome.sealed.subject)} left.</p>"
-            f"<p>The secret is shown once, to one recipient, until {escape(until)}: "
+            f"<p>Signed in as <b>{html_text(who.email)}</b>. The key was rotated because "
+            f"{html_text(outcome.sealed.subject)} left.</p>"
+            f"<p>The secret is shown once, to one recipient, until {html_text(until)}: "
             "have somewhere safe to store it (a secrets manager) before you click.</p>"
             f"<form method='post' action='{COOKIE_PATH}/{link_id}'>"
             f"<input type='hidden' name='csrf' value='{csrf(who, link_id)}'>"
@@ -273,7 +275,7 @@ def secrets_router(
             return _page("Nothing to show", _said(outcome), outcome.status)
         return _page(
             f"The new secret of API key {outcome.sealed.key_name}",
-            f"{_said(outcome)}<pre>{escape(outcome.secret.get_secret_value())}</pre>",
+            f"{_said(outcome)}<pre>{html_text(outcome.secret.get_secret_value())}</pre>",
         )
 
     return router
