@@ -52,12 +52,31 @@ app.command("whoami")(login_cmd.whoami)
 sandbox_app.command("click")(approvals_cmd.click)
 
 
+# Long-running commands keep Prefect's log lines: their logs (worker.log, watchdog.log) are
+# where a stalled run is explained.
+_KEEP_PREFECT_LINES = ("up", "watchdog")
+
+
 @app.callback()
-def _join_stack() -> None:
-    """Before any command (and before prefect is imported): a ``PREFECT_API_URL`` on loopback
-    gets the credential of the local ``handover up`` stack (``cli.stack.join_local_stack``)."""
+def _before_any_command(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", help="show Prefect's own log lines too"),
+) -> None:
+    """Before any command (and before prefect is imported, which reads these once):
+
+    - Prefect's own INFO lines stay out of the terminal (what Handover prints says what was
+      done) unless ``--verbose``; they still reach the Prefect server's run logs;
+    - Prefect's telemetry is off: Handover reports to nobody (and, offline, it only printed
+      "Failed to send telemetry");
+    - a ``PREFECT_API_URL`` on loopback gets the credential of the local ``handover up`` stack
+      (``cli.stack.join_local_stack``).
+    """
     from cli.stack import join_local_stack
 
+    if not verbose and ctx.invoked_subcommand not in _KEEP_PREFECT_LINES:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["DO_NOT_TRACK"] = "1"
     join_local_stack(Path(os.environ.get("HANDOVER_HOME") or HOME))
 
 

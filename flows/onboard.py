@@ -164,9 +164,10 @@ def onboard(
         plan = plan.model_copy(update={"warnings": [where, *plan.warnings]})
     if req.dry_run:
         status = "planned" if plan.outcome is Outcome.READY else plan.outcome.value
-        return outcome(
-            rt, plan, status="rejected" if status == "invalid" else status, ticket=the_ticket
-        )
+        if status == "invalid":  # what is wrong, in the words the ticket would get
+            problems = _problems_text(plan.problems)
+            return outcome(rt, plan, status="rejected", ticket=the_ticket, problems=problems)
+        return outcome(rt, plan, status=status, ticket=the_ticket)
     if plan.outcome is Outcome.INVALID:
         problems = _problems_text(plan.problems)
         return _reject(rt, the_ticket, request.email, problems, requester_, plan)
