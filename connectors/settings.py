@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -33,6 +33,14 @@ SECRETS_KEY_MIN_CHARS = 32
 # the defaults of the workspace and app a click must come from.
 SANDBOX_SLACK_TEAM_ID = "T0SANDBOX1"
 SANDBOX_SLACK_APP_ID = "A0HANDOVER"
+
+# The web console's roles that come from IdP groups, and the groups' default display names.
+ConsoleRole = Literal["it_admin", "security", "auditor"]
+DEFAULT_CONSOLE_GROUPS: dict[ConsoleRole, str] = {
+    "it_admin": "handover-it-admins",
+    "security": "handover-security",
+    "auditor": "handover-auditors",
+}
 
 # The published development credentials of the sandbox (README) — never valid elsewhere.
 ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
@@ -166,6 +174,15 @@ class Settings(BaseSettings):
     secrets_key: SecretStr = SecretStr(DEV_CREDENTIALS["secrets_key"])
     # How long a rotated secret's link works; after that the secret is erased unread.
     secret_link_hours: int = Field(24, ge=1, le=168)
+    # The web console's roles from the IdP's groups (approvals/console_roles.py): role → the
+    # display name of the IdP group whose members hold it. As JSON in the environment:
+    # HANDOVER_CONSOLE_GROUPS='{"security": "sec-team", ...}'. Every active IdP user is a
+    # requester; approvers are whoever holds a seat of the approval at hand.
+    console_groups: dict[ConsoleRole, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CONSOLE_GROUPS)
+    )
+    # The Prefect UI people's browsers reach, for the console's links to flow runs ("": none).
+    prefect_ui_url: str = ""
 
     @classmethod
     def settings_customise_sources(

@@ -1,6 +1,7 @@
 """The front door (FastAPI): signed inbound requests become decisions, resumes and runs.
 
-Today: ``POST /slack/interactions`` (Approve / Deny / Extend buttons), ``GET /healthz`` and,
+Today: ``POST /slack/interactions`` (Approve / Deny / Extend buttons), ``GET /healthz``, the web
+console under ``/console`` (intake/console/), a rotated secret's page ``/secrets/<id>`` and,
 when launchers are given, ``POST /hooks/hr`` (signed HR events → offboarding runs:
 intake/hooks.py) and ``POST /hooks/jira`` (Access Request tickets → onboarding runs:
 intake/jira_hook.py).
@@ -68,6 +69,7 @@ from domain.blocks import (
 from domain.expiry import EXTEND_ACTION, parse_extend_value
 from domain.records import GrantStatus
 from domain.tasks import TaskState
+from intake.console import install_console
 from intake.hooks import hr_router
 from intake.jira_hook import jira_router
 from intake.keyed import claim_run
@@ -267,6 +269,7 @@ def create_intake(
     if onboard_launcher is not None:
         app.include_router(jira_router(svc, onboard_launcher))
     app.include_router(secrets_router(svc, wall_clock=wall_clock))  # rotated secrets: once
+    install_console(app, svc, wall_clock=wall_clock)  # the web console, /console
 
     def clicker(payload: FromSlack) -> Clicker | ClickRefused:
         """Who clicked (the IdP's address), or why the click does not count: one check for

@@ -21,15 +21,11 @@ clock; the link's expiry on the services' clock.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
@@ -41,6 +37,7 @@ from approvals.services import Services
 from approvals.web_signin import SignInFailed, WebSignIn
 from domain.escaping import html_text
 from domain.identity import OIDC_CODE, Verified
+from intake.web import SECURITY_HEADERS, Signer, csrf_ok, csrf_token
 from intake.wire import read_capped
 from ledger.rotated_secrets import LINK_ID, derive_key
 
@@ -51,44 +48,6 @@ SESSION_SECONDS = 15 * 60  # long enough to sign in and click; short for a share
 FLOW_SECONDS = 10 * 60  # a sign-in at the IdP takes at most this
 FORM_LIMIT = 4096  # the button's form: one CSRF token
 CSRF_PURPOSE = b"handover intake: csrf v1"  # the CSRF tokens' key, derived from the secrets key
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
-
-
-class _Signer:
-    """Signed, expiring cookie values: ``base64(json).base64(HMAC-SHA256)``."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()
-
-    def dump(self, payload: dict[str, Any], *, now: float, ttl: int) -> str:
-        body = base64.urlsafe_b64encode(json.dumps({**payload, "exp": int(now) + ttl}).encode())
-        return f"{body.decode()}.{base64.urlsafe_b64encode(self._mac(body)).decode()}"
-
-    def load(self, value: str | None, *, now: float) -> dict[str, Any] | None:
-        """The payload, or None: absent, altered, signed with another key, or expired."""
-        if not value or value.count(".") != 1 or len(value) > 4096:
-            return None
-        body, mac = value.split(".")
-        try:
-            ok = hmac.compare_digest(base64.urlsafe_b64decode(mac), self._mac(body.encode()))
-            payload = json.loads(base64.urlsafe_b64decode(body)) if ok else None
-        except ValueError:
-            return None
-        if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int):
-            return None
-        return payload if now < payload["exp"] else None
 
 
 @dataclass(frozen=True)
@@ -104,7 +63,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<title>{html_text(title)}</title></head><body><h1>{html_text(title)}</h1>{body}"
         "</body></html>"
     )
-    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
 def _said(outcome: Outcome) -> str:
@@ -124,8 +83,8 @@ def secrets_router(
     """
     settings = svc.settings
     master = settings.secrets_key.get_secret_value()
-    sessions = _Signer(derive_key(master, b"handover intake cookie: session v1"))
-    flows = _Signer(derive_key(master, b"handover intake cookie: sign-in v1"))
+    sessions = Signer(derive_key(master, b"handover intake cookie: session v1"))
+    flows = Signer(derive_key(master, b"handover intake cookie: sign-in v1"))
     csrf_key = derive_key(master, CSRF_PURPOSE)
     signin = sign_in or WebSignIn(settings, redirect_uri=callback_of(settings))
     intake = urlsplit(settings.intake_url)
@@ -151,7 +110,7 @@ def secrets_router(
         return _Person(s["email"], Verified(OIDC_CODE, s["sub"], s["iss"]), s["sid"])
 
     def csrf(who: _Person, link_id: str) -> str:
-        return hmac.new(csrf_key, f"{who.sid}:{link_id}".encode(), hashlib.sha256).hexdigest()
+        return csrf_token(csrf_key, who.sid, link_id)
 
     def ask_to_sign_in(link_id: str, status: int = 200, why: str = "") -> HTMLResponse:
         said = f"<p>{html_text(why)}</p>" if why else ""
@@ -204,7 +163,7 @@ def secrets_router(
             SESSION_SECONDS,
         )
         back.delete_cookie(FLOW_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
-        back.headers.update(_HEADERS)
+        back.headers.update(SECURITY_HEADERS)
         return back
 
     @router.get(COOKIE_PATH + "/{link_id}/sign-in")
@@ -224,7 +183,7 @@ def secrets_router(
             "next": link_id,
         }
         cookie(go, FLOW_COOKIE, flows.dump(flow, now=wall_clock(), ttl=FLOW_SECONDS), FLOW_SECONDS)
-        go.headers.update(_HEADERS)
+        go.headers.update(SECURITY_HEADERS)
         return go
 
     @router.get(COOKIE_PATH + "/{link_id}")
@@ -266,7 +225,7 @@ def secrets_router(
             given = parse_qs((raw or b"").decode("utf-8")).get("csrf", [""])[0]
         except UnicodeDecodeError:
             given = ""
-        if not hmac.compare_digest(given.encode(), csrf(who, link_id).encode()):
+        if not csrf_ok(csrf_key, who.sid, link_id, given):
             return _page("Refused", "<p>The form is stale: open the link again.</p>", 403)
         outcome = await run_in_threadpool(
             reveal, svc, link_id, email=who.email, verified=who.verified

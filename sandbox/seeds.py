@@ -669,6 +669,7 @@ def _demo(s: Session, now: datetime) -> dict[str, Any]:
     for email, first, last, _role in people:
         slack.ensure_user(s, email, f"{first} {last}")
     _approvers(s, now, roster, APPROVERS)
+    _console_groups(s, now)
     _bot_channels_projects(s)
 
     # Jira: a few tickets to drive the runbooks.
@@ -875,6 +876,24 @@ def _approvers(
         )
 
 
+# The web console's roles come from these IdP groups (HANDOVER_CONSOLE_GROUPS' defaults); the
+# auditor is an IdP user only (no org seat, no Slack, no roster row): read-only everywhere.
+AUDITOR = ("audra.audit@acme.com", "Audra", "Audit")
+CONSOLE_GROUPS = {
+    "handover-it-admins": [e for e, *_ in IT_ADMINS],
+    "handover-security": ["sec.lead@acme.com", "sec.oncall@acme.com"],
+    "handover-auditors": [AUDITOR[0]],
+}
+
+
+def _console_groups(s: Session, now: datetime) -> None:
+    """The IdP groups the console reads roles from, and the auditor who is only in the IdP."""
+    email, first, last = AUDITOR
+    ensure_idp_user(s, now, email=email, given_name=first, family_name=last)
+    for name, members in CONSOLE_GROUPS.items():
+        ensure_idp_group(s, now, name, members)
+
+
 def _furniture(s: Session, now: datetime, emails: list[str], roster: list[dict[str, Any]]) -> None:
     """What the runbooks need around the org on a scale world: a Slack user per member (bulk
     insert, ids ``UX…`` never minted by ``slack.ensure_user``), the approvers, the bot and the
@@ -887,6 +906,7 @@ def _furniture(s: Session, now: datetime, emails: list[str], roster: list[dict[s
         ],
     )
     _approvers(s, now, roster, APPROVERS + IT_ADMINS)
+    _console_groups(s, now)
     _bot_channels_projects(s)
 
 
