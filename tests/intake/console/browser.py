@@ -70,9 +70,8 @@ def new_browser() -> Any:
     return driver
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """One person's browser for one test."""
+def chromium() -> Iterator[Any]:
+    """One person's browser for one test (the ``browser`` fixture of conftest.py)."""
     driver = new_browser()
     try:
         yield driver

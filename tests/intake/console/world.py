@@ -33,11 +33,11 @@ class ConsoleWorld:
         return self.intake.url
 
 
-@pytest.fixture(scope="module")
-def console(
+def console_world(
     tmp_path_factory: pytest.TempPathFactory, prefect_server: str
 ) -> Iterator[ConsoleWorld]:
-    """A fresh demo world per test module, its intake on a loopback port."""
+    """A fresh demo world, its intake on a loopback port (a fixture:
+    ``console = pytest.fixture(scope="module")(console_world)``)."""
     sb = serve(create_app(None, seed="demo", rng_seed=5))
     intake: Running | None = None
     try:
