@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 SYNCED := $(VENV)/.synced
 
-.PHONY: setup demo test lint up sandbox bench docs clean
+.PHONY: setup demo test lint up sandbox bench docs clean browser screenshots
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,10 @@ setup: $(SYNCED)
 
 # HANDOVER_SANDBOX=1: the explicit sandbox mode, the only one where the published development
 # credentials and `--as` work (the commands set it for themselves too; said here so it shows).
+# `make demo DEMO_ARGS=--interactive` leaves one approval for you to decide in the console.
+DEMO_ARGS ?=
 demo: setup
-	HANDOVER_SANDBOX=1 $(BIN)/handover demo
+	HANDOVER_SANDBOX=1 $(BIN)/handover demo $(DEMO_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -36,8 +38,23 @@ lint: setup
 # adds a Prefect server (~18 s of CPU to start). Measured from a clean clone on an idle 2-core
 # machine: 12.0 min with 3 workers (30 min serial); `make test TEST_WORKERS=0` runs serially.
 TEST_WORKERS ?= 3
-test: lint docs
+test: lint docs browser
 	HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+
+# The console's browser tests drive Debian's Chromium through its chromedriver: installed here
+# when missing and this may (root with apt-get); elsewhere those tests skip, saying why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null 2>&1 \
+	                 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
+	       && echo "installed chromium and chromium-driver for the browser tests"; } \
+	  || echo "no chromium: the console's browser tests will be skipped"
+
+# The manual's pictures of the console (docs/img/), taken by its browser tests.
+screenshots: setup browser
+	HANDOVER_SANDBOX=1 HANDOVER_DOCS_SHOTS=1 $(BIN)/pytest tests/intake/console -n 0 -q -k browser
 
 up: setup
 	HANDOVER_SANDBOX=1 $(BIN)/handover up

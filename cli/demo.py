@@ -57,7 +57,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def run(*, keep: bool = False) -> int:
+def run(*, keep: bool = False, interactive: bool = False) -> int:
     console = Console()
     home = (HOME / "demo").resolve()
     shutil.rmtree(home, ignore_errors=True)
@@ -101,6 +101,7 @@ def run(*, keep: bool = False) -> int:
             expiry_story(console, rt)
             scim_story(console, rt, intake, home)
             trust_story(console, rt, home)
+            console_story(console, rt, intake, interactive=interactive)
     finally:
         if intake is not None:
             intake.stop()
@@ -132,6 +133,10 @@ def offboarding_story(console: Console, rt: Any) -> Any:
         create_intake(rt, launcher=launcher, onboard_launcher=thread_launcher(onboard)),
         port=urlsplit(settings.intake_url).port,
         name="intake",
+    )
+    console.print(
+        f"web console: [bold]{intake.url}/console/[/] (sign in as any sandbox person, "
+        "password sandbox-password)"
     )
     console.rule("[bold]HR terminates dana.sole@acme.com")
     body = json.dumps(
@@ -428,6 +433,65 @@ def trust_story(console: Console, rt: Any, home: Path) -> None:
         f"(seq {before.checkpoint_seq}); the last two deleted and the head moved back → "
         f"audit verify: {'intact' if after.ok else 'BROKEN'} ({after.reason})"
     )
+
+
+NEWCOMER = "nora.new@partner.io"
+CONSOLE_APPROVER = "sec.lead@acme.com"
+
+
+def console_story(console: Console, rt: Any, intake: Any, *, interactive: bool) -> None:
+    """A Production=admin request waiting in the web console for its last seat: with
+    ``interactive``, for the person running the demo to decide in a browser."""
+    from cli.approvals_cmd import send_click
+    from flows.onboard import onboard
+    from intake.launch import thread_launcher
+    from ledger.approvals import get_approval, list_approvals
+
+    console.rule("[bold]The web console: a Production=admin request")
+    thread_launcher(onboard)(
+        {
+            "email": NEWCOMER,
+            "projects": {"Production": "admin"},
+            "requester": "sofia.lead@acme.com",
+            "justification": "runs the Production pipelines from January",
+        }
+    )
+    appr = wait_for(
+        "the approval",
+        lambda: next((a for a in list_approvals(rt.ledger) if a.subject == NEWCOMER), None),
+    )
+    # Every seat but the one the console's approver may fill is filled by a Slack click.
+    clicked: list[str] = []
+    for seat in appr.required:
+        if CONSOLE_APPROVER in seat:
+            continue
+        who = next(p for p in seat if p not in clicked and p != appr.requester)
+        clicked.append(who)
+        status, _ = send_click(
+            intake.url,
+            rt.settings.slack_signing_secret.get_secret_value(),
+            approval_id=appr.id,
+            plan_hash=appr.plan_hash,
+            slack_user=rt.messenger.user_id(who) or "",
+            deny=False,
+        )
+        console.print(f"{who} clicks Approve in Slack → intake answers {status}")
+    page = f"{intake.url}/console/approvals/{appr.id}"
+    console.print(
+        f"the last seat is security's: [bold]{page}[/]\n"
+        f"  (sign in as {CONSOLE_APPROVER}, password sandbox-password)"
+    )
+    if not interactive:
+        console.print("run [bold]make demo DEMO_ARGS=--interactive[/] to decide it in a browser")
+        return
+    console.print("waiting for your decision in the browser (Ctrl-C to stop the demo)…")
+    closed = wait_for(
+        "your decision",
+        lambda: (a := get_approval(rt.ledger, appr.id)).state.value != "pending" and a,
+        timeout=24 * 3600,
+    )
+    who = ", ".join(d.approver for d in closed.decisions if d.channel == "console") or "nobody"
+    console.print(f"approval {closed.id}: [bold]{closed.state.value}[/] (in the console: {who})")
 
 
 def show_world(console: Console, url: str, creds: Credentials) -> None:

@@ -143,7 +143,12 @@ def sandbox_up(
 
 
 @app.command()
-def demo(keep: bool = typer.Option(False, help="keep the demo database afterwards")) -> None:
+def demo(
+    keep: bool = typer.Option(False, help="keep the demo database afterwards"),
+    interactive: bool = typer.Option(
+        False, help="leave one approval for you to decide in the web console, and wait for it"
+    ),
+) -> None:
     """Run the demo stories on a throw-away sandbox (what ``make demo`` runs).
 
     Starts the stack on free loopback ports, runs the stories, prints a summary and stops
@@ -154,7 +159,7 @@ def demo(keep: bool = typer.Option(False, help="keep the demo database afterward
     from cli import demo as demo_mod  # the sandbox loads only for the commands that use it
 
     os.environ["HANDOVER_SANDBOX"] = "1"  # the demo runs on the sandbox only, children too
-    raise typer.Exit(demo_mod.run(keep=keep))
+    raise typer.Exit(demo_mod.run(keep=keep, interactive=interactive))
 
 
 @app.command()

@@ -223,6 +223,7 @@ def local_runtime(
         idp_url=f"{url}/idp/scim/v2",
         slack_api_url=f"{url}/slack/api/",
         jira_url=f"{url}/jira",
+        oidc_issuer=f"{url}/idp/oidc",  # who signs people in to the console: the sandbox's IdP
         ledger_url=f"sqlite:///{home / 'ledger.db'}",
         roster=roster_file,
         org_backend=org_backend,

@@ -51,6 +51,9 @@ EXTEND_DEPLOYMENT = "extend-grant/extend-grant"
 SWEEP_SECONDS = 30.0
 
 
+SANDBOX_SIGN_IN = ": any sandbox person, password sandbox-password"
+
+
 def sandbox_env(url: str, home: Path) -> dict[str, str]:
     """The ``HANDOVER_*`` settings of a runbook process using the sandbox at ``url``, with the
     ledger and the sandbox's HR roster (written now) under ``home`` — absolute paths, since
@@ -241,6 +244,8 @@ def up(
                 f"  deployments  {', '.join(names)}",
                 f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions;"
                 " GET /secrets/…)",
+                f"  console      {svc.settings.intake_url.rstrip('/')}/console/  (sign in at the"
+                f" IdP{SANDBOX_SIGN_IN if sandbox_url else ''})",
             ]
             if sandbox_url:
                 lines.append(

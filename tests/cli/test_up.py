@@ -164,6 +164,18 @@ def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) ->
 
     assert wait_for("the HR event's run", runs, timeout=120)
 
+    # The intake serves the web console: its URL is in the banner, and a browser is sent to
+    # sign in at the sandbox's IdP.
+    console = f"http://127.0.0.1:{up.ports['intake']}/console/"
+    assert f"console      {console}" in up.printed()
+    first = httpx.get(console, timeout=10)
+    assert first.status_code == 303 and first.headers["location"].startswith("/console/sign-in")
+    idp = httpx.get(console.removesuffix("/") + "/sign-in", timeout=10)
+    assert idp.status_code == 302
+    assert idp.headers["location"].startswith(
+        f"http://127.0.0.1:{up.ports['sandbox']}/idp/oidc/authorize?"
+    )
+
     # Another shell of the same person, with only the banner's PREFECT_API_URL: the command
     # joins the stack (its credential is read from .handover/prefect/api-auth) and its run is
     # on the stack's server.
