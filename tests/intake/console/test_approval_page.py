@@ -66,6 +66,8 @@ def test_the_page_shows_the_request_and_only_seat_holders_may_decide(
     sec = Person(console, SECURITY)
     page = sec.get(path)
     assert page.status_code == 200, page.text
+    # A Referer to this origin only (under no-referrer a browser's form POST says Origin: null).
+    assert page.headers["referrer-policy"] == "same-origin"
     # The plan itself, its warnings (the naming convention), who asked, about whom.
     assert appr.plan_lines and all(line in page.text for line in appr.plan_lines)
     assert "Production=admin" in page.text
