@@ -100,6 +100,8 @@ def may_decide(svc: Services, who: ConsolePerson, appr: ApprovalRequest) -> str 
     """
     if appr.state is not ApprovalState.PENDING:
         return f"this request is already {appr.state.value}"
+    if who.has(Role.AUDITOR):
+        return "auditors read every request and decide none"
     if who.is_one_of(appr.requester):
         return "you asked for this: someone else must approve it"
     if who.is_one_of(appr.subject):
@@ -107,3 +109,9 @@ def may_decide(svc: Services, who: ConsolePerson, appr: ApprovalRequest) -> str 
     if not who.is_one_of(*seat_holders(svc, appr)):
         return "you hold no seat on this request"
     return None
+
+
+def may_see(svc: Services, who: ConsolePerson, appr: ApprovalRequest) -> bool:
+    """Whether ``who`` may read ``appr``: its requester, its subject, a seat holder (who may be
+    asked to decide it), or an it_admin, security or auditor (they read every request)."""
+    return who.sees_all or who.is_one_of(appr.requester, appr.subject, *seat_holders(svc, appr))

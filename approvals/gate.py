@@ -29,6 +29,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -116,6 +117,12 @@ def _ticket_url(svc: Services, ticket: str) -> str | None:
     return f"{svc.ticket_base_url}{ticket}" if ticket and svc.ticket_base_url else None
 
 
+def console_url(svc: Services, approval_id: str) -> str:
+    """The approval's page in the web console (intake/console/approvals.py), where the intake
+    is served (``HANDOVER_INTAKE_URL``)."""
+    return f"{svc.settings.intake_url.rstrip('/')}/console/approvals/{approval_id}"
+
+
 def _event(action: str, appr: ApprovalRequest, **kw: Any) -> AuditEvent:
     """The audit event of ``action`` on ``appr`` (its plan hash included)."""
     return AuditEvent(
@@ -160,6 +167,7 @@ def _ask(
         ticket_url=_ticket_url(svc, appr.ticket),
         lines=list(summary.lines),
         org=summary.org,
+        console_url=console_url(svc, appr.id),
     )
     text = f"Approval needed: {appr.runbook} {appr.subject} (plan {appr.plan_hash[:12]})"
     for person in people:
@@ -461,6 +469,11 @@ def await_decision(
             # the same run (n starts at 1 each time), and the server refuses a used key while
             # the client then returns that old pause's input as if it were a new wake-up.
             key=f"{appr.id}-{appr.plan_hash[:8]}-{n}-{uuid.uuid4().hex[:12]}",
+            # A decision recorded between the tally above and this pause finds the run not
+            # paused: its wake-up is lost. Seen here at the next poll, not at the watchdog's
+            # next sweep (half a minute later, or never where no watchdog runs).
+            recheck=partial(_untallied, svc, appr.id),
+            recheck_kind="decision",
         )
         kind = getattr(wake, "kind", "decision")
         if kind == "expired":
@@ -475,6 +488,15 @@ def await_decision(
             return _finish(svc, appr, ApprovalState.CANCELLED, [], "cancelled")
         if kind == "escalate" and not appr.escalated:
             _escalate(svc, appr, req, summary)
+
+
+def _untallied(svc: Services, approval_id: str) -> bool:
+    """Whether the approval holds a decision no tally has marked yet (counted, or why not), or
+    was closed elsewhere: the flow has something new to read."""
+    appr = get_approval(svc.ledger, approval_id)
+    if appr.state is not ApprovalState.PENDING:
+        return True
+    return any(not d.counted and not d.reason for d in appr.decisions)
 
 
 def _escalate(svc: Services, appr: ApprovalRequest, req: Requirement, summary: PlanSummary) -> None:

@@ -150,6 +150,23 @@ def resume_run(flow_run_id: str, kind: str = "decision") -> Wake:
     return Wake("resumed")
 
 
+def run_state(flow_run_id: str) -> str:
+    """The Prefect state of the flow run ``flow_run_id`` (``Paused``, ``Running``,
+    ``Completed``…), or ``""`` when there is none or the server cannot say now: what a page
+    shows, never what a decision rests on."""
+    if not flow_run_id:
+        return ""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+    except Exception as exc:  # unknown id, unreachable server: the page says "unknown"
+        log.info("approvals: state of flow run %s not read: %s", flow_run_id, exc)
+        return ""
+    return (state.name or "") if state is not None else ""
+
+
 def wake_flow(appr: ApprovalRequest, kind: str = "decision") -> str:
     """Resume the approval's paused flow run so it re-reads the ledger (after a decision).
 

@@ -24,6 +24,7 @@ from domain.escaping import mrkdwn
 Block = dict[str, Any]
 
 APPROVE_ACTION = "approve"
+OPEN_CONSOLE_ACTION = "open_console"  # a link button: the intake ignores its click
 DENY_ACTION = "deny"
 TASK_DONE_ACTION = "task_done"
 TASK_CANT_ACTION = "task_cant"  # opens the modal that asks why (CANT_VIEW)
@@ -205,6 +206,7 @@ def approval_request_blocks(
     ticket_url: str | None,
     lines: Sequence[str] = (),
     org: str = "",
+    console_url: str | None = None,
 ) -> list[Block]:
     """The message asking an approver to approve or deny one plan: the plan itself (each step
     in words: who gets or loses which role in which project, which modules, which content
@@ -222,6 +224,8 @@ def approval_request_blocks(
         lines: each step in words (``domain.steps.in_words``); the counts stand in where a
             plan has none (a batch's summary).
         org: the org the plan runs in.
+        console_url: the approval's page in the web console, if any: an "Open in the console"
+            link button beside the approval's id (a URL button, outside the ``actions`` block).
 
     Returns:
         Block Kit blocks with an ``actions`` block (id ``approval``) holding Approve
@@ -244,8 +248,29 @@ def approval_request_blocks(
             "before it is applied, you will be asked again."
         )
     )
+    if console_url:
+        blocks.append(console_link(console_url))
     blocks.append(approval_actions(approval_id, plan_hash))
     return blocks
+
+
+def console_link(url: str) -> Block:
+    """A section whose button opens ``url`` (the request's page in the web console) in the
+    browser; Slack still sends its click to the intake, which ignores ``open_console``."""
+    return {
+        "type": "section",
+        "text": {
+            "type": "mrkdwn",
+            "text": "Read the whole request, its seats and its history, and decide it, in the "
+            "web console.",
+        },
+        "accessory": {
+            "type": "button",
+            "action_id": OPEN_CONSOLE_ACTION,
+            "text": {"type": "plain_text", "text": "Open in the console"},
+            "url": url[:3000],  # Slack's limit for a button's url
+        },
+    }
 
 
 def decision_blocks(

@@ -378,6 +378,36 @@ def _assign(
     return best
 
 
+def stored_seats(
+    policy: Policy, rules: str, required: Sequence[Sequence[str]]
+) -> list[ResolvedSeat]:
+    """The seats of a stored approval (its ``rule`` names, comma-separated, and its candidate
+    lists, one per seat), named as the policy names them (``rule:seat``) when the policy still
+    has those rules with as many seats; else ``seat 1``, ``seat 2``… (the policy changed since).
+    """
+    named = [
+        (f"{r.name}:{s.name}", s.separation_of_duty)
+        for name in rules.split(",")
+        for r in policy.rules
+        if r.name == name and r.pre_approval
+        for s in r.seats
+    ]
+    if len(named) != len(required):
+        named = [(f"seat {i + 1}", False) for i in range(len(required))]
+    return [
+        ResolvedSeat(name, tuple(cands), sod)
+        for (name, sod), cands in zip(named, required, strict=True)
+    ]
+
+
+def fill_seats(
+    seats: Sequence[ResolvedSeat], approvers: Sequence[str], fallback: Sequence[str] = ()
+) -> dict[str, str]:
+    """Which seat each of ``approvers`` (approvals that counted) fills: seat name → approver,
+    as the tally fills them (``fallback``: the fallback group, once the request escalated)."""
+    return _assign(seats, [a.lower() for a in approvers], fallback)
+
+
 UNAUTHENTICATED = "decision without an authenticated audit record: ignored"
 
 

@@ -47,7 +47,9 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": CSP}
+# Referer to this origin only, never to another site: under ``no-referrer`` a browser sends
+# ``Origin: null`` with a form's POST, which :meth:`Console.posted` refuses as another site's.
+HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "same-origin"}
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,19 @@ def test_approval_buttons_carry_the_approval_id() -> None:
     assert "45 days" in text
 
 
+def test_the_approval_links_to_its_console_page_beside_the_buttons() -> None:
+    url = "http://127.0.0.1:8801/console/approvals/apr_7f3a"
+    blocks = approval(console_url=url)
+    for b in blocks:
+        Block.parse(b).validate_json()  # type: ignore[union-attr]
+    [link] = [b["accessory"] for b in blocks if "accessory" in b]
+    assert link["url"] == url and link["text"]["text"] == "Open in the console"
+    assert link["action_id"] == bk.OPEN_CONSOLE_ACTION
+    # The Approve and Deny row is as it was; without a console URL there is no link.
+    assert [e["action_id"] for e in actions(blocks)] == ["approve", "deny"]
+    assert not [b for b in approval() if "accessory" in b]
+
+
 def test_outside_text_is_escaped_and_clipped() -> None:
     blocks = approval(
         subject="<!channel> & co",

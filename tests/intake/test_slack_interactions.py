@@ -125,3 +125,25 @@ def test_an_emergency_passes_at_once_and_opens_a_post_hoc_review(stack: Stack) -
     assert res.state is ApprovalState.APPROVED and "post-hoc" in res.reason
     assert [r.action for r in records(stack.svc.ledger)] == ["approval.post_hoc_review_opened"]
     assert any("Emergency" in m["text"] for m in stack.dms("sec.oncall@acme.com"))
+
+
+def test_a_click_on_the_console_link_is_ignored(stack: Stack) -> None:
+    """Slack sends the intake a click on a link button too (``open_console``, the approval
+    message's "Open in the console"): answered, nothing recorded."""
+    from urllib.parse import urlencode
+
+    from cli.approvals_cmd import from_slack
+    from domain.blocks import OPEN_CONSOLE_ACTION
+
+    appr = _approval(stack)
+    user = stack.svc.messenger.user_id("sofia.lead@acme.com")  # type: ignore[union-attr]
+    payload = {
+        "type": "block_actions",
+        **from_slack(),
+        "user": {"id": user},
+        "actions": [{"action_id": OPEN_CONSOLE_ACTION, "type": "button", "value": ""}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    status, out = _post(stack.intake, body, sign(SECRET, body))
+    assert status == 200 and out == {"ok": True, "ignored": OPEN_CONSOLE_ACTION}
+    assert get_approval(stack.svc.ledger, appr.id).decisions == []
