@@ -23,6 +23,7 @@ from xdist.scheduler import WorkStealingScheduling
 EXPECTED_SECONDS: dict[str, float] = {
     "tests/flows/test_chaos.py::": 400,
     "tests/cli/test_crash_recovery.py::": 120,
+    "tests/cli/test_demo_interactive.py::": 90,
     "tests/intake/test_hostile.py::test_schemathesis_": 90,
     "tests/cli/test_expiry_deployment.py::": 60,
     "tests/flows/test_offboard_e2e.py::test_a_run_killed_after_": 35,

@@ -57,12 +57,13 @@ class Person:
     """A browser without JavaScript (httpx with cookies), signed in at the sandbox IdP: for the
     server-side checks, which must hold whatever a browser runs."""
 
-    def __init__(self, world: ConsoleWorld, email: str) -> None:
+    def __init__(self, world: ConsoleWorld | str, email: str) -> None:
+        """``world``: the console's world, or the intake's URL where another process serves it."""
         from urllib.parse import parse_qsl, urlsplit
 
-        self.world = world
         self.email = email
-        self.http = httpx.Client(base_url=world.url, timeout=30, follow_redirects=False)
+        url = world if isinstance(world, str) else world.url
+        self.http = httpx.Client(base_url=url, timeout=30, follow_redirects=False)
         go = self.http.get("/console/sign-in", params={"next": "/console/"})
         assert go.status_code == 302, go.text
         authorize = go.headers["location"]
