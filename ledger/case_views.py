@@ -9,7 +9,9 @@ so its events are found in the audit log by what they share with it:
   ``task-<case id>-…``, ``approvals.tasks.task_id_for``);
 - its runbook's own events (``action`` ``<runbook>.…``: each step, the record, a rejection)
   about its subject between its opening and its closing (one case of a person and runbook is
-  open at a time, so these windows never overlap);
+  open at a time, so these windows never overlap), and an emergency declared for its subject
+  in the terminal within the policy's timeout before it opened (the declaration that let its
+  run through);
 - and then every event of the flow runs that wrote any of those (what a run recorded before it
   opened the case, a post-hoc review, a task's notice).
 """
@@ -17,7 +19,7 @@ so its events are found in the audit log by what they share with it:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 
@@ -28,6 +30,8 @@ from ledger.audit import AuditRow
 from ledger.audit_search import events_where
 from ledger.cases import CaseRow, _case
 from ledger.db import LedgerDB
+
+DECLARED = "emergency_declared"  # tasks.triggers.declare's event: offboard.emergency_declared
 
 
 @dataclass(frozen=True)
@@ -116,32 +120,42 @@ def _at(when: datetime) -> str:
     return _utc(when).isoformat(timespec="microseconds")
 
 
-def _own(case: Case, approval_id: str) -> ColumnElement[bool]:
+def _own(case: Case, approval_id: str, declared: timedelta) -> ColumnElement[bool]:
     """The events that name the case itself (see the module's docstring)."""
-    window = [
-        AuditRow.subject == case.subject,
-        AuditRow.action.startswith(f"{case.runbook}.", autoescape=True),
-        AuditRow.at >= _at(case.opened_at),
-    ]
-    if case.closed_at is not None:
-        window.append(AuditRow.at <= _at(case.closed_at))
+    about = AuditRow.subject == case.subject
+    until = [AuditRow.at <= _at(case.closed_at)] if case.closed_at is not None else []
     return or_(
         AuditRow.target == approval_id,
         AuditRow.target.startswith(f"task-{case.id}-", autoescape=True),
-        and_(*window),
+        and_(
+            about,
+            AuditRow.action.startswith(f"{case.runbook}.", autoescape=True),
+            AuditRow.at >= _at(case.opened_at),
+            *until,
+        ),
+        # An emergency declared in the terminal comes before the run it lets through.
+        and_(
+            about,
+            AuditRow.action == f"{case.runbook}.{DECLARED}",
+            AuditRow.at >= _at(case.opened_at - declared),
+            *until,
+        ),
     )
 
 
 def case_events(
-    db: LedgerDB, case: Case, *, approval_id: str
+    db: LedgerDB, case: Case, *, approval_id: str, declared: timedelta = timedelta(hours=24)
 ) -> tuple[list[AuditRecord], list[str]]:
     """The case's events, oldest first, and the flow runs that wrote them (first one first);
-    ``approval_id``: the id its approval has (or would have)."""
-    own = events_where(db, _own(case, approval_id))
-    runs = list(dict.fromkeys(e.flow_run_id for e in own if e.flow_run_id))
+    ``approval_id``: the id its approval has (or would have); ``declared``: how long before the
+    case opened an emergency declaration that let it through may have been made (the policy's
+    timeout)."""
+    own = _own(case, approval_id, declared)
+    found = events_where(db, own)
+    runs = list(dict.fromkeys(e.flow_run_id for e in found if e.flow_run_id))
     if not runs:
-        return own, []
-    return events_where(db, or_(_own(case, approval_id), AuditRow.flow_run_id.in_(runs))), runs
+        return found, []
+    return events_where(db, or_(own, AuditRow.flow_run_id.in_(runs))), runs
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -122,7 +123,8 @@ def _case_page(c: Console, request: Request, case_id: str) -> tuple[Any, dict[st
     if not may_see(who, case):
         raise PageRefused(403, "Not your case", "This case is about someone else.")
     aid = approval_id_for(case.key, case.runbook, case.subject)
-    events, runs = case_events(c.svc.ledger, case, approval_id=aid)
+    declared = timedelta(hours=c.svc.policy.timeout_hours)
+    events, runs = case_events(c.svc.ledger, case, approval_id=aid, declared=declared)
     appr = _approval(c, case)
     if appr is not None and appr.flow_run_id and appr.flow_run_id not in runs:
         runs.append(appr.flow_run_id)

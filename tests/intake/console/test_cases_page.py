@@ -181,6 +181,8 @@ def test_auditors_and_security_see_every_case_and_filter_them(
     )
     # The emergency's page: no approval first, a post-hoc review instead, every step's effect.
     html = p.get(f"/console/cases/{cases.emergency}").text
+    trigger = html.split('id="trigger"')[1].split("</section>")[0]
+    assert "offboard.emergency_declared" in trigger and SECURITY in trigger
     assert "approval.post_hoc_review_opened" in html and "emergency: no pre-approval" in html
     assert "offboard.remove_member" in html and "deleted" in html and "member_removed" in html
     assert f"/console/audit?subject={DANA.replace('@', '%40')}" in html  # auditors: the log
