@@ -20,7 +20,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +180,11 @@ class Verification:
     checkpoint_seq: int | None = None
     unanchored: int = 0
     notes: list[str] = field(default_factory=list)
+    # The end of the log as walked (up to the first fault) and the checkpoint compared with:
+    # what a record of this verification names (the console's "Verify now").
+    head_seq: int = 0
+    head_hash: str = ""
+    checkpoint: Checkpoint | None = None
 
 
 @dataclass
@@ -189,6 +194,7 @@ class _Walk:
     n: int = 0
     chain: str = ""
     last_seq: int = 0
+    last_hash: str = ""
     unkeyed: int = 0
     keyed: bool = False
     mac_at_checkpoint: str | None = None
@@ -207,14 +213,17 @@ def verify(db: LedgerDB) -> Verification:
         where = db.anchor.sink.where
         return Verification(False, 0, None, f"the checkpoints in {where} cannot be read: {exc}")
     walk = _Walk()
-    bad = _walk(db, db.anchor, walk, cps.chains)
-    if bad is not None:
-        return bad
-    notes = [f"{cps.unreadable} unreadable checkpoint line(s) ignored"] if cps.unreadable else []
-    if walk.n == 0:
-        return _empty(db.anchor, cps.authenticated(), notes)
-    v = _against(db.anchor, walk, cps.chains.get(walk.chain, ChainCheckpoints()))
-    v.notes = notes + v.notes
+    v = _walk(db, db.anchor, walk, cps.chains)
+    if v is None:
+        notes = (
+            [f"{cps.unreadable} unreadable checkpoint line(s) ignored"] if cps.unreadable else []
+        )
+        if walk.n == 0:
+            return _empty(db.anchor, cps.authenticated(), notes)
+        v = _against(db.anchor, walk, cps.chains.get(walk.chain, ChainCheckpoints()))
+        v.notes = notes + v.notes
+    v.head_seq, v.head_hash = walk.last_seq, walk.last_hash
+    v.checkpoint = cps.chains.get(walk.chain, ChainCheckpoints()).latest if walk.chain else None
     return v
 
 
@@ -239,7 +248,7 @@ def _walk(
                 w.unkeyed += 1
             if row.seq == target:
                 w.mac_at_checkpoint = row.mac
-            prev, w.last_seq = row.hash, row.seq
+            prev, w.last_seq, w.last_hash = row.hash, row.seq, row.hash
         head = s.get(ChainHead, 1)
     if head is not None and (head.seq != w.last_seq or head.hash != prev):
         return Verification(
@@ -364,13 +373,18 @@ def last_seq(db: LedgerDB) -> int:
 def export(db: LedgerDB, fmt: str = "jsonl", *, since: datetime | None = None) -> Iterator[str]:
     """The log as JSON lines or CSV (header first), oldest first; a CSV cell that a
     spreadsheet would run as a formula is written as text (``domain.escaping.csv_cell``)."""
+    return format_records(records(db, since=since), fmt)
+
+
+def format_records(recs: Iterable[AuditRecord], fmt: str = "jsonl") -> Iterator[str]:
+    """``recs`` as JSON lines or CSV (header first), as :func:`export` writes them."""
     cols = [*FIELDS, "hash", "mac"]
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(cols)
         yield buf.getvalue()
-    for r in records(db, since=since):
+    for r in recs:
         d = r.model_dump(mode="json")
         if fmt == "jsonl":
             yield json.dumps({c: d[c] for c in cols}, ensure_ascii=False) + "\n"
