@@ -47,7 +47,10 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": CSP}
+# "same-origin", not "no-referrer": under "no-referrer" a browser sends ``Origin: null`` with
+# the console's own form posts, which the Origin check of :meth:`Console.posted` refuses; other
+# sites still get no Referer.
+HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "same-origin"}
 
 
 @dataclass(frozen=True)
