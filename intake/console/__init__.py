@@ -17,11 +17,11 @@ from fastapi.staticfiles import StaticFiles
 
 from approvals.services import Services
 from approvals.web_signin import WebSignIn
-from intake.console import inbox, secrets, signin, tasks
+from intake.console import grants, inbox, secrets, signin, tasks
 from intake.console.base import PREFIX, STATIC, Console, PageRefused
 
 # Each section's module: ``routes(router, console)`` adds its pages.
-PAGES = (signin, inbox, tasks, secrets)
+PAGES = (signin, inbox, tasks, secrets, grants)
 
 
 def install_console(
