@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -432,6 +433,21 @@ class Extension(Frozen):
         """Whether ``now`` is still the active grant with the end this extension moves
         (another run, a second click, may have moved it meanwhile)."""
         return now.status is GrantStatus.ACTIVE and utc(now.end) == self.old_end
+
+
+# What an extension's plan line says of its days (``Extension.summary``).
+_EXTEND_BY = re.compile(r"; extend by (\d+) days to ")
+
+
+def extends(grant: Grant, *, plan_hash: str, plan_lines: Sequence[str]) -> bool:
+    """Whether an ``extend`` approval (its plan hash and lines) is about ``grant`` as it stands:
+    the days its line names, over this grant and its end, must give the approval's plan hash
+    (:attr:`Extension.hash`), so a line's words alone never tie an approval to a grant."""
+    for line in plan_lines:
+        for days in _EXTEND_BY.findall(line):
+            if Extension(grant=grant, days=int(days), requester="").hash == plan_hash:
+                return True
+    return False
 
 
 EXTEND_ACTION = "extend"  # the Extend button of a reminder (domain.blocks.reminder_blocks)

@@ -25,6 +25,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -307,3 +308,22 @@ def erase_expired(db: LedgerDB, *, now: datetime) -> list[SealedSecret]:
         for row in rows:
             row.ciphertext, row.erased_at = None, now
         return [_model(r) for r in rows]
+
+
+def waiting_secrets(db: LedgerDB, people: Sequence[str], *, now: datetime) -> list[SealedSecret]:
+    """The sealed secrets one of ``people`` (a person's addresses) may still retrieve: sealed,
+    not retrieved, not expired, and they among the recipients; oldest first. Whether they may
+    is still decided when they ask (``approvals.secret_links``): this only lists."""
+    mine = {p.strip().lower() for p in people if p}
+    with db.sessions() as s:
+        rows = s.scalars(
+            select(SealedSecretRow)
+            .where(
+                SealedSecretRow.ciphertext.is_not(None),
+                SealedSecretRow.retrieved_at.is_(None),
+                SealedSecretRow.expires_at > now,
+            )
+            .order_by(SealedSecretRow.created_at)
+        ).all()
+        # The recipients are a JSON list: matched here, the rows being few (unread and alive).
+        return [_model(r) for r in rows if mine & {str(p).strip().lower() for p in r.recipients}]

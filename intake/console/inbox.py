@@ -1,6 +1,6 @@
 """The inbox, ``/console/``: what waits for the signed-in person — approvals where they hold a
-seat, human tasks assigned to them — with age, deadline and escalation, and their own requests
-still waiting."""
+seat, human tasks assigned to them — with age, deadline and escalation, their own requests
+still waiting, and the rotated keys' secrets waiting for them to retrieve."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from domain.records import ApprovalState
 from domain.tasks import TaskState
 from intake.console.base import Console
 from ledger.approvals import list_approvals
+from ledger.rotated_secrets import waiting_secrets
 from ledger.tasks import escalated_ids, list_tasks
 
 
@@ -36,6 +37,7 @@ def routes(router: APIRouter, c: Console) -> None:
             t for t in list_tasks(c.svc.ledger, state=TaskState.OPEN) if who.is_one_of(*t.assignees)
         ]
         mine = [a for a in pending if who.is_one_of(a.requester)]
+        secrets = waiting_secrets(c.svc.ledger, who.addresses, now=c.svc.clock())
         return c.render(
             who,
             "inbox.html",
@@ -45,4 +47,5 @@ def routes(router: APIRouter, c: Console) -> None:
             tasks=sorted(tasks, key=lambda t: t.created_at),
             escalated=escalated,
             mine=mine,
+            secrets=secrets,
         )

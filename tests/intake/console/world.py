@@ -33,17 +33,18 @@ class ConsoleWorld:
         return self.intake.url
 
 
-def console_world(
-    tmp_path_factory: pytest.TempPathFactory, prefect_server: str
+def _world(
+    tmp_path_factory: pytest.TempPathFactory, backend: str = "sandbox"
 ) -> Iterator[ConsoleWorld]:
-    """A fresh demo world, its intake on a loopback port (a fixture:
-    ``console = pytest.fixture(scope="module")(console_world)``)."""
     sb = serve(create_app(None, seed="demo", rng_seed=5))
     intake: Running | None = None
     try:
         port = free_port()
         stack = make_stack(
-            sb, tmp_path_factory.mktemp("console"), intake_url=f"http://127.0.0.1:{port}"
+            sb,
+            tmp_path_factory.mktemp("console"),
+            intake_url=f"http://127.0.0.1:{port}",
+            backend=backend,
         )
         intake = serve_app(create_intake(stack.svc), port=port, name="intake")
         yield ConsoleWorld(sb, stack, intake)
@@ -51,6 +52,22 @@ def console_world(
         if intake is not None:
             intake.stop()
         sb.stop()
+
+
+def console_world(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: str
+) -> Iterator[ConsoleWorld]:
+    """A fresh demo world, its intake on a loopback port (a fixture:
+    ``console = pytest.fixture(scope="module")(console_world)``)."""
+    yield from _world(tmp_path_factory)
+
+
+def console_world_scim(
+    tmp_path_factory: pytest.TempPathFactory, prefect_server: str
+) -> Iterator[ConsoleWorld]:
+    """As :func:`console_world`, on the demo's SCIM-only org (``HANDOVER_ORG_BACKEND=amplitude``):
+    the steps no API can do are human tasks (a fixture: ``pytest.fixture(...)``)."""
+    yield from _world(tmp_path_factory, "amplitude")
 
 
 class Person:
