@@ -49,13 +49,15 @@ def pause_run(
     poll_interval: int = 10,
     key: str,
     recheck: Callable[[], bool] | None = None,
+    recheck_kind: str = "task",
 ) -> Any:
     """Pause the current flow run under ``key`` until it is resumed; the input it was resumed
     with, as ``wait_for_input`` (its defaults when the resume carried none).
 
     ``recheck``: asked at each poll while paused; True resumes the run from here. What it
     checks (a human task answered, in the ledger) may have happened between the caller's last
-    look and the pause, when a resume finds the run not paused yet and is lost.
+    look and the pause, when a resume finds the run not paused yet and is lost. ``recheck_kind``:
+    the ``kind`` the run then resumes itself with (a value ``wait_for_input`` accepts).
 
     Raises:
         RuntimeError: outside a flow run, or the server will not let the run pause (it is not
@@ -125,19 +127,19 @@ def pause_run(
             if state is not None and state.type is StateType.RUNNING:
                 return model.load(keyset, flow_run_id=run_id)
             if state is not None and state.type is StateType.PAUSED and recheck and recheck():
-                _resume_self(run_id)
+                _resume_self(run_id, recheck_kind)
                 continue
             if time.monotonic() >= deadline:
                 raise FlowPauseTimeout("Flow run was paused and never resumed.")
             time.sleep(poll_interval)
 
 
-def _resume_self(run_id: UUID) -> None:
+def _resume_self(run_id: UUID, kind: str = "task") -> None:
     """Resume this paused run (what it waits for has happened). A resume that races another
     one is no failure: either wakes it (``approvals.handler.resume_run`` says "not paused");
     a refusal still ends the run, as Prefect's own error did."""
     from approvals.handler import resume_run
 
-    wake = resume_run(str(run_id), "task")
+    wake = resume_run(str(run_id), kind)
     if wake.result == "refused":
         raise RuntimeError(f"Cannot resume this run: {wake.why}")
