@@ -47,7 +47,10 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": CSP}
+# Referer only to the console's own origin: under ``no-referrer`` a browser sends its form
+# POSTs with ``Origin: null`` (Fetch: a request's origin is serialized as "null" under that
+# policy), and :meth:`Console.posted` refuses every one of them as from another site.
+HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": CSP, "Referrer-Policy": "same-origin"}
 
 
 @dataclass(frozen=True)
