@@ -17,11 +17,11 @@ from fastapi.staticfiles import StaticFiles
 
 from approvals.services import Services
 from approvals.web_signin import WebSignIn
-from intake.console import inbox, signin
+from intake.console import inbox, reviews, signin
 from intake.console.base import PREFIX, STATIC, Console, PageRefused
 
 # Each section's module: ``routes(router, console)`` adds its pages.
-PAGES = (signin, inbox)
+PAGES = (signin, inbox, reviews)
 
 
 def install_console(
