@@ -428,6 +428,15 @@ def _report_unauthenticated(svc: Services, appr: ApprovalRequest, t: Tally) -> N
             )
 
 
+def _untallied(svc: Services, approval_id: str) -> bool:
+    """Whether the approval holds a decision the flow has not tallied yet (neither counted nor
+    refused), or was closed meanwhile: what a paused gate wakes up for."""
+    appr = get_approval(svc.ledger, approval_id)
+    if appr.state is not ApprovalState.PENDING:
+        return True
+    return any(not d.counted and not d.reason for d in appr.decisions)
+
+
 def await_decision(
     svc: Services,
     appr: ApprovalRequest,
@@ -488,15 +497,6 @@ def await_decision(
             return _finish(svc, appr, ApprovalState.CANCELLED, [], "cancelled")
         if kind == "escalate" and not appr.escalated:
             _escalate(svc, appr, req, summary)
-
-
-def _untallied(svc: Services, approval_id: str) -> bool:
-    """Whether the approval holds a decision no tally has marked yet (counted, or why not), or
-    was closed elsewhere: the flow has something new to read."""
-    appr = get_approval(svc.ledger, approval_id)
-    if appr.state is not ApprovalState.PENDING:
-        return True
-    return any(not d.counted and not d.reason for d in appr.decisions)
 
 
 def _escalate(svc: Services, appr: ApprovalRequest, req: Requirement, summary: PlanSummary) -> None:
@@ -572,6 +572,72 @@ def gate(
         run_key=run_key,
     )
     return await_decision(svc, appr, req, summary=summary, poll_interval=poll_interval, pause=pause)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One approval a run asks for among several (:func:`gate_all`)."""
+
+    ctx: ApprovalContext
+    plan_hash: str
+    summary: PlanSummary
+    run_key: str | None = None
+
+
+def gate_all(
+    svc: Services,
+    asks: Sequence[Ask],
+    *,
+    flow_run_id: str,
+    opened: Callable[[list[ApprovalRequest]], None] | None = None,
+    poll_interval: int = 1,
+) -> list[GateResult]:
+    """Several approvals of one run (an access review's items, one approval each), each as
+    :func:`gate` would: every one is opened and its approvers asked before the run waits for
+    any, so they are decided in any order and together (the console's bulk decisions); then
+    each is awaited in turn: a decision given while the run waited for another is in the
+    ledger and counts when its turn comes. ``opened``: called with the opened approvals before
+    the first wait (the review records which approval decides which item).
+
+    The approvals of one call open together and so expire together: the watchdog's
+    ``expired`` wake-up of one, while the run waits for another, finds that other expired too.
+    """
+    waiting: list[GateResult | tuple[ApprovalRequest, Requirement]] = []
+    for a in asks:
+        ctx = as_the_idp_knows(svc, a.ctx)
+        req = requirement(svc.policy, ctx)
+        if not req.pre_approval:
+            waiting.append(
+                _emergency(
+                    svc,
+                    ctx,
+                    req,
+                    plan_hash=a.plan_hash,
+                    summary=a.summary,
+                    flow_run_id=flow_run_id,
+                    ticket="",
+                    run_key=a.run_key,
+                )
+            )
+            continue
+        waiting.append(
+            open_approval(
+                svc,
+                ctx,
+                plan_hash=a.plan_hash,
+                summary=a.summary,
+                flow_run_id=flow_run_id,
+                run_key=a.run_key,
+            )
+        )
+    if opened is not None:
+        opened([w.approval if isinstance(w, GateResult) else w[0] for w in waiting])
+    return [
+        w
+        if isinstance(w, GateResult)
+        else await_decision(svc, w[0], w[1], summary=a.summary, poll_interval=poll_interval)
+        for w, a in zip(waiting, asks, strict=True)
+    ]
 
 
 def _emergency(

@@ -6,7 +6,11 @@ decides); the findings become a table artifact and a CSV and an HTML report. Wha
 on — removals (``offboard`` as subflows: reason ``termination`` for terminated and unknown
 people, ``inactivity`` for inactive ones) and invitation revocations — goes to security through
 the gate (runbook ``review``): with ``approve="bulk"`` one approval whose plan lists every item,
-with ``approve="per_item"`` one approval per item (a denied item is skipped, the others go on).
+with ``approve="per_item"`` one approval per item (a denied item is skipped, the others go on),
+all of them asked before the review waits for any, so they are decided in any order — per item
+and in bulk in the console's review campaign (``/console/reviews/<run>``), which reads the
+campaign the review records in the ledger (``tasks.review.record_campaign``: the findings with
+their evidence, the approval deciding each item, the outcomes).
 Each offboarding subflow still follows its own policy (HR or the manager approves a termination):
 the review decides *who* is removed, the offboarding *how* (transfers first, sole admins
 replaced); an offboarding that is blocked or denied is reported on its item, never a crash.
@@ -31,21 +35,27 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
-from approvals.gate import PlanSummary
+from approvals.gate import Ask, PlanSummary
+from domain.campaign import APPLYING, DECIDING
 from domain.models import RosterEntry
 from domain.policy import ApprovalContext
+from domain.records import ApprovalRequest
 from domain.review import Finding, Recommendation, in_org, review_findings
 from domain.runbook import call_runbook
 from flows.offboard import offboard
-from flows.runbook import ON_FAILURE, ask, begin, run_id
+from flows.runbook import ON_FAILURE, ask_all, begin, run_id
 from flows.sweep import end
 from tasks.cases import audit_seq
 from tasks.review import (
     ReviewInputs,
+    finish_campaign,
     read_export,
     read_review_inputs,
     read_roster,
     record_approved_items,
+    record_campaign,
+    record_campaign_approvals,
+    record_campaign_state,
     revoke_invitation,
     write_reports,
 )
@@ -93,13 +103,15 @@ class Approvals:
 @dataclass
 class Review:
     """One review's findings and what became of each (``outcomes``: finding id → outcome;
-    what is not actionable is ``reported``)."""
+    what is not actionable is ``reported``; ``offboardings``: a removal's offboarding run and
+    ticket)."""
 
     findings: list[Finding]
     warnings: list[str]
     today: str
     directory: Path
     outcomes: dict[str, str] = field(default_factory=dict)
+    offboardings: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.outcomes.update({f.id: "reported" for f in self.findings if not f.actionable})
@@ -159,6 +171,14 @@ class Review:
             directory=self.directory,
             stem=f"review-{self.today}",
             title=f"Access review {self.today}",
+        )
+        finish_campaign(
+            rt,
+            run_id(),
+            state=status,
+            outcomes=self.outcomes,
+            offboardings=self.offboardings,
+            reports=reports,
         )
         out = {
             "run_id": run_id(),
@@ -255,6 +275,19 @@ def access_review(
     org = read_review_inputs(rt, export)
     every = {"": org} | {name: read_review_inputs(rt.in_org(name)) for name in rt.other_orgs()}
     review = Review.find(every, people, now=now, req=req)
+    # The campaign security works in the console: the findings, their evidence, the approvals.
+    record_campaign(
+        rt,
+        run=run_id(),
+        title=f"Access review {review.today}",
+        findings=review.findings,
+        orgs=every,
+        people=people,
+        requester=req.requester,
+        approve=req.approve,
+        state=DECIDING,
+        warnings=review.warnings,
+    )
     items = review.items
     if req.dry_run:
         review.outcomes.update({f.id: "planned" for f in items})
@@ -262,36 +295,53 @@ def access_review(
     if not items:
         return review.end(rt, "nothing_to_do")
     approvals = _approve(rt, items, req, today=review.today)
+    record_campaign_state(rt, run_id(), APPLYING)
     review.outcomes.update(approvals.refused)
     review.outcomes.update(_revoke_invitations(rt, items, approvals))
-    review.outcomes.update(_remove(items, approvals, req))
+    removed = _remove(items, approvals, req)
+    review.outcomes.update({fid: text for fid, (text, _) in removed.items()})
+    review.offboardings.update({fid: case for fid, (_, case) in removed.items() if case})
     return review.end(rt, review.settled(approvals))
 
 
 def _approve(rt: Runtime, items: list[Finding], req: ReviewRequest, *, today: str) -> Approvals:
-    """Security's approval of the items: one for all (``bulk``) or one per item."""
-    mode, requester = req.approve, req.requester
+    """Security's approval of the items: one for all (``bulk``) or one per item
+    (``per_item``), every one asked before any is awaited so they can be decided in any order
+    (the console's campaign: per item and in bulk); the campaign records which approval
+    decides which item before the review waits."""
+    mode, requester, run = req.approve, req.requester, run_id()
     approvals = Approvals()
     batches = [items] if mode == "bulk" else [[f] for f in items]
+    asks = []
     for batch in batches:
         subject = f"access-review {today}" if mode == "bulk" else batch[0].subject
         counts: dict[str, int] = {}
         for f in batch:
             counts[f.action.value] = counts.get(f.action.value, 0) + 1
-        res = ask(
-            rt,
-            ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
-            plan_hash=plan_hash(batch),
-            summary=PlanSummary(
-                counts,
-                lines=[f"{f.action.value} {f.target}: {f.detail}" for f in batch],
-                org=rt.settings.org_name,
-            ),
-        )
-        if res.approved:
-            record_approved_items(
-                rt, res.approval.id, batch, approvers=res.approved_by, run=run_id()
+        asks.append(
+            Ask(
+                ApprovalContext(runbook=RUNBOOK, subject=subject, requester=requester),
+                plan_hash=plan_hash(batch),
+                summary=PlanSummary(
+                    counts,
+                    lines=[f"{f.action.value} {f.target}: {f.detail}" for f in batch],
+                    org=rt.settings.org_name,
+                ),
+                # One approval per item, even for two items about one person (two orgs, or a
+                # terminated invitee's stale invitation): the item names it, not the subject.
+                run_key=None if mode == "bulk" else f"{run}:{batch[0].id}",
             )
+        )
+
+    def opened(found: list[ApprovalRequest]) -> None:
+        record_campaign_approvals(
+            rt, run, {f.id: a.id for batch, a in zip(batches, found, strict=True) for f in batch}
+        )
+
+    results = ask_all(rt, asks, opened=opened)
+    for batch, res in zip(batches, results, strict=True):
+        if res.approved:
+            record_approved_items(rt, res.approval.id, batch, approvers=res.approved_by, run=run)
         for f in batch:
             if res.approved:
                 approvals.approved[f.id] = res.approved_by
@@ -323,13 +373,16 @@ def _revoke_invitations(rt: Runtime, items: list[Finding], approvals: Approvals)
     return outcomes
 
 
-def _remove(items: list[Finding], approvals: Approvals, req: ReviewRequest) -> dict[str, str]:
+Removed = tuple[str, dict[str, str]]  # the outcome in words; the offboarding's run and ticket
+
+
+def _remove(items: list[Finding], approvals: Approvals, req: ReviewRequest) -> dict[str, Removed]:
     """Offboard each approved removal as a subflow run, ``max_concurrency`` at a time; the
-    outcome of each."""
+    outcome of each, with its offboarding run and ticket."""
     log = get_run_logger()
     removals = approvals.of(items, Recommendation.REMOVE)
 
-    def remove(f: Finding) -> str:
+    def remove(f: Finding) -> Removed:
         return _offboard(f, approval=approvals.approval_of[f.id], requester=req.requester)
 
     with ThreadPoolExecutor(
@@ -341,16 +394,16 @@ def _remove(items: list[Finding], approvals: Approvals, req: ReviewRequest) -> d
     # being offboarded alongside) is tried once more after the others: their outcome may have
     # made a receiver. Still blocked: reported on its item.
     for f in removals:
-        if outcomes[f.id].startswith("offboard blocked"):
+        if outcomes[f.id][0].startswith("offboard blocked"):
             log.info("review: trying the blocked offboarding of %s again", f.subject)
             outcomes[f.id] = remove(f)
     return outcomes
 
 
-def _offboard(f: Finding, *, approval: str, requester: str) -> str:
+def _offboard(f: Finding, *, approval: str, requester: str) -> Removed:
     """Offboard one person as a subflow (security's review approval stands for the removal:
     no second approval) — from the finding's org, or (the main org's finding) from every org;
-    its outcome in words."""
+    its outcome in words, and its run and ticket."""
     try:
         out = call_runbook(
             offboard,
@@ -363,10 +416,11 @@ def _offboard(f: Finding, *, approval: str, requester: str) -> str:
         )
     except Exception as exc:  # a subflow that raises is this item's failure
         get_run_logger().error("review: offboarding %s raised: %s", f.subject, exc)
-        return f"failed: {exc}"
+        return f"failed: {exc}", {}
     status = out.get("status", "failed")
     extra = out.get("failure") or "; ".join(out.get("plan", {}).get("blockers", []))
-    return f"offboard {status}" + (f" ({extra})" if extra else "")
+    case = {"run_id": str(out.get("run_id") or ""), "ticket": str(out.get("ticket") or "")}
+    return f"offboard {status}" + (f" ({extra})" if extra else ""), case
 
 
 def _in_context(fn: Callable[..., Any]) -> Callable[..., Any]:

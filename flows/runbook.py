@@ -44,10 +44,11 @@ from prefect.flows import Flow, FlowStateHook
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from approvals.gate import GateResult, PlanSummary, gate
+from approvals.gate import Ask, GateResult, PlanSummary, gate, gate_all
 from approvals.holds import hold_on_rejection, wait_while_held
 from domain.models import WriteResult
 from domain.policy import ApprovalContext
+from domain.records import ApprovalRequest
 from domain.runbook import Case, PlanStep, RunbookFailed, RunbookPlan, hand_over
 from domain.tasks import TaskRefused, is_ok
 from tasks.cases import approve_case, audit_seq, close_case, record_outcome
@@ -234,6 +235,17 @@ def ask(
         run_key=run_key,
         defer_notice=defer_notice,
     )
+
+
+def ask_all(
+    rt: Runtime,
+    asks: list[Ask],
+    *,
+    opened: Callable[[list[ApprovalRequest]], None] | None = None,
+) -> list[GateResult]:
+    """Several approvals over this run's runtime, all asked before any is awaited
+    (``approvals.gate.gate_all``); ``opened`` is called with them before the first wait."""
+    return gate_all(rt, asks, flow_run_id=run_id(), opened=opened)
 
 
 def _gate(rt: Runtime, plan: RunbookPlan[Any], case: Case, approval: ApprovalContext) -> GateResult:

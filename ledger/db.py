@@ -137,6 +137,7 @@ class LedgerDB:
         from ledger import (  # noqa: F401
             approvals,
             audit,
+            campaigns,
             cases,
             events,
             grants,

@@ -1,6 +1,7 @@
 """The access review's tasks: read the HR roster and what the review needs from the org,
-revoke an invitation (recorded), write the CSV and HTML reports. The rules are in
-:mod:`domain.review`.
+revoke an invitation (recorded), write the CSV and HTML reports, and keep the review's campaign
+(its findings with their evidence, the approval deciding each item, the outcomes) in the ledger
+for the console (ledger.campaigns). The rules are in :mod:`domain.review`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from prefect import task
 from connectors.capabilities import Invitations, MemberDirectory, PermissionGroups, has
 from connectors.hris import RosterFile
 from connectors.org.export import read_members_export
+from domain.campaign import Campaign, CampaignItem, Evidence, evidence_for
 from domain.escaping import csv_cell, html_text
 from domain.models import Invitation, Member, PermissionGroup, Role, RosterEntry
-from domain.review import ConsoleRecord, Finding, with_console_export
+from domain.review import ADMINS_SUBJECT, ConsoleRecord, Finding, with_console_export
+from ledger import campaigns
 from ledger.reviews import ReviewItem, record_items
 from tasks.backend import roles_by_api
 from tasks.runtime import UNCACHED, Runtime
@@ -224,3 +227,105 @@ def write_reports(
         encoding="utf-8",
     )
     return {"csv": str(csv_path), "html": str(html_path)}
+
+
+def _evidence(f: Finding, org: ReviewInputs, roster: dict[str, RosterEntry]) -> Evidence | None:
+    """What the review saw of the finding's person (none for the org-wide Admins finding)."""
+    if f.subject == ADMINS_SUBJECT:
+        return None
+    email = f.subject.lower()
+    invitations = sorted(
+        (i for i in org.invitations if i.email.lower() == email), key=lambda i: i.sent_at
+    )
+    return evidence_for(
+        f.subject,
+        org=f.org,
+        member=next((m for m in org.members if m.email.lower() == email), None),
+        entry=roster.get(email),
+        groups=org.groups,
+        individual=org.individual_roles.get(email),
+        invitation=invitations[-1] if invitations else None,
+    )
+
+
+@task(name="record_review_campaign", cache_policy=UNCACHED)
+def record_campaign(
+    rt: Runtime,
+    *,
+    run: str,
+    title: str,
+    findings: list[Finding],
+    orgs: dict[str, ReviewInputs],
+    people: list[RosterEntry],
+    requester: str,
+    approve: str,
+    state: str,
+    warnings: list[str],
+) -> None:
+    """Record the review as a campaign (ledger.campaigns): every finding with the evidence
+    about its person — what HR says, the org's record, the groups and the roles each gives —
+    for the console's review pages. A resumed review keeps the campaign it recorded."""
+    roster = {p.email.lower(): p for p in people}
+    items = [
+        CampaignItem(
+            finding_id=f.id,
+            position=n,
+            kind=f.kind.value,
+            subject=f.subject,
+            org=f.org,
+            project=f.project,
+            group=f.group,
+            detail=f.detail,
+            action=f.action.value,
+            reason=f.reason,
+            actionable=f.actionable,
+            evidence=_evidence(f, orgs[f.org], roster) if f.org in orgs else None,
+        )
+        for n, f in enumerate(findings)
+    ]
+    campaign = Campaign(
+        run=run,
+        title=title,
+        started_at=rt.clock(),
+        started_by=requester,
+        approve=approve,
+        state=state,
+        warnings=tuple(warnings),
+    )
+    campaigns.open_campaign(rt.ledger, campaign, items)
+
+
+@task(name="record_review_campaign_approvals", cache_policy=UNCACHED)
+def record_campaign_approvals(rt: Runtime, run: str, approval_of: dict[str, str]) -> None:
+    """Name the approval deciding each item (finding id → approval id): what the console
+    decides the item on."""
+    campaigns.set_approvals(rt.ledger, run, approval_of)
+
+
+@task(name="record_review_campaign_state", cache_policy=UNCACHED)
+def record_campaign_state(rt: Runtime, run: str, state: str) -> None:
+    """The campaign's state while the review runs (``applying``: every item is decided)."""
+    campaigns.set_state(rt.ledger, run, state)
+
+
+@task(name="finish_review_campaign", cache_policy=UNCACHED)
+def finish_campaign(
+    rt: Runtime,
+    run: str,
+    *,
+    state: str,
+    outcomes: dict[str, str],
+    offboardings: dict[str, dict[str, str]],
+    reports: dict[str, str],
+) -> None:
+    """The campaign's end: its state (the review's status), each item's outcome, each
+    removal's offboarding run and ticket, the report files."""
+    campaigns.finish_campaign(
+        rt.ledger,
+        run,
+        state=state,
+        at=rt.clock(),
+        outcomes=outcomes,
+        offboardings=offboardings,
+        reports=reports,
+    )

@@ -17,11 +17,21 @@ from fastapi.staticfiles import StaticFiles
 
 from approvals.services import Services
 from approvals.web_signin import WebSignIn
-from intake.console import approvals, audit, cases, grants, inbox, secrets, signin, tasks
+from intake.console import (
+    approvals,
+    audit,
+    cases,
+    grants,
+    inbox,
+    reviews,
+    secrets,
+    signin,
+    tasks,
+)
 from intake.console.base import PREFIX, STATIC, Console, PageRefused
 
 # Each section's module: ``routes(router, console)`` adds its pages.
-PAGES = (signin, inbox, approvals, tasks, secrets, cases, grants, audit)
+PAGES = (signin, inbox, approvals, tasks, secrets, cases, reviews, grants, audit)
 
 
 def install_console(
