@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 
 from approvals.gate import PlanSummary, open_approval
-from approvals.handler import record_decision
-from domain.identity import SELF_DECLARED
 from domain.policy import ApprovalContext
 from domain.records import ApprovalRequest, ApprovalState
 from flows.onboard import onboard
@@ -229,26 +227,3 @@ def test_a_stale_page_after_a_replan_records_nothing(console: ConsoleWorld) -> N
     assert f'name="plan_hash" value="{"b" * 64}"' in stale.text  # the new plan, to decide
     assert "Production=admin" in stale.text and "replanned" in stale.text
     assert decisions(console, appr) == []
-
-
-def test_a_decision_whose_wake_up_was_lost_still_resumes_the_run(console: ConsoleWorld) -> None:
-    """Every seat is filled in the ledger while nothing wakes the run (as when each wake-up
-    came between the flow's tally and its pause and found it not paused): the paused gate sees
-    the untallied decisions itself and finishes, with no watchdog running."""
-    who = "pat.lost@vendorco.com"
-    run = console.stack.start(
-        onboard, email=who, projects={"Production": "admin"}, requester=REQUESTER
-    )
-    appr = console.stack.paused(who)
-    for seat, person in zip(appr.required, (ALICE, SECURITY), strict=True):
-        assert person in seat
-        record_decision(
-            console.stack.svc,
-            appr.id,
-            approver=person,
-            decision="approve",
-            plan_hash=appr.plan_hash,
-            verified=SELF_DECLARED,
-            channel="cli",
-        )
-    assert run.wait(timeout=30)["status"] == "done"
