@@ -109,3 +109,13 @@ def test_an_approver_approves_in_the_browser_and_the_paused_run_resumes(
     [mine] = [d for d in decided.decisions if d.approver == SECURITY]
     assert (mine.channel, mine.auth, mine.counted) == ("console", "oidc-code", True)
     assert mine.comment == "least privilege checked"
+
+    # The case's timeline, from the approval page's link: approved by both, and the invitation.
+    browser.find_element(By.LINK_TEXT, "the case of this run").click()
+    wait_for(
+        lambda: "onboard.invite" in browser.find_element(By.TAG_NAME, "main").text,
+        timeout=60,
+        what="the case timeline to show the invitation",
+    )
+    timeline = browser.find_element(By.TAG_NAME, "main").text
+    assert "approval.approved" in timeline and SECURITY in timeline and ALICE in timeline
