@@ -69,3 +69,52 @@ def test_sign_out_needs_the_session_token_and_ends_the_session(console: ConsoleW
     out = p.post("/console/sign-out", {"csrf": p.csrf_of(page, "/console/sign-out")})
     assert out.status_code == 303
     assert p.get("/console/").status_code == 303  # signed out: sent to sign in again
+
+
+def _session_cookie(console: ConsoleWorld, email: str, *, issued_hours_ago: float) -> str:
+    """A session cookie as the console signs one (the test holds the secrets key)."""
+    import time
+
+    from intake.web import Signer
+    from ledger.rotated_secrets import derive_key
+
+    key = console.stack.svc.settings.secrets_key.get_secret_value()
+    signer = Signer(derive_key(key, b"handover console cookie: session v1"))
+    payload = {"email": email, "sub": "x", "iss": "y", "sid": "s" * 22}
+    return signer.dump(payload, now=time.time() - issued_hours_ago * 3600, ttl=8 * 3600)
+
+
+def test_a_session_lasts_8_hours_and_counts_only_for_an_active_idp_user(
+    console: ConsoleWorld,
+) -> None:
+    import httpx
+
+    def inbox(cookie: str) -> httpx.Response:
+        return httpx.get(
+            f"{console.url}/console/",
+            cookies={"handover_console": cookie},
+            follow_redirects=False,
+        )
+
+    assert inbox(_session_cookie(console, SECURITY, issued_hours_ago=7.9)).status_code == 200
+    assert inbox(_session_cookie(console, SECURITY, issued_hours_ago=8.1)).status_code == 303
+    # frank.former is deactivated in the IdP: a session of his is nobody's.
+    frank = _session_cookie(console, "frank.former@acme.com", issued_hours_ago=0)
+    assert inbox(frank).status_code == 303
+
+
+def test_roles_are_read_from_the_idp_at_every_request(console: ConsoleWorld) -> None:
+    oncall = Person(console, "sec.oncall@acme.com")
+    assert oncall.get("/console/audit").status_code == 200
+    idp = console.stack.rt.idp
+    group = idp.find_group("handover-security")
+    user = idp.find_user("sec.oncall@acme.com")
+    assert group is not None and user is not None
+    idp.remove_from_group(group.id, user.id)
+    try:
+        # The same session, the next request: no longer security.
+        assert oncall.get("/console/audit").status_code == 403
+        assert "security" not in oncall.get("/console/").text.split("Signed in as")[1][:200]
+    finally:
+        idp.add_to_group(group.id, user.id)
+    assert oncall.get("/console/audit").status_code == 200
