@@ -213,8 +213,22 @@ def offboarding_story(console: Console, rt: Any) -> Any:
     return intake
 
 
-def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
+def slack_approve(console: Console, rt: Any, intake: Any, appr: Any, who: str) -> None:
+    """``who`` clicks Approve on the approval's Slack message (a signed request to the intake)."""
     from cli.approvals_cmd import send_click
+
+    status, _ = send_click(
+        intake.url,
+        rt.settings.slack_signing_secret.get_secret_value(),
+        approval_id=appr.id,
+        plan_hash=appr.plan_hash,
+        slack_user=rt.messenger.user_id(who) or "",
+        deny=False,
+    )
+    console.print(f"{who} clicks Approve in Slack → intake answers {status}")
+
+
+def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
     from intake.jira_hook import sign_jira
     from ledger.approvals import list_approvals
     from ledger.grants import grants
@@ -255,15 +269,7 @@ def onboarding_story(console: Console, rt: Any, intake: Any) -> None:
     for seat in appr.required:  # one distinct person per seat
         who = next(p for p in seat if p not in clicked)
         clicked.append(who)
-        status, _ = send_click(
-            intake.url,
-            rt.settings.slack_signing_secret.get_secret_value(),
-            approval_id=appr.id,
-            plan_hash=appr.plan_hash,
-            slack_user=rt.messenger.user_id(who) or "",
-            deny=False,
-        )
-        console.print(f"{who} clicks Approve in Slack → intake answers {status}")
+        slack_approve(console, rt, intake, appr, who)
     done = wait_for("ACC-1 done", lambda: issue("ACC-1")["status"] == "Done" and issue("ACC-1"))
     member = httpx.get(
         f"{url}/admin/v1/members/{vendor}", headers={"Authorization": "Bearer sandbox-admin-token"}
@@ -442,7 +448,6 @@ CONSOLE_APPROVER = "sec.lead@acme.com"
 def console_story(console: Console, rt: Any, intake: Any, *, interactive: bool) -> None:
     """A Production=admin request waiting in the web console for its last seat: with
     ``interactive``, for the person running the demo to decide in a browser."""
-    from cli.approvals_cmd import send_click
     from flows.onboard import onboard
     from intake.launch import thread_launcher
     from ledger.approvals import get_approval, list_approvals
@@ -467,15 +472,7 @@ def console_story(console: Console, rt: Any, intake: Any, *, interactive: bool) 
             continue
         who = next(p for p in seat if p not in clicked and p != appr.requester)
         clicked.append(who)
-        status, _ = send_click(
-            intake.url,
-            rt.settings.slack_signing_secret.get_secret_value(),
-            approval_id=appr.id,
-            plan_hash=appr.plan_hash,
-            slack_user=rt.messenger.user_id(who) or "",
-            deny=False,
-        )
-        console.print(f"{who} clicks Approve in Slack → intake answers {status}")
+        slack_approve(console, rt, intake, appr, who)
     page = f"{intake.url}/console/approvals/{appr.id}"
     console.print(
         f"the last seat is security's: [bold]{page}[/]\n"

@@ -197,3 +197,23 @@ def test_a_log_edited_in_the_database_shows_verification_failed_with_the_reason(
             c.execute(text("UPDATE audit_events SET effect = :e WHERE seq = 3"), {"e": was})
     again = _verify(p).split('id="verify-result"')[1].split("</dd>")[0]
     assert '<span class="badge ok">ok</span>' in again  # put back as it was: whole again
+
+
+def test_the_log_is_read_50_events_a_page_newest_first(console: ConsoleWorld, logged: int) -> None:
+    import re
+
+    who = "paging@acme.com"
+    for n in range(60):
+        append(
+            console.stack.svc.ledger, AuditEvent(action="asset.viewed", subject=who, target=f"{n}")
+        )
+    auditor = Person(console, AUDITOR)
+    first = auditor.get("/console/audit", params={"subject": who})
+    shown = seqs(first.text)
+    assert len(shown) == 50 and shown == sorted(shown, reverse=True)
+    older = re.search(r'<a rel="next" href="(/console/audit\?[^"]*)">Older</a>', first.text)
+    assert older and 'rel="prev"' not in first.text
+    second = auditor.get(older.group(1).replace("&amp;", "&"))
+    rest = seqs(second.text)
+    assert len(rest) == 10 and max(rest) < min(shown) and 'rel="prev"' in second.text
+    assert 'rel="next"' not in second.text
