@@ -81,6 +81,13 @@ class Door:
     url: str
     jira: Runs
     hr: Runs
+    # The ticket's comments before this test: the sandbox (and its ticket) is the module's, and
+    # another test's run had the same name ("ACC-1#1": each test has its own ledger).
+    earlier: int = 0
+
+    def comments(self) -> list[str]:
+        issue = httpx.get(f"{self.stack.sandbox.url}/_sandbox/jira/issues/{TICKET}").json()
+        return list(issue["comments"])
 
     def deliver(self, ts: int, description: str = "email: a@b.c") -> httpx.Response:
         """A signed ``jira:issue_updated`` of the ticket (a comment or an edit of it)."""
@@ -105,12 +112,12 @@ class Door:
     def notices(self, run: str, name: str) -> int:
         """The ticket's comments saying it is handled by the run ``name`` (reference ``run``):
         an edit that arrived while the run was still being launched names it by its name only.
-        The comment is posted in the background after the answer: waited for, a little."""
+        The comment is posted in the background after the answer: waited for, a little. Only
+        this test's comments count."""
         deadline = time.monotonic() + 10
         said = (f"already being handled in run {run} ({name})", f"in run {name} ({name})")
         while True:
-            issue = httpx.get(f"{self.stack.sandbox.url}/_sandbox/jira/issues/{TICKET}").json()
-            n = sum(any(x in c for x in said) for c in issue["comments"])
+            n = sum(any(x in c for x in said) for c in self.comments()[self.earlier :])
             if n or time.monotonic() > deadline:
                 return n
             time.sleep(0.1)
@@ -121,7 +128,9 @@ def door(sandbox: LiveSandbox, tmp_path: Path) -> Iterator[Door]:
     stack = make_stack(sandbox, tmp_path)
     jira, hr = Runs(), Runs()
     live = serve(create_intake(stack.svc, launcher=hr, onboard_launcher=jira))
-    yield Door(stack, live.url, jira, hr)
+    door = Door(stack, live.url, jira, hr)
+    door.earlier = len(door.comments())
+    yield door
     live.stop()
     httpx.put(f"{sandbox.url}/_sandbox/faults", json={}, timeout=10)
     stack.svc.ledger.dispose()

@@ -80,10 +80,16 @@ def chromium() -> Iterator[Any]:
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    """Poll ``check`` until it returns something truthy; that value."""
+    """Poll ``check`` until it returns something truthy; that value. An element that htmx
+    replaced while ``check`` read it (stale) is read again at the next poll."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        got = check()
+        try:
+            got = check()
+        except StaleElementReferenceException:
+            got = None
         if got:
             return got
         if time.monotonic() > deadline:
