@@ -37,7 +37,7 @@ from approvals.services import Services
 from approvals.web_signin import SignInFailed, WebSignIn
 from domain.escaping import html_text
 from domain.identity import OIDC_CODE, Verified
-from intake.web import SECURITY_HEADERS, Signer, csrf_ok, csrf_token
+from intake.web import SECURITY_HEADERS, Signer, csrf_ok, csrf_token, set_cookie
 from intake.wire import read_capped
 from ledger.rotated_secrets import LINK_ID, derive_key
 
@@ -93,15 +93,7 @@ def secrets_router(
     router = APIRouter(include_in_schema=False)
 
     def cookie(response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="lax",  # the IdP's redirect back (a top-level GET) must carry it
-            secure=secure,
-        )
+        set_cookie(response, name, value, max_age=max_age, path=COOKIE_PATH, secure=secure)
 
     def person(request: Request) -> _Person | None:
         s = sessions.load(request.cookies.get(SESSION_COOKIE), now=wall_clock())

@@ -15,6 +15,8 @@ import hmac
 import json
 from typing import Any
 
+from starlette.responses import Response
+
 # Every browser page: never cached, never framed, never sends a Referer (links carry ids).
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -54,6 +56,21 @@ class Signer:
         if not isinstance(payload, dict) or not isinstance(payload.get("exp"), int):
             return None
         return payload if now < payload["exp"] else None
+
+
+def set_cookie(
+    response: Response, name: str, value: str, *, max_age: int, path: str, secure: bool
+) -> None:
+    """A browser page's cookie: HttpOnly, on ``path`` only, ``Secure`` behind https."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        httponly=True,
+        samesite="lax",  # the IdP's redirect back (a top-level GET) must carry it
+        secure=secure,
+    )
 
 
 def csrf_token(key: bytes, sid: str, target: str) -> str:

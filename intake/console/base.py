@@ -30,7 +30,7 @@ from approvals.console_roles import ConsolePerson, IdpUnreachable, Role, console
 from approvals.services import Services
 from approvals.web_signin import WebSignIn
 from domain.identity import OIDC_CODE, Verified
-from intake.web import SECURITY_HEADERS, Signer, csrf_ok, csrf_token
+from intake.web import SECURITY_HEADERS, Signer, csrf_ok, csrf_token, set_cookie
 from intake.wire import read_capped
 from ledger.rotated_secrets import derive_key
 
@@ -133,15 +133,7 @@ class Console:
     # -- who is here -------------------------------------------------------------------------
 
     def cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path=PREFIX,
-            httponly=True,
-            samesite="lax",  # the IdP's redirect back (a top-level GET) must carry it
-            secure=self.secure,
-        )
+        set_cookie(response, name, value, max_age=max_age, path=PREFIX, secure=self.secure)
 
     def viewer(self, request: Request) -> Viewer | None:
         """The signed-in person, as the IdP knows them now; None: no session, or the IdP no
