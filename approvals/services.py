@@ -48,7 +48,7 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Services:
         from approvals.policy import load_policy
-        from connectors.idp import ScimIdp
+        from connectors.idp import make_idp
         from connectors.slack import SlackMessenger
         from connectors.tickets import JiraTickets
 
@@ -60,5 +60,5 @@ class Services:
             messenger=SlackMessenger(settings),
             tickets=JiraTickets(settings),
             ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
-            idp=ScimIdp(settings),
+            idp=make_idp(settings),
         )

@@ -243,6 +243,24 @@ class GroupMembership(Protocol):
 
 
 @runtime_checkable
+class SessionControl(Protocol):
+    """Ending a user's sign-in sessions at the IdP (Okta's "Clear User Sessions", Graph's
+    ``revokeSignInSessions``): deactivation stops new sign-ins, but a live session keeps working
+    until it expires. A generic SCIM 2.0 IdP has no such API."""
+
+    def end_sessions(self, user_id: str) -> WriteResult:
+        """End every session of the user, and the OAuth tokens the IdP issued them where its
+        API allows. Raises ``NotFoundError`` for an unknown user."""
+        ...
+
+    def sessions_ended_since(self, user_id: str, when: datetime) -> bool | None:
+        """Whether the IdP says every session of the user begun before ``when`` is ended;
+        ``None`` where its API cannot say (the verification then reports what the API
+        answered when the sessions were ended, never a pass it did not read)."""
+        ...
+
+
+@runtime_checkable
 class IdentityProvider(UserDirectory, GroupMembership, Protocol):
     """What every IdP connector offers (SCIM 2.0 and the vendors' APIs alike): its users and
     their group memberships."""

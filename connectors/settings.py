@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,36 @@ DEFAULT_CONSOLE_GROUPS: dict[ConsoleRole, str] = {
 
 # The published development credentials of the sandbox (README) — never valid elsewhere.
 ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
+# HANDOVER_IDP_KIND: connectors.idp.make_idp builds each; the sandbox imitates each (its
+# default URL per kind: _IDP_URLS).
+IDP_KINDS = ("scim", "okta", "entra")
+# The sandbox's Entra tenant (a real one is a GUID too; HANDOVER_IDP_TENANT_ID).
+SANDBOX_TENANT_ID = "5a7d0c2e-0000-4000-8000-5a4db0c5e5e5"
+_ENTRA_LOGIN = "https://login.microsoftonline.com"
+_IDP_URLS = {
+    "scim": f"{SANDBOX}/idp/scim/v2",
+    "okta": f"{SANDBOX}/okta",  # an Okta org's URL (https://acme.okta.com): /api/v1 under it
+    "entra": f"{SANDBOX}/graph/v1.0",  # Microsoft Graph's root (https://graph.microsoft.com/v1.0)
+}
+# The HR systems whose API the roster can be read from (HANDOVER_HR_API), and their sandbox URLs.
+HR_APIS = ("hibob", "bamboohr", "merge")
+_HR_API_URLS = {
+    "hibob": f"{SANDBOX}/hibob/v1",  # https://api.hibob.com/v1
+    "bamboohr": f"{SANDBOX}/bamboohr/api/gateway.php/acme",  # …/api/gateway.php/<company>
+    "merge": f"{SANDBOX}/merge/api/hris/v1",  # https://api.merge.dev/api/hris/v1
+}
+# Credentials that exist only where a kind or vendor is chosen: empty by default, and in sandbox
+# mode filled with these published values (so a real deployment never carries one it does not use,
+# and check_safe has nothing to refuse there).
+SANDBOX_ONLY_CREDENTIALS: dict[str, str] = {
+    "idp_client_secret": "sandbox-entra-secret",
+    "hr_hibob_secret": "sandbox-hibob-secret",
+    "hr_bamboohr_secret": "sandbox-bamboohr-secret",
+    "hr_personio_token": "sandbox-personio-token",
+    "hr_merge_key": "sandbox-merge-key",
+    "hr_api_token": "sandbox-hr-api-token",
+    "hr_api_account_token": "sandbox-merge-account-token",
+}
 DEV_CREDENTIALS: dict[str, str] = {
     "org_scim_token": "sandbox-scim-key",
     "org_admin_token": "sandbox-admin-token",
@@ -73,6 +103,13 @@ _CREDENTIAL_URL = {
     "hr_webhook_secret": "intake_url",
     "jira_webhook_secret": "intake_url",
     "secrets_key": "intake_url",  # whose links the key's sealed secrets are retrieved from
+    "idp_client_secret": "idp_token_url",
+    "hr_hibob_secret": "intake_url",
+    "hr_bamboohr_secret": "intake_url",
+    "hr_personio_token": "intake_url",
+    "hr_merge_key": "intake_url",
+    "hr_api_token": "hr_api_url",
+    "hr_api_account_token": "hr_api_url",
 }
 
 
@@ -127,8 +164,19 @@ class Settings(BaseSettings):
     idp_managed: bool = False
     org_scim_rate_per_minute: int = 100
     org_admin_rate_per_minute: int = 600
-    idp_url: str = f"{SANDBOX}/idp/scim/v2"
+    # Which IdP (IDP_KINDS): its API root in idp_url (default: the sandbox's imitation of it).
+    idp_kind: str = "scim"
+    idp_url: str = ""
+    # SCIM: the bearer token; Okta: an API token (``SSWS``) unless idp_client_id is set.
     idp_token: SecretStr = SecretStr(DEV_CREDENTIALS["idp_token"])
+    # OAuth 2.0 client credentials: Okta's service app (private_key_jwt with idp_private_key, a
+    # PEM or a JWK) or Entra's app registration (idp_client_secret), at idp_token_url (default:
+    # Okta's ``<idp_url>/oauth2/v1/token``; Entra's token endpoint of idp_tenant_id).
+    idp_client_id: str = ""
+    idp_client_secret: SecretStr = SecretStr("")
+    idp_private_key: SecretStr = SecretStr("")
+    idp_tenant_id: str = ""
+    idp_token_url: str = ""
     idp_rate_per_minute: int = 600
     slack_api_url: str = f"{SANDBOX}/slack/api/"
     slack_bot_token: SecretStr = SecretStr(DEV_CREDENTIALS["slack_bot_token"])
@@ -145,7 +193,24 @@ class Settings(BaseSettings):
     jira_user: str = "handover"
     jira_token: SecretStr = SecretStr(DEV_CREDENTIALS["jira_token"])
     hr_webhook_secret: SecretStr = SecretStr(DEV_CREDENTIALS["hr_webhook_secret"])
+    # The HR vendors' webhooks (/hooks/hr/<vendor>), each verified in its vendor's own scheme;
+    # a vendor whose secret is empty is not configured (its route refuses everything).
+    hr_hibob_secret: SecretStr = SecretStr("")
+    hr_bamboohr_secret: SecretStr = SecretStr("")
+    hr_personio_token: SecretStr = SecretStr("")
+    hr_merge_key: SecretStr = SecretStr("")
+    # The HR system's API (HR_APIS; "": none): where BambooHR's events are read from, and the
+    # roster of access reviews when no roster file is given.
+    hr_api: str = ""
+    hr_api_url: str = ""
+    hr_api_user: str = ""  # HiBob's service user id
+    hr_api_token: SecretStr = SecretStr("")  # HiBob's service user token; BambooHR's / Merge's key
+    hr_api_account_token: SecretStr = SecretStr("")  # Merge's X-Account-Token (the linked HR)
     jira_webhook_secret: SecretStr = SecretStr(DEV_CREDENTIALS["jira_webhook_secret"])
+    # Which tickets are access requests: issue type names (Jira Software) or request types
+    # (Jira Service Management), comma-separated, and/or a label.
+    jira_request_types: str = "Access Request"
+    jira_request_label: str = ""
     ledger_url: str | None = None
     policy: Path | None = None
     roster: Path | None = None  # the HR roster (CSV or JSON) the runbooks read managers from
@@ -183,6 +248,32 @@ class Settings(BaseSettings):
     )
     # The Prefect UI people's browsers reach, for the console's links to flow runs ("": none).
     prefect_ui_url: str = ""
+
+    @model_validator(mode="after")
+    def _kind_defaults(self) -> Settings:
+        """The URLs of the chosen IdP kind and HR API where none is set, and the credentials
+        only the sandbox has values for (SANDBOX_ONLY_CREDENTIALS), in sandbox mode."""
+        kind = self.idp_kind.strip().lower()
+        if not self.idp_url and kind in _IDP_URLS:
+            self.idp_url = _IDP_URLS[kind]
+        if kind == "entra" and not self.idp_tenant_id and self.sandbox:
+            self.idp_tenant_id = SANDBOX_TENANT_ID
+        if not self.idp_token_url:
+            if kind == "okta":
+                self.idp_token_url = self.idp_url.rstrip("/") + "/oauth2/v1/token"
+            elif kind == "entra" and self.idp_tenant_id:
+                base = f"{SANDBOX}/entra" if is_loopback(self.idp_url) else _ENTRA_LOGIN
+                self.idp_token_url = f"{base}/{self.idp_tenant_id}/oauth2/v2.0/token"
+        hr = self.hr_api.strip().lower()
+        if not self.hr_api_url and hr in _HR_API_URLS:
+            self.hr_api_url = _HR_API_URLS[hr]
+        if self.sandbox:
+            for name, value in SANDBOX_ONLY_CREDENTIALS.items():
+                url = getattr(self, _CREDENTIAL_URL[name])
+                # Only towards the sandbox: never a published value for a real system's URL.
+                if not getattr(self, name).get_secret_value() and (not url or is_loopback(url)):
+                    setattr(self, name, SecretStr(value))
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -232,7 +323,7 @@ class Settings(BaseSettings):
         """
         dev_used = [
             name
-            for name, dev in DEV_CREDENTIALS.items()
+            for name, dev in (DEV_CREDENTIALS | SANDBOX_ONLY_CREDENTIALS).items()
             if getattr(self, name).get_secret_value() == dev
         ]
         dev = {DEV_CREDENTIALS["org_scim_token"], DEV_CREDENTIALS["org_admin_token"]}
@@ -254,10 +345,13 @@ class Settings(BaseSettings):
                 "sandbox mode (e.g. the output of `openssl rand -hex 32`)"
             )
         # A credential sent nowhere (the audit key) has no URL to check.
+        # A credential whose URL is unset (an HR API nobody chose) is sent nowhere either.
         bad = [
             n
             for n in dev_used
-            if n in _CREDENTIAL_URL and not is_loopback(getattr(self, _CREDENTIAL_URL[n]))
+            if n in _CREDENTIAL_URL
+            and getattr(self, _CREDENTIAL_URL[n])
+            and not is_loopback(getattr(self, _CREDENTIAL_URL[n]))
         ]
         bad += [f"EXTRA_ORGS[{n}]" for n in extra_used if not is_loopback(self.extra_orgs[n].url)]
         if bad:
@@ -336,6 +430,37 @@ class Settings(BaseSettings):
             )
         return backend
 
+    def idp_kind_checked(self) -> str:
+        """``idp_kind`` as one of :data:`IDP_KINDS` (case and spaces ignored).
+
+        Raises:
+            SettingsError: it names none of them.
+        """
+        kind = self.idp_kind.strip().lower()
+        if kind not in IDP_KINDS:
+            raise SettingsError(
+                f"HANDOVER_IDP_KIND must be one of {', '.join(IDP_KINDS)}, not {self.idp_kind!r}"
+            )
+        return kind
+
+    def hr_api_checked(self) -> str:
+        """``hr_api`` as one of :data:`HR_APIS`, or "" (none).
+
+        Raises:
+            SettingsError: it names another.
+        """
+        vendor = self.hr_api.strip().lower()
+        if vendor and vendor not in HR_APIS:
+            raise SettingsError(
+                f"HANDOVER_HR_API must be one of {', '.join(HR_APIS)} (or empty), "
+                f"not {self.hr_api!r}"
+            )
+        return vendor
+
+    def request_types(self) -> list[str]:
+        """``jira_request_types`` as names (comma-separated; blanks dropped)."""
+        return [t.strip() for t in self.jira_request_types.split(",") if t.strip()]
+
     def ledger_database_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
 
@@ -351,6 +476,8 @@ def load_settings(**overrides: Any) -> Settings:
     settings = Settings(**overrides)
     settings.check_safe()
     settings.org_backend_kind()  # a misspelt backend is refused here, not in a run
+    settings.idp_kind_checked()
+    settings.hr_api_checked()
     settings.check_orgs()
     settings.check_secrets_key()
     install_redaction(settings.secret_values())

@@ -241,6 +241,9 @@ class IdpUser(Frozen):
     active: bool = True
     groups: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()  # every email, lower-case (aliases included)
+    # The vendor's lifecycle state where it has one (Okta: STAGED, PROVISIONED, ACTIVE,
+    # SUSPENDED, DEPROVISIONED, …); "" where ``active`` is all the IdP says (SCIM, Entra).
+    status: str = ""
 
     @property
     def address(self) -> str:

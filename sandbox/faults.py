@@ -25,6 +25,12 @@ APIS: tuple[tuple[str, str], ...] = (
     ("/admin/v1/", "org_admin"),
     ("/ingest/", "org_ingest"),
     ("/idp/scim/v2", "idp"),
+    ("/okta/api/v1/", "okta"),
+    ("/graph/v1.0/", "graph"),
+    ("/hibob/", "hris"),
+    ("/bamboohr/", "hris"),
+    ("/personio/", "hris"),
+    ("/merge/", "hris"),
     ("/slack/api/", "slack"),
     ("/jira/rest/", "jira"),
 )

@@ -55,9 +55,22 @@ class FaultSettings(BaseModel):
     latency_ms: float = Field(
         0.0, ge=0.0, le=60_000, description="added to every (faulted) API call"
     )
-    apis: list[Literal["org_scim", "org_admin", "org_ingest", "idp", "slack", "jira"]] | None = (
-        Field(None, description="only these APIs get faults and latency (default: every API)")
-    )
+    apis: (
+        list[
+            Literal[
+                "org_scim",
+                "org_admin",
+                "org_ingest",
+                "idp",
+                "okta",
+                "graph",
+                "hris",
+                "slack",
+                "jira",
+            ]
+        ]
+        | None
+    ) = Field(None, description="only these APIs get faults and latency (default: every API)")
 
 
 class TokenBucket:

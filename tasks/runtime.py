@@ -41,7 +41,7 @@ from connectors.capabilities import (
     require,
 )
 from connectors.hris import RosterFile
-from connectors.idp import ScimIdp
+from connectors.idp import make_idp
 from connectors.org import make_org
 from connectors.settings import Settings, load_settings
 from connectors.slack import SlackMessenger
@@ -91,7 +91,7 @@ class Runtime(Services):
             tickets=JiraTickets(settings),
             ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
             org=make_org(settings),
-            idp=ScimIdp(settings),
+            idp=make_idp(settings),
             roster=RosterFile(settings.roster) if settings.roster else None,
             orgs={name: make_org(settings.for_org(name)) for name in settings.extra_orgs},
         )

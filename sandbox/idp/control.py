@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from scim2_models import Resource
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from sandbox.idp.directory import (
     resource_model,
 )
 from sandbox.idp.models import IdpProvisioningError, IdpResource
+from sandbox.idp.sessions import sessions_of, start_session
 from sandbox.org.provisioning import PushResult
 from sandbox.org.service import norm_email
 from sandbox.world import World
@@ -180,3 +181,40 @@ def errors(
             for e in rows
         ]
     return {"errors": out, "count": len(out)}
+
+
+@control_router.post("/sessions")
+def new_session(
+    request: Request,
+    user: str = Query(..., description="the user's email, userName or id"),
+    client: str = Query("", max_length=200, description="what the session is for"),
+) -> dict[str, Any]:
+    """Start a live sign-in session of the user (as signing in to an app would)."""
+    world = _world(request)
+    with world.db.session() as s:
+        d = Directory(s, world.clock.now())
+        try:
+            user_id = _user_id(d, user)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return {"id": start_session(s, user_id, world.clock.now(), client), "user_id": user_id}
+
+
+@control_router.get("/sessions")
+def list_sessions(
+    request: Request, user: str = Query(..., description="the user's email, userName or id")
+) -> dict[str, Any]:
+    """Every session of the user, live or ended, and how many are live."""
+    world = _world(request)
+    with world.db.session() as s:
+        d = Directory(s, world.clock.now())
+        try:
+            user_id = _user_id(d, user)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        views = sessions_of(s, user_id)
+    return {
+        "user_id": user_id,
+        "sessions": [asdict(v) for v in views],
+        "live": sum(1 for v in views if v.ended_at is None),
+    }

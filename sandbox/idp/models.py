@@ -101,3 +101,37 @@ class OidcDeviceGrant(Base):
     interval: Mapped[int] = mapped_column(Integer, default=5)
     last_poll_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime]
+
+
+class IdpSession(Base):
+    """One sign-in session of an IdP user (the sandbox's OpenID Connect sign-ins start one;
+    tests start them through ``/_sandbox/idp/sessions``): live until ended, by the user's
+    Okta "Clear User Sessions" or Graph ``revokeSignInSessions``."""
+
+    __tablename__ = "idp_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("idp_resources.id", ondelete="CASCADE"), index=True
+    )
+    client: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Whether the OAuth tokens issued in this session were revoked too (Okta's oauthTokens=true;
+    # Graph always revokes refresh tokens with the sessions).
+    tokens_revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class IdpUserState(Base):
+    """What the vendors' APIs say of a user beyond SCIM's ``active``: Okta's lifecycle status
+    and Graph's ``signInSessionsValidFromDateTime``. A user without a row is ACTIVE or
+    DEPROVISIONED as its ``active`` says, with no revocation yet."""
+
+    __tablename__ = "idp_user_states"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("idp_resources.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(32), default="")
+    status_changed: Mapped[datetime | None] = mapped_column(default=None)
+    sessions_valid_from: Mapped[datetime | None] = mapped_column(default=None)

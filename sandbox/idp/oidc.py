@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from sandbox.db import Setting
 from sandbox.idp.directory import USER
 from sandbox.idp.models import IdpResource, OidcCode, OidcDeviceGrant
+from sandbox.idp.sessions import start_session
 from sandbox.org.service import norm_email
 from sandbox.world import World
 
@@ -574,6 +575,8 @@ def _redeem_code(world: World, iss: str, client: Client, form: dict[str, str]) -
         if user is None or not user.active:
             return _oauth_error("invalid_grant", "the person is no longer active")
         nonce, auth_time = row.nonce, row.auth_time
+        # A sign-in is a session at the IdP, which offboarding ends (sandbox.idp.sessions).
+        start_session(s, user.id, now, client.client_id)
     token = id_token(
         world, issuer=iss, client_id=client.client_id, user=user, auth_time=auth_time, nonce=nonce
     )
@@ -605,5 +608,6 @@ def _poll_device(world: World, iss: str, client: Client, form: dict[str, str]) -
             return _oauth_error("access_denied", "the person is no longer active")
         grant.status = "used"
         auth_time = grant.auth_time or now
+        start_session(s, user.id, now, client.client_id)
     token = id_token(world, issuer=iss, client_id=client.client_id, user=user, auth_time=auth_time)
     return _token_response(token)
