@@ -58,6 +58,7 @@ from domain.runbook import ApprovedPlan, PlanStep, RunbookPlan
 from domain.steps import (
     CollectActivity,
     DeactivateIdpUser,
+    EndIdpSessions,
     GrantProjectAccess,
     HumanTask,
     OffboardParams,
@@ -135,6 +136,9 @@ class Inventory(BaseModel):
     # What the org has no API to read (a SCIM-only org: "assets", "keys", "projects",
     # "activity"): the plan puts a human task where a step would need it.
     unreadable: list[str] = Field(default_factory=list)
+    # Whether the IdP has an API to end a user's sessions (Okta, Entra; a generic SCIM IdP has
+    # none: the plan then warns that the leaver's live sessions last until they expire).
+    idp_ends_sessions: bool = False
     taken_at: datetime
 
 
@@ -596,9 +600,13 @@ def keep_access_steps(inv: Inventory, keep: list[ProjectGrant]) -> list[Step]:
     ]
 
 
-def idp_steps(inv: Inventory, groups: list[IdpGroup], *, narrowing: bool) -> list[Step]:
+def idp_steps(
+    inv: Inventory, groups: list[IdpGroup], *, narrowing: bool, emergency: bool = False
+) -> list[Step]:
     """Out of the mapped IdP groups first (or the next sync re-provisions), then (offboarding)
-    deactivated in the IdP."""
+    deactivated in the IdP and their live sessions ended (after the deactivation, so no new
+    one starts meanwhile). An emergency locks out first: deactivated, sessions ended, then
+    out of the groups."""
     user = inv.idp_user
     steps = [
         Step.of(
@@ -612,15 +620,41 @@ def idp_steps(inv: Inventory, groups: list[IdpGroup], *, narrowing: bool) -> lis
         )
         for g in groups
     ]
-    if user is not None and user.active and not narrowing:
-        steps.append(
+    if user is None or narrowing:
+        return steps
+    lockout = []
+    if user.active:
+        lockout.append(
             Step.of(
                 DeactivateIdpUser(email=inv.subject),
                 user.id,
                 reason="deactivate in the IdP before removing from the org",
             )
         )
-    return steps
+    # Still someone to lock out: active in the IdP, or (deactivated there already, e.g. by
+    # HR) still in the org — their sessions may outlive the deactivation.
+    if inv.idp_ends_sessions and (user.active or inv.member is not None):
+        lockout.append(
+            Step.of(
+                EndIdpSessions(email=inv.subject),
+                user.id,
+                reason="a deactivated user's live session keeps working until it expires",
+            )
+        )
+    return lockout + steps if emergency else steps + lockout
+
+
+def session_warnings(inv: Inventory, opts: Options) -> list[str]:
+    """Sessions no API of the IdP can end (a generic SCIM IdP): said, never skipped silently."""
+    user = inv.idp_user
+    if inv.idp_ends_sessions or user is None or is_narrowing(opts):
+        return []
+    if not (user.active or inv.member is not None):
+        return []
+    return [
+        f"the IdP has no API to end sessions: {inv.subject}'s live sign-in sessions last "
+        "until they expire — end them in the IdP's admin console"
+    ]
 
 
 def key_steps(inv: Inventory, opts: Options) -> tuple[list[Step], list[str]]:
@@ -835,7 +869,12 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
         promote=promote_steps(inv, promotions),
         transfer=transfer_steps(inv, placement, promotions=promotions),
         keep_access=keep_access_steps(inv, grants_to_keep(inv, opts, leaving=leaving)),
-        idp=idp_steps(inv, idp_groups_to_leave(inv, opts, leaving=leaving), narrowing=narrowing),
+        idp=idp_steps(
+            inv,
+            idp_groups_to_leave(inv, opts, leaving=leaving),
+            narrowing=narrowing,
+            emergency=opts.emergency,
+        ),
         keys=keys,
         remove=narrowing_steps(inv, opts, leaving=leaving)
         if narrowing
@@ -856,6 +895,7 @@ def make_offboarding_plan(inv: Inventory, opts: Options) -> Plan:
             *key_warnings,
             *export_warnings(inv),
             *roster_warnings(inv, opts),
+            *session_warnings(inv, opts),
         ],
         blockers=[
             *sole_org_admin_blockers(inv, opts),

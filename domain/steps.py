@@ -44,6 +44,7 @@ class StepKind(StrEnum):
     TRANSFER_ASSETS = "transfer_assets"
     REMOVE_IDP_GROUP = "remove_idp_group"
     DEACTIVATE_IDP_USER = "deactivate_idp_user"
+    END_IDP_SESSIONS = "end_idp_sessions"
     REVOKE_KEY = "revoke_key"
     ROTATE_KEY = "rotate_key"
     REMOVE_PROJECT_ROLE = "remove_project_role"
@@ -177,6 +178,14 @@ class DeactivateIdpUser(StepParams):
     email: str
 
 
+class EndIdpSessions(StepParams):
+    """End every sign-in session of the target IdP user (``email``'s), and the OAuth tokens the
+    IdP issued them where its API allows: deactivation stops new sign-ins, not live ones."""
+
+    kind: Literal["end_idp_sessions"] = "end_idp_sessions"
+    email: str
+
+
 class RevokeKey(StepParams):
     """Revoke the target API key at once (emergency); ``notify``: its other managers."""
 
@@ -250,6 +259,7 @@ OffboardParams = Annotated[
     | TransferAssets
     | RemoveIdpGroup
     | DeactivateIdpUser
+    | EndIdpSessions
     | RevokeKey
     | RotateKey
     | RemoveOwnProjectRole
@@ -437,6 +447,8 @@ def _taking_words(params: StepParams, target: str, subject: str) -> str | None:
             return f"{subject} leaves IdP group {g}"
         case DeactivateIdpUser(email=e):
             return f"{e} is deactivated in the IdP (signs in nowhere)"
+        case EndIdpSessions(email=e):
+            return f"{e}'s live IdP sessions (and their tokens) are ended"
         case RevokeKey(name=n):
             return f"API key {n} is revoked"
         case RotateKey(name=n, notify=to):

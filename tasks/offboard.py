@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, assert_never
 
 from prefect import task
@@ -27,6 +27,7 @@ from connectors.capabilities import (
     OrgActivityLog,
     PermissionGroups,
     ProjectAccess,
+    SessionControl,
     has,
     require,
 )
@@ -45,6 +46,7 @@ from domain.records import ApprovalState
 from domain.steps import (
     CollectActivity,
     DeactivateIdpUser,
+    EndIdpSessions,
     GrantProjectAccess,
     HumanTask,
     PromoteAdmin,
@@ -58,6 +60,7 @@ from domain.steps import (
     RotateKey,
     TransferAssets,
 )
+from domain.tasks import REPORTED
 from ledger.approvals import get_approval
 from ledger.cases import done_steps
 from ledger.reviews import claim_item
@@ -203,6 +206,7 @@ def read_inventory(
         activity=activity,
         org_admins=admins,
         unreadable=unreadable(org),
+        idp_ends_sessions=has(rt.idp, SessionControl),
         taken_at=now,
     )
 
@@ -242,6 +246,12 @@ def execute_offboard_step(
             return idp.remove_from_group(step.target, user_id), {}
         case DeactivateIdpUser():
             return idp.set_active(step.target, False), {}
+        case EndIdpSessions():
+            ended = require(idp, SessionControl, system="idp", operation="end_sessions")
+            result = ended.end_sessions(step.target)
+            # Kept with the done step: what the IdP said (e.g. Graph's sessions-valid-from
+            # time), which the verification compares the re-read with.
+            return result, dict(result.detail)
         case RevokeKey():
             result = rt.org_as(KeyManagement, "revoke_key").revoke_key(step.target)
             require(
@@ -429,9 +439,33 @@ def verify_offboarding(
             and f"{StepKind.ROTATE_KEY.value}:{k}" not in rotated_earlier
         ]
         check("old_keys_rejected", not stale, f"keys {stale} still carry the old secret")
+    if user is not None and not narrowed:
+        out.update(session_checks(rt, user.id, plan, case_id))
     # What no API could read: the person who did it in the console attests it.
     out.update(task_checks(rt, list(plan.steps), case_id))
     return out
+
+
+def session_checks(rt: Runtime, user_id: str, plan: Plan, case_id: int | None) -> dict[str, str]:
+    """``idp_sessions_ended`` where the plan ended the leaver's sessions: re-read where the
+    IdP's API can say (Graph's sessions-valid-from time), else what the IdP answered when they
+    were ended (Okta cannot list a user's sessions) — reported as such, never as a pass."""
+    step = next((st for st in plan.steps if isinstance(st.params, EndIdpSessions)), None)
+    if step is None:
+        return {}
+    done = done_steps(rt.ledger, case_id).get(step.id) if case_id is not None else None
+    if done is None:
+        return {"idp_sessions_ended": "fail: the sessions were never ended"}
+    valid_from = done["detail"].get("sessions_valid_from")
+    since = datetime.fromisoformat(valid_from) if valid_from else done["at"]
+    control = require(rt.idp, SessionControl, system="idp", operation="sessions_ended_since")
+    ended = control.sessions_ended_since(user_id, since)
+    if ended is None:
+        return {
+            "idp_sessions_ended": f"{REPORTED} the IdP when ended at {done['at']:%Y-%m-%d %H:%M} "
+            "UTC (its API cannot list a user's sessions)"
+        }
+    return {"idp_sessions_ended": "pass" if ended else "fail: a session older than the end"}
 
 
 def review_approvers(

@@ -526,8 +526,8 @@ def test_normal_order() -> None:
 def test_emergency_locks_out_first_and_collects_activity_last() -> None:
     plan = emergency(world(**SOLE, **IDP, **KEYS))
     assert phases(plan) == [
+        "deactivate_idp_user",  # no new sign-in, then out of the groups that provision
         "remove_idp_group",
-        "deactivate_idp_user",
         "revoke_key",
         "promote_admin",  # the org refuses to remove a sole admin
         "remove_member",
@@ -845,3 +845,40 @@ def test_find_lookalikes_lists_them_sorted() -> None:
 )
 def test_eligible(member: Member | None, why: str | None) -> None:
     assert eligible(member, T0) == why
+
+
+# --- sessions at the IdP ------------------------------------------------------------------------
+def test_sessions_end_after_the_deactivation_where_the_idp_can() -> None:
+    plan = plan_for(world(**IDP, idp_ends_sessions=True))
+    order = phases(plan)
+    assert order.index("deactivate_idp_user") + 1 == order.index("end_idp_sessions")
+    assert order.index("end_idp_sessions") < order.index("remove_member")
+    assert step(plan, "end_idp_sessions:u-dana").params == {"email": DANA}
+    assert not has_text(plan.warnings, "no API to end sessions")
+
+
+def test_an_emergency_ends_sessions_before_anything_but_the_deactivation() -> None:
+    plan = emergency(world(**SOLE, **IDP, **KEYS, idp_ends_sessions=True))
+    assert phases(plan)[:3] == ["deactivate_idp_user", "end_idp_sessions", "remove_idp_group"]
+
+
+def test_sessions_of_someone_deactivated_but_still_in_the_org_are_ended() -> None:
+    inv = world(**IDP, idp_ends_sessions=True)
+    inv.idp_user = inv.idp_user.model_copy(update={"active": False}) if inv.idp_user else None
+    plan = plan_for(inv)
+    assert "deactivate_idp_user" not in kinds(plan)
+    assert "end_idp_sessions" in kinds(plan)
+
+
+def test_an_idp_without_a_sessions_api_is_said_in_the_plan() -> None:
+    plan = plan_for(world(**IDP))
+    assert "end_idp_sessions" not in kinds(plan)
+    assert has_text(plan.warnings, f"no API to end sessions: {DANA}'s live sign-in sessions")
+
+
+def test_a_narrowing_ends_no_session() -> None:
+    plan = plan_for(
+        world(**IDP, idp_ends_sessions=True), Reason.ROLE_CHANGE, keep_projects=("Web",)
+    )
+    assert "end_idp_sessions" not in kinds(plan)
+    assert not has_text(plan.warnings, "sessions")
