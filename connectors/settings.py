@@ -262,7 +262,10 @@ class Settings(BaseSettings):
             if kind == "okta":
                 self.idp_token_url = self.idp_url.rstrip("/") + "/oauth2/v1/token"
             elif kind == "entra" and self.idp_tenant_id:
-                base = f"{SANDBOX}/entra" if is_loopback(self.idp_url) else _ENTRA_LOGIN
+                # The sandbox's Microsoft identity platform sits beside its Graph.
+                where = urlsplit(self.idp_url)
+                sandbox = f"{where.scheme}://{where.netloc}/entra"
+                base = sandbox if is_loopback(self.idp_url) else _ENTRA_LOGIN
                 self.idp_token_url = f"{base}/{self.idp_tenant_id}/oauth2/v2.0/token"
         hr = self.hr_api.strip().lower()
         if not self.hr_api_url and hr in _HR_API_URLS:

@@ -343,7 +343,10 @@ class OffboardStack:
             **os.environ,
             "HANDOVER_ORG_URL": s.org_url,
             "HANDOVER_ORG_BACKEND": s.org_backend,
+            "HANDOVER_IDP_KIND": s.idp_kind,
             "HANDOVER_IDP_URL": s.idp_url,
+            "HANDOVER_IDP_CLIENT_ID": s.idp_client_id,
+            "HANDOVER_IDP_TOKEN_URL": s.idp_token_url,
             "HANDOVER_SLACK_API_URL": s.slack_api_url,
             "HANDOVER_JIRA_URL": s.jira_url,
             "HANDOVER_LEDGER_URL": str(s.ledger_url),
@@ -371,6 +374,10 @@ class OffboardStack:
         )
 
 
+# Where each IdP kind's API lives in the sandbox, and the sandbox's published client of it
+# (Entra: its app registration; Okta's SSWS token needs none).
+IDP_PATHS = {"scim": "/idp/scim/v2", "okta": "/okta", "entra": "/graph/v1.0"}
+SANDBOX_IDP_CLIENTS = {"entra": "TODO"}
 QA_TOKENS = {"scim_token": "sandbox-scim-key", "admin_token": "sandbox-admin-token"}
 QA_ORG: dict[str, Any] = {"backend": "sandbox", **QA_TOKENS}
 
@@ -383,12 +390,14 @@ def make_stack(
     backend: str = "sandbox",
     qa_org: bool = False,
     intake_url: str | None = None,
+    idp_kind: str = "scim",
 ) -> OffboardStack:
     """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake;
     ``backend`` is ``HANDOVER_ORG_BACKEND`` (``amplitude``: the org's SCIM API only);
     ``qa_org``: the sandbox's second org (``/orgs/qa``) is an extra org of the settings;
     ``intake_url``: ``HANDOVER_INTAKE_URL`` (where the links in DMs point), when the test
-    serves the intake there."""
+    serves the intake there; ``idp_kind``: ``HANDOVER_IDP_KIND``, each kind's API of the
+    sandbox's one IdP (SCIM, Okta's Management API or Microsoft Graph)."""
     url = sandbox.url
     rows = httpx.get(f"{url}/_sandbox/roster", timeout=10).json()["rows"]
     if edit_roster is not None:
@@ -397,7 +406,9 @@ def make_stack(
     roster.write_text(json.dumps({"rows": rows}))
     settings = Settings(
         org_url=url,
-        idp_url=f"{url}/idp/scim/v2",
+        idp_kind=idp_kind,
+        idp_url=f"{url}{IDP_PATHS[idp_kind]}",
+        idp_client_id=SANDBOX_IDP_CLIENTS.get(idp_kind, ""),
         slack_api_url=f"{url}/slack/api/",
         jira_url=f"{url}/jira",
         ledger_url=f"sqlite:///{tmp / 'ledger.db'}",
