@@ -14,7 +14,12 @@
    ``offboard.remove_member`` audit event) and POST → end of the run (the record step's ticket
    comment and Slack DMs come after the verification).
 
-Run: ``.venv/bin/python bench/offboard.py [--normal 5] [--emergency 20]``.
+3. the emergency path per IdP kind (``HANDOVER_IDP_KIND`` scim, okta, entra: the sandbox's one
+   IdP through each vendor's API): the same signed webhook, timed to the leaver's IdP sessions
+   ended (the ``offboard.end_idp_sessions`` audit event; a generic SCIM IdP has no API for it)
+   and to the member removed from the org.
+
+Run: ``.venv/bin/python bench/offboard.py [--normal 5] [--emergency 20] [--per-kind 3]``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ os.environ["HANDOVER_SANDBOX"] = "1"
 
 from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
 from domain.identity import SELF_DECLARED  # noqa: E402
+from domain.tasks import is_ok  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -74,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--normal", type=int, default=3)
     ap.add_argument("--emergency", type=int, default=20)
+    ap.add_argument("--per-kind", type=int, default=3, help="emergencies per IdP kind")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="handover-bench-"))
     prefect = start_prefect_server(tmp / "prefect")
@@ -84,15 +91,18 @@ def main() -> None:
         from tasks.runtime import use_runtime
 
         # Every offboarding here, and those the intake launches in threads, runs on this.
-        with use_runtime(local_runtime(sb.url, tmp)) as rt:
-            run(sb.url, rt, args)
+        with use_runtime(local_runtime(sb.url, tmp, idp_kind="scim")) as rt:
+            figures, rest = run(sb.url, rt, args)
+        figures |= by_idp_kind(sb.url, tmp, rest, args.per_kind)
+        print(json.dumps(figures))
     finally:
         sb.stop()
         prefect.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(url: str, rt: Any, args: argparse.Namespace) -> None:
+def run(url: str, rt: Any, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Sections 1 and 2, printed; their headline figures, and the people not offboarded."""
     from approvals.handler import decide
     from domain.records import ApprovalState
     from flows.offboard import offboard
@@ -119,8 +129,10 @@ def run(url: str, rt: Any, args: argparse.Namespace) -> None:
         and m["email"] not in planted
     ]
     need = args.normal + args.emergency
-    if len(people) < need:
-        raise SystemExit(f"the demo org has {len(people)} ordinary members; asked for {need}")
+    if len(people) < need + 3 * args.per_kind:
+        raise SystemExit(
+            f"the demo org has {len(people)} ordinary members; asked for {need + 3 * args.per_kind}"
+        )
     stop = threading.Event()
 
     def approver() -> None:  # HR approves every pending termination (the CLI path)
@@ -179,8 +191,8 @@ def run(url: str, rt: Any, args: argparse.Namespace) -> None:
         f"  our Slack rate-limit buckets held runs back {sum(held):.2f} s in all "
         f"(max {max(held):.2f} s in one run)"
     )
-    print(
-        json.dumps(
+    return (
+        (
             {
                 "bench": "offboard",
                 "emergency_p95_fraction_of_target": round(p95 / 5.0, 3),
@@ -196,8 +208,39 @@ def run(url: str, rt: Any, args: argparse.Namespace) -> None:
                 "emergency_slack_bucket_wait_max_s": round(max(held), 2),
                 "cores": cores,
             }
-        )
+        ),
+        people[need:],
     )
+
+
+def by_idp_kind(url: str, tmp: Path, people: list[str], n: int) -> dict[str, Any]:
+    """Section 3: ``n`` emergencies through each IdP kind's API; printed, and as figures."""
+    from cli.stack import local_runtime
+    from tasks.runtime import use_runtime
+
+    out: dict[str, Any] = {}
+    print("emergency per IdP kind (HR webhook → sessions ended → member removed):")
+    for i, kind in enumerate(("scim", "okta", "entra")):
+        home = tmp / f"idp-{kind}"
+        home.mkdir()
+        mine = people[i * n : (i + 1) * n]
+        sessions: list[float] = []
+        with use_runtime(local_runtime(url, home, idp_kind=kind)) as rt:
+            _, removed, _, _ = emergencies(url, rt, mine, sessions=sessions)
+        line = f"  {kind:5}: {len(removed)} runs, "
+        if sessions:
+            line += (
+                f"sessions ended p50 {statistics.median(sessions):.2f} s, "
+                f"max {max(sessions):.2f} s; "
+            )
+            out[f"emergency_{kind}_sessions_ended_p50_s"] = round(statistics.median(sessions), 2)
+        else:
+            line += "sessions: no API to end them (the plan says so); "
+        line += f"member removed p50 {statistics.median(removed):.2f} s, max {max(removed):.2f} s"
+        print(line)
+        out[f"emergency_{kind}_removed_p50_s"] = round(statistics.median(removed), 2)
+        out[f"emergency_{kind}_removed_max_s"] = round(max(removed), 2)
+    return out
 
 
 def slack_waited() -> float:
@@ -208,9 +251,10 @@ def slack_waited() -> float:
 
 
 def emergencies(
-    url: str, svc: Any, people: list[str]
+    url: str, svc: Any, people: list[str], *, sessions: list[float] | None = None
 ) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Offboard each of ``people`` through a signed HR webhook with ``security_risk``.
+    """Offboard each of ``people`` through a signed HR webhook with ``security_risk``;
+    ``sessions`` gets the seconds from the POST to the IdP sessions ended, where they were.
 
     Returns:
         Seconds from the POST to the verified lockout, to the member's removal, and to the
@@ -250,14 +294,18 @@ def emergencies(
                 assert isinstance(result, dict), result
                 checks = result["verification"]
                 assert result["status"] == "done" and checks.get("member_removed") == "pass", result
-                assert all(v == "pass" for v in checks.values()), checks
+                # is_ok: Okta's sessions ended are reported by it (it cannot list them).
+                assert all(is_ok(v) for v in checks.values()), checks
                 verified.append(verify_ended(f"hr-{ref}").timestamp() - t0)
-                (gone,) = [
-                    e
-                    for e in records(svc.ledger, subject=email)
-                    if e.action == "offboard.remove_member"
-                ]
+                events = records(svc.ledger, subject=email)
+                (gone,) = [e for e in events if e.action == "offboard.remove_member"]
                 removed.append(gone.at.timestamp() - t0)
+                if sessions is not None:
+                    sessions += [
+                        e.at.timestamp() - t0
+                        for e in events
+                        if e.action == "offboard.end_idp_sessions"
+                    ]
     finally:
         intake.stop()
     return verified, removed, ended, held

@@ -205,14 +205,28 @@ def serve_app(
 
 
 def local_runtime(
-    url: str, home: Path, *, roster: bool = True, org_backend: str = "sandbox"
+    url: str,
+    home: Path,
+    *,
+    roster: bool = True,
+    org_backend: str = "sandbox",
+    idp_kind: str | None = None,
 ) -> Any:
     """The runbooks' runtime (``tasks.runtime.Runtime``, which is also the gate's services) for
     a sandbox at ``url``, with the ledger (and the sandbox's HR roster) under ``home``;
-    ``org_backend`` as ``HANDOVER_ORG_BACKEND``. Flows run in this process get it once it is
-    bound (``with tasks.runtime.use_runtime(rt):``)."""
-    from connectors.settings import Settings
+    ``org_backend`` as ``HANDOVER_ORG_BACKEND``; ``idp_kind`` as ``HANDOVER_IDP_KIND`` (default:
+    the environment's), each kind's API of the sandbox's IdP. Flows run in this process get it
+    once it is bound (``with tasks.runtime.use_runtime(rt):``)."""
+    from connectors.settings import SANDBOX_IDP_PATHS, Settings
     from tasks.runtime import Runtime
+
+    kind = (idp_kind or Settings().idp_kind).strip().lower()
+    if kind not in SANDBOX_IDP_PATHS:
+        from connectors.settings import SettingsError
+
+        raise SettingsError(
+            f"HANDOVER_IDP_KIND must be one of {', '.join(SANDBOX_IDP_PATHS)}, not {kind!r}"
+        )
 
     roster_file = None
     if roster:
@@ -220,7 +234,8 @@ def local_runtime(
         roster_file.write_text(httpx.get(f"{url}/_sandbox/roster", params={"format": "csv"}).text)
     settings = Settings(
         org_url=url,
-        idp_url=f"{url}/idp/scim/v2",
+        idp_kind=kind,
+        idp_url=f"{url}{SANDBOX_IDP_PATHS[kind]}",
         slack_api_url=f"{url}/slack/api/",
         jira_url=f"{url}/jira",
         oidc_issuer=f"{url}/idp/oidc",  # who signs people in to the console: the sandbox's IdP

@@ -64,9 +64,16 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
     roster.write_text(
         httpx.get(f"{url}/_sandbox/roster", params={"format": "csv"}, timeout=10).text
     )
+    from connectors.settings import SANDBOX_IDP_PATHS
+
+    # The IdP kind chosen in this shell (HANDOVER_IDP_KIND), answered by the sandbox's own
+    # imitation of that vendor's API.
+    kind = os.environ.get("HANDOVER_IDP_KIND", "scim").strip().lower() or "scim"
+    path = SANDBOX_IDP_PATHS.get(kind, SANDBOX_IDP_PATHS["scim"])
     return {
         "HANDOVER_ORG_URL": url,
-        "HANDOVER_IDP_URL": f"{url}/idp/scim/v2",
+        "HANDOVER_IDP_KIND": kind,
+        "HANDOVER_IDP_URL": f"{url}{path}",
         "HANDOVER_SLACK_API_URL": f"{url}/slack/api/",
         "HANDOVER_JIRA_URL": f"{url}/jira",
         "HANDOVER_OIDC_ISSUER": f"{url}/idp/oidc",  # who signs people in: the sandbox's IdP

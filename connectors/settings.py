@@ -49,12 +49,14 @@ ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
 IDP_KINDS = ("scim", "okta", "entra")
 # The sandbox's Entra tenant (a real one is a GUID too; HANDOVER_IDP_TENANT_ID).
 SANDBOX_TENANT_ID = "5a7d0c2e-0000-4000-8000-5a4db0c5e5e5"
+# The sandbox's Entra app registration (its client id; the secret is a SANDBOX_ONLY_CREDENTIAL).
+SANDBOX_ENTRA_CLIENT_ID = "0a5c6e1d-0000-4000-8000-5a4db0c5a99e"
+# Where each IdP kind's API sits in the sandbox (under its root URL).
+SANDBOX_IDP_PATHS = {"scim": "/idp/scim/v2", "okta": "/okta", "entra": "/graph/v1.0"}
 _ENTRA_LOGIN = "https://login.microsoftonline.com"
-_IDP_URLS = {
-    "scim": f"{SANDBOX}/idp/scim/v2",
-    "okta": f"{SANDBOX}/okta",  # an Okta org's URL (https://acme.okta.com): /api/v1 under it
-    "entra": f"{SANDBOX}/graph/v1.0",  # Microsoft Graph's root (https://graph.microsoft.com/v1.0)
-}
+# An Okta org's URL is https://<org>.okta.com (/api/v1 under it); Microsoft Graph's root is
+# https://graph.microsoft.com/v1.0.
+_IDP_URLS = {kind: f"{SANDBOX}{path}" for kind, path in SANDBOX_IDP_PATHS.items()}
 # The HR systems whose API the roster can be read from (HANDOVER_HR_API), and their sandbox URLs.
 HR_APIS = ("hibob", "bamboohr", "merge")
 _HR_API_URLS = {
@@ -256,8 +258,9 @@ class Settings(BaseSettings):
         kind = self.idp_kind.strip().lower()
         if not self.idp_url and kind in _IDP_URLS:
             self.idp_url = _IDP_URLS[kind]
-        if kind == "entra" and not self.idp_tenant_id and self.sandbox:
-            self.idp_tenant_id = SANDBOX_TENANT_ID
+        if kind == "entra" and self.sandbox and is_loopback(self.idp_url):
+            self.idp_tenant_id = self.idp_tenant_id or SANDBOX_TENANT_ID
+            self.idp_client_id = self.idp_client_id or SANDBOX_ENTRA_CLIENT_ID
         if not self.idp_token_url:
             if kind == "okta":
                 self.idp_token_url = self.idp_url.rstrip("/") + "/oauth2/v1/token"

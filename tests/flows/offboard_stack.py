@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from approvals.policy import load_policy
 from approvals.services import Services
 from cli.approvals_cmd import block_actions_body, from_slack, sign
-from connectors.settings import Settings
+from connectors.settings import SANDBOX_IDP_PATHS, Settings
 from domain.records import ApprovalRequest
 from domain.runbook import call_runbook
 from domain.tasks import TaskRecord, TaskState
@@ -345,7 +345,6 @@ class OffboardStack:
             "HANDOVER_ORG_BACKEND": s.org_backend,
             "HANDOVER_IDP_KIND": s.idp_kind,
             "HANDOVER_IDP_URL": s.idp_url,
-            "HANDOVER_IDP_CLIENT_ID": s.idp_client_id,
             "HANDOVER_IDP_TOKEN_URL": s.idp_token_url,
             "HANDOVER_SLACK_API_URL": s.slack_api_url,
             "HANDOVER_JIRA_URL": s.jira_url,
@@ -374,10 +373,8 @@ class OffboardStack:
         )
 
 
-# Where each IdP kind's API lives in the sandbox, and the sandbox's published client of it
-# (Entra: its app registration; Okta's SSWS token needs none).
-IDP_PATHS = {"scim": "/idp/scim/v2", "okta": "/okta", "entra": "/graph/v1.0"}
-SANDBOX_IDP_CLIENTS = {"entra": "TODO"}
+# Where each IdP kind's API lives in the sandbox.
+IDP_PATHS = SANDBOX_IDP_PATHS
 QA_TOKENS = {"scim_token": "sandbox-scim-key", "admin_token": "sandbox-admin-token"}
 QA_ORG: dict[str, Any] = {"backend": "sandbox", **QA_TOKENS}
 
@@ -408,7 +405,6 @@ def make_stack(
         org_url=url,
         idp_kind=idp_kind,
         idp_url=f"{url}{IDP_PATHS[idp_kind]}",
-        idp_client_id=SANDBOX_IDP_CLIENTS.get(idp_kind, ""),
         slack_api_url=f"{url}/slack/api/",
         jira_url=f"{url}/jira",
         ledger_url=f"sqlite:///{tmp / 'ledger.db'}",

@@ -198,4 +198,3 @@ def test_idp_managed_onboarding_then_expiry(stack: OffboardStack) -> None:
     assert "amplitude-project-members-staging" not in names
     m = st.rt.org.get_member(VENDOR)
     assert m is None or "Staging" not in {g.project for g in m.projects}
-
