@@ -43,10 +43,18 @@ def api(okta: Backend, method: str, path: str, headers: Any = None, **kw: Any) -
     return okta.raw.request(method, url, headers=SSWS if headers is None else headers, **kw)
 
 
-def new_user(okta: Backend, login: str, activate: bool = True, **profile: Any) -> dict[str, Any]:
-    body = {
+def new_user(
+    okta: Backend,
+    login: str,
+    activate: bool = True,
+    groupIds: list[str] | None = None,
+    **profile: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "profile": {"login": login, "email": login, "firstName": "F", "lastName": "L", **profile}
     }
+    if groupIds:
+        body["groupIds"] = groupIds
     r = api(okta, "POST", "/users", params={"activate": str(activate).lower()}, json=body)
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -143,6 +151,9 @@ def test_filter_search_and_q(okta: Backend) -> None:
     assert ids(search=both) == [ada["id"]]
     assert ids(search='profile.firstName sw "b" and status eq "DEPROVISIONED"') == [bob["id"]]
     assert ids(q="ad") == [ada["id"]]
+    either = '(profile.firstName eq "zed" or profile.firstName eq "ADA") and profile.secondEmail pr'
+    assert ids(search=either) == [ada["id"]]
+    assert ids(search='profile.login co "ob@" and status ne "ACTIVE"') == [bob["id"]]
     refused = api(okta, "GET", "/users", params={"filter": 'profile.secondEmail eq "x"'})
     assert (refused.status_code, refused.json()["errorCode"]) == (400, "E0000031")
     groups = api(okta, "GET", "/groups", params={"q": "eng"}).json()
@@ -181,6 +192,7 @@ def test_the_lifecycle_state_machine(okta: Backend) -> None:
     active = okta.user("sam@example.com")
     assert api(okta, "POST", f"/users/{active}/lifecycle/suspend").status_code == 200
     assert api(okta, "GET", f"/users/{active}").json()["status"] == "SUSPENDED"
+    assert okta.scim("GET", f"/Users/{active}").json()["active"] is False  # the SCIM face agrees
     assert api(okta, "POST", f"/users/{active}/lifecycle/reactivate").status_code == 403
     assert api(okta, "POST", f"/users/{active}/lifecycle/unsuspend").status_code == 200
 
@@ -312,8 +324,11 @@ def test_okta_429_says_when_by_x_rate_limit_reset(okta: Backend) -> None:
 # ---------------------------------------------------------------------------- the org, sessions
 def test_group_changes_push_into_the_org(okta: Backend) -> None:
     email = "lea@example.com"
-    uid = new_user(okta, email)["id"]
     gids = [okta.group(name) for name in MAPPED]
+    joined = new_user(okta, "joiner@example.com", groupIds=[gids[0]])
+    assert org_total(okta, "joiner@example.com") == 1
+    assert [g["id"] for g in api(okta, "GET", f"/users/{joined['id']}/groups").json()] == [gids[0]]
+    uid = new_user(okta, email)["id"]
     for gid in gids:
         assert api(okta, "PUT", f"/groups/{gid}/users/{uid}").status_code == 204
     assert api(okta, "PUT", f"/groups/{gids[0]}/users/{uid}").status_code == 204  # no change
