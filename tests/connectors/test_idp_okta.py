@@ -145,7 +145,7 @@ def test_make_idp_builds_okta_from_the_settings(key: RSAKey) -> None:
     assert isinstance(ssws, OktaIdp) and ssws.auth is None
     assert ssws.http.base_url == "http://127.0.0.1:8800/okta"
     assert isinstance(ssws, SessionControl)
-    assert capabilities_of(ssws) == ["UserDirectory", "GroupMembership"]
+    assert capabilities_of(ssws) == ["UserDirectory", "GroupMembership", "SessionControl"]
     oauth = make_idp(
         Settings(
             idp_kind="okta",
