@@ -8,13 +8,21 @@ and counts what happened so runs and benchmarks can report requests, retries and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from connectors.errors import TransientError, error_for_status, parse_retry_after
+from connectors.errors import (
+    ConnectorError,
+    TransientError,
+    Where,
+    error_for_status,
+    parse_retry_after,
+)
 from connectors.rate import TokenBucket, limiter_for
 from connectors.retry import call_with_retry
 
@@ -59,6 +67,33 @@ def error_message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+def retry_after_of(response: httpx.Response) -> float | None:
+    """How long the server asks us to wait: ``Retry-After``, or else (Okta's way) the
+    ``X-Rate-Limit-Reset`` epoch second, counted from the answer's ``Date`` so the two clocks'
+    skew does not matter (Okta's rate-limit guide computes it so); ``None`` when it says neither.
+    """
+    after = parse_retry_after(response.headers.get("retry-after"))
+    if after is not None:
+        return after
+    reset = response.headers.get("x-rate-limit-reset")
+    if not reset:
+        return None
+    try:
+        at = float(reset)
+    except ValueError:
+        return None
+    try:
+        now = parsedate_to_datetime(response.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        now = time.time()
+    return max(0.0, at - now)
+
+
+# A vendor's own reading of an error answer (its error codes, its rate-limit headers): given the
+# response and where it happened, the error of our tree to raise.
+ErrorMapper = Callable[[httpx.Response, Where], ConnectorError]
+
+
 class HttpApi:
     """A rate-limited, retrying JSON client for one backend.
 
@@ -71,6 +106,10 @@ class HttpApi:
         client: an ``httpx.Client`` to use instead of a new one (e.g. in-process tests).
         rejected: what a 401 means for this backend's credentials, said before the backend's
             own message (e.g. a regenerated SCIM key).
+        auth: an ``httpx.Auth`` that authenticates each request (e.g. an OAuth access token it
+            fetches and renews), instead of credentials in ``headers``.
+        errors: the vendor's mapping of an error answer to our tree, instead of the generic
+            one by status (:func:`connectors.errors.error_for_status`).
     """
 
     def __init__(
@@ -87,8 +126,12 @@ class HttpApi:
         max_seconds: float = 60.0,
         limiter: TokenBucket | None = None,
         rejected: str = "",
+        auth: httpx.Auth | None = None,
+        errors: ErrorMapper | None = None,
     ) -> None:
         self.system = system
+        self.auth = auth
+        self.errors = errors
         self.rejected = rejected
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter or limiter_for(backend, self.base_url, per_minute)
@@ -140,6 +183,7 @@ class HttpApi:
                         if idempotency_key
                         else self._headers
                     ),
+                    auth=self.auth if self.auth is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TimeoutException as exc:
                 raise TransientError(
@@ -154,12 +198,18 @@ class HttpApi:
                 ) from exc
             if resp.status_code in accepted:
                 return resp
-            retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            retry_after = retry_after_of(resp) if resp.status_code == 429 else None
+            if retry_after is None:
+                retry_after = parse_retry_after(resp.headers.get("retry-after"))
             if resp.status_code == 429:
                 self.stats.add(rate_limited=1)
                 self.limiter.penalize(retry_after or 1.0)
             elif resp.status_code >= 500:
                 self.stats.add(server_errors=1)
+            if self.errors is not None:
+                raise self.errors(
+                    resp, {"system": self.system, "operation": operation, "subject": subject}
+                )
             message = error_message(resp)
             if resp.status_code == 401 and self.rejected:
                 message = f"{self.rejected}: {message}"

@@ -1,5 +1,6 @@
 """The sandbox world as one ASGI app on one port: the org backend (``/scim/1``, ``/admin/v1``,
-``/ingest``), the IdP (``/idp/scim/v2``, and its OpenID Connect provider at ``/idp/oidc``),
+``/ingest``), the IdP (``/idp/scim/v2``, and its OpenID Connect provider at ``/idp/oidc``; Okta's
+Management API at ``/okta/api/v1``),
 Slack (``/slack/api``), Jira (``/jira/rest/api/2``) and the test-only controls (``/_sandbox``).
 """
 
@@ -16,6 +17,8 @@ from sandbox.faults import FaultMiddleware
 from sandbox.idp import control_router as idp_control_router
 from sandbox.idp import make_idp_app
 from sandbox.idp import oidc as idp_oidc
+from sandbox.idp import okta as idp_okta
+from sandbox.idp import okta_oauth as idp_okta_oauth
 from sandbox.org import admin, scim
 from sandbox.org.service import OrgError
 from sandbox.world import FaultSettings, World
@@ -68,6 +71,10 @@ def create_app(
     app.include_router(slack.control_router)
     app.include_router(jira.control_router)
     app.include_router(idp_control_router)
+    # Okta's Management API and its org authorization server, over the same directory.
+    app.include_router(idp_okta.router)
+    app.include_router(idp_okta_oauth.router)
+    app.include_router(idp_okta_oauth.control_router)
     # Before the /idp mount, which would otherwise take every /idp path for its SCIM service.
     app.include_router(idp_oidc.router)
     # scim2-server declares its ASGI scope and messages as dict where Starlette's say

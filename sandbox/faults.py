@@ -1,4 +1,5 @@
-"""ASGI middleware: the request log, per-API rate limits (429 + Retry-After), injected 5xx
+"""ASGI middleware: the request log, per-API rate limits (429 + Retry-After, or Okta's
+X-Rate-Limit-Reset), injected 5xx
 faults and latency (both only on the APIs named in ``apis``, when given). ``/_sandbox`` and
 ``/healthz`` are never limited nor faulted.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +29,7 @@ APIS: tuple[tuple[str, str], ...] = (
     ("/ingest/", "org_ingest"),
     ("/idp/scim/v2", "idp"),
     ("/okta/api/v1/", "okta"),
+    ("/okta/oauth2/", "okta"),
     ("/graph/v1.0/", "graph"),
     ("/hibob/", "hris"),
     ("/bamboohr/", "hris"),
@@ -56,6 +60,19 @@ def _error_body(api: str, status: int, message: str) -> bytes:
         body = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
     elif api == "jira":
         body = {"errorMessages": [message], "errors": {}}
+    elif api == "okta":
+        code, summary = (
+            ("E0000047", "API call exceeded rate limit due to too many requests.")
+            if status == 429
+            else ("E0000009", "Internal Server Error")
+        )
+        body = {
+            "errorCode": code,
+            "errorSummary": summary,
+            "errorLink": code,
+            "errorId": "oae" + secrets.token_urlsafe(16),
+            "errorCauses": [],
+        }
     else:
         body = {"error": message, "status": status}
     return json.dumps(body).encode()
@@ -98,7 +115,7 @@ class FaultMiddleware:
                     send,
                     429,
                     _error_body(api, 429, "rate limit exceeded"),
-                    [(b"retry-after", str(retry_after).encode())],
+                    _limit_headers(api, retry_after, f.rate_limit or 0),
                 )
                 return
         fault = faulted and f.fault_rate > 0 and world.rng.random() < f.fault_rate
@@ -128,6 +145,19 @@ class FaultMiddleware:
             injected="fault-after" if after else None,
             **rec,
         )
+
+
+def _limit_headers(api: str, retry_after: int, limit: int) -> list[tuple[bytes, bytes]]:
+    """How a 429 says when to come back: Okta by ``X-Rate-Limit-Reset`` (UTC epoch seconds,
+    with ``-Limit`` and ``-Remaining: 0``, no ``Retry-After``); the others by ``Retry-After``."""
+    if api == "okta":
+        reset = math.ceil(time.time() + retry_after)
+        return [
+            (b"x-rate-limit-limit", str(limit).encode()),
+            (b"x-rate-limit-remaining", b"0"),
+            (b"x-rate-limit-reset", str(reset).encode()),
+        ]
+    return [(b"retry-after", str(retry_after).encode())]
 
 
 async def _send(

@@ -1,18 +1,24 @@
-"""The SCIM servers the IdP connector's contract suite runs against, and raw seeding helpers.
+"""The IdPs the contract suite runs against, one table of kinds (:data:`KINDS`), and raw
+seeding helpers.
 
-Three servers: the sandbox IdP in-process (Starlette's TestClient as the httpx client), the
-sandbox IdP over loopback (uvicorn), and an independent scim2-server (its WSGI application over
-an in-memory storage, served by wsgiref on a loopback port, behind a bearer token, with a page
-size of 20 so that every listing spans several pages).
+Each kind names its servers and builds its connector for a :class:`Backend`:
 
-Groups have no create call in the connector (the IdP's admins make them), so tests seed users
-and groups with raw SCIM requests, as an IdP admin would.
+- ``scim``: the sandbox IdP in-process (Starlette's TestClient as the httpx client), the sandbox
+  IdP over loopback (uvicorn), and an independent scim2-server (its WSGI application over an
+  in-memory storage, served by wsgiref on a loopback port, behind a bearer token, with a page
+  size of 20 so that every listing spans several pages);
+- ``okta``: the sandbox's imitation of Okta's Management API (``/okta``), in-process and over
+  loopback, with the SSWS token.
+
+Groups have no create call in the connectors (the IdP's admins make them), so tests seed users
+and groups with raw SCIM requests, as an IdP admin would: the sandbox's SCIM face is the same
+directory every other face of the sandbox IdP serves.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
@@ -32,7 +38,7 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
-from connectors.idp import ScimIdp
+from connectors.idp import OktaIdp, ScimIdp
 from connectors.rate import TokenBucket
 from sandbox.app import create_app
 from sandbox.org.models import Project
@@ -46,34 +52,40 @@ SCIM2_PAGE = 20  # scim2-server's maxPageSize here: smaller than the connector's
 PAGE_SIZE = 50  # the count the connector asks for in these tests
 PROJECTS = ("Production", "Staging", "Development")  # what the mapped groups name
 
-SERVERS = ("sandbox", "sandbox-loopback", "scim2-server")
+SERVERS = ("sandbox", "sandbox-loopback", "scim2-server")  # the SCIM kind's servers
+Idp = ScimIdp | OktaIdp
 
 
 @dataclass
 class Backend:
-    """One SCIM server under test: how to reach it, and a raw client to seed it."""
+    """One IdP under test: its kind, how to reach it, and a raw SCIM client to seed it."""
 
-    name: str
-    base_url: str  # the SCIM root
+    name: str  # the server: sandbox | sandbox-loopback | scim2-server
+    base_url: str  # the SCIM root (seeding)
     token: str
     raw: httpx.Client  # absolute URLs; also the connector's client when in-process
     in_process: bool = False
     app: FastAPI | None = None  # the sandbox app (sandbox only)
     root: str = ""  # the sandbox's own root URL (sandbox only)
-    _clients: list[ScimIdp] = field(default_factory=list)
+    kind: str = "scim"
+    _clients: list[Idp] = field(default_factory=list)
 
-    def idp(self, *, token: str | None = None, page_size: int = PAGE_SIZE) -> ScimIdp:
-        """A connector for this server, with its own (unthrottled) rate-limit bucket."""
-        idp = ScimIdp(
-            base_url=self.base_url,
-            token=self.token if token is None else token,
-            client=self.raw if self.in_process else None,
-            limiter=TokenBucket(100_000),
-            page_size=page_size,
-        )
+    @property
+    def active_status(self) -> str:
+        """The ``status`` an active user shows with this kind ("" where the IdP has none)."""
+        return KINDS[self.kind].active_status
+
+    def idp(self, *, token: str | None = None, page_size: int = PAGE_SIZE) -> Idp:
+        """A connector of this backend's kind, with its own (unthrottled) rate-limit bucket."""
+        idp = KINDS[self.kind].connect(self, self.token if token is None else token, page_size)
         if not self.in_process:
             self._clients.append(idp)
         return idp
+
+    def client_kw(self) -> dict[str, Any]:
+        """What every connector of this backend is built with: the in-process client, if
+        any, and an unthrottled bucket."""
+        return {"client": self.raw if self.in_process else None, "limiter": TokenBucket(100_000)}
 
     def scim(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -153,9 +165,41 @@ def scim2_server(token: str = SCIM2_TOKEN) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def _scim(backend: Backend, token: str, page_size: int) -> Idp:
+    return ScimIdp(
+        base_url=backend.base_url, token=token, page_size=page_size, **backend.client_kw()
+    )
+
+
+def _okta(backend: Backend, token: str, page_size: int) -> Idp:
+    return OktaIdp(
+        base_url=f"{backend.root}/okta", token=token, page_size=page_size, **backend.client_kw()
+    )
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One IdP kind of the contract suite: the servers it runs on and its connector."""
+
+    servers: tuple[str, ...]
+    connect: Callable[[Backend, str, int], Idp]  # backend, token, page size
+    active_status: str = ""
+
+
+KINDS: dict[str, Kind] = {
+    "scim": Kind(SERVERS, _scim),
+    "okta": Kind(("sandbox", "sandbox-loopback"), _okta, active_status="ACTIVE"),
+}
+# Every (kind, server) pair the contract suite runs on.
+CASES = tuple((kind, server) for kind, k in KINDS.items() for server in k.servers)
+
+
 @contextmanager
-def open_backend(name: str) -> Iterator[Backend]:
-    """A fresh, empty server of kind ``name`` (one of :data:`SERVERS`)."""
+def open_backend(name: str, kind: str = "scim") -> Iterator[Backend]:
+    """A fresh, empty server ``name`` (one of the kind's servers), reached by ``kind``'s
+    connector."""
+    if name not in KINDS[kind].servers:
+        raise ValueError(f"the {kind} kind has no server {name!r}")
     with ExitStack() as stack:
         if name == "sandbox":
             app = create_app(None, seed="empty", rng_seed=1)
@@ -183,5 +227,6 @@ def open_backend(name: str) -> Iterator[Backend]:
             backend = Backend(name, url, SCIM2_TOKEN, raw)
         else:
             raise ValueError(f"unknown SCIM server {name!r}")
+        backend.kind = kind
         stack.callback(backend.close)
         yield backend

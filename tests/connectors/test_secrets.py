@@ -6,13 +6,16 @@ and for the API-key secrets a rotation produced.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from joserfc.jwk import RSAKey
 
 from connectors.errors import ConnectorError
-from connectors.idp import ScimIdp
+from connectors.idp import OktaIdp, ScimIdp
 from connectors.org import SandboxOrg
 from connectors.rate import TokenBucket
 from connectors.settings import Settings, load_settings
@@ -50,6 +53,9 @@ def test_no_configured_or_rotated_secret_reaches_a_log_or_an_error(
     sandbox: LiveSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = sandbox.url
+    key = RSAKey.generate_key(2048, parameters={"kid": "k"}, private=True)
+    app = {"client_id": "0oaleaktest", "jwks": {"keys": [key.as_dict(private=False)]}}
+    assert httpx.post(f"{url}/_sandbox/idp/okta/clients", json=app).status_code == 200
     settings = load_settings(  # installs the redaction of these values
         org_url=url,
         org_scim_token=SECRETS.org_scim_key,
@@ -63,6 +69,7 @@ def test_no_configured_or_rotated_secret_reaches_a_log_or_an_error(
         jira_token=SECRETS.jira_token,
         hr_webhook_secret="hr-0f9e8d7c6b",
         jira_webhook_secret="jwh-5a4b3c2d1e",
+        idp_private_key=json.dumps(key.as_dict(private=True)),
     )
     caplog.set_level(logging.DEBUG)
     logging.getLogger().setLevel(logging.DEBUG)
@@ -71,6 +78,9 @@ def test_no_configured_or_rotated_secret_reaches_a_log_or_an_error(
         settings, scim_limiter=TokenBucket(60_000), admin_limiter=TokenBucket(60_000)
     )
     idp = ScimIdp(settings, limiter=TokenBucket(60_000))
+    okta = settings.model_copy(update={"idp_url": f"{url}/okta", "idp_token_url": ""})
+    okta_ssws = OktaIdp(okta, limiter=TokenBucket(60_000))
+    okta_app = OktaIdp(okta.model_copy(update={"idp_client_id": "0oaleaktest"}))
     slack = SlackMessenger(settings)
     tickets = JiraTickets(settings)
     with sandbox.world.db.session() as s:
@@ -78,12 +88,15 @@ def test_no_configured_or_rotated_secret_reaches_a_log_or_an_error(
 
     # Success paths, including a key rotation whose new secret must never be logged.
     seen.append(repr(org) + repr(idp) + repr(slack) + repr(tickets) + repr(settings))
+    seen.append(repr(okta_ssws) + repr(okta_app) + repr(okta_app.auth) + repr(okta_app.http))
     rotated = [org.rotate_key(k.id)[1] for k in org.list_keys(manager="dana.sole@acme.com")]
     assert rotated
     seen.append(repr(rotated))
     logging.getLogger("handover.test").info("rotated %s", rotated[0].get_secret_value())
     org.get_member("dana.sole@acme.com")
     idp.find_user("dana.sole@acme.com")
+    okta_ssws.find_user("dana.sole@acme.com")
+    okta_app.find_user("dana.sole@acme.com")
     slack.dm("dana.sole@acme.com", "hello")
     t = tickets.create(project="IT", issue_type="Task", summary="secret test")
     tickets.comment(t.key, "done")
@@ -103,6 +116,10 @@ def test_no_configured_or_rotated_secret_reaches_a_log_or_an_error(
     for call in (
         lambda: SandboxOrg.from_settings(bad, attempts=1).get_member("x@acme.com"),
         lambda: ScimIdp(bad, limiter=TokenBucket(60_000)).find_user("x@acme.com"),
+        lambda: OktaIdp(bad.model_copy(update={"idp_url": f"{url}/okta"})).find_user("x@acme.com"),
+        lambda: OktaIdp(
+            okta.model_copy(update={"idp_client_id": "0oaunknown"}), attempts=1
+        ).find_user("x@acme.com"),
         lambda: SlackMessenger(bad, attempts=1).dm("dana.sole@acme.com", "x"),
         lambda: JiraTickets(bad, attempts=1).get("IT-1"),
         lambda: org.set_project_role("dana.sole@acme.com", "Development", None),
