@@ -21,6 +21,7 @@ from domain.identity import ChatMember
 from domain.models import (
     AccessRequest,
     Asset,
+    HrEmployee,
     IdpGroup,
     IdpUser,
     Invitation,
@@ -30,7 +31,6 @@ from domain.models import (
     PermissionGroup,
     Project,
     ProjectGrant,
-    HrEmployee,
     Role,
     RosterEntry,
     Ticket,

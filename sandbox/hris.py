@@ -406,9 +406,11 @@ def list_employees(request: Request) -> Any:
     keep = ("email", "name", "status", "manager", "end_date", "bamboohr_id", "hibob_id")
     return {
         "employees": [
-            {**{k: p.get(k) for k in keep}, "merge_id": p["merge_id"], "personio_id": p[
-                "personio_id"
-            ]}
+            {
+                **{k: p.get(k) for k in keep},
+                "merge_id": p["merge_id"],
+                "personio_id": p["personio_id"],
+            }
             for p in _people(request)
         ]
     }

@@ -425,8 +425,7 @@ class PersonioApi:
         inactive = str(raw.get("status") or "").upper() == "INACTIVE"
         mapped = {
             "email": raw.get("email") or "",
-            "name": " ".join(p for p in (raw.get("first_name"), raw.get("last_name")) if p)
-            or "?",
+            "name": " ".join(p for p in (raw.get("first_name"), raw.get("last_name")) if p) or "?",
             "status": _status(terminated=inactive, inactive=False),
         }
         return _entry(str(raw.get("id", employee_id)), mapped)
@@ -451,4 +450,3 @@ def make_hr_api(settings: Settings, *, client: httpx.Client | None = None) -> Hr
         case "personio":
             return PersonioApi(settings, client=client)
     return None
-
