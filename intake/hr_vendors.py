@@ -48,7 +48,8 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -463,9 +464,27 @@ def _handle(
     )
 
 
+class VendorAnswer(BaseModel):
+    """How a vendor's event stands: as the generic route answers (``HrAnswer``), or
+    ``ignored`` with why (not a termination, a ping)."""
+
+    ok: Literal[True]
+    event_id: str | None = None
+    status: Literal["started", "scheduled", "cancelled"] | None = None
+    run: str | None = None
+    at: datetime | None = None
+    duplicate: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    ignored: str | None = Field(None, description="why nothing was started or written")
+
+
 _ANSWERS = answers(
-    {},
     {
+        200: (VendorAnswer, "a redelivery (how it stands), or an event ignored (why)"),
+        202: (VendorAnswer, "started (a run reference) or scheduled (its effective date)"),
+    },
+    {
+        400: "the body is not JSON",
         401: "unsigned, badly signed, stale or replayed: nothing is written",
         413: "body over 64 KiB",
         422: "not the vendor's event shape, or an employee the HR system does not know",

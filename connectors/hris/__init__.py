@@ -19,9 +19,13 @@ from connectors.hris.api import (
 from connectors.hris.file import COLUMNS, REQUIRED, RosterError, RosterFile, RowError
 from connectors.settings import Settings
 
+# The HR APIs that give a roster (Personio is read for single persons only).
+ROSTER_APIS = ("hibob", "bamboohr", "merge")
+
 __all__ = [
     "COLUMNS",
     "REQUIRED",
+    "ROSTER_APIS",
     "BambooHrApi",
     "HibobApi",
     "HrApi",
