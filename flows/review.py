@@ -263,7 +263,8 @@ def access_review(
         MembersExportError: the members export is missing or invalid.
     """
     req = ReviewRequest(
-        roster=roster,
+        # "" (a deployment's unset HANDOVER_ROSTER) is no file: the HR API's roster.
+        roster=roster or None,
         inactive_days=inactive_days,
         approve=approve,
         dry_run=dry_run,
