@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.capabilities import Messenger, Tickets, UserDirectory
+from connectors.capabilities import HrDirectory, Messenger, Tickets, UserDirectory
 from connectors.settings import Settings, load_settings
 from domain.policy import Policy
 from ledger import Anchor, FileCheckpoints, LedgerDB, open_ledger
@@ -34,7 +34,9 @@ def open_settings_ledger(settings: Settings) -> LedgerDB:
 @dataclass
 class Services:
     """The ledger, the policy, Slack, Jira and the IdP's users, and the clock (passed in:
-    STYLE.md point 11). Without ``idp`` no Slack click is taken (nobody can be mapped)."""
+    STYLE.md point 11). Without ``idp`` no Slack click is taken (nobody can be mapped).
+    ``hr``: the HR system's API (``HANDOVER_HR_API``), how an HR vendor's webhook that names
+    only an employee id is resolved to a person (None: not configured)."""
 
     settings: Settings
     ledger: LedgerDB
@@ -44,10 +46,12 @@ class Services:
     clock: Callable[[], datetime] = field(default=utcnow)
     ticket_base_url: str = ""
     idp: UserDirectory | None = None
+    hr: HrDirectory | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Services:
         from approvals.policy import load_policy
+        from connectors.hris import make_hr_api
         from connectors.idp import make_idp
         from connectors.slack import SlackMessenger
         from connectors.tickets import JiraTickets
@@ -61,4 +65,5 @@ class Services:
             tickets=JiraTickets(settings),
             ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
             idp=make_idp(settings),
+            hr=make_hr_api(settings),
         )

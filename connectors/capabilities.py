@@ -21,6 +21,7 @@ from domain.identity import ChatMember
 from domain.models import (
     AccessRequest,
     Asset,
+    HrEmployee,
     IdpGroup,
     IdpUser,
     Invitation,
@@ -354,6 +355,20 @@ class Roster(Protocol):
     def entries(self) -> list[RosterEntry]: ...
 
 
+@runtime_checkable
+class HrDirectory(Protocol):
+    """The HR system's API read by its own employee id (connectors/hris: HiBob, BambooHR,
+    Merge, Personio): how a vendor webhook that names only an id is resolved to a person."""
+
+    def employee(self, employee_id: str) -> HrEmployee | None:
+        """The employee with this HR id, or None when the HR system knows nobody by it.
+
+        Raises:
+            ConnectorError: the HR system refused (AuthError) or could not answer.
+        """
+        ...
+
+
 ALL_CAPABILITIES: tuple[type, ...] = (
     MemberDirectory,
     Inviter,
@@ -371,4 +386,5 @@ ALL_CAPABILITIES: tuple[type, ...] = (
     ChatMembers,
     Tickets,
     Roster,
+    HrDirectory,
 )

@@ -58,12 +58,15 @@ _ENTRA_LOGIN = "https://login.microsoftonline.com"
 # https://graph.microsoft.com/v1.0.
 _IDP_URLS = {kind: f"{SANDBOX}{path}" for kind, path in SANDBOX_IDP_PATHS.items()}
 # The HR systems whose API the roster can be read from (HANDOVER_HR_API), and their sandbox URLs.
-HR_APIS = ("hibob", "bamboohr", "merge")
+HR_APIS = ("hibob", "bamboohr", "merge", "personio")
 _HR_API_URLS = {
     "hibob": f"{SANDBOX}/hibob/v1",  # https://api.hibob.com/v1
     "bamboohr": f"{SANDBOX}/bamboohr/api/gateway.php/acme",  # …/api/gateway.php/<company>
     "merge": f"{SANDBOX}/merge/api/hris/v1",  # https://api.merge.dev/api/hris/v1
+    "personio": f"{SANDBOX}/personio/v2",  # https://api.personio.de/v2
 }
+# The sandbox's HiBob service user id and Personio client id (not secrets: ids).
+SANDBOX_HR_API_USER = "sandbox-hr-user"
 # Credentials that exist only where a kind or vendor is chosen: empty by default, and in sandbox
 # mode filled with these published values (so a real deployment never carries one it does not use,
 # and check_safe has nothing to refuse there).
@@ -273,6 +276,8 @@ class Settings(BaseSettings):
         hr = self.hr_api.strip().lower()
         if not self.hr_api_url and hr in _HR_API_URLS:
             self.hr_api_url = _HR_API_URLS[hr]
+        if self.sandbox and hr in ("hibob", "personio") and not self.hr_api_user:
+            self.hr_api_user = SANDBOX_HR_API_USER  # the sandbox's service user / client id
         if self.sandbox:
             for name, value in SANDBOX_ONLY_CREDENTIALS.items():
                 url = getattr(self, _CREDENTIAL_URL[name])

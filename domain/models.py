@@ -282,6 +282,13 @@ class RosterEntry(Frozen):
     end_date: date | None = None
 
 
+class HrEmployee(RosterEntry):
+    """One person as an HR system's API describes them: their roster entry and the HR system's
+    own id for them (what a vendor's webhook names when it carries no email)."""
+
+    id: str = Field(min_length=1, max_length=128)
+
+
 class AccessRequest(Frozen):
     """An access request, parsed and validated from a ticket (INTERFACES.md)."""
 

@@ -50,6 +50,7 @@ from tasks.review import (
     ReviewInputs,
     finish_campaign,
     read_export,
+    read_hr_roster,
     read_review_inputs,
     read_roster,
     record_approved_items,
@@ -70,7 +71,8 @@ NOT_DONE = ("failed", "offboard failed", "offboard blocked")  # outcomes that fa
 class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    roster: str = Field(min_length=1)
+    # The roster file; None: the HR system's API (HANDOVER_HR_API).
+    roster: str | None = Field(None, min_length=1)
     inactive_days: int = Field(90, ge=1, le=3650)
     approve: Literal["per_item", "bulk"] = "per_item"
     dry_run: bool = False
@@ -222,7 +224,7 @@ def _artifact(findings: list[Finding], outcomes: dict[str, str]) -> None:
 
 @flow(name="access-review", log_prints=False, on_failure=ON_FAILURE)
 def access_review(
-    roster: str,
+    roster: str | None = None,
     inactive_days: int = 90,
     approve: str = "per_item",
     dry_run: bool = False,
@@ -234,7 +236,8 @@ def access_review(
     """Review the org against the HR roster once.
 
     Args:
-        roster: the HR roster file (CSV or JSON; :class:`connectors.hris.RosterFile`).
+        roster: the HR roster file (CSV or JSON; :class:`connectors.hris.RosterFile`);
+            None: the runtime's roster, read from the HR system's API (``HANDOVER_HR_API``).
         inactive_days: no login for this many days is inactive.
         approve: ``per_item`` (one approval per removal or revocation) or ``bulk`` (one for
             all); security approves (policy rule ``access-review-removal``).
@@ -256,10 +259,12 @@ def access_review(
 
     Raises:
         RosterError: the roster file is missing or invalid.
+        CapabilityMissing: no roster file is given and no HR API is configured.
         MembersExportError: the members export is missing or invalid.
     """
     req = ReviewRequest(
-        roster=roster,
+        # "" (a deployment's unset HANDOVER_ROSTER) is no file: the HR API's roster.
+        roster=roster or None,
         inactive_days=inactive_days,
         approve=approve,
         dry_run=dry_run,
@@ -269,7 +274,7 @@ def access_review(
         members_export=members_export,
     )
     rt = begin()
-    people = read_roster(req.roster)
+    people = read_roster(req.roster) if req.roster else read_hr_roster(rt)
     export = read_export(req.members_export) if req.members_export else None
     now = clock(rt)
     org = read_review_inputs(rt, export)

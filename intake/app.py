@@ -3,7 +3,8 @@
 Today: ``POST /slack/interactions`` (Approve / Deny / Extend buttons), ``GET /healthz``, the web
 console under ``/console`` (intake/console/), a rotated secret's page ``/secrets/<id>`` and,
 when launchers are given, ``POST /hooks/hr`` (signed HR events → offboarding runs:
-intake/hooks.py) and ``POST /hooks/jira`` (Access Request tickets → onboarding runs:
+intake/hooks.py), the HR vendors' own webhooks ``POST /hooks/hr/{hibob,bamboohr,personio,merge}``
+(intake/hr_vendors.py) and ``POST /hooks/jira`` (Access Request tickets → onboarding runs:
 intake/jira_hook.py).
 Every request is read under a 64 KiB cap and authenticated before anything else: for Slack, its
 v0 HMAC-SHA256 signature over the raw body (``v0:<timestamp>:<body>``) within a five-minute
@@ -71,6 +72,7 @@ from domain.records import GrantStatus
 from domain.tasks import TaskState
 from intake.console import install_console
 from intake.hooks import hr_router
+from intake.hr_vendors import hr_vendor_router
 from intake.jira_hook import jira_router
 from intake.keyed import claim_run
 from intake.launch import Launcher, start_event
@@ -266,6 +268,7 @@ def create_intake(
     app.state.services = svc
     if launcher is not None:
         app.include_router(hr_router(svc, launcher))
+        app.include_router(hr_vendor_router(svc, launcher))  # HiBob, BambooHR, Personio, Merge
     if onboard_launcher is not None:
         app.include_router(jira_router(svc, onboard_launcher))
     app.include_router(secrets_router(svc, wall_clock=wall_clock))  # rotated secrets: once

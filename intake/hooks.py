@@ -335,47 +335,58 @@ _ANSWERS = answers(
 )
 
 
+def accept_event(
+    svc: Services,
+    launcher: Launcher,
+    event: HrEvent,
+    *,
+    same_id_is_retry: bool = False,
+    detail: str = "",
+) -> JSONResponse:
+    """Claim ``event`` once and start (or schedule) its offboarding: the generic route's and
+    every HR vendor adapter's last step (intake/hr_vendors.py). Synchronous: thread pool.
+
+    ``same_id_is_retry``: a repeated event id is a redelivery whatever its content (vendor
+    adapters, whose ids are derived from the event: a later read may differ), not a 409.
+    """
+    now = svc.clock()
+    at = event.effective_date
+    # A security risk is locked out now, whatever date HR gave.
+    later = at is not None and at > now and not event.security_risk
+    claim = Claim(
+        source=SOURCE,
+        event_id=event.event_id,
+        digest=event.digest(),
+        kind=event.type,
+        params=event.flow_params(),
+        scheduled_at=at if later else None,
+        warnings=event.warnings(),
+    )
+
+    def repeated(ev: EventRecord) -> JSONResponse:
+        if ev.payload_digest != claim.digest and not same_id_is_retry:
+            return refuse(
+                409,
+                f"event {event.event_id} was already received with different content; "
+                "a new event needs a new event_id",
+            )
+        return JSONResponse(standing(ev, duplicate=True, warnings=claim.warnings), status_code=200)
+
+    risk = ", security risk: emergency" if event.security_risk else ""
+    return claim_and_start(
+        svc,
+        launcher,
+        claim,
+        now=now,
+        label="HR",
+        repeated=repeated,
+        detail=detail or f" ({event.type}{risk})",
+    )
+
+
 def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
     """The ``POST /hooks/hr`` route over ``svc``; runs are started through ``launcher``."""
     router = APIRouter()
-
-    def accept(event: HrEvent) -> JSONResponse:
-        # Synchronous (ledger and launcher may block): run in the thread pool.
-        now = svc.clock()
-        at = event.effective_date
-        # A security risk is locked out now, whatever date HR gave.
-        later = at is not None and at > now and not event.security_risk
-        claim = Claim(
-            source=SOURCE,
-            event_id=event.event_id,
-            digest=event.digest(),
-            kind=event.type,
-            params=event.flow_params(),
-            scheduled_at=at if later else None,
-            warnings=event.warnings(),
-        )
-
-        def repeated(ev: EventRecord) -> JSONResponse:
-            if ev.payload_digest != claim.digest:
-                return refuse(
-                    409,
-                    f"event {event.event_id} was already received with different content; "
-                    "a new event needs a new event_id",
-                )
-            return JSONResponse(
-                standing(ev, duplicate=True, warnings=claim.warnings), status_code=200
-            )
-
-        risk = ", security risk: emergency" if event.security_risk else ""
-        return claim_and_start(
-            svc,
-            launcher,
-            claim,
-            now=now,
-            label="HR",
-            repeated=repeated,
-            detail=f" ({event.type}{risk})",
-        )
 
     @router.post("/hooks/hr", openapi_extra=_OPENAPI, responses=_ANSWERS)
     async def hr_hook(request: Request) -> JSONResponse:
@@ -395,6 +406,6 @@ def hr_router(svc: Services, launcher: Launcher) -> APIRouter:
         if isinstance(got, JSONResponse):
             return got
         event, _ = got
-        return await run_in_threadpool(accept, event)
+        return await run_in_threadpool(accept_event, svc, launcher, event)
 
     return router

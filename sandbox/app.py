@@ -1,7 +1,8 @@
 """The sandbox world as one ASGI app on one port: the org backend (``/scim/1``, ``/admin/v1``,
 ``/ingest``), the IdP (``/idp/scim/v2``, and its OpenID Connect provider at ``/idp/oidc``; Okta's
-Management API at ``/okta/api/v1``),
-Slack (``/slack/api``), Jira (``/jira/rest/api/2``) and the test-only controls (``/_sandbox``).
+Management API at ``/okta/api/v1``), Slack (``/slack/api``), Jira (``/jira/rest/api/2``), the HR
+systems' read APIs (``/bamboohr``, ``/hibob``, ``/merge``, ``/personio``: sandbox/hris.py) and
+the test-only controls (``/_sandbox``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, cast
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from sandbox import control, jira, slack
+from sandbox import control, hris, jira, slack
 from sandbox.faults import FaultMiddleware
 from sandbox.idp import control_router as idp_control_router
 from sandbox.idp import make_idp_app
@@ -70,6 +71,8 @@ def create_app(
     app.include_router(control.router)
     app.include_router(slack.control_router)
     app.include_router(jira.control_router)
+    app.include_router(hris.router)  # the HR systems' read APIs
+    app.include_router(hris.control_router)
     app.include_router(idp_control_router)
     # Okta's Management API and its org authorization server, over the same directory.
     app.include_router(idp_okta.router)

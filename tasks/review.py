@@ -12,7 +12,14 @@ from pathlib import Path
 
 from prefect import task
 
-from connectors.capabilities import Invitations, MemberDirectory, PermissionGroups, has
+from connectors.capabilities import (
+    Invitations,
+    MemberDirectory,
+    PermissionGroups,
+    Roster,
+    has,
+    require,
+)
 from connectors.hris import RosterFile
 from connectors.org.export import read_members_export
 from domain.campaign import Campaign, CampaignItem, Evidence, evidence_for
@@ -70,6 +77,18 @@ def read_roster(path: str) -> list[RosterEntry]:
         RosterError: the file is missing or invalid (its row and field problems named).
     """
     return RosterFile(path).entries()
+
+
+@task(name="read_hr_roster", cache_policy=UNCACHED)
+def read_hr_roster(rt: Runtime) -> list[RosterEntry]:
+    """The runtime's roster (the HR system's API, ``HANDOVER_HR_API``, when no file is set).
+
+    Raises:
+        CapabilityMissing: no roster is configured (neither a file nor an HR API).
+        ConnectorError: the HR system refused or could not answer.
+    """
+    roster = require(rt.roster, Roster, system="hr", operation="read the roster")
+    return roster.entries()
 
 
 @task(name="read_members_export")

@@ -40,7 +40,7 @@ from connectors.capabilities import (
     Tickets,
     require,
 )
-from connectors.hris import RosterFile
+from connectors.hris import RosterFile, make_hr_api
 from connectors.idp import make_idp
 from connectors.org import make_org
 from connectors.settings import Settings, load_settings
@@ -60,7 +60,8 @@ UNCACHED = NO_CACHE
 @dataclass(kw_only=True)
 class Runtime(Services):
     """Everything a runbook's tasks touch: the gate's services and the org, the IdP and the
-    HR roster (``None``: no roster configured)."""
+    HR roster (``None``: no roster configured): ``HANDOVER_ROSTER``'s file, else the HR system's
+    API (``HANDOVER_HR_API``)."""
 
     # Required here (optional for the gate alone): ``field()`` overrides Services' None default.
     messenger: Messenger = field()
@@ -83,6 +84,11 @@ class Runtime(Services):
             PolicyError: the policy file is missing or invalid.
         """
         settings = settings or load_settings()
+        hr = make_hr_api(settings)
+        # The roster file when one is set, else the HR system's API (HANDOVER_HR_API).
+        roster: Roster | None = RosterFile(settings.roster) if settings.roster else None
+        if roster is None and isinstance(hr, Roster):
+            roster = hr
         return cls(
             settings=settings,
             ledger=open_settings_ledger(settings),
@@ -92,7 +98,8 @@ class Runtime(Services):
             ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
             org=make_org(settings),
             idp=make_idp(settings),
-            roster=RosterFile(settings.roster) if settings.roster else None,
+            roster=roster,
+            hr=hr,
             orgs={name: make_org(settings.for_org(name)) for name in settings.extra_orgs},
         )
 

@@ -61,13 +61,14 @@ from approvals.policy import load_policy
 from approvals.services import Services, open_settings_ledger
 from cli.approvals_cmd import from_slack
 from cli.approvals_cmd import sign as sign_slack
-from connectors.settings import SANDBOX_SLACK_TEAM_ID, Settings
+from connectors.settings import SANDBOX_ONLY_CREDENTIALS, SANDBOX_SLACK_TEAM_ID, Settings
 from domain.access_request import KEYS, SHOWN, AccessRequestError, parse_access_request
 from domain.identity import ChatMember
 from domain.models import IdpUser
 from domain.records import ApprovalRequest
 from intake.app import create_intake
 from intake.hooks import sign_hr
+from intake.hr_vendors import personio_headers, sign_bamboohr, sign_hibob, sign_merge
 from intake.jira_hook import sign_jira
 from intake.wire import MAX_BODY, read_capped
 from ledger.approvals import create_approval, get_approval
@@ -125,6 +126,28 @@ class FakeMessenger:
 
     def update(self, ref: Any, text: str, blocks: Any = None) -> None:
         self.updates.append((ref, text))
+
+
+class _AnyVendor(str):
+    """Equal to every vendor's name: one fake HR API stands in for each vendor's."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+
+class FakeHr:
+    """The HR system's API as the vendor adapters read it: nobody is known (a signed event
+    that reaches the read is answered 422, a clear refusal)."""
+
+    vendor = _AnyVendor("any")
+
+    def employee(self, employee_id: str) -> None:
+        return None
 
 
 @dataclass
@@ -187,6 +210,7 @@ def make_front(tmp: Path) -> Front:
         policy=load_policy(),
         messenger=FakeMessenger(),  # type: ignore[arg-type]
         idp=FakeDirectory(),  # type: ignore[arg-type]
+        hr=FakeHr(),
         clock=lambda: NOW,
     )
     create_approval(
@@ -431,13 +455,38 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
+# The HR vendors' secrets: the sandbox's published ones (the tests run in sandbox mode).
+VENDOR = {
+    k: v for k, v in SANDBOX_ONLY_CREDENTIALS.items() if k.startswith("hr_") and "api" not in k
+}
 SIGNATURES = {
     "/hooks/hr": lambda body, t: sign_hr(HR_SECRET, body, t),
     "/hooks/jira": lambda body, _t: sign_jira(JIRA_SECRET, body),
     "/slack/interactions": lambda body, t: sign_slack(SLACK_SECRET, body, t),
+    "/hooks/hr/hibob": lambda body, _t: sign_hibob(VENDOR["hr_hibob_secret"], body),
+    "/hooks/hr/bamboohr": lambda body, t: sign_bamboohr(VENDOR["hr_bamboohr_secret"], body, t),
+    "/hooks/hr/personio": lambda _body, _t: personio_headers(VENDOR["hr_personio_token"]),
+    "/hooks/hr/merge": lambda body, _t: sign_merge(VENDOR["hr_merge_key"], body),
+}
+# What signs no time is "stale" when signed with another secret (Jira and the vendors but
+# BambooHR); Personio signs no bytes either, so a tampered body is not refused there.
+NO_TIME = {"/hooks/jira", "/hooks/hr/hibob", "/hooks/hr/personio", "/hooks/hr/merge"}
+OTHER_SECRET = {
+    "/hooks/jira": lambda body: sign_jira("not-the-secret", body),
+    "/hooks/hr/hibob": lambda body: sign_hibob("not-the-secret", body),
+    "/hooks/hr/personio": lambda body: personio_headers("not-the-secret"),
+    "/hooks/hr/merge": lambda body: sign_merge("not-the-secret", body),
 }
 # Generated cases per operation and mode; each is sent four times (see the module docstring).
-CASES = {"/hooks/hr": 420, "/hooks/jira": 420, "/slack/interactions": 420}
+CASES = {
+    "/hooks/hr": 420,
+    "/hooks/jira": 420,
+    "/slack/interactions": 420,
+    "/hooks/hr/hibob": 60,
+    "/hooks/hr/bamboohr": 60,
+    "/hooks/hr/personio": 60,
+    "/hooks/hr/merge": 60,
+}
 MIN_REQUESTS = 10_000
 
 
@@ -522,13 +571,14 @@ def test_schemathesis_no_5xx_and_nothing_changes_without_a_valid_signature(
                 assert_clear_refusal(r, status=401)  # the Refusal schema, checked by hand
                 sent[(op.path, mode.value, how, r.status_code)] += 1
 
-            # Signed six minutes ago (Jira signs no time: signed with another secret).
-            if op.path == "/hooks/jira":
-                refused("stale", body, sign_jira("not-the-secret", body))
+            # Signed six minutes ago (what signs no time: signed with another secret).
+            if op.path in NO_TIME:
+                refused("stale", body, OTHER_SECRET[op.path](body))
             else:
                 refused("stale", body, sign(body, T - 360))
             # A valid signature of other bytes: the HMAC covers every byte.
-            refused("tampered", body + b" ", sign(body, T))
+            if op.path != "/hooks/hr/personio":
+                refused("tampered", body + b" ", sign(body, T))
             # Signed: the body reaches validation; a clear answer, never a 5xx. Slack stamps
             # every click (a trigger id): so do we, or a body drawn twice is a replay (401).
             if op.path == "/slack/interactions":
