@@ -49,6 +49,9 @@ ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
 IDP_KINDS = ("scim", "okta", "entra")
 # The sandbox's Entra tenant (a real one is a GUID too; HANDOVER_IDP_TENANT_ID).
 SANDBOX_TENANT_ID = "5a7d0c2e-0000-4000-8000-5a4db0c5e5e5"
+# The application (client) id of Handover's app registration in the sandbox's tenant; its secret
+# is SANDBOX_ONLY_CREDENTIALS["idp_client_secret"] (HANDOVER_IDP_CLIENT_ID elsewhere).
+SANDBOX_ENTRA_CLIENT_ID = "4a1d0c2e-0000-4000-8000-4a4d0c5e5e5e"
 _ENTRA_LOGIN = "https://login.microsoftonline.com"
 _IDP_URLS = {
     "scim": f"{SANDBOX}/idp/scim/v2",
@@ -258,6 +261,13 @@ class Settings(BaseSettings):
             self.idp_url = _IDP_URLS[kind]
         if kind == "entra" and not self.idp_tenant_id and self.sandbox:
             self.idp_tenant_id = SANDBOX_TENANT_ID
+        if (
+            kind == "entra"
+            and not self.idp_client_id
+            and self.sandbox
+            and is_loopback(self.idp_url)
+        ):
+            self.idp_client_id = SANDBOX_ENTRA_CLIENT_ID
         if not self.idp_token_url:
             if kind == "okta":
                 self.idp_token_url = self.idp_url.rstrip("/") + "/oauth2/v1/token"

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.world import World
@@ -56,6 +58,22 @@ def _error_body(api: str, status: int, message: str) -> bytes:
         body = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
     elif api == "jira":
         body = {"errorMessages": [message], "errors": {}}
+    elif api == "graph":
+        # Microsoft Graph's error object; a throttled call says TooManyRequests (the middleware
+        # adds Retry-After), a failing one serviceNotAvailable / generalException.
+        rid = str(uuid.uuid4())
+        code = {429: "TooManyRequests", 503: "serviceNotAvailable"}.get(status, "generalException")
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": rid,
+                    "client-request-id": rid,
+                },
+            }
+        }
     else:
         body = {"error": message, "status": status}
     return json.dumps(body).encode()

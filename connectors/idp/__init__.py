@@ -9,10 +9,11 @@ where the vendor has an API for it, ``SessionControl``) and passes the same cont
 from __future__ import annotations
 
 from connectors.capabilities import IdentityProvider
+from connectors.idp.graph import GraphIdp
 from connectors.idp.scim import ScimIdp
 from connectors.settings import IDP_KINDS, Settings, SettingsError
 
-__all__ = ["IDP_KINDS", "ScimIdp", "make_idp"]
+__all__ = ["IDP_KINDS", "GraphIdp", "ScimIdp", "make_idp"]
 
 
 def make_idp(settings: Settings) -> IdentityProvider:
@@ -25,4 +26,6 @@ def make_idp(settings: Settings) -> IdentityProvider:
     match settings.idp_kind:
         case "scim":
             return ScimIdp(settings)
+        case "entra":
+            return GraphIdp(settings)
     raise SettingsError(f"unknown IdP kind {settings.idp_kind!r}: one of {', '.join(IDP_KINDS)}")
