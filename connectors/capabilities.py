@@ -366,6 +366,7 @@ ALL_CAPABILITIES: tuple[type, ...] = (
     OrgActivityLog,
     UserDirectory,
     GroupMembership,
+    SessionControl,
     Messenger,
     ChatMembers,
     Tickets,
