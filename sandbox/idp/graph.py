@@ -381,7 +381,9 @@ def _verifying_key(world: World) -> RSAKey:
     ident = (str(value.get("kid")), str(value.get("n")))
     key = _PUBLIC_KEYS.get(ident)
     if key is None:
-        public = {k: value[k] for k in ("kty", "n", "e", "kid") if k in value}
+        public: dict[str, str | list[str]] = {
+            k: str(value[k]) for k in ("kty", "n", "e", "kid") if k in value
+        }
         key = _PUBLIC_KEYS[ident] = RSAKey.import_key(public)
     return key
 

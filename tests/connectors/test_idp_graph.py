@@ -312,3 +312,36 @@ def test_sessions_ended_since_compares_to_the_second() -> None:
         )
         assert idp.sessions_ended_since("u", when) is True
         assert idp.sessions_ended_since("u", when + timedelta(seconds=1)) is False
+
+
+def test_a_throttled_token_endpoint_is_retried_after_its_retry_after() -> None:
+    """Entra's token endpoint throttles too (429 with Retry-After): retried, then the call."""
+    answers = [
+        httpx.Response(
+            429, headers={"Retry-After": "0"}, json={"error": "temporarily_unavailable"}
+        ),
+        httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 3599}),
+    ]
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        if request.url.path.endswith("/token"):
+            assert b"client_secret=s" in request.content  # client_secret_post
+            assert b"scope=https%3A%2F%2Fgraph.microsoft.com%2F.default" in request.content
+            return answers.pop(0)
+        assert request.headers["authorization"] == "Bearer t"
+        return httpx.Response(200, json={"id": "u", "userPrincipalName": "a@example.com"})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        idp = GraphIdp(
+            base_url="https://graph.microsoft.com/v1.0",
+            token_url="https://login.microsoftonline.com/t/oauth2/v2.0/token",
+            client_id="c",
+            client_secret="s",
+            client=client,
+            limiter=TokenBucket(100_000),
+        )
+        assert idp.get_user("u").user_name == "a@example.com"
+    assert idp.http.stats.retries == 1 and idp.credentials.fetched == 1
+    assert sent[-1] == "/v1.0/users/u"
