@@ -15,8 +15,9 @@ groups the Amplitude app maps (``DELETE /groups/{id}/members/{uid}/$ref``), then
   followed as given until absent (only on Graph's own host: the token goes nowhere else).
 - **Queries**: ``$filter`` with OData's single-quoted strings (a quote doubled); Graph compares
   these properties without regard to case. ``$count=true`` with ``ConsistencyLevel: eventual``
-  (an "advanced query") where Graph documents that it requires them: an OData cast
-  (``memberOf/microsoft.graph.group``) and ``or`` across multi-valued properties.
+  (an "advanced query") where Graph documents that it requires them (an OData cast:
+  ``memberOf/microsoft.graph.group``), and for the address search, whose ``or`` across
+  multi-valued properties the advanced mode serves in every combination.
 - **Rate limits**: 429 and 503 with ``Retry-After``, honoured by :class:`connectors.http.HttpApi`
   (and by the token fetch, which shares its retries).
 - **Errors**: Graph's ``{"error": {"code", "message", "innerError"}}`` mapped once, by code where
@@ -469,7 +470,7 @@ class GraphIdp:
         hits = [u for u in by_upn if str(u.get("userPrincipalName") or "").lower() == key]
         if hits:
             return _to_user(hits[0])  # userPrincipalName is unique in a tenant
-        # `or` across multi-valued properties is an advanced query (ConsistencyLevel).
+        # `or` across multi-valued properties: sent in the advanced mode, which serves it.
         by_mail = self._users(
             f"mail eq {lit} or otherMails/any(m:m eq {lit}) "
             f"or proxyAddresses/any(p:p eq {_literal('smtp:' + key)})",
