@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 
 from connectors.errors import (
     ConnectorError,
+    PermanentError,
     TransientError,
     Where,
     error_for_status,
@@ -25,6 +27,15 @@ from connectors.errors import (
 )
 from connectors.rate import TokenBucket, limiter_for
 from connectors.retry import call_with_retry
+
+# The call under way in this thread, (operation, subject): what an ``httpx.Auth`` that fails
+# (a token endpoint refusing the client) names in its error, as the call's own errors do.
+_CALL: ContextVar[tuple[str, str | None]] = ContextVar("handover_http_call", default=("", None))
+
+
+def current_call() -> tuple[str, str | None]:
+    """The ``operation`` and ``subject`` of the :meth:`HttpApi.request` under way, if any."""
+    return _CALL.get()
 
 
 @dataclass
@@ -54,7 +65,8 @@ class CallStats:
 
 
 def error_message(response: httpx.Response) -> str:
-    """The vendor's own words from an error body (SCIM detail, Jira errorMessages, …)."""
+    """The vendor's own words from an error body (SCIM detail, Jira errorMessages, Graph's
+    nested ``{"error": {"code", "message"}}``, …)."""
     try:
         body = response.json()
     except ValueError:
@@ -62,6 +74,8 @@ def error_message(response: httpx.Response) -> str:
     if isinstance(body, dict):
         for key in ("detail", "error", "message", "errorMessages"):
             value = body.get(key)
+            if isinstance(value, dict):  # an error object: its message, else its code
+                value = value.get("message") or value.get("code")
             if value:
                 return "; ".join(map(str, value)) if isinstance(value, list) else str(value)
     return str(body)[:300]
@@ -106,10 +120,13 @@ class HttpApi:
         client: an ``httpx.Client`` to use instead of a new one (e.g. in-process tests).
         rejected: what a 401 means for this backend's credentials, said before the backend's
             own message (e.g. a regenerated SCIM key).
-        auth: an ``httpx.Auth`` that authenticates each request (e.g. an OAuth access token it
-            fetches and renews), instead of credentials in ``headers``.
+        auth: an ``httpx.Auth`` run on every request (e.g. OAuth tokens fetched and renewed),
+            instead of credentials fixed in ``headers``.
         errors: the vendor's mapping of an error answer to our tree, instead of the generic
-            one by status (:func:`connectors.errors.error_for_status`).
+            one by status (:func:`connectors.errors.error_for_status`); Okta's error codes.
+        classify: the error class a refused answer deserves where its status alone does not
+            say (a vendor's error code: Graph answers a conflict with 400); ``None`` keeps the
+            status's class. Never consulted for transient answers.
     """
 
     def __init__(
@@ -127,12 +144,14 @@ class HttpApi:
         limiter: TokenBucket | None = None,
         rejected: str = "",
         auth: httpx.Auth | None = None,
+        classify: Callable[[httpx.Response], type[PermanentError] | None] | None = None,
         errors: ErrorMapper | None = None,
     ) -> None:
         self.system = system
-        self.auth = auth
-        self.errors = errors
         self.rejected = rejected
+        self.auth = auth
+        self.classify = classify
+        self.errors = errors
         self.base_url = base_url.rstrip("/")
         self.limiter = limiter or limiter_for(backend, self.base_url, per_minute)
         self.client = client or httpx.Client(timeout=timeout)
@@ -154,17 +173,25 @@ class HttpApi:
         json: Any = None,
         ok: Iterable[int] = (200, 201, 202, 204),
         idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One call, retried while transient; returns the response when its status is ``ok``.
 
+        ``path`` is under ``base_url``, or an absolute URL the backend gave (a next page's link).
         ``idempotency_key`` is sent as ``Idempotency-Key`` on every attempt, so a backend that
         honours it answers a retry of a write it already applied instead of applying it again.
+        ``headers`` are added to this call's.
 
         Raises:
             ConnectorError: the mapped error of a non-``ok`` answer or a transport failure.
         """
         accepted = set(ok)
         first = True
+        url = path if path.startswith(("https://", "http://")) else f"{self.base_url}{path}"
+        sent = {**self._headers, **(headers or {})}
+        if idempotency_key:
+            sent["Idempotency-Key"] = idempotency_key
+        auth: Any = self.auth if self.auth is not None else httpx.USE_CLIENT_DEFAULT
 
         def attempt() -> httpx.Response:
             nonlocal first
@@ -172,18 +199,10 @@ class HttpApi:
                 self.stats.add(retries=1)
             first = False
             self.stats.add(waited_s=self.limiter.acquire(), requests=1)
+            mark = _CALL.set((operation, subject))
             try:
                 resp = self.client.request(
-                    method,
-                    f"{self.base_url}{path}",
-                    params=params,
-                    json=json,
-                    headers=(
-                        {**self._headers, "Idempotency-Key": idempotency_key}
-                        if idempotency_key
-                        else self._headers
-                    ),
-                    auth=self.auth if self.auth is not None else httpx.USE_CLIENT_DEFAULT,
+                    method, url, params=params, json=json, headers=sent, auth=auth
                 )
             except httpx.TimeoutException as exc:
                 raise TransientError(
@@ -196,6 +215,8 @@ class HttpApi:
                     operation=operation,
                     subject=subject,
                 ) from exc
+            finally:
+                _CALL.reset(mark)
             if resp.status_code in accepted:
                 return resp
             retry_after = retry_after_of(resp) if resp.status_code == 429 else None
@@ -213,7 +234,7 @@ class HttpApi:
             message = error_message(resp)
             if resp.status_code == 401 and self.rejected:
                 message = f"{self.rejected}: {message}"
-            raise error_for_status(
+            error = error_for_status(
                 resp.status_code,
                 message,
                 system=self.system,
@@ -221,6 +242,17 @@ class HttpApi:
                 subject=subject,
                 retry_after=retry_after,
             )
+            if isinstance(error, PermanentError) and self.classify is not None:
+                cls = self.classify(resp)
+                if cls is not None and type(error) is not cls:
+                    error = cls(
+                        message,
+                        status_code=resp.status_code,
+                        system=self.system,
+                        operation=operation,
+                        subject=subject,
+                    )
+            raise error
 
         return call_with_retry(attempt, attempts=self.attempts, max_seconds=self.max_seconds)
 

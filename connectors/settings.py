@@ -49,8 +49,9 @@ ORG_BACKENDS = ("amplitude", "sandbox")  # connectors.org.make_org builds each
 IDP_KINDS = ("scim", "okta", "entra")
 # The sandbox's Entra tenant (a real one is a GUID too; HANDOVER_IDP_TENANT_ID).
 SANDBOX_TENANT_ID = "5a7d0c2e-0000-4000-8000-5a4db0c5e5e5"
-# The sandbox's Entra app registration (its client id; the secret is a SANDBOX_ONLY_CREDENTIAL).
-SANDBOX_ENTRA_CLIENT_ID = "0a5c6e1d-0000-4000-8000-5a4db0c5a99e"
+# The application (client) id of Handover's app registration in the sandbox's tenant; its secret
+# is SANDBOX_ONLY_CREDENTIALS["idp_client_secret"] (HANDOVER_IDP_CLIENT_ID elsewhere).
+SANDBOX_ENTRA_CLIENT_ID = "4a1d0c2e-0000-4000-8000-4a4d0c5e5e5e"
 # Where each IdP kind's API sits in the sandbox (under its root URL).
 SANDBOX_IDP_PATHS = {"scim": "/idp/scim/v2", "okta": "/okta", "entra": "/graph/v1.0"}
 _ENTRA_LOGIN = "https://login.microsoftonline.com"

@@ -1,8 +1,9 @@
 """The sandbox world as one ASGI app on one port: the org backend (``/scim/1``, ``/admin/v1``,
 ``/ingest``), the IdP (``/idp/scim/v2``, and its OpenID Connect provider at ``/idp/oidc``; Okta's
-Management API at ``/okta/api/v1``), Slack (``/slack/api``), Jira (``/jira/rest/api/2``), the HR
-systems' read APIs (``/bamboohr``, ``/hibob``, ``/merge``, ``/personio``: sandbox/hris.py) and
-the test-only controls (``/_sandbox``).
+Management API at ``/okta/api/v1``; Microsoft Graph at ``/graph/v1.0`` with Entra's token
+endpoint at ``/entra``), Slack (``/slack/api``), Jira (``/jira/rest/api/2``), the HR systems'
+read APIs (``/bamboohr``, ``/hibob``, ``/merge``, ``/personio``: sandbox/hris.py) and the
+test-only controls (``/_sandbox``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp
 from sandbox import control, hris, jira, slack
 from sandbox.faults import FaultMiddleware
 from sandbox.idp import control_router as idp_control_router
+from sandbox.idp import graph as idp_graph
 from sandbox.idp import make_idp_app
 from sandbox.idp import oidc as idp_oidc
 from sandbox.idp import okta as idp_okta
@@ -80,6 +82,9 @@ def create_app(
     app.include_router(idp_okta_oauth.control_router)
     # Before the /idp mount, which would otherwise take every /idp path for its SCIM service.
     app.include_router(idp_oidc.router)
+    # Microsoft Entra ID: its token endpoint and Microsoft Graph over the same directory.
+    app.include_router(idp_graph.token_router)
+    app.include_router(idp_graph.router)
     # scim2-server declares its ASGI scope and messages as dict where Starlette's say
     # MutableMapping; Starlette passes dicts, so the app is an ASGIApp in all but the alias.
     app.mount("/idp", cast(ASGIApp, make_idp_app(world)))
@@ -96,6 +101,7 @@ def create_app(
     # Errors of the org rules answer in the shape of the API that was called.
     # The decorator form: add_exception_handler's signature wants a handler of any Exception.
     app.exception_handler(OrgError)(scim.org_error_handler)
+    app.exception_handler(idp_graph.GraphError)(idp_graph.graph_error_handler)
 
     # The middleware wraps everything, so faults and limits apply to every API alike.
     app.add_middleware(FaultMiddleware, world=world)

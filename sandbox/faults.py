@@ -11,7 +11,9 @@ import json
 import math
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.world import World
@@ -72,6 +74,22 @@ def _error_body(api: str, status: int, message: str) -> bytes:
             "errorLink": code,
             "errorId": "oae" + secrets.token_urlsafe(16),
             "errorCauses": [],
+        }
+    elif api == "graph":
+        # Microsoft Graph's error object; a throttled call says TooManyRequests (the middleware
+        # adds Retry-After), a failing one serviceNotAvailable / generalException.
+        rid = str(uuid.uuid4())
+        code = {429: "TooManyRequests", 503: "serviceNotAvailable"}.get(status, "generalException")
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": rid,
+                    "client-request-id": rid,
+                },
+            }
         }
     else:
         body = {"error": message, "status": status}

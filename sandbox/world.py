@@ -33,6 +33,15 @@ class Credentials:
     jira_token: str = "sandbox-jira-token"
     # Every IdP user signs in with it (sandbox.idp.oidc): a sandbox has no real passwords.
     idp_user_password: str = "sandbox-password"
+    # Microsoft Entra ID (sandbox.idp.graph): the tenant, Handover's app registration (the
+    # copies of connectors.settings' SANDBOX_TENANT_ID, SANDBOX_ENTRA_CLIENT_ID and
+    # SANDBOX_ONLY_CREDENTIALS["idp_client_secret"]: the sandbox imports no production code),
+    # and an administrator's app that may also create groups, as an IdP admin does.
+    entra_tenant_id: str = "5a7d0c2e-0000-4000-8000-5a4db0c5e5e5"
+    entra_client_id: str = "4a1d0c2e-0000-4000-8000-4a4d0c5e5e5e"
+    entra_client_secret: str = "sandbox-entra-secret"
+    entra_admin_client_id: str = "ad3d0c2e-0000-4000-8000-ad4d0c5e5e5e"
+    entra_admin_client_secret: str = "sandbox-entra-admin-secret"
 
 
 class FaultSettings(BaseModel):

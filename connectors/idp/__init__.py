@@ -9,11 +9,12 @@ where the vendor has an API for it, ``SessionControl``) and passes the same cont
 from __future__ import annotations
 
 from connectors.capabilities import IdentityProvider
+from connectors.idp.graph import GraphIdp
 from connectors.idp.okta import OktaIdp
 from connectors.idp.scim import ScimIdp
 from connectors.settings import IDP_KINDS, Settings, SettingsError
 
-__all__ = ["IDP_KINDS", "OktaIdp", "ScimIdp", "make_idp"]
+__all__ = ["IDP_KINDS", "GraphIdp", "OktaIdp", "ScimIdp", "make_idp"]
 
 
 def make_idp(settings: Settings) -> IdentityProvider:
@@ -23,9 +24,11 @@ def make_idp(settings: Settings) -> IdentityProvider:
         SettingsError: an unknown kind (the settings already refuse one; kept for callers that
             build settings by hand).
     """
-    match settings.idp_kind:
+    match settings.idp_kind.strip().lower():
         case "scim":
             return ScimIdp(settings)
         case "okta":
             return OktaIdp(settings)
+        case "entra":
+            return GraphIdp(settings)
     raise SettingsError(f"unknown IdP kind {settings.idp_kind!r}: one of {', '.join(IDP_KINDS)}")

@@ -1,24 +1,24 @@
-"""The IdPs the contract suite runs against, one table of kinds (:data:`KINDS`), and raw
-seeding helpers.
+"""The servers the IdP connectors' contract suite runs against, per IdP kind, and raw seeding
+helpers.
 
-Each kind names its servers and builds its connector for a :class:`Backend`:
-
-- ``scim``: the sandbox IdP in-process (Starlette's TestClient as the httpx client), the sandbox
-  IdP over loopback (uvicorn), and an independent scim2-server (its WSGI application over an
-  in-memory storage, served by wsgiref on a loopback port, behind a bearer token, with a page
-  size of 20 so that every listing spans several pages);
-- ``okta``: the sandbox's imitation of Okta's Management API (``/okta``), in-process and over
-  loopback, with the SSWS token.
+SCIM (``scim``): the sandbox IdP in-process (Starlette's TestClient as the httpx client), the
+sandbox IdP over loopback (uvicorn), and an independent scim2-server (its WSGI application over
+an in-memory storage, served by wsgiref on a loopback port, behind a bearer token, with a page
+size of 20 so that every listing spans several pages). Okta (``okta``): the sandbox's imitation
+of Okta's Management API, in-process and over loopback, with the SSWS token. Microsoft Graph
+(``entra``): the sandbox's imitation of Graph and of Entra's token endpoint, in-process and over
+loopback.
 
 Groups have no create call in the connectors (the IdP's admins make them), so tests seed users
-and groups with raw SCIM requests, as an IdP admin would: the sandbox's SCIM face is the same
-directory every other face of the sandbox IdP serves.
+and groups with raw requests of the kind's API, as an IdP admin would (for Graph: with the
+sandbox administrator's app registration; for Okta through the sandbox's SCIM face, the same
+directory every face of the sandbox IdP serves).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
@@ -38,7 +38,7 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
-from connectors.idp import OktaIdp, ScimIdp
+from connectors.idp import GraphIdp, OktaIdp, ScimIdp
 from connectors.rate import TokenBucket
 from sandbox.app import create_app
 from sandbox.org.models import Project
@@ -52,54 +52,159 @@ SCIM2_PAGE = 20  # scim2-server's maxPageSize here: smaller than the connector's
 PAGE_SIZE = 50  # the count the connector asks for in these tests
 PROJECTS = ("Production", "Staging", "Development")  # what the mapped groups name
 
-SERVERS = ("sandbox", "sandbox-loopback", "scim2-server")  # the SCIM kind's servers
-Idp = ScimIdp | OktaIdp
+# Sandbox Entra ID (sandbox/world.py Credentials): the tenant, Handover's app registration, and
+# the administrator's app that seeds users and groups.
+ENTRA_TENANT = "5a7d0c2e-0000-4000-8000-5a4db0c5e5e5"
+ENTRA_CLIENT_ID = "4a1d0c2e-0000-4000-8000-4a4d0c5e5e5e"
+ENTRA_SECRET = "sandbox-entra-secret"
+ENTRA_ADMIN_ID = "ad3d0c2e-0000-4000-8000-ad4d0c5e5e5e"
+ENTRA_ADMIN_SECRET = "sandbox-entra-admin-secret"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+# Each server the contract suite runs against, and its IdP kind.
+SERVERS: dict[str, str] = {
+    "sandbox": "scim",
+    "sandbox-loopback": "scim",
+    "scim2-server": "scim",
+    "okta": "okta",
+    "okta-loopback": "okta",
+    "entra": "entra",
+    "entra-loopback": "entra",
+}
+FAST = ("sandbox", "okta", "entra")  # in-process: the rest are marked slow
 
 
 @dataclass
 class Backend:
-    """One IdP under test: its kind, how to reach it, and a raw SCIM client to seed it."""
+    """One server under test: its IdP kind, how to reach it, and a raw client to seed it."""
 
-    name: str  # the server: sandbox | sandbox-loopback | scim2-server
-    base_url: str  # the SCIM root (seeding)
-    token: str
+    name: str
+    base_url: str  # the API root (SCIM's, or Graph's /v1.0)
+    token: str  # SCIM: the bearer token; entra: the client secret of Handover's app
     raw: httpx.Client  # absolute URLs; also the connector's client when in-process
     in_process: bool = False
     app: FastAPI | None = None  # the sandbox app (sandbox only)
     root: str = ""  # the sandbox's own root URL (sandbox only)
     kind: str = "scim"
-    _clients: list[Idp] = field(default_factory=list)
+    _clients: list[Any] = field(default_factory=list)
+    _admin_token: str = ""
 
     @property
     def active_status(self) -> str:
         """The ``status`` an active user shows with this kind ("" where the IdP has none)."""
-        return KINDS[self.kind].active_status
+        return "ACTIVE" if self.kind == "okta" else ""
 
-    def idp(self, *, token: str | None = None, page_size: int = PAGE_SIZE) -> Idp:
-        """A connector of this backend's kind, with its own (unthrottled) rate-limit bucket."""
-        idp = KINDS[self.kind].connect(self, self.token if token is None else token, page_size)
+    @property
+    def token_url(self) -> str:
+        """Entra's token endpoint of the sandbox tenant (entra only)."""
+        return f"{self.root}/entra/{ENTRA_TENANT}/oauth2/v2.0/token"
+
+    def idp(self, *, token: str | None = None, page_size: int = PAGE_SIZE) -> Any:
+        """A connector of this server's kind, with its own (unthrottled) rate-limit bucket;
+        ``token`` replaces the credential (SCIM's token, Entra's client secret)."""
+        secret = self.token if token is None else token
+        client = self.raw if self.in_process else None
+        idp: Any
+        if self.kind == "entra":
+            idp = GraphIdp(
+                base_url=self.base_url,
+                token_url=self.token_url,
+                client_id=ENTRA_CLIENT_ID,
+                client_secret=secret,
+                client=client,
+                limiter=TokenBucket(100_000),
+                page_size=page_size,
+            )
+        elif self.kind == "okta":
+            idp = OktaIdp(
+                base_url=f"{self.root}/okta",
+                token=secret,
+                client=client,
+                limiter=TokenBucket(100_000),
+                page_size=page_size,
+            )
+        else:
+            idp = ScimIdp(
+                base_url=self.base_url,
+                token=secret,
+                client=client,
+                limiter=TokenBucket(100_000),
+                page_size=page_size,
+            )
         if not self.in_process:
             self._clients.append(idp)
         return idp
-
-    def client_kw(self) -> dict[str, Any]:
-        """What every connector of this backend is built with: the in-process client, if
-        any, and an unthrottled bucket."""
-        return {"client": self.raw if self.in_process else None, "limiter": TokenBucket(100_000)}
 
     def scim(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
         return self.raw.request(method, self.base_url + path, json=body, headers=headers, **kw)
 
+    def graph(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+        """A raw Graph call as the sandbox's administrator app (entra only)."""
+        if not self._admin_token:
+            r = self.raw.post(
+                self.token_url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": ENTRA_ADMIN_ID,
+                    "client_secret": ENTRA_ADMIN_SECRET,
+                    "scope": GRAPH_SCOPE,
+                },
+            )
+            assert r.status_code == 200, r.text
+            self._admin_token = r.json()["access_token"]
+        headers = {"Authorization": f"Bearer {self._admin_token}", **kw.pop("headers", {})}
+        return self.raw.request(method, self.base_url + path, json=body, headers=headers, **kw)
+
     def user(self, user_name: str, **extra: Any) -> str:
-        """Create a user; returns its id."""
+        """Create a user (``extra`` in SCIM's terms: ``name``, ``emails``); returns its id."""
+        if self.kind == "entra":
+            return self._graph_user(user_name, **extra)
         body = {"schemas": [USER_SCHEMA], "userName": user_name, **extra}
         r = self.scim("POST", "/Users", body)
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
+    def _graph_user(self, user_name: str, **extra: Any) -> str:
+        name = extra.get("name") or {}
+        emails = extra.get("emails") or []
+        primary = [e["value"] for e in emails if e.get("primary")]
+        body: dict[str, Any] = {
+            "accountEnabled": extra.get("active", True),
+            "displayName": user_name,
+            "mailNickname": user_name.split("@", 1)[0],
+            "userPrincipalName": user_name,
+            "passwordProfile": {"password": "Sandbox-Pa55word!"},
+        }
+        if name.get("givenName"):
+            body["givenName"] = name["givenName"]
+        if name.get("familyName"):
+            body["surname"] = name["familyName"]
+        if primary:
+            body["mail"] = primary[0]
+        others = [e["value"] for e in emails if not e.get("primary")]
+        if others:
+            body["otherMails"] = others
+        r = self.graph("POST", "/users", body)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
     def group(self, name: str, members: tuple[str, ...] = ()) -> str:
         """Create a group holding ``members`` (user ids); returns its id."""
+        if self.kind == "entra":
+            body: dict[str, Any] = {
+                "displayName": name,
+                "mailNickname": name,
+                "mailEnabled": False,
+                "securityEnabled": True,
+            }
+            if members:
+                body["members@odata.bind"] = [
+                    f"{self.base_url}/directoryObjects/{m}" for m in members
+                ]
+            r = self.graph("POST", "/groups", body)
+            assert r.status_code == 201, r.text
+            return str(r.json()["id"])
         body = {"schemas": [GROUP_SCHEMA], "displayName": name}
         if members:
             body["members"] = [{"value": m} for m in members]
@@ -165,43 +270,34 @@ def scim2_server(token: str = SCIM2_TOKEN) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def _scim(backend: Backend, token: str, page_size: int) -> Idp:
-    return ScimIdp(
-        base_url=backend.base_url, token=token, page_size=page_size, **backend.client_kw()
-    )
-
-
-def _okta(backend: Backend, token: str, page_size: int) -> Idp:
-    return OktaIdp(
-        base_url=f"{backend.root}/okta", token=token, page_size=page_size, **backend.client_kw()
-    )
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One IdP kind of the contract suite: the servers it runs on and its connector."""
-
-    servers: tuple[str, ...]
-    connect: Callable[[Backend, str, int], Idp]  # backend, token, page size
-    active_status: str = ""
-
-
-KINDS: dict[str, Kind] = {
-    "scim": Kind(SERVERS, _scim),
-    "okta": Kind(("sandbox", "sandbox-loopback"), _okta, active_status="ACTIVE"),
-}
-# Every (kind, server) pair the contract suite runs on.
-CASES = tuple((kind, server) for kind, k in KINDS.items() for server in k.servers)
-
-
 @contextmanager
-def open_backend(name: str, kind: str = "scim") -> Iterator[Backend]:
-    """A fresh, empty server ``name`` (one of the kind's servers), reached by ``kind``'s
-    connector."""
-    if name not in KINDS[kind].servers:
-        raise ValueError(f"the {kind} kind has no server {name!r}")
+def open_backend(name: str) -> Iterator[Backend]:
+    """A fresh, empty server ``name`` (one of :data:`SERVERS`)."""
     with ExitStack() as stack:
-        if name == "sandbox":
+        if name == "entra":
+            app = create_app(None, seed="empty", rng_seed=1)
+            client = stack.enter_context(TestClient(app))
+            _add_projects(app)
+            backend = Backend(
+                name,
+                "http://testserver/graph/v1.0",
+                ENTRA_SECRET,
+                client,
+                in_process=True,
+                app=app,
+                root="http://testserver",
+                kind="entra",
+            )
+        elif name == "entra-loopback":
+            live = serve(create_app(None, seed="empty", rng_seed=1))
+            stack.callback(live.stop)
+            _add_projects(live.app)
+            raw = stack.enter_context(httpx.Client(timeout=30))
+            url = f"{live.url}/graph/v1.0"
+            backend = Backend(
+                name, url, ENTRA_SECRET, raw, app=live.app, root=live.url, kind="entra"
+            )
+        elif name in ("sandbox", "okta"):
             app = create_app(None, seed="empty", rng_seed=1)
             client = stack.enter_context(TestClient(app))
             _add_projects(app)
@@ -214,7 +310,7 @@ def open_backend(name: str, kind: str = "scim") -> Iterator[Backend]:
                 app=app,
                 root="http://testserver",
             )
-        elif name == "sandbox-loopback":
+        elif name in ("sandbox-loopback", "okta-loopback"):
             live = serve(create_app(None, seed="empty", rng_seed=1))
             stack.callback(live.stop)
             _add_projects(live.app)
@@ -226,7 +322,7 @@ def open_backend(name: str, kind: str = "scim") -> Iterator[Backend]:
             raw = stack.enter_context(httpx.Client(timeout=30))
             backend = Backend(name, url, SCIM2_TOKEN, raw)
         else:
-            raise ValueError(f"unknown SCIM server {name!r}")
-        backend.kind = kind
+            raise ValueError(f"unknown IdP server {name!r}")
+        backend.kind = SERVERS[name]
         stack.callback(backend.close)
         yield backend

@@ -44,7 +44,7 @@ def key() -> RSAKey:
 
 @pytest.fixture
 def okta() -> Iterator[Backend]:
-    with open_backend("sandbox", "okta") as backend:
+    with open_backend("okta") as backend:
         yield backend
 
 
