@@ -462,7 +462,7 @@ def session_checks(rt: Runtime, user_id: str, plan: Plan, case_id: int | None) -
     ended = control.sessions_ended_since(user_id, since)
     if ended is None:
         return {
-            "idp_sessions_ended": f"{REPORTED} the IdP when ended at {done['at']:%Y-%m-%d %H:%M} "
+            "idp_sessions_ended": f"{REPORTED}the IdP when ended at {done['at']:%Y-%m-%d %H:%M} "
             "UTC (its API cannot list a user's sessions)"
         }
     return {"idp_sessions_ended": "pass" if ended else "fail: a session older than the end"}
