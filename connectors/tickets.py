@@ -171,10 +171,11 @@ class JiraTickets:
 
         return call_with_retry(attempt, attempts=self.attempts, max_seconds=self.max_seconds)
 
-    def _fields(self) -> str:
-        """The fields to ask for: a Ticket's, and JSM's request type where the site has it."""
+    def _fields(self, operation: str, subject: str) -> str:
+        """The fields to ask for: a Ticket's, and JSM's request type where the site has it
+        (looked up once; a failure is said as one of ``operation``, which needed it)."""
         if self._request_field is None:
-            listed = self._call(lambda j: j.fields(), operation="list_fields")
+            listed = self._call(lambda j: j.fields(), operation=operation, subject=subject)
             found = [
                 str(f.get("id"))
                 for f in listed
@@ -291,7 +292,7 @@ class JiraTickets:
             NotFoundError: no such issue (or no permission to see it).
             ConnectorError: any other failure, after retries.
         """
-        fields = self._fields()
+        fields = self._fields("get_issue", key)
         issue = self._call(
             lambda j: j.issue(key, fields=fields), operation="get_issue", subject=key
         )
@@ -332,7 +333,7 @@ class JiraTickets:
             InvalidRequestError: the query is invalid (Jira's message says where).
             ConnectorError: any other failure, after retries.
         """
-        fields = self._fields()
+        fields = self._fields("search", jql)
         found = self._call(
             lambda j: j.search_issues(jql, maxResults=limit, fields=fields),
             operation="search",
