@@ -3,7 +3,9 @@
 ``--ticket KEY | --email E --project NAME=ROLE … [--org-role R] [--module M …] [--until DATE]
 [--justification TEXT] [--dry-run] [--json]``. Bad input exits 2 with a clear message before
 anything is read or written; so does a request the org refuses (unknown project: the flow says
-``rejected``) and a request for an existing member (``change_needed``: use ``handover change``).
+``rejected``), a request for an existing member (``change_needed``: use ``handover change``),
+a ticket that is not an access request (``not_an_access_request``: the ticket is told so) and
+a ticket Jira does not have (``unknown_ticket``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
 from connectors.settings import SettingsError, load_settings
 
 # Statuses of this runbook beyond the shared ones (cli.runbooks.EXIT).
-ONBOARD_EXIT = {**EXIT, "rejected": 2, "change_needed": 2}
+ONBOARD_EXIT = {
+    **EXIT,
+    "rejected": 2,
+    "change_needed": 2,
+    "not_an_access_request": 2,  # answered on the ticket; nothing else done
+    "unknown_ticket": 2,
+}
 
 
 def _projects(values: list[str]) -> dict[str, str]:
@@ -36,7 +44,9 @@ def _projects(values: list[str]) -> dict[str, str]:
 
 
 def onboard(
-    ticket: str = typer.Option("", help="an Access Request ticket (e.g. ACC-1)"),
+    ticket: str = typer.Option(
+        "", help="an access-request ticket (e.g. ACC-1; HANDOVER_JIRA_REQUEST_TYPES/_LABEL)"
+    ),
     email: str = typer.Option("", help="who joins (without a ticket)"),
     project: list[str] = typer.Option([], help="NAME=ROLE, once per project"),
     org_role: str = typer.Option("viewer", help="viewer | member | manager | admin"),
@@ -82,7 +92,10 @@ def onboard(
     }
     try:
         checked = OnboardRequest(**{**params, "email": params["email"] or None})
-        load_settings().for_org(checked.org)
+        settings = load_settings()
+        settings.for_org(checked.org)
+        if checked.ticket:  # which tickets are requests: a bad setting is said before any run
+            settings.request_kinds()
     except ValidationError as e:
         raise _bad(validation_message(e)) from None
     except SettingsError as e:
@@ -94,7 +107,7 @@ def onboard(
     if as_json or result["plan"]["steps"] or status == "planned":
         show(result, as_json=as_json)
     if not as_json:
-        if status in ("rejected",):
+        if status in ("rejected", "not_an_access_request", "unknown_ticket"):
             typer.secho(result.get("problems", "the request is invalid"), err=True, fg="red")
         elif status == "change_needed":
             typer.secho(

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from domain.request_kind import RequestKinds
 
 SANDBOX = "http://127.0.0.1:8800"
 # The intake `handover up` serves (cli/up.py: --port-intake): where the links in DMs point.
@@ -472,6 +474,23 @@ class Settings(BaseSettings):
     def request_types(self) -> list[str]:
         """``jira_request_types`` as names (comma-separated; blanks dropped)."""
         return [t.strip() for t in self.jira_request_types.split(",") if t.strip()]
+
+    def request_kinds(self) -> RequestKinds:
+        """Which tickets are access requests (``domain.request_kind``): the request types and
+        the label.
+
+        Raises:
+            SettingsError: neither is set, or the label has spaces.
+        """
+        try:
+            return RequestKinds(
+                types=tuple(self.request_types()), label=self.jira_request_label.strip()
+            )
+        except ValidationError as e:
+            why = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+            raise SettingsError(
+                f"HANDOVER_JIRA_REQUEST_TYPES / HANDOVER_JIRA_REQUEST_LABEL: {why}"
+            ) from None
 
     def ledger_database_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"

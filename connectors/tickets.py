@@ -11,8 +11,18 @@ server's error messages.
 
 A ticket's reporter is an email only where Jira gives one: the reporter's ``emailAddress``, or,
 when the issue hides it (Jira Cloud's profile visibility), the one ``GET /user`` gives for the
-reporter's account (:meth:`JiraTickets.get`). A display name is never taken for a person: a
-reporter without an email is ``None``, and an access request from nobody is refused upstream.
+reporter's account (:meth:`JiraTickets.get`). Jira Cloud names people by ``accountId`` only (no
+``name``/``key``), so the account is asked for by ``accountId`` whenever the reporter carries one
+(``GET /rest/api/2/user?accountId=…``), and by ``username`` only for a Server account without
+one. A display name is never taken for a person: a reporter without an email is ``None``, and
+an access request from nobody is refused upstream.
+
+Which tickets are access requests is configuration (``domain.request_kind``): issue types,
+Jira Service Management request types, a label. The JSM request type lives in the "Customer
+Request Type" custom field (``customfield_10010`` on Cloud, another id on each Server/DC
+site), found once by its schema type ``com.atlassian.servicedesk:vp-origin`` in
+``GET /rest/api/2/field``; its value's ``requestType.name`` is the type. A Jira without JSM has
+no such field and no ticket has a request type.
 
 Workflows name their transitions freely ("Resolve", "To Done"), so :meth:`transition_to` picks
 the transition by the status it leads to, as a person reading the workflow would. Creating an
@@ -28,6 +38,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from jira import JIRA, JIRAError
+from jira.resources import User
 from requests.exceptions import ChunkedEncodingError, RequestException, Timeout
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
@@ -45,11 +56,13 @@ from connectors.retry import call_with_retry
 from connectors.settings import Settings, load_settings
 from domain.access_request import parse_access_request
 from domain.models import AccessRequest, Effect, Ticket, WriteResult
+from domain.request_kind import NotAnAccessRequest, RequestKinds, request_type_name
 
 SYSTEM = "jira"
-ACCESS_REQUEST_TYPE = "Access Request"
 # The fields a Ticket is made of; asking only for these keeps answers small.
 FIELDS = "summary,status,issuetype,description,labels,reporter"
+# The schema type of JSM's "Customer Request Type" field, whatever its id on a site.
+REQUEST_TYPE_SCHEMA = "com.atlassian.servicedesk:vp-origin"
 T = TypeVar("T")
 
 
@@ -87,8 +100,11 @@ class JiraTickets:
     """The Tickets capability over Jira REST v2.
 
     Args:
-        settings: where Jira is and the credentials; ``load_settings()`` when omitted.
+        settings: where Jira is and the credentials, and which tickets are access requests;
+            ``load_settings()`` when omitted.
         client: a ready ``JIRA`` client to use instead (built with ``max_retries=0``).
+        kinds: which tickets are access requests, instead of the settings' request types and
+            label.
         attempts: how many times a transient failure is tried in all.
         max_seconds: the bound on the time spent retrying one call.
         limiter: the rate-limit bucket; the process-wide one of this Jira by default.
@@ -102,9 +118,12 @@ class JiraTickets:
         attempts: int = 6,
         max_seconds: float = 60.0,
         limiter: TokenBucket | None = None,
+        kinds: RequestKinds | None = None,
     ) -> None:
+        settings = settings or load_settings()
+        self.kinds = kinds or settings.request_kinds()
+        self._request_field: str | None = None  # JSM's request type field id; "" when none
         if client is None:
-            settings = settings or load_settings()
             self.server = settings.jira_url.rstrip("/")
             user, token = settings.jira_user, settings.jira_token
             self._make: Callable[[], JIRA] = lambda: JIRA(
@@ -152,9 +171,23 @@ class JiraTickets:
 
         return call_with_retry(attempt, attempts=self.attempts, max_seconds=self.max_seconds)
 
+    def _fields(self, operation: str, subject: str) -> str:
+        """The fields to ask for: a Ticket's, and JSM's request type where the site has it
+        (looked up once; a failure is said as one of ``operation``, which needed it)."""
+        if self._request_field is None:
+            listed = self._call(lambda j: j.fields(), operation=operation, subject=subject)
+            found = [
+                str(f.get("id"))
+                for f in listed
+                if (f.get("schema") or {}).get("custom") == REQUEST_TYPE_SCHEMA
+            ]
+            self._request_field = found[0] if found else ""
+        return f"{FIELDS},{self._request_field}" if self._request_field else FIELDS
+
     def _ticket(self, issue: Any) -> Ticket:
         f = issue.fields
         reporter = getattr(f, "reporter", None)
+        raw = (getattr(issue, "raw", None) or {}).get("fields") or {}
         return Ticket(
             key=issue.key,
             summary=f.summary or "",
@@ -166,6 +199,7 @@ class JiraTickets:
             url=f"{self.server}/browse/{issue.key}",
             reporter_account=_account(reporter) if reporter is not None else "",
             reporter_name=str(getattr(reporter, "displayName", None) or ""),
+            request_type=request_type_name(raw.get(self._request_field or "")),
         )
 
     def _reporter_email(self, ticket: Ticket, issue: Any) -> str | None:
@@ -176,8 +210,14 @@ class JiraTickets:
         name = str(getattr(user, "name", None) or getattr(user, "key", None) or "")
 
         def read(j: JIRA) -> Any:
-            # The client asks by accountId on Cloud and by username on Server, as each wants.
-            return j.user(account if j.deploymentType == "Cloud" or not name else name)
+            if not account:  # a Server account: by username, as Server wants
+                return j.user(name)
+            # By accountId, whatever the deployment says: the client's ``user()`` asks by
+            # username unless the server calls itself Cloud, and an accountId-only account
+            # (Cloud's only kind) has no username to be found by.
+            found = User(j._options, j._session, _query_param="accountId")
+            found.find(account)
+            return found
 
         if not (account or name):
             return None
@@ -252,8 +292,9 @@ class JiraTickets:
             NotFoundError: no such issue (or no permission to see it).
             ConnectorError: any other failure, after retries.
         """
+        fields = self._fields("get_issue", key)
         issue = self._call(
-            lambda j: j.issue(key, fields=FIELDS), operation="get_issue", subject=key
+            lambda j: j.issue(key, fields=fields), operation="get_issue", subject=key
         )
         ticket = self._ticket(issue)
         if ticket.reporter is None and ticket.reporter_account:
@@ -292,8 +333,9 @@ class JiraTickets:
             InvalidRequestError: the query is invalid (Jira's message says where).
             ConnectorError: any other failure, after retries.
         """
+        fields = self._fields("search", jql)
         found = self._call(
-            lambda j: j.search_issues(jql, maxResults=limit, fields=FIELDS),
+            lambda j: j.search_issues(jql, maxResults=limit, fields=fields),
             operation="search",
             subject=jql,
         )
@@ -354,23 +396,19 @@ class JiraTickets:
 
         Returns:
             The request: ticket key kept, ``temporary`` from the labels (or an ``until``),
-            requester = the reporter.
+            requester = the reporter (their email; None when Jira tells none).
 
         Raises:
+            NotAnAccessRequest: the ticket is not one by the configured request types and
+                label (``str()`` says what it is and how to file one).
             AccessRequestError: the description is not a valid request (``str()`` of it is
                 meant to be posted on the ticket as a comment).
-            InvalidRequestError: the ticket is not of type "Access Request".
             NotFoundError: no such ticket.
             ConnectorError: any other failure, after retries.
         """
         ticket = self.get(key)
-        if ticket.issue_type.casefold() != ACCESS_REQUEST_TYPE.casefold():
-            raise InvalidRequestError(
-                f"the ticket is a {ticket.issue_type}, not an {ACCESS_REQUEST_TYPE}",
-                system=SYSTEM,
-                operation="read_access_request",
-                subject=key,
-            )
+        if not self.kinds.admits_ticket(ticket):
+            raise NotAnAccessRequest(ticket, self.kinds)
         return parse_access_request(
             ticket.description,
             ticket=ticket.key,

@@ -316,3 +316,4 @@ class Ticket(Frozen):
     url: str = ""
     reporter_account: str = ""  # Jira's id of the reporter's account (accountId, or Server name)
     reporter_name: str = ""  # the display name: for messages only, never an identity
+    request_type: str = ""  # Jira Service Management's request type name; "" outside JSM

@@ -5,7 +5,10 @@ The flow only composes (STYLE.md point 8): tasks do the I/O, ``domain.onboard`` 
 gate approves. A run is a *case* keyed by the person: killed and run again it skips what is
 done; a ticket already handled (done, or rejected for the same problems) is not handled twice.
 An invalid request (the ticket's lines, or projects and dates checked against the org) gets one
-comment listing every problem, the ticket goes to Rejected and nothing is provisioned.
+comment listing every problem, the ticket goes to Rejected and nothing is provisioned. A ticket
+that is not an access request (``domain.request_kind``: the configured types and label) gets
+one comment saying so and how to file one, and nothing else; a ticket Jira does not have is
+``unknown_ticket``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from flows.runbook import ON_FAILURE, begin, outcome, run_id, run_plan
 from tasks.cases import open_case_of, open_run_case
 from tasks.onboard import (
     RUNBOOK,
+    NotHandled,
+    answer_not_a_request,
     idp_managed_default,
     previous_outcome,
     read_access_request,
@@ -135,7 +140,8 @@ def onboard(
 
     Returns:
         The outcome (``--json``): status done | planned | denied | blocked | rejected |
-        change_needed | failed | nothing_to_do, plan, effects, verification, warnings.
+        change_needed | failed | nothing_to_do | not_an_access_request (the ticket is
+        answered, nothing else done) | unknown_ticket, plan, effects, verification, warnings.
 
     Raises:
         pydantic.ValidationError: the options are not a valid request (nothing was read).
@@ -214,6 +220,10 @@ def _resolve(rt: Runtime, req: OnboardRequest) -> tuple[AccessRequest, str] | di
     if not req.ticket:
         return req.access_request(), req.requester
     got = read_access_request(rt, req.ticket)
+    if isinstance(got, NotHandled):  # not an access request, or no such ticket: bad input
+        if got.status == "not_an_access_request" and not req.dry_run:
+            answer_not_a_request(rt, ticket=req.ticket, message=got.message, flow_run_id=run_id())
+        return outcome(rt, None, status=got.status, problems=got.message, ticket=req.ticket)
     if isinstance(got, str):
         if req.dry_run:
             return outcome(rt, None, status="rejected", problems=got, ticket=req.ticket)

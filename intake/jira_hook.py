@@ -1,4 +1,4 @@
-"""``POST /hooks/jira``: signed Jira webhooks about Access Request tickets become onboarding runs.
+"""``POST /hooks/jira``: signed Jira webhooks about access-request tickets become onboarding runs.
 
 Order of work, as for the HR hook (intake/hooks.py): authenticate first, then parse, then answer.
 
@@ -9,8 +9,13 @@ Order of work, as for the HR hook (intake/hooks.py): authenticate first, then pa
 3. **Shape**: JSON (400 otherwise) validated by ``JiraWebhook``: ``webhookEvent``, and for the
    events we act on an ``issue`` whose ``key`` is a Jira key (``ACC-12``: ASCII capitals,
    digits and ``_``, a hyphen, a number); 422 naming each bad field. Only
-   ``jira:issue_created`` / ``jira:issue_updated`` of issue type "Access Request" start a run;
-   anything else is answered 200 ``{"ignored": …}``. The runbook reads the ticket itself
+   ``jira:issue_created`` / ``jira:issue_updated`` of an access request start a run — by
+   ``domain.request_kind``, the one rule the runbook applies too: an issue type or JSM request
+   type among ``HANDOVER_JIRA_REQUEST_TYPES``, or the label ``HANDOVER_JIRA_REQUEST_LABEL``
+   (the JSM "Customer Request Type" field is recognised by its value,
+   ``{"requestType": {"name": …}}``, since its id differs per site). Anything else is answered
+   200 ``{"ignored": …}``, writes nothing and comments nothing: a Jira sends every Bug and
+   Story of the project to the hook. The runbook reads the ticket itself
    (the webhook body is not trusted for the request) and answers a bad ticket with a comment
    naming each bad line (``domain.access_request``).
 4. **Once per delivery**: the delivery is recorded in the ledger (source ``jira``, status
@@ -56,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from approvals.services import Services
+from domain.request_kind import RequestKinds, request_type_name
 from intake.deliveries import HEX64, hmac_hex, read_signed
 from intake.keyed import KeyedRun, claim_run
 from intake.launch import Launcher, start_event
@@ -64,7 +70,6 @@ from ledger.events import claim_event, note_event_run, release_event
 
 SOURCE = "jira"
 SIGNATURE_HEADER = "X-Hub-Signature"
-ACCESS_REQUEST = "access request"
 EVENTS = {"jira:issue_created", "jira:issue_updated"}
 # A Jira issue key: the project key (ASCII capitals, digits, underscores), a hyphen, a number.
 JIRA_KEY = r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,9}$"
@@ -109,11 +114,20 @@ class JiraIssueType(BaseModel):
 
 
 class JiraIssueFields(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # extra="allow": the custom fields are kept, so JSM's request type can be found among them.
+    model_config = ConfigDict(extra="allow")
     issuetype: JiraIssueType | None = None
-    # Only digested (has the request changed?): any JSON is taken as it is.
+    # Only digested (has the request changed?) and checked for the label: any JSON is taken.
     description: Any = None
     labels: Any = None
+
+    def request_type(self) -> str:
+        """The JSM request type's name, from whichever custom field holds one (its id differs
+        per site: ``customfield_10010`` on Cloud); "" when none does."""
+        for name, value in (self.model_extra or {}).items():
+            if name.startswith("customfield_") and (found := request_type_name(value)):
+                return found
+        return ""
 
 
 class JiraIssue(BaseModel):
@@ -137,12 +151,17 @@ class JiraWebhook(BaseModel):
             raise ValueError(f"{self.webhookEvent} needs its issue (issue.key)")
         return self
 
-    @property
-    def acted_on(self) -> bool:
-        """An issue event about an Access Request: what starts an onboarding."""
-        kind = self.issue.fields.issuetype if self.issue else None
-        name = kind.name if kind else ""
-        return self.webhookEvent in EVENTS and name.strip().casefold() == ACCESS_REQUEST
+    def acted_on(self, kinds: RequestKinds) -> bool:
+        """An issue event about an access request (by ``kinds``): what starts an onboarding."""
+        if self.webhookEvent not in EVENTS or self.issue is None:
+            return False
+        f = self.issue.fields
+        labels = f.labels if isinstance(f.labels, list) else []
+        return kinds.admits(
+            issue_type=f.issuetype.name if f.issuetype else "",
+            labels=[x for x in labels if isinstance(x, str)],
+            request_type=f.request_type(),
+        )
 
     def request_digest(self) -> str:
         """A digest of what the runbook reads the request from: the description and labels."""
@@ -188,8 +207,14 @@ _ANSWERS = answers(
 
 
 def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
-    """The ``POST /hooks/jira`` route over ``svc``; runs are started through ``launcher``."""
+    """The ``POST /hooks/jira`` route over ``svc``; runs are started through ``launcher``.
+
+    Raises:
+        SettingsError: the request types and label are not a valid configuration (the intake
+            does not start rather than ignore every ticket).
+    """
     router = APIRouter()
+    kinds = svc.settings.request_kinds()
 
     def take(hook: JiraWebhook, raw: bytes, background: BackgroundTasks) -> JSONResponse:
         """Record the delivery, then start the ticket's run or answer with the one going.
@@ -271,8 +296,8 @@ def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
 
     @router.post("/hooks/jira", openapi_extra=_OPENAPI, responses=_ANSWERS)
     async def jira_hook(request: Request, background: BackgroundTasks) -> JSONResponse:
-        """A Jira webhook (``JiraWebhook``), signed: an Access Request ticket has one
-        onboarding run at a time."""
+        """A Jira webhook (``JiraWebhook``), signed: an access-request ticket has one
+        onboarding run at a time; any other ticket is ignored."""
         got = await read_signed(
             request,
             JiraWebhook,
@@ -285,7 +310,7 @@ def jira_router(svc: Services, launcher: Launcher) -> APIRouter:
         if isinstance(got, JSONResponse):
             return got
         hook, raw = got
-        if not hook.acted_on or hook.issue is None:
+        if not hook.acted_on(kinds) or hook.issue is None:
             return JSONResponse({"ok": True, "ignored": hook.webhookEvent})
         return await run_in_threadpool(take, hook, raw, background)
 

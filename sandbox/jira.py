@@ -13,7 +13,24 @@ Server ``name``/``key``. Like Cloud's profile visibility, an account may hide it
 then shows the reporter without ``emailAddress``, and only ``GET /user`` — asked by Handover's
 account, which, like an app granted email access, may read it — tells it. An account may also
 have no email at all (``/_sandbox/jira/users`` adds such people): nothing tells who it is but its
-display name, which Handover never takes for an address.
+display name, which Handover never takes for an address. An *account-only* account is a Jira
+Cloud person as Cloud shows them since its GDPR changes: ``accountId``, ``accountType``,
+``displayName``, ``active`` and no ``name``/``key`` anywhere, found by ``GET /user?accountId=``
+only (``?username=`` does not know it); with ``email_to_apps`` off its profile hides the email
+from ``GET /user`` too (Cloud's "Only you and admins" visibility, for an app without the Email
+API), and nothing tells its address.
+
+Issue types per project, as organisations have them: the sandbox's own projects keep every
+type (``ISSUE_TYPES``), while a project made with a scheme (``POST /_sandbox/jira/projects``;
+``SOFTWARE_SCHEME`` is Jira Software's default one, which has no "Access Request") accepts only
+its types (``POST /issue`` with another answers 400 ``{"errors": {"issuetype": "The issue type
+selected is invalid."}}``) and lists only them in ``GET /project/{key}``'s ``issueTypes``. A
+Jira Service Management project (``projectTypeKey: service_desk``) has *request types*, each
+based on an issue type; an issue filed in one carries JSM's "Customer Request Type" field,
+``customfield_10010`` as on Cloud (schema ``com.atlassian.servicedesk:vp-origin`` in
+``GET /field``), whose value names the request type (``requestType.name``, ``issueTypeId``,
+``serviceDeskId``) and its ``currentStatus``; other issues have it ``null``. As Jira's REST v2
+does, ``POST /issue`` sets it from a plain string, the request type's id.
 """
 
 from __future__ import annotations
@@ -38,7 +55,31 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sandbox.db import Base
 from sandbox.world import World
 
-ISSUE_TYPES = {"Access Request": "10100", "Task": "10002", "Offboarding": "10101"}
+ISSUE_TYPES = {
+    "Access Request": "10100",
+    "Task": "10002",
+    "Offboarding": "10101",
+    # Jira Software's standard types
+    "Epic": "10000",
+    "Story": "10001",
+    "Sub-task": "10003",
+    "Bug": "10004",
+    "Improvement": "10005",
+    "New Feature": "10006",
+    # Jira Service Management's ITSM types (its request types are based on them)
+    "Service Request": "10200",
+    "Incident": "10201",
+}
+SUBTASKS = {"Sub-task"}
+# Jira Software's default issue type scheme: no "Access Request".
+SOFTWARE_SCHEME = ("Epic", "Story", "Task", "Sub-task", "Bug", "Improvement", "New Feature")
+REQUEST_TYPE_FIELD = "customfield_10010"  # JSM's "Customer Request Type" on Jira Cloud
+REQUEST_TYPE_SCHEMA = {
+    "type": "sd-customerrequesttype",
+    "custom": "com.atlassian.servicedesk:vp-origin",
+    "customId": 10010,
+}
+BAD_ISSUE_TYPE = "The issue type selected is invalid."
 # status name → (id, status category key, status category id)
 STATUSES = {
     "Open": ("1", "new", 2),
@@ -83,6 +124,20 @@ class JiraProject(Base):
     key: Mapped[str] = mapped_column(String(16), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     counter: Mapped[int] = mapped_column(default=0)  # last issue number handed out
+    # The issue types of its scheme; None: every type (the sandbox's own projects).
+    issue_types: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    service_desk: Mapped[bool] = mapped_column(default=False)  # a JSM project
+
+
+class JiraRequestType(Base):
+    """A JSM request type of a service desk project, based on one of its issue types."""
+
+    __tablename__ = "jira_request_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(ForeignKey("jira_projects.key"))
+    name: Mapped[str] = mapped_column(String(200))
+    issuetype: Mapped[str] = mapped_column(String(64))
 
 
 class JiraIssue(Base):
@@ -99,6 +154,9 @@ class JiraIssue(Base):
     labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
     reporter: Mapped[str] = mapped_column(String(320))
     assignee: Mapped[str | None] = mapped_column(String(320), default=None)
+    request_type: Mapped[int | None] = mapped_column(
+        ForeignKey("jira_request_types.id"), default=None
+    )
     created: Mapped[datetime]
     updated: Mapped[datetime]
 
@@ -113,6 +171,8 @@ class JiraUser(Base):
     display_name: Mapped[str] = mapped_column(String(255))
     email: Mapped[str | None] = mapped_column(String(320), default=None)
     email_visible: Mapped[bool] = mapped_column(default=True)  # shown in issues' user objects
+    email_to_apps: Mapped[bool] = mapped_column(default=True)  # shown by GET /user to Handover
+    account_only: Mapped[bool] = mapped_column(default=False)  # Cloud: no name/key shown
     active: Mapped[bool] = mapped_column(default=True)
 
 
@@ -163,12 +223,44 @@ def _project_row(session: Session, ref: str) -> JiraProject | None:
     return session.scalar(select(JiraProject).where(col == (int(ref) if ref.isdigit() else ref)))
 
 
-def ensure_project(session: Session, key: str, name: str) -> str:
-    """Create project ``key`` unless it exists (an existing name is kept); return the key."""
-    if _project_row(session, key) is None:
-        session.add(JiraProject(id=_next_id(session, JiraProject), key=key, name=name))
-        session.flush()
+def ensure_project(
+    session: Session,
+    key: str,
+    name: str,
+    *,
+    issue_types: Iterable[str] | None = None,
+    request_types: Iterable[tuple[str, str]] = (),
+) -> str:
+    """Create project ``key`` unless it exists (an existing one is kept as it is); return the
+    key. ``issue_types``: its scheme (None: every type); ``request_types``: JSM request types
+    as (name, issue type) — a service desk project.
+
+    Raises:
+        KeyError: an issue type that does not exist, or a request type's outside the scheme.
+    """
+    if _project_row(session, key) is not None:
+        return key
+    scheme = list(dict.fromkeys(issue_types)) if issue_types is not None else None
+    asked = [*(scheme or ()), *(t for _, t in request_types)]
+    for t in asked:
+        if t not in ISSUE_TYPES or (scheme is not None and t not in scheme):
+            raise KeyError(t)
+    session.add(
+        JiraProject(
+            id=_next_id(session, JiraProject), key=key, name=name, issue_types=scheme,
+            service_desk=bool(request_types),
+        )
+    )  # fmt: skip
+    session.flush()
+    for rt_name, itype in request_types:
+        rid = int(session.scalar(select(func.max(JiraRequestType.id))) or 0) + 1
+        session.add(JiraRequestType(id=rid, project=key, name=rt_name, issuetype=itype))
+    session.flush()
     return key
+
+
+def _scheme(p: JiraProject) -> list[str]:
+    return list(p.issue_types) if p.issue_types is not None else list(ISSUE_TYPES)
 
 
 def _account_id(name: str) -> str:
@@ -184,10 +276,15 @@ def ensure_user(
     display_name: str = "",
     email: str | None = None,
     email_visible: bool = True,
+    email_to_apps: bool = True,
+    account_only: bool = False,
 ) -> str:
     """The account id of the Jira account ``name``, created when missing (idempotent: an
     existing account is left as it is). ``email``: its address (``None``: none at all);
-    ``email_visible``: whether issues show it (else only ``GET /user`` does)."""
+    ``email_visible``: whether issues show it (else only ``GET /user`` does);
+    ``email_to_apps``: whether ``GET /user`` shows it to Handover's account (else nothing
+    does); ``account_only``: a Cloud account, shown by ``accountId`` only (``name`` is then the
+    sandbox's own handle for it, never shown)."""
     user = session.scalar(select(JiraUser).where(JiraUser.name == name))
     if user is None:
         user = JiraUser(
@@ -196,6 +293,8 @@ def ensure_user(
             display_name=display_name or name,
             email=email.strip().lower() if email else None,
             email_visible=email_visible,
+            email_to_apps=email_to_apps,
+            account_only=account_only,
         )
         session.add(user)
         session.flush()
@@ -225,22 +324,30 @@ def create_issue(
     labels: Iterable[str] = (),
     reporter: str = "handover",
     assignee: str | None = None,
+    request_type: int | None = None,
 ) -> str:
     """Create an issue in status Open; return its key (``ACC-12``, numbered per project).
+    ``request_type``: the id of one of the project's JSM request types.
 
     Raises:
-        KeyError: the project or the issue type does not exist.
+        KeyError: the project does not exist, the issue type is not in its scheme, or the
+            request type is not one of its own.
     """
     proj = _project_row(session, project)
-    if proj is None or issuetype not in ISSUE_TYPES:
+    if proj is None or issuetype not in _scheme(proj):
         raise KeyError(project if proj is None else issuetype)
+    if request_type is not None:
+        found = session.get(JiraRequestType, request_type)
+        if found is None or found.project != proj.key:
+            raise KeyError(str(request_type))
     proj.counter += 1
     if session.scalar(select(JiraUser).where(JiraUser.name == reporter)) is None:
         ensure_user(session, reporter, email=_default_email(reporter))
     issue = JiraIssue(
         id=_next_id(session, JiraIssue), key=f"{proj.key}-{proj.counter}", project=proj.key,
         number=proj.counter, issuetype=issuetype, summary=summary, description=description,
-        labels=list(labels), reporter=reporter, assignee=assignee, created=now, updated=now,
+        labels=list(labels), reporter=reporter, assignee=assignee, request_type=request_type,
+        created=now, updated=now,
     )  # fmt: skip
     session.add(issue)
     session.flush()
@@ -297,11 +404,13 @@ def _user(
         return {"self": f"{api}/user?username={name}", "name": name, "key": name,
                 "emailAddress": _default_email(name), "displayName": name,
                 "active": True}  # fmt: skip
-    out = {"self": f"{api}/user?accountId={account.account_id}",
-           "accountId": account.account_id, "accountType": "atlassian", "name": account.name,
-           "key": account.name, "displayName": account.display_name,
-           "active": account.active, "timeZone": "UTC"}  # fmt: skip
-    if account.email and (full or account.email_visible):
+    out: dict[str, Any] = {"self": f"{api}/user?accountId={account.account_id}",
+                           "accountId": account.account_id, "accountType": "atlassian"}  # fmt: skip
+    if not account.account_only:  # Server's identifiers; Cloud shows none
+        out |= {"name": account.name, "key": account.name}
+    out |= {"displayName": account.display_name, "active": account.active, "timeZone": "UTC"}
+    shown = account.email_to_apps and (full or account.email_visible)
+    if account.email and shown:
         out["emailAddress"] = account.email
     return out
 
@@ -314,13 +423,56 @@ def _status(api: str, name: str) -> dict[str, Any]:
 
 def _issuetype(api: str, name: str) -> dict[str, Any]:
     tid = ISSUE_TYPES[name]
-    return {"self": f"{api}/issuetype/{tid}", "id": tid, "name": name, "subtask": False}
+    return {"self": f"{api}/issuetype/{tid}", "id": tid, "name": name,
+            "subtask": name in SUBTASKS}  # fmt: skip
 
 
 def _project(api: str, p: JiraProject) -> dict[str, Any]:
+    kind = "service_desk" if p.service_desk else "software" if p.issue_types else "business"
     return {"self": f"{api}/project/{p.id}", "id": str(p.id), "key": p.key, "name": p.name,
-            "projectTypeKey": "business", "lead": _user(api, "handover"),
-            "issueTypes": [_issuetype(api, n) for n in ISSUE_TYPES]}  # fmt: skip
+            "projectTypeKey": kind, "lead": _user(api, "handover"),
+            "issueTypes": [_issuetype(api, n) for n in _scheme(p)]}  # fmt: skip
+
+
+def _jsm(session: Session) -> bool:
+    """Whether Jira Service Management is "installed": some project is a service desk (its
+    request type field exists only then)."""
+    return (
+        session.scalar(select(JiraProject.id).where(JiraProject.service_desk).limit(1)) is not None
+    )
+
+
+def _request_types(session: Session, issues: Iterable[JiraIssue]) -> dict[int, JiraRequestType]:
+    ids = sorted({i.request_type for i in issues if i.request_type is not None})
+    if not ids:
+        return {}
+    q = select(JiraRequestType).where(JiraRequestType.id.in_(ids))
+    return {r.id: r for r in session.scalars(q)}
+
+
+_CATEGORY = {"new": "NEW", "indeterminate": "INDETERMINATE", "done": "DONE"}
+
+
+def _request_type_value(
+    api: str, i: JiraIssue, p: JiraProject, rt: JiraRequestType
+) -> dict[str, Any]:
+    """The "Customer Request Type" field's value, as JSM Cloud gives it in an issue."""
+    base = api.removesuffix(V2)
+    desk = f"{base}/rest/servicedeskapi/servicedesk/{p.id}"
+    return {
+        "_links": {"jiraRest": f"{api}/issue/{i.id}",
+                   "web": f"{base}/servicedesk/customer/portal/{p.id}/{i.key}",
+                   "self": f"{base}/rest/servicedeskapi/request/{i.id}"},
+        "requestType": {"_expands": ["field"], "id": str(rt.id),
+                        "_links": {"self": f"{desk}/requesttype/{rt.id}"}, "name": rt.name,
+                        "description": "", "helpText": "",
+                        "issueTypeId": ISSUE_TYPES[rt.issuetype], "serviceDeskId": str(p.id),
+                        "portalId": str(p.id), "groupIds": []},
+        "currentStatus": {"status": i.status,
+                          "statusCategory": _CATEGORY[STATUSES[i.status][1]],
+                          "statusDate": {"iso8601": _fmt(i.updated),
+                                         "epochMillis": int(i.updated.timestamp() * 1000)}},
+    }  # fmt: skip
 
 
 def _comment(api: str, issue_id: int, c: JiraComment) -> dict[str, Any]:
@@ -336,7 +488,10 @@ def _issue(
     comments: list[JiraComment],
     only: set[str] | None,
     people: dict[str, JiraUser],
+    jsm: dict[int, JiraRequestType] | None = None,
 ) -> dict[str, Any]:
+    """An issue as ``GET /issue`` shows it; ``jsm``: with JSM "installed", the request types
+    of the issues shown (the request type field is then on every issue, null outside JSM)."""
     resolution = RESOLUTIONS.get(i.status)
     fields = {
         "summary": i.summary, "description": i.description or None,
@@ -349,6 +504,9 @@ def _issue(
         "comment": {"comments": [_comment(api, i.id, c) for c in comments], "startAt": 0,
                     "maxResults": len(comments), "total": len(comments)},
     }  # fmt: skip
+    if jsm is not None:
+        rt = jsm.get(i.request_type) if i.request_type is not None else None
+        fields[REQUEST_TYPE_FIELD] = _request_type_value(api, i, p, rt) if rt else None
     fields = {k: v for k, v in fields.items() if only is None or k in only}
     return {"id": str(i.id), "self": f"{api}/issue/{i.id}", "key": i.key, "fields": fields}
 
@@ -600,16 +758,27 @@ def user(
     with _world(request).db.session() as s:
         col = JiraUser.account_id if accountId else JiraUser.name
         found = s.scalar(select(JiraUser).where(col == ref))
+        if found is not None and found.account_only and not accountId:
+            found = None  # a Cloud account has no username to be found by
         if found is None:
             raise JiraError(404, f"The user with the key '{ref}' does not exist")
         return _user(_api(request), found.name, found, full=True)
 
 
 @router.get(V2 + "/field")
-def fields() -> list[dict[str, Any]]:
-    return [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True,
-             "navigable": True, "searchable": True, "clauseNames": clauses}
-            for fid, name, clauses in FIELDS]  # fmt: skip
+def fields(request: Request) -> list[dict[str, Any]]:
+    """The system fields, and JSM's request type field where JSM is "installed"."""
+    out = [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True,
+            "navigable": True, "searchable": True, "clauseNames": clauses}
+           for fid, name, clauses in FIELDS]  # fmt: skip
+    with _world(request).db.session() as s:
+        if _jsm(s):
+            out.append({"id": REQUEST_TYPE_FIELD, "key": REQUEST_TYPE_FIELD,
+                        "name": "Request Type", "untranslatedName": "Request Type",
+                        "custom": True, "orderable": True, "navigable": True,
+                        "searchable": True, "clauseNames": ["cf[10010]", "Request Type"],
+                        "schema": REQUEST_TYPE_SCHEMA})  # fmt: skip
+    return out
 
 
 @router.get(V2 + "/issuetype")
@@ -638,9 +807,10 @@ def create(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
     f = body.get("fields")
     if not isinstance(f, dict):
         raise JiraError(400, "Can not deserialize the issue: 'fields' is missing.")
-    errors = {k: NOT_SETTABLE.format(k) for k in f if k not in CREATABLE}
     world = _world(request)
     with world.db.session() as s:
+        settable = CREATABLE | ({REQUEST_TYPE_FIELD} if _jsm(s) else set())
+        errors = {k: NOT_SETTABLE.format(k) for k in f if k not in settable}
         ref = _name(f.get("project"))
         proj = _project_row(s, ref) if ref else None
         if proj is None:
@@ -649,6 +819,9 @@ def create(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
         itype = next((n for n, tid in ISSUE_TYPES.items() if ref in (n, tid)), None)
         if itype is None:
             errors["issuetype"] = f"{'valid ' if ref else ''}issue type is required"
+        elif proj is not None and itype not in _scheme(proj):
+            errors["issuetype"] = BAD_ISSUE_TYPE
+        rtype = _request_type_ref(s, proj, f.get(REQUEST_TYPE_FIELD), errors)
         summary = f.get("summary")
         if not isinstance(summary, str) or not summary.strip():
             errors["summary"] = "You must specify a summary of the issue."
@@ -673,9 +846,27 @@ def create(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
         reporter = _name(given) or _me(request)
         key = create_issue(s, world.clock.now(), project=proj.key, issuetype=itype,
                            summary=summary, description=description, labels=labels,
-                           reporter=reporter, assignee=_name(f.get("assignee")))  # fmt: skip
+                           reporter=reporter, assignee=_name(f.get("assignee")),
+                           request_type=rtype)  # fmt: skip
         i, _ = _load(s, key)
         return {"id": str(i.id), "key": i.key, "self": f"{_api(request)}/issue/{i.id}"}
+
+
+def _request_type_ref(
+    s: Session, proj: JiraProject | None, value: Any, errors: dict[str, str]
+) -> int | None:
+    """The request type id ``POST /issue`` sets: Jira takes a plain string (an object is
+    refused), here the id of one of the project's request types."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors[REQUEST_TYPE_FIELD] = "Operation value must be a string"
+        return None
+    found = s.get(JiraRequestType, int(value)) if value.isdigit() else None
+    if found is None or proj is None or found.project != proj.key:
+        errors[REQUEST_TYPE_FIELD] = f"The request type '{value}' is not valid for this project."
+        return None
+    return found.id
 
 
 @router.get(V2 + "/issue/{key}")
@@ -683,7 +874,9 @@ def read_issue(request: Request, key: str, fields: list[str] | None = Query(None
     with _world(request).db.session() as s:
         i, p = _load(s, key)
         people = _people(s, [i.reporter, i.assignee])
-        return _issue(_api(request), i, p, _comments(s, [i.id])[i.id], _only(fields), people)
+        jsm = _request_types(s, [i]) if _jsm(s) else None
+        only = _only(fields)
+        return _issue(_api(request), i, p, _comments(s, [i.id])[i.id], only, people, jsm)
 
 
 @router.get(V2 + "/issue/{key}/comment")
@@ -773,8 +966,9 @@ def search_issues(
         projects = {p.key: p for p in s.scalars(select(JiraProject))}
         comments, only = _comments(s, [i.id for i in page]), _only(fields)
         people = _people(s, [n for i in page for n in (i.reporter, i.assignee)])
+        jsm = _request_types(s, page) if _jsm(s) else None
         issues = [
-            _issue(_api(request), i, projects[i.project], comments[i.id], only, people)
+            _issue(_api(request), i, projects[i.project], comments[i.id], only, people, jsm)
             for i in page
         ]
         return {"startAt": startAt, "maxResults": maxResults, "total": len(found), "issues": issues}
@@ -805,6 +999,8 @@ class NewJiraUser(BaseModel):
     display_name: str = Field("", max_length=255)
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
     email_visible: bool = True
+    email_to_apps: bool = True
+    account_only: bool = False
 
 
 @control_router.post("/users")
@@ -817,7 +1013,46 @@ def add_user(request: Request, body: NewJiraUser) -> dict[str, Any]:
             display_name=body.display_name,
             email=body.email,
             email_visible=body.email_visible,
+            email_to_apps=body.email_to_apps,
+            account_only=body.account_only,
         )
         account = s.get(JiraUser, aid)
         assert account is not None
         return {"ok": True, "user": _user(_api(request), account.name, account, full=True)}
+
+
+class NewRequestType(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    issue_type: str = Field(min_length=1, max_length=64)
+
+
+class NewJiraProject(BaseModel):
+    """A project as an organisation configured it: its issue type scheme, and for a Jira
+    Service Management project its request types."""
+
+    key: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,9}$")
+    name: str = Field(min_length=1, max_length=200)
+    issue_types: list[str] = Field(default_factory=lambda: list(SOFTWARE_SCHEME), min_length=1)
+    request_types: list[NewRequestType] = Field(default_factory=list)
+
+
+@control_router.post("/projects", response_model=None)
+def add_project(request: Request, body: NewJiraProject) -> dict[str, Any] | JSONResponse:
+    """Add a project with its scheme (idempotent on the key: an existing one is kept); the
+    project as ``GET /project/{key}`` shows it, with its request types' ids."""
+    with _world(request).db.session() as s:
+        try:
+            ensure_project(
+                s,
+                body.key,
+                body.name,
+                issue_types=body.issue_types,
+                request_types=[(r.name, r.issue_type) for r in body.request_types],
+            )
+        except KeyError as e:
+            return JiraError(400, f"no issue type {e.args[0]!r} in the scheme").response()
+        p = _project_row(s, body.key)
+        assert p is not None
+        q = select(JiraRequestType).where(JiraRequestType.project == p.key)
+        kinds = {r.name: str(r.id) for r in s.scalars(q.order_by(JiraRequestType.id))}
+        return {"ok": True, "project": _project(_api(request), p), "request_types": kinds}

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 from collections import Counter
 from datetime import UTC, date, datetime, time
-from typing import Any, assert_never
+from typing import Any, Literal, assert_never
 
 from prefect import task
 
@@ -24,12 +24,13 @@ from connectors.capabilities import (
     has,
     require,
 )
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, NotFoundError
 from domain.access_request import AccessRequestError, LineError
-from domain.models import AccessRequest, Effect, Member, WriteResult
+from domain.models import AccessRequest, Effect, Frozen, Member, WriteResult
 from domain.onboard import OnboardPlan, OnboardState, OnboardStep, OnboardStepKind
 from domain.plan import is_mapped_idp_group
 from domain.records import AuditEvent, Grant
+from domain.request_kind import NotAnAccessRequest
 from domain.runbook import Case
 from domain.steps import (
     GrantModules,
@@ -69,27 +70,45 @@ UNKNOWN_REPORTER = (
 )
 
 
+class NotHandled(Frozen):
+    """A ticket the runbook does not act on: bad input (exit 2), nothing provisioned.
+
+    ``not_an_access_request``: not one by the configured request types and label (the ticket
+    is answered with ``message``); ``unknown_ticket``: Jira has no such ticket (or hides it).
+    """
+
+    status: Literal["not_an_access_request", "unknown_ticket"]
+    ticket: str
+    message: str
+
+
 @task(name="read_access_request", cache_policy=UNCACHED)
-def read_access_request(rt: Runtime, ticket: str) -> AccessRequest | str:
+def read_access_request(rt: Runtime, ticket: str) -> AccessRequest | str | NotHandled:
     """The request a ticket carries, with its requester as the IdP knows them, or the text
     explaining what is wrong with it.
 
-    The requester is the reporter's Jira email mapped to the active IdP user it belongs to (an
-    alias gives the user's canonical address): who asked never approves, so who asked must be
-    a person, not a display name.
+    The requester is the reporter's Jira email (read from their account, by ``accountId`` on
+    Jira Cloud, when the issue hides it) mapped to the active IdP user it belongs to (an alias
+    gives the user's canonical address): who asked never approves, so who asked must be a
+    person, not a display name.
 
     Returns:
-        The validated request, or ``str(AccessRequestError)`` (every problem with its line;
-        an unknown reporter is one).
+        The validated request; ``str(AccessRequestError)`` (every problem with its line; an
+        unknown reporter is one); or :class:`NotHandled` for a ticket that is not an access
+        request (``domain.request_kind``) or does not exist.
 
     Raises:
-        ConnectorError: the ticket cannot be read (or is not an Access Request), or the IdP
-            cannot be asked.
+        ConnectorError: the ticket cannot be read, or the IdP cannot be asked.
     """
     try:
         request = rt.tickets.read_access_request(ticket, today=rt.clock().date())
     except AccessRequestError as exc:
         return str(exc)
+    except NotAnAccessRequest as exc:
+        return NotHandled(status="not_an_access_request", ticket=ticket, message=str(exc))
+    except NotFoundError:
+        why = f"{ticket}: no such ticket in Jira (or Handover's Jira account may not see it)"
+        return NotHandled(status="unknown_ticket", ticket=ticket, message=why)
     requester = idp_address(rt, request.requester)
     if requester is None:
         return str(AccessRequestError([LineError(None, "", UNKNOWN_REPORTER)]))
@@ -322,6 +341,48 @@ def _dm(
     if email and "@" in email:
         with contextlib.suppress(ConnectorError):
             rt.messenger.dm(email, text, summary)
+
+
+@task(name="answer_not_a_request", cache_policy=UNCACHED)
+def answer_not_a_request(rt: Runtime, *, ticket: str, message: str, flow_run_id: str) -> bool:
+    """Say on a ticket that it is not an access request and how to file one — once per ticket
+    and message (a re-run, or another run on the same ticket, says nothing twice) — and
+    record it in the audit log. The ticket is not transitioned (it is somebody's Bug or Story,
+    not Handover's to close) and its reporter gets no DM (they asked Handover for nothing).
+
+    Returns:
+        Whether it was said now (False: said before).
+    """
+    digest = hashlib.sha256(message.encode()).hexdigest()[:16]
+    subject = f"ticket:{ticket}"
+    if previous_outcome(rt, subject, ticket, digest) is not None:
+        return False
+    case = open_case(
+        rt.ledger,
+        runbook=RUNBOOK + rt.org_suffix,
+        subject=subject,
+        reason=digest,
+        requester="",
+        ticket=ticket,
+        now=rt.clock(),
+    )
+    with contextlib.suppress(ConnectorError):  # the ledger keeps the record; Jira may be down
+        rt.tickets.comment(ticket, message)
+    append(
+        rt.ledger,
+        AuditEvent(
+            action="onboard.not_a_request",
+            subject=subject,
+            target=ticket,
+            effect="refused",
+            after={"why": message[:2000]},
+            flow_run_id=flow_run_id,
+            ticket=ticket,
+        ),
+        now=rt.clock(),
+    )
+    update_case(rt.ledger, case.id, outcome="rejected", closed_at=rt.clock())
+    return True
 
 
 @task(name="reject_request", cache_policy=UNCACHED)

@@ -20,6 +20,7 @@ from connectors.errors import (
 from connectors.tickets import JiraTickets
 from domain.access_request import AccessRequestError
 from domain.models import Effect, Module, Role
+from domain.request_kind import NotAnAccessRequest
 from sandbox import jira as fake
 from tests.conftest import LiveSandbox, free_port
 from tests.connectors.people_fixtures import (
@@ -187,7 +188,9 @@ def test_read_access_request(jira: tuple[JiraTickets, LiveSandbox]) -> None:
     assert "line 2" in comment and "unknown role 'owner'" in comment
 
     other = seed_ticket(live, "email: dana.sole@acme.com\nreason: termination", issuetype="Task")
-    with pytest.raises(InvalidRequestError, match="not an Access Request"):
+    with pytest.raises(
+        NotAnAccessRequest, match=r'IT-1 is not an access request \(its type is "Task"'
+    ):
         t.read_access_request(other, today=TODAY)
 
 
