@@ -388,13 +388,15 @@ def make_stack(
     qa_org: bool = False,
     intake_url: str | None = None,
     idp_kind: str = "scim",
+    more: dict[str, Any] | None = None,
 ) -> OffboardStack:
     """The stack over ``sandbox``: roster file (optionally edited), runtime, services, intake;
     ``backend`` is ``HANDOVER_ORG_BACKEND`` (``amplitude``: the org's SCIM API only);
     ``qa_org``: the sandbox's second org (``/orgs/qa``) is an extra org of the settings;
     ``intake_url``: ``HANDOVER_INTAKE_URL`` (where the links in DMs point), when the test
     serves the intake there; ``idp_kind``: ``HANDOVER_IDP_KIND``, each kind's API of the
-    sandbox's one IdP (SCIM, Okta's Management API or Microsoft Graph)."""
+    sandbox's one IdP (SCIM, Okta's Management API or Microsoft Graph); ``more``: other
+    settings (e.g. an HR vendor's webhook secret and API)."""
     url = sandbox.url
     rows = httpx.get(f"{url}/_sandbox/roster", timeout=10).json()["rows"]
     if edit_roster is not None:
@@ -414,6 +416,7 @@ def make_stack(
         extra_orgs={"qa": QA_ORG | {"url": f"{url}/orgs/qa"}} if qa_org else {},
         oidc_issuer=f"{url}/idp/oidc",
         **({"intake_url": intake_url} if intake_url else {}),
+        **(more or {}),
     )
     rt = Runtime.from_settings(settings)
     # The intake's own services (it runs no steps), over the runtime's ledger and connectors.
@@ -426,6 +429,7 @@ def make_stack(
         clock=rt.clock,
         ticket_base_url=rt.ticket_base_url,
         idp=rt.idp,
+        hr=rt.hr,
     )
     return OffboardStack(
         sandbox=sandbox,
