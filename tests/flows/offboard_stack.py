@@ -403,21 +403,21 @@ def make_stack(
         edit_roster(rows)
     roster = tmp / "roster.json"
     roster.write_text(json.dumps({"rows": rows}))
-    settings = Settings(
-        org_url=url,
-        idp_kind=idp_kind,
-        idp_url=f"{url}{IDP_PATHS[idp_kind]}",
-        slack_api_url=f"{url}/slack/api/",
-        jira_url=f"{url}/jira",
-        ledger_url=f"sqlite:///{tmp / 'ledger.db'}",
-        roster=roster,
-        home=tmp / "home",
-        org_backend=backend,
-        extra_orgs={"qa": QA_ORG | {"url": f"{url}/orgs/qa"}} if qa_org else {},
-        oidc_issuer=f"{url}/idp/oidc",
+    kw: dict[str, Any] = {
+        "org_url": url,
+        "idp_kind": idp_kind,
+        "idp_url": f"{url}{IDP_PATHS[idp_kind]}",
+        "slack_api_url": f"{url}/slack/api/",
+        "jira_url": f"{url}/jira",
+        "ledger_url": f"sqlite:///{tmp / 'ledger.db'}",
+        "roster": roster,
+        "home": tmp / "home",
+        "org_backend": backend,
+        "extra_orgs": {"qa": QA_ORG | {"url": f"{url}/orgs/qa"}} if qa_org else {},
+        "oidc_issuer": f"{url}/idp/oidc",
         **({"intake_url": intake_url} if intake_url else {}),
-        **(more or {}),
-    )
+    }
+    settings = Settings(**(kw | (more or {})))
     rt = Runtime.from_settings(settings)
     # The intake's own services (it runs no steps), over the runtime's ledger and connectors.
     svc = Services(

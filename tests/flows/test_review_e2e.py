@@ -71,7 +71,7 @@ def start_review(stack: OffboardStack, **params: Any) -> Run:
                 temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
                 use_runtime(stack.rt),
             ):
-                run.result.append(access_review(roster=str(stack.roster), **params))
+                run.result.append(access_review(**({"roster": str(stack.roster)} | params)))
         except BaseException as exc:
             run.error.append(exc)
 
@@ -114,6 +114,37 @@ def test_dry_run_flags_exactly_the_planted_cases(stack: OffboardStack) -> None:
     # Stable ids: a second dry run finds the same facts under the same ids.
     again = start_review(stack, dry_run=True, report_dir=str(reports)).wait(120)
     assert [f["id"] for f in again["findings"]] == [f["id"] for f in out["findings"]]
+
+
+HR_APIS = {
+    "hibob": "/hibob/v1",
+    "bamboohr": "/bamboohr/api/gateway.php/acme",
+    "merge": "/merge/api/hris/v1",
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(HR_APIS))
+def test_the_roster_read_from_the_hr_systems_api_flags_the_same_cases(
+    sandbox: LiveSandbox, tmp_path: Path, prefect_server: str, vendor: str
+) -> None:
+    """No roster file: the review reads HR's people from the HR system's API (``HANDOVER_HR_API``),
+    which in the sandbox holds the demo roster's people, and finds exactly what the file gives."""
+    more = {"roster": None, "hr_api": vendor, "hr_api_url": f"{sandbox.url}{HR_APIS[vendor]}"}
+    stack = make_stack(sandbox, tmp_path, more=more)
+    assert stack.rt.settings.roster is None and stack.rt.roster is not None
+    out = start_review(stack, dry_run=True, report_dir=str(stack.tmp / "r"), roster="").wait(120)
+    assert out["status"] == "planned", out
+    expected = EXPECTED
+    if vendor == "merge":
+        # Merge's employment_status is ACTIVE, PENDING or INACTIVE: it has no "on leave", so
+        # leo (on leave, no login for 100 days) reads as active and is flagged as inactive.
+        on_leave = ("on_leave", "leo.leave@acme.com")
+        expected = (EXPECTED - {on_leave}) | {("inactive", "leo.leave@acme.com")}
+    assert {(f["kind"], f["subject"]) for f in out["findings"]} == expected
+    hr_calls = [
+        w for w in stack.get("/_sandbox/requests", limit=100_000)["requests"] if w["api"] == "hris"
+    ]
+    assert hr_calls, "the roster was not read from the HR API"
 
 
 def _pending(stack: OffboardStack, subject: str, timeout: float = 90) -> Any:
