@@ -30,7 +30,7 @@ from __future__ import annotations
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -51,6 +51,7 @@ from connectors.errors import (
     parse_retry_after,
 )
 from connectors.http import HttpApi, current_call
+from connectors.idp.common import MappedGroups
 from connectors.rate import TokenBucket
 from connectors.settings import Settings
 from domain.models import Effect, IdpGroup, IdpUser, WriteResult
@@ -302,7 +303,7 @@ def _updated(**detail: Any) -> WriteResult:
     return WriteResult(effect=Effect.UPDATED, detail=detail)
 
 
-class GraphIdp:
+class GraphIdp(MappedGroups):
     """Entra ID through Microsoft Graph; implements ``UserDirectory``, ``GroupMembership`` and
     ``SessionControl``.
 
@@ -662,29 +663,6 @@ class GraphIdp:
         except NotFoundError:
             return WriteResult.noop("not a member", group=name)
         return _updated(group=name, removed=user_id)
-
-    def remove_from_mapped_groups(
-        self, email: str, is_mapped: Callable[[str], bool]
-    ) -> list[tuple[str, WriteResult]]:
-        """Take a person out of every group the app maps (what offboarding does before removing
-        them from the org, or Entra's next provisioning cycle adds them again).
-
-        Args:
-            email: the person, found as :meth:`find_user` finds them.
-            is_mapped: whether a group (by name) is one the app maps to roles or projects.
-
-        Returns:
-            Each mapped group's name and what was done there; empty when the person is unknown
-            or in no mapped group.
-        """
-        user = self.find_user(email)
-        if user is None:
-            return []
-        return [
-            (g.name, self.remove_from_group(g.id, user.id))
-            for g in self.groups_of(user.id)
-            if is_mapped(g.name)
-        ]
 
     # ------------------------------------------------------------------ sessions
     def end_sessions(self, user_id: str) -> WriteResult:

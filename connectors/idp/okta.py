@@ -27,7 +27,7 @@ What Okta documents and this module follows:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -52,6 +52,7 @@ from connectors.errors import (
     error_for_status,
 )
 from connectors.http import HttpApi, retry_after_of
+from connectors.idp.common import MappedGroups
 from connectors.rate import TokenBucket
 from connectors.settings import Settings, SettingsError
 from domain.models import Effect, IdpGroup, IdpUser, WriteResult
@@ -251,7 +252,7 @@ def _updated(**detail: Any) -> WriteResult:
     return WriteResult(effect=Effect.UPDATED, detail=detail)
 
 
-class OktaIdp:
+class OktaIdp(MappedGroups):
     """Okta's Management API; implements ``UserDirectory``, ``GroupMembership`` and
     ``SessionControl``.
 
@@ -653,26 +654,3 @@ class OktaIdp:
         except NotFoundError:
             return WriteResult.noop("no such group", group=name)
         return _updated(group=name, removed=user_id)
-
-    def remove_from_mapped_groups(
-        self, email: str, is_mapped: Callable[[str], bool]
-    ) -> list[tuple[str, WriteResult]]:
-        """Take a person out of every group the app maps (what offboarding does before removing
-        them from the org, or Okta's next push provisions them again).
-
-        Args:
-            email: the person, found as :meth:`find_user` finds them.
-            is_mapped: whether a group (by name) is one the app maps to roles or projects.
-
-        Returns:
-            Each mapped group's name and what was done there; empty when the person is unknown
-            or in no mapped group.
-        """
-        user = self.find_user(email)
-        if user is None:
-            return []
-        return [
-            (g.name, self.remove_from_group(g.id, user.id))
-            for g in self.groups_of(user.id)
-            if is_mapped(g.name)
-        ]

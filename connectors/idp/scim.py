@@ -8,7 +8,7 @@ every call goes through :class:`connectors.http.HttpApi` (rate limit, retries, e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
@@ -33,6 +33,7 @@ from scim2_models import (
 
 from connectors.errors import ConflictError, InvalidRequestError, NotFoundError, PermanentError
 from connectors.http import HttpApi
+from connectors.idp.common import MappedGroups
 from connectors.rate import TokenBucket
 from connectors.settings import Settings
 from domain.models import Effect, IdpGroup, IdpUser, WriteResult
@@ -129,7 +130,7 @@ def _updated(**detail: Any) -> WriteResult:
     return WriteResult(effect=Effect.UPDATED, detail=detail)
 
 
-class ScimIdp:
+class ScimIdp(MappedGroups):
     """A SCIM 2.0 identity provider; implements ``UserDirectory`` and ``GroupMembership``.
 
     Args:
@@ -429,26 +430,3 @@ class ScimIdp:
                 raise
             return WriteResult.noop("not a member", group=group.name)
         return _updated(group=group.name, removed=user_id)
-
-    def remove_from_mapped_groups(
-        self, email: str, is_mapped: Callable[[str], bool]
-    ) -> list[tuple[str, WriteResult]]:
-        """Take a person out of every group the app maps (what offboarding does before removing
-        them from the org, or the IdP's next sync provisions them again).
-
-        Args:
-            email: the person, found as :meth:`find_user` finds them.
-            is_mapped: whether a group (by name) is one the app maps to roles or projects.
-
-        Returns:
-            Each mapped group's name and what was done there; empty when the person is unknown
-            or in no mapped group.
-        """
-        user = self.find_user(email)
-        if user is None:
-            return []
-        return [
-            (g.name, self.remove_from_group(g.id, user.id))
-            for g in self.groups_of(user.id)
-            if is_mapped(g.name)
-        ]
