@@ -32,6 +32,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,7 +96,8 @@ def run(*, keep: bool = False, interactive: bool = False) -> int:
 
         # The stories' runtime, bound for every flow run of this process: the runs the intake
         # launches in threads get it with the launcher's context (intake.launch).
-        with use_runtime(local_runtime(sb.url, home)) as rt:
+        # HR's events name people by HiBob's id: read back from HiBob's API (the sandbox's).
+        with use_runtime(local_runtime(sb.url, home, hr_api="hibob")) as rt:
             intake = offboarding_story(console, rt)
             onboarding_story(console, rt, intake)
             expiry_story(console, rt)
@@ -120,7 +122,7 @@ def offboarding_story(console: Console, rt: Any) -> Any:
     from cli.stack import serve_app
     from flows.offboard import offboard
     from intake.app import create_intake
-    from intake.hooks import sign_hr
+    from intake.hr_vendors import sign_hibob
     from intake.launch import thread_launcher
     from ledger.approvals import list_approvals
     from ledger.audit import verify
@@ -138,19 +140,31 @@ def offboarding_story(console: Console, rt: Any) -> Any:
         f"web console: [bold]{intake.url}/console/[/] (sign in as any sandbox person, "
         "password sandbox-password)"
     )
-    console.rule("[bold]HR terminates dana.sole@acme.com")
+    console.rule("[bold]HR (HiBob) terminates dana.sole@acme.com")
+    console.print(
+        f"identity provider: [bold]{settings.idp_kind}[/] "
+        "(HANDOVER_IDP_KIND=okta or entra make demo: the same stories through that vendor's API)"
+    )
+    # HiBob's own event, as Bob sends it on the leaving date: the employee by id only, read
+    # back from HiBob's API (the sandbox's imitation) for the email.
+    people = httpx.get(f"{url}/_sandbox/hr/employees", timeout=10).json()["employees"]
+    bob_id = next(p["hibob_id"] for p in people if p["email"] == "dana.sole@acme.com")
     body = json.dumps(
         {
-            "event_id": "hr-evt-1001",
-            "type": "employee.terminated",
-            "employee": {"email": "dana.sole@acme.com", "name": "Dana Sole"},
+            "companyId": 636192,
+            "type": "employee.left",
+            "triggeredBy": "system",
+            "triggeredAt": datetime.now(UTC).isoformat(timespec="microseconds")[:-6],
+            "version": "v2",
+            "data": {"employeeId": bob_id},
         }
     ).encode()
-    secret = settings.hr_webhook_secret.get_secret_value()
+    secret = settings.hr_hibob_secret.get_secret_value()
     t0 = time.monotonic()
-    r = httpx.post(f"{intake.url}/hooks/hr", content=body, headers=sign_hr(secret, body))
-    console.print(f"POST /hooks/hr → {r.status_code} {r.json()}")
-    again = httpx.post(f"{intake.url}/hooks/hr", content=body, headers=sign_hr(secret, body))
+    hook = f"{intake.url}/hooks/hr/hibob"
+    r = httpx.post(hook, content=body, headers=sign_hibob(secret, body))
+    console.print(f"POST /hooks/hr/hibob (Bob-Signature) → {r.status_code} {r.json()}")
+    again = httpx.post(hook, content=body, headers=sign_hibob(secret, body))
     console.print(f"the same event delivered again → {again.status_code} (same run, nothing new)")
     run_ref = r.json()["run"]
     appr = wait_for(

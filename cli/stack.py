@@ -211,13 +211,15 @@ def local_runtime(
     roster: bool = True,
     org_backend: str = "sandbox",
     idp_kind: str | None = None,
+    hr_api: str = "",
 ) -> Any:
     """The runbooks' runtime (``tasks.runtime.Runtime``, which is also the gate's services) for
     a sandbox at ``url``, with the ledger (and the sandbox's HR roster) under ``home``;
     ``org_backend`` as ``HANDOVER_ORG_BACKEND``; ``idp_kind`` as ``HANDOVER_IDP_KIND`` (default:
-    the environment's), each kind's API of the sandbox's IdP. Flows run in this process get it
-    once it is bound (``with tasks.runtime.use_runtime(rt):``)."""
-    from connectors.settings import SANDBOX_IDP_PATHS, Settings
+    the environment's), each kind's API of the sandbox's IdP; ``hr_api`` as ``HANDOVER_HR_API``
+    (the sandbox's imitation of that HR system's API). Flows run in this process get it once it
+    is bound (``with tasks.runtime.use_runtime(rt):``)."""
+    from connectors.settings import SANDBOX_HR_PATHS, SANDBOX_IDP_PATHS, Settings
     from tasks.runtime import Runtime
 
     kind = (idp_kind or Settings().idp_kind).strip().lower()
@@ -242,6 +244,8 @@ def local_runtime(
         ledger_url=f"sqlite:///{home / 'ledger.db'}",
         roster=roster_file,
         org_backend=org_backend,
+        hr_api=hr_api,
+        hr_api_url=f"{url}{SANDBOX_HR_PATHS[hr_api]}" if hr_api else "",
         home=home,  # the audit checkpoints beside the ledger, where the workers write theirs
     )
     return Runtime.from_settings(settings)

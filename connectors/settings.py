@@ -62,12 +62,16 @@ _ENTRA_LOGIN = "https://login.microsoftonline.com"
 _IDP_URLS = {kind: f"{SANDBOX}{path}" for kind, path in SANDBOX_IDP_PATHS.items()}
 # The HR systems whose API the roster can be read from (HANDOVER_HR_API), and their sandbox URLs.
 HR_APIS = ("hibob", "bamboohr", "merge", "personio")
-_HR_API_URLS = {
-    "hibob": f"{SANDBOX}/hibob/v1",  # https://api.hibob.com/v1
-    "bamboohr": f"{SANDBOX}/bamboohr/api/gateway.php/acme",  # …/api/gateway.php/<company>
-    "merge": f"{SANDBOX}/merge/api/hris/v1",  # https://api.merge.dev/api/hris/v1
-    "personio": f"{SANDBOX}/personio/v2",  # https://api.personio.de/v2
+# Where each HR system's API sits in the sandbox; the real ones: https://api.hibob.com/v1,
+# https://api.bamboohr.com/api/gateway.php/<company>, https://api.merge.dev/api/hris/v1,
+# https://api.personio.de/v2.
+SANDBOX_HR_PATHS = {
+    "hibob": "/hibob/v1",
+    "bamboohr": "/bamboohr/api/gateway.php/acme",
+    "merge": "/merge/api/hris/v1",
+    "personio": "/personio/v2",
 }
+_HR_API_URLS = {vendor: f"{SANDBOX}{path}" for vendor, path in SANDBOX_HR_PATHS.items()}
 # The sandbox's HiBob service user id and Personio client id (not secrets: ids).
 SANDBOX_HR_API_USER = "sandbox-hr-user"
 # Credentials that exist only where a kind or vendor is chosen: empty by default, and in sandbox
