@@ -64,12 +64,19 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
     roster.write_text(
         httpx.get(f"{url}/_sandbox/roster", params={"format": "csv"}, timeout=10).text
     )
-    from connectors.settings import SANDBOX_IDP_PATHS
+    from connectors.settings import SANDBOX_HR_PATHS, SANDBOX_IDP_PATHS
 
     # The IdP kind chosen in this shell (HANDOVER_IDP_KIND), answered by the sandbox's own
     # imitation of that vendor's API.
     kind = os.environ.get("HANDOVER_IDP_KIND", "scim").strip().lower() or "scim"
     path = SANDBOX_IDP_PATHS.get(kind, SANDBOX_IDP_PATHS["scim"])
+    # The HR system whose API answers the vendors' id-only webhooks (HiBob by default here).
+    hr = os.environ.get("HANDOVER_HR_API", "hibob").strip().lower()
+    hr_env = (
+        {"HANDOVER_HR_API": hr, "HANDOVER_HR_API_URL": f"{url}{SANDBOX_HR_PATHS[hr]}"}
+        if hr in SANDBOX_HR_PATHS
+        else {"HANDOVER_HR_API": hr}
+    )
     return {
         "HANDOVER_ORG_URL": url,
         "HANDOVER_IDP_KIND": kind,
@@ -83,6 +90,7 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
         "HANDOVER_HOME": str(home),
         # The sandbox's published credentials are accepted only in sandbox mode.
         "HANDOVER_SANDBOX": "1",
+        **hr_env,
     }
 
 
