@@ -301,9 +301,10 @@ def emergencies(
                 (gone,) = [e for e in events if e.action == "offboard.remove_member"]
                 removed.append(gone.at.timestamp() - t0)
                 if sessions is not None:
+                    # Its audit event's subject is the step's target (the IdP user's id).
                     sessions += [
                         e.at.timestamp() - t0
-                        for e in events
+                        for e in records(svc.ledger, flow_run_id=str(result["run_id"]))
                         if e.action == "offboard.end_idp_sessions"
                     ]
     finally:
