@@ -103,6 +103,21 @@ def retry_after_of(response: httpx.Response) -> float | None:
     return max(0.0, at - now)
 
 
+def json_body(resp: httpx.Response, *, system: str, operation: str, subject: str | None) -> Any:
+    """An accepted answer's JSON (``None`` when it has no body).
+
+    Raises:
+        PermanentError: the body is not JSON (not an answer of the API we think we talk to).
+    """
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except ValueError as exc:
+        msg = f"{resp.status_code} answer is not JSON"
+        raise PermanentError(msg, system=system, operation=operation, subject=subject) from exc
+
+
 # A vendor's own reading of an error answer (its error codes, its rate-limit headers): given the
 # response and where it happened, the error of our tree to raise.
 ErrorMapper = Callable[[httpx.Response, Where], ConnectorError]

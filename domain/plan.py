@@ -631,9 +631,7 @@ def idp_steps(
                 reason="deactivate in the IdP before removing from the org",
             )
         )
-    # Still someone to lock out: active in the IdP, or (deactivated there already, e.g. by
-    # HR) still in the org — their sessions may outlive the deactivation.
-    if inv.idp_ends_sessions and (user.active or inv.member is not None):
+    if inv.idp_ends_sessions and _still_signed_in(inv, user):
         lockout.append(
             Step.of(
                 EndIdpSessions(email=inv.subject),
@@ -644,12 +642,18 @@ def idp_steps(
     return lockout + steps if emergency else steps + lockout
 
 
+def _still_signed_in(inv: Inventory, user: IdpUser) -> bool:
+    """Whether there is someone whose sessions to end: active in the IdP, or (deactivated there
+    already, e.g. by HR) still in the org — their sessions may outlive the deactivation."""
+    return user.active or inv.member is not None
+
+
 def session_warnings(inv: Inventory, opts: Options) -> list[str]:
     """Sessions no API of the IdP can end (a generic SCIM IdP): said, never skipped silently."""
     user = inv.idp_user
     if inv.idp_ends_sessions or user is None or is_narrowing(opts):
         return []
-    if not (user.active or inv.member is not None):
+    if not _still_signed_in(inv, user):
         return []
     return [
         f"the IdP has no API to end sessions: {inv.subject}'s live sign-in sessions last "

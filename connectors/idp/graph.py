@@ -50,7 +50,7 @@ from connectors.errors import (
     TransientError,
     parse_retry_after,
 )
-from connectors.http import HttpApi, current_call
+from connectors.http import HttpApi, current_call, json_body
 from connectors.idp.common import MappedGroups
 from connectors.rate import TokenBucket
 from connectors.settings import Settings
@@ -369,13 +369,7 @@ class GraphIdp(MappedGroups):
     # ------------------------------------------------------------------ wire
     def _json(self, method: str, path: str, operation: str, subject: str, **kw: Any) -> Any:
         resp = self.http.request(method, path, operation=operation, subject=subject, **kw)
-        if not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError as exc:
-            msg = f"{resp.status_code} answer is not JSON"
-            raise PermanentError(msg, system=SYSTEM, operation=operation, subject=subject) from exc
+        return json_body(resp, system=SYSTEM, operation=operation, subject=subject)
 
     def _pages(
         self,

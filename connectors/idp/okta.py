@@ -51,7 +51,7 @@ from connectors.errors import (
     Where,
     error_for_status,
 )
-from connectors.http import HttpApi, retry_after_of
+from connectors.http import HttpApi, json_body, retry_after_of
 from connectors.idp.common import MappedGroups
 from connectors.rate import TokenBucket
 from connectors.settings import Settings, SettingsError
@@ -352,13 +352,7 @@ class OktaIdp(MappedGroups):
 
     @staticmethod
     def _body(resp: httpx.Response, operation: str, subject: str) -> Any:
-        if not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError as exc:
-            msg = f"{resp.status_code} answer is not JSON"
-            raise PermanentError(msg, system=SYSTEM, operation=operation, subject=subject) from exc
+        return json_body(resp, system=SYSTEM, operation=operation, subject=subject)
 
     def _next(self, resp: httpx.Response, operation: str, subject: str) -> str | None:
         """The path (under the org URL) of the next page, from the ``Link`` header."""

@@ -183,6 +183,14 @@ def errors(
     return {"errors": out, "count": len(out)}
 
 
+def _session_user(s: Session, world: World, ref: str) -> str:
+    """The id of the IdP user ``ref`` names (email, userName or id); 404 when none."""
+    try:
+        return _user_id(Directory(s, world.clock.now()), ref)
+    except ValueError as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
 @control_router.post("/sessions")
 def new_session(
     request: Request,
@@ -192,11 +200,7 @@ def new_session(
     """Start a live sign-in session of the user (as signing in to an app would)."""
     world = _world(request)
     with world.db.session() as s:
-        d = Directory(s, world.clock.now())
-        try:
-            user_id = _user_id(d, user)
-        except ValueError as exc:
-            raise HTTPException(404, str(exc)) from exc
+        user_id = _session_user(s, world, user)
         return {"id": start_session(s, user_id, world.clock.now(), client), "user_id": user_id}
 
 
@@ -207,11 +211,7 @@ def list_sessions(
     """Every session of the user, live or ended, and how many are live."""
     world = _world(request)
     with world.db.session() as s:
-        d = Directory(s, world.clock.now())
-        try:
-            user_id = _user_id(d, user)
-        except ValueError as exc:
-            raise HTTPException(404, str(exc)) from exc
+        user_id = _session_user(s, world, user)
         views = sessions_of(s, user_id)
     return {
         "user_id": user_id,
