@@ -344,8 +344,11 @@ def approve_batch(svc: Any, stop: threading.Event, seen: list[tuple[str, float]]
 def prefect_counts(api_url: str) -> dict[str, int]:
     """Task runs and flow runs the server holds (the server is this bench's own)."""
     out = {}
+    # The server is started authenticated (cli.stack): this process holds its credential.
+    user, _, password = os.environ.get("PREFECT_API_AUTH_STRING", "").partition(":")
+    auth = (user, password) if user else None
     for kind in ("task_runs", "flow_runs"):
-        r = httpx.post(f"{api_url}/{kind}/count", json={}, timeout=30)
+        r = httpx.post(f"{api_url}/{kind}/count", json={}, timeout=30, auth=auth)
         r.raise_for_status()
         out[kind] = int(r.json())
     return out
