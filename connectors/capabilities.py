@@ -171,7 +171,12 @@ class AssetOwnership(Protocol):
         owner: str | None = None,
         former_owner: str | None = None,
         unassigned: bool | None = None,
-    ) -> list[Asset]: ...
+        held_by: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[Asset]:
+        """Assets matching every filter given: ``held_by`` is what a person owns or, removed,
+        left unassigned (``owner`` or ``former_owner``) in one read; ``ids`` those assets only."""
+        ...
 
     def transfer_assets(self, asset_ids: Sequence[str], to: str) -> WriteResult:
         """Transfer (final); ``noop`` for assets the receiver owns already.

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from domain.access_request import _email
-from domain.plan import Plan
+from domain.plan import Inventory, Plan
 from domain.runbook import batch_counts, batch_hash
 
 MAX_LEAVERS = 5000
@@ -94,6 +94,7 @@ class BatchMember:
     error: str = ""
     invalid: bool = False  # the entry itself is wrong (not an email, a repeat)
     manager: str | None = None  # the HR roster's manager of this leaver
+    inventory: Inventory | None = None  # what the plan was made of
 
     @property
     def status(self) -> str:

@@ -249,6 +249,9 @@ class ApprovedPlan(BaseModel):
     batch_approval: str = ""  # a bulk run's one approval stood for this one
     expired_grant: str = ""  # the end of temporary access stood for this one (grant ids)
     requester: str = ""  # who asked for the batch
+    # What the approving run read to make the plan (a bulk run's leaver: the Inventory, as
+    # JSON): the run that applies it soon after uses it instead of reading it all again.
+    read: dict[str, Any] = Field(default_factory=dict)
 
     def covers(self, plan: RunbookPlan[Any]) -> bool:
         """Whether what ``plan`` still has to do was approved already."""

@@ -18,10 +18,12 @@ What is bulk is here, in :mod:`domain.offboard_bulk` and in :mod:`tasks.offboard
 - the leavers are planned from one read of what they share (:mod:`tasks.offboard_bulk`: the
   member list, projects, keys and receivers once, then each leaver's own reads);
 - the approval reaches each subflow through the leaver's ledger case: before a subflow starts,
-  its case records the approved plan (hash, steps, approvers, receivers, the batch approval).
-  The subflow re-reads the systems and continues that approved plan only if its steps are still
-  among the approved ones; if the world changed in between, it asks for its own approval, as a
-  single offboarding would;
+  its case records the approved plan (hash, steps, approvers, receivers, the batch approval)
+  and the inventory it was made of. A subflow started within ``flows.offboard.FRESH_READ`` of
+  that inventory applies the plan from it (a leaver's systems are read once per batch, not
+  twice); later, it re-reads the systems and continues only if its steps are still among the
+  approved ones; if the world changed in between, it asks for its own approval, as a single
+  offboarding would. Either way its verification re-reads what the plan touched;
 - subflows run in a bounded thread pool (``max_workers``); every thread goes through the
   connectors' process-wide token buckets (:mod:`connectors.rate`), so the batch stays under the
   backends' rate limits whatever ``max_workers`` is;
@@ -114,6 +116,7 @@ def _plan_one(rt: Runtime, m: BatchMember, opts: Options, reader: BatchReader) -
         m.error = f"inventory failed: {exc}"
         return m
     m.plan = make_offboarding_plan(inv, opts)
+    m.inventory = inv
     m.manager = inv.roster.manager if inv.roster else None
     return m
 
@@ -149,6 +152,7 @@ def _offboard_one(
             reason=opts.reason.value,
             requester=opts.requester,
             approvers=approvers,
+            inventory=m.inventory,
             batch_approval=approval,
         )
         # The batch is the subflow's requester: the person who asked hears once, for the batch.

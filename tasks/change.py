@@ -66,7 +66,7 @@ def count_assets(rt: Runtime, email: str) -> int:
     org = rt.org
     if not has(org, AssetOwnership):
         return 0
-    return len(org.list_assets(owner=email)) + len(org.list_assets(former_owner=email))
+    return len(org.list_assets(held_by=email))
 
 
 @task(name="read_idp_identity", cache_policy=UNCACHED)
@@ -241,7 +241,7 @@ def verify_email_change(rt: Runtime, old: Member, new_email: str) -> dict[str, s
     mapped = mapped_groups_of(rt, old.email)
     check("old_out_of_idp_groups", not mapped, f"{old.email} is still in the IdP groups {mapped}")
     if has(org, AssetOwnership):
-        left = org.list_assets(owner=old.email) + org.list_assets(former_owner=old.email)
+        left = org.list_assets(held_by=old.email)
         check("content_moved", not left, f"{len(left)} asset(s) not moved")
     return out
 

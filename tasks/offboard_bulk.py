@@ -7,8 +7,10 @@ five pages of 1 000 members, some 11 admin-API requests per leaver before the ap
 member list, the groups, the projects, the API keys and each possible receiver are read once for
 the batch; each leaver then costs their own reads only (member, owned and former-owned assets,
 activity, IdP user and groups). The result for each leaver is the same :class:`Inventory` as
-``take_inventory``'s, so the plans (and their step ids) are the same: each leaver's subflow takes
-its own inventory again before applying and continues only if its plan is still the approved one.
+``take_inventory``'s, so the plans (and their step ids) are the same. The inventory is kept with
+the leaver's approved plan (``flows.offboard.preapprove``): the leaver's run applies it without
+reading the same systems again while it is fresh (``flows.offboard.FRESH_READ``), else reads
+afresh and continues only if its plan is still the approved one.
 """
 
 from __future__ import annotations

@@ -483,16 +483,23 @@ def list_assets(
     owner: str | None = None,
     former_owner: str | None = None,
     unassigned: bool | None = None,
+    held_by: str | None = None,
+    ids: str | None = Query(None, max_length=20_000, pattern=r"^\d+(,\d+)*$"),
     kind: AssetKind | None = None,
     project: str | None = None,
     offset: int = Query(0, ge=0),
     limit: int = Query(1000, ge=1, le=10_000),
 ) -> dict[str, Any]:
+    # held_by: what the person owns or, removed, left unassigned (what a bulk transfer from
+    # them moves); ids: these assets only (comma-separated), as the product's asset search
+    # finds them by id.
     with org_of(request) as org:
         total, rows = org.list_assets(
             owner=owner,
             former_owner=former_owner,
             unassigned=unassigned,
+            held_by=held_by,
+            ids=[int(x) for x in ids.split(",")] if ids else None,
             kind=kind.value if kind else None,
             project=project,
             offset=offset,

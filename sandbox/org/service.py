@@ -648,12 +648,19 @@ class OrgService:
         owner: str | None = None,
         former_owner: str | None = None,
         unassigned: bool | None = None,
+        held_by: str | None = None,
+        ids: Sequence[int] | None = None,
         kind: str | None = None,
         project: str | None = None,
         offset: int = 0,
         limit: int = 1000,
     ) -> tuple[int, Sequence[Asset]]:
         q = select(Asset)
+        if held_by is not None:
+            who = norm_email(held_by)
+            q = q.where(or_(Asset.owner_email == who, Asset.former_owner_email == who))
+        if ids is not None:
+            q = q.where(Asset.id.in_(ids))
         if owner is not None:
             q = q.where(Asset.owner_email == norm_email(owner))
         if former_owner is not None:

@@ -118,6 +118,10 @@ class OffboardStack:
         """Every write the sandbox saw after ``since``, oldest first."""
         return self.get("/_sandbox/requests", since=since, writes="true")["requests"]  # type: ignore[no-any-return]
 
+    def calls(self, since: int = 0, *, api: str = "org_admin") -> list[dict[str, Any]]:
+        """Every request to ``api`` the sandbox saw after ``since``, oldest first."""
+        return self.get("/_sandbox/requests", since=since, api=api, limit=100_000)["requests"]  # type: ignore[no-any-return]
+
     def dms(self, email: str) -> list[dict[str, Any]]:
         return self.get("/_sandbox/slack/messages", user_email=email)["messages"]  # type: ignore[no-any-return]
 
