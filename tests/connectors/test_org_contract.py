@@ -321,8 +321,13 @@ def test_assets_by_owner_former_owner_unassigned_and_transfer(full_org: Impl) ->
     w.login("boss@x.com")
 
     assert sorted(a.id for a in org.list_assets(owner="leaver@x.com")) == sorted(mine)
+    assert sorted(a.id for a in org.list_assets(held_by="leaver@x.com")) == sorted(mine)
     assert org.remove_member("leaver@x.com").effect is Effect.DELETED
     left = org.list_assets(former_owner="leaver@x.com")
+    # held_by: owned, or left unassigned by them: one read where two filters took two.
+    assert sorted(a.id for a in org.list_assets(held_by="leaver@x.com")) == sorted(mine)
+    assert [a.id for a in org.list_assets(ids=[mine[1]])] == [mine[1]]
+    assert org.list_assets(ids=[mine[0]], owner="boss@x.com") == []  # every filter given holds
     assert {(a.id, a.owner, a.kind) for a in left} == {
         (mine[0], None, AssetKind.DASHBOARD),
         (mine[1], None, AssetKind.COHORT),

@@ -650,6 +650,8 @@ def test_bad_query_parameters_are_4xx(org: TestClient) -> None:
         ("/admin/v1/members", {"limit": 0}),
         ("/admin/v1/assets", {"kind": "spreadsheet"}),
         ("/admin/v1/assets", {"unassigned": "perhaps"}),
+        ("/admin/v1/assets", {"ids": "1,two"}),
+        ("/admin/v1/assets", {"ids": "1,,2"}),
         ("/admin/v1/invitations", {"state": "lost"}),
         ("/admin/v1/api-keys", {"status": "paused"}),
     ]:
