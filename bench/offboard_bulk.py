@@ -30,7 +30,7 @@ Heartbeats are off by default (PREFECT_NOTES.md: each sync flow run then skips a
 its end); ``--heartbeats`` keeps them, as production does.
 
 Run: ``.venv/bin/python bench/offboard_bulk.py [--members 200] [--seed scale:5000] [--rate 600]
-[--workers 8] [--heartbeats] [--cached-members] [--no-baseline] [--raw FILE]``; try
+[--workers 8] [--heartbeats] [--cached-members] [--postgres] [--no-baseline] [--raw FILE]``; try
 ``--members 20`` first.
 """
 
@@ -63,7 +63,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Benchmarks run on the sandbox: its published credentials, in sandbox mode (and our children).
 os.environ["HANDOVER_SANDBOX"] = "1"
 
-from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
+from cli.postgres import throwaway_postgres  # noqa: E402
+from cli.stack import free_port, start_prefect_server, start_sandbox  # noqa: E402
 from domain.identity import SELF_DECLARED  # noqa: E402
 
 ADMIN = {"Authorization": "Bearer sandbox-admin-token"}
@@ -192,7 +193,7 @@ def worker(cfg_path: Path) -> None:
     from cli.stack import local_runtime
     from tasks.runtime import Runtime, use_runtime
 
-    rt = local_runtime(cfg["url"], Path(cfg["home"]))
+    rt = local_runtime(cfg["url"], Path(cfg["home"]), ledger_url=cfg["ledger_url"])
     rate = cfg["rate"]
     rt = Runtime.from_settings(
         rt.settings.model_copy(
@@ -395,7 +396,8 @@ def run_flow(
 
     from cli.stack import local_runtime
 
-    svc = local_runtime(url, tmp)  # the same ledger file as the worker's: HR decides here
+    # The same ledger as the worker's: HR decides here.
+    svc = local_runtime(url, tmp, ledger_url=args.ledger_url)
     cfg = tmp / "worker.json"
     out = tmp / "worker-out.json"
     cfg.write_text(
@@ -409,6 +411,7 @@ def run_flow(
                 "heartbeats": args.heartbeats,
                 "cached_members": args.cached_members,
                 "out": str(out),
+                "ledger_url": args.ledger_url,
             }
         )
     )
@@ -545,6 +548,11 @@ def main() -> None:
         action="store_true",
         help="what-if: the worker reads the member list once a minute (a proposed change)",
     )
+    ap.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the Prefect server and the ledger on a throw-away PostgreSQL (Debian's postgresql)",
+    )
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--raw", type=Path, help="also write every measurement to this JSON file")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -553,7 +561,18 @@ def main() -> None:
         worker(args.worker)
         return
     tmp = Path(tempfile.mkdtemp(prefix="handover-bench-bulk-"))
-    prefect = start_prefect_server(tmp / "prefect")
+    with contextlib.ExitStack() as stack:
+        args.ledger_url = None
+        db_url = None
+        if args.postgres:
+            pg = stack.enter_context(throwaway_postgres(free_port()))
+            args.ledger_url, db_url = pg.url("ledger"), pg.url("prefect", "asyncpg")
+        bench(args, tmp, db_url)
+
+
+def bench(args: argparse.Namespace, tmp: Path, db_url: str | None) -> None:
+    """Start the Prefect server and the sandbox, run the flow (and the baseline), report."""
+    prefect = start_prefect_server(tmp / "prefect", db_url=db_url)
     sb = start_sandbox(db=tmp / "sandbox.db", seed=args.seed)
     try:
         prepare(sb.url, args.rate)
@@ -593,13 +612,14 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
     client = flow["client"]
     retries = sum(int(c["retries"]) for c in client.values())
     what_if = " — WHAT-IF: member list cached a minute (not production)"
+    db = "PostgreSQL (Prefect server and ledger)" if args.postgres else "SQLite"
     print(
         f"\nbulk offboarding of {n} members — seed {args.seed}, {args.rate} requests/min per API,"
         f" max_workers {args.workers}, heartbeats {'on' if args.heartbeats else 'off'}"
         + (what_if if args.cached_members else "")
     )
     print(
-        f"machine: {cores} cores, {ram} GiB, Python {sys.version.split()[0]}, SQLite; load average"
+        f"machine: {cores} cores, {ram} GiB, Python {sys.version.split()[0]}, {db}; load average"
         f" {flow['load'][0]:.1f} before, {flow['load'][1]:.1f} after"
     )
     rows = [
@@ -655,6 +675,7 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
         "bench": "offboard_bulk",
         "what_if": "cached_members" if args.cached_members else None,
         "heartbeats": args.heartbeats,
+        "postgres": args.postgres,
         "members": n,
         "offboarded": done,
         "rate_fraction": round(ft["rate_fraction"], 3),

@@ -121,7 +121,7 @@ class PrefectServer:
 
 
 def start_prefect_server(
-    home: Path, *, port: int | None = None, authenticated: bool = True
+    home: Path, *, port: int | None = None, authenticated: bool = True, db_url: str | None = None
 ) -> PrefectServer:
     """Start a Prefect server on loopback and point this process at it (before prefect is
     imported).
@@ -134,6 +134,9 @@ def start_prefect_server(
     process and what it starts (worker, flow runs, watchdog, intake) send it
     (``PREFECT_API_AUTH_STRING``). Whoever reaches the port without it can neither start a
     run nor read one: an unauthenticated call gets 401, only ``/health`` answers.
+
+    ``db_url``: the server's database (``postgresql+asyncpg://…``; default SQLite under
+    ``home``), given to the server process only: nothing it starts sees the password.
     """
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -153,6 +156,8 @@ def start_prefect_server(
     env = {**os.environ, **mine}
     if authenticated:
         env["PREFECT_SERVER_API_AUTH_STRING"] = mine["PREFECT_API_AUTH_STRING"]
+    if db_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url
     os.environ.update(mine)
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
     log = home / "server.log"
@@ -212,13 +217,15 @@ def local_runtime(
     org_backend: str = "sandbox",
     idp_kind: str | None = None,
     hr_api: str = "",
+    ledger_url: str | None = None,
 ) -> Any:
     """The runbooks' runtime (``tasks.runtime.Runtime``, which is also the gate's services) for
     a sandbox at ``url``, with the ledger (and the sandbox's HR roster) under ``home``;
     ``org_backend`` as ``HANDOVER_ORG_BACKEND``; ``idp_kind`` as ``HANDOVER_IDP_KIND`` (default:
     the environment's), each kind's API of the sandbox's IdP; ``hr_api`` as ``HANDOVER_HR_API``
-    (the sandbox's imitation of that HR system's API). Flows run in this process get it once it
-    is bound (``with tasks.runtime.use_runtime(rt):``)."""
+    (the sandbox's imitation of that HR system's API); ``ledger_url`` another ledger than the
+    SQLite file under ``home`` (PostgreSQL). Flows run in this process get it once it is bound
+    (``with tasks.runtime.use_runtime(rt):``)."""
     from connectors.settings import SANDBOX_HR_PATHS, SANDBOX_IDP_PATHS, Settings
     from tasks.runtime import Runtime
 
@@ -241,7 +248,7 @@ def local_runtime(
         slack_api_url=f"{url}/slack/api/",
         jira_url=f"{url}/jira",
         oidc_issuer=f"{url}/idp/oidc",  # who signs people in to the console: the sandbox's IdP
-        ledger_url=f"sqlite:///{home / 'ledger.db'}",
+        ledger_url=ledger_url or f"sqlite:///{home / 'ledger.db'}",
         roster=roster_file,
         org_backend=org_backend,
         hr_api=hr_api,
