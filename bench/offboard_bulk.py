@@ -2,8 +2,8 @@
 sequential script doing the same removals (``bench/baseline_offboard.py``).
 
 1. A Prefect server and a ``scale:5000`` sandbox limited to 600 requests/min on every API (each
-   API its own bucket); our client-side buckets for the org (SCIM and admin) and the IdP are set
-   to the same 600/min. 200 joined, non-admin members are picked deterministically (evenly
+   API its own bucket); our client-side buckets for the org (SCIM and admin), the IdP and Jira
+   are set to the same 600/min. 200 joined, non-admin members are picked deterministically (evenly
    spaced in email order). The ``offboard-bulk`` flow runs in a separate worker process
    (``--worker``): one approval for the batch, given from this process as HR (the policy's
    termination rule), then every leaver an ``offboard`` subflow. Counted from the sandbox's own
@@ -201,6 +201,7 @@ def worker(cfg_path: Path) -> None:
                 "org_scim_rate_per_minute": rate,
                 "org_admin_rate_per_minute": rate,
                 "idp_rate_per_minute": rate,
+                "jira_rate_per_minute": rate,
             }
         )
     )

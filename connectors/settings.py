@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     jira_url: str = f"{SANDBOX}/jira"
     jira_user: str = "handover"
     jira_token: SecretStr = SecretStr(DEV_CREDENTIALS["jira_token"])
+    # Jira Cloud publishes no fixed limit (it answers 429 with Retry-After): a cautious default.
+    jira_rate_per_minute: int = Field(300, ge=1)
     hr_webhook_secret: SecretStr = SecretStr(DEV_CREDENTIALS["hr_webhook_secret"])
     # The HR vendors' webhooks (/hooks/hr/<vendor>), each verified in its vendor's own scheme;
     # a vendor whose secret is empty is not configured (its route refuses everything).

@@ -138,7 +138,7 @@ class JiraTickets:
             self._make = lambda: client
         self._client = client
         self._client_lock = threading.Lock()
-        self.limiter = limiter or limiter_for("jira", self.server)
+        self.limiter = limiter or limiter_for("jira", self.server, settings.jira_rate_per_minute)
         self.attempts, self.max_seconds = attempts, max_seconds
 
     def __repr__(self) -> str:  # never the client: it holds the credentials

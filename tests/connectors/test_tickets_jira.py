@@ -223,3 +223,10 @@ def test_create_once_files_one_ticket_whatever_is_retried_or_run_again(
     assert [t.key for t in tickets.search('labels = "handover-case-7"')] == [first.key]
     other = tickets.create(project="IT", issue_type="Offboarding", summary="Offboard b@x.com")
     assert other.key != first.key
+
+
+def test_the_jira_rate_limit_is_a_setting(live: LiveSandbox) -> None:
+    # HANDOVER_JIRA_RATE_PER_MINUTE: Jira Cloud publishes no fixed limit; 300/min by default.
+    assert JiraTickets(settings_for(live)).limiter.per_minute == 300
+    faster = settings_for(live).model_copy(update={"jira_rate_per_minute": 600})
+    assert JiraTickets(faster).limiter.per_minute == 600
