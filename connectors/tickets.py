@@ -364,10 +364,13 @@ class JiraTickets:
         target = status.strip().casefold()
 
         def move(j: JIRA) -> WriteResult:
-            current = j.issue(key, fields="status").fields.status.name
+            # The status and the transitions from it in one read (Jira's expand=transitions).
+            issue = j.issue(key, fields="status", expand="transitions")
+            current = issue.fields.status.name
             if current.casefold() == target:
                 return WriteResult.noop(f"already {current}", status=current)
-            options = j.transitions(key)
+            raw = getattr(issue, "raw", None) or {}
+            options = raw["transitions"] if "transitions" in raw else j.transitions(key)
             chosen = next((t for t in options if t["to"]["name"].casefold() == target), None)
             if chosen is None:
                 available = ", ".join(f"{t['name']} → {t['to']['name']}" for t in options)

@@ -870,13 +870,28 @@ def _request_type_ref(
 
 
 @router.get(V2 + "/issue/{key}")
-def read_issue(request: Request, key: str, fields: list[str] | None = Query(None)) -> Any:
+def read_issue(
+    request: Request, key: str, fields: list[str] | None = Query(None), expand: str = ""
+) -> Any:
     with _world(request).db.session() as s:
         i, p = _load(s, key)
         people = _people(s, [i.reporter, i.assignee])
         jsm = _request_types(s, [i]) if _jsm(s) else None
         only = _only(fields)
-        return _issue(_api(request), i, p, _comments(s, [i.id])[i.id], only, people, jsm)
+        out = _issue(_api(request), i, p, _comments(s, [i.id])[i.id], only, people, jsm)
+        if "transitions" in expand.split(","):  # Jira's expand: the issue and its moves at once
+            out["transitions"] = _transitions(request, i)
+        return out
+
+
+def _transitions(request: Request, i: JiraIssue, tid: str | None = None) -> list[dict[str, Any]]:
+    """The transitions available from the issue's status (``tid``: that one only)."""
+    return [
+        {"id": t, "name": name, "to": _status(_api(request), to), "hasScreen": False,
+         "isGlobal": False, "isInitial": False, "isConditional": False}
+        for t, name, sources, to in TRANSITIONS
+        if i.status in sources and tid in (None, t)
+    ]  # fmt: skip
 
 
 @router.get(V2 + "/issue/{key}/comment")
@@ -912,13 +927,7 @@ def add_comment(request: Request, key: str, body: dict[str, Any] = Body(...)) ->
 def list_transitions(request: Request, key: str, transitionId: str | None = None) -> Any:
     with _world(request).db.session() as s:
         i, _ = _load(s, key)
-        ts = [
-            {"id": tid, "name": name, "to": _status(_api(request), to), "hasScreen": False,
-             "isGlobal": False, "isInitial": False, "isConditional": False}
-            for tid, name, sources, to in TRANSITIONS
-            if i.status in sources and transitionId in (None, tid)
-        ]  # fmt: skip
-        return {"expand": "transitions", "transitions": ts}
+        return {"expand": "transitions", "transitions": _transitions(request, i, transitionId)}
 
 
 @router.post(V2 + "/issue/{key}/transitions", status_code=204)

@@ -230,3 +230,18 @@ def test_the_jira_rate_limit_is_a_setting(live: LiveSandbox) -> None:
     assert JiraTickets(settings_for(live)).limiter.per_minute == 300
     faster = settings_for(live).model_copy(update={"jira_rate_per_minute": 600})
     assert JiraTickets(faster).limiter.per_minute == 600
+
+
+def test_a_transition_reads_the_status_and_its_moves_at_once(
+    jira: tuple[JiraTickets, LiveSandbox],
+) -> None:
+    t, live = jira
+    key = t.create(project="IT", issue_type="Task", summary="Offboard x@y.com").key
+    since = live.world.requests[-1].seq
+    assert t.transition_to(key, "Done").detail["to"] == "Done"
+    calls = [(r.method, r.path, r.query) for r in live.world.requests if r.seq > since]
+    # The issue read with expand=transitions, then the transition posted: no list between.
+    assert [c for c in calls if c[1].endswith("/transitions")] == [
+        ("POST", f"/jira/rest/api/2/issue/{key}/transitions", "")
+    ], calls
+    assert any("expand=transitions" in q for _, _, q in calls), calls
