@@ -144,11 +144,22 @@ class FaultMiddleware:
             await _send(send, status, _error_body(api, status, "injected fault"))
             return
 
-        status_box: dict[str, int] = {}
+        recorded: list[bool] = []
+
+        def log(status: int) -> None:
+            # Logged as the answer starts, before the client can have it: whoever reads the
+            # log after a call returned finds the call there.
+            if not recorded:
+                recorded.append(True)
+                world.record(
+                    status=503 if after else status,
+                    injected="fault-after" if after else None,
+                    **rec,
+                )
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_box["status"] = message["status"]
+                log(message["status"])
                 if after:
                     return  # swallowed: the client gets a 5xx instead of the real answer
             if after:
@@ -157,12 +168,10 @@ class FaultMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
-        world.record(
-            status=503 if after else status_box.get("status", 500),
-            injected="fault-after" if after else None,
-            **rec,
-        )
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            log(500)  # the app failed before answering
 
 
 def _limit_headers(api: str, retry_after: int, limit: int) -> list[tuple[bytes, bytes]]:
