@@ -39,12 +39,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from cli.stack import HOME, serve_app, start_prefect_server, start_sandbox
+from cli.stack import (
+    HOME,
+    StackState,
+    public_settings,
+    remove_stack_state,
+    serve_app,
+    start_prefect_server,
+    start_sandbox,
+    write_stack_state,
+)
 from cli.watchdog_cmd import start_watchdog
 
 EXTEND_DEPLOYMENT = "extend-grant/extend-grant"
@@ -249,9 +259,27 @@ def up(
             )
             stoppers.append(("intake", intake.stop))
             ui = server.url.removesuffix("/api")
+            console = f"{svc.settings.intake_url.rstrip('/')}/console/"
+            # Once every piece answers: another shell of this directory joins from here on.
+            state = write_stack_state(
+                home,
+                StackState(
+                    pid=os.getpid(),
+                    started=datetime.now(UTC).isoformat(timespec="seconds"),
+                    prefect_api_url=server.url,
+                    prefect_ui_url=ui,
+                    intake_url=intake.url,
+                    sandbox_url=sandbox_url,
+                    console_url=console,
+                    settings=public_settings(env),
+                ),
+            )
+            stoppers.append(("state file", lambda: remove_stack_state(home, os.getpid())))
             lines = [
                 f"handover up in {time.monotonic() - t0:.0f} s",
-                f"  Prefect UI   {ui}   (API {server.url}; PREFECT_API_URL for other shells)",
+                f"  Prefect UI   {ui}   (API {server.url})",
+                f"  other shells join it by themselves (state in {state}; from another"
+                f" directory: HANDOVER_HOME={home})",
                 f"  API auth     required; PREFECT_API_AUTH_STRING is in {server.auth_file}",
                 f"  database     {'(from --prefect-db-url)' if db_url else home / 'prefect'}",
                 f"  worker       pool {POOL}, log {worker.log}",
@@ -259,7 +287,7 @@ def up(
                 f"  deployments  {', '.join(names)}",
                 f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions;"
                 " GET /secrets/…)",
-                f"  console      {svc.settings.intake_url.rstrip('/')}/console/  (sign in at the"
+                f"  console      {console}  (sign in at the"
                 f" IdP{SANDBOX_SIGN_IN if sandbox_url else ''})",
             ]
             if sandbox_url:
