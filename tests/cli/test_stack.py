@@ -21,6 +21,7 @@ from cli.stack import (
     api_auth_string,
     free_port,
     join_local_stack,
+    join_running_stack,
     public_settings,
     read_stack_state,
     remove_stack_state,
@@ -160,3 +161,40 @@ def test_a_stale_state_file_is_reported_and_not_used(tmp_path: Path, why: str) -
     assert f"{home / STACK_FILE} is stale" in run.stderr and said in run.stderr, run.stderr
     assert f"(pid {pid})" in run.stderr
     assert "joined" not in run.stderr
+
+
+def test_joining_a_live_stack_keeps_the_settings_this_shell_sets_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: str
+) -> None:
+    """A live stack (its process runs, its Prefect server answers): this process takes its
+    Prefect API and the settings it does not set itself; its own win."""
+    state = _state(os.getpid(), prefect_server)
+    state.settings["HANDOVER_JIRA_URL"] = "http://127.0.0.1:8800/jira"
+    write_stack_state(tmp_path, state)
+    monkeypatch.setenv("PREFECT_API_URL", "")  # restored afterwards
+    monkeypatch.setenv("HANDOVER_ORG_URL", "http://127.0.0.1:9999")  # this shell's own
+    monkeypatch.delenv("HANDOVER_JIRA_URL", raising=False)
+    said = join_running_stack(tmp_path)
+    assert (
+        said
+        == f"joined the stack of 'handover up' (pid {os.getpid()}): Prefect at {prefect_server}"
+    )
+    assert os.environ["PREFECT_API_URL"] == prefect_server
+    assert os.environ["HANDOVER_ORG_URL"] == "http://127.0.0.1:9999"
+    assert os.environ["HANDOVER_JIRA_URL"] == "http://127.0.0.1:8800/jira"
+
+
+def test_with_its_own_prefect_api_url_a_command_reads_no_state_file(tmp_path: Path) -> None:
+    home = tmp_path / ".handover"
+    home.mkdir()
+    write_stack_state(home, _state(_dead_pid(), f"http://127.0.0.1:{free_port()}/api"))
+    env = {**_shell(home), "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    run = subprocess.run(
+        [sys.executable, "-m", "cli.main", "whoami"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "stack.json" not in run.stderr and "joined" not in run.stderr, run.stderr
