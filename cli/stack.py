@@ -82,7 +82,8 @@ def join_local_stack(home: Path = HOME) -> bool:
     """Give this process (before prefect is imported) the credential of the stack that
     ``handover up`` started from this directory, when ``PREFECT_API_URL`` points at a loopback
     server and no ``PREFECT_API_AUTH_STRING`` is set: another shell of the same person then needs
-    only the ``PREFECT_API_URL`` of the banner (INTERFACES.md). True when it did.
+    no more than the ``PREFECT_API_URL`` of the banner, or nothing at all once
+    :func:`join_running_stack` set it (INTERFACES.md). True when it did.
 
     Only loopback: a remote server's credential comes from the environment (a secrets store),
     never from a file lying in the working directory.

@@ -20,10 +20,15 @@
    (expiry every 15 minutes, hygiene daily, review quarterly) are the server's: the worker runs
    them.
 
-Stopping (Ctrl-C or SIGTERM) goes in reverse: intake, watchdog, worker (with its flow-run
-processes), sandbox, server. A run paused at an approval is then left PAUSED on the server; it
-cannot be resumed once its process is gone, so decide pending approvals (or let them time out)
-first.
+6. Once every piece answers, the state file ``.handover/stack.json`` (``cli.stack.StackState``:
+   the URLs, this pid, the plain ``HANDOVER_*`` settings given to the pieces, no secret): a
+   ``handover`` command in another shell of this directory joins the stack from it
+   (``cli.stack.join_running_stack``).
+
+Stopping (Ctrl-C or SIGTERM) goes in reverse: the state file, intake, watchdog, worker (with its
+flow-run processes), sandbox, server. A run paused at an approval is then left PAUSED on the
+server; it cannot be resumed once its process is gone, so decide pending approvals (or let them
+time out) first.
 
 Crash recovery (``cli.recover``): the worker's runs send heartbeats, a server automation marks
 a run whose process died Crashed, and every 30 s this process starts each crashed run again
