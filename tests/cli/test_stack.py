@@ -143,8 +143,9 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("why", ["process gone", "server silent"])
 def test_a_stale_state_file_is_reported_and_not_used(tmp_path: Path, why: str) -> None:
     """A state file whose ``handover up`` died, or whose Prefect server does not answer, is
-    said to be stale (and the command goes on without it: here it needs no server)."""
-    home = tmp_path / ".handover"
+    said to be stale (and the command goes on without it: here it needs no server). The file
+    is read from HANDOVER_HOME, wherever the command runs."""
+    home = tmp_path / "stack-home"
     home.mkdir()
     silent = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
     pid = _dead_pid() if why == "process gone" else os.getpid()
