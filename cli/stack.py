@@ -122,6 +122,9 @@ class StackState:
     console_url: str | None = None
     # The non-secret HANDOVER_* settings `up` put in the stack's environment (public_settings).
     settings: dict[str, str] = field(default_factory=dict)
+    # The names of those it left out as secret (a ledger URL with its password): a joining
+    # shell is told to set them itself.
+    withheld: list[str] = field(default_factory=list)
 
 
 def public_settings(env: dict[str, str]) -> dict[str, str]:
@@ -204,8 +207,9 @@ def join_running_stack(home: Path = HOME) -> str | None:
     settings it gave its pieces, except those this environment sets itself (they win).
 
     Returns:
-        The line to tell the person (the stack joined, or a state file that is stale and was
-        not used), or None when there is no state file.
+        What to tell the person (the stack joined, and the secret settings of the stack this
+        shell lacks; or a state file that is stale and was not used), or None when there is no
+        state file.
     """
     path = home / STACK_FILE
     if not path.exists():
@@ -226,7 +230,14 @@ def join_running_stack(home: Path = HOME) -> str | None:
     for key, value in state.settings.items():
         os.environ.setdefault(key, value)
     url = state.prefect_api_url
-    return f"joined the stack of 'handover up' (pid {state.pid}): Prefect at {url}"
+    said = f"joined the stack of 'handover up' (pid {state.pid}): Prefect at {url}"
+    missing = [k for k in state.withheld if not os.environ.get(k)]
+    if missing:
+        said += (
+            f"\nnote: the stack's {', '.join(missing)} holds a secret and is not in {path}: "
+            "set it in this shell for this command to use the stack's"
+        )
+    return said
 
 
 @dataclass

@@ -266,6 +266,7 @@ def up(
             ui = server.url.removesuffix("/api")
             console = f"{svc.settings.intake_url.rstrip('/')}/console/"
             # Once every piece answers: another shell of this directory joins from here on.
+            public = public_settings(env)  # env holds HANDOVER_* settings only
             state = write_stack_state(
                 home,
                 StackState(
@@ -276,7 +277,8 @@ def up(
                     intake_url=intake.url,
                     sandbox_url=sandbox_url,
                     console_url=console,
-                    settings=public_settings(env),
+                    settings=public,
+                    withheld=sorted(k for k in env if k not in public),
                 ),
             )
             stoppers.append(("state file", lambda: remove_stack_state(home, os.getpid())))

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,23 @@ def test_joining_a_live_stack_keeps_the_settings_this_shell_sets_itself(
     assert os.environ["PREFECT_API_URL"] == prefect_server
     assert os.environ["HANDOVER_ORG_URL"] == "http://127.0.0.1:9999"
     assert os.environ["HANDOVER_JIRA_URL"] == "http://127.0.0.1:8800/jira"
+
+
+def test_a_joining_shell_is_told_which_secret_settings_of_the_stack_it_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: str
+) -> None:
+    """A stack whose ledger URL carries a password did not write it down: the shell is told to
+    set it (or not, once it has)."""
+    state = _state(os.getpid(), prefect_server)
+    write_stack_state(tmp_path, replace(state, withheld=["HANDOVER_LEDGER_URL"]))
+    monkeypatch.setenv("PREFECT_API_URL", "")  # restored afterwards
+    monkeypatch.delenv("HANDOVER_LEDGER_URL", raising=False)
+    said = join_running_stack(tmp_path)
+    assert said is not None and said.startswith("joined the stack of 'handover up'")
+    assert "note: the stack's HANDOVER_LEDGER_URL holds a secret" in said
+    monkeypatch.setenv("HANDOVER_LEDGER_URL", "postgresql+psycopg://handover:pw@127.0.0.1/ledger")
+    said = join_running_stack(tmp_path)
+    assert said is not None and "note" not in said
 
 
 def test_with_its_own_prefect_api_url_a_command_reads_no_state_file(tmp_path: Path) -> None:

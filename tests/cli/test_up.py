@@ -249,6 +249,7 @@ def test_another_shell_joins_the_stack_by_itself(
     assert state["settings"]["HANDOVER_ORG_URL"] == sandbox
     assert state["settings"]["HANDOVER_HOME"] == str(home)
     assert state["settings"]["HANDOVER_LEDGER_URL"] == f"sqlite:///{home / 'ledger.db'}"
+    assert state["withheld"] == []  # the sandbox's settings hold no secret
     auth = (home / "prefect" / "api-auth").read_text().strip()
     assert auth.split(":", 1)[1] not in text
     assert not any(v in text for v in DEV_CREDENTIALS.values())
