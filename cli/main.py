@@ -55,6 +55,8 @@ sandbox_app.command("click")(approvals_cmd.click)
 # Long-running commands keep Prefect's log lines: their logs (worker.log, watchdog.log) are
 # where a stalled run is explained.
 _KEEP_PREFECT_LINES = ("up", "watchdog")
+# Commands that start a Prefect server of their own: they join no other stack.
+_OWN_SERVER = ("up", "demo")
 
 
 @app.callback()
@@ -68,16 +70,24 @@ def _before_any_command(
       done) unless ``--verbose``; they still reach the Prefect server's run logs;
     - Prefect's telemetry is off: Handover reports to nobody (and, offline, it only printed
       "Failed to send telemetry");
+    - without a ``PREFECT_API_URL``, the command joins the stack that ``handover up`` runs from
+      this directory (``HANDOVER_HOME``), as its state file says, and tells so on stderr; a stale
+      state file is reported and not used (``cli.stack.join_running_stack``);
     - a ``PREFECT_API_URL`` on loopback gets the credential of the local ``handover up`` stack
       (``cli.stack.join_local_stack``).
     """
-    from cli.stack import join_local_stack
+    from cli.stack import join_local_stack, join_running_stack
 
     if not verbose and ctx.invoked_subcommand not in _KEEP_PREFECT_LINES:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
-    join_local_stack(Path(os.environ.get("HANDOVER_HOME") or HOME))
+    home = Path(os.environ.get("HANDOVER_HOME") or HOME)
+    if not os.environ.get("PREFECT_API_URL") and ctx.invoked_subcommand not in _OWN_SERVER:
+        said = join_running_stack(home)
+        if said:
+            typer.echo(said, err=True)
+    join_local_stack(home)
 
 
 def bad_input(message: str) -> typer.Exit:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from cli.identity import requester_of
 from cli.offboard_bulk_cmd import offboard_csv
 from cli.options import AsJson, DryRun, Requester
-from cli.runbooks import EXIT, _bad, run_flow, show, validation_message
+from cli.runbooks import EXIT, _bad, require_prefect_server, run_flow, show, validation_message
 from connectors.settings import SettingsError, load_settings
 
 
@@ -123,6 +123,7 @@ def offboard(
     except SettingsError as e:
         raise _bad(str(e)) from None
     if emergency and not dry_run:
+        require_prefect_server(dry_run=False)  # before the declaration is recorded
         params["declaration"] = _declare(str(OffboardRequest(**params).email), requester)
     result = run_flow(offboard_flow, params, as_json=as_json)
     if result["status"] in ("planned",) or result["plan"]["steps"] or as_json:

@@ -63,6 +63,46 @@ def validation_message(e: ValidationError) -> str:
     )
 
 
+NO_SERVER = (
+    "no Prefect server is reachable: PREFECT_API_URL is not set and no running 'handover up' "
+    "was found in {home}. This run may wait for an approval or a person's task, and neither "
+    "approvals nor Slack clicks could reach it on a throw-away server, so it was not started "
+    "(nothing changed). Start `make up` (or `handover up`) in another shell of this directory, "
+    "or set PREFECT_API_URL to your Prefect server; --dry-run needs no server"
+)
+DEAD_SERVER = (
+    "no Prefect server answers at PREFECT_API_URL={url}: approvals and Slack clicks could not "
+    "reach this run, so it was not started (nothing changed). Start it (`make up`), or fix "
+    "PREFECT_API_URL"
+)
+
+
+def require_prefect_server(*, dry_run: bool) -> None:
+    """Exit 2 (nothing read or written) unless this run's Prefect server answers.
+
+    A run that may wait at a gate (an approval, a person's task) must be on a server that the
+    intake and the other shells reach: on Prefect's throw-away in-process server a Slack click
+    is recorded but never resumes it, and it waits until killed. So: no ``PREFECT_API_URL``
+    (none set and no ``handover up`` joined, ``cli.stack.join_running_stack``) is refused
+    unless ``dry_run`` (a dry run has no gate); a ``PREFECT_API_URL`` whose server does not
+    answer ``/health`` is refused either way.
+    """
+    import os
+
+    from prefect.settings import get_current_settings
+
+    from cli.stack import HOME, prefect_answers
+
+    url = get_current_settings().api.url
+    if not url:
+        if dry_run:
+            return
+        home = Path(os.environ.get("HANDOVER_HOME") or HOME)
+        raise _bad(NO_SERVER.format(home=home))
+    if not prefect_answers(url):
+        raise _bad(DEAD_SERVER.format(url=url))
+
+
 def run_flow(
     fn: Callable[..., dict[str, Any]],
     params: Mapping[str, object],
@@ -71,7 +111,8 @@ def run_flow(
     only_this_thread: bool = False,
 ) -> dict[str, Any]:
     """Run a runbook flow here, with ``params`` as its parameters, a progress bar and the
-    approval-waiting line.
+    approval-waiting line; on a Prefect server that answers, unless ``params["dry_run"]``
+    (:func:`require_prefect_server`).
 
     ``only_this_thread``: the bar follows the flow itself, not the subflows it runs in other
     threads (a bulk runbook's bar counts leavers, not each leaver's steps).
@@ -83,6 +124,7 @@ def run_flow(
     from tasks.progress import set_reporter
     from tasks.runtime import Runtime, use_runtime
 
+    require_prefect_server(dry_run=bool(params.get("dry_run")))
     try:
         rt = Runtime.from_settings(load_settings())
     except (SettingsError, PolicyError) as e:

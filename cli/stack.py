@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ def join_local_stack(home: Path = HOME) -> bool:
     """Give this process (before prefect is imported) the credential of the stack that
     ``handover up`` started from this directory, when ``PREFECT_API_URL`` points at a loopback
     server and no ``PREFECT_API_AUTH_STRING`` is set: another shell of the same person then needs
-    only the ``PREFECT_API_URL`` of the banner (INTERFACES.md). True when it did.
+    no more than the ``PREFECT_API_URL`` of the banner, or nothing at all once
+    :func:`join_running_stack` set it (INTERFACES.md). True when it did.
 
     Only loopback: a remote server's credential comes from the environment (a secrets store),
     never from a file lying in the working directory.
@@ -100,6 +102,142 @@ def join_local_stack(home: Path = HOME) -> bool:
         return False
     os.environ["PREFECT_API_AUTH_STRING"] = value
     return True
+
+
+# What `handover up` tells the other shells of this directory (docs/deployment.md): where its
+# pieces listen and the HANDOVER_* settings it gave them; never a secret.
+STACK_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class StackState:
+    """A running ``handover up`` as its state file (``<home>/stack.json``) records it."""
+
+    pid: int
+    started: str  # ISO 8601, UTC
+    prefect_api_url: str
+    prefect_ui_url: str
+    intake_url: str
+    sandbox_url: str | None = None
+    console_url: str | None = None
+    # The non-secret HANDOVER_* settings `up` put in the stack's environment (public_settings).
+    settings: dict[str, str] = field(default_factory=dict)
+    # The names of those it left out as secret (a ledger URL with its password): a joining
+    # shell is told to set them itself.
+    withheld: list[str] = field(default_factory=list)
+
+
+def public_settings(env: dict[str, str]) -> dict[str, str]:
+    """The ``HANDOVER_*`` entries of ``env`` that may be written to a file others can read:
+    each a plain setting of ``connectors.settings.Settings`` (no ``SecretStr``, no
+    ``HANDOVER_EXTRA_ORGS``, which carries tokens) whose value holds no password (a
+    ``postgresql://user:password@…`` ledger URL is left out)."""
+    from urllib.parse import urlsplit
+
+    from connectors.settings import Settings
+
+    plain = {
+        f"HANDOVER_{name.upper()}"
+        for name, f in Settings.model_fields.items()
+        # "SecretStr" in the annotation's text: a ``SecretStr | None`` is one too.
+        if "SecretStr" not in str(f.annotation) and name != "extra_orgs"
+    }
+    kept = {}
+    for key, value in env.items():
+        if key not in plain:
+            continue
+        try:
+            if urlsplit(value).password:
+                continue
+        except ValueError:  # not a URL at all: a plain value
+            pass
+        kept[key] = value
+    return kept
+
+
+def write_stack_state(home: Path, state: StackState) -> Path:
+    """Write ``<home>/stack.json`` atomically (a temporary file renamed over it): a shell
+    reading it meanwhile sees the old file or the new one, never half of one."""
+    path = home / STACK_FILE
+    tmp = home / f".{STACK_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def remove_stack_state(home: Path, pid: int) -> None:
+    """Remove ``<home>/stack.json`` if it is the one of process ``pid`` (a later ``up`` of the
+    same directory has written its own: that one stays)."""
+    state = read_stack_state(home)
+    if state is not None and state.pid == pid:
+        (home / STACK_FILE).unlink(missing_ok=True)
+
+
+def read_stack_state(home: Path) -> StackState | None:
+    """The state file under ``home``; None when there is none or it cannot be read as one."""
+    try:
+        data = json.loads((home / STACK_FILE).read_text())
+        return StackState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def prefect_answers(api_url: str, timeout: float = 10.0) -> bool:
+    """Whether a Prefect server answers ``/health`` at ``api_url`` (no credential needed)."""
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def join_running_stack(home: Path = HOME) -> str | None:
+    """Point this process (before prefect is imported, and with no ``PREFECT_API_URL`` of its
+    own) at the stack that ``handover up`` runs from ``home``, as its state file says: its
+    Prefect API (the credential then comes from :func:`join_local_stack`) and the ``HANDOVER_*``
+    settings it gave its pieces, except those this environment sets itself (they win).
+
+    Returns:
+        What to tell the person (the stack joined, and the secret settings of the stack this
+        shell lacks; or a state file that is stale and was not used), or None when there is no
+        state file.
+    """
+    path = home / STACK_FILE
+    if not path.exists():
+        return None
+    state = read_stack_state(home)
+    if state is None:
+        return f"note: {path} cannot be read as the state of 'handover up'; not used"
+    if not _alive(state.pid):
+        return (
+            f"note: {path} is stale: 'handover up' (pid {state.pid}) is no longer running; not used"
+        )
+    if not prefect_answers(state.prefect_api_url):
+        return (
+            f"note: {path} is stale: the Prefect server of 'handover up' (pid {state.pid}) does "
+            f"not answer at {state.prefect_api_url}; not used"
+        )
+    os.environ["PREFECT_API_URL"] = state.prefect_api_url
+    for key, value in state.settings.items():
+        os.environ.setdefault(key, value)
+    url = state.prefect_api_url
+    said = f"joined the stack of 'handover up' (pid {state.pid}): Prefect at {url}"
+    missing = [k for k in state.withheld if not os.environ.get(k)]
+    if missing:
+        said += (
+            f"\nnote: the stack's {', '.join(missing)} holds a secret and is not in {path}: "
+            "set it in this shell for this command to use the stack's"
+        )
+    return said
 
 
 @dataclass

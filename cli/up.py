@@ -20,10 +20,15 @@
    (expiry every 15 minutes, hygiene daily, review quarterly) are the server's: the worker runs
    them.
 
-Stopping (Ctrl-C or SIGTERM) goes in reverse: intake, watchdog, worker (with its flow-run
-processes), sandbox, server. A run paused at an approval is then left PAUSED on the server; it
-cannot be resumed once its process is gone, so decide pending approvals (or let them time out)
-first.
+6. Once every piece answers, the state file ``.handover/stack.json`` (``cli.stack.StackState``:
+   the URLs, this pid, the plain ``HANDOVER_*`` settings given to the pieces, no secret): a
+   ``handover`` command in another shell of this directory joins the stack from it
+   (``cli.stack.join_running_stack``).
+
+Stopping (Ctrl-C or SIGTERM) goes in reverse: the state file, intake, watchdog, worker (with its
+flow-run processes), sandbox, server. A run paused at an approval is then left PAUSED on the
+server; it cannot be resumed once its process is gone, so decide pending approvals (or let them
+time out) first.
 
 Crash recovery (``cli.recover``): the worker's runs send heartbeats, a server automation marks
 a run whose process died Crashed, and every 30 s this process starts each crashed run again
@@ -39,12 +44,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from cli.stack import HOME, serve_app, start_prefect_server, start_sandbox
+from cli.stack import (
+    HOME,
+    StackState,
+    public_settings,
+    remove_stack_state,
+    serve_app,
+    start_prefect_server,
+    start_sandbox,
+    write_stack_state,
+)
 from cli.watchdog_cmd import start_watchdog
 
 EXTEND_DEPLOYMENT = "extend-grant/extend-grant"
@@ -249,9 +264,29 @@ def up(
             )
             stoppers.append(("intake", intake.stop))
             ui = server.url.removesuffix("/api")
+            console = f"{svc.settings.intake_url.rstrip('/')}/console/"
+            # Once every piece answers: another shell of this directory joins from here on.
+            public = public_settings(env)  # env holds HANDOVER_* settings only
+            state = write_stack_state(
+                home,
+                StackState(
+                    pid=os.getpid(),
+                    started=datetime.now(UTC).isoformat(timespec="seconds"),
+                    prefect_api_url=server.url,
+                    prefect_ui_url=ui,
+                    intake_url=intake.url,
+                    sandbox_url=sandbox_url,
+                    console_url=console,
+                    settings=public,
+                    withheld=sorted(k for k in env if k not in public),
+                ),
+            )
+            stoppers.append(("state file", lambda: remove_stack_state(home, os.getpid())))
             lines = [
                 f"handover up in {time.monotonic() - t0:.0f} s",
-                f"  Prefect UI   {ui}   (API {server.url}; PREFECT_API_URL for other shells)",
+                f"  Prefect UI   {ui}   (API {server.url})",
+                f"  other shells join it by themselves (state in {state}; from another"
+                f" directory: HANDOVER_HOME={home})",
                 f"  API auth     required; PREFECT_API_AUTH_STRING is in {server.auth_file}",
                 f"  database     {'(from --prefect-db-url)' if db_url else home / 'prefect'}",
                 f"  worker       pool {POOL}, log {worker.log}",
@@ -259,7 +294,7 @@ def up(
                 f"  deployments  {', '.join(names)}",
                 f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions;"
                 " GET /secrets/…)",
-                f"  console      {svc.settings.intake_url.rstrip('/')}/console/  (sign in at the"
+                f"  console      {console}  (sign in at the"
                 f" IdP{SANDBOX_SIGN_IN if sandbox_url else ''})",
             ]
             if sandbox_url:

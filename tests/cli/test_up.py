@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -202,6 +203,104 @@ def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) ->
     assert seen.status_code == 200, seen.text
     up.stop()
     assert up.proc.returncode == 0, up.printed()
+
+
+OFFBOARD_DANA = ("offboard", "dana.sole@acme.com", "--reason", "termination", "--json")
+
+
+def _person_shell() -> dict[str, str]:
+    """A new shell of the same person: none of the test session's Prefect or Handover settings,
+    not even PREFECT_API_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def _handover(up: Up, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=up.cwd,
+        env=_person_shell(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_another_shell_joins_the_stack_by_itself(
+    up: Up, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``handover up`` writes its state file (its URLs and plain settings, never a secret); a
+    command in another shell of the directory, with no PREFECT_API_URL, joins the stack by
+    itself: its gated offboarding waits on the stack's Prefect server, a Slack click through the
+    stack's intake resumes it and it completes. Stopping ``up`` removes the file."""
+    from connectors.settings import DEV_CREDENTIALS
+
+    home = up.cwd / ".handover"
+    text = (home / "stack.json").read_text()
+    state = json.loads(text)
+    sandbox = f"http://127.0.0.1:{up.ports['sandbox']}"
+    intake = f"http://127.0.0.1:{up.ports['intake']}"
+    assert state["pid"] == up.proc.pid
+    assert state["prefect_api_url"] == up.api("")
+    assert state["prefect_ui_url"] == up.api("").removesuffix("/api")
+    assert (state["intake_url"], state["sandbox_url"]) == (intake, sandbox)
+    assert state["console_url"] == f"{intake}/console/"
+    assert state["settings"]["HANDOVER_ORG_URL"] == sandbox
+    assert state["settings"]["HANDOVER_HOME"] == str(home)
+    assert state["settings"]["HANDOVER_LEDGER_URL"] == f"sqlite:///{home / 'ledger.db'}"
+    assert state["withheld"] == []  # the sandbox's settings hold no secret
+    auth = (home / "prefect" / "api-auth").read_text().strip()
+    assert auth.split(":", 1)[1] not in text
+    assert not any(v in text for v in DEV_CREDENTIALS.values())
+    assert "other shells join it by themselves" in up.printed()
+    joined = f"joined the stack of 'handover up' (pid {up.proc.pid}): Prefect at {up.api('')}"
+
+    # The leaver runbook from the other shell: it waits at its approval gate.
+    logs = tmp_path_factory.mktemp("shell")
+    with open(logs / "err.log", "w") as err:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *OFFBOARD_DANA],
+            cwd=up.cwd,
+            env=_person_shell(),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        waiting = wait_for(
+            "the run to wait for its approval",
+            lambda: (
+                re.search(r"approval (apr-\S+) waiting", (logs / "err.log").read_text())
+                or run.poll() is not None
+            ),
+            timeout=300,
+        )
+        assert run.poll() is None, (logs / "err.log").read_text()
+        assert joined in (logs / "err.log").read_text()
+        approval = waiting.group(1)
+        listed = _handover(up, "approvals", "--pending", "--json")
+        assert listed.returncode == 0 and joined in listed.stderr, listed.stderr
+        appr = next(a for a in json.loads(listed.stdout)["approvals"] if a["id"] == approval)
+        clicked: list[str] = []
+        for seat in appr["required"]:  # each seat by a distinct person, clicking in Slack
+            who = next(e for e in seat if e not in clicked)
+            click = _handover(up, "sandbox", "click", approval, "--as", who, "--intake", intake)
+            assert click.returncode == 0, click.stdout + click.stderr
+            clicked.append(who)
+        out, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, (logs / "err.log").read_text()
+    result = json.loads(out)
+    assert result["status"] == "done", result
+    seen = httpx.get(up.api(f"/flow_runs/{result['run_id']}"), headers=_basic(auth), timeout=10)
+    assert seen.status_code == 200 and seen.json()["state_type"] == "COMPLETED", seen.text
+
+    up.stop()
+    assert up.proc.returncode == 0, up.printed()
+    assert not (home / "stack.json").exists()
 
 
 def _non_loopback_address() -> str | None:
