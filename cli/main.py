@@ -181,6 +181,12 @@ def up(
     prefect_db_url: str | None = typer.Option(
         None, help="postgresql+asyncpg://… (default: SQLite under .handover/prefect)"
     ),
+    postgres: bool = typer.Option(
+        False,
+        "--postgres",
+        help="the Prefect server and the ledger on a local PostgreSQL (Debian's postgresql) "
+        "under .handover/postgres, started and stopped with the stack",
+    ),
 ) -> None:
     """Start the long-running stack: Prefect server, deployments and a worker, the intake,
     the sandbox; Ctrl-C stops everything."""
@@ -197,6 +203,7 @@ def up(
             no_sandbox=no_sandbox,
             prefect_port=prefect_port,
             db_url=prefect_db_url,
+            postgres=postgres,
         )
     )
 

@@ -3,7 +3,8 @@
 and answers 503 "database is locked" under concurrent runs) and for the benchmarks.
 
 - ``handover up --postgres``: a cluster of its own under ``.handover/postgres`` (kept between
-  runs, durable: fsync on), started with the stack and stopped with it. Password
+  runs, durable: fsync on), started with the stack and stopped with it (as root, its data lives
+  in a directory of the ``postgres`` user: :func:`cluster_dir`). Password
   authentication (SCRAM) on 127.0.0.1 only: the password is made once and kept 0600 in
   ``.handover/postgres/password``; the URLs that carry it go to the Prefect server and to the
   runbook processes' environment, never to a log or the banner.
@@ -17,6 +18,7 @@ As root (CI containers), ``initdb`` refuses to run: the cluster then belongs to 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import secrets
 import shutil
@@ -59,32 +61,61 @@ def _run(cmd: list[str], what: str) -> None:
         raise PostgresUnavailable(f"{what} failed: {last[0]}")
 
 
+def cluster_dir(root: Path) -> Path:
+    """Where the cluster's own files (data, sockets, log) live: under ``root``; as root, in a
+    directory of the ``postgres`` user named after ``root`` (``initdb`` refuses to run as
+    root, and the ``postgres`` user may not reach into root's home or ``/tmp/pytest-of-root``)."""
+    if os.geteuid() != 0:
+        return root
+    name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path("/var/lib/postgresql/handover") / name
+
+
 @dataclass
 class LocalPostgres:
     """A running cluster: its port and the password of the ``handover`` role."""
 
-    root: Path
+    root: Path  # ours: the password and the libpq password file
+    cluster: Path  # the server's: data, sockets, log (:func:`cluster_dir`)
     port: int
     password: str
     bindir: Path
 
-    def url(self, database: str, driver: str = "psycopg") -> str:
-        """The SQLAlchemy URL of ``database`` (``asyncpg`` for the Prefect server)."""
-        return f"postgresql+{driver}://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, driver: str = "psycopg", *, password: bool = True) -> str:
+        """The SQLAlchemy URL of ``database`` (``asyncpg`` for the Prefect server); without
+        the ``password`` it is read from :meth:`passfile`'s file (``PGPASSFILE``)."""
+        who = f"{USER}:{self.password}" if password else USER
+        return f"postgresql+{driver}://{who}@127.0.0.1:{self.port}/{database}"
 
-    def stop(self) -> None:
+    def passfile(self) -> Path:
+        """A libpq password file (0600) for this cluster: with ``PGPASSFILE`` pointing at it,
+        psycopg connects by a URL that holds no password, so the runbook processes'
+        environment, the state file and the banner never carry it."""
+        path = self.root / "pgpass"
+        _write_private(path, f"127.0.0.1:{self.port}:*:{USER}:{self.password}")
+        return path
+
+    def stop(self, *, immediate: bool = False) -> None:
+        mode = ["-m", "immediate"] if immediate else ["-w"]
         subprocess.run(
-            _as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "stop"]),
+            _as_owner(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.cluster / "data"), *mode, "stop"]
+            ),
             capture_output=True,
         )
 
 
-def _init(root: Path, bindir: Path, password: str) -> None:
-    """A new cluster whose superuser is ``handover`` with ``password`` (SCRAM on loopback)."""
-    pwfile = root / "pwfile"
-    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_private(path: Path, line: str) -> None:
+    # Created 0600 before the secret is written: never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
+        f.write(line + "\n")
+
+
+def _init(cluster: Path, bindir: Path, password: str) -> None:
+    """A new cluster whose superuser is ``handover`` with ``password`` (SCRAM on loopback)."""
+    pwfile = cluster / "pwfile"
+    _write_private(pwfile, password)
     if os.geteuid() == 0:  # the postgres user reads it once, for initdb
         shutil.chown(pwfile, "postgres")
     try:
@@ -92,7 +123,7 @@ def _init(root: Path, bindir: Path, password: str) -> None:
             [
                 str(bindir / "initdb"),
                 "-D",
-                str(root / "data"),
+                str(cluster / "data"),
                 "-U",
                 USER,
                 "--pwfile",
@@ -107,8 +138,25 @@ def _init(root: Path, bindir: Path, password: str) -> None:
         pwfile.unlink(missing_ok=True)
 
 
+def _prepare(root: Path, cluster: Path, bindir: Path) -> str:
+    """The cluster's directories, made (and the cluster initialised) on first use; its
+    password."""
+    root.mkdir(parents=True, exist_ok=True)
+    cluster.mkdir(parents=True, exist_ok=True)
+    (cluster / "run").mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        for d in (cluster, cluster / "run"):
+            shutil.chown(d, "postgres")
+    pw_path = root / "password"
+    if not (cluster / "data").exists():
+        password = secrets.token_urlsafe(24)
+        _init(cluster, bindir, password)
+        _write_private(pw_path, password)
+    return pw_path.read_text().strip()
+
+
 def start_postgres(root: Path, port: int, *, durable: bool = True) -> LocalPostgres:
-    """Start the cluster under ``root`` (made on first use) on 127.0.0.1:``port``, with the
+    """Start the cluster of ``root`` (made on first use) on 127.0.0.1:``port``, with the
     databases of :data:`DATABASES`.
 
     Raises:
@@ -122,28 +170,14 @@ def start_postgres(root: Path, port: int, *, durable: bool = True) -> LocalPostg
         )
     if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode:
         raise PostgresUnavailable("running as root, and there is no postgres user to own the data")
-    root.mkdir(parents=True, exist_ok=True)
-    pw_path = root / "password"
-    if not (root / "data").exists():
-        password = secrets.token_urlsafe(24)
-        if os.geteuid() == 0:
-            shutil.chown(root, "postgres")
-        _init(root, bindir, password)
-        fd = os.open(pw_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-    password = pw_path.read_text().strip()
-    sockets = root / "run"
-    sockets.mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(sockets, "postgres")
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    cluster = cluster_dir(root)
+    password = _prepare(root, cluster, bindir)
+    options = f"-p {port} -k {cluster / 'run'} -c listen_addresses=127.0.0.1 -c max_connections=200"
     if not durable:  # a throw-away cluster: nothing in it outlives the run
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    data = str(root / "data")
-    log = str(root / "server.log")
+    data, log = str(cluster / "data"), str(cluster / "server.log")
     _run([str(bindir / "pg_ctl"), "-D", data, "-w", "-l", log, "-o", options, "start"], "pg_ctl")
-    pg = LocalPostgres(root, port, password, bindir)
+    pg = LocalPostgres(root, cluster, port, password, bindir)
     for name in DATABASES:
         create_database(pg.url("postgres"), name)
     return pg
@@ -180,19 +214,15 @@ def throwaway_postgres(port: int) -> Iterator[LocalPostgres]:
         PostgresUnavailable: as :func:`start_postgres`.
     """
     tmp = Path(tempfile.mkdtemp(prefix="handover-pg-"))
-    os.chmod(tmp, 0o755)
     try:
         pg = start_postgres(tmp, port, durable=False)
     except PostgresUnavailable:
+        shutil.rmtree(cluster_dir(tmp), ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
         yield pg
     finally:
-        subprocess.run(
-            _as_owner(
-                [str(pg.bindir / "pg_ctl"), "-D", str(tmp / "data"), "-m", "immediate", "stop"]
-            ),
-            capture_output=True,
-        )
+        pg.stop(immediate=True)
+        shutil.rmtree(pg.cluster, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -131,7 +131,8 @@ def public_settings(env: dict[str, str]) -> dict[str, str]:
     """The ``HANDOVER_*`` entries of ``env`` that may be written to a file others can read:
     each a plain setting of ``connectors.settings.Settings`` (no ``SecretStr``, no
     ``HANDOVER_EXTRA_ORGS``, which carries tokens) whose value holds no password (a
-    ``postgresql://user:password@…`` ledger URL is left out)."""
+    ``postgresql://user:password@…`` ledger URL is left out), and ``PGPASSFILE`` (the path of
+    the 0600 file holding ``handover up --postgres``'s password, not the password)."""
     from urllib.parse import urlsplit
 
     from connectors.settings import Settings
@@ -141,7 +142,7 @@ def public_settings(env: dict[str, str]) -> dict[str, str]:
         for name, f in Settings.model_fields.items()
         # "SecretStr" in the annotation's text: a ``SecretStr | None`` is one too.
         if "SecretStr" not in str(f.annotation) and name != "extra_orgs"
-    }
+    } | {"PGPASSFILE"}
     kept = {}
     for key, value in env.items():
         if key not in plain:

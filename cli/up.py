@@ -50,9 +50,11 @@ from typing import Any
 
 import httpx
 
+from cli.postgres import LocalPostgres, start_postgres
 from cli.stack import (
     HOME,
     StackState,
+    free_port,
     public_settings,
     remove_stack_state,
     serve_app,
@@ -109,6 +111,23 @@ def sandbox_env(url: str, home: Path) -> dict[str, str]:
     }
 
 
+def postgres_env(pg: LocalPostgres) -> dict[str, str]:
+    """The ledger on ``pg`` (unless ``HANDOVER_LEDGER_URL`` names another), by a URL without
+    its password: libpq reads it from ``PGPASSFILE``."""
+    if os.environ.get("HANDOVER_LEDGER_URL"):
+        return {}
+    return {
+        "HANDOVER_LEDGER_URL": pg.url("ledger", password=False),
+        "PGPASSFILE": str(pg.passfile()),
+    }
+
+
+def _database_said(postgres: bool, db_url: str | None, home: Path) -> str:
+    if postgres:
+        return f"PostgreSQL under {home / 'postgres'} (the Prefect server's runs and the ledger)"
+    return "(from --prefect-db-url)" if db_url else str(home / "prefect")
+
+
 def services_from_env() -> Any:
     """The intake's services from the ``HANDOVER_*`` settings (the runs are the worker's: each
     builds its own runtime from the same settings)."""
@@ -160,6 +179,7 @@ def up(
     no_sandbox: bool = False,
     prefect_port: int = 4200,
     db_url: str | None = None,
+    postgres: bool = False,
     *,
     home: Path = HOME,
     prefect_yaml: Path | None = None,
@@ -173,6 +193,9 @@ def up(
         settings cannot be used (nothing started).
     """
     home = home.resolve()
+    if postgres and db_url:
+        echo("error: --postgres starts a PostgreSQL of its own: leave out --prefect-db-url")
+        return 2
     if no_sandbox:
         # The real systems' settings are checked before anything starts: a published
         # development credential (inbound or outbound) outside sandbox mode stops us here.
@@ -198,18 +221,16 @@ def up(
     code = 0
     with _stop_on_signals(stop):
         try:
+            pg_env: dict[str, str] = {}
+            if postgres:
+                echo("starting PostgreSQL…")
+                pg = start_postgres(home / "postgres", free_port())
+                stoppers.append(("PostgreSQL", pg.stop))
+                db_url = pg.url("prefect", "asyncpg")
+                pg_env = postgres_env(pg)
             echo("starting the Prefect server…")
-            saved = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL")
-            if db_url:  # for the server process only: the worker and runs never see it
-                os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url
-            try:
-                server = start_prefect_server(home / "prefect", port=prefect_port)
-            finally:
-                if db_url:
-                    if saved is None:
-                        os.environ.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
-                    else:
-                        os.environ["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = saved
+            # The database URL goes to the server process only: the worker and runs never see it.
+            server = start_prefect_server(home / "prefect", port=prefect_port, db_url=db_url)
             stoppers.append(("Prefect server", server.stop))
 
             env: dict[str, str] = {}
@@ -219,6 +240,7 @@ def up(
                 stoppers.append(("sandbox", sb.stop))
                 sandbox_url = sb.url
                 env = sandbox_env(sb.url, home)
+            env.update(pg_env)
             # The links in rotated-secret DMs point at this intake (unless set otherwise).
             env["HANDOVER_INTAKE_URL"] = (
                 os.environ.get("HANDOVER_INTAKE_URL") or f"http://127.0.0.1:{port_intake}"
@@ -288,7 +310,7 @@ def up(
                 f"  other shells join it by themselves (state in {state}; from another"
                 f" directory: HANDOVER_HOME={home})",
                 f"  API auth     required; PREFECT_API_AUTH_STRING is in {server.auth_file}",
-                f"  database     {'(from --prefect-db-url)' if db_url else home / 'prefect'}",
+                f"  database     {_database_said(postgres, db_url, home)}",
                 f"  worker       pool {POOL}, log {worker.log}",
                 f"  watchdog     every {SWEEP_SECONDS:g} s, log {dog.log}",
                 f"  deployments  {', '.join(names)}",

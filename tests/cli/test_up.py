@@ -10,7 +10,9 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import httpx
 import pytest
 
 from cli.deploy import REPO
+from cli.postgres import cluster_dir, pg_bin
 from cli.stack import free_port
 from intake.hooks import sign_hr
 from tests.cli.deploy_stack import wait_for
@@ -34,7 +37,7 @@ READY = "Ctrl-C stops everything."
 class Up:
     """A running ``handover up``: its ports, its home and what it printed so far."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, *extra: str) -> None:
         self.cwd = cwd
         self.ports = {"sandbox": free_port(), "intake": free_port(), "prefect": free_port()}
         env = {
@@ -58,6 +61,7 @@ class Up:
                 str(self.ports["intake"]),
                 "--prefect-port",
                 str(self.ports["prefect"]),
+                *extra,
             ],
             cwd=cwd,
             env=env,
@@ -87,9 +91,8 @@ class Up:
                 self.proc.kill()
 
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    stack = Up(tmp_path)
+def started(cwd: Path, *extra: str) -> Iterator[Up]:
+    stack = Up(cwd, *extra)
     try:
         wait_for(
             "handover up to be ready",
@@ -100,6 +103,11 @@ def up(tmp_path: Path) -> Iterator[Up]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    yield from started(tmp_path)
 
 
 def _basic(auth: str) -> dict[str, str]:
@@ -359,3 +367,50 @@ def test_a_development_credential_stops_handover_up_outside_sandbox_mode(
     assert named in said and "HANDOVER_SANDBOX=1" in said
     assert not any(v in said for v in DEV_CREDENTIALS.values())
     assert not (tmp_path / ".handover").exists()  # nothing started, nothing written
+
+
+@pytest.mark.skipif(pg_bin() is None, reason="no PostgreSQL here (Debian's postgresql)")
+def test_handover_up_postgres_keeps_the_runs_and_the_ledger_in_postgresql(tmp_path: Path) -> None:
+    """``handover up --postgres``: a cluster of its own under ``.handover/postgres``; the Prefect
+    server's deployments and the ledger live in it; the ledger is reached by a URL without its
+    password (PGPASSFILE names the 0600 file holding it), so neither the state file nor the
+    banner carries it, and another shell's command joins and reads that ledger. Stopping
+    ``up`` stops PostgreSQL and keeps its data for the next start."""
+    from sqlalchemy import create_engine, inspect, text
+
+    for up in started(tmp_path, "--postgres"):
+        home = up.cwd / ".handover"
+        root = home / "postgres"
+        password = (root / "password").read_text().strip()
+        assert stat.S_IMODE((root / "password").stat().st_mode) == 0o600
+        assert stat.S_IMODE((root / "pgpass").stat().st_mode) == 0o600
+        text_ = (home / "stack.json").read_text()
+        state = json.loads(text_)
+        ledger = state["settings"]["HANDOVER_LEDGER_URL"]
+        assert re.fullmatch(r"postgresql\+psycopg://handover@127\.0\.0\.1:\d+/ledger", ledger)
+        assert state["settings"]["PGPASSFILE"] == str(root / "pgpass")
+        assert state["withheld"] == []
+        assert password not in text_ and password not in up.printed()
+        assert f"PostgreSQL under {root}" in up.printed()
+
+        listed = _handover(up, "approvals", "--json")  # another shell: joins, reads the ledger
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)["approvals"] == []
+
+        port = int(ledger.rsplit(":", 1)[1].split("/")[0])
+        server = f"postgresql+psycopg://handover:{password}@127.0.0.1:{port}"
+        engine = create_engine(f"{server}/prefect")
+        with engine.connect() as c:
+            deployments = c.execute(text("SELECT count(*) FROM deployment")).scalar_one()
+        engine.dispose()
+        assert deployments > 0  # prefect.yaml's deployments, in PostgreSQL
+        engine = create_engine(f"{server}/ledger")
+        assert "cases" in inspect(engine).get_table_names()
+        engine.dispose()
+        up.stop()
+        assert up.proc.returncode == 0, up.printed()
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # stopped with the stack
+        kept = cluster_dir(root)
+        assert (kept / "data" / "PG_VERSION").exists()  # kept for the next start
+        shutil.rmtree(kept)
