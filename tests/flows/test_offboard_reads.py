@@ -61,21 +61,27 @@ def test_project_admins_are_read_only_when_the_plan_may_need_them(
     assert make_offboarding_plan(inv, opts) == make_offboarding_plan(full, opts)
 
 
-def test_a_bulk_runs_inventory_is_applied_while_fresh_and_only_then(stack: OffboardStack) -> None:
-    rt = stack.rt
-    inv: Inventory = take_inventory.fn(rt, JON)
+def approved_elsewhere(stack: OffboardStack, **standing: str) -> Inventory:
+    """JON's inventory, kept with his plan as approved by ``standing`` (preapprove)."""
+    inv: Inventory = take_inventory.fn(stack.rt, JON)
     plan = make_offboarding_plan(inv, Options(reason=Reason.TERMINATION))
-    req = OffboardRequest(email=JON, reason="termination", requester="offboard-batch-x")
-    assert approved_inventory(rt, req) is None  # no case yet
     preapprove(
-        rt,
+        stack.rt,
         plan,
         reason="termination",
         requester="it.ops@acme.com",
         approvers=["hr.partner@acme.com"],
         inventory=inv,
-        batch_approval="appr-1",
+        **standing,
     )
+    return inv
+
+
+def test_a_bulk_runs_inventory_is_applied_while_fresh_and_only_then(stack: OffboardStack) -> None:
+    rt = stack.rt
+    req = OffboardRequest(email=JON, reason="termination", requester="offboard-batch-x")
+    assert approved_inventory(rt, req) is None  # no case yet
+    inv = approved_elsewhere(stack, batch_approval="appr-1")
     assert approved_inventory(rt, req) == inv
     later = dataclasses.replace(rt, clock=lambda: inv.taken_at + FRESH_READ * 2)
     assert approved_inventory(later, req) is None  # too old: the run reads afresh
@@ -84,19 +90,8 @@ def test_a_bulk_runs_inventory_is_applied_while_fresh_and_only_then(stack: Offbo
 
 
 def test_an_approval_given_elsewhere_without_a_batch_reads_afresh(stack: OffboardStack) -> None:
-    rt = stack.rt
-    inv = take_inventory.fn(rt, JON)
-    plan = make_offboarding_plan(inv, Options(reason=Reason.TERMINATION))
-    preapprove(
-        rt,
-        plan,
-        reason="termination",
-        requester="it.ops@acme.com",
-        approvers=["x@acme.com"],
-        inventory=inv,
-        expired_grant="g-1",
-    )
-    assert approved_inventory(rt, OffboardRequest(email=JON, reason="termination")) is None
+    approved_elsewhere(stack, expired_grant="g-1")
+    assert approved_inventory(stack.rt, OffboardRequest(email=JON, reason="termination")) is None
 
 
 def test_verification_reads_the_transferred_assets_not_the_receivers_portfolio(
