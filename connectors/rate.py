@@ -9,10 +9,13 @@ Two kinds of limiter answer :class:`Limiter` (``acquire()``/``penalize()``):
 - :class:`SharedBucket`, one per process over a bucket every process shares (a
   :class:`BucketStore`: a row of the ledger's database, ``ledger/rate_buckets.py``). A process
   takes a *lease* of a few tokens from the shared bucket in one short transaction and spends
-  them locally, so the database sees one transaction per lease, not one per call. A lease is
-  valid for ``lease_s`` seconds only and the shared bucket holds ``burst - rate * lease_s``
-  tokens at most, so whatever the number of processes, the calls of any window of ``T``
-  seconds number at most ``burst + rate * T``: the grants of ``T + lease_s`` seconds.
+  them locally, so the database sees one transaction per lease, not one per call. A lease may
+  be reserved up to ``lease_s`` seconds before its tokens are there (the bucket then owes
+  them, and whoever comes next waits for them: no polling while they refill); it is valid
+  for ``lease_s`` seconds from then only, and the shared bucket holds
+  ``burst - rate * lease_s`` tokens at most. So whatever the number of processes, the calls
+  of any window of ``T`` seconds number at most ``burst + rate * T``: what the bucket gave in
+  ``T + lease_s`` seconds.
 
 Which kind a connector gets: :func:`limiter_for` answers from the :class:`Limits` in use, the
 process-wide one unless :func:`use_shared_limits` set shared ones for the connectors built in
@@ -126,13 +129,22 @@ class BucketStore(Protocol):
     ``rate`` tokens a second up to ``capacity``; every operation is atomic across processes."""
 
     def take(
-        self, backend: str, base_url: str, *, want: int, rate: float, capacity: float
+        self,
+        backend: str,
+        base_url: str,
+        *,
+        want: int,
+        rate: float,
+        capacity: float,
+        ahead: float = 0.0,
     ) -> tuple[int, float]:
-        """Take up to ``want`` whole tokens (a full bucket on first use).
+        """Reserve ``want`` tokens if the bucket holds them within ``ahead`` seconds (a full
+        bucket on first use); a reservation takes them from the bucket at once (it may go below
+        zero: the next caller waits for it).
 
         Returns:
-            ``(granted, 0.0)`` with ``granted >= 1``; or ``(0, seconds)`` when not one token is
-            there: the seconds until ``min(want, capacity)`` tokens will be.
+            ``(want, seconds until they are there)``, 0.0 when they are; or ``(0, seconds until
+            they could be reserved)``.
         """
         ...
 
@@ -149,11 +161,11 @@ class SharedBucket:
     same, spent here from leases of the shared bucket.
 
     ``burst`` is the fleet's, as a :class:`TokenBucket`'s. A lease of at most ``lease_max``
-    tokens is spent within ``lease_s`` seconds of its request (``clock``: this process's
-    monotonic clock); tokens left when it ends are dropped, never returned, so they are never
-    spent late. The lease's size adapts to this process's demand: it doubles while leases are
-    used up and shrinks to what was spent when one ends unused, so an idle process does not hold
-    tokens a busy one is waiting for.
+    tokens is spent within ``lease_s`` seconds of when its tokens are there (``clock``: this
+    process's monotonic clock); tokens left when it ends are dropped, never returned, so they
+    are never spent late. The lease's size adapts to this process's demand: it doubles while
+    leases are used up and shrinks to what was spent when one ends unused, so an idle process
+    does not hold tokens a busy one is waiting for.
     """
 
     def __init__(
@@ -188,6 +200,7 @@ class SharedBucket:
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._left = 0  # tokens of the current lease not yet spent
+        self._from = 0.0  # when the current lease's tokens are there (clock)
         self._until = 0.0  # when the current lease ends (clock)
         self._spent = 0  # tokens of the current lease spent
         self._want = 1  # the next lease's size
@@ -199,41 +212,50 @@ class SharedBucket:
         return f"SharedBucket({self.backend!r}, {self.base_url!r}, {self.per_minute}/min)"
 
     def acquire(self) -> float:
-        """Take one token, from this process's lease or a new one; sleep while the shared
-        bucket has none. Returns the seconds waited."""
+        """Take one token, from this process's lease or a new one; sleep until it is there.
+        Returns the seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
-                wait = self._try_take()
-                if wait == 0.0:
+                got, wait = self._try_take()
+            if wait > 0.0:
+                self._sleep(wait)
+                waited += wait
+            if got:
+                with self._lock:
                     self.waited += waited
-                    return waited
-            self._sleep(wait)
-            waited += wait
+                return waited
 
-    def _try_take(self) -> float:
-        """One token taken (0.0), or the seconds to wait before trying again (under the lock)."""
+    def _try_take(self) -> tuple[bool, float]:
+        """``(True, seconds until the token taken is there)``, or ``(False, seconds to wait
+        before trying again)`` (under the lock)."""
         start = self._clock()
         if self._left > 0 and start < self._until:
             self._left -= 1
             self._spent += 1
-            return 0.0
+            return True, max(0.0, self._from - start)
         if start < self._empty_until:
             # The store said when to come back: this process's other threads do not ask it
             # again meanwhile.
-            return self._empty_until - start
+            return False, self._empty_until - start
         self._next_size()
         granted, wait = self.store.take(
-            self.backend, self.base_url, want=self._want, rate=self.rate, capacity=self.capacity
+            self.backend,
+            self.base_url,
+            want=self._want,
+            rate=self.rate,
+            capacity=self.capacity,
+            ahead=self.lease_s,
         )
         if granted < 1:
             self._empty_until = start + wait
-            return max(wait, 1e-3)
-        # Timed from before the transaction: the lease ends no later than lease_s after the
-        # grant, whenever the database made it.
-        self._left, self._spent, self._until = granted - 1, 1, start + self.lease_s
+            return False, max(wait, 1e-3)
+        # Usable from when the last of them is there, counted from after the transaction, until
+        # lease_s later, counted from before it: both on the safe side of the database's time.
+        self._from, self._until = self._clock() + wait, start + wait + self.lease_s
+        self._left, self._spent = granted - 1, 1
         self.leases += 1
-        return 0.0
+        return True, wait
 
     def _next_size(self) -> None:
         """Size the next lease from how the last one went (called under the lock)."""
@@ -247,8 +269,8 @@ class SharedBucket:
 
     def penalize(self, seconds: float) -> None:
         """After a 429, hold every process back for ``seconds``: the shared bucket owes them,
-        and this process's lease is dropped. Another process stops when its own lease ends
-        (within ``lease_s``)."""
+        and this process's lease is dropped. Another process stops when the lease it holds
+        ends (reserved at most ``lease_s`` ahead, valid ``lease_s``)."""
         with self._lock:
             self._left = self._spent = 0  # the next lease keeps the size asked for
             self._empty_until = 0.0

@@ -10,7 +10,6 @@ tests), so workers on several machines count the same seconds.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from sqlalchemy import Float, String, Table, literal_column, select, update
@@ -89,20 +88,32 @@ class SqlBucketStore:
         )
 
     def take(
-        self, backend: str, base_url: str, *, want: int, rate: float, capacity: float
+        self,
+        backend: str,
+        base_url: str,
+        *,
+        want: int,
+        rate: float,
+        capacity: float,
+        ahead: float = 0.0,
     ) -> tuple[int, float]:
-        """Take up to ``want`` whole tokens; ``(0, seconds until min(want, capacity) are
-        there)`` when not one is."""
+        """Reserve ``want`` tokens if the bucket holds them within ``ahead`` seconds.
+
+        Returns:
+            ``(want, seconds until they are there)`` (0.0: now); or ``(0, seconds until they
+            could be reserved)``.
+        """
         self.transactions += 1
         with self.db.engine.begin() as conn:
             tokens, stamp, now = self._locked(conn, backend, base_url, capacity)
             tokens = refilled(tokens, stamp, now, rate=rate, capacity=capacity)
-            if tokens < 1.0:
+            short = (want - tokens) / rate  # until want tokens are there
+            if short > ahead:
                 # Nothing written: the refill is the same when counted later.
-                return 0, (min(float(want), capacity) - tokens) / rate
-            granted = min(want, math.floor(tokens))
-            self._store(conn, backend, base_url, tokens - granted, now)
-            return granted, 0.0
+                return 0, short - ahead
+            # The bucket goes below zero for a reservation: whoever comes next waits for it.
+            self._store(conn, backend, base_url, tokens - want, now)
+            return want, max(0.0, short)
 
     def penalize(
         self, backend: str, base_url: str, *, seconds: float, rate: float, capacity: float

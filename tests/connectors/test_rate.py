@@ -85,15 +85,18 @@ def test_leases_double_while_used_up_and_the_rate_holds(db: LedgerDB, t: FakeTim
     b = bucket(db, t)
     store = b.store
     assert isinstance(store, SqlBucketStore)
-    for _ in range(20):
+    for _ in range(15):
         assert b.acquire() == 0.0
-    # The full shared bucket (20) in leases of 1, 2, 4, 8 and the 5 left: five transactions.
-    assert store.transactions == 5 and b.leases == 5 and t.slept == []
-    for _ in range(100):
+    # Leases of 1, 2, 4 and 8 from the full shared bucket (20): four transactions.
+    assert store.transactions == 4 and t.slept == []
+    # The next lease (10, at most a second's worth) is reserved: 5 are there, the rest in 0.5 s.
+    assert b.acquire() == pytest.approx(0.5)
+    for _ in range(120 - 16):
         b.acquire()
-    # Then 10 tokens a second, a lease of 10 after each one-second wait.
-    assert t.now - 1_000.0 == pytest.approx(10.0)
-    assert b.leases == 15 and store.transactions == 25
+    # Then 10 tokens a second, a lease of 10 reserved a second ahead: one transaction each,
+    # never one that finds nothing. The 120th call is in the lease ready at 10.5 s.
+    assert t.now - 1_000.0 == pytest.approx(10.5)
+    assert b.leases == 15 and store.transactions == 15
 
 
 def test_a_lease_ends_after_its_time_and_its_leftover_is_dropped(db: LedgerDB, t: FakeTime) -> None:
@@ -160,3 +163,17 @@ def test_a_token_bucket_is_a_limiter_of_this_process_only(t: FakeTime) -> None:
     assert b.acquire() == pytest.approx(0.1)
     b.penalize(2.0)
     assert b.acquire() == pytest.approx(2.1)
+
+
+def test_after_a_429_another_process_spends_only_the_lease_it_holds(
+    db: LedgerDB, t: FakeTime
+) -> None:
+    a, b = bucket(db, t), bucket(db, t)
+    for _ in range(1 + 2 + 4):  # b's leases of 1, 2, 4; it holds one of 8 after the next call
+        b.acquire()
+    b.acquire()
+    a.penalize(5.0)
+    # b spends the 7 left of its lease (they were there before the 429) ...
+    assert [b.acquire() for _ in range(7)] == [0.0] * 7
+    # ... and then waits out the Retry-After with everyone else.
+    assert b.acquire() >= 5.0

@@ -32,16 +32,21 @@ def test_refilled_counts_the_rate_up_to_the_capacity() -> None:
     assert refilled(2.0, 100.0, 99.0, rate=10, capacity=20) == 2.0  # a clock gone back
 
 
-def test_take_grants_what_is_there_then_says_how_long_to_wait(ledger: LedgerDB) -> None:
+def test_take_reserves_what_is_there_or_soon_will_be(ledger: LedgerDB) -> None:
     now = [500.0]
     store = SqlBucketStore(ledger, clock=lambda: now[0])
     kw: dict[str, Any] = {"rate": 10.0, "capacity": 20.0}
     assert store.take("idp", URL, want=8, **kw) == (8, 0.0)  # a new bucket is full
-    assert store.take("idp", URL, want=30, **kw) == (12, 0.0)
-    granted, wait = store.take("idp", URL, want=5, **kw)
-    assert granted == 0 and wait == pytest.approx(0.5)  # until 5 are there
-    now[0] += 0.15
-    assert store.take("idp", URL, want=5, **kw) == (1, 0.0)  # 1.5 there: one whole token
+    assert store.take("idp", URL, want=12, **kw) == (12, 0.0)
+    # Empty: 5 more are 0.5 s away, which is too far without looking ahead.
+    assert store.take("idp", URL, want=5, **kw) == (0, pytest.approx(0.5))
+    # Looking a second ahead, they are reserved, there in 0.5 s; the bucket owes them.
+    assert store.take("idp", URL, want=5, ahead=1.0, **kw) == (5, pytest.approx(0.5))
+    assert store.tokens("idp", URL) == pytest.approx(-5.0)
+    # The next 10 are 1.5 s away: reservable in 0.5 s.
+    assert store.take("idp", URL, want=10, ahead=1.0, **kw) == (0, pytest.approx(0.5))
+    now[0] += 0.5
+    assert store.take("idp", URL, want=10, ahead=1.0, **kw) == (10, pytest.approx(1.0))
     # Another backend, or the same one at another URL, is another bucket.
     assert store.take("idp", URL + "/2", want=3, **kw) == (3, 0.0)
     assert store.take("org_admin", URL, want=3, **kw) == (3, 0.0)
@@ -53,8 +58,7 @@ def test_penalize_owes_the_retry_after_to_every_store(ledger: LedgerDB) -> None:
     kw: dict[str, Any] = {"rate": 10.0, "capacity": 20.0}
     one.take("slack", URL, want=1, **kw)
     one.penalize("slack", URL, seconds=3.0, **kw)
-    granted, wait = other.take("slack", URL, want=1, **kw)
-    assert granted == 0 and wait == pytest.approx(3.1)
+    assert other.take("slack", URL, want=1, **kw) == (0, pytest.approx(3.1))
     now[0] += 3.1
     assert other.take("slack", URL, want=1, **kw) == (1, 0.0)
 
