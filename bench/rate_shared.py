@@ -5,15 +5,17 @@ lets them, against a sandbox limited to ``--rate-limit`` requests/min per API.
 Each mode runs the same load in the same sandbox (its rate buckets new for each):
 
 - ``process``: every process its own token bucket at the limit (``HANDOVER_RATE_LIMITS=process``,
-  the behaviour before issue 18): together they send N times the limit and meet 429s;
+  the behaviour before issue 18): together they ask for N times the limit and meet 429s;
 - ``shared``: the limiters of the connectors built from the settings, sharing one bucket in the
   ledger's database (the default): SQLite file, or PostgreSQL with ``--postgres`` (a throw-away
   cluster of Debian's ``postgresql``) or ``--ledger-url``.
 
 Counted from the sandbox's own request log over the window the processes ran (they start
 together, on one signal, and stop at one deadline): requests answered per minute as a fraction
-of the limit, 429s received; from the processes: their calls, and the ledger transactions their
-leases took per 100 calls.
+of the limit (the initial burst included), the same from ``STARTUP_S`` seconds after the start
+to the deadline (``steady_fraction``), 429s received; from the processes: their calls, and
+their leases and ledger transactions per 100 calls (a transaction that finds the bucket empty
+takes no lease).
 
 Run: ``.venv/bin/python bench/rate_shared.py [--processes 2] [--threads 4] [--seconds 20]
 [--rate-limit 600] [--postgres | --ledger-url URL] [--modes process,shared]``.
@@ -33,6 +35,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ os.environ["HANDOVER_SANDBOX"] = "1"
 
 API = "org_admin"
 SEED_MEMBERS = 1000
+STARTUP_S = 3.0
 
 
 def worker(
@@ -156,6 +160,12 @@ def run_mode(mode: str, url: str, ledger_url: str, args: argparse.Namespace) -> 
         f"{url}/_sandbox/requests", params={"since": start_seq, "api": API, "limit": 200_000}
     ).json()["requests"]
     answered = sum(r["status"] != 429 for r in log)
+    # The steady rate: the answers from STARTUP_S seconds after the start (the bucket's initial
+    # burst spent) to the deadline (what threads still waiting then send is left out), by the
+    # sandbox's clock, which is the wall clock here (nothing moved it).
+    at = [datetime.fromisoformat(r["at"]).timestamp() for r in log if r["status"] != 429]
+    steady = sum(t0 + STARTUP_S <= x < t0 + args.seconds for x in at)
+    steady_per_minute = steady / (args.seconds - STARTUP_S) * 60
     calls = sum(d["calls"] for d in done)
     per_minute = answered / window * 60
     return {
@@ -166,6 +176,7 @@ def run_mode(mode: str, url: str, ledger_url: str, args: argparse.Namespace) -> 
         "window_s": round(window, 1),
         "per_minute": round(per_minute, 1),
         "fraction_of_limit": round(per_minute / args.rate_limit, 3),
+        "steady_fraction": round(steady_per_minute / args.rate_limit, 3),
         "leases_per_100_calls": round(100 * sum(d["leases"] for d in done) / calls, 1)
         if calls
         else 0.0,
@@ -233,6 +244,7 @@ def main() -> None:
         m = r["mode"]
         figures |= {
             f"{m}_fraction_of_limit": r["fraction_of_limit"],
+            f"{m}_steady_fraction": r["steady_fraction"],
             f"{m}_429s": r["429s"],
             f"{m}_transactions_per_100_calls": r["transactions_per_100_calls"],
         }
