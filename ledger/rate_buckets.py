@@ -67,7 +67,11 @@ class SqlBucketStore:
         row = conn.execute(query).one_or_none()
         if row is None:
             # Two processes may both find none: the second insert does nothing.
-            now = float(conn.execute(select(now_sql)).scalar_one())
+            now = (
+                self._clock()
+                if self._clock is not None
+                else float(conn.execute(select(now_sql)).scalar_one())
+            )
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             conn.execute(
                 dialect.insert(_T)
