@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from connectors.capabilities import HrDirectory, Messenger, Tickets, UserDirectory
+from connectors.rate import BucketStore
 from connectors.settings import Settings, load_settings
 from domain.policy import Policy
 from ledger import Anchor, FileCheckpoints, LedgerDB, open_ledger
+from ledger.rate_buckets import SqlBucketStore
 
 
 def utcnow() -> datetime:
@@ -29,6 +31,14 @@ def open_settings_ledger(settings: Settings) -> LedgerDB:
         FileCheckpoints(settings.audit_checkpoint_path()),
     )
     return open_ledger(settings.ledger_database_url(), anchor=anchor)
+
+
+def settings_buckets(settings: Settings, ledger: LedgerDB) -> BucketStore | None:
+    """Where the connectors built from the settings keep their rate limits
+    (``HANDOVER_RATE_LIMITS``): the ledger's shared buckets (``shared``, the default: every
+    process of the deployment spends the same ones), or None for this process's own
+    (``process``). For ``connectors.rate.use_shared_limits``."""
+    return SqlBucketStore(ledger) if settings.rate_limits == "shared" else None
 
 
 @dataclass
@@ -53,17 +63,20 @@ class Services:
         from approvals.policy import load_policy
         from connectors.hris import make_hr_api
         from connectors.idp import make_idp
+        from connectors.rate import use_shared_limits
         from connectors.slack import SlackMessenger
         from connectors.tickets import JiraTickets
 
         settings = settings or load_settings()
-        return cls(
-            settings=settings,
-            ledger=open_settings_ledger(settings),
-            policy=load_policy(settings.policy),
-            messenger=SlackMessenger(settings),
-            tickets=JiraTickets(settings),
-            ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
-            idp=make_idp(settings),
-            hr=make_hr_api(settings),
-        )
+        ledger = open_settings_ledger(settings)
+        with use_shared_limits(settings_buckets(settings, ledger)):
+            return cls(
+                settings=settings,
+                ledger=ledger,
+                policy=load_policy(settings.policy),
+                messenger=SlackMessenger(settings),
+                tickets=JiraTickets(settings),
+                ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
+                idp=make_idp(settings),
+                hr=make_hr_api(settings),
+            )

@@ -25,7 +25,7 @@ from connectors.errors import (
     error_for_status,
     parse_retry_after,
 )
-from connectors.rate import TokenBucket, limiter_for
+from connectors.rate import Limiter, limiter_for
 from connectors.retry import call_with_retry
 
 # The call under way in this thread, (operation, subject): what an ``httpx.Auth`` that fails
@@ -156,7 +156,7 @@ class HttpApi:
         timeout: float = 15.0,
         attempts: int = 6,
         max_seconds: float = 60.0,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         rejected: str = "",
         auth: httpx.Auth | None = None,
         classify: Callable[[httpx.Response], type[PermanentError] | None] | None = None,

@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     idp_tenant_id: str = ""
     idp_token_url: str = ""
     idp_rate_per_minute: int = 600
+    # Where every rate limit (the org's, the IdP's, Slack's, Jira's) is counted: "shared" (the
+    # default) in the ledger's database, so every process of a deployment (workers, the intake,
+    # the CLI) spends one allowance per backend together; "process": each process its own
+    # buckets (then N processes may send N times the limit).
+    rate_limits: Literal["shared", "process"] = "shared"
     slack_api_url: str = f"{SANDBOX}/slack/api/"
     slack_bot_token: SecretStr = SecretStr(DEV_CREDENTIALS["slack_bot_token"])
     # Slack's published tiers are floors ("50+ per minute"): a workspace whose app is allowed

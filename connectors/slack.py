@@ -46,7 +46,7 @@ from connectors.errors import (
     error_for_status,
     parse_retry_after,
 )
-from connectors.rate import limiter_for
+from connectors.rate import current_limits
 from connectors.retry import call_with_retry
 from connectors.settings import Settings, load_settings
 from domain.escaping import mrkdwn
@@ -180,6 +180,9 @@ class SlackMessenger:
         # Slack's tiers are floors ("50+ per minute"); a workspace allowed more scales them.
         self.rate_scale = settings.slack_rate_scale if settings is not None else 1.0
         self._clock = clock
+        # The limits in use where it is built (shared ones inside use_shared_limits): its
+        # buckets, per method and per channel, are made as calls need them.
+        self.limits = current_limits()
         self._user_ids: dict[str, str] = {}
         self._unknown: dict[str, float] = {}  # email -> when Slack last said "no such user"
         self._emails: dict[str, str] = {}
@@ -202,11 +205,11 @@ class SlackMessenger:
         """One Web API call: wait for the method's bucket (and the channel's, for a post),
         translate errors, retry transients."""
         scale = self.rate_scale
-        limiter = limiter_for(
+        limiter = self.limits.limiter_for(
             f"slack {method}", self.base_url, METHOD_LIMITS.get(method, 50) * scale
         )
         per_channel = (
-            limiter_for(
+            self.limits.limiter_for(
                 f"slack {method} {channel}", self.base_url, PER_CHANNEL_POSTS_PER_MINUTE * scale
             )
             if channel

@@ -51,7 +51,7 @@ from connectors.errors import (
     error_for_status,
     parse_retry_after,
 )
-from connectors.rate import TokenBucket, limiter_for
+from connectors.rate import Limiter, limiter_for
 from connectors.retry import call_with_retry
 from connectors.settings import Settings, load_settings
 from domain.access_request import parse_access_request
@@ -107,7 +107,7 @@ class JiraTickets:
             label.
         attempts: how many times a transient failure is tried in all.
         max_seconds: the bound on the time spent retrying one call.
-        limiter: the rate-limit bucket; the process-wide one of this Jira by default.
+        limiter: the rate limiter; the one in use of this Jira by default (connectors/rate.py).
     """
 
     def __init__(
@@ -117,7 +117,7 @@ class JiraTickets:
         client: JIRA | None = None,
         attempts: int = 6,
         max_seconds: float = 60.0,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         kinds: RequestKinds | None = None,
     ) -> None:
         settings = settings or load_settings()

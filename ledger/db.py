@@ -142,6 +142,7 @@ class LedgerDB:
             events,
             grants,
             holds,
+            rate_buckets,
             replay,
             reviews,
             rotated_secrets,

@@ -31,7 +31,7 @@ from typing import TypeVar
 from prefect.cache_policies import NO_CACHE
 
 from approvals.policy import load_policy
-from approvals.services import Services, open_settings_ledger
+from approvals.services import Services, open_settings_ledger, settings_buckets
 from connectors.capabilities import (
     IdentityProvider,
     MemberDirectory,
@@ -43,6 +43,7 @@ from connectors.capabilities import (
 from connectors.hris import RosterFile, make_hr_api
 from connectors.idp import make_idp
 from connectors.org import make_org
+from connectors.rate import use_shared_limits
 from connectors.settings import Settings, load_settings
 from connectors.slack import SlackMessenger
 from connectors.tickets import JiraTickets
@@ -84,24 +85,29 @@ class Runtime(Services):
             PolicyError: the policy file is missing or invalid.
         """
         settings = settings or load_settings()
-        hr = make_hr_api(settings)
-        # The roster file when one is set, else the HR system's API (HANDOVER_HR_API).
-        roster: Roster | None = RosterFile(settings.roster) if settings.roster else None
-        if roster is None and isinstance(hr, Roster):
-            roster = hr
-        return cls(
-            settings=settings,
-            ledger=open_settings_ledger(settings),
-            policy=load_policy(settings.policy),
-            messenger=SlackMessenger(settings),
-            tickets=JiraTickets(settings),
-            ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
-            org=make_org(settings),
-            idp=make_idp(settings),
-            roster=roster,
-            hr=hr,
-            orgs={name: make_org(settings.for_org(name)) for name in settings.extra_orgs},
-        )
+        ledger = open_settings_ledger(settings)
+        # Every connector built here spends the rate limits of the deployment
+        # (HANDOVER_RATE_LIMITS): shared through the ledger by default, so two workers together
+        # stay within a backend's limit.
+        with use_shared_limits(settings_buckets(settings, ledger)):
+            hr = make_hr_api(settings)
+            # The roster file when one is set, else the HR system's API (HANDOVER_HR_API).
+            roster: Roster | None = RosterFile(settings.roster) if settings.roster else None
+            if roster is None and isinstance(hr, Roster):
+                roster = hr
+            return cls(
+                settings=settings,
+                ledger=ledger,
+                policy=load_policy(settings.policy),
+                messenger=SlackMessenger(settings),
+                tickets=JiraTickets(settings),
+                ticket_base_url=settings.jira_url.rstrip("/") + "/browse/",
+                org=make_org(settings),
+                idp=make_idp(settings),
+                roster=roster,
+                hr=hr,
+                orgs={name: make_org(settings.for_org(name)) for name in settings.extra_orgs},
+            )
 
     def in_org(self, name: str) -> Runtime:
         """This runtime acting on org ``name`` (the main one: this runtime itself); the same

@@ -52,7 +52,7 @@ from connectors.errors import (
 )
 from connectors.http import HttpApi, current_call, json_body
 from connectors.idp.common import MappedGroups
-from connectors.rate import TokenBucket
+from connectors.rate import Limiter
 from connectors.settings import Settings
 from domain.models import Effect, IdpGroup, IdpUser, WriteResult
 
@@ -313,7 +313,7 @@ class GraphIdp(MappedGroups):
             ``idp_rate_per_minute``; read from the environment when not given.
         base_url, token_url, client_id, client_secret: override the settings.
         client: an ``httpx.Client`` to send through (e.g. a Starlette TestClient, in-process).
-        limiter: a rate-limit bucket instead of the process-wide one of this URL.
+        limiter: a rate limiter instead of the one in use of this URL (connectors/rate.py).
         page_size: the ``$top`` asked for per page (at most 999).
         attempts: tries per call while the errors are transient.
     """
@@ -327,7 +327,7 @@ class GraphIdp(MappedGroups):
         client_id: str | None = None,
         client_secret: str | SecretStr | None = None,
         client: httpx.Client | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         page_size: int = MAX_TOP,
         attempts: int = 6,
     ) -> None:

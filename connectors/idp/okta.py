@@ -53,7 +53,7 @@ from connectors.errors import (
 )
 from connectors.http import HttpApi, json_body, retry_after_of
 from connectors.idp.common import MappedGroups
-from connectors.rate import TokenBucket
+from connectors.rate import Limiter
 from connectors.settings import Settings, SettingsError
 from domain.models import Effect, IdpGroup, IdpUser, WriteResult
 
@@ -268,7 +268,7 @@ class OktaIdp(MappedGroups):
         token_url: the token endpoint (default ``<org>/oauth2/v1/token``).
         scopes: the scopes a service app asks for.
         client: an ``httpx.Client`` to send through (e.g. a Starlette TestClient, in-process).
-        limiter: a rate-limit bucket instead of the process-wide one of this URL.
+        limiter: a rate limiter instead of the one in use of this URL (connectors/rate.py).
         page_size: the ``limit`` asked for per page (at most 200).
         attempts: tries per call while the errors are transient.
 
@@ -287,7 +287,7 @@ class OktaIdp(MappedGroups):
         token_url: str | None = None,
         scopes: Sequence[str] = SCOPES,
         client: httpx.Client | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         page_size: int = _MAX_PAGE,
         attempts: int = 6,
     ) -> None:

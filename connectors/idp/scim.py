@@ -34,7 +34,7 @@ from scim2_models import (
 from connectors.errors import ConflictError, InvalidRequestError, NotFoundError, PermanentError
 from connectors.http import HttpApi
 from connectors.idp.common import MappedGroups
-from connectors.rate import TokenBucket
+from connectors.rate import Limiter
 from connectors.settings import Settings
 from domain.models import Effect, IdpGroup, IdpUser, WriteResult
 
@@ -139,7 +139,7 @@ class ScimIdp(MappedGroups):
         base_url: the SCIM root (e.g. ``https://idp.example.com/scim/v2``); overrides settings.
         token: the bearer token; overrides settings.
         client: an ``httpx.Client`` to send through (e.g. a Starlette TestClient, in-process).
-        limiter: a rate-limit bucket instead of the process-wide one of this URL.
+        limiter: a rate limiter instead of the one in use of this URL (connectors/rate.py).
         page_size: the ``count`` asked for per page (servers may answer fewer).
         attempts: tries per call while the errors are transient.
     """
@@ -151,7 +151,7 @@ class ScimIdp(MappedGroups):
         base_url: str | None = None,
         token: str | SecretStr | None = None,
         client: httpx.Client | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         page_size: int = 100,
         attempts: int = 6,
     ) -> None:

@@ -40,7 +40,7 @@ from connectors.org.payloads import (
     parse,
 )
 from connectors.org.scim import AmplitudeScim, norm, unique
-from connectors.rate import TokenBucket
+from connectors.rate import Limiter
 from connectors.settings import Settings
 from domain.models import (
     Effect,
@@ -79,8 +79,8 @@ class SandboxOrg(SandboxContent):
         settings: Settings,
         *,
         client: httpx.Client | None = None,
-        scim_limiter: TokenBucket | None = None,
-        admin_limiter: TokenBucket | None = None,
+        scim_limiter: Limiter | None = None,
+        admin_limiter: Limiter | None = None,
         attempts: int = 6,
     ) -> SandboxOrg:
         """Build both APIs from settings; ``client`` and limiters for tests."""

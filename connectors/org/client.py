@@ -19,7 +19,7 @@ import httpx
 
 from connectors.errors import NotFoundError
 from connectors.http import HttpApi
-from connectors.rate import TokenBucket
+from connectors.rate import Limiter
 from connectors.settings import Settings
 
 SYSTEM = "org"
@@ -30,7 +30,7 @@ def scim_api(
     settings: Settings,
     *,
     client: httpx.Client | None = None,
-    limiter: TokenBucket | None = None,
+    limiter: Limiter | None = None,
     attempts: int = 6,
 ) -> HttpApi:
     """The org's SCIM API (``/scim/1``).
@@ -38,7 +38,7 @@ def scim_api(
     Args:
         settings: where the org lives and its SCIM token.
         client: an ``httpx.Client`` to send through (e.g. a Starlette ``TestClient``).
-        limiter: a token bucket of its own; by default the process-wide ``org_scim`` bucket.
+        limiter: a limiter of its own; by default the ``org_scim`` one in use (connectors/rate.py).
         attempts: tries per call while the errors are transient.
 
     Returns:
@@ -67,7 +67,7 @@ def admin_api(
     settings: Settings,
     *,
     client: httpx.Client | None = None,
-    limiter: TokenBucket | None = None,
+    limiter: Limiter | None = None,
     attempts: int = 6,
 ) -> HttpApi:
     """The org's admin API (``/admin/v1``); arguments as for :func:`scim_api`."""

@@ -26,7 +26,7 @@ from connectors.errors import InvalidRequestError
 from connectors.http import HttpApi
 from connectors.org.client import SYSTEM, backend_said_not_found, scim_api, segment
 from connectors.org.payloads import ScimGroup, ScimList, ScimUser, parse
-from connectors.rate import TokenBucket
+from connectors.rate import Limiter
 from connectors.settings import Settings
 from domain.models import Effect, Member, PermissionGroup, Role, WriteResult
 
@@ -78,7 +78,7 @@ class AmplitudeScim:
         settings: Settings,
         *,
         client: httpx.Client | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         attempts: int = 6,
     ) -> AmplitudeScim:
         """Build from settings; ``client``/``limiter`` for tests (see :func:`scim_api`)."""

@@ -5,6 +5,8 @@ the settings name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from pydantic import SecretStr
 
@@ -50,9 +52,10 @@ SCIM_LACKS = [
 
 
 @pytest.fixture(autouse=True)
-def fresh_limiters(monkeypatch: pytest.MonkeyPatch) -> None:
-    """make_org uses the process-wide buckets: give this test its own."""
-    monkeypatch.setattr(rate, "_registry", {})
+def fresh_limiters() -> Iterator[None]:
+    """make_org uses the limiters in use (the process-wide ones): give this test its own."""
+    with rate.use_limits(rate.Limits()):
+        yield
 
 
 def test_amplitude_scim_offers_only_what_scim_can_do() -> None:

@@ -15,8 +15,11 @@ import pytest
 
 from approvals.services import Services
 from connectors.capabilities import MemberDirectory, has
+from connectors.rate import PROCESS_LIMITS, SharedBucket, TokenBucket
+from connectors.slack import SlackMessenger
 from flows.batch import run_all
 from intake.launch import thread_launcher
+from ledger.rate_buckets import SqlBucketStore
 from tasks.runtime import Runtime, this_runs_runtime, use_runtime
 from tests.tasks.fakes import fake_runtime
 
@@ -85,3 +88,25 @@ def test_without_a_binding_one_runtime_per_settings(
     assert has(first.org, MemberDirectory)
     monkeypatch.setenv("HANDOVER_HOME", str(tmp_path / "elsewhere"))
     assert this_runs_runtime() is not first  # other settings, a runtime of their own
+
+
+def test_a_runtime_from_settings_spends_the_deployments_shared_limits(
+    settings_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDOVER_RATE_LIMITS: ``shared`` (the default) in the ledger, ``process`` its own."""
+    shared = Runtime.from_settings()
+    admin = shared.org.admin.limiter  # type: ignore[attr-defined]
+    assert isinstance(admin, SharedBucket) and admin.per_minute == 600
+    assert isinstance(admin.store, SqlBucketStore) and admin.store.db is shared.ledger
+    # Every connector of the runtime, Slack's buckets made at call time too.
+    assert isinstance(shared.idp.http.limiter, SharedBucket)  # type: ignore[attr-defined]
+    assert isinstance(shared.tickets.limiter, SharedBucket)  # type: ignore[attr-defined]
+    messenger = shared.messenger
+    assert isinstance(messenger, SlackMessenger)
+    assert isinstance(messenger.limits.limiter_for("slack chat.update", "x"), SharedBucket)
+    monkeypatch.setenv("HANDOVER_RATE_LIMITS", "process")
+    own = Runtime.from_settings()
+    assert isinstance(own.org.admin.limiter, TokenBucket)  # type: ignore[attr-defined]
+    assert own.messenger.limits is PROCESS_LIMITS  # type: ignore[attr-defined]
+    # The gate's services alone (the intake) follow the same setting.
+    assert Services.from_settings().tickets.limiter is own.tickets.limiter  # type: ignore[union-attr]
