@@ -3,13 +3,14 @@ sequential script doing the same removals (``bench/baseline_offboard.py``).
 
 1. A Prefect server and a ``scale:5000`` sandbox limited to 600 requests/min on every API (each
    API its own bucket); our client-side buckets for the org (SCIM and admin), the IdP and Jira
-   are set to the same 600/min. 200 joined, non-admin members are picked deterministically (evenly
-   spaced in email order). The ``offboard-bulk`` flow runs in a separate worker process
-   (``--worker``): one approval for the batch, given from this process as HR (the policy's
-   termination rule), then every leaver an ``offboard`` subflow. Counted from the sandbox's own
-   request log: calls per API and per offboarding, 429s; the bottleneck API's achieved rate as
-   a fraction of the limit, over its busy window (idle gaps longer than ``IDLE_S``, such as the
-   wait for the approval, are left out). Retries come from our HTTP clients' counters.
+   are set to the same 600/min, and Slack's per-method tiers scaled to it. 200 joined, non-admin
+   members are picked deterministically (evenly spaced in email order). The ``offboard-bulk``
+   flow runs in a separate worker process (``--worker``): one approval for the batch, given from
+   this process as HR (the policy's termination rule), then every leaver an ``offboard``
+   subflow. Counted from the sandbox's own request log: calls per API and per offboarding, 429s;
+   the bottleneck API's achieved rate as a fraction of the limit, over its busy window (idle
+   gaps longer than ``IDLE_S``, such as the wait for the approval, are left out). Retries come
+   from our HTTP clients' counters.
 2. Orchestration overhead (benchmark 3), measured inside the worker: every task and flow call is
    timed from the caller's side and its body from the inside (Prefect's engine calls the body
    through ``call_with_parameters``), so Prefect's own share is ``call - body`` per task run and
@@ -202,6 +203,10 @@ def worker(cfg_path: Path) -> None:
                 "org_admin_rate_per_minute": rate,
                 "idp_rate_per_minute": rate,
                 "jira_rate_per_minute": rate,
+                # Slack's per-method tiers (50/min) scaled to the sandbox's limit too: each
+                # leaver's receiver is told by DM, and at 50/min those DMs alone would take 4
+                # minutes for 200 leavers (real Slack: about 1 message a second per channel).
+                "slack_rate_scale": rate / 50,
             }
         )
     )
