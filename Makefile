@@ -35,9 +35,8 @@ lint: setup
 # The suite runs in parallel: one process per worker, each with its own Prefect server
 # (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
 # 2-core machines: the chaos test holds one for ~6 min, two share the rest; each more worker
-# adds a Prefect server (~18 s of CPU to start). Measured from a clean clone on an idle 2-core
-# machine (1 562 tests, with the console's browser tests): pytest 23 min with 3 workers, the
-# whole `.ci/run` 24.4 min; `make test TEST_WORKERS=0` runs serially.
+# adds a Prefect server (~18 s of CPU to start). What a clean-clone run took: docs/testing.md
+# ("How long"); `make test TEST_WORKERS=0` runs serially.
 TEST_WORKERS ?= 3
 test: lint docs browser
 	HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
