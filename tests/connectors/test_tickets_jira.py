@@ -245,3 +245,34 @@ def test_a_transition_reads_the_status_and_its_moves_at_once(
         ("POST", f"/jira/rest/api/2/issue/{key}/transitions", "")
     ], calls
     assert any("expand=transitions" in q for _, _, q in calls), calls
+
+
+class Counting:
+    """A limiter that grants every token and counts them."""
+
+    per_minute = 600.0
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def acquire(self) -> float:
+        self.taken += 1
+        return 0.0
+
+    def penalize(self, seconds: float) -> None:
+        pass
+
+
+def test_every_request_to_jira_takes_a_token(live: LiveSandbox) -> None:
+    # A create with its label looked up first, a transition with its issue read first: each
+    # of our calls makes two requests, and each request is metered (else a bulk run at Jira's
+    # limit gets 429s).
+    jira_projects(live)
+    limiter = Counting()
+    t = JiraTickets(settings_for(live), limiter=limiter)
+    since = live.world.requests[-1].seq if live.world.requests else 0
+    key = t.create(project="IT", issue_type="Task", summary="x", once="handover-case-1-x").key
+    t.transition_to(key, "Done")
+    t.comment(key, "done")
+    sent = [r for r in live.world.requests if r.seq > since and r.api == "jira"]
+    assert limiter.taken == len(sent) >= 6, [(r.method, r.path) for r in sent]
