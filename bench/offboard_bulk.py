@@ -114,7 +114,7 @@ class Timing:
         from prefect.tasks import Task
         from slack_sdk.web.base_client import BaseClient
 
-        from connectors.rate import TokenBucket
+        from connectors.rate import SharedBucket, TokenBucket
 
         sync_send = httpx.Client.send
         timing = self
@@ -146,6 +146,8 @@ class Timing:
 
         httpx.AsyncClient.send = asend  # type: ignore[method-assign]
         TokenBucket.acquire = self.wrap(TokenBucket.acquire, "bucket_wait")  # type: ignore[method-assign]
+        # The shared buckets (HANDOVER_RATE_LIMITS=shared, the default) wait in theirs.
+        SharedBucket.acquire = self.wrap(SharedBucket.acquire, "bucket_wait")  # type: ignore[method-assign]
         Task.__call__ = self.wrap(  # type: ignore[method-assign]
             Task.__call__, lambda task, *a, **k: f"task_call:{task.fn.__name__}"
         )
