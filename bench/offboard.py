@@ -19,7 +19,18 @@
    ended (the ``offboard.end_idp_sessions`` audit event; a generic SCIM IdP has no API for it)
    and to the member removed from the org.
 
-Run: ``.venv/bin/python bench/offboard.py [--normal 5] [--emergency 20] [--per-kind 3]``.
+4. the production path (``--deployed N``): ``handover up`` started in a directory of its own, as
+   a person starts it (a subprocess: its Prefect server, sandbox, intake, deployments and a
+   process worker polling every second, ``PREFECT_WORKER_QUERY_SECONDS=1``), found through its
+   state file (``.handover/stack.json``). N signed HR emergencies to its intake, one after the
+   other; each runs as a flow run of the ``offboard`` deployment on the worker (a new Python
+   process per run). Timed from the POST to the member gone from the org (the sandbox's
+   admin API answers 404, polled every 50 ms) and to the verified lockout (the run's
+   ``verify_offboarding`` task completed, on that stack's Prefect server). Sections 2 and 3 run
+   on the in-process launcher of ``handover demo``, this one on the path production takes.
+
+Run: ``.venv/bin/python bench/offboard.py [--normal 5] [--emergency 20] [--per-kind 3]
+[--deployed 6]``.
 """
 
 from __future__ import annotations
@@ -81,6 +92,9 @@ def main() -> None:
     ap.add_argument("--normal", type=int, default=3)
     ap.add_argument("--emergency", type=int, default=20)
     ap.add_argument("--per-kind", type=int, default=3, help="emergencies per IdP kind")
+    ap.add_argument(
+        "--deployed", type=int, default=6, help="emergencies through `handover up` (0: none)"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="handover-bench-"))
     prefect = start_prefect_server(tmp / "prefect")
@@ -94,11 +108,36 @@ def main() -> None:
         with use_runtime(local_runtime(sb.url, tmp, idp_kind="scim")) as rt:
             figures, rest = run(sb.url, rt, args)
         figures |= by_idp_kind(sb.url, tmp, rest, args.per_kind)
+        if args.deployed:
+            figures |= deployed(tmp / "up", args.deployed)
         print(json.dumps(figures))
     finally:
         sb.stop()
         prefect.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The demo's planted cases (a sole admin, a stale manager, …): not ordinary leavers.
+PLANTED = {
+    "dana.sole@acme.com",
+    "mike.stale@acme.com",
+    "gina.groups@acme.com",
+    "sofia.lead@acme.com",
+    "frank.former@acme.com",
+    "leo.leave@acme.com",
+    "jon.smith@acme.com",
+}
+
+
+def ordinary_members(admin: httpx.Client) -> list[str]:
+    """The demo org's joined members and viewers, but its planted cases."""
+    return [
+        m["email"]
+        for m in admin.get("/members", params={"status": "joined"}).json()["members"]
+        if m["org_role"] in ("member", "viewer")
+        and m["email"].endswith("@acme.com")
+        and m["email"] not in PLANTED
+    ]
 
 
 def run(url: str, rt: Any, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
@@ -112,22 +151,7 @@ def run(url: str, rt: Any, args: argparse.Namespace) -> tuple[dict[str, Any], li
     admin = httpx.Client(
         base_url=f"{url}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
     )
-    planted = {
-        "dana.sole@acme.com",
-        "mike.stale@acme.com",
-        "gina.groups@acme.com",
-        "sofia.lead@acme.com",
-        "frank.former@acme.com",
-        "leo.leave@acme.com",
-        "jon.smith@acme.com",
-    }
-    people = [
-        m["email"]
-        for m in admin.get("/members", params={"status": "joined"}).json()["members"]
-        if m["org_role"] in ("member", "viewer")
-        and m["email"].endswith("@acme.com")
-        and m["email"] not in planted
-    ]
+    people = ordinary_members(admin)
     need = args.normal + args.emergency
     if len(people) < need + 3 * args.per_kind:
         raise SystemExit(
@@ -341,6 +365,129 @@ def verify_ended(flow_run_name: str, timeout: float = 30) -> datetime:
                 return done[0].end_time  # type: ignore[return-value]
             time.sleep(0.2)
     raise TimeoutError(f"no completed verify_offboarding task for {flow_run_name}")
+
+
+def deployed(cwd: Path, n: int) -> dict[str, Any]:
+    """Section 4: ``n`` emergencies through a running ``handover up``; printed, and as figures."""
+    import signal
+    import subprocess
+
+    from cli.deploy import REPO
+    from cli.stack import free_port
+    from intake.hooks import sign_hr
+
+    cwd.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # the issue's premise: a worker polling every second
+        "PREFECT_UI_ENABLED": "false",
+        "HANDOVER_POLICY": os.environ["HANDOVER_POLICY"],  # the valves opened (open_valves)
+    }
+    ports = [str(free_port()) for _ in range(3)]
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "up",
+            "--port",
+            ports[0],
+            "--intake-port",
+            ports[1],
+            "--prefect-port",
+            ports[2],
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=open(cwd / "up.log", "w"),  # noqa: SIM115 (closed with the process)
+        stderr=subprocess.STDOUT,
+    )
+    state_file = cwd / ".handover" / "stack.json"
+    try:
+        deadline = time.monotonic() + 420
+        while not state_file.exists():
+            if up.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"handover up did not start: {(cwd / 'up.log').read_text()}")
+            time.sleep(0.5)
+        state = json.loads(state_file.read_text())
+        auth = tuple((cwd / ".handover" / "prefect" / "api-auth").read_text().strip().split(":", 1))
+        removed, verified = deployed_emergencies(state, auth, n, sign_hr)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(120)
+    p50, p95 = statistics.median(removed), pct(removed, 0.95)
+    print(
+        f"emergency through `handover up` (HR webhook → run_deployment → process worker polling"
+        f" every 1 s): {len(removed)} runs, member removed p50 {p50:.2f} s, p95 {p95:.2f} s, "
+        f"max {max(removed):.2f} s (target p95 ≤ 5 s); verified lockout p50 "
+        f"{statistics.median(verified):.2f} s, p95 {pct(verified, 0.95):.2f} s"
+    )
+    return {
+        "emergency_deployed_runs": len(removed),
+        "emergency_deployed_removed_p50_s": round(p50, 2),
+        "emergency_deployed_removed_p95_s": round(p95, 2),
+        "emergency_deployed_verified_p95_s": round(pct(verified, 0.95), 2),
+        "emergency_deployed_p95_fraction_of_target": round(p95 / 5.0, 3),
+    }
+
+
+def deployed_emergencies(
+    state: dict[str, Any], auth: tuple[str, ...], n: int, sign_hr: Any
+) -> tuple[list[float], list[float]]:
+    """Seconds from each signed POST to the member gone, and to the verified lockout."""
+    sandbox, intake, api = state["sandbox_url"], state["intake_url"], state["prefect_api_url"]
+    admin = httpx.Client(
+        base_url=f"{sandbox}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
+    )
+    people = ordinary_members(admin)[-n:]
+    removed, verified = [], []
+    for email in people:
+        body = json.dumps(
+            {
+                "event_id": f"bench-{uuid.uuid4().hex[:12]}",
+                "type": "employee.terminated",
+                "employee": {"email": email},
+                "security_risk": True,
+            }
+        ).encode()
+        t0 = time.time()
+        r = httpx.post(
+            f"{intake}/hooks/hr", content=body, headers=sign_hr("sandbox-hr-secret", body)
+        )
+        assert r.status_code == 202 and r.json()["status"] == "started", r.text
+        run_id = r.json()["run"]
+        while admin.get(f"/members/{email}").status_code != 404:
+            if time.time() - t0 > 120:
+                raise TimeoutError(f"{email} still in the org after 120 s")
+            time.sleep(0.05)
+        removed.append(time.time() - t0)
+        verified.append(verify_done(api, auth, run_id).timestamp() - t0)
+    return removed, verified
+
+
+def verify_done(api: str, auth: tuple[str, ...], run_id: str, timeout: float = 120) -> datetime:
+    """When that flow run's ``verify_offboarding`` task completed (its Prefect server's record)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = httpx.post(
+            f"{api}/task_runs/filter",
+            json={"flow_runs": {"id": {"any_": [run_id]}}},
+            auth=auth,  # type: ignore[arg-type]
+            timeout=10,
+        )
+        r.raise_for_status()
+        done = [
+            t
+            for t in r.json()
+            if t["name"].startswith("verify_offboarding")
+            and t["state_type"] == "COMPLETED"
+            and t.get("end_time")
+        ]
+        if done:
+            return datetime.fromisoformat(done[0]["end_time"])
+        time.sleep(0.2)
+    raise TimeoutError(f"no completed verify_offboarding task in flow run {run_id}")
 
 
 if __name__ == "__main__":
