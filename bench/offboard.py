@@ -267,6 +267,18 @@ def by_idp_kind(url: str, tmp: Path, people: list[str], n: int) -> dict[str, Any
     return out
 
 
+def emergency_event(email: str) -> bytes:
+    """HR's termination of ``email`` with ``security_risk``: the emergency trigger."""
+    return json.dumps(
+        {
+            "event_id": f"bench-{uuid.uuid4().hex[:12]}",
+            "type": "employee.terminated",
+            "employee": {"email": email},
+            "security_risk": True,
+        }
+    ).encode()
+
+
 def slack_waited(svc: Any) -> float:
     """Seconds the runtime's client-side Slack limiters have made callers wait, so far (all
     methods)."""
@@ -298,14 +310,7 @@ def emergencies(
     try:
         with httpx.Client(base_url=intake.url, timeout=10) as http:
             for email in people:
-                body = json.dumps(
-                    {
-                        "event_id": f"bench-{uuid.uuid4().hex[:12]}",
-                        "type": "employee.terminated",
-                        "employee": {"email": email},
-                        "security_risk": True,
-                    }
-                ).encode()
+                body = emergency_event(email)
                 headers = sign_hr(secret, body)
                 waited = slack_waited(svc)
                 t0 = time.time()
@@ -443,14 +448,7 @@ def deployed_emergencies(
     people = ordinary_members(admin)[-n:]
     removed, verified = [], []
     for email in people:
-        body = json.dumps(
-            {
-                "event_id": f"bench-{uuid.uuid4().hex[:12]}",
-                "type": "employee.terminated",
-                "employee": {"email": email},
-                "security_risk": True,
-            }
-        ).encode()
+        body = emergency_event(email)
         t0 = time.time()
         r = httpx.post(
             f"{intake}/hooks/hr", content=body, headers=sign_hr("sandbox-hr-secret", body)
