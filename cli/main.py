@@ -204,6 +204,8 @@ def up(
             prefect_port=prefect_port,
             db_url=prefect_db_url,
             postgres=postgres,
+            # The state under HANDOVER_HOME, where the other commands look for it.
+            home=Path(os.environ.get("HANDOVER_HOME") or HOME),
         )
     )
 

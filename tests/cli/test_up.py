@@ -37,8 +37,9 @@ READY = "Ctrl-C stops everything."
 class Up:
     """A running ``handover up``: its ports, its home and what it printed so far."""
 
-    def __init__(self, cwd: Path, *extra: str) -> None:
+    def __init__(self, cwd: Path, *extra: str, home: Path | None = None) -> None:
         self.cwd = cwd
+        self.home = home or cwd / ".handover"
         self.ports = {"sandbox": free_port(), "intake": free_port(), "prefect": free_port()}
         env = {
             k: v
@@ -48,6 +49,8 @@ class Up:
         }
         env["PYTHONPATH"] = str(REPO)
         env["PREFECT_UI_ENABLED"] = "false"  # nobody looks at it; the server starts sooner
+        if home is not None:
+            env["HANDOVER_HOME"] = str(home)
         self.out: list[str] = []
         self.proc = subprocess.Popen(
             [
@@ -91,8 +94,8 @@ class Up:
                 self.proc.kill()
 
 
-def started(cwd: Path, *extra: str) -> Iterator[Up]:
-    stack = Up(cwd, *extra)
+def started(cwd: Path, *extra: str, home: Path | None = None) -> Iterator[Up]:
+    stack = Up(cwd, *extra, home=home)
     try:
         wait_for(
             "handover up to be ready",
@@ -224,11 +227,11 @@ def _person_shell() -> dict[str, str]:
     return env
 
 
-def _handover(up: Up, *args: str) -> subprocess.CompletedProcess[str]:
+def _handover(up: Up, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         cwd=up.cwd,
-        env=_person_shell(),
+        env=_person_shell() | env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -375,11 +378,14 @@ def test_handover_up_postgres_keeps_the_runs_and_the_ledger_in_postgresql(tmp_pa
     server's deployments and the ledger live in it; the ledger is reached by a URL without its
     password (PGPASSFILE names the 0600 file holding it), so neither the state file nor the
     banner carries it, and another shell's command joins and reads that ledger. Stopping
-    ``up`` stops PostgreSQL and keeps its data for the next start."""
+    ``up`` stops PostgreSQL and keeps its data for the next start. Started with a
+    ``HANDOVER_HOME`` of its own: its state is kept there, where a shell with that home finds
+    it, not in the working directory."""
     from sqlalchemy import create_engine, inspect, text
 
-    for up in started(tmp_path, "--postgres"):
-        home = up.cwd / ".handover"
+    for up in started(tmp_path, "--postgres", home=tmp_path / "elsewhere"):
+        home = up.home
+        assert not (up.cwd / ".handover").exists()
         root = home / "postgres"
         password = (root / "password").read_text().strip()
         assert stat.S_IMODE((root / "password").stat().st_mode) == 0o600
@@ -393,7 +399,8 @@ def test_handover_up_postgres_keeps_the_runs_and_the_ledger_in_postgresql(tmp_pa
         assert password not in text_ and password not in up.printed()
         assert f"PostgreSQL under {root}" in up.printed()
 
-        listed = _handover(up, "approvals", "--json")  # another shell: joins, reads the ledger
+        # Another shell with that home: joins, reads the ledger.
+        listed = _handover(up, "approvals", "--json", HANDOVER_HOME=str(home))
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout)["approvals"] == []
 
