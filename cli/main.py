@@ -20,6 +20,7 @@ from cli import (
     org_cmd,
     review_cmd,
     tasks_cmd,
+    warm_cmd,
     watchdog_cmd,
 )
 from cli.stack import HOME
@@ -46,6 +47,7 @@ app.command("review")(review_cmd.review)
 app.command("change")(change_cmd.change)
 app.command("change-email")(change_cmd.change_email)
 app.command("watchdog")(watchdog_cmd.watchdog)
+app.command("warm-worker")(warm_cmd.warm_worker)
 app.command("login")(login_cmd.login)
 app.command("logout")(login_cmd.logout)
 app.command("whoami")(login_cmd.whoami)
@@ -54,7 +56,7 @@ sandbox_app.command("click")(approvals_cmd.click)
 
 # Long-running commands keep Prefect's log lines: their logs (worker.log, watchdog.log) are
 # where a stalled run is explained.
-_KEEP_PREFECT_LINES = ("up", "watchdog")
+_KEEP_PREFECT_LINES = ("up", "watchdog", "warm-worker")
 # Commands that start a Prefect server of their own: they join no other stack.
 _OWN_SERVER = ("up", "demo")
 

@@ -8,7 +8,8 @@ A flow run whose process is SIGKILLed (a node lost, an OOM kill, a container evi
    ``within`` seconds is set to **Crashed**. The worker's runs send heartbeats every
    ``HEARTBEAT_SECONDS`` (``start_worker`` sets ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``).
 2. :func:`resume_crashed` starts every recently Crashed run of our deployments again — same
-   deployment, same parameters — with the idempotency key ``resume-<crashed run id>``, so two
+   deployment, same parameters; a run a warm worker ran (flows/warm.py) as a run of the
+   deployment of its flow — with the idempotency key ``resume-<crashed run id>``, so two
    sweeps (or two supervisors) never start it twice. The runbooks make that safe: a re-run finds
    its case in the ledger, skips the steps already done, and finds its approval again.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 log = logging.getLogger("handover.recover")
 
@@ -107,6 +109,7 @@ def resume_crashed(*, since: timedelta = timedelta(hours=24)) -> list[Resumed]:
             ),
             limit=200,
         )
+        crashed += _crashed_warm_runs(client, since)
         for run in crashed:
             assert run.deployment_id is not None
             # A run that keeps crashing (it kills its own worker?) is not started forever.
@@ -124,13 +127,48 @@ def resume_crashed(*, since: timedelta = timedelta(hours=24)) -> list[Resumed]:
                 limit=1,
             ):
                 continue  # started again by an earlier sweep
+            kept = [t for t in run.tags if not t.startswith(("resume-", "warm"))]
             new = client.create_flow_run_from_deployment(
                 run.deployment_id,
                 parameters=run.parameters,
                 # Should two sweeps race past the check above, the server still makes one run.
                 idempotency_key=key,
-                tags=[*(t for t in run.tags if not t.startswith("resume-")), f"resume-{n}"],
+                tags=[*kept, f"resume-{n}"],
             )
             out.append(Resumed(str(run.id), str(run.deployment_id), str(new.id)))
             log.info("crashed run %s started again as %s", run.id, new.id)
+    return out
+
+
+def _crashed_warm_runs(client: Any, since: timedelta) -> list[Any]:
+    """The Crashed runs a warm worker ran (flows/warm.py: no deployment, tagged ``warm``), each
+    given the deployment it is started again as (the cold path: a process worker's run)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    from flows.warm import COLD_DEPLOYMENTS, WARM_TAG
+
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+            deployment_id=FlowRunFilterDeploymentId(is_null_=True),
+            tags=FlowRunFilterTags(all_=[WARM_TAG]),
+            start_time=FlowRunFilterStartTime(after_=datetime.now(UTC) - since),
+        ),
+        limit=200,
+    )
+    out = []
+    for run in runs:
+        name = COLD_DEPLOYMENTS.get(client.read_flow(run.flow_id).name)
+        if name is None:
+            continue
+        deployment = client.read_deployment_by_name(name)
+        out.append(run.model_copy(update={"deployment_id": deployment.id}))
     return out

@@ -10,11 +10,14 @@
    environment, .env or handover.toml say where the real systems are).
 3. Every deployment of ``prefect.yaml`` (``cli.deploy.deploy_all``) and a process worker of
    ``handover-process`` whose environment carries the ``HANDOVER_*`` settings, so flow runs
-   reach the same org, Slack, Jira, ledger and roster as the intake.
+   reach the same org, Slack, Jira, ledger and roster as the intake; and a warm worker
+   (``handover warm-worker``, log ``warm-worker.log``, flows/warm.py) with the same settings,
+   which runs emergencies and bulk leavers without starting an interpreter for each.
 4. The watchdog, a process of its own (``handover watchdog``: cli/watchdog_cmd.py, log
    ``watchdog.log``): every 30 s it sweeps approvals (escalation, auto-deny, a click's lost
    wake-up) and starts due HR and Jira events as deployment runs.
-5. The intake: HR webhooks start ``offboard/offboard``, Jira webhooks ``onboard/onboard``
+5. The intake: HR webhooks start ``offboard/offboard`` (an emergency goes to the warm worker
+   while one serves), Jira webhooks ``onboard/onboard``
    (``run_deployment`` with the event id as idempotency key), the Extend button of an expiry
    reminder ``extend-grant/extend-grant``, and Slack clicks resume paused runs. Schedules
    (expiry every 15 minutes, hygiene daily, review quarterly) are the server's: the worker runs
@@ -25,10 +28,10 @@
    ``handover`` command in another shell of this directory joins the stack from it
    (``cli.stack.join_running_stack``).
 
-Stopping (Ctrl-C or SIGTERM) goes in reverse: the state file, intake, watchdog, worker (with its
-flow-run processes), sandbox, server. A run paused at an approval is then left PAUSED on the
-server; it cannot be resumed once its process is gone, so decide pending approvals (or let them
-time out) first.
+Stopping (Ctrl-C or SIGTERM) goes in reverse: the state file, intake, watchdog, warm worker,
+worker (with its flow-run processes), sandbox, server. A run paused at an approval is then left
+PAUSED on the server; it cannot be resumed once its process is gone, so decide pending
+approvals (or let them time out) first.
 
 Crash recovery (``cli.recover``): the worker's runs send heartbeats, a server automation marks
 a run whose process died Crashed, and every 30 s this process starts each crashed run again
@@ -62,6 +65,7 @@ from cli.stack import (
     start_sandbox,
     write_stack_state,
 )
+from cli.warm_cmd import start_warm_worker, wait_for_warm_worker
 from cli.watchdog_cmd import start_watchdog
 
 EXTEND_DEPLOYMENT = "extend-grant/extend-grant"
@@ -120,6 +124,16 @@ def postgres_env(pg: LocalPostgres) -> dict[str, str]:
         "HANDOVER_LEDGER_URL": pg.url("ledger", password=False),
         "PGPASSFILE": str(pg.passfile()),
     }
+
+
+def scheduling_storage(home: Path) -> dict[str, str]:
+    """Where background tasks' parameters and results are kept (flows/warm.py): one directory
+    for the intake, the runs and the warm worker, readable by this user only (Prefect keeps the
+    submitter's settings with the parameters)."""
+    path = (home / "prefect" / "storage").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return {"PREFECT_LOCAL_STORAGE_PATH": str(path)}
 
 
 def _database_said(postgres: bool, db_url: str | None, home: Path) -> str:
@@ -241,6 +255,7 @@ def up(
                 sandbox_url = sb.url
                 env = sandbox_env(sb.url, home)
             env.update(pg_env)
+            env.update(scheduling_storage(home))
             # The links in rotated-secret DMs point at this intake (unless set otherwise).
             env["HANDOVER_INTAKE_URL"] = (
                 os.environ.get("HANDOVER_INTAKE_URL") or f"http://127.0.0.1:{port_intake}"
@@ -265,19 +280,29 @@ def up(
             _check(stop)
             worker = start_worker(POOL, env=env, log=home / "worker.log", name="handover-up")
             stoppers.append(("worker", worker.stop))
+            warm = start_warm_worker(env=env, log=home / "warm-worker.log")
+            stoppers.append(("warm worker", warm.stop))
             wait_for_worker(POOL)
+            wait_for_warm_worker()
             _check(stop)
             # After the deployments: the watchdog starts due events as their runs.
             dog = start_watchdog(every=SWEEP_SECONDS, env=env, log=home / "watchdog.log")
             stoppers.append(("watchdog", dog.stop))
 
+            from flows.warm import offboard_warm, warm_workers
             from intake.app import create_intake
-            from intake.launch import deployment_launcher
+            from intake.launch import WarmLauncher, deployment_launcher
 
             intake = serve_app(
                 create_intake(
                     svc,
-                    launcher=deployment_launcher(OFFBOARD_DEPLOYMENT),
+                    # Emergencies to the warm worker (no interpreter to start), the rest (and
+                    # an emergency when no warm worker serves) to the offboard deployment.
+                    launcher=WarmLauncher(
+                        offboard_warm,
+                        serving=lambda: warm_workers() > 0,
+                        fallback=deployment_launcher(OFFBOARD_DEPLOYMENT),
+                    ),
                     onboard_launcher=deployment_launcher(ONBOARD_DEPLOYMENT),
                     extend_launcher=deployment_launcher(EXTEND_DEPLOYMENT),
                 ),
@@ -312,6 +337,7 @@ def up(
                 f"  API auth     required; PREFECT_API_AUTH_STRING is in {server.auth_file}",
                 f"  database     {_database_said(postgres, db_url, home)}",
                 f"  worker       pool {POOL}, log {worker.log}",
+                f"  warm worker  emergencies and bulk leavers, log {warm.log}",
                 f"  watchdog     every {SWEEP_SECONDS:g} s, log {dog.log}",
                 f"  deployments  {', '.join(names)}",
                 f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions;"
@@ -344,6 +370,10 @@ def up(
                     break
                 if not worker.alive():
                     echo(f"error: the worker exited (see {worker.log})")
+                    code = 1
+                    break
+                if not warm.alive():
+                    echo(f"error: the warm worker exited (see {warm.log})")
                     code = 1
                     break
                 if not dog.alive():

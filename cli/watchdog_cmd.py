@@ -102,9 +102,9 @@ def _log_to_stdout() -> logging.Logger:
 
 
 @dataclass
-class WatchdogProcess:
-    """A ``handover watchdog`` subprocess (its own process group: a Ctrl-C meant for its parent
-    reaches it only through ``stop``)."""
+class ChildProcess:
+    """A ``handover watchdog`` (or ``warm-worker``) subprocess (its own process group: a Ctrl-C
+    meant for its parent reaches it only through ``stop``)."""
 
     proc: subprocess.Popen[bytes]
     log: Path | None = None
@@ -130,7 +130,7 @@ def start_watchdog(
     launch: bool = True,
     env: dict[str, str] | None = None,
     log: Path | None = None,
-) -> WatchdogProcess:
+) -> ChildProcess:
     """Start ``handover watchdog`` with this process's environment plus ``env`` (the
     ``HANDOVER_*`` settings; ``PREFECT_API_URL`` is inherited); its output goes to ``log``."""
     cmd = [sys.executable, "-m", "cli.main", "watchdog", "--every", str(every)]
@@ -149,4 +149,4 @@ def start_watchdog(
     finally:
         if out:
             out.close()  # the child has its own descriptor
-    return WatchdogProcess(proc=proc, log=log)
+    return ChildProcess(proc=proc, log=log)

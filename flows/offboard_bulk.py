@@ -24,9 +24,13 @@ What is bulk is here, in :mod:`domain.offboard_bulk` and in :mod:`tasks.offboard
   twice); later, it re-reads the systems and continues only if its steps are still among the
   approved ones; if the world changed in between, it asks for its own approval, as a single
   offboarding would. Either way its verification re-reads what the plan touched;
-- subflows run in a bounded thread pool (``max_workers``); every thread goes through the
-  connectors' process-wide token buckets (:mod:`connectors.rate`), so the batch stays under the
-  backends' rate limits whatever ``max_workers`` is;
+- the leavers' offboardings run ``max_workers`` at once: each on a warm worker when any serves
+  (:mod:`flows.warm`: a background task per leaver, so several worker processes, on one machine
+  or many, share the batch and the bulk run waits for each), else as a subflow in this run's
+  own thread pool. Every process goes through the connectors' token buckets, shared by every
+  process of the stack through the ledger (:mod:`connectors.rate`, ``HANDOVER_RATE_LIMITS``), so
+  the batch stays under the backends' rate limits whatever ``max_workers`` and the number of
+  workers are;
 - each leaver gets a ticket of their own (from their subflow); the requester gets one Slack DM
   for the batch, not one per leaver (the subflows run with the batch as requester);
 - run again, the same list does nothing twice: a leaver already offboarded plans nothing
@@ -47,7 +51,6 @@ from domain.models import Email
 from domain.offboard_bulk import MAX_LEAVERS, BatchMember, OffboardBatch
 from domain.plan import Options, Reason, make_offboarding_plan
 from domain.policy import ApprovalContext
-from domain.runbook import call_runbook
 from domain.tasks import is_ok
 from flows.batch import (
     GOOD,
@@ -57,8 +60,9 @@ from flows.batch import (
     run_all,
     tell_requester,
 )
-from flows.offboard import OffboardRequest, offboard, preapprove
+from flows.offboard import OffboardRequest, preapprove
 from flows.runbook import ON_FAILURE, ask, begin
+from flows.warm import run_offboard, warm_workers
 from tasks.offboard_bulk import BatchReader, take_batch_inventory
 from tasks.runtime import Runtime
 
@@ -141,8 +145,10 @@ def _offboard_one(
     batch: str,
     approval: str,
     approvers: list[str],
+    warm: bool,
 ) -> dict[str, Any]:
-    """Mark the leaver's plan approved, then run their offboarding subflow; never raises."""
+    """Mark the leaver's plan approved, then run their offboarding (on a warm worker when
+    ``warm``, else as a subflow here); never raises."""
     assert m.plan is not None
     t0 = time.monotonic()
     try:
@@ -156,13 +162,13 @@ def _offboard_one(
             batch_approval=approval,
         )
         # The batch is the subflow's requester: the person who asked hears once, for the batch.
-        out = call_runbook(
-            offboard,
-            email=m.email,
-            reason=opts.reason.value,
-            receiver=opts.receiver,
-            requester=batch,
-        )
+        params = {
+            "email": m.email,
+            "reason": opts.reason.value,
+            "receiver": opts.receiver,
+            "requester": batch,
+        }
+        out = run_offboard(params, warm=warm)
     except Exception as exc:  # a subflow that raises is this leaver's failure only
         return _member_row(
             m, status="failed", message=f"{type(exc).__name__}: {exc}"[:500], seconds=0.0
@@ -350,10 +356,23 @@ def offboard_bulk(
         return finish_batch(_denied(rt, batch, subject, res))
     go, rows = _split_approvers(batch, res.approved_by)
     rows += [_member_row(m) for m in batch.members if m.status != "ready"]
+    workers = warm_workers()
+    get_run_logger().info(
+        "%s: %d leavers on %s",
+        subject,
+        len(go),
+        f"{workers} warm worker(s)" if workers else "this run's process",
+    )
     rows += run_all(
         go,
         lambda m: _offboard_one(
-            rt, m, opts=opts, batch=subject, approval=res.approval.id, approvers=res.approved_by
+            rt,
+            m,
+            opts=opts,
+            batch=subject,
+            approval=res.approval.id,
+            approvers=res.approved_by,
+            warm=workers > 0,
         ),
         workers=req.max_workers,
         name=f"Bulk offboarding {subject}",

@@ -13,6 +13,12 @@ flow's parameters and returns a reference to the run it started. Two kinds:
   (``hr-system:<event_id>``), used as the idempotency key, so even a re-launch after a crash
   yields the same flow run. It imports only prefect, never the flows.
 
+- ``WarmLauncher(task, serving, fallback)``: an emergency (``emergency=True``) goes to a warm
+  worker (``task.delay(params)``: a Prefect background task, flows/warm.py) when one serves it
+  now, so the lockout does not wait for a new interpreter; anything else, or with no warm
+  worker, goes to ``fallback`` (the deployment launcher). Its references are ``warm:<task run
+  id>``.
+
 Whether a run has ended is asked of the launcher that started it (``run_ended``): a thread
 launcher knows its threads, a deployment launcher asks Prefect for the flow run's state. The
 front door uses it to keep one run at a time per ticket and per grant (intake/keyed.py).
@@ -237,3 +243,46 @@ def deployment_launcher(
     ``offboard/offboard``, ``onboard/onboard``: prefect.yaml) on the server at
     ``PREFECT_API_URL``; the reference is the Prefect flow-run id."""
     return DeploymentLauncher(deployment_name, key_fn)
+
+
+WARM = "warm:"  # a WarmLauncher's reference: WARM + the background task run's id
+
+
+@dataclass
+class WarmLauncher:
+    """A ``Launcher`` sending emergencies to a warm worker, the rest to ``fallback``.
+
+    ``task`` is the background task a warm worker serves (``flows.warm.offboard_warm``: it has
+    ``delay``), ``serving()`` says whether one serves it now (the server tracks their
+    websockets); both are given by whoever builds the intake, which never imports the flows.
+    No warm worker (or an answer that cannot be had) means the cold path: an emergency is
+    never left waiting for a worker that is not there.
+    """
+
+    task: Any
+    serving: Callable[[], bool]
+    fallback: Launcher
+    takes: Callable[[dict[str, Any]], bool] = field(
+        default=lambda params: bool(params.get("emergency"))
+    )
+
+    def __call__(self, params: dict[str, Any]) -> str:
+        if self.takes(params) and self.serving():
+            future = self.task.delay(params)
+            return f"{WARM}{future.task_run_id}"
+        return self.fallback(params)
+
+    def ended(self, ref: str) -> bool | None:
+        """For a warm run: True when its background task is in a final state, None when
+        Prefect cannot be asked; any other reference is the fallback's."""
+        if not ref.startswith(WARM):
+            return run_ended(self.fallback, ref)
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_task_run(uuid.UUID(ref.removeprefix(WARM))).state
+        except Exception as exc:
+            log.warning("could not read the state of task run %s: %s", ref, exc)
+            return None
+        return state is not None and state.is_final()

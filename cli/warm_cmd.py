@@ -1,0 +1,106 @@
+"""``handover warm-worker``: a long-lived process that runs offboardings as they are submitted.
+
+It serves ``flows.warm.offboard_warm`` as a Prefect background task (``prefect.task_worker``):
+everything is imported once, the server pushes each submitted offboarding over the worker's
+websocket, and at most ``--limit`` run at once in this process. Several warm workers (on this
+machine or on others sharing the task-scheduling storage: flows/warm.py) share the work: the
+server gives each submission to one of them.
+
+``handover up`` starts one beside the process worker (log ``warm-worker.log``): the intake
+sends emergencies to it, and a bulk offboarding sends each leaver to the warm workers there are.
+It reads the ``HANDOVER_*`` settings and ``PREFECT_API_URL`` like the process worker's runs,
+and stops on Ctrl-C or SIGTERM (an offboarding in flight is then interrupted; the crash
+automation and the recovery sweep start it again as a deployment run, cli/recover.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from cli.watchdog_cmd import REPO, ChildProcess
+
+# What a warm worker's flow runs need beyond the caller's environment: heartbeats, so that the
+# crash automation sees one whose process died (cli/recover.py), and quiet about the
+# background task's own log lines, which have no flow run to go to.
+WARM_ENV = {
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}
+
+
+def warm_worker(
+    limit: int = typer.Option(
+        8, min=1, max=64, help="offboardings run at once in this process (each is a thread)"
+    ),
+) -> None:
+    """Run submitted offboardings (emergencies from the intake, a bulk run's leavers) in this
+    process, LIMIT at once, until Ctrl-C or SIGTERM."""
+    from connectors.settings import SettingsError, load_settings
+
+    try:
+        load_settings()  # a bad setting is said now, not at the first emergency
+    except SettingsError as e:
+        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.secho(
+            "error: no Prefect server: set PREFECT_API_URL or start `handover up` first",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    from prefect.task_worker import serve
+
+    from flows.warm import offboard_warm
+
+    typer.echo(f"warm worker: serving {offboard_warm.name}, {limit} at once; Ctrl-C stops it")
+    # serve() returns on SIGTERM/SIGINT (the task worker handles both) after closing the
+    # websocket; the server then forgets this worker and submitters stop choosing it.
+    serve(offboard_warm, limit=limit)
+    typer.echo("warm worker: stopped")
+
+
+def start_warm_worker(
+    *, limit: int = 8, env: dict[str, str] | None = None, log: Path | None = None
+) -> ChildProcess:
+    """Start ``handover warm-worker`` with this process's environment plus ``env`` (the
+    ``HANDOVER_*`` settings, the shared scheduling storage); its output goes to ``log``."""
+    from cli.recover import HEARTBEAT_SECONDS
+
+    cmd = [sys.executable, "-m", "cli.main", "warm-worker", "--limit", str(limit)]
+    out = open(log, "ab") if log else None  # noqa: SIM115 (kept open for the child)
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={
+                **os.environ,
+                **WARM_ENV,
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
+                **(env or {}),
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
+    finally:
+        if out:
+            out.close()
+    return ChildProcess(proc=proc, log=log)
+
+
+def wait_for_warm_worker(timeout: float = 60.0) -> None:
+    """Wait until a warm worker serves the offboarding task (it subscribed on the server)."""
+    import time
+
+    from flows.warm import warm_workers
+
+    deadline = time.monotonic() + timeout
+    while not warm_workers():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no warm worker subscribed within {timeout:g} s")
+        time.sleep(0.5)

@@ -1,0 +1,137 @@
+"""The warm executor: offboardings run in a long-lived process, not in a new interpreter each.
+
+A process worker starts a new Python process per flow run: 2 to 3 s of imports and start-up
+before the first step, 10 to 13 s from an HR webhook to the member removed (issue 18). An
+emergency must not wait for that, and a batch of 200 leavers should not pay it 200 times. So
+``handover warm-worker`` (``cli/warm_cmd.py``; ``handover up`` starts one) serves
+:data:`offboard_warm` as a Prefect *background task* (``prefect.task_worker.serve``): the
+process has imported everything once and holds a websocket to the server, which pushes each
+submitted run to one of the serving processes at once.
+
+Each background task runs the :func:`flows.offboard.offboard` flow itself, a flow run of its
+own (nested under the task run, tagged :data:`WARM_TAG`): the same case, plan, gate, steps,
+verification and audit trail as a deployment run. Who submits:
+
+- the intake, for an emergency (``intake.launch.WarmLauncher``): an HR ``security_risk``
+  event, when a warm worker serves this task; otherwise the ``offboard/offboard`` deployment,
+  as before;
+- a bulk offboarding (:func:`run_offboard`): each leaver is one background task, so several
+  warm workers, on this machine or others, share a batch; without a warm worker each leaver
+  runs in the bulk run's own process as before.
+
+The submitter stores the parameters (and Prefect its context) in the task-scheduling storage,
+the worker reads them from there: both must see the same storage (one machine: the same
+``PREFECT_LOCAL_STORAGE_PATH``, which ``handover up`` sets; several machines: a shared storage
+block, ``PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK``). A warm worker killed mid-run
+leaves its flow run without heartbeats: the crash automation marks it Crashed and the recovery
+sweep starts it again as a run of the ``offboard/offboard`` deployment (``cli.recover``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger, tags, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.context import TaskRunContext
+
+from domain.runbook import call_runbook
+from flows.offboard import offboard
+
+WARM_TAG = "warm"
+TASK_TAG = "warm-task-"  # + the background task run's id, on the flow run it ran
+# The deployment a crashed warm run of each flow is started again as (cli.recover).
+COLD_DEPLOYMENTS = {"offboard": "offboard/offboard"}
+
+
+@task(
+    name="offboard-warm",
+    # Every submission is a run of its own: two emergencies with the same parameters (a person
+    # re-hired and leaving again) must both run; the runbook's case makes a repeat a no-op.
+    cache_policy=NO_CACHE,
+    # The outcome is read back by a bulk run (future.result()) from the scheduling storage.
+    persist_result=True,
+    retries=0,  # the runbook converges when run again; retrying is the recovery sweep's job
+)
+def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
+    """Run one offboarding (``params``: the ``offboard`` flow's parameters) in this warm
+    process, as a flow run of its own; its outcome, whichever state it ended in."""
+    # Which worker took whom: the worker's log says (the server does not keep it).
+    get_run_logger().info("offboarding %s", params.get("email"))
+    ctx = TaskRunContext.get()
+    here = [f"{TASK_TAG}{ctx.task_run.id}"] if ctx is not None else []
+    # The tags find this task's flow run again (run_offboard: did the worker die?) and tell
+    # the recovery sweep to start a crashed one as a deployment run.
+    with tags(WARM_TAG, *here):
+        return call_runbook(offboard, **params)
+
+
+def warm_workers(fn: Any = offboard_warm) -> int:
+    """How many warm workers serve background task ``fn`` now (the server tracks each worker's
+    websocket subscription); 0 when none does or the server cannot be asked."""
+    try:
+        with get_client(sync_client=True) as client:
+            r = client.request(
+                "POST",
+                "/task_workers/filter",
+                json={"task_worker_filter": {"task_keys": [fn.task_key]}},
+            )
+            r.raise_for_status()
+            return len(r.json())
+    except Exception:  # unknown is "none": the caller then runs the offboarding itself
+        return 0
+
+
+def run_offboard(params: dict[str, Any], *, warm: bool) -> dict[str, Any]:
+    """One offboarding's outcome: on a warm worker when ``warm`` (a background task, waited
+    for), else here, as a subflow of the calling flow."""
+    if not warm:
+        return call_runbook(offboard, **params)
+    # Submitted from an empty context: Prefect would otherwise hand the calling flow's run
+    # context to the worker, and the offboarding would become a subflow of this bulk run
+    # there (its tracking task keyed by counters of a copy of this context).
+    future = contextvars.Context().run(offboard_warm.delay, params)
+    while True:
+        try:
+            return dict(future.result(timeout=POLL_SECONDS))
+        except TimeoutError:
+            pass
+        lost = _lost(future.task_run_id)
+        if lost == "unclaimed":
+            return call_runbook(offboard, **params)  # cancelled here first: it runs once
+        if lost:
+            return {"status": "failed", "failure": lost, "run_id": ""}
+
+
+POLL_SECONDS = 30.0
+
+
+def _lost(task_run_id: UUID) -> str:
+    """Why a background task still not final after a wait will not end by itself: "unclaimed"
+    when no warm worker is left to take it (and it is now cancelled, so none takes it later),
+    a failure when the worker running it died (its flow run Crashed), else ""."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        state = client.read_task_run(task_run_id).state
+        if state is not None and state.is_scheduled() and not warm_workers():
+            answer = client.set_task_run_state(
+                task_run_id, Cancelled(message="no warm worker left: run by the batch itself")
+            )
+            return "unclaimed" if answer.status.value == "ACCEPT" else ""
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"{TASK_TAG}{task_run_id}"])
+            ),
+            limit=1,
+        )
+    if runs and runs[0].state is not None and runs[0].state.is_crashed():
+        return (
+            f"the warm worker running it died (flow run {runs[0].id} crashed); the recovery"
+            " sweep starts it again as a run of offboard/offboard"
+        )
+    return ""

@@ -1,0 +1,254 @@
+"""The warm executor (issue 18): ``handover warm-worker`` processes on the session's real
+Prefect server, against a sandbox over loopback.
+
+- An HR ``security_risk`` webhook, through the intake's ``WarmLauncher``, runs on the warm
+  worker (no deployment, no process worker exists here): the member is removed, the run is a
+  flow run of its own tagged ``warm``, and the launcher's ``ended`` says when it is over.
+- A bulk offboarding shares its leavers between two warm workers, each allowed two at once:
+  every leaver removed, every row done, and each worker ran some of them.
+- A warm run whose worker died (its flow run Crashed) is started again by the recovery sweep
+  as a run of the ``offboard/offboard`` deployment, with the same parameters, once.
+- Anything but an emergency, or an emergency with no warm worker, goes to the fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from cli.warm_cmd import start_warm_worker
+from cli.watchdog_cmd import ChildProcess
+from sandbox.app import create_app
+from tasks.runtime import use_runtime
+from tests.cli.deploy_stack import wait_for
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import IDP_PATHS, OffboardStack, make_stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+HR = "hr.partner@acme.com"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[LiveSandbox]:
+    sb = serve(create_app(None, seed="scale:200", rng_seed=8))
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def stack(sandbox: LiveSandbox, tmp_path: Path, prefect_server: str) -> OffboardStack:
+    return make_stack(sandbox, tmp_path)
+
+
+def warm_env(stack: OffboardStack) -> dict[str, str]:
+    """The stack's settings for a warm worker process (the same org, IdP, Slack, Jira, ledger
+    and roster as this process's runtime), and this process's scheduling storage."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    s = stack.rt.settings
+    url = stack.url
+    return {
+        "HANDOVER_ORG_URL": url,
+        "HANDOVER_IDP_KIND": "scim",
+        "HANDOVER_IDP_URL": f"{url}{IDP_PATHS['scim']}",
+        "HANDOVER_SLACK_API_URL": f"{url}/slack/api/",
+        "HANDOVER_JIRA_URL": f"{url}/jira",
+        "HANDOVER_OIDC_ISSUER": f"{url}/idp/oidc",
+        "HANDOVER_LEDGER_URL": str(s.ledger_database_url()),
+        "HANDOVER_ROSTER": str(stack.roster),
+        "HANDOVER_HOME": str(stack.tmp / "home"),
+        "HANDOVER_SANDBOX": "1",
+        "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
+    }
+
+
+def warm_workers(
+    stack: OffboardStack, request: pytest.FixtureRequest, n: int, limit: int
+) -> list[ChildProcess]:
+    procs = []
+    for i in range(n):
+        p = start_warm_worker(limit=limit, env=warm_env(stack), log=stack.tmp / f"warm-{i}.log")
+        request.addfinalizer(p.stop)
+        procs.append(p)
+    from flows.warm import warm_workers as serving
+
+    wait_for(f"{n} warm workers", lambda: serving() >= n, timeout=120)
+    return procs
+
+
+def joined_plain_members(stack: OffboardStack, n: int) -> list[str]:
+    members = stack.get("/admin/v1/members", limit=1000)["members"]
+    people = sorted(
+        m["email"] for m in members if m["status"] == "joined" and m["org_role"] != "admin"
+    )
+    return people[:: len(people) // n][:n]
+
+
+def test_an_hr_emergency_runs_on_the_warm_worker(
+    stack: OffboardStack, request: pytest.FixtureRequest
+) -> None:
+    from fastapi.testclient import TestClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from flows.warm import WARM_TAG, offboard_warm
+    from flows.warm import warm_workers as serving
+    from intake.app import create_intake
+    from intake.hooks import sign_hr
+    from intake.launch import WARM, WarmLauncher
+
+    warm_workers(stack, request, 1, limit=2)
+    cold: list[dict[str, Any]] = []
+
+    def fallback(params: dict[str, Any]) -> str:
+        cold.append(params)
+        return "cold-run"
+
+    launcher = WarmLauncher(offboard_warm, serving=lambda: serving() > 0, fallback=fallback)
+    (who,) = joined_plain_members(stack, 1)
+    body = json.dumps(
+        {
+            "event_id": "warm-evt-1",
+            "type": "employee.terminated",
+            "employee": {"email": who},
+            "security_risk": True,
+        }
+    ).encode()
+    secret = stack.svc.settings.hr_webhook_secret.get_secret_value()
+    with TestClient(create_intake(stack.svc, launcher=launcher)) as intake:
+        r = intake.post("/hooks/hr", content=body, headers=sign_hr(secret, body))
+    assert r.status_code == 202, r.text
+    ref = r.json()["run"]
+    assert ref.startswith(WARM) and not cold
+
+    wait_for("the member removed", lambda: stack.member(who) is None, timeout=240)
+    wait_for("the warm run ended", lambda: launcher.ended(ref) is True, timeout=120)
+    with get_client(sync_client=True) as client:
+        runs = [
+            r
+            for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[WARM_TAG]))
+            )
+            if r.parameters.get("email") == who
+        ]
+        assert len(runs) == 1 and runs[0].deployment_id is None
+        assert runs[0].state is not None and runs[0].state.is_completed(), runs[0].state
+        task_run = client.read_task_run(UUID(ref.removeprefix(WARM)))
+        assert task_run.state is not None and task_run.state.is_completed()
+        result = task_run.state.result()
+    assert result["status"] == "done" and result["run_id"] == str(runs[0].id), result
+
+
+def test_a_bulk_offboarding_is_shared_by_two_warm_workers(
+    stack: OffboardStack, request: pytest.FixtureRequest
+) -> None:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.offboard_bulk import offboard_bulk
+    from tests.flows.test_offboard_bulk_e2e import paused_batch
+
+    workers = warm_workers(stack, request, 2, limit=2)
+    people = joined_plain_members(stack, 6)
+    out: list[dict[str, Any]] = []
+
+    def run() -> None:
+        with (
+            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+            use_runtime(stack.rt),
+        ):
+            out.append(
+                offboard_bulk(
+                    emails=people,
+                    reason="termination",
+                    requester="it.ops@acme.com",
+                    max_workers=4,
+                )
+            )
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    appr = paused_batch(stack)
+    r = stack.click(appr, HR)
+    assert r.status_code == 200 and r.json()["recorded"] is True, r.text
+    t.join(400)
+    assert out, "the bulk run did not end"
+    result = out[0]
+    assert result["status"] == "done", result
+    assert [m["status"] for m in result["members"]] == ["done"] * 6
+    assert all(stack.member(p) is None for p in people)
+    # Each worker, allowed two at once, ran some of the six (the server gave each submission
+    # to one of them): its log names each leaver it took.
+    ran = [
+        [p for p in people if p in w.log.read_text()]  # type: ignore[union-attr]
+        for w in workers
+    ]
+    assert all(ran) and sorted(p for r in ran for p in r) == sorted(people), ran
+
+
+def test_a_crashed_warm_run_is_started_again_as_a_deployment_run(prefect_server: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Crashed, Running
+
+    from cli.recover import resume_crashed
+    from flows.offboard import offboard
+    from flows.warm import WARM_TAG
+
+    params = {"email": "crashed.warm@acme.com", "reason": "termination", "requester": "operator"}
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(offboard)
+        try:
+            deployment = client.read_deployment_by_name("offboard/offboard")
+        except Exception:
+            deployment_id = client.create_deployment(
+                flow_id=flow_id, name="offboard", entrypoint="flows/offboard.py:offboard"
+            )
+            deployment = client.read_deployment(deployment_id)
+        run = client.create_flow_run(
+            offboard, parameters=params, tags=[WARM_TAG, "warm-task-x"], state=Running()
+        )
+        client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
+
+    first = [r for r in resume_crashed() if r.crashed == str(run.id)]
+    again = [r for r in resume_crashed() if r.crashed == str(run.id)]
+    assert len(first) == 1 and not again
+    assert first[0].deployment == str(deployment.id)
+    with get_client(sync_client=True) as client:
+        new = client.read_flow_run(UUID(first[0].run))
+        assert new.deployment_id == deployment.id and new.parameters == params
+        assert WARM_TAG not in new.tags and "resume-1" in new.tags
+        client.set_flow_run_state(new.id, Cancelled(message="test: no worker"), force=True)
+
+
+def test_only_an_emergency_goes_warm_and_only_while_a_warm_worker_serves() -> None:
+    from intake.launch import WARM, WarmLauncher
+
+    class Future:
+        task_run_id = "00000000-0000-0000-0000-000000000001"
+
+    class Served:  # what WarmLauncher uses of a Prefect task: delay()
+        def __init__(self) -> None:
+            self.submitted: list[dict[str, Any]] = []
+
+        def delay(self, params: dict[str, Any]) -> Future:
+            self.submitted.append(params)
+            return Future()
+
+    task, cold, up = Served(), [], [True]
+    launcher = WarmLauncher(
+        task, serving=lambda: up[0], fallback=lambda p: cold.append(p) or f"cold-{len(cold)}"
+    )
+    emergency = {"email": "a@acme.com", "reason": "security_incident", "emergency": True}
+    normal = {"email": "b@acme.com", "reason": "termination"}
+    assert launcher(emergency) == f"{WARM}{Future.task_run_id}"
+    assert launcher(normal) == "cold-1"
+    up[0] = False
+    assert launcher(emergency) == "cold-2"
+    assert task.submitted == [emergency] and cold == [normal, emergency]
+    assert launcher.ended("cold-1") is None  # the fallback cannot tell: unknown, never "ended"
