@@ -243,6 +243,100 @@ def worker(cfg_path: Path) -> None:
     )
 
 
+def warm_env(cfg: dict[str, Any]) -> dict[str, str]:
+    """The ``HANDOVER_*`` settings of a warm worker: the coordinator's runtime (local_runtime
+    over the sandbox, the same ledger and roster) and the same rate limits, as environment
+    variables — how ``handover up`` hands them to its workers."""
+    from connectors.settings import SANDBOX_IDP_PATHS
+
+    url, home, rate = cfg["url"], Path(cfg["home"]), cfg["rate"]
+    return {
+        "HANDOVER_ORG_URL": url,
+        "HANDOVER_IDP_KIND": "scim",
+        "HANDOVER_IDP_URL": f"{url}{SANDBOX_IDP_PATHS['scim']}",
+        "HANDOVER_SLACK_API_URL": f"{url}/slack/api/",
+        "HANDOVER_JIRA_URL": f"{url}/jira",
+        "HANDOVER_OIDC_ISSUER": f"{url}/idp/oidc",
+        "HANDOVER_LEDGER_URL": cfg["ledger_url"] or f"sqlite:///{home / 'ledger.db'}",
+        "HANDOVER_ROSTER": str(home / "roster.csv"),
+        "HANDOVER_HOME": str(home),
+        "HANDOVER_ORG_SCIM_RATE_PER_MINUTE": str(rate),
+        "HANDOVER_ORG_ADMIN_RATE_PER_MINUTE": str(rate),
+        "HANDOVER_IDP_RATE_PER_MINUTE": str(rate),
+        "HANDOVER_JIRA_RATE_PER_MINUTE": str(rate),
+        "HANDOVER_SLACK_RATE_SCALE": str(rate / 50),
+    }
+
+
+def warm_worker(cfg_path: Path) -> None:
+    """A warm worker (``handover warm-worker``'s serve) in this process, timed like the
+    coordinator; its timing is written every second until it is stopped."""
+    cfg = json.loads(cfg_path.read_text())
+    timing = Timing(os.environ["PREFECT_API_URL"])
+    timing.install()
+    from prefect.task_worker import serve
+
+    from flows.warm import offboard_warm
+
+    def dump() -> None:
+        while True:
+            Path(cfg["out"]).write_text(json.dumps({"timing": timing.as_dict()}))
+            time.sleep(1.0)
+
+    threading.Thread(target=dump, daemon=True).start()
+    serve(offboard_warm, limit=cfg["limit"])
+
+
+def start_warm_workers(cfg: dict[str, Any], tmp: Path, n: int, limit: int) -> list[Any]:
+    """``n`` warm worker processes (this script, ``--warm-worker``), each ``limit`` at once,
+    with the heartbeats the coordinator's settings say; returned once the server sees them."""
+    from flows.warm import warm_workers
+
+    procs = []
+    env = {**os.environ, **warm_env(cfg), "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
+    if cfg["heartbeats"]:  # else Prefect's default: none, as in the coordinator
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = "30"
+    for i in range(n):
+        wcfg = tmp / f"warm-{i}.json"
+        wcfg.write_text(json.dumps({**cfg, "limit": limit, "out": str(tmp / f"warm-{i}-out.json")}))
+        log = open(tmp / f"warm-{i}.log", "wb")  # noqa: SIM115 (kept by the child)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HERE), "--warm-worker", str(wcfg)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    deadline = time.monotonic() + 120
+    while warm_workers() < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the warm workers did not subscribe: see {tmp}/warm-*.log")
+        time.sleep(0.5)
+    return procs
+
+
+def stop_warm_workers(procs: list[Any], tmp: Path) -> list[dict[str, Any]]:
+    """Each warm worker's figures (timing, peak RSS, CPU), then each stopped."""
+    import psutil
+
+    out = []
+    for i, proc in enumerate(procs):
+        ps = psutil.Process(proc.pid)
+        times = ps.cpu_times()
+        figures = json.loads((tmp / f"warm-{i}-out.json").read_text())
+        figures["peak_rss_mb"] = max(_hwm_mb(proc.pid), ps.memory_info().rss / 2**20)
+        figures["cpu_s"] = times.user + times.system
+        out.append(figures)
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
 # ------------------------------------------------------------------------------- the bench
 def sandbox_log(url: str, since: int) -> list[dict[str, Any]]:
     return httpx.get(  # type: ignore[no-any-return]
@@ -300,8 +394,15 @@ def traffic(log: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     times = sorted(datetime.fromisoformat(r["at"]).timestamp() for r in answered if r["api"] == api)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     busy = sum(g for g in gaps if g <= IDLE_S) + 60.0 / limit  # the last call's own slot
+    # The busiest minute: the most calls in any 60 s window, as a fraction of the limit.
+    peak, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] < t - 60.0:
+            j += 1
+        peak = max(peak, i - j + 1)
     return {
         "per_api": dict(per_api),
+        "peak_minute_fraction": peak / limit,
         "429s": sum(r["status"] == 429 for r in log),
         "bottleneck": api,
         "busy_s": busy,
@@ -423,6 +524,13 @@ def run_flow(
             }
         )
     )
+    warm = (
+        start_warm_workers(
+            json.loads(cfg.read_text()), tmp, args.warm, -(-args.workers // args.warm)
+        )
+        if args.warm
+        else []
+    )
     stop = threading.Event()
     approvals: list[tuple[str, float]] = []
     approver = threading.Thread(target=approve_batch, args=(svc, stop, approvals), daemon=True)
@@ -432,8 +540,10 @@ def run_flow(
     server = psutil.Process(server_pid)
     server_cpu0, own_cpu0 = _cpu(server), time.process_time()
     code, wall, peak, cpu = run_process([str(HERE), "--worker", str(cfg)])
+    warm_figures = stop_warm_workers(warm, tmp)
     cpu_s = {
         "worker": cpu,
+        **{f"warm_worker_{i}": w["cpu_s"] for i, w in enumerate(warm_figures)},
         "sandbox_and_bench": time.process_time() - own_cpu0,
         "prefect_server": _cpu(server) - server_cpu0,
     }
@@ -441,7 +551,13 @@ def run_flow(
     if code != 0:
         raise SystemExit(f"the worker failed (exit {code})")
     res = json.loads(out.read_text())
+    for w in warm_figures:  # the leavers' time is the warm workers' when they ran them
+        for k, v in w["timing"].items():
+            t = res["timing"].setdefault(k, {"s": 0.0, "n": 0})
+            t["s"] += v["s"]
+            t["n"] += v["n"]
     res.update(
+        warm_peak_rss_mb=[w["peak_rss_mb"] for w in warm_figures],
         traffic=traffic(sandbox_log(url, seq0), args.rate),
         process_wall_s=wall,
         peak_rss_mb=peak,
@@ -563,10 +679,21 @@ def main() -> None:
     )
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--raw", type=Path, help="also write every measurement to this JSON file")
+    ap.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="warm worker processes the leavers fan out to (0: every leaver in the bulk run's "
+        "own process); together they run --workers at once",
+    )
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--warm-worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.worker)
+        return
+    if args.warm_worker:
+        warm_worker(args.warm_worker)
         return
     tmp = Path(tempfile.mkdtemp(prefix="handover-bench-bulk-"))
     with contextlib.ExitStack() as stack:
@@ -623,7 +750,8 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
     db = "PostgreSQL (Prefect server and ledger)" if args.postgres else "SQLite"
     print(
         f"\nbulk offboarding of {n} members — seed {args.seed}, {args.rate} requests/min per API,"
-        f" max_workers {args.workers}, heartbeats {'on' if args.heartbeats else 'off'}"
+        f" max_workers {args.workers}, heartbeats {'on' if args.heartbeats else 'off'}, "
+        + (f"{args.warm} warm workers" if args.warm else "every leaver in the bulk run's process")
         + (what_if if args.cached_members else "")
     )
     print(
@@ -639,6 +767,11 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
             f"{ft['rate_fraction']:.3f} (busy {ft['busy_s']:.0f} s)",
             f"{bt['rate_fraction']:.3f} (busy {bt['busy_s']:.0f} s)" if base else "—",
         ),
+        (
+            "busiest minute / limit",
+            f"{ft['peak_minute_fraction']:.3f}",
+            f"{bt['peak_minute_fraction']:.3f}" if base else "—",
+        ),
         ("429s received", str(ft["429s"]), str(bt["429s"]) if base else "—"),
         ("retries", str(retries), str(base["retries"]) if base else "—"),
         ("API calls per offboarding", _calls(flow, n), _calls(base, n) if base else "—"),
@@ -649,6 +782,9 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
             f"{base['peak_rss_mb']:.0f} MB" if base else "—",
         ),
     ]
+    if flow["warm_peak_rss_mb"]:
+        rss = ", ".join(f"{x:.0f}" for x in flow["warm_peak_rss_mb"])
+        rows.append((f"peak RSS of each of {args.warm} warm workers", f"{rss} MB", "—"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))
@@ -706,6 +842,9 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
         "overhead_per_task_ms": round(o["overhead_per_task_ms"], 1),
         "overhead_per_flow_ms": round(o["overhead_per_flow_ms"], 1),
         "peak_worker_rss_mb": round(flow["peak_rss_mb"], 1),
+        "warm_workers": args.warm,
+        "peak_warm_worker_rss_mb": [round(x, 1) for x in flow["warm_peak_rss_mb"]],
+        "peak_minute_fraction": round(ft["peak_minute_fraction"], 3),
         "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1) if base else None,
         "cpu_s_per_offboarding": round(sum(flow["cpu_s"].values()) / n, 2),
         "load_avg": [round(x, 2) for x in flow["load"]],

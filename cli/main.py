@@ -189,8 +189,14 @@ def up(
         help="the Prefect server and the ledger on a local PostgreSQL (Debian's postgresql) "
         "under .handover/postgres, started and stopped with the stack",
     ),
+    warm_worker: bool = typer.Option(
+        True,
+        "--warm-worker/--no-warm-worker",
+        help="also run a warm worker (emergencies and bulk leavers without a new interpreter "
+        "each); without it every run goes to the process worker",
+    ),
 ) -> None:
-    """Start the long-running stack: Prefect server, deployments and a worker, the intake,
+    """Start the long-running stack: Prefect server, deployments and workers, the intake,
     the sandbox; Ctrl-C stops everything."""
     import os
 
@@ -206,6 +212,7 @@ def up(
             prefect_port=prefect_port,
             db_url=prefect_db_url,
             postgres=postgres,
+            warm=warm_worker,
             # The state under HANDOVER_HOME, where the other commands look for it.
             home=Path(os.environ.get("HANDOVER_HOME") or HOME),
         )

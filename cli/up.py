@@ -194,6 +194,7 @@ def up(
     prefect_port: int = 4200,
     db_url: str | None = None,
     postgres: bool = False,
+    warm: bool = True,
     *,
     home: Path = HOME,
     prefect_yaml: Path | None = None,
@@ -280,10 +281,12 @@ def up(
             _check(stop)
             worker = start_worker(POOL, env=env, log=home / "worker.log", name="handover-up")
             stoppers.append(("worker", worker.stop))
-            warm = start_warm_worker(env=env, log=home / "warm-worker.log")
-            stoppers.append(("warm worker", warm.stop))
+            hot = start_warm_worker(env=env, log=home / "warm-worker.log") if warm else None
+            if hot is not None:
+                stoppers.append(("warm worker", hot.stop))
             wait_for_worker(POOL)
-            wait_for_warm_worker()
+            if hot is not None:
+                wait_for_warm_worker()
             _check(stop)
             # After the deployments: the watchdog starts due events as their runs.
             dog = start_watchdog(every=SWEEP_SECONDS, env=env, log=home / "watchdog.log")
@@ -337,7 +340,9 @@ def up(
                 f"  API auth     required; PREFECT_API_AUTH_STRING is in {server.auth_file}",
                 f"  database     {_database_said(postgres, db_url, home)}",
                 f"  worker       pool {POOL}, log {worker.log}",
-                f"  warm worker  emergencies and bulk leavers, log {warm.log}",
+                f"  warm worker  emergencies and bulk leavers, log {hot.log}"
+                if hot is not None
+                else "  warm worker  none (--no-warm-worker): every run on the process worker",
                 f"  watchdog     every {SWEEP_SECONDS:g} s, log {dog.log}",
                 f"  deployments  {', '.join(names)}",
                 f"  intake       {intake.url}  (POST /hooks/hr, /hooks/jira, /slack/interactions;"
@@ -372,8 +377,8 @@ def up(
                     echo(f"error: the worker exited (see {worker.log})")
                     code = 1
                     break
-                if not warm.alive():
-                    echo(f"error: the warm worker exited (see {warm.log})")
+                if hot is not None and not hot.alive():
+                    echo(f"error: the warm worker exited (see {hot.log})")
                     code = 1
                     break
                 if not dog.alive():
