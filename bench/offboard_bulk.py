@@ -635,13 +635,15 @@ def overhead(timing: dict[str, dict[str, float]]) -> dict[str, Any]:
     def one(key: str) -> float:
         return float(timing.get(key, {}).get("s", 0.0))
 
-    task_over = total("task_call:") - total("task_body:")
+    # A warm worker's background task is started by its engine, not called: its body has no
+    # call to be subtracted from (and holds the leaver's offboard flow call, counted below).
+    task_over = total("task_call:") - (total("task_body:") - one("task_body:offboard_warm"))
     flow_over = total("flow_call:") - total("flow_body:")
     sub_over = one("flow_call:offboard") - one("flow_body:offboard")
     leavers = one("flow_call:offboard") + one("task_call:take_batch_inventory")
     api = one("http") + one("bucket_wait")
     prefect = task_over + sub_over
-    task_runs, flow_runs = runs("task_call:"), runs("flow_call:")
+    task_runs, flow_runs = runs("task_call:"), runs("flow_call:")  # calls, not engine starts
     return {
         "task_runs": task_runs,
         "flow_runs": flow_runs,

@@ -85,28 +85,38 @@ def warm_workers(fn: Any = offboard_warm) -> int:
         return 0
 
 
-def run_offboard(params: dict[str, Any], *, warm: bool) -> dict[str, Any]:
+POLL_SECONDS = 30.0
+
+
+def run_offboard(
+    params: dict[str, Any], *, warm: bool, poll: float = POLL_SECONDS
+) -> dict[str, Any]:
     """One offboarding's outcome: on a warm worker when ``warm`` (a background task, waited
-    for), else here, as a subflow of the calling flow."""
+    for: :func:`wait_warm`), else here, as a subflow of the calling flow."""
     if not warm:
         return call_runbook(offboard, **params)
     # Submitted from an empty context: Prefect would otherwise hand the calling flow's run
     # context to the worker, and the offboarding would become a subflow of this bulk run
     # there (its tracking task keyed by counters of a copy of this context).
     future = contextvars.Context().run(offboard_warm.delay, params)
+    return wait_warm(future, params, poll=poll)
+
+
+def wait_warm(future: Any, params: dict[str, Any], *, poll: float) -> dict[str, Any]:
+    """The outcome of the background task ``future`` (an offboarding with ``params``). Every
+    ``poll`` seconds without it, whether it can still come: a task no warm worker is left to
+    take is cancelled and run here instead; one whose worker died is a failed outcome saying
+    so (the recovery sweep starts that run again)."""
     while True:
         try:
-            return dict(future.result(timeout=POLL_SECONDS))
+            return dict(future.result(timeout=poll))
         except TimeoutError:
             pass
         lost = _lost(future.task_run_id)
         if lost == "unclaimed":
-            return call_runbook(offboard, **params)  # cancelled here first: it runs once
+            return call_runbook(offboard, **params)  # cancelled first: no worker takes it now
         if lost:
             return {"status": "failed", "failure": lost, "run_id": ""}
-
-
-POLL_SECONDS = 30.0
 
 
 def _lost(task_run_id: UUID) -> str:

@@ -1,0 +1,73 @@
+"""``flows.warm.wait_warm`` on the session's real Prefect server, with no warm worker running: a
+bulk run's leaver never waits forever for a background task that cannot end.
+
+- No warm worker is left to take the task: it is cancelled (so none takes it later) and the
+  offboarding runs in the caller's process instead.
+- The warm worker running it died (its flow run Crashed): the leaver's outcome is ``failed``,
+  saying so.
+
+Workers that do run offboardings: tests/cli/test_warm_cmd.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.app import create_app
+from tasks.runtime import use_runtime
+from tests.conftest import LiveSandbox, serve
+from tests.flows.offboard_stack import OffboardStack, make_stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
+    sb: LiveSandbox = serve(create_app(None, seed="demo", rng_seed=5))
+    try:
+        yield make_stack(sb, tmp_path)
+    finally:
+        sb.stop()
+
+
+def test_a_task_no_warm_worker_takes_is_cancelled_and_run_here(stack: OffboardStack) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.warm import offboard_warm, wait_warm, warm_workers
+
+    assert warm_workers() == 0
+    params = {"email": "dana.sole@acme.com", "reason": "termination", "dry_run": True}
+    future = offboard_warm.delay(params)
+    with use_runtime(stack.rt):
+        out = wait_warm(future, params, poll=0.5)
+    assert out["status"] == "planned" and out["plan"]["steps"], out
+    with get_client(sync_client=True) as client:
+        state = client.read_task_run(future.task_run_id).state
+    assert state is not None and state.is_cancelled(), state
+
+
+def test_a_leaver_whose_warm_worker_died_is_failed_saying_so(prefect_server: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Crashed, Running
+
+    from flows.offboard import offboard
+    from flows.warm import TASK_TAG, WARM_TAG, offboard_warm, wait_warm
+
+    params = {"email": "gone.worker@acme.com", "reason": "termination"}
+    future = offboard_warm.delay(params)
+    with get_client(sync_client=True) as client:
+        # What a worker that took the task and then died leaves behind: the task Running, its
+        # flow run Crashed by the heartbeat automation.
+        client.set_task_run_state(future.task_run_id, Running(), force=True)
+        run = client.create_flow_run(
+            offboard, parameters=params, tags=[WARM_TAG, f"{TASK_TAG}{future.task_run_id}"]
+        )
+        client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
+    out = wait_warm(future, params, poll=0.5)
+    assert out["status"] == "failed" and "warm worker running it died" in out["failure"], out
+    assert str(run.id) in out["failure"]
+    with get_client(sync_client=True) as client:
+        client.set_task_run_state(future.task_run_id, Cancelled(), force=True)
