@@ -15,10 +15,13 @@ automation and the recovery sweep start it again as a deployment run, cli/recove
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -57,10 +60,17 @@ def warm_worker(
 
     from flows.warm import offboard_warm
 
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # in the main thread, which waits in serve()
+
+    # Prefect's task worker registers its SIGTERM handler from its event loop's thread, where
+    # Python ignores it: SIGTERM is made a Ctrl-C here, so both stop the process at once. Its
+    # websocket closes with it; the server then forgets this worker and submitters stop
+    # choosing it (an offboarding in flight is started again by the recovery sweep).
+    signal.signal(signal.SIGTERM, interrupt)
     typer.echo(f"warm worker: serving {offboard_warm.name}, {limit} at once; Ctrl-C stops it")
-    # serve() returns on SIGTERM/SIGINT (the task worker handles both) after closing the
-    # websocket; the server then forgets this worker and submitters stop choosing it.
-    serve(offboard_warm, limit=limit)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(offboard_warm, limit=limit)
     typer.echo("warm worker: stopped")
 
 

@@ -252,3 +252,41 @@ def test_only_an_emergency_goes_warm_and_only_while_a_warm_worker_serves() -> No
     assert launcher(emergency) == "cold-2"
     assert task.submitted == [emergency] and cold == [normal, emergency]
     assert launcher.ended("cold-1") is None  # the fallback cannot tell: unknown, never "ended"
+
+
+def test_warm_worker_needs_a_prefect_server_and_a_sane_limit(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cli.watchdog_cmd import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["HANDOVER_HOME"] = str(tmp_path)  # no `handover up` state here to join
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "warm-worker", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    none = run()
+    assert none.returncode == 2 and "no Prefect server" in none.stderr, none.stderr
+    bad = run("--limit", "0")
+    assert bad.returncode == 2 and "--limit" in bad.stderr, bad.stderr
+
+
+def test_a_stopped_warm_worker_is_forgotten_by_the_server(
+    stack: OffboardStack, request: pytest.FixtureRequest
+) -> None:
+    from flows.warm import warm_workers as serving
+
+    (proc,) = warm_workers(stack, request, 1, limit=1)
+    proc.proc.terminate()  # SIGTERM, as `handover up` stops it
+    assert proc.proc.wait(30) == 0
+    assert "warm worker: stopped" in proc.log.read_text()  # type: ignore[union-attr]
+    wait_for("the server to forget the worker", lambda: serving() == 0, timeout=60)
