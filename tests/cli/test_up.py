@@ -176,6 +176,42 @@ def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) ->
 
     assert wait_for("the HR event's run", runs, timeout=120)
 
+    # An HR emergency goes to the stack's warm worker (no new interpreter): its run reference
+    # is the background task's, and the member is removed.
+    sb_admin = httpx.Client(
+        base_url=f"http://127.0.0.1:{up.ports['sandbox']}/admin/v1",
+        headers={"Authorization": "Bearer sandbox-admin-token"},
+        timeout=10,
+    )
+    who = next(
+        m["email"]
+        for m in sb_admin.get("/members", params={"status": "joined"}).json()["members"]
+        if m["org_role"] == "member" and m["email"] not in PLANTED
+    )
+    urgent = json.dumps(
+        {
+            "event_id": "hr-evt-up-warm-1",
+            "type": "employee.terminated",
+            "employee": {"email": who},
+            "security_risk": True,
+        }
+    ).encode()
+    sent = httpx.post(
+        f"http://127.0.0.1:{up.ports['intake']}/hooks/hr",
+        content=urgent,
+        headers=sign_hr("sandbox-hr-secret", urgent),
+        timeout=60,
+    )
+    assert sent.status_code == 202 and sent.json()["run"].startswith("warm:"), sent.text
+    wait_for(
+        "the emergency's member removed",
+        lambda: sb_admin.get(f"/members/{who}").status_code == 404,
+        timeout=120,
+    )
+    assert "warm worker  emergencies and bulk leavers" in up.printed()
+    storage = up.cwd / ".handover" / "prefect" / "storage"
+    assert stat.S_IMODE(storage.stat().st_mode) == 0o700  # the API credential is kept there
+
     # The intake serves the web console: its URL is in the banner, and a browser is sent to
     # sign in at the sandbox's IdP.
     console = f"http://127.0.0.1:{up.ports['intake']}/console/"
@@ -216,6 +252,16 @@ def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) ->
     assert up.proc.returncode == 0, up.printed()
 
 
+# The demo org's planted cases (a sole admin, a stale manager, …): not ordinary leavers.
+PLANTED = {
+    "dana.sole@acme.com",
+    "mike.stale@acme.com",
+    "gina.groups@acme.com",
+    "sofia.lead@acme.com",
+    "frank.former@acme.com",
+    "leo.leave@acme.com",
+    "jon.smith@acme.com",
+}
 OFFBOARD_DANA = ("offboard", "dana.sole@acme.com", "--reason", "termination", "--json")
 
 

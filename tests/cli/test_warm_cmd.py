@@ -124,9 +124,13 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
     secret = stack.svc.settings.hr_webhook_secret.get_secret_value()
     with TestClient(create_intake(stack.svc, launcher=launcher)) as intake:
         r = intake.post("/hooks/hr", content=body, headers=sign_hr(secret, body))
+        again = intake.post("/hooks/hr", content=body, headers=sign_hr(secret, body))
     assert r.status_code == 202, r.text
     ref = r.json()["run"]
     assert ref.startswith(WARM) and not cold
+    # A redelivered event is the same run: the intake records each event once.
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["run"] == ref
 
     wait_for("the member removed", lambda: stack.member(who) is None, timeout=240)
     wait_for("the warm run ended", lambda: launcher.ended(ref) is True, timeout=120)
