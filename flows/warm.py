@@ -63,10 +63,17 @@ def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
     get_run_logger().info("offboarding %s", params.get("email"))
     ctx = TaskRunContext.get()
     here = [f"{TASK_TAG}{ctx.task_run.id}"] if ctx is not None else []
-    # The tags find this task's flow run again (run_offboard: did the worker die?) and tell
-    # the recovery sweep to start a crashed one as a deployment run.
-    with tags(WARM_TAG, *here):
-        return call_runbook(offboard, **params)
+
+    def run() -> dict[str, Any]:
+        # The tags find this task's flow run again (wait_warm: did the worker die?) and tell
+        # the recovery sweep to start a crashed one as a deployment run.
+        with tags(WARM_TAG, *here):
+            return call_runbook(offboard, **params)
+
+    # In a context of its own: under this task's run context, the flow and every task in it
+    # would take this task's persist_result, and each step's result (a rotation's among them)
+    # would be written to the scheduling storage.
+    return contextvars.Context().run(run)
 
 
 def warm_workers(fn: Any = offboard_warm) -> int:

@@ -96,7 +96,7 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
 ) -> None:
     from fastapi.testclient import TestClient
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 
     from flows.warm import WARM_TAG, offboard_warm
     from flows.warm import warm_workers as serving
@@ -144,6 +144,13 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
         ]
         assert len(runs) == 1 and runs[0].deployment_id is None
         assert runs[0].state is not None and runs[0].state.is_completed(), runs[0].state
+        # The flow's steps keep their results to themselves: none was written to the
+        # scheduling storage (where the background task's parameters and outcome go).
+        steps = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id]))
+        )
+        assert steps and all(t.state is not None for t in steps)
+        assert [t.name for t in steps if t.state.data is not None] == []  # type: ignore[union-attr]
         task_run = client.read_task_run(UUID(ref.removeprefix(WARM)))
         assert task_run.state is not None and task_run.state.is_completed()
         result = task_run.state.result()
