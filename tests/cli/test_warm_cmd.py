@@ -8,7 +8,8 @@ Prefect server, against a sandbox over loopback.
   every leaver removed, every row done, and each worker ran some of them.
 - A warm run whose worker died (its flow run Crashed) is started again by the recovery sweep
   as a run of the ``offboard/offboard`` deployment, with the same parameters, once.
-- Anything but an emergency, or an emergency with no warm worker, goes to the fallback.
+- A warm worker stopped with SIGTERM ends at once and the server forgets it: the next
+  emergency goes to the fallback. Anything but an emergency goes there too.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
     from intake.hooks import sign_hr
     from intake.launch import WARM, WarmLauncher
 
-    warm_workers(stack, request, 1, limit=2)
+    (proc,) = warm_workers(stack, request, 1, limit=2)
     cold: list[dict[str, Any]] = []
 
     def fallback(params: dict[str, Any]) -> str:
@@ -155,6 +156,16 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
         assert task_run.state is not None and task_run.state.is_completed()
         result = task_run.state.result()
     assert result["status"] == "done" and result["run_id"] == str(runs[0].id), result
+
+    # Stopped as `handover up` stops it (SIGTERM): at once, and the server forgets it, so the
+    # next emergency goes to the fallback.
+    proc.proc.terminate()
+    assert proc.proc.wait(30) == 0
+    assert "warm worker: stopped" in proc.log.read_text()  # type: ignore[union-attr]
+    wait_for("the server to forget the worker", lambda: serving() == 0, timeout=60)
+    assert launcher({"email": who, "reason": "security_incident", "emergency": True}) == (
+        "cold-run"
+    )
 
 
 def test_a_bulk_offboarding_is_shared_by_two_warm_workers(
@@ -289,15 +300,3 @@ def test_warm_worker_needs_a_prefect_server_and_a_sane_limit(tmp_path: Path) -> 
     assert none.returncode == 2 and "no Prefect server" in none.stderr, none.stderr
     bad = run("--limit", "0")
     assert bad.returncode == 2 and "--limit" in bad.stderr, bad.stderr
-
-
-def test_a_stopped_warm_worker_is_forgotten_by_the_server(
-    stack: OffboardStack, request: pytest.FixtureRequest
-) -> None:
-    from flows.warm import warm_workers as serving
-
-    (proc,) = warm_workers(stack, request, 1, limit=1)
-    proc.proc.terminate()  # SIGTERM, as `handover up` stops it
-    assert proc.proc.wait(30) == 0
-    assert "warm worker: stopped" in proc.log.read_text()  # type: ignore[union-attr]
-    wait_for("the server to forget the worker", lambda: serving() == 0, timeout=60)
