@@ -477,9 +477,9 @@ def deployed_emergencies(
 def verify_done(api: str, auth: tuple[str, ...], run_id: str, timeout: float = 120) -> datetime:
     """When that run's ``verify_offboarding`` task completed (its Prefect server's record);
     ``run_id`` is a flow run's id, or ``warm:<task run id>``: the flow run that background task
-    ran (tagged ``warm-task-<id>``, flows/warm.py)."""
+    ran (named ``handover-warm-<id>``, flows/warm.py)."""
     runs = (
-        {"tags": {"all_": [f"warm-task-{run_id.removeprefix('warm:')}"]}}
+        {"name": {"any_": [f"handover-warm-{run_id.removeprefix('warm:')}"]}}
         if run_id.startswith("warm:")
         else {"id": {"any_": [run_id]}}
     )

@@ -127,7 +127,7 @@ def resume_crashed(*, since: timedelta = timedelta(hours=24)) -> list[Resumed]:
                 limit=1,
             ):
                 continue  # started again by an earlier sweep
-            kept = [t for t in run.tags if not t.startswith(("resume-", "warm"))]
+            kept = [t for t in run.tags if not t.startswith("resume-")]
             new = client.create_flow_run_from_deployment(
                 run.deployment_id,
                 parameters=run.parameters,
@@ -141,31 +141,34 @@ def resume_crashed(*, since: timedelta = timedelta(hours=24)) -> list[Resumed]:
 
 
 def _crashed_warm_runs(client: Any, since: timedelta) -> list[Any]:
-    """The Crashed runs a warm worker ran (flows/warm.py: no deployment, tagged ``warm``), each
+    """The Crashed runs a warm worker ran (flows/warm.py: no deployment, named
+    ``handover-warm-<task run id>``), each
     given the deployment it is started again as (the cold path: a process worker's run)."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterDeploymentId,
+        FlowRunFilterName,
         FlowRunFilterStartTime,
         FlowRunFilterState,
         FlowRunFilterStateType,
-        FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
 
-    from flows.warm import COLD_DEPLOYMENTS, WARM_TAG
+    from flows.warm import COLD_DEPLOYMENTS, RUN_PREFIX
 
     runs = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
             deployment_id=FlowRunFilterDeploymentId(is_null_=True),
-            tags=FlowRunFilterTags(all_=[WARM_TAG]),
+            name=FlowRunFilterName(like_=RUN_PREFIX),
             start_time=FlowRunFilterStartTime(after_=datetime.now(UTC) - since),
         ),
         limit=200,
     )
     out = []
     for run in runs:
+        if not run.name.startswith(RUN_PREFIX):  # like_ matches anywhere in the name
+            continue
         name = COLD_DEPLOYMENTS.get(client.read_flow(run.flow_id).name)
         if name is None:
             continue

@@ -9,7 +9,7 @@ process has imported everything once and holds a websocket to the server, which 
 submitted run to one of the serving processes at once.
 
 Each background task runs the :func:`flows.offboard.offboard` flow itself, a flow run of its
-own (nested under the task run, tagged :data:`WARM_TAG`): the same case, plan, gate, steps,
+own (named :data:`RUN_PREFIX` + the task run's id): the same case, plan, gate, steps,
 verification and audit trail as a deployment run. Who submits:
 
 - the intake, for an emergency (``intake.launch.WarmLauncher``): an HR ``security_risk``
@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import contextvars
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from prefect import get_run_logger, tags, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import TaskRunContext
@@ -41,8 +41,11 @@ from prefect.context import TaskRunContext
 from domain.runbook import call_runbook
 from flows.offboard import offboard
 
-WARM_TAG = "warm"
-TASK_TAG = "warm-task-"  # + the background task run's id, on the flow run it ran
+# The name of the flow run a background task ran: RUN_PREFIX + the task run's id. A name, not
+# a tag: a flow run's tags are its tasks' too, and Prefect keeps one concurrency-slot service
+# per distinct set of task tags for the life of the process, holding on to the context (and
+# so every object) of the run that started it — a tag per run leaked ~1.7 MB per run.
+RUN_PREFIX = "handover-warm-"
 # The deployment a crashed warm run of each flow is started again as (cli.recover).
 COLD_DEPLOYMENTS = {"offboard": "offboard/offboard"}
 
@@ -62,13 +65,12 @@ def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
     # Which worker took whom: the worker's log says (the server does not keep it).
     get_run_logger().info("offboarding %s", params.get("email"))
     ctx = TaskRunContext.get()
-    here = [f"{TASK_TAG}{ctx.task_run.id}"] if ctx is not None else []
+    # The name finds this task's flow run again (wait_warm: did the worker die?) and tells the
+    # recovery sweep to start a crashed one as a deployment run.
+    name = f"{RUN_PREFIX}{ctx.task_run.id if ctx is not None else uuid4()}"
 
     def run() -> dict[str, Any]:
-        # The tags find this task's flow run again (wait_warm: did the worker die?) and tell
-        # the recovery sweep to start a crashed one as a deployment run.
-        with tags(WARM_TAG, *here):
-            return call_runbook(offboard, **params)
+        return call_runbook(offboard.with_options(flow_run_name=name), **params)
 
     # In a context of its own: under this task's run context, the flow and every task in it
     # would take this task's persist_result, and each step's result (a rotation's among them)
@@ -130,7 +132,7 @@ def _lost(task_run_id: UUID) -> str:
     """Why a background task still not final after a wait will not end by itself: "unclaimed"
     when no warm worker is left to take it (and it is now cancelled, so none takes it later),
     a failure when the worker running it died (its flow run Crashed), else ""."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.states import Cancelled
 
     with get_client(sync_client=True) as client:
@@ -142,7 +144,7 @@ def _lost(task_run_id: UUID) -> str:
             return "unclaimed" if answer.status.value == "ACCEPT" else ""
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[f"{TASK_TAG}{task_run_id}"])
+                name=FlowRunFilterName(any_=[f"{RUN_PREFIX}{task_run_id}"])
             ),
             limit=1,
         )

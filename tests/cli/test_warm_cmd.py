@@ -3,7 +3,8 @@ Prefect server, against a sandbox over loopback.
 
 - An HR ``security_risk`` webhook, through the intake's ``WarmLauncher``, runs on the warm
   worker (no deployment, no process worker exists here): the member is removed, the run is a
-  flow run of its own tagged ``warm``, and the launcher's ``ended`` says when it is over.
+  flow run of its own named after the background task, and the launcher's ``ended`` says
+  when it is over.
 - A bulk offboarding shares its leavers between two warm workers, each allowed two at once:
   every leaver removed, every row done, and each worker ran some of them.
 - A warm run whose worker died (its flow run Crashed) is started again by the recovery sweep
@@ -97,9 +98,9 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
 ) -> None:
     from fastapi.testclient import TestClient
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 
-    from flows.warm import WARM_TAG, offboard_warm
+    from flows.warm import RUN_PREFIX, offboard_warm
     from flows.warm import warm_workers as serving
     from intake.app import create_intake
     from intake.hooks import sign_hr
@@ -139,10 +140,12 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
         runs = [
             r
             for r in client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[WARM_TAG]))
+                flow_run_filter=FlowRunFilter(
+                    name=FlowRunFilterName(any_=[f"{RUN_PREFIX}{ref.removeprefix(WARM)}"])
+                )
             )
-            if r.parameters.get("email") == who
         ]
+        assert runs and runs[0].parameters["email"] == who
         assert len(runs) == 1 and runs[0].deployment_id is None
         assert runs[0].state is not None and runs[0].state.is_completed(), runs[0].state
         # The flow's steps keep their results to themselves: none was written to the
@@ -220,7 +223,7 @@ def test_a_crashed_warm_run_is_started_again_as_a_deployment_run(prefect_server:
 
     from cli.recover import resume_crashed
     from flows.offboard import offboard
-    from flows.warm import WARM_TAG
+    from flows.warm import RUN_PREFIX
 
     params = {"email": "crashed.warm@acme.com", "reason": "termination", "requester": "operator"}
     with get_client(sync_client=True) as client:
@@ -233,7 +236,7 @@ def test_a_crashed_warm_run_is_started_again_as_a_deployment_run(prefect_server:
             )
             deployment = client.read_deployment(deployment_id)
         run = client.create_flow_run(
-            offboard, parameters=params, tags=[WARM_TAG, "warm-task-x"], state=Running()
+            offboard, parameters=params, name=f"{RUN_PREFIX}x", state=Running()
         )
         client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
 
@@ -244,7 +247,7 @@ def test_a_crashed_warm_run_is_started_again_as_a_deployment_run(prefect_server:
     with get_client(sync_client=True) as client:
         new = client.read_flow_run(UUID(first[0].run))
         assert new.deployment_id == deployment.id and new.parameters == params
-        assert WARM_TAG not in new.tags and "resume-1" in new.tags
+        assert "resume-1" in new.tags
         client.set_flow_run_state(new.id, Cancelled(message="test: no worker"), force=True)
 
 

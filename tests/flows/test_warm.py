@@ -54,7 +54,7 @@ def test_a_leaver_whose_warm_worker_died_is_failed_saying_so(prefect_server: str
     from prefect.states import Cancelled, Crashed, Running
 
     from flows.offboard import offboard
-    from flows.warm import TASK_TAG, WARM_TAG, offboard_warm, wait_warm
+    from flows.warm import RUN_PREFIX, offboard_warm, wait_warm
 
     params = {"email": "gone.worker@acme.com", "reason": "termination"}
     future = offboard_warm.delay(params)
@@ -63,7 +63,7 @@ def test_a_leaver_whose_warm_worker_died_is_failed_saying_so(prefect_server: str
         # flow run Crashed by the heartbeat automation.
         client.set_task_run_state(future.task_run_id, Running(), force=True)
         run = client.create_flow_run(
-            offboard, parameters=params, tags=[WARM_TAG, f"{TASK_TAG}{future.task_run_id}"]
+            offboard, parameters=params, name=f"{RUN_PREFIX}{future.task_run_id}"
         )
         client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
     out = wait_warm(future, params, poll=0.5)
