@@ -12,7 +12,8 @@ From then on every run would fail at its first org call with the same 401. Inste
 - a person replaces the key and runs ``handover org resume`` (:func:`lift_hold`): the org is
   asked once with the key the settings now hold; still refused, the hold stays and the command
   says so; accepted, the hold is lifted (audited ``org.credentials_restored`` with who did it)
-  and every paused run goes on within a poll (:data:`POLL_S`).
+  and the held runs are woken (:func:`wake_held_runs`): they go on at once, and any it could
+  not reach within a poll (:data:`POLL_S`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ORG = "org"
 ALERT_CHANNEL = "it-access"
 HOLD_PAUSE_S = 30 * 24 * 3600  # a held run waits this long for the key before it fails
 POLL_S = 15  # how often a held run looks whether the hold was lifted
+HOLD_KEY = "org-hold-"  # the pause key of a held run starts so
 
 
 class HoldWakeup(BaseModel):
@@ -101,7 +103,7 @@ def wait_while_held(svc: Services, *, pause: Callable[..., Any] | None = None) -
             wait_for_input=HoldWakeup,
             timeout=HOLD_PAUSE_S,
             poll_interval=POLL_S,
-            key=f"org-hold-{uuid.uuid4().hex[:12]}",  # a new key per pause (approvals/pause.py)
+            key=f"{HOLD_KEY}{uuid.uuid4().hex[:12]}",  # a new key per pause (approvals/pause.py)
             recheck=lambda: held(svc) is None,
         )
 
@@ -133,3 +135,41 @@ def lift_hold(
             now=svc.clock(),
         )
     return lifted
+
+
+def wake_held_runs(*, page: int = 200) -> int:
+    """Resume every flow run paused on a hold (pause key :data:`HOLD_KEY`), once the hold is
+    lifted, so that it goes on now rather than at its next poll (:data:`POLL_S`); how many were
+    woken. A woken run reads the ledger again (:func:`wait_while_held`): were runs still held,
+    it would pause again. One that cannot be woken (no longer paused, gone) is left alone.
+
+    Raises:
+        httpx.HTTPError: the Prefect server could not be reached (the runs still go on at
+            their next poll).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    from approvals.handler import resume_run
+
+    paused = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    )
+    ids: list[str] = []
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while runs := client.read_flow_runs(flow_run_filter=paused, limit=page, offset=offset):
+            ids += [
+                str(r.id)
+                for r in runs
+                if r.state is not None
+                and (r.state.state_details.pause_key or "").startswith(HOLD_KEY)
+            ]
+            offset += len(runs)
+    # Read first, then woken: a woken run leaves the Paused ones, which would shift the pages.
+    return sum(resume_run(run_id, "task").result == "resumed" for run_id in ids)

@@ -71,3 +71,24 @@ def resume(
         typer.echo("the org accepts the key; new runs were not held")
     else:
         typer.echo(f"the org accepts the key; new runs go on (held since {lifted.since})")
+        _wake_held_runs()
+
+
+def _wake_held_runs() -> None:
+    """Wake the held runs on the Prefect server this command joined (cli.main); without one
+    (no PREFECT_API_URL: Prefect would start a throw-away server, where no run waits) or when
+    it does not answer, they go on by themselves at their next poll."""
+    import os
+
+    from approvals.holds import POLL_S, wake_held_runs
+
+    later = f"the held runs go on within {POLL_S} s, when they next look"
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo(later)
+        return
+    try:
+        woken = wake_held_runs()
+    except Exception as e:  # the hold is lifted; waking is only sooner
+        typer.echo(f"could not reach the Prefect server ({type(e).__name__}): {later}", err=True)
+        return
+    typer.echo(f"{woken} held run{'' if woken == 1 else 's'} woken")

@@ -26,9 +26,9 @@ EXPECTED_SECONDS: dict[str, float] = {
     "tests/cli/test_demo_interactive.py::": 90,
     "tests/intake/test_hostile.py::test_schemathesis_": 90,
     "tests/cli/test_expiry_deployment.py::": 60,
-    # Each starts `handover up` (a Prefect server, the deployments, a worker): about a minute.
-    "tests/cli/test_up.py::test_the_prefect_api_of_handover_up": 105,
-    "tests/cli/test_up.py::test_another_shell_joins_the_stack_by_itself": 95,
+    # Starts `handover up` (a Prefect server, the deployments, a worker: about a minute), then
+    # checks two claims on it.
+    "tests/cli/test_up.py::test_handover_up_refuses_unauthenticated_calls_and_another_": 150,
     # Prefect's throw-away server starts in it.
     "tests/cli/test_runbooks.py::test_a_dry_run_needs_no_prefect_server": 60,
     "tests/flows/test_offboard_e2e.py::test_a_run_killed_after_": 35,

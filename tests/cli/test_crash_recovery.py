@@ -84,6 +84,9 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(stack: Dep
         verified=SELF_DECLARED,
     )
 
+    # The machine comes back: a new worker, started while the automation waits out its window
+    # (it only takes Scheduled runs; the dead run is not one, and none is until the recovery).
+    stack.worker("worker2.log")
     crashed = wait_for(
         "the automation to mark the run Crashed",
         lambda: state(run.id).is_crashed(),
@@ -91,7 +94,6 @@ def test_a_run_whose_worker_died_is_crashed_resumed_and_finishes_once(stack: Dep
     )
     t_crashed = time.monotonic() - t_kill
     assert crashed
-    stack.worker("worker2.log")
     (resumed,) = [r for r in resume_crashed() if r.crashed == str(run.id)]
     assert not [r for r in resume_crashed() if r.crashed == str(run.id)], "started twice"
     new_id = UUID(resumed.run)

@@ -117,7 +117,47 @@ def _basic(auth: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
 
 
-def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) -> None:
+OFFBOARD_DANA = ("offboard", "dana.sole@acme.com", "--reason", "termination", "--json")
+
+
+def _person_shell() -> dict[str, str]:
+    """A new shell of the same person: none of the test session's Prefect or Handover settings,
+    not even PREFECT_API_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def _handover(up: Up, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=up.cwd,
+        env=_person_shell() | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_handover_up_refuses_unauthenticated_calls_and_another_shell_joins_it(
+    up: Up, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """One ``handover up`` for both claims (each start is a Prefect server, the deployments and
+    a worker: about a minute of a 2-core machine), checked one after the other; what one part
+    starts does not touch what the other checks (the HR event names Gina, the other shell's
+    offboarding Dana). Stopping ``up`` at the end: exit 0, the state file removed."""
+    _the_prefect_api_refuses_unauthenticated_calls(up)
+    _another_shell_joins_the_stack_by_itself(up, tmp_path_factory)
+    up.stop()
+    assert up.proc.returncode == 0, up.printed()
+    assert not (up.cwd / ".handover" / "stack.json").exists()
+
+
+def _the_prefect_api_refuses_unauthenticated_calls(up: Up) -> None:
+    """The Prefect API of ``handover up`` refuses every call without its credential (0600 under
+    ``.handover/prefect``, never printed) and listens on loopback only; the intake, the worker,
+    the console's sign-in and a command of another shell given only the banner's
+    PREFECT_API_URL all reach the stack."""
     auth_file = up.cwd / ".handover" / "prefect" / "api-auth"
     assert stat.S_IMODE(auth_file.stat().st_mode) == 0o600
     auth = auth_file.read_text().strip()
@@ -154,7 +194,7 @@ def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) ->
         {
             "event_id": "hr-evt-up-auth-1",
             "type": "employee.terminated",
-            "employee": {"email": "dana.sole@acme.com", "name": "Dana Sole"},
+            "employee": {"email": "gina.groups@acme.com", "name": "Gina Groups"},
         }
     ).encode()
     sent = httpx.post(
@@ -248,8 +288,6 @@ def test_the_prefect_api_of_handover_up_refuses_unauthenticated_calls(up: Up) ->
     run_id = json.loads(dry.stdout)["run_id"]
     seen = httpx.get(up.api(f"/flow_runs/{run_id}"), headers=_basic(auth), timeout=10)
     assert seen.status_code == 200, seen.text
-    up.stop()
-    assert up.proc.returncode == 0, up.printed()
 
 
 # The demo org's planted cases (a sole admin, a stale manager, …): not ordinary leavers.
@@ -262,29 +300,9 @@ PLANTED = {
     "leo.leave@acme.com",
     "jon.smith@acme.com",
 }
-OFFBOARD_DANA = ("offboard", "dana.sole@acme.com", "--reason", "termination", "--json")
 
 
-def _person_shell() -> dict[str, str]:
-    """A new shell of the same person: none of the test session's Prefect or Handover settings,
-    not even PREFECT_API_URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HANDOVER_"))}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def _handover(up: Up, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=up.cwd,
-        env=_person_shell() | env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_another_shell_joins_the_stack_by_itself(
+def _another_shell_joins_the_stack_by_itself(
     up: Up, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """``handover up`` writes its state file (its URLs and plain settings, never a secret); a
@@ -354,10 +372,6 @@ def test_another_shell_joins_the_stack_by_itself(
     assert result["status"] == "done", result
     seen = httpx.get(up.api(f"/flow_runs/{result['run_id']}"), headers=_basic(auth), timeout=10)
     assert seen.status_code == 200 and seen.json()["state_type"] == "COMPLETED", seen.text
-
-    up.stop()
-    assert up.proc.returncode == 0, up.printed()
-    assert not (home / "stack.json").exists()
 
 
 def _non_loopback_address() -> str | None:

@@ -2,7 +2,7 @@
 the first run that meets the 401 holds new runs — audited, IT told once in Slack — and says
 which credential to replace; a run started meanwhile pauses before reading anything (Prefect
 state Paused), the CLI refuses to start one, ``handover org resume`` refuses while the org still
-rejects the key and, once it accepts it, lets the held run go on.
+rejects the key and, once it accepts it, lets the held run go on (it wakes it).
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def test_a_rejected_key_holds_new_runs_until_it_is_replaced(scim: OffboardStack)
     set_key(st, SANDBOX_KEY)
     code, out, err = cli(st, "org", "resume", "--as", ALICE)
     assert code == 0 and "new runs go on" in out, (out, err)
+    # Woken by the command, not left to its next poll (every 15 s).
+    assert "1 held run woken" in out, (out, err)
     res = held.wait(timeout=120)
     assert res["status"] == "planned", res
     (back,) = [r for r in records(st.rt.ledger) if r.action == "org.credentials_restored"]
