@@ -131,8 +131,10 @@ def public_settings(env: dict[str, str]) -> dict[str, str]:
     """The ``HANDOVER_*`` entries of ``env`` that may be written to a file others can read:
     each a plain setting of ``connectors.settings.Settings`` (no ``SecretStr``, no
     ``HANDOVER_EXTRA_ORGS``, which carries tokens) whose value holds no password (a
-    ``postgresql://user:password@…`` ledger URL is left out), and ``PGPASSFILE`` (the path of
-    the 0600 file holding ``handover up --postgres``'s password, not the password)."""
+    ``postgresql://user:password@…`` ledger URL is left out), ``PGPASSFILE`` (the path of
+    the 0600 file holding ``handover up --postgres``'s password, not the password) and
+    ``PREFECT_LOCAL_STORAGE_PATH`` (where a bulk run in another shell leaves its leavers'
+    parameters for the warm worker and finds their outcomes: flows/warm.py)."""
     from urllib.parse import urlsplit
 
     from connectors.settings import Settings
@@ -142,7 +144,7 @@ def public_settings(env: dict[str, str]) -> dict[str, str]:
         for name, f in Settings.model_fields.items()
         # "SecretStr" in the annotation's text: a ``SecretStr | None`` is one too.
         if "SecretStr" not in str(f.annotation) and name != "extra_orgs"
-    } | {"PGPASSFILE"}
+    } | {"PGPASSFILE", "PREFECT_LOCAL_STORAGE_PATH"}
     kept = {}
     for key, value in env.items():
         if key not in plain:

@@ -325,6 +325,8 @@ def _another_shell_joins_the_stack_by_itself(
     assert state["settings"]["HANDOVER_HOME"] == str(home)
     assert state["settings"]["HANDOVER_LEDGER_URL"] == f"sqlite:///{home / 'ledger.db'}"
     assert state["withheld"] == []  # the sandbox's settings hold no secret
+    # A bulk run in another shell hands its leavers to the warm worker through this directory.
+    assert state["settings"]["PREFECT_LOCAL_STORAGE_PATH"] == str(home / "prefect" / "storage")
     auth = (home / "prefect" / "api-auth").read_text().strip()
     assert auth.split(":", 1)[1] not in text
     assert not any(v in text for v in DEV_CREDENTIALS.values())
