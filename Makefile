@@ -33,11 +33,12 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs in parallel: one process per worker, each with its own Prefect server
-# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
-# 2-core machines: the chaos test holds one for ~6 min, two share the rest; each more worker
-# adds a Prefect server (~18 s of CPU to start). What a clean-clone run took: docs/testing.md
+# (tests/conftest.py), the long tests started first (tests/scheduling.py). 4 workers on the
+# 2-core machines: the chaos test holds one for ~4 min at half a core (it waits on its
+# worker's runs), three share the rest; each more worker adds a Prefect server (~18 s of CPU
+# to start). What a clean-clone run took: docs/testing.md
 # ("How long"); `make test TEST_WORKERS=0` runs serially.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: lint docs browser
 	HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 

@@ -23,6 +23,11 @@ sequential script doing the same removals (``bench/baseline_offboard.py``).
    so they may receive content), and the baseline script offboards the same members,
    sequentially, in a process of its own (same figures).
 
+``--warm N``: N warm worker processes (``handover warm-worker``'s serve, this script's
+``--warm-worker`` mode, timed the same way and given the same settings as environment
+variables) take the leavers, ``--workers`` at once in all; the bulk run waits for each. Their
+timings are added to the worker's, and each one's peak RSS and CPU are shown.
+
 ``--cached-members`` is a what-if, not production: the worker reads the org's member list at
 most once a minute, as a proposed change to ``tasks.offboard.take_inventory`` would (it lists all
 5 000 members for every leaver, for the look-alike check).
@@ -31,7 +36,8 @@ Heartbeats are off by default (PREFECT_NOTES.md: each sync flow run then skips a
 its end); ``--heartbeats`` keeps them, as production does.
 
 Run: ``.venv/bin/python bench/offboard_bulk.py [--members 200] [--seed scale:5000] [--rate 600]
-[--workers 8] [--heartbeats] [--cached-members] [--postgres] [--no-baseline] [--raw FILE]``; try
+[--workers 8] [--warm N] [--heartbeats] [--cached-members] [--postgres] [--no-baseline]
+[--raw FILE]``; try
 ``--members 20`` first.
 """
 
@@ -806,7 +812,9 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
     c = flow["cpu_s"]
     line = (
         f"CPU during the run (s): worker {c['worker']:.0f}, sandbox (+ this bench)"
-        f" {c['sandbox_and_bench']:.0f}, Prefect server {c['prefect_server']:.0f}: per"
+        f" {c['sandbox_and_bench']:.0f}, Prefect server {c['prefect_server']:.0f}"
+        + "".join(f", {k.replace('_', ' ')} {v:.0f}" for k, v in c.items() if k.startswith("warm"))
+        + ": per"
         f" offboarding {sum(c.values()) / n:.2f} s"
     )
     if base:

@@ -34,6 +34,8 @@ EXPECTED_SECONDS: dict[str, float] = {
     "tests/flows/test_offboard_e2e.py::test_a_run_killed_after_": 35,
     "tests/connectors/test_mixed_operations.py::test_500_": 40,
     "tests/cli/test_deployments.py::": 30,
+    # Warm worker processes start in each (an interpreter importing Handover and Prefect).
+    "tests/cli/test_warm_cmd.py::test_a": 30,
 }
 
 
