@@ -63,6 +63,7 @@ os.environ["HANDOVER_SANDBOX"] = "1"
 from cli.stack import start_prefect_server, start_sandbox  # noqa: E402
 from domain.identity import SELF_DECLARED  # noqa: E402
 from domain.tasks import is_ok  # noqa: E402
+from sandbox.seeds import DEMO_PLANTED as PLANTED  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -118,18 +119,6 @@ def main() -> None:
         sb.stop()
         prefect.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# The demo's planted cases (a sole admin, a stale manager, …): not ordinary leavers.
-PLANTED = {
-    "dana.sole@acme.com",
-    "mike.stale@acme.com",
-    "gina.groups@acme.com",
-    "sofia.lead@acme.com",
-    "frank.former@acme.com",
-    "leo.leave@acme.com",
-    "jon.smith@acme.com",
-}
 
 
 def ordinary_members(admin: httpx.Client) -> list[str]:

@@ -48,6 +48,20 @@ from sandbox.org.models import (
 )
 from sandbox.org.service import OrgService, hash_secret
 
+# The demo's planted members (above, and the leaver and team lead the demo stories use): not
+# ordinary leavers, for a test or bench that needs someone with nothing special about them.
+DEMO_PLANTED = frozenset(
+    {
+        "dana.sole@acme.com",
+        "mike.stale@acme.com",
+        "gina.groups@acme.com",
+        "sofia.lead@acme.com",
+        "frank.former@acme.com",
+        "leo.leave@acme.com",
+        "jon.smith@acme.com",
+    }
+)
+
 DOMAIN = "acme.com"
 PROJECTS = (("Production", "production"), ("Staging", "staging"), ("Development", "development"))
 FIRST = [

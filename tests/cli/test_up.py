@@ -27,6 +27,7 @@ from cli.deploy import REPO
 from cli.postgres import cluster_dir, pg_bin
 from cli.stack import free_port
 from intake.hooks import sign_hr
+from sandbox.seeds import DEMO_PLANTED as PLANTED
 from tests.cli.deploy_stack import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -288,18 +289,6 @@ def _the_prefect_api_refuses_unauthenticated_calls(up: Up) -> None:
     run_id = json.loads(dry.stdout)["run_id"]
     seen = httpx.get(up.api(f"/flow_runs/{run_id}"), headers=_basic(auth), timeout=10)
     assert seen.status_code == 200, seen.text
-
-
-# The demo org's planted cases (a sole admin, a stale manager, …): not ordinary leavers.
-PLANTED = {
-    "dana.sole@acme.com",
-    "mike.stale@acme.com",
-    "gina.groups@acme.com",
-    "sofia.lead@acme.com",
-    "frank.former@acme.com",
-    "leo.leave@acme.com",
-    "jon.smith@acme.com",
-}
 
 
 def _another_shell_joins_the_stack_by_itself(

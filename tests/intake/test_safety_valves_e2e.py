@@ -36,6 +36,7 @@ from intake.launch import ThreadLauncher, thread_launcher
 from ledger.approvals import get_approval
 from ledger.audit import records
 from sandbox.app import create_app
+from sandbox.seeds import DEMO_PLANTED as PLANTED
 from tests.conftest import IDP, LiveSandbox, serve, state_names
 from tests.flows.offboard_stack import ADMIN, OffboardStack, make_stack
 from tests.intake.test_hr_emergency_e2e import WithoutHeartbeats
@@ -46,15 +47,6 @@ HR = "hr.partner@acme.com"
 SEC_LEAD = "sec.lead@acme.com"
 SEC_ONCALL = "sec.oncall@acme.com"
 RAJ = "raj.admin@acme.com"  # an org Admin: the break-glass account of these tests
-PLANTED = {
-    "dana.sole@acme.com",
-    "mike.stale@acme.com",
-    "gina.groups@acme.com",
-    "sofia.lead@acme.com",
-    "frank.former@acme.com",
-    "leo.leave@acme.com",
-    "jon.smith@acme.com",
-}
 
 
 @pytest.fixture
