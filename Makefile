@@ -33,12 +33,12 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs in parallel: one process per worker, each with its own Prefect server
-# (tests/conftest.py), the long tests started first (tests/scheduling.py). 4 workers on the
-# 2-core machines: the chaos test holds one for ~4 min at half a core (it waits on its
-# worker's runs), three share the rest; each more worker adds a Prefect server (~18 s of CPU
-# to start). What a clean-clone run took: docs/testing.md
+# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
+# 2-core machines: the chaos test holds one for ~4 min, two share the rest; each more worker
+# adds a Prefect server (~18 s of CPU to start), and the suite is CPU-bound (a 4-worker
+# clean-clone run kept the cores 97 % busy and took 18 min against 15.5 with 3). What a clean-clone run took: docs/testing.md
 # ("How long"); `make test TEST_WORKERS=0` runs serially.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 test: lint docs browser
 	HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
