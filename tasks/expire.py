@@ -191,12 +191,16 @@ def record_membership_expiry(
         status = str(offboarded.get("status", "failed"))
         run = offboarded.get("run_id", "")
         effect = f"offboarded(contract_end, run {run})" if run else "offboarded(contract_end)"
+        checks = offboarded.get("verification", {})
+        failed = [f"{k}: {v}" for k, v in checks.items() if not is_ok(v)]
         if status not in ("done", "nothing_to_do"):
-            why = offboarded.get("failure") or "; ".join(
-                offboarded.get("plan", {}).get("blockers", [])
+            # Its failure, its blockers, else the checks that failed: what the ticket is told.
+            why = (
+                offboarded.get("failure")
+                or "; ".join(offboarded.get("plan", {}).get("blockers", []))
+                or "; ".join(failed)
             )
             return effect, f"fail(offboarding {status}{': ' + why if why else ''})"
-        failed = [k for k, v in offboarded.get("verification", {}).items() if not is_ok(v)]
         if failed:
             return effect, f"fail(offboarding checks failed: {', '.join(failed)})"
         left = rt.org.get_member(action.subject)

@@ -664,7 +664,11 @@ class GraphIdp(MappedGroups):
         (``revokeSignInSessions``: Graph resets ``signInSessionsValidFromDateTime`` to now).
 
         Returns:
-            ``updated`` (Graph cannot say how many sessions there were).
+            ``updated`` (Graph cannot say how many sessions there were), with
+            ``sessions_valid_from``: the user's ``signInSessionsValidFromDateTime`` read back
+            after the revocation, Graph's own time, which the verification compares a later
+            read with (our clock's time of the call could fall a second after Graph's and fail
+            a revocation that happened).
 
         Raises:
             NotFoundError: no such user.
@@ -678,7 +682,9 @@ class GraphIdp(MappedGroups):
                 operation="end_sessions",
                 subject=user_id,
             )
-        return _updated(id=user_id)
+        user = self._user(user_id, "end_sessions", "id,signInSessionsValidFromDateTime")
+        valid_from = user.get("signInSessionsValidFromDateTime")
+        return _updated(id=user_id, **({"sessions_valid_from": valid_from} if valid_from else {}))
 
     def sessions_ended_since(self, user_id: str, when: datetime) -> bool:
         """Whether Graph's ``signInSessionsValidFromDateTime`` of the user is at or after

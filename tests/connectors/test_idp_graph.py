@@ -206,7 +206,11 @@ def test_sessions_are_revoked_and_read_back(server: Backend) -> None:
     assert idp.sessions_ended_since(uid, started) is False
 
     result = idp.end_sessions(uid)
-    assert (result.effect, result.detail) == (Effect.UPDATED, {"id": uid})
+    # Graph's own time of the revocation, read back: what the verification compares with.
+    valid_from = datetime.fromisoformat(result.detail["sessions_valid_from"])
+    assert (result.effect, result.detail["id"]) == (Effect.UPDATED, uid)
+    assert valid_from.replace(microsecond=0) == started.replace(microsecond=0)
+    assert idp.sessions_ended_since(uid, valid_from) is True
     assert live() == 0
     assert idp.sessions_ended_since(uid, started) is True
     assert idp.sessions_ended_since(uid, started + timedelta(hours=1)) is False
