@@ -255,8 +255,9 @@ class WarmLauncher:
     ``task`` is the background task a warm worker serves (``flows.warm.offboard_warm``: it has
     ``delay``), ``serving()`` says whether one serves it now (the server tracks their
     websockets); both are given by whoever builds the intake, which never imports the flows.
-    No warm worker (or an answer that cannot be had) means the cold path: an emergency is
-    never left waiting for a worker that is not there.
+    No warm worker serving when asked (or an answer that cannot be had) means the cold path.
+    A worker that dies between that answer and taking the task leaves it scheduled until a
+    warm worker serves again.
     """
 
     task: Any
