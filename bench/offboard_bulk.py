@@ -299,7 +299,9 @@ def start_warm_workers(cfg: dict[str, Any], tmp: Path, n: int, limit: int) -> li
     from flows.warm import warm_workers
 
     procs = []
-    env = {**os.environ, **warm_env(cfg), "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
+    from cli.warm_cmd import WARM_ENV
+
+    env = {**os.environ, **warm_env(cfg), **WARM_ENV}
     if cfg["heartbeats"]:  # else Prefect's default: none, as in the coordinator
         env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = "30"
     for i in range(n):

@@ -18,18 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from cli.watchdog_cmd import REPO, ChildProcess
+from cli.watchdog_cmd import ChildProcess, start_child
 
-# What a warm worker's flow runs need beyond the caller's environment: heartbeats, so that the
-# crash automation sees one whose process died (cli/recover.py), and quiet about the
-# background task's own log lines, which have no flow run to go to.
+# Quiet about the background task's own log lines, which have no flow run to send them to.
 WARM_ENV = {
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
@@ -81,26 +77,13 @@ def start_warm_worker(
     ``HANDOVER_*`` settings, the shared scheduling storage); its output goes to ``log``."""
     from cli.recover import HEARTBEAT_SECONDS
 
-    cmd = [sys.executable, "-m", "cli.main", "warm-worker", "--limit", str(limit)]
-    out = open(log, "ab") if log else None  # noqa: SIM115 (kept open for the child)
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            env={
-                **os.environ,
-                **WARM_ENV,
-                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
-                **(env or {}),
-            },
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-            start_new_session=True,
-        )
-    finally:
-        if out:
-            out.close()
-    return ChildProcess(proc=proc, log=log)
+    # Heartbeats: the crash automation then sees a run whose process died (cli/recover.py).
+    heartbeats = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
+    return start_child(
+        ["warm-worker", "--limit", str(limit)],
+        env={**WARM_ENV, **heartbeats, **(env or {})},
+        log=log,
+    )
 
 
 def wait_for_warm_worker(timeout: float = 60.0) -> None:

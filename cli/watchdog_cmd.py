@@ -133,13 +133,19 @@ def start_watchdog(
 ) -> ChildProcess:
     """Start ``handover watchdog`` with this process's environment plus ``env`` (the
     ``HANDOVER_*`` settings; ``PREFECT_API_URL`` is inherited); its output goes to ``log``."""
-    cmd = [sys.executable, "-m", "cli.main", "watchdog", "--every", str(every)]
-    if not launch:
-        cmd.append("--no-launch")
+    args = ["watchdog", "--every", str(every), *([] if launch else ["--no-launch"])]
+    return start_child(args, env=env, log=log)
+
+
+def start_child(
+    args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
+) -> ChildProcess:
+    """Start ``handover ARGS…`` in a session of its own, with this process's environment plus
+    ``env``; its output (both streams) goes to ``log`` (default: inherited)."""
     out = open(log, "ab") if log else None  # noqa: SIM115 (kept open for the child)
     try:
         proc = subprocess.Popen(
-            cmd,
+            [sys.executable, "-m", "cli.main", *args],
             cwd=REPO,
             env={**os.environ, **(env or {})},
             stdout=out,
