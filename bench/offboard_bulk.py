@@ -274,6 +274,24 @@ def warm_env(cfg: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def bucket_figures() -> dict[str, dict[str, float]]:
+    """This process's shared buckets (those of the runtimes it built): per backend, the
+    leases taken, the tokens dropped unspent when a lease ended, and the seconds waited."""
+    from connectors.rate import SharedBucket
+    from tasks.runtime import _from_settings
+
+    out: dict[str, dict[str, float]] = {}
+    for _settings, rt in list(_from_settings._built):
+        for limiter in (rt.org.admin.limiter,):  # type: ignore[attr-defined]
+            if isinstance(limiter, SharedBucket):
+                out[limiter.backend] = {
+                    "leases": limiter.leases,
+                    "dropped": limiter.dropped,
+                    "waited_s": round(limiter.waited, 1),
+                }
+    return out
+
+
 def warm_worker(cfg_path: Path) -> None:
     """A warm worker (``handover warm-worker``'s serve) in this process, timed like the
     coordinator; its timing is written every second until it is stopped."""
@@ -286,7 +304,9 @@ def warm_worker(cfg_path: Path) -> None:
 
     def dump() -> None:
         while True:
-            Path(cfg["out"]).write_text(json.dumps({"timing": timing.as_dict()}))
+            Path(cfg["out"]).write_text(
+                json.dumps({"timing": timing.as_dict(), "buckets": bucket_figures()})
+            )
             time.sleep(1.0)
 
     threading.Thread(target=dump, daemon=True).start()
@@ -566,6 +586,7 @@ def run_flow(
             t["n"] += v["n"]
     res.update(
         warm_peak_rss_mb=[w["peak_rss_mb"] for w in warm_figures],
+        warm_buckets=[w.get("buckets", {}) for w in warm_figures],
         traffic=traffic(sandbox_log(url, seq0), args.rate),
         process_wall_s=wall,
         peak_rss_mb=peak,
@@ -795,6 +816,12 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
     if flow["warm_peak_rss_mb"]:
         rss = ", ".join(f"{x:.0f}" for x in flow["warm_peak_rss_mb"])
         rows.append((f"peak RSS of each of {args.warm} warm workers", f"{rss} MB", "—"))
+        leases = "; ".join(
+            f"{b['leases']} leases, {b['dropped']} tokens dropped"
+            for w in flow["warm_buckets"]
+            for b in w.values()
+        )
+        rows.append(("org admin bucket of each warm worker", leases or "—", "—"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width, strict=True)))

@@ -292,7 +292,7 @@ def up(
             dog = start_watchdog(every=SWEEP_SECONDS, env=env, log=home / "watchdog.log")
             stoppers.append(("watchdog", dog.stop))
 
-            from flows.warm import offboard_warm, warm_workers
+            from flows.warm import offboard_warm, taken_or_withdrawn, warm_workers
             from intake.app import create_intake
             from intake.launch import WarmLauncher, deployment_launcher
 
@@ -305,6 +305,7 @@ def up(
                         offboard_warm,
                         serving=lambda: warm_workers() > 0,
                         fallback=deployment_launcher(OFFBOARD_DEPLOYMENT),
+                        taken=taken_or_withdrawn,
                     ),
                     onboard_launcher=deployment_launcher(ONBOARD_DEPLOYMENT),
                     extend_launcher=deployment_launcher(EXTEND_DEPLOYMENT),

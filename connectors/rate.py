@@ -206,6 +206,7 @@ class SharedBucket:
         self._want = 1  # the next lease's size
         self._empty_until = 0.0  # the shared bucket has no token before then (clock)
         self.leases = 0  # transactions that granted tokens (for benchmarks)
+        self.dropped = 0  # tokens of leases that ended unspent (for benchmarks)
         self.waited = 0.0
 
     def __repr__(self) -> str:
@@ -265,6 +266,7 @@ class SharedBucket:
             self._want = min(self.lease_max, self._want * 2)
         else:  # it ended unused: this process needs about what it spent
             self._want = max(1, self._spent)
+            self.dropped += self._left
         self._left = self._spent = 0
 
     def penalize(self, seconds: float) -> None:

@@ -30,13 +30,17 @@ sweep starts it again as a run of the ``offboard/offboard`` deployment (``cli.re
 from __future__ import annotations
 
 import contextvars
+import time
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
+from prefect.states import Cancelled
 
 from domain.runbook import call_runbook
 from flows.offboard import offboard
@@ -48,6 +52,11 @@ from flows.offboard import offboard
 RUN_PREFIX = "handover-warm-"
 # The deployment a crashed warm run of each flow is started again as (cli.recover).
 COLD_DEPLOYMENTS = {"offboard": "offboard/offboard"}
+# How long an emergency handed to a warm worker waits for one to take it (seconds) before it
+# is withdrawn and sent to the offboard deployment instead (taken_or_withdrawn): a serving
+# worker with a free slot takes it within a second; one that died after saying it serves, or
+# one busy with a batch, would otherwise hold it for as long as that lasts.
+PICKUP_SECONDS = 5.0
 
 
 @task(
@@ -65,6 +74,12 @@ def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
     # Which worker took whom: the worker's log says (the server does not keep it).
     get_run_logger().info("offboarding %s", params.get("email"))
     ctx = TaskRunContext.get()
+    if ctx is not None and _withdrawn(ctx.task_run.id):
+        # Its submitter gave up waiting for a worker and ran it elsewhere (taken_or_withdrawn,
+        # wait_warm); Prefect still delivers a cancelled background task to a worker that
+        # subscribes later, and would let it run.
+        get_run_logger().warning("withdrawn before a warm worker took it: not run here")
+        return {"status": "withdrawn", "run_id": ""}
     # The name finds this task's flow run again (wait_warm: did the worker die?) and tells the
     # recovery sweep to start a crashed one as a deployment run.
     name = f"{RUN_PREFIX}{ctx.task_run.id if ctx is not None else uuid4()}"
@@ -128,20 +143,71 @@ def wait_warm(future: Any, params: dict[str, Any], *, poll: float) -> dict[str, 
             return {"status": "failed", "failure": lost, "run_id": ""}
 
 
+def taken_or_withdrawn(
+    task_run_id: UUID, *, within: float = PICKUP_SECONDS, poll: float = 0.1
+) -> bool:
+    """Whether a warm worker took background task ``task_run_id`` within ``within`` seconds
+    (True); if none did, it is withdrawn (False: the caller runs it elsewhere, and no worker
+    runs it later). True as well when Prefect cannot be asked: running it twice at once is
+    worse than waiting for it."""
+    deadline = time.monotonic() + within
+    try:
+        with get_client(sync_client=True) as client:
+            while True:
+                state = client.read_task_run(task_run_id).state
+                if state is None or not state.is_scheduled():
+                    return True
+                if time.monotonic() >= deadline:
+                    why = f"no warm worker took it within {within:g} s: run elsewhere"
+                    return not _withdraw(client, task_run_id, why)
+                time.sleep(poll)
+    except Exception:  # the server's answer is the only way to know; without it, keep waiting
+        return True
+
+
+def withdrawn_first(states: Sequence[State[Any]]) -> bool | None:
+    """From a background task's states, oldest first: True when it was cancelled before a
+    worker took it (a Pending or Running state), False when a worker took it first, None when
+    neither happened yet. The submitter and the worker both decide by this, so exactly one of
+    them runs it."""
+    for state in sorted(states, key=lambda s: s.timestamp):
+        if state.is_cancelled():
+            return True
+        if state.is_pending() or state.is_running():
+            return False
+    return None
+
+
+def _withdraw(client: Any, task_run_id: UUID, why: str) -> bool:
+    """Cancel a background task no worker took; whether it was (False: a worker took it in
+    the meantime, and runs it)."""
+    answer = client.set_task_run_state(task_run_id, Cancelled(message=why))
+    if answer.status.value != "ACCEPT":
+        return False
+    return withdrawn_first(client.read_task_run_states(task_run_id)) is True
+
+
+def _withdrawn(task_run_id: UUID) -> bool:
+    """Whether this background task was withdrawn before this worker took it; False when
+    Prefect cannot be asked (the flow run needs it anyway and says so)."""
+    try:
+        with get_client(sync_client=True) as client:
+            return withdrawn_first(client.read_task_run_states(task_run_id)) is True
+    except Exception:
+        return False
+
+
 def _lost(task_run_id: UUID) -> str:
     """Why a background task still not final after a wait will not end by itself: "unclaimed"
     when no warm worker is left to take it (and it is now cancelled, so none takes it later),
     a failure when the worker running it died (its flow run Crashed), else ""."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-    from prefect.states import Cancelled
 
     with get_client(sync_client=True) as client:
         state = client.read_task_run(task_run_id).state
         if state is not None and state.is_scheduled() and not warm_workers():
-            answer = client.set_task_run_state(
-                task_run_id, Cancelled(message="no warm worker left: run by the batch itself")
-            )
-            return "unclaimed" if answer.status.value == "ACCEPT" else ""
+            why = "no warm worker left: run by the batch itself"
+            return "unclaimed" if _withdraw(client, task_run_id, why) else ""
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 name=FlowRunFilterName(any_=[f"{RUN_PREFIX}{task_run_id}"])

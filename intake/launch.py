@@ -256,8 +256,9 @@ class WarmLauncher:
     ``delay``), ``serving()`` says whether one serves it now (the server tracks their
     websockets); both are given by whoever builds the intake, which never imports the flows.
     No warm worker serving when asked (or an answer that cannot be had) means the cold path.
-    A worker that dies between that answer and taking the task leaves it scheduled until a
-    warm worker serves again.
+    ``taken(task_run_id)`` waits for a worker to take the task and withdraws it when none does
+    in time (``flows.warm.taken_or_withdrawn``): a worker that died after the answer, or one
+    busy with a batch, sends the emergency down the cold path too, late but not lost.
     """
 
     task: Any
@@ -266,11 +267,17 @@ class WarmLauncher:
     takes: Callable[[dict[str, Any]], bool] = field(
         default=lambda params: bool(params.get("emergency"))
     )
+    taken: Callable[[Any], bool] = field(default=lambda _task_run_id: True)
 
     def __call__(self, params: dict[str, Any]) -> str:
         if self.takes(params) and self.serving():
             future = self.task.delay(params)
-            return f"{WARM}{future.task_run_id}"
+            if self.taken(future.task_run_id):
+                return f"{WARM}{future.task_run_id}"
+            log.warning(
+                "no warm worker took task run %s in time: withdrawn, sent to the deployment",
+                future.task_run_id,
+            )
         return self.fallback(params)
 
     def ended(self, ref: str) -> bool | None:

@@ -4,7 +4,9 @@ Prefect server, against a sandbox over loopback.
 - An HR ``security_risk`` webhook, through the intake's ``WarmLauncher``, runs on the warm
   worker (no deployment, no process worker exists here): the member is removed, the run is a
   flow run of its own named after the background task, and the launcher's ``ended`` says
-  when it is over.
+  when it is over. An emergency handed over while the server wrongly believes a worker
+  serves (one that died after saying so) is withdrawn when nobody takes it in time and goes
+  to the fallback; the worker that subscribes later does not run it.
 - A bulk offboarding shares its leavers between two warm workers, each allowed two at once:
   every leaver removed, every row done, and each worker ran some of them.
 - A warm run whose worker died (its flow run Crashed) is started again by the recovery sweep
@@ -100,21 +102,40 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 
-    from flows.warm import RUN_PREFIX, offboard_warm
+    from flows.warm import RUN_PREFIX, offboard_warm, taken_or_withdrawn
     from flows.warm import warm_workers as serving
     from intake.app import create_intake
     from intake.hooks import sign_hr
     from intake.launch import WARM, WarmLauncher
 
-    (proc,) = warm_workers(stack, request, 1, limit=2)
     cold: list[dict[str, Any]] = []
 
     def fallback(params: dict[str, Any]) -> str:
         cold.append(params)
         return "cold-run"
 
+    who, spared = joined_plain_members(stack, 2)
+    # No worker serves yet, but the launcher is told one does: nobody takes the task, so it is
+    # withdrawn after the pickup time and the emergency goes to the fallback.
+    submitted: list[Any] = []
+
+    class Recording:
+        def delay(self, params: dict[str, Any]) -> Any:
+            submitted.append(offboard_warm.delay(params))
+            return submitted[-1]
+
+    orphan = WarmLauncher(
+        Recording(),
+        serving=lambda: True,
+        fallback=fallback,
+        taken=lambda task_run_id: taken_or_withdrawn(task_run_id, within=1.0),
+    )
+    lost = {"email": spared, "reason": "security_incident", "emergency": True}
+    assert orphan(lost) == "cold-run" and cold == [lost]
+    cold.clear()
+
+    (proc,) = warm_workers(stack, request, 1, limit=2)
     launcher = WarmLauncher(offboard_warm, serving=lambda: serving() > 0, fallback=fallback)
-    (who,) = joined_plain_members(stack, 1)
     body = json.dumps(
         {
             "event_id": "warm-evt-1",
@@ -159,6 +180,17 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
         assert task_run.state is not None and task_run.state.is_completed()
         result = task_run.state.result()
     assert result["status"] == "done" and result["run_id"] == str(runs[0].id), result
+    # The withdrawn emergency did not run on the worker that subscribed later (Prefect may
+    # deliver it there; the task checks its history first): its fallback has it.
+    with get_client(sync_client=True) as client:
+        withdrawn = client.read_task_run(submitted[0].task_run_id).state
+        none_ran = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[f"{RUN_PREFIX}{submitted[0].task_run_id}"])
+            )
+        )
+    assert withdrawn is not None and withdrawn.is_final(), withdrawn
+    assert none_ran == [] and stack.member(spared) is not None
 
     # Stopped as `handover up` stops it (SIGTERM): at once, and the server forgets it, so the
     # next emergency goes to the fallback.

@@ -5,6 +5,9 @@ bulk run's leaver never waits forever for a background task that cannot end.
   offboarding runs in the caller's process instead.
 - The warm worker running it died (its flow run Crashed): the leaver's outcome is ``failed``,
   saying so.
+- An emergency no worker takes in time is withdrawn (cancelled); a worker that takes it after
+  that does not run it, and one that took it first keeps it: the submitter and the worker read
+  the same history and agree.
 
 Workers that do run offboardings: tests/cli/test_warm_cmd.py.
 """
@@ -71,3 +74,32 @@ def test_a_leaver_whose_warm_worker_died_is_failed_saying_so(prefect_server: str
     assert str(run.id) in out["failure"]
     with get_client(sync_client=True) as client:
         client.set_task_run_state(future.task_run_id, Cancelled(), force=True)
+
+
+def test_a_task_nobody_takes_in_time_is_withdrawn_and_the_order_decides(
+    prefect_server: str,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from flows.warm import _withdraw, _withdrawn, offboard_warm, taken_or_withdrawn
+
+    params = {"email": "nobody.takes@acme.com", "reason": "security_incident", "emergency": True}
+    late = offboard_warm.delay(params)
+    assert taken_or_withdrawn(late.task_run_id, within=0.3) is False
+    with get_client(sync_client=True) as client:
+        state = client.read_task_run(late.task_run_id).state
+        assert state is not None and state.is_cancelled(), state
+        # A worker that subscribes afterwards and takes it (Prefect lets a cancelled task run)
+        # finds it withdrawn.
+        client.set_task_run_state(late.task_run_id, Running())
+    assert _withdrawn(late.task_run_id) is True
+
+    early = offboard_warm.delay(params)
+    with get_client(sync_client=True) as client:
+        client.set_task_run_state(early.task_run_id, Running())  # a worker took it
+        assert taken_or_withdrawn(early.task_run_id, within=0.3) is True
+        # The race: the submitter saw it scheduled just before the worker took it, and cancels
+        # after: the worker was first, so it keeps it and the submitter does not run it too.
+        assert _withdraw(client, early.task_run_id, "test: too late") is False
+    assert _withdrawn(early.task_run_id) is False
