@@ -89,26 +89,11 @@ def resume_crashed(*, since: timedelta = timedelta(hours=24)) -> list[Resumed]:
     """Start again each run of a deployment that Crashed within ``since`` (see the module
     docstring); what this sweep started (a run an earlier sweep started is not started twice)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterDeploymentId,
-        FlowRunFilterIdempotencyKey,
-        FlowRunFilterStartTime,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 
     out: list[Resumed] = []
     with get_client(sync_client=True) as client:
-        crashed = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
-                deployment_id=FlowRunFilterDeploymentId(is_null_=False),
-                start_time=FlowRunFilterStartTime(after_=datetime.now(UTC) - since),
-            ),
-            limit=200,
-        )
+        crashed = _crashed_runs(client, since, of_deployments=True)
         crashed += _crashed_warm_runs(client, since)
         for run in crashed:
             assert run.deployment_id is not None
@@ -140,10 +125,8 @@ def resume_crashed(*, since: timedelta = timedelta(hours=24)) -> list[Resumed]:
     return out
 
 
-def _crashed_warm_runs(client: Any, since: timedelta) -> list[Any]:
-    """The Crashed runs a warm worker ran (flows/warm.py: no deployment, named
-    ``handover-warm-<task run id>``), each
-    given the deployment it is started again as (the cold path: a process worker's run)."""
+def _crashed_runs(client: Any, since: timedelta, *, of_deployments: bool) -> list[Any]:
+    """The runs that Crashed within ``since``: of a deployment, or else those without one."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterDeploymentId,
@@ -154,24 +137,34 @@ def _crashed_warm_runs(client: Any, since: timedelta) -> list[Any]:
     )
     from prefect.client.schemas.objects import StateType
 
-    from flows.warm import COLD_DEPLOYMENTS, RUN_PREFIX
+    from flows.warm import RUN_PREFIX
 
-    runs = client.read_flow_runs(
+    return client.read_flow_runs(  # type: ignore[no-any-return]
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
-            deployment_id=FlowRunFilterDeploymentId(is_null_=True),
-            name=FlowRunFilterName(like_=RUN_PREFIX),
+            deployment_id=FlowRunFilterDeploymentId(is_null_=not of_deployments),
+            # like_ matches anywhere in the name: the caller checks the prefix.
+            name=None if of_deployments else FlowRunFilterName(like_=RUN_PREFIX),
             start_time=FlowRunFilterStartTime(after_=datetime.now(UTC) - since),
         ),
         limit=200,
     )
+
+
+def _crashed_warm_runs(client: Any, since: timedelta) -> list[Any]:
+    """The Crashed runs a warm worker ran (flows/warm.py: no deployment, named
+    ``handover-warm-<task run id>``), each given the deployment it is started again as (the
+    cold path: a process worker's run)."""
+    from flows.warm import COLD_DEPLOYMENTS, RUN_PREFIX
+
+    deployments: dict[Any, Any] = {}  # by flow id: read once per sweep
     out = []
-    for run in runs:
-        if not run.name.startswith(RUN_PREFIX):  # like_ matches anywhere in the name
+    for run in _crashed_runs(client, since, of_deployments=False):
+        if not run.name.startswith(RUN_PREFIX):
             continue
-        name = COLD_DEPLOYMENTS.get(client.read_flow(run.flow_id).name)
-        if name is None:
-            continue
-        deployment = client.read_deployment_by_name(name)
-        out.append(run.model_copy(update={"deployment_id": deployment.id}))
+        if run.flow_id not in deployments:
+            name = COLD_DEPLOYMENTS.get(client.read_flow(run.flow_id).name)
+            deployments[run.flow_id] = name and client.read_deployment_by_name(name).id
+        if deployments[run.flow_id] is not None:
+            out.append(run.model_copy(update={"deployment_id": deployments[run.flow_id]}))
     return out
