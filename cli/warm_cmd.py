@@ -1,13 +1,16 @@
-"""``handover warm-worker``: a long-lived process that runs offboardings as they are submitted.
+"""``handover warm-worker``: a long-lived process that runs offboardings (and bulk onboarding
+rows) as they are submitted.
 
-It serves ``flows.warm.offboard_warm`` as a Prefect background task (``prefect.task_worker``):
-everything is imported once, the server pushes each submitted offboarding over the worker's
-websocket, and at most ``--limit`` run at once in this process. Several warm workers (on this
+It serves ``flows.warm.offboard_warm`` and ``flows.onboard_bulk.onboard_row_warm`` as Prefect
+background tasks (``prefect.task_worker``): everything is imported once, the server pushes
+each submitted run over the worker's websocket, and at most ``--limit`` run at once in this
+process. Several warm workers (on this
 machine or on others sharing the task-scheduling storage: flows/warm.py) share the work: the
 server gives each submission to one of them.
 
 ``handover up`` starts one beside the process worker (log ``warm-worker.log``): the intake
-sends emergencies to it, and a bulk offboarding sends each leaver to the warm workers there are.
+sends emergencies to it, a bulk offboarding sends each leaver to the warm workers there are,
+and a bulk onboarding each row that waits on nobody.
 It reads the ``HANDOVER_*`` settings and ``PREFECT_API_URL`` like the process worker's runs,
 and stops on Ctrl-C or SIGTERM (an offboarding in flight is then interrupted; the crash
 automation and the recovery sweep start it again as a deployment run, cli/recover.py).
@@ -33,11 +36,11 @@ WARM_ENV = {
 
 def warm_worker(
     limit: int = typer.Option(
-        8, min=1, max=64, help="offboardings run at once in this process (each is a thread)"
+        8, min=1, max=64, help="runs at once in this process (each is a thread)"
     ),
 ) -> None:
-    """Run submitted offboardings (emergencies from the intake, a bulk run's leavers) in this
-    process, LIMIT at once, until Ctrl-C or SIGTERM."""
+    """Run submitted offboardings (emergencies from the intake, a bulk run's leavers) and bulk
+    onboarding rows in this process, LIMIT at once, until Ctrl-C or SIGTERM."""
     from connectors.settings import SettingsError, load_settings
 
     try:
@@ -54,6 +57,7 @@ def warm_worker(
         raise typer.Exit(2)
     from prefect.task_worker import serve
 
+    from flows.onboard_bulk import onboard_row_warm
     from flows.warm import offboard_warm
 
     def interrupt(_signum: int, _frame: Any) -> None:
@@ -64,9 +68,11 @@ def warm_worker(
     # websocket closes with it; the server then forgets this worker and submitters stop
     # choosing it (an offboarding in flight is started again by the recovery sweep).
     signal.signal(signal.SIGTERM, interrupt)
-    typer.echo(f"warm worker: serving {offboard_warm.name}, {limit} at once; Ctrl-C stops it")
+    tasks = (offboard_warm, onboard_row_warm)
+    names = ", ".join(t.name for t in tasks)
+    typer.echo(f"warm worker: serving {names}, {limit} at once; Ctrl-C stops it")
     with contextlib.suppress(KeyboardInterrupt):
-        serve(offboard_warm, limit=limit)
+        serve(*tasks, limit=limit)
     typer.echo("warm worker: stopped")
 
 

@@ -12,8 +12,9 @@ tasks of :mod:`tasks.onboard`); what is bulk is here and in :mod:`domain.bulk`:
   of what the rows ask (production roles, the highest org role, modules; the admins of the
   production projects asked for), approvers see the step counts and every bad row, and approve
   the batch hash (the rows' plan hashes and errors);
-- rows are applied by a bounded :class:`~concurrent.futures.ThreadPoolExecutor`; every thread
-  goes through the connectors' process-wide token buckets (:mod:`connectors.rate`), so the
+- rows are applied by a bounded :class:`~concurrent.futures.ThreadPoolExecutor` (each row that
+  waits on nobody on a warm worker when one serves: :func:`onboard_row_warm`); every thread
+  goes through the connectors' token buckets (:mod:`connectors.rate`), so the
   batch stays under the backend's rate limit whatever ``max_workers`` is;
 - each row is its own ledger case (a re-run skips what it did); no ticket: the result lists the
   rows, and a requester with an email gets one DM for the batch (not one per row);
@@ -26,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from approvals.gate import PlanSummary
@@ -45,6 +46,7 @@ from flows.batch import (
     tell_requester,
 )
 from flows.runbook import ON_FAILURE, Standing, ask, begin, run_plan
+from flows.warm import WARM_TASK, run_maybe_warm, run_warm_flow, warm_workers
 from tasks.cases import open_run_case
 from tasks.onboard import RUNBOOK, idp_managed_default, today, verify_onboarding
 from tasks.onboard_bulk import take_bulk_inventory
@@ -94,6 +96,14 @@ def onboard_row(
     return _run_row(rt, row, standing=standing, requester=requester)
 
 
+@task(name="onboard-row-warm", **WARM_TASK)
+def onboard_row_warm(params: dict[str, Any]) -> dict[str, Any]:
+    """One row of a bulk onboarding (``params``: :func:`onboard_row`'s) on a warm worker
+    (``flows.warm``), as a flow run of its own; its outcome."""
+    get_run_logger().info("onboarding %s", params.get("plan", {}).get("subject"))
+    return run_warm_flow(onboard_row, params)
+
+
 def _apply_row(
     rt: Runtime,
     r: BatchRow,
@@ -102,33 +112,37 @@ def _apply_row(
     approval: str,
     approvers: list[str],
     requester: str,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """Apply, verify and record one row (in a worker thread) on its own case, the batch's
     approval standing for the row's; never raises. A row with a human task runs as its own
     flow run (:func:`onboard_row`), since a flow run pauses as a whole: each row waits on its
-    own task, every row's task open at once."""
+    own task, every row's task open at once. With ``warm``, a row without one runs on a warm
+    worker (:func:`onboard_row_warm`), as a flow run of its own there."""
     plan = r.plan
     assert plan is not None
     effects: dict[str, str] = {}
     approval = approval or f"batch-{batch_hash[:12]}"
+    params = {
+        "plan": plan.model_dump(mode="json"),
+        "approval": approval,
+        "approvers": approvers,
+        "requester": requester,
+    }
     try:
         if any(isinstance(s.params, HumanTask) for s in plan.steps):
-            out = call_runbook(
-                onboard_row,
-                plan=plan.model_dump(mode="json"),
-                approval=approval,
-                approvers=approvers,
-                requester=requester,
-            )
+            out = call_runbook(onboard_row, **params)
+        elif warm:
+            out = run_maybe_warm(onboard_row_warm, onboard_row, params, warm=True)
         else:
             standing = Standing(approval, lambda _case: approvers, kind="batch_approval")
             out = call_runbook(_run_row, rt, plan, standing=standing, requester=requester)
     except Exception as exc:  # the ledger or a read failed: this row only
         return _row_result(r, "failed", f"{type(exc).__name__}: {exc}", effects=effects)
-    effects = out["effects"]
-    failed = [f"{k} {v}" for k, v in out["verification"].items() if not is_ok(v)]
+    effects = out.get("effects", {})
+    failed = [f"{k} {v}" for k, v in out.get("verification", {}).items() if not is_ok(v)]
     message = out.get("failure") or ("; ".join(failed) if failed else plan.granted_text())
-    return _row_result(r, out["status"], message, effects=effects)
+    return _row_result(r, out.get("status", "failed"), message, effects=effects)
 
 
 def _result(
@@ -271,6 +285,13 @@ def onboard_bulk(
         if not res.approved:
             return finish_batch(_result(rt, batch, planned, status="denied", approval=approval))
     rows = [_row_result(r) for r in batch.rows if r.status != "ready"]
+    warm = warm_workers(onboard_row_warm)
+    get_run_logger().info(
+        "batch %s: %d rows on %s",
+        batch.hash[:12],
+        len(batch.ready),
+        f"{warm} warm worker(s)" if warm else "this run's process",
+    )
     rows += run_all(
         batch.ready,
         lambda r: _apply_row(
@@ -280,6 +301,7 @@ def onboard_bulk(
             approval=approval,
             approvers=approvers,
             requester=requester,
+            warm=warm > 0,
         ),
         workers=max(1, min(int(max_workers), 32)),
         name="onboard-row",

@@ -1,37 +1,43 @@
-"""The warm executor: offboardings run in a long-lived process, not in a new interpreter each.
+"""The warm executor: runbooks run in a long-lived process, not in a new interpreter each.
 
 A process worker starts a new Python process per flow run: 2 to 3 s of imports and start-up
 before the first step, 10 to 13 s from an HR webhook to the member removed (issue 18). An
 emergency must not wait for that, and a batch of 200 leavers should not pay it 200 times. So
 ``handover warm-worker`` (``cli/warm_cmd.py``; ``handover up`` starts one) serves
-:data:`offboard_warm` as a Prefect *background task* (``prefect.task_worker.serve``): the
-process has imported everything once and holds a websocket to the server, which pushes each
-submitted run to one of the serving processes at once.
+:data:`offboard_warm` and ``flows.onboard_bulk.onboard_row_warm`` as Prefect *background
+tasks* (``prefect.task_worker.serve``): the process has imported everything once and holds a
+websocket to the server, which pushes each submitted run to one of the serving processes at
+once.
 
-Each background task runs the :func:`flows.offboard.offboard` flow itself, a flow run of its
+Each background task runs a runbook flow itself (:func:`run_warm_flow`), a flow run of its
 own (named :data:`RUN_PREFIX` + the task run's id): the same case, plan, gate, steps,
-verification and audit trail as a deployment run. Who submits:
+verification and audit trail as a run anywhere else. Who submits:
 
 - the intake, for an emergency (``intake.launch.WarmLauncher``): an HR ``security_risk``
   event, when a warm worker serves this task; otherwise the ``offboard/offboard`` deployment,
   as before;
 - a bulk offboarding (:func:`run_offboard`): each leaver is one background task, so several
   warm workers, on this machine or others, share a batch; without a warm worker each leaver
-  runs in the bulk run's own process as before.
+  runs in the bulk run's own process as before;
+- a bulk onboarding: each approved row that needs no person (``onboard_row``) is one
+  background task the same way (a row waiting on a human task stays a subflow of the batch:
+  its pause may last days, and would hold a warm worker's slot).
 
 The submitter stores the parameters (and Prefect its context) in the task-scheduling storage,
 the worker reads them from there: both must see the same storage (one machine: the same
 ``PREFECT_LOCAL_STORAGE_PATH``, which ``handover up`` sets; several machines: a shared storage
 block, ``PREFECT_TASKS_SCHEDULING_DEFAULT_STORAGE_BLOCK``). A warm worker killed mid-run
 leaves its flow run without heartbeats: the crash automation marks it Crashed and the recovery
-sweep starts it again as a run of the ``offboard/offboard`` deployment (``cli.recover``).
+sweep starts an offboarding again as a run of the ``offboard/offboard`` deployment
+(``cli.recover``); an onboarding row has no deployment: its batch reports it failed, and a
+re-run of the batch finishes it.
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -59,20 +65,17 @@ COLD_DEPLOYMENTS = {"offboard": "offboard/offboard"}
 PICKUP_SECONDS = 5.0
 
 
-@task(
-    name="offboard-warm",
-    # Every submission is a run of its own: two emergencies with the same parameters (a person
-    # re-hired and leaving again) must both run; the runbook's case makes a repeat a no-op.
-    cache_policy=NO_CACHE,
-    # The outcome is read back by a bulk run (future.result()) from the scheduling storage.
-    persist_result=True,
-    retries=0,  # the runbook converges when run again; retrying is the recovery sweep's job
-)
-def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
-    """Run one offboarding (``params``: the ``offboard`` flow's parameters) in this warm
-    process, as a flow run of its own; its outcome, whichever state it ended in."""
-    # Which worker took whom: the worker's log says (the server does not keep it).
-    get_run_logger().info("offboarding %s", params.get("email"))
+# The options of every warm task: each submission is a run of its own (two emergencies with the
+# same parameters, a person re-hired and leaving again, must both run; the runbook's case makes
+# a repeat a no-op); the outcome is read back by a bulk run (future.result()) from the
+# scheduling storage; no retries: the runbook converges when run again, and retrying is the
+# recovery sweep's job.
+WARM_TASK: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": True, "retries": 0}
+
+
+def run_warm_flow(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The body of a warm task: run ``flow`` with ``params`` in this warm process, as a flow
+    run of its own named after the task run; its outcome, whichever state it ended in."""
     ctx = TaskRunContext.get()
     if ctx is not None and _withdrawn(ctx.task_run.id):
         # Its submitter gave up waiting for a worker and ran it elsewhere (taken_or_withdrawn,
@@ -85,12 +88,21 @@ def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
     name = f"{RUN_PREFIX}{ctx.task_run.id if ctx is not None else uuid4()}"
 
     def run() -> dict[str, Any]:
-        return call_runbook(offboard.with_options(flow_run_name=name), **params)
+        return call_runbook(flow.with_options(flow_run_name=name), **params)
 
     # In a context of its own: under this task's run context, the flow and every task in it
     # would take this task's persist_result, and each step's result (a rotation's among them)
     # would be written to the scheduling storage.
     return contextvars.Context().run(run)
+
+
+@task(name="offboard-warm", **WARM_TASK)
+def offboard_warm(params: dict[str, Any]) -> dict[str, Any]:
+    """Run one offboarding (``params``: the ``offboard`` flow's parameters) in this warm
+    process, as a flow run of its own; its outcome."""
+    # Which worker took whom: the worker's log says (the server does not keep it).
+    get_run_logger().info("offboarding %s", params.get("email"))
+    return run_warm_flow(offboard, params)
 
 
 def warm_workers(fn: Any = offboard_warm) -> int:
@@ -117,28 +129,43 @@ def run_offboard(
 ) -> dict[str, Any]:
     """One offboarding's outcome: on a warm worker when ``warm`` (a background task, waited
     for: :func:`wait_warm`), else here, as a subflow of the calling flow."""
+    return run_maybe_warm(offboard_warm, offboard, params, warm=warm, poll=poll)
+
+
+def run_maybe_warm(
+    warm_task: Any, flow: Any, params: dict[str, Any], *, warm: bool, poll: float = POLL_SECONDS
+) -> dict[str, Any]:
+    """``flow``'s outcome with ``params``: on a warm worker when ``warm`` (``warm_task``, a
+    background task running ``flow``: :func:`run_warm_flow`; waited for: :func:`wait_warm`),
+    else here, as a subflow of the calling flow."""
+
+    def here() -> dict[str, Any]:
+        return dict(call_runbook(flow, **params))
+
     if not warm:
-        return call_runbook(offboard, **params)
+        return here()
     # Submitted from an empty context: Prefect would otherwise hand the calling flow's run
-    # context to the worker, and the offboarding would become a subflow of this bulk run
-    # there (its tracking task keyed by counters of a copy of this context).
-    future = contextvars.Context().run(offboard_warm.delay, params)
-    return wait_warm(future, params, poll=poll)
+    # context to the worker, and the run would become a subflow of this bulk run there (its
+    # tracking task keyed by counters of a copy of this context).
+    future = contextvars.Context().run(warm_task.delay, params)
+    return wait_warm(future, here, poll=poll, fn=warm_task)
 
 
-def wait_warm(future: Any, params: dict[str, Any], *, poll: float) -> dict[str, Any]:
-    """The outcome of the background task ``future`` (an offboarding with ``params``). Every
+def wait_warm(
+    future: Any, here: Callable[[], dict[str, Any]], *, poll: float, fn: Any = offboard_warm
+) -> dict[str, Any]:
+    """The outcome of the background task ``future`` (a run of warm task ``fn``). Every
     ``poll`` seconds without it, whether it can still come: a task no warm worker is left to
-    take is cancelled and run here instead; one whose worker died is a failed outcome saying
-    so (the recovery sweep starts that run again)."""
+    take is withdrawn and run ``here`` instead; one whose worker died is a failed outcome
+    saying so."""
     while True:
         try:
             return dict(future.result(timeout=poll))
         except TimeoutError:
             pass
-        lost = _lost(future.task_run_id)
+        lost = _lost(future.task_run_id, fn)
         if lost == "unclaimed":
-            return call_runbook(offboard, **params)  # cancelled first: no worker takes it now
+            return here()  # withdrawn first: no worker runs it now
         if lost:
             return {"status": "failed", "failure": lost, "run_id": ""}
 
@@ -197,7 +224,7 @@ def _withdrawn(task_run_id: UUID) -> bool:
         return False
 
 
-def _lost(task_run_id: UUID) -> str:
+def _lost(task_run_id: UUID, fn: Any) -> str:
     """Why a background task still not final after a wait will not end by itself: "unclaimed"
     when no warm worker is left to take it (and it is now cancelled, so none takes it later),
     a failure when the worker running it died (its flow run Crashed), else ""."""
@@ -205,7 +232,7 @@ def _lost(task_run_id: UUID) -> str:
 
     with get_client(sync_client=True) as client:
         state = client.read_task_run(task_run_id).state
-        if state is not None and state.is_scheduled() and not warm_workers():
+        if state is not None and state.is_scheduled() and not warm_workers(fn):
             why = "no warm worker left: run by the batch itself"
             return "unclaimed" if _withdraw(client, task_run_id, why) else ""
         runs = client.read_flow_runs(
@@ -215,8 +242,12 @@ def _lost(task_run_id: UUID) -> str:
             limit=1,
         )
     if runs and runs[0].state is not None and runs[0].state.is_crashed():
-        return (
-            f"the warm worker running it died (flow run {runs[0].id} crashed); the recovery"
-            " sweep starts it again as a run of offboard/offboard"
+        with get_client(sync_client=True) as client:
+            cold = COLD_DEPLOYMENTS.get(client.read_flow(runs[0].flow_id).name)
+        then = (
+            f"the recovery sweep starts it again as a run of {cold}"
+            if cold
+            else "running the batch again finishes it"
         )
+        return f"the warm worker running it died (flow run {runs[0].id} crashed); {then}"
     return ""

@@ -8,7 +8,8 @@ Prefect server, against a sandbox over loopback.
   serves (one that died after saying so) is withdrawn when nobody takes it in time and goes
   to the fallback; the worker that subscribes later does not run it.
 - A bulk offboarding shares its leavers between two warm workers, each allowed two at once:
-  every leaver removed, every row done, and each worker ran some of them.
+  every leaver removed, every row done, and each worker ran some of them. A bulk onboarding's
+  rows then run on the same workers: every row invited, each by a warm worker.
 - A warm run whose worker died (its flow run Crashed) is started again by the recovery sweep
   as a run of the ``offboard/offboard`` deployment, with the same parameters, once.
 - A warm worker stopped with SIGTERM ends at once and the server forgets it: the next
@@ -209,6 +210,7 @@ def test_a_bulk_offboarding_is_shared_by_two_warm_workers(
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.offboard_bulk import offboard_bulk
+    from tests.flows import test_onboard_bulk_e2e as onboard_e2e
     from tests.flows.test_offboard_bulk_e2e import paused_batch
 
     workers = warm_workers(stack, request, 2, limit=2)
@@ -247,6 +249,19 @@ def test_a_bulk_offboarding_is_shared_by_two_warm_workers(
         for w in workers
     ]
     assert all(ran) and sorted(p for r in ran for p in r) == sorted(people), ran
+
+    # A bulk onboarding: its rows (no person to wait on) run on the same warm workers.
+    vendors = [f"warm-vendor-{i}@vendorco.com" for i in range(4)]
+    csv = onboard_e2e.HEADER + "".join(
+        f"{v},Staging=viewer; Development=member,viewer,,,warm rows,SOW-1\r\n" for v in vendors
+    )
+    run = onboard_e2e.start(stack, csv_text=csv, requester="operator", max_workers=4)
+    stack.approve_every_seat(onboard_e2e.paused_batch(stack))
+    res = run.wait(timeout=300)
+    assert res["counts"] == {"done": 4}, res["rows"]
+    assert all(stack.member(v) is not None for v in vendors)
+    logs = "".join(w.log.read_text() for w in workers)  # type: ignore[union-attr]
+    assert all(f"onboarding {v}" in logs for v in vendors), logs[-3000:]
 
 
 def test_a_crashed_warm_run_is_started_again_as_a_deployment_run(prefect_server: str) -> None:

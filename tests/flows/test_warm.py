@@ -3,8 +3,9 @@ bulk run's leaver never waits forever for a background task that cannot end.
 
 - No warm worker is left to take the task: it is cancelled (so none takes it later) and the
   offboarding runs in the caller's process instead.
-- The warm worker running it died (its flow run Crashed): the leaver's outcome is ``failed``,
-  saying so.
+- The warm worker running it died (its flow run Crashed): the outcome is ``failed``, saying
+  so and what happens next (an offboarding is started again; a bulk onboarding's row is
+  finished by running the batch again).
 - An emergency no worker takes in time is withdrawn (cancelled); a worker that takes it after
   that does not run it, and one that took it first keeps it: the submitter and the worker read
   the same history and agree.
@@ -39,39 +40,55 @@ def stack(tmp_path: Path, prefect_server: str) -> Iterator[OffboardStack]:
 def test_a_task_no_warm_worker_takes_is_cancelled_and_run_here(stack: OffboardStack) -> None:
     from prefect.client.orchestration import get_client
 
+    from domain.runbook import call_runbook
+    from flows.offboard import offboard
     from flows.warm import offboard_warm, wait_warm, warm_workers
 
     assert warm_workers() == 0
     params = {"email": "dana.sole@acme.com", "reason": "termination", "dry_run": True}
     future = offboard_warm.delay(params)
     with use_runtime(stack.rt):
-        out = wait_warm(future, params, poll=0.5)
+        out = wait_warm(future, lambda: call_runbook(offboard, **params), poll=0.5)
     assert out["status"] == "planned" and out["plan"]["steps"], out
     with get_client(sync_client=True) as client:
         state = client.read_task_run(future.task_run_id).state
     assert state is not None and state.is_cancelled(), state
 
 
-def test_a_leaver_whose_warm_worker_died_is_failed_saying_so(prefect_server: str) -> None:
+@pytest.mark.parametrize(
+    ("runbook", "then"),
+    [
+        ("offboard", "starts it again as a run of offboard/offboard"),
+        # A bulk onboarding's row has no deployment to start it again in.
+        ("onboard_row", "running the batch again finishes it"),
+    ],
+)
+def test_a_run_whose_warm_worker_died_is_failed_saying_so(
+    prefect_server: str, runbook: str, then: str
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Crashed, Running
 
     from flows.offboard import offboard
+    from flows.onboard_bulk import onboard_row, onboard_row_warm
     from flows.warm import RUN_PREFIX, offboard_warm, wait_warm
 
+    flow, warm = (
+        (offboard, offboard_warm) if runbook == "offboard" else (onboard_row, onboard_row_warm)
+    )
     params = {"email": "gone.worker@acme.com", "reason": "termination"}
-    future = offboard_warm.delay(params)
+    future = warm.delay(params)
     with get_client(sync_client=True) as client:
         # What a worker that took the task and then died leaves behind: the task Running, its
         # flow run Crashed by the heartbeat automation.
         client.set_task_run_state(future.task_run_id, Running(), force=True)
         run = client.create_flow_run(
-            offboard, parameters=params, name=f"{RUN_PREFIX}{future.task_run_id}"
+            flow, parameters=params, name=f"{RUN_PREFIX}{future.task_run_id}"
         )
         client.set_flow_run_state(run.id, Crashed(message="no heartbeat"), force=True)
-    out = wait_warm(future, params, poll=0.5)
+    out = wait_warm(future, lambda: pytest.fail("run here"), poll=0.5, fn=warm)
     assert out["status"] == "failed" and "warm worker running it died" in out["failure"], out
-    assert str(run.id) in out["failure"]
+    assert str(run.id) in out["failure"] and then in out["failure"]
     with get_client(sync_client=True) as client:
         client.set_task_run_state(future.task_run_id, Cancelled(), force=True)
 
