@@ -276,7 +276,8 @@ def warm_env(cfg: dict[str, Any]) -> dict[str, str]:
 
 def bucket_figures() -> dict[str, dict[str, float]]:
     """This process's shared buckets (those of the runtimes it built): per backend, the
-    leases taken, the tokens dropped unspent when a lease ended, and the seconds waited."""
+    grants taken (a transaction each), the tokens dropped unspent when a lease ended, and the
+    seconds waited."""
     from connectors.rate import SharedBucket
     from tasks.runtime import _from_settings
 
@@ -817,7 +818,7 @@ def report(flow: dict[str, Any], base: dict[str, Any] | None, args: argparse.Nam
         rss = ", ".join(f"{x:.0f}" for x in flow["warm_peak_rss_mb"])
         rows.append((f"peak RSS of each of {args.warm} warm workers", f"{rss} MB", "—"))
         leases = "; ".join(
-            f"{b['leases']} leases, {b['dropped']} tokens dropped"
+            f"{b['leases']} grants, {b['dropped']} tokens dropped"
             for w in flow["warm_buckets"]
             for b in w.values()
         )

@@ -57,7 +57,7 @@ def worker(
     mode: str, url: str, ledger_url: str, limit: int, threads: int, go: Any, out: Any
 ) -> None:
     """One worker process: the org connector as a runtime builds it from the settings, its
-    threads reading members until the deadline ``go`` carries."""
+    threads reading members from the start to the deadline ``go`` carries."""
     from approvals.services import settings_buckets
     from connectors.org import SandboxOrg
     from connectors.rate import SharedBucket, use_shared_limits
@@ -74,7 +74,9 @@ def worker(
         org = SandboxOrg.from_settings(settings, attempts=20)
     emails = [f"user{i:06d}@scale.example" for i in range(3, 3 + SEED_MEMBERS)]
     out.put(("ready", os.getpid()))
-    deadline = go.get()
+    start, deadline = go.get()
+    # All start at the same moment, the one the window is counted from.
+    time.sleep(max(0.0, start - time.time()))
     calls = [0] * threads
 
     def run(k: int) -> None:
@@ -151,7 +153,7 @@ def run_mode(mode: str, url: str, ledger_url: str, args: argparse.Namespace) -> 
     start_seq = since[-1]["seq"] if since else 0
     t0 = time.time() + 0.5
     for _ in procs:
-        go.put(t0 + args.seconds)
+        go.put((t0, t0 + args.seconds))
     done = [out.get(timeout=args.seconds + 300)[1] for _ in procs]
     for p in procs:
         p.join(timeout=60)

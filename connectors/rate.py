@@ -7,15 +7,20 @@ Two kinds of limiter answer :class:`Limiter` (``acquire()``/``penalize()``):
   enough for our use (a lock around a monotonic refill). Two processes each have their own, so
   together they may send twice the limit.
 - :class:`SharedBucket`, one per process over a bucket every process shares (a
-  :class:`BucketStore`: a row of the ledger's database, ``ledger/rate_buckets.py``). A process
-  takes a *lease* of a few tokens from the shared bucket in one short transaction and spends
-  them locally, so the database sees one transaction per lease, not one per call. A lease may
-  be reserved up to ``lease_s`` seconds before its tokens are there (the bucket then owes
-  them, and whoever comes next waits for them: no polling while they refill); it is valid
-  for ``lease_s`` seconds from then only, and the shared bucket holds
-  ``burst - rate * lease_s`` tokens at most. So whatever the number of processes, the calls
-  of any window of ``T`` seconds number at most ``burst + rate * T``: what the bucket gave in
-  ``T + lease_s`` seconds.
+  :class:`BucketStore`: a row of the ledger's database, ``ledger/rate_buckets.py``). Up to
+  :data:`PER_CALL_UP_TO` calls a second, each call takes its own token in one short
+  transaction, reserved up to :data:`RESERVE_AHEAD_SECONDS` before it is there: the callers
+  of every process queue in the bucket (the next one waits for its turn, no polling) and
+  each spends its token the moment it is there, so the bucket is a plain token bucket of
+  ``burst`` tokens across processes. A faster backend's calls would make too many
+  transactions: there a process takes a *lease* of a few tokens in one transaction and spends
+  them locally. A lease may be reserved up to ``lease_s`` seconds before its tokens are there;
+  it is valid for ``lease_s`` seconds from then only, and the shared bucket holds
+  ``burst - rate * lease_s`` tokens at most. Either way, whatever the number of processes,
+  the calls of any window of ``T`` seconds number at most ``burst + rate * T``: what the
+  bucket gave in ``T + lease_s`` seconds. A lease's tokens left unspent when it ends are
+  dropped (what kept two processes at 0.86 of a 600/min limit with 1 s leases, against
+  0.92 with a token per call: docs/performance.md).
 
 Which kind a connector gets: :func:`limiter_for` answers from the :class:`Limits` in use, the
 process-wide one unless :func:`use_shared_limits` set shared ones for the connectors built in
@@ -48,6 +53,14 @@ PUBLISHED_LIMITS: dict[str, int] = {
 # tokens per transaction keeps the database's traffic to a few transactions a second per
 # process while a lease never outlives a server's one-second view of our rate for long.
 LEASE_SECONDS = 1.0
+# Up to this many calls a second (at the limit, across the fleet), a call takes its own token
+# from the shared bucket: a transaction each (1 to 5 ms) is cheap at that rate, and nothing is
+# leased, so nothing is dropped. Past it, leases of LEASE_SECONDS keep the transactions few.
+PER_CALL_UP_TO = 20.0
+# How far ahead a call may reserve its own token: the queue a bucket holds (20 callers at
+# 600/min); a caller further back waits and asks again. As short as a lease's reach (reserved
+# up to LEASE_SECONDS ahead, valid as long), so after a 429 no process sends for longer.
+RESERVE_AHEAD_SECONDS = 2.0
 
 
 class Limiter(Protocol):
@@ -160,12 +173,15 @@ class SharedBucket:
     """``per_minute`` tokens per minute across every process whose :class:`BucketStore` is the
     same, spent here from leases of the shared bucket.
 
-    ``burst`` is the fleet's, as a :class:`TokenBucket`'s. A lease of at most ``lease_max``
-    tokens is spent within ``lease_s`` seconds of when its tokens are there (``clock``: this
-    process's monotonic clock); tokens left when it ends are dropped, never returned, so they
-    are never spent late. The lease's size adapts to this process's demand: it doubles while
-    leases are used up and shrinks to what was spent when one ends unused, so an idle process
-    does not hold tokens a busy one is waiting for.
+    ``burst`` is the fleet's, as a :class:`TokenBucket`'s. ``lease_seconds`` (by default 0
+    up to :data:`PER_CALL_UP_TO` calls a second, else :data:`LEASE_SECONDS`): 0 takes a token
+    per call, reserved up to :data:`RESERVE_AHEAD_SECONDS` ahead and spent when it is there.
+    Otherwise a lease of at most ``lease_max`` tokens is spent within ``lease_s`` seconds of
+    when its tokens are there (``clock``: this process's monotonic clock); tokens left when it
+    ends are dropped, never returned, so they are never spent late. The lease's size adapts
+    to this process's demand: it doubles while leases are used up and shrinks to what was
+    spent when one ends unused, so an idle process does not hold tokens a busy one is waiting
+    for.
     """
 
     def __init__(
@@ -176,7 +192,7 @@ class SharedBucket:
         per_minute: float,
         *,
         burst: int | None = None,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -186,6 +202,8 @@ class SharedBucket:
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else default_burst(per_minute))
+        if lease_seconds is None:
+            lease_seconds = 0.0 if self.rate <= PER_CALL_UP_TO else LEASE_SECONDS
         # A lease may last as long as the burst allows with one token to spare, and hold one
         # lease's time's worth of tokens. A lease of one token is spent at once by the caller
         # that took it: it needs no time, and the bucket keeps the whole burst.
@@ -194,6 +212,9 @@ class SharedBucket:
         if most <= 1:
             most, span = 1, 0.0
         self.lease_s, self.lease_max = span, most
+        # A token of its own is spent by its caller the moment it is there (no lease time), so
+        # it may be reserved further ahead: callers queue in the bucket instead of polling it.
+        self.ahead = span if most > 1 else RESERVE_AHEAD_SECONDS
         # Tokens granted up to lease_s before a window may be spent in it: the shared bucket
         # holds that much less than the burst.
         self.capacity = self.burst - self.rate * span
@@ -246,7 +267,7 @@ class SharedBucket:
             want=self._want,
             rate=self.rate,
             capacity=self.capacity,
-            ahead=self.lease_s,
+            ahead=self.ahead,
         )
         if granted < 1:
             self._empty_until = start + wait
@@ -266,6 +287,7 @@ class SharedBucket:
             self._want = min(self.lease_max, self._want * 2)
         else:  # it ended unused: this process needs about what it spent
             self._want = max(1, self._spent)
+            self.dropped += self._left
             self.dropped += self._left
         self._left = self._spent = 0
 

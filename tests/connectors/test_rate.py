@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,29 +53,44 @@ def t() -> FakeTime:
     return FakeTime()
 
 
-def bucket(db: LedgerDB, t: FakeTime, per_minute: float = 600, **kw: float) -> SharedBucket:
+def bucket(db: LedgerDB, t: FakeTime, per_minute: float = 600, **kw: Any) -> SharedBucket:
     """A limiter as one process has it: its own store object over the shared database."""
     store = SqlBucketStore(db, clock=t.clock)
     return SharedBucket(store, "org_admin", URL, per_minute, clock=t.clock, sleep=t.sleep, **kw)
 
 
+def lease_bucket(db: LedgerDB, t: FakeTime) -> SharedBucket:
+    """A limiter of 600/min that takes leases of up to 1 s (a faster backend's way)."""
+    return bucket(db, t, lease_seconds=1.0)
+
+
 @pytest.mark.parametrize(
-    ("per_minute", "lease_s", "lease_max", "capacity"),
+    ("per_minute", "lease_seconds", "lease_s", "lease_max", "capacity"),
     [
-        # 10/s, burst 30: leases of up to 1 s (10 tokens), so the shared bucket holds 20.
-        (600, 1.0, 10, 20.0),
-        # 100/min, burst 5: a lease could hold one token only: it is spent at once, the bucket
+        # 10/s, burst 30, leases of up to 1 s asked for: 10 tokens, so the shared bucket
+        # holds 20.
+        (600, 1.0, 1.0, 10, 20.0),
+        # By default a token per call up to 20 calls a second: no lease time, the bucket
         # keeps the whole burst.
-        (100, 0.0, 1, 5.0),
-        (20, 0.0, 1, 1.0),
-        # 6000/min, burst 300: a lease of 1 s holds 100.
-        (6000, 1.0, 100, 200.0),
+        (600, None, 0.0, 1, 30.0),
+        (1200, None, 0.0, 1, 60.0),
+        # 100/min, burst 5: a lease could hold one token only: it is spent at once.
+        (100, 1.0, 0.0, 1, 5.0),
+        (20, 1.0, 0.0, 1, 1.0),
+        # 6000/min, burst 300: leases by default, one of 1 s holds 100.
+        (6000, None, 1.0, 100, 200.0),
     ],
 )
 def test_a_lease_lasts_and_holds_what_the_burst_allows(
-    db: LedgerDB, t: FakeTime, per_minute: float, lease_s: float, lease_max: int, capacity: float
+    db: LedgerDB,
+    t: FakeTime,
+    per_minute: float,
+    lease_seconds: float | None,
+    lease_s: float,
+    lease_max: int,
+    capacity: float,
 ) -> None:
-    b = bucket(db, t, per_minute)
+    b = bucket(db, t, per_minute, lease_seconds=lease_seconds)
     assert (b.lease_s, b.lease_max, b.capacity) == (lease_s, lease_max, pytest.approx(capacity))
     # Whatever was leased in the lease's time before a window may be spent in it: the fleet's
     # calls in any window of T seconds are at most the burst plus T seconds' worth.
@@ -82,7 +98,7 @@ def test_a_lease_lasts_and_holds_what_the_burst_allows(
 
 
 def test_leases_double_while_used_up_and_the_rate_holds(db: LedgerDB, t: FakeTime) -> None:
-    b = bucket(db, t)
+    b = lease_bucket(db, t)
     store = b.store
     assert isinstance(store, SqlBucketStore)
     for _ in range(15):
@@ -100,7 +116,7 @@ def test_leases_double_while_used_up_and_the_rate_holds(db: LedgerDB, t: FakeTim
 
 
 def test_a_lease_ends_after_its_time_and_its_leftover_is_dropped(db: LedgerDB, t: FakeTime) -> None:
-    b = bucket(db, t)
+    b = lease_bucket(db, t)
     for _ in range(1 + 2 + 4):  # leases of 1, 2, 4: the next one asks for 8
         b.acquire()
     b.acquire()  # a lease of 8, one spent
@@ -116,18 +132,19 @@ def test_a_lease_ends_after_its_time_and_its_leftover_is_dropped(db: LedgerDB, t
     assert b.leases == 5
 
 
+@pytest.mark.parametrize("lease_seconds", [None, 1.0])
 def test_two_limiters_on_one_bucket_together_stay_within_the_limit(
-    db: LedgerDB, t: FakeTime
+    db: LedgerDB, t: FakeTime, lease_seconds: float | None
 ) -> None:
-    a, b = bucket(db, t), bucket(db, t)
+    a, b = bucket(db, t, lease_seconds=lease_seconds), bucket(db, t, lease_seconds=lease_seconds)
     for granted in range(1, 401):
         (a if granted % 3 else b).acquire()
         elapsed = t.now - 1_000.0
-        assert granted <= b.burst + b.rate * elapsed
+        assert granted <= b.burst + b.rate * elapsed + 1e-9  # the clock's rounding
 
 
 def test_a_429_holds_back_the_other_process(db: LedgerDB, t: FakeTime) -> None:
-    a, b = bucket(db, t), bucket(db, t)
+    a, b = lease_bucket(db, t), lease_bucket(db, t)
     a.acquire()
     b.acquire()
     a.penalize(5.0)  # the server said Retry-After: 5
@@ -156,6 +173,30 @@ def test_use_shared_limits_decides_what_connectors_built_in_it_get(db: LedgerDB)
     assert isinstance(limiter_for("org_admin", URL), TokenBucket)
 
 
+def test_a_token_per_call_queues_the_callers_in_the_bucket(db: LedgerDB, t: FakeTime) -> None:
+    a, b = bucket(db, t), bucket(db, t)
+    store = b.store
+    assert isinstance(store, SqlBucketStore)
+    # The whole burst at once, then a token every 0.1 s for whichever process asks: each call
+    # one transaction that reserves its token, none that finds the bucket empty.
+    assert [(a if i % 2 else b).acquire() for i in range(30)] == [0.0] * 30
+    assert a.acquire() == pytest.approx(0.1)
+    assert b.acquire() == pytest.approx(0.1)
+    assert a.leases + b.leases == 32 and a.dropped == b.dropped == 0
+    # Two callers queued ahead of the clock (threads of two processes): the second is told to
+    # wait for its turn, 0.1 s after the first's.
+    first = store.take("org_admin", URL, want=1, rate=10.0, capacity=30.0, ahead=a.ahead)
+    second = store.take("org_admin", URL, want=1, rate=10.0, capacity=30.0, ahead=a.ahead)
+    assert first == (1, pytest.approx(0.1)) and second == (1, pytest.approx(0.2))
+    # Queued up to 2 s ahead only: further back, a caller is told when to ask again.
+    for _ in range(18):
+        store.take("org_admin", URL, want=1, rate=10.0, capacity=30.0, ahead=a.ahead)
+    assert store.take("org_admin", URL, want=1, rate=10.0, capacity=30.0, ahead=a.ahead) == (
+        0,
+        pytest.approx(0.1),
+    )
+
+
 def test_a_token_bucket_is_a_limiter_of_this_process_only(t: FakeTime) -> None:
     b = TokenBucket(600, clock=t.clock, sleep=t.sleep)
     for _ in range(30):
@@ -168,7 +209,7 @@ def test_a_token_bucket_is_a_limiter_of_this_process_only(t: FakeTime) -> None:
 def test_after_a_429_another_process_spends_only_the_lease_it_holds(
     db: LedgerDB, t: FakeTime
 ) -> None:
-    a, b = bucket(db, t), bucket(db, t)
+    a, b = lease_bucket(db, t), lease_bucket(db, t)
     for _ in range(1 + 2 + 4):  # b's leases of 1, 2, 4; it holds one of 8 after the next call
         b.acquire()
     b.acquire()
