@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextvars
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -46,6 +47,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
+from prefect.settings import get_current_settings
 from prefect.states import Cancelled
 
 from domain.runbook import call_runbook
@@ -77,23 +79,56 @@ def run_warm_flow(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The body of a warm task: run ``flow`` with ``params`` in this warm process, as a flow
     run of its own named after the task run; its outcome, whichever state it ended in."""
     ctx = TaskRunContext.get()
-    if ctx is not None and _withdrawn(ctx.task_run.id):
-        # Its submitter gave up waiting for a worker and ran it elsewhere (taken_or_withdrawn,
-        # wait_warm); Prefect still delivers a cancelled background task to a worker that
-        # subscribes later, and would let it run.
-        get_run_logger().warning("withdrawn before a warm worker took it: not run here")
-        return {"status": "withdrawn", "run_id": ""}
-    # The name finds this task's flow run again (wait_warm: did the worker die?) and tells the
-    # recovery sweep to start a crashed one as a deployment run.
-    name = f"{RUN_PREFIX}{ctx.task_run.id if ctx is not None else uuid4()}"
+    states = _states(ctx.task_run.id) if ctx is not None else []
+    try:
+        if withdrawn_first(states) is True:
+            # Its submitter gave up waiting for a worker and ran it elsewhere
+            # (taken_or_withdrawn, wait_warm); Prefect still delivers a cancelled background
+            # task to a worker that subscribes later, and would let it run.
+            get_run_logger().warning("withdrawn before a warm worker took it: not run here")
+            return {"status": "withdrawn", "run_id": ""}
+        # The name finds this task's flow run again (wait_warm: did the worker die?) and tells
+        # the recovery sweep to start a crashed one as a deployment run.
+        name = f"{RUN_PREFIX}{ctx.task_run.id if ctx is not None else uuid4()}"
 
-    def run() -> dict[str, Any]:
-        return call_runbook(flow.with_options(flow_run_name=name), **params)
+        def run() -> dict[str, Any]:
+            return call_runbook(flow.with_options(flow_run_name=name), **params)
 
-    # In a context of its own: under this task's run context, the flow and every task in it
-    # would take this task's persist_result, and each step's result (a rotation's among them)
-    # would be written to the scheduling storage.
-    return contextvars.Context().run(run)
+        # In a context of its own: under this task's run context, the flow and every task in it
+        # would take this task's persist_result, and each step's result (a rotation's among
+        # them) would be written to the scheduling storage.
+        return contextvars.Context().run(run)
+    finally:
+        forget_parameters(states)
+
+
+def forget_parameters(states: Sequence[State[Any]]) -> Path | None:
+    """Delete the stored parameters of the background task whose ``states`` these are, once
+    it ran: Prefect writes them (with the submitter's settings, the Prefect API credential
+    among them) to the task-scheduling storage and never deletes them. Only on the local
+    storage (``PREFECT_LOCAL_STORAGE_PATH``, what ``handover up`` uses); a storage block's files
+    are its owner's to expire. The file deleted, if any."""
+    settings = get_current_settings()
+    ids = [s.state_details.task_parameters_id for s in states]
+    found = next((i for i in ids if i is not None), None)
+    if found is None or settings.tasks.scheduling.default_storage_block is not None:
+        return None
+    path = Path(settings.results.local_storage_path) / "parameters" / str(found)
+    try:
+        path.unlink()
+    except OSError:  # gone already, or not ours to delete: nothing worse than before
+        return None
+    return path
+
+
+def _states(task_run_id: UUID) -> list[State[Any]]:
+    """The states of a task run (none when Prefect cannot be asked: the flow run needs it
+    anyway, and says so)."""
+    try:
+        with get_client(sync_client=True) as client:
+            return list(client.read_task_run_states(task_run_id))
+    except Exception:
+        return []
 
 
 @task(name="offboard-warm", **WARM_TASK)
@@ -212,16 +247,6 @@ def _withdraw(client: Any, task_run_id: UUID, why: str) -> bool:
     if answer.status.value != "ACCEPT":
         return False
     return withdrawn_first(client.read_task_run_states(task_run_id)) is True
-
-
-def _withdrawn(task_run_id: UUID) -> bool:
-    """Whether this background task was withdrawn before this worker took it; False when
-    Prefect cannot be asked (the flow run needs it anyway and says so)."""
-    try:
-        with get_client(sync_client=True) as client:
-            return withdrawn_first(client.read_task_run_states(task_run_id)) is True
-    except Exception:
-        return False
 
 
 def _lost(task_run_id: UUID, fn: Any) -> str:

@@ -102,6 +102,7 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
     from fastapi.testclient import TestClient
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
     from flows.warm import RUN_PREFIX, offboard_warm, taken_or_withdrawn
     from flows.warm import warm_workers as serving
@@ -134,6 +135,11 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
     lost = {"email": spared, "reason": "security_incident", "emergency": True}
     assert orphan(lost) == "cold-run" and cold == [lost]
     cold.clear()
+    # Prefect stored the task's parameters for a worker, here (a worker deletes them: below).
+    with get_client(sync_client=True) as client:
+        history = client.read_task_run_states(submitted[0].task_run_id)
+    (params_id,) = {s.state_details.task_parameters_id for s in history} - {None}
+    assert (PREFECT_LOCAL_STORAGE_PATH.value() / "parameters" / str(params_id)).is_file()
 
     (proc,) = warm_workers(stack, request, 1, limit=2)
     launcher = WarmLauncher(offboard_warm, serving=lambda: serving() > 0, fallback=fallback)
@@ -180,7 +186,12 @@ def test_an_hr_emergency_runs_on_the_warm_worker(
         task_run = client.read_task_run(UUID(ref.removeprefix(WARM)))
         assert task_run.state is not None and task_run.state.is_completed()
         result = task_run.state.result()
+        history = client.read_task_run_states(task_run.id)
     assert result["status"] == "done" and result["run_id"] == str(runs[0].id), result
+    # The parameters Prefect stored for the worker (with the submitter's settings) are deleted
+    # once the run is over.
+    (params_id,) = {s.state_details.task_parameters_id for s in history} - {None}
+    assert not (PREFECT_LOCAL_STORAGE_PATH.value() / "parameters" / str(params_id)).exists()
     # The withdrawn emergency did not run on the worker that subscribed later (Prefect may
     # deliver it there; the task checks its history first): its fallback has it.
     with get_client(sync_client=True) as client:

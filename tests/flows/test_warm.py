@@ -99,7 +99,7 @@ def test_a_task_nobody_takes_in_time_is_withdrawn_and_the_order_decides(
     from prefect.client.orchestration import get_client
     from prefect.states import Running
 
-    from flows.warm import _withdraw, _withdrawn, offboard_warm, taken_or_withdrawn
+    from flows.warm import _states, _withdraw, offboard_warm, taken_or_withdrawn, withdrawn_first
 
     params = {"email": "nobody.takes@acme.com", "reason": "security_incident", "emergency": True}
     late = offboard_warm.delay(params)
@@ -110,7 +110,7 @@ def test_a_task_nobody_takes_in_time_is_withdrawn_and_the_order_decides(
         # A worker that subscribes afterwards and takes it (Prefect lets a cancelled task run)
         # finds it withdrawn.
         client.set_task_run_state(late.task_run_id, Running())
-    assert _withdrawn(late.task_run_id) is True
+    assert withdrawn_first(_states(late.task_run_id)) is True
 
     early = offboard_warm.delay(params)
     with get_client(sync_client=True) as client:
@@ -119,4 +119,4 @@ def test_a_task_nobody_takes_in_time_is_withdrawn_and_the_order_decides(
         # The race: the submitter saw it scheduled just before the worker took it, and cancels
         # after: the worker was first, so it keeps it and the submitter does not run it too.
         assert _withdraw(client, early.task_run_id, "test: too late") is False
-    assert _withdrawn(early.task_run_id) is False
+    assert withdrawn_first(_states(early.task_run_id)) is False
