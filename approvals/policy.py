@@ -24,7 +24,8 @@ def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file."""
     path = path or DEFAULT_POLICY
     try:
-        data = yaml.safe_load(path.read_text())
+        # libyaml's safe loader: the same documents as yaml.safe_load, ten times faster.
+        data = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
     except OSError as e:
         raise PolicyError(f"cannot read the approval policy {path}: {e.strerror}") from None
     except yaml.YAMLError as e:

@@ -32,6 +32,7 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
 from connectors.errors import AuthError, ConnectorError, InvalidRequestError, TransientError
+from connectors.http import new_client
 
 SYSTEM = "oidc"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -103,7 +104,7 @@ class OidcClient:
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
-        self.http = http or httpx.Client(timeout=10)
+        self.http = http or new_client(10)
         self.clock = clock
         self._provider: Provider | None = None
 

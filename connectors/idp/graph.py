@@ -50,7 +50,7 @@ from connectors.errors import (
     TransientError,
     parse_retry_after,
 )
-from connectors.http import HttpApi, current_call, json_body
+from connectors.http import HttpApi, current_call, json_body, new_client
 from connectors.idp.common import MappedGroups
 from connectors.rate import Limiter
 from connectors.settings import Settings
@@ -338,7 +338,7 @@ class GraphIdp(MappedGroups):
         if not isinstance(secret, SecretStr):
             secret = SecretStr(secret)
         self.page_size = max(1, min(page_size, MAX_TOP))
-        session = client or httpx.Client(timeout=15.0)
+        session = client or new_client(15.0)
         self.credentials = ClientCredentials(
             token_url=token_url or (settings.idp_token_url if settings else ""),
             client_id=client_id if client_id is not None else settings.idp_client_id,  # type: ignore[union-attr]
