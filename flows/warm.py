@@ -231,7 +231,9 @@ def withdrawn_first(states: Sequence[State[Any]]) -> bool | None:
     """From a background task's states, oldest first: True when it was cancelled before a
     worker took it (a Pending or Running state), False when a worker took it first, None when
     neither happened yet. The submitter and the worker both decide by this, so exactly one of
-    them runs it."""
+    them runs it, provided the server has recorded the worker's taking it (Prefect records a
+    task's states from the worker's events, within a second or so) by the time the submitter
+    decides: :data:`PICKUP_SECONDS` after handing it over, or a bulk run's poll."""
     for state in sorted(states, key=lambda s: s.timestamp):
         if state.is_cancelled():
             return True
