@@ -220,6 +220,10 @@ def taken_or_withdrawn(
                 if state is None or not state.is_scheduled():
                     return True
                 if time.monotonic() >= deadline:
+                    # Its flow run (created through the API) shows a worker's taking it even
+                    # before the server has recorded the task's state from the worker's events.
+                    if _flow_run_of(client, task_run_id) is not None:
+                        return True
                     why = f"no warm worker took it within {within:g} s: run elsewhere"
                     return not _withdraw(client, task_run_id, why)
                 time.sleep(poll)
@@ -255,26 +259,30 @@ def _lost(task_run_id: UUID, fn: Any) -> str:
     """Why a background task still not final after a wait will not end by itself: "unclaimed"
     when no warm worker is left to take it (and it is now cancelled, so none takes it later),
     a failure when the worker running it died (its flow run Crashed), else ""."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
     with get_client(sync_client=True) as client:
         state = client.read_task_run(task_run_id).state
-        if state is not None and state.is_scheduled() and not warm_workers(fn):
+        run = _flow_run_of(client, task_run_id)
+        waiting = run is None and state is not None and state.is_scheduled()
+        if waiting and not warm_workers(fn):
             why = "no warm worker left: run by the batch itself"
             return "unclaimed" if _withdraw(client, task_run_id, why) else ""
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                name=FlowRunFilterName(any_=[f"{RUN_PREFIX}{task_run_id}"])
-            ),
-            limit=1,
-        )
-    if runs and runs[0].state is not None and runs[0].state.is_crashed():
-        with get_client(sync_client=True) as client:
-            cold = COLD_DEPLOYMENTS.get(client.read_flow(runs[0].flow_id).name)
+        if run is None or run.state is None or not run.state.is_crashed():
+            return ""
+        cold = COLD_DEPLOYMENTS.get(client.read_flow(run.flow_id).name)
         then = (
             f"the recovery sweep starts it again as a run of {cold}"
             if cold
             else "running the batch again finishes it"
         )
-        return f"the warm worker running it died (flow run {runs[0].id} crashed); {then}"
-    return ""
+    return f"the warm worker running it died (flow run {run.id} crashed); {then}"
+
+
+def _flow_run_of(client: Any, task_run_id: UUID) -> Any:
+    """The flow run a warm worker started for background task ``task_run_id``, if any."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"{RUN_PREFIX}{task_run_id}"])),
+        limit=1,
+    )
+    return runs[0] if runs else None

@@ -97,7 +97,7 @@ def test_a_task_nobody_takes_in_time_is_withdrawn_and_the_order_decides(
     prefect_server: str,
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.states import Running
+    from prefect.states import Cancelled, Running
 
     from flows.warm import _states, _withdraw, offboard_warm, taken_or_withdrawn, withdrawn_first
 
@@ -120,3 +120,19 @@ def test_a_task_nobody_takes_in_time_is_withdrawn_and_the_order_decides(
         # after: the worker was first, so it keeps it and the submitter does not run it too.
         assert _withdraw(client, early.task_run_id, "test: too late") is False
     assert withdrawn_first(_states(early.task_run_id)) is False
+
+    # A worker took it, but the server has not recorded the task's state from its events yet:
+    # the flow run the worker started (through the API) says so, and it is not withdrawn.
+    from flows.offboard import offboard
+    from flows.warm import RUN_PREFIX
+
+    started = offboard_warm.delay(params)
+    with get_client(sync_client=True) as client:
+        client.create_flow_run(
+            offboard, parameters=params, name=f"{RUN_PREFIX}{started.task_run_id}"
+        )
+    assert taken_or_withdrawn(started.task_run_id, within=0.3) is True
+    with get_client(sync_client=True) as client:
+        state = client.read_task_run(started.task_run_id).state
+        assert state is not None and state.is_scheduled(), state
+        client.set_task_run_state(started.task_run_id, Cancelled(), force=True)
