@@ -91,6 +91,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flows_without_heartbeats() -> Iterator[None]:
+    """The flows run in a test process send no heartbeats.
+
+    Prefect's default is a heartbeat every 180 s from a thread that a sync flow run joins at its
+    end, and that thread sleeps a second at a time: every flow and subflow run here would end up
+    to a second late, idle (measured: 1.1 s for a flow of two trivial tasks, 0.1 s without).
+    Heartbeats only serve crash detection (cli/recover.py), which the crash tests exercise on
+    workers started with them, as production runs them (``HEARTBEAT_SECONDS``). For every
+    thread of this process: the process-wide settings, which a thread without a settings
+    context of its own reads (Prefect's own test harness replaces them the same way).
+    """
+    from prefect.context import SettingsContext, _temporary_global_settings_context
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    base = SettingsContext.get()
+    assert base is not None
+    quiet = base.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    with _temporary_global_settings_context(SettingsContext(profile=base.profile, settings=quiet)):
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str | None]:
     """This process's PostgreSQL server URL (tests/postgres.py), or None when this machine
