@@ -115,11 +115,13 @@ def approve(
 ) -> None:
     """Decide an approval without Slack, as the signed-in person: the plan is printed, and the
     decision is for exactly that plan (or for ``--plan``; refused if the plan changed since)."""
-    from approvals.handler import DecisionRefused, decide
     from cli.identity import acting
+
+    # Who decides first: a refused identity costs no import of the ledger or the flows.
+    email, verified = acting(as_)
+    from approvals.handler import DecisionRefused, decide
     from ledger.approvals import get_approval
 
-    email, verified = acting(as_)
     svc = _services()
     try:
         appr = get_approval(svc.ledger, approval_id)
@@ -165,10 +167,10 @@ def click(
     """Act as that person clicking the Slack button (Approve/Deny, or a task's Done): a signed
     block_actions request. Sandbox mode only."""
     from cli.identity import require_sandbox
-    from ledger.approvals import get_approval
-    from ledger.tasks import get_task
 
     require_sandbox("handover sandbox click")
+    from ledger.approvals import get_approval
+    from ledger.tasks import get_task
 
     settings = load_settings()
     is_task = approval_id.startswith("task-")

@@ -50,9 +50,9 @@ def change(
     requester: Requester = None,
 ) -> None:
     """Mover runbook: narrow or widen scope on *effective* access (groups included)."""
+    asker = requester_of(requester)  # a refused requester costs no import of the flows
     from flows.change import change_access, validate_change
 
-    asker = requester_of(requester)
     params = {
         "email": email,
         "projects": _projects(project),
@@ -79,10 +79,10 @@ def change_email(
     requester: Requester = None,
 ) -> None:
     """Email change: invite the new address, transfer all content, remove the old one."""
+    asker = requester_of(requester)  # a refused requester costs no import of the flows
     from flows.email_change import EmailChangeRequest
     from flows.email_change import change_email as change_email_flow
 
-    asker = requester_of(requester)
     params = {"old": old, "new": new, "ticket": ticket, "dry_run": dry_run, "requester": asker}
     try:
         EmailChangeRequest(**params)

@@ -85,10 +85,10 @@ def offboard(
 
     With --csv FILE: every leaver of the file, one approval for the batch.
     """
+    asker = requester_of(requester)  # a refused requester costs no import of the flows
     from flows.offboard import OffboardRequest
     from flows.offboard import offboard as offboard_flow
 
-    asker = requester_of(requester)
     if csv is not None:
         if email or emergency or keep_project or ticket:
             raise _bad("--csv takes no EMAIL, --emergency, --keep-project or --ticket")

@@ -66,10 +66,10 @@ def onboard(
     org: str = typer.Option("", help="the org to join (default: the main org)"),
 ) -> None:
     """Joiner runbook: validate, plan, approval, invite (or IdP), verify, record."""
+    asker = requester_of(requester)  # a refused requester costs no import of the flows
     from flows.onboard import OnboardRequest
     from flows.onboard import onboard as onboard_flow
 
-    asker = requester_of(requester)
     if csv is not None:
         if ticket or email or project:
             raise _bad("give --csv, or --ticket, or --email with --project: not several")

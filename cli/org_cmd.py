@@ -54,11 +54,11 @@ def resume(
     ),
 ) -> None:
     """Ask the org once with the key the settings hold now; accepted, the held runs go on."""
+    email, verified = acting(as_)  # a refused identity costs no import of the runtime
     from approvals.holds import lift_hold
     from connectors.errors import ConnectorError
     from tasks.runtime import Runtime
 
-    email, verified = acting(as_)
     svc = _services()
     org = Runtime.from_settings(svc.settings).org  # the org connector, with the key set now
     try:

@@ -65,10 +65,10 @@ def list_tasks(
 
 
 def _answer(task_id: str, as_: str | None, *, done: bool, note: str) -> None:
+    email, verified = acting(as_)  # a refused identity costs no import of the ledger
     from approvals.tasks import TaskRefusedInput, decide_task
     from domain.tasks import TaskState
 
-    email, verified = acting(as_)
     try:
         task, message = decide_task(
             _services(),
