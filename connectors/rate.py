@@ -288,7 +288,6 @@ class SharedBucket:
         else:  # it ended unused: this process needs about what it spent
             self._want = max(1, self._spent)
             self.dropped += self._left
-            self.dropped += self._left
         self._left = self._spent = 0
 
     def penalize(self, seconds: float) -> None:

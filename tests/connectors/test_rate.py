@@ -129,7 +129,7 @@ def test_a_lease_ends_after_its_time_and_its_leftover_is_dropped(db: LedgerDB, t
     # One second refilled 10 into the shared 5 (at most 20): the 5 dropped are not given back;
     # the new lease is sized to what the last one spent (3).
     assert SqlBucketStore(db).tokens("org_admin", URL) == pytest.approx(15 - 3)
-    assert b.leases == 5
+    assert b.leases == 5 and b.dropped == 5
 
 
 @pytest.mark.parametrize("lease_seconds", [None, 1.0])
