@@ -301,6 +301,8 @@ def _another_shell_joins_the_stack_by_itself(
     from connectors.settings import DEV_CREDENTIALS
 
     home = up.cwd / ".handover"
+    # Still running after the first part (if not, what it printed says why it stopped).
+    assert up.proc.poll() is None, up.printed()[-4000:]
     text = (home / "stack.json").read_text()
     state = json.loads(text)
     sandbox = f"http://127.0.0.1:{up.ports['sandbox']}"
