@@ -54,8 +54,9 @@ PUBLISHED_LIMITS: dict[str, int] = {
 # process while a lease never outlives a server's one-second view of our rate for long.
 LEASE_SECONDS = 1.0
 # Up to this many calls a second (at the limit, across the fleet), a call takes its own token
-# from the shared bucket: a transaction each (about a millisecond uncontended, bench/
-# rate_shared.py) is cheap at that rate, and nothing is leased, so nothing is dropped. Past it, leases of LEASE_SECONDS keep the transactions few.
+# from the shared bucket: a transaction each (about a millisecond uncontended, measured by
+# bench/rate_shared.py) is cheap at that rate, and nothing is leased, so nothing is dropped.
+# Past it, leases of LEASE_SECONDS keep the transactions few.
 PER_CALL_UP_TO = 20.0
 # How far ahead a call may reserve its own token: the queue a bucket holds (20 callers at
 # 600/min); a caller further back waits and asks again. As short as a lease's reach (reserved
