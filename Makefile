@@ -37,15 +37,15 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs in parallel: one process per worker, each with its own Prefect server
-# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
-# 2-core machines: the chaos test holds one for ~4 min, two share the rest; each more worker
-# adds a Prefect server (~18 s of CPU to start), and the suite is CPU-bound (a 4-worker
-# clean-clone run kept the cores 97 % busy and took 18 min against 15.5 with 3). What a clean-clone run took: docs/testing.md
-# ("How long"); `make test TEST_WORKERS=0` runs serially.
+# (tests/conftest.py), the long tests started first (tests/scheduling.py). 4 workers on the
+# 2-core machines: many tests wait (on workers, servers, retries), and a fourth worker fills
+# those waits (a clean-clone run: 10 min 34 s at 90 % busy, against 11 min 28 s at 77 % with
+# three). What a clean-clone run took: docs/testing.md ("How long"); `make test TEST_WORKERS=0`
+# runs serially.
 # Without PYTHONDONTWRITEBYTECODE: the suite's hundreds of processes (workers, CLI runs, servers)
 # share our modules' bytecode and pytest keeps its rewritten test modules (collecting took 11.1 s
 # of CPU per xdist worker without, 5.4 s with); both go to __pycache__/, which git ignores.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: lint docs browser
 	env -u PYTHONDONTWRITEBYTECODE HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
