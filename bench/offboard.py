@@ -126,15 +126,27 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ordinary_members(admin: httpx.Client) -> list[str]:
-    """The demo org's joined members and viewers, but its planted cases."""
-    return [
-        m["email"]
-        for m in admin.get("/members", params={"status": "joined"}).json()["members"]
-        if m["org_role"] in ("member", "viewer")
-        and m["email"].endswith("@acme.com")
-        and m["email"] not in PLANTED
-    ]
+def admin_client(sandbox: str) -> httpx.Client:
+    """The sandbox's org admin API, with its published development token."""
+    return httpx.Client(
+        base_url=f"{sandbox}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
+    )
+
+
+def ordinary_members(sandbox: str, need: int) -> list[str]:
+    """The demo org's joined members and viewers, but its planted cases; exits when there are
+    fewer than ``need``."""
+    with admin_client(sandbox) as admin:
+        people = [
+            m["email"]
+            for m in admin.get("/members", params={"status": "joined"}).json()["members"]
+            if m["org_role"] in ("member", "viewer")
+            and m["email"].endswith("@acme.com")
+            and m["email"] not in PLANTED
+        ]
+    if len(people) < need:
+        raise SystemExit(f"the demo org has {len(people)} ordinary members; asked for {need}")
+    return people
 
 
 def run(url: str, rt: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -145,13 +157,8 @@ def run(url: str, rt: Any, args: argparse.Namespace) -> dict[str, Any]:
     from ledger.approvals import list_approvals
 
     svc = rt  # the runtime is also the gate's services (approvals.services.Services)
-    admin = httpx.Client(
-        base_url=f"{url}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
-    )
-    people = ordinary_members(admin)
     need = args.normal + args.emergency
-    if len(people) < need:
-        raise SystemExit(f"the demo org has {len(people)} ordinary members; asked for {need}")
+    people = ordinary_members(url, need)
     stop = threading.Event()
 
     def approver() -> None:  # HR approves every pending termination (the CLI path)
@@ -232,13 +239,7 @@ def by_idp_kind(url: str, tmp: Path, n: int) -> dict[str, Any]:
     from cli.stack import local_runtime
     from tasks.runtime import use_runtime
 
-    admin = httpx.Client(
-        base_url=f"{url}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
-    )
-    people = ordinary_members(admin)
-    if len(people) < 3 * n:
-        raise SystemExit(f"the demo org has {len(people)} ordinary members; asked for {3 * n}")
-
+    people = ordinary_members(url, 3 * n)
     out: dict[str, Any] = {}
     print("emergency per IdP kind (HR webhook → sessions ended → member removed):")
     for i, kind in enumerate(("scim", "okta", "entra")):
@@ -446,10 +447,8 @@ def deployed_emergencies(
 ) -> tuple[list[float], list[float]]:
     """Seconds from each signed POST to the member gone, and to the verified lockout."""
     sandbox, intake, api = state["sandbox_url"], state["intake_url"], state["prefect_api_url"]
-    admin = httpx.Client(
-        base_url=f"{sandbox}/admin/v1", headers={"Authorization": "Bearer sandbox-admin-token"}
-    )
-    people = ordinary_members(admin)[-n:]
+    admin = admin_client(sandbox)
+    people = ordinary_members(sandbox, n)[-n:]
     removed, verified = [], []
     for email in people:
         body = emergency_event(email)
