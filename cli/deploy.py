@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,10 +184,9 @@ class Worker:
     """A ``prefect worker start`` subprocess, in its own process group (so a Ctrl-C meant for
     ``handover up`` reaches it only through ``stop``).
 
-    Known gap: on SIGINT Prefect's worker waits for the flow-run processes it started, and
-    those run in sessions of their own, outside the group ``stop`` signals. A run waiting at a
-    gate keeps the worker until ``stop`` kills it, and its process is left running: seen after
-    a test, still waiting 9 minutes later, and deaf to SIGTERM."""
+    Its flow runs are not in that group: the process worker starts each run
+    (``python -m prefect.engine``) in a session of its own, and on SIGINT waits for them, which
+    for a run paused at a gate is forever. :meth:`stop` therefore ends the runs itself."""
 
     proc: subprocess.Popen[bytes]
     pool: str
@@ -196,15 +196,41 @@ class Worker:
         return self.proc.poll() is None
 
     def stop(self, grace: float = 10) -> None:
-        """SIGINT (a background worker ignores its first SIGTERM: PREFECT_NOTES.md), then
-        SIGTERM, then SIGKILL, to the worker's process group."""
+        """Stop the worker and end its flow runs, leaving no process behind.
+
+        SIGTERM to each of its flow-run processes, on which Prefect ends the run **Crashed**
+        ("Execution was aborted by a termination signal"), a run paused at a gate included: the
+        recovery sweep (``cli.recover.resume_crashed``, which ``handover up`` runs at start)
+        starts it again, and the re-run finds its case and its approval in the ledger. Then
+        SIGINT to the worker's group; after ``grace`` seconds in all, SIGTERM then SIGKILL (a
+        background worker ignores its first SIGTERM: PREFECT_NOTES.md) to the worker's group
+        and SIGKILL to any run left."""
         if self.proc.poll() is not None:
             return
-        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
+        deadline = time.monotonic() + grace
+        # The runs first, while their worker is there: signalled after it had gone, a paused
+        # run was seen to end without telling the server, and it stayed Paused for good.
+        runs = _descendants(self.proc.pid)
+        _signal(runs, signal.SIGTERM)
+        while _signal(runs, None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # A run the worker took meanwhile (it polls every second) goes the same way.
+        late = [p for p in _descendants(self.proc.pid) if p not in runs]
+        runs += late
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGINT)
+        _signal(late, signal.SIGTERM)
+        for sig, wait in (
+            (None, max(2.0, deadline - time.monotonic())),
+            (signal.SIGTERM, 5.0),
+            (signal.SIGKILL, 5.0),
+        ):
+            if sig is not None:
+                _signal(runs, signal.SIGKILL)
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
             try:
                 self.proc.wait(wait)
                 break
@@ -213,6 +239,59 @@ class Worker:
         # Anything left in the worker's group (a stuck child) goes too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        _signal(runs, signal.SIGKILL)
+
+
+# A process as seen once: its pid and its start time (clock ticks since boot), so that a pid
+# the kernel gave to another process since is never signalled.
+_Seen = tuple[int, str]
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command (field 2) may hold spaces and parentheses: count from the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else fields[19]  # a zombie has ended already
+
+
+def _descendants(pid: int) -> list[_Seen]:
+    """The processes under ``pid``, from Linux's ``/proc/<pid>/task/<tid>/children`` (none
+    where there is no such file: elsewhere a worker's runs outlive ``stop``)."""
+    out: list[_Seen] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                kids = Path(f"/proc/{parent}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            for kid in map(int, kids):
+                started = _start_time(kid)
+                if started is not None:
+                    out.append((kid, started))
+                    todo.append(kid)
+    return out
+
+
+def _signal(procs: list[_Seen], sig: signal.Signals | None) -> int:
+    """Send ``sig`` (None: no signal) to each process of ``procs`` that is still the one seen;
+    how many there still were."""
+    left = 0
+    for pid, started in procs:
+        if _start_time(pid) == started:
+            left += 1
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+    return left
 
 
 def start_worker(

@@ -36,6 +36,27 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def forget_crashed_runs() -> None:
+    """Cancel every Crashed run of the session's server: a run the test left at its gate is
+    Crashed when its worker stops (``Worker.stop``), and a later test's recovery sweep
+    (``resume_crashed``) would otherwise start it again, on that test's worker and sandbox."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled
+
+    crashed = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED]))
+    )
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=crashed):
+            client.set_flow_run_state(run.id, Cancelled(message="its test is over"), force=True)
+
+
 @dataclass
 class DeployStack:
     """The demo sandbox, the worker's settings for it (``env``), the test's tmp directory (the
@@ -55,7 +76,12 @@ class DeployStack:
         """A real process worker of the pool with ``env``, logging to ``log`` (in ``home``),
         stopped when the test ends; returned once the server sees it online."""
         w = start_worker(POOL, env=self.env, log=self.home / log)
-        self.request.addfinalizer(w.stop)
+
+        def finish() -> None:
+            w.stop()
+            forget_crashed_runs()
+
+        self.request.addfinalizer(finish)
         wait_for_worker(POOL)
         return w
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.deploy import POOL, PREFECT_YAML, deploy_all
+from cli.deploy import POOL, PREFECT_YAML, _descendants, _start_time, deploy_all
 from tests.cli.deploy_stack import DeployStack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -91,7 +91,7 @@ def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
         )
 
     # A real process worker, with the sandbox's settings and a tmp ledger.
-    stack.worker()
+    worker = stack.worker()
 
     # The intake in this process reads the same ledger; runs go through the deployment.
     svc = stack.runtime()
@@ -150,6 +150,18 @@ def test_deploy_and_one_run_per_hr_event(stack: DeployStack) -> None:
         assert appr.flow_run_id == run_id
         # Still exactly one run of the deployment.
         assert len(of_this_event()) == 1
+
+        # Stopping the worker (Ctrl-C on `handover up`) ends the paused run's process too: the
+        # run is Crashed, for the recovery sweep to start again (tests/cli/test_crash_recovery).
+        (run_process,) = _descendants(worker.proc.pid)
+        worker.stop()
+        assert not worker.alive()
+        assert _start_time(run_process[0]) != run_process[1], "the run's process is left"
+        state = client.read_flow_run(runs[0].id).state
+        assert state is not None and state.is_crashed(), state
+        assert state.message == "Execution was aborted by a termination signal."
+        # Not Crashed any more: no recovery sweep of a later test of this session's server
+        # starts it again.
         client.set_flow_run_state(runs[0].id, Cancelled(message="test over"), force=True)
     # The worker's process recorded the request and checkpointed it outside the ledger, beside
     # it in HANDOVER_HOME; the log verifies against it here, with the same key.
