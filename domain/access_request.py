@@ -32,6 +32,7 @@ from datetime import date
 
 from pydantic import TypeAdapter, ValidationError
 
+from domain.escaping import quoted
 from domain.models import AccessRequest, Email, Module, PlainEmail, Role, visible
 
 KEYS = ("email", "projects", "org_role", "modules", "until", "justification", "sow", "org")
@@ -138,12 +139,12 @@ def _email(value: str) -> tuple[str | None, str | None]:
     try:
         _EMAIL.validate_python(value)
     except ValidationError:
-        return None, f"'{value}' is not a valid email address"
+        return None, f"{quoted(value)} is not a valid email address"
     try:
         return _PLAIN_EMAIL.validate_python(value), None
     except ValidationError:
         return None, (
-            f"'{value}' is not a valid email address: before the @ only letters, digits and "
+            f"{quoted(value)} is not a valid email address: before the @ only letters, digits and "
             ". _ + - ' are taken; after it, dot-separated labels of letters, digits and hyphens"
         )
 

@@ -14,6 +14,9 @@ Each output format has control characters of its own, and each is neutralised he
   through it.
 - **HTML** (``html_text``): ``&``, ``<``, ``>``, ``"`` and ``'`` as entities (``html.escape``);
   the review report is the one HTML Handover writes.
+- **Error messages** (``quoted``): a value our validators name in a refusal is quoted as a
+  Python literal (control characters escaped) and cut to :data:`QUOTED_LIMIT` characters, with
+  its length said: a hostile field may be megabytes, and a refusal echoes none of that.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import html
 from collections.abc import Iterable
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+QUOTED_LIMIT = 80
 
 
 def mrkdwn(text: str) -> str:
@@ -45,3 +49,11 @@ def csv_row(values: Iterable[object]) -> list[object]:
 def html_text(text: str) -> str:
     """``text`` as HTML text or a quoted attribute value: ``& < > " '`` as entities."""
     return html.escape(text, quote=True)
+
+
+def quoted(value: str, limit: int = QUOTED_LIMIT) -> str:
+    """``value`` as an error message names it: its ``repr``, of its first ``limit`` characters
+    only when it is longer (then followed by ``…`` and its length)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from domain.escaping import quoted
+
 
 def _email(value: str) -> str:
     """Emails are identifiers: trimmed, lower-case, exactly one @, a dotted domain."""
@@ -27,7 +29,7 @@ def _email(value: str) -> str:
         or any(c.isspace() for c in v)
         or len(v) > 320
     ):
-        raise ValueError(f"{value!r} is not a valid email address")
+        raise ValueError(f"{quoted(value)} is not a valid email address")
     return v
 
 
