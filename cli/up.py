@@ -29,9 +29,9 @@
    (``cli.stack.join_running_stack``).
 
 Stopping (Ctrl-C or SIGTERM) goes in reverse: the state file, intake, watchdog, warm worker,
-worker (with its flow-run processes), sandbox, server. A run paused at an approval is then left
-PAUSED on the server; it cannot be resumed once its process is gone, so decide pending
-approvals (or let them time out) first.
+worker (with its flow-run processes: ``Worker.stop``), sandbox, server. A run paused at an
+approval then ends Crashed, and the next ``handover up`` starts it again (below): the new run
+finds its case and its approval in the ledger.
 
 Crash recovery (``cli.recover``): the worker's runs send heartbeats, a server automation marks
 a run whose process died Crashed, and every 30 s this process starts each crashed run again
