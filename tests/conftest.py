@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import secrets
@@ -82,6 +83,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _PREFECT_HOME = pytest.StashKey[str]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what the collection made (Prefect, pydantic's and FastAPI's schemas, the test
+    modules: 0.35 M objects, alive for the whole session; a full pass over them takes 0.2 s),
+    so that the collector's full passes, which stop every thread of the process, no longer walk
+    them. Measured in a worker running tests/approvals and tests/intake without this: 24 full
+    passes, 9.8 s of its 169 s of CPU."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
