@@ -37,16 +37,15 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The suite runs in parallel: one process per worker, each with its own Prefect server
-# (tests/conftest.py), the long tests started first (tests/scheduling.py). 3 workers on the
-# 2-core machines. Four were faster (a clean-clone run: 10 min 34 s at 90 % busy, against
-# 11 min 28 s at 77 % with three), but one of five four-worker runs failed a test that holds the
-# intake to Slack's 3 s answer (test_front_door.py: 5.2 s), which no three-worker run has: kept
-# at three until that is understood. What a clean-clone run took: docs/testing.md ("How long");
+# (tests/conftest.py), the long tests started first (tests/scheduling.py). 4 workers on the
+# 2-core machines: many tests mostly wait (on a worker, a server, a retry), and a fourth worker
+# runs others meanwhile (a clean-clone run: 11 min 14 s at 93 % busy, against 12 to 13 min at
+# about 80 % with three). What clean-clone runs took: docs/testing.md ("How long");
 # `make test TEST_WORKERS=0` runs serially.
 # Without PYTHONDONTWRITEBYTECODE: the suite's hundreds of processes (workers, CLI runs, servers)
 # share our modules' bytecode and pytest keeps its rewritten test modules (collecting took 11.1 s
 # of CPU per xdist worker without, 5.4 s with); both go to __pycache__/, which git ignores.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: lint docs browser
 	env -u PYTHONDONTWRITEBYTECODE HANDOVER_SANDBOX=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
