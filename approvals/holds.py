@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pydantic import BaseModel
@@ -137,15 +137,11 @@ def lift_hold(
     return lifted
 
 
-def wake_held_runs(*, page: int = 200) -> int:
-    """Resume every flow run paused on a hold (pause key :data:`HOLD_KEY`), once the hold is
-    lifted, so that it goes on now rather than at its next poll (:data:`POLL_S`); how many were
-    woken. A woken run reads the ledger again (:func:`wait_while_held`): were runs still held,
-    it would pause again. One that cannot be woken (no longer paused, gone) is left alone.
+def held_runs(*, page: int = 200) -> list[str]:
+    """The ids of the flow runs paused on a hold (pause key :data:`HOLD_KEY`).
 
     Raises:
-        httpx.HTTPError: the Prefect server could not be reached (the runs still go on at
-            their next poll).
+        httpx.HTTPError: the Prefect server could not be reached.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -154,8 +150,6 @@ def wake_held_runs(*, page: int = 200) -> int:
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
-
-    from approvals.handler import resume_run
 
     paused = FlowRunFilter(
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
@@ -171,5 +165,29 @@ def wake_held_runs(*, page: int = 200) -> int:
                 and (r.state.state_details.pause_key or "").startswith(HOLD_KEY)
             ]
             offset += len(runs)
+    return ids
+
+
+def wake_held_runs(known: Collection[str] = (), *, page: int = 200) -> int:
+    """Resume every flow run paused on a hold, once the hold is lifted, so that it goes on now
+    rather than at its next poll (:data:`POLL_S`); how many were woken. A woken run reads the
+    ledger again (:func:`wait_while_held`): were runs still held, it would pause again. One
+    that cannot be woken (no longer paused, gone) is left alone.
+
+    ``known``: the held runs read (:func:`held_runs`) before the hold was lifted. One of them
+    that is no longer paused went on by itself in between, its own look at the ledger (the
+    recheck of ``approvals.pause.pause_run``) having found the hold lifted: it counts as woken.
+
+    Raises:
+        httpx.HTTPError: the Prefect server could not be reached (the runs still go on at
+            their next poll).
+    """
+    from approvals.handler import resume_run
+
     # Read first, then woken: a woken run leaves the Paused ones, which would shift the pages.
-    return sum(resume_run(run_id, "task").result == "resumed" for run_id in ids)
+    ids = list(dict.fromkeys([*known, *held_runs(page=page)]))
+    woken = 0
+    for run_id in ids:
+        result = resume_run(run_id, "task").result
+        woken += result == "resumed" or (result == "not paused" and run_id in known)
+    return woken

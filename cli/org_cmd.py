@@ -61,6 +61,9 @@ def resume(
 
     svc = _services()
     org = Runtime.from_settings(svc.settings).org  # the org connector, with the key set now
+    # Read before the hold is lifted: a held run that looks at the ledger in between goes on
+    # by itself, and is still one this command let go on.
+    known = _held_runs()
     try:
         lifted = lift_hold(
             svc, by=email, verified=verified, probe=lambda: org.get_member(PROBE_EMAIL)
@@ -71,13 +74,29 @@ def resume(
         typer.echo("the org accepts the key; new runs were not held")
     else:
         typer.echo(f"the org accepts the key; new runs go on (held since {lifted.since})")
-        _wake_held_runs()
+        _wake_held_runs(known)
 
 
-def _wake_held_runs() -> None:
-    """Wake the held runs on the Prefect server this command joined (cli.main); without one
+def _held_runs() -> list[str] | None:
+    """The runs held on the Prefect server this command joined (cli.main); None without one
     (no PREFECT_API_URL: Prefect would start a throw-away server, where no run waits) or when
-    it does not answer, they go on by themselves at their next poll."""
+    it does not answer."""
+    import os
+
+    from approvals.holds import held_runs
+
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    try:
+        return held_runs()
+    except Exception:  # said by _wake_held_runs, which asks again
+        return None
+
+
+def _wake_held_runs(known: list[str] | None) -> None:
+    """Wake the held runs on the Prefect server this command joined (``known``: those held
+    before the hold was lifted); without one, or when it does not answer, they go on by
+    themselves at their next poll."""
     import os
 
     from approvals.holds import POLL_S, wake_held_runs
@@ -87,7 +106,7 @@ def _wake_held_runs() -> None:
         typer.echo(later)
         return
     try:
-        woken = wake_held_runs()
+        woken = wake_held_runs(known or ())
     except Exception as e:  # the hold is lifted; waking is only sooner
         typer.echo(f"could not reach the Prefect server ({type(e).__name__}): {later}", err=True)
         return

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from approvals.holds import held, hold_on_rejection, lift_hold, wait_while_held
+from approvals.holds import (
+    held,
+    held_runs,
+    hold_on_rejection,
+    lift_hold,
+    wait_while_held,
+    wake_held_runs,
+)
 from approvals.services import Services
 from connectors.errors import AuthError, ConflictError, TransientError
 from domain.identity import SELF_DECLARED
@@ -80,3 +87,24 @@ def test_a_held_run_pauses_until_the_hold_is_lifted(svc: Services) -> None:
     hold_on_rejection(svc, rejected())
     wait_while_held(svc, pause=pause)
     assert len(pauses) == 1 and pauses[0]["key"].startswith("org-hold-")
+
+
+def test_a_held_run_that_went_on_by_itself_counts_as_woken(prefect_server: str) -> None:
+    """``handover org resume`` reads the held runs before it lifts the hold: one whose own
+    recheck found the hold lifted in between is no longer paused when the command wakes the
+    runs, yet went on because of it (seen once in CI: "0 held runs woken")."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    @flow
+    def held_elsewhere() -> None:
+        pass
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(held_elsewhere, state=Running())
+    gone_on = str(run.id)
+    others = held_runs()  # none, unless an earlier test on this server left one
+    assert gone_on not in others
+    assert wake_held_runs([gone_on]) == 1 + len(others)  # held before the lift, going on now
+    assert wake_held_runs() == 0  # not known to have been held: not counted
