@@ -100,6 +100,19 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.lock = threading.RLock()
 
+    def image(self) -> bytes:
+        """The whole database as bytes (SQLite's serialization)."""
+        with self.lock, self.engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            return bytes(raw.serialize())
+
+    def load_image(self, image: bytes) -> None:
+        """Replace the whole database by an :meth:`image` (of an in-memory world: its one
+        connection holds it)."""
+        with self.lock, self.engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            raw.deserialize(image)
+
     def create_all(self) -> None:
         """Create every table that the imported sandbox modules declared."""
         Base.metadata.create_all(self.engine)
