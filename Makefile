@@ -39,8 +39,8 @@ lint: setup
 # The suite runs in parallel: one process per worker, each with its own Prefect server
 # (tests/conftest.py), the long tests started first (tests/scheduling.py). 4 workers on the
 # 2-core machines: many tests mostly wait (on a worker, a server, a retry), and a fourth worker
-# runs others meanwhile (a clean-clone run: 11 min 14 s at 93 % busy, against 12 to 13 min at
-# about 80 % with three). What clean-clone runs took: docs/testing.md ("How long");
+# runs others meanwhile (clean-clone runs: 10 min 47 s to 13 min 29 s at 91 to 95 % busy,
+# against 12 to 13 min at about 80 % with three). What clean-clone runs took: docs/testing.md ("How long");
 # `make test TEST_WORKERS=0` runs serially.
 # Without PYTHONDONTWRITEBYTECODE: the suite's hundreds of processes (workers, CLI runs, servers)
 # share our modules' bytecode and pytest keeps its rewritten test modules (collecting took 11.1 s
